@@ -1,0 +1,35 @@
+using System.Security.Claims;
+using System.Text.Json;
+using CertPortal.Data;
+
+namespace CertPortal.Auditing;
+
+/// <summary>Adds audit events to the caller's unit of work, so an event commits or rolls back with
+/// the change it describes. Details never hold a secret.</summary>
+public static class AuditLog
+{
+    public static void Record(CertPortalDbContext db, DateTimeOffset at, string actor, string action, string target, object? details = null) =>
+        db.AuditEvents.Add(new AuditEvent
+        {
+            At = at,
+            Actor = Truncate(actor, 128),
+            Action = action,
+            Target = Truncate(target, 256),
+            Details = details is null ? null : JsonSerializer.Serialize(details, JsonSerializerOptions.Web),
+        });
+
+    public static string ActorOf(ClaimsPrincipal? user) =>
+        user?.Identity?.IsAuthenticated == true ? user.Identity.Name ?? "unknown" : "anonymous";
+
+    private static string Truncate(string s, int max) => s.Length <= max ? s : s[..max];
+}
+
+public static class AuditActions
+{
+    public const string TokenCreated = "token.created";
+    public const string TokenRevoked = "token.revoked";
+    public const string CertificateIssued = "certificate.issued";
+    public const string CertificateRevoked = "certificate.revoked";
+    public const string CertificateHoldReleased = "certificate.hold-released";
+    public const string CrlSigned = "crl.signed";
+}

@@ -1,0 +1,18 @@
+namespace CertPortal.Authority;
+
+/// <summary>The http URLs written into certificates (CRL DP, AIA caIssuers) and served by the CRL endpoints.
+/// Paths are fixed so a URL in a certificate keeps working for the certificate's whole life.</summary>
+public sealed class CaUrls(string publicBaseUrl)
+{
+    public const string IssuingCrlPath = "/crl/issuing.crl";
+    public const string RootCrlPath = "/crl/root.crl";
+    public const string IssuingCertPath = "/ca/issuing.crt";
+    public const string RootCertPath = "/ca/root.crt";
+    public const string ChainPemPath = "/ca/chain.pem";
+
+    public string BaseUrl { get; } = publicBaseUrl.TrimEnd('/');
+    public string IssuingCrl => BaseUrl + IssuingCrlPath;
+    public string RootCrl => BaseUrl + RootCrlPath;
+    public string IssuingCert => BaseUrl + IssuingCertPath;
+    public string RootCert => BaseUrl + RootCertPath;
+}

@@ -1,0 +1,77 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace CertPortal.Authority;
+
+/// <summary>A loaded CA: its certificate and the private key that signs for it. Lives for the process.</summary>
+public sealed class CertificateAuthority : IDisposable
+{
+    public const string RootName = "root";
+    public const string IssuingName = "issuing";
+
+    private readonly AsymmetricAlgorithm _key;
+
+    public CertificateAuthority(string name, X509Certificate2 certificate, AsymmetricAlgorithm key)
+    {
+        Name = name;
+        _key = key;
+        Certificate = key switch
+        {
+            RSA rsa => certificate.CopyWithPrivateKey(rsa),
+            ECDsa ec => certificate.CopyWithPrivateKey(ec),
+            _ => throw new NotSupportedException("CA keys are RSA or ECDSA."),
+        };
+        SignatureGenerator = key switch
+        {
+            // PKCS#1 v1.5: RSA-PSS signatures are still not understood by every S/MIME client.
+            RSA rsa => X509SignatureGenerator.CreateForRSA(rsa, RSASignaturePadding.Pkcs1),
+            ECDsa ec => X509SignatureGenerator.CreateForECDsa(ec),
+            _ => throw new NotSupportedException(),
+        };
+        SubjectKeyIdentifier = certificate.Extensions.OfType<X509SubjectKeyIdentifierExtension>().Single().SubjectKeyIdentifierBytes.ToArray();
+    }
+
+    public string Name { get; }
+
+    /// <summary>The CA certificate, with its private key attached (needed by CertificateRevocationListBuilder).</summary>
+    public X509Certificate2 Certificate { get; }
+
+    public X509SignatureGenerator SignatureGenerator { get; }
+
+    public byte[] SubjectKeyIdentifier { get; }
+
+    /// <summary>SHA-256 for every key size: SHA-384/512 buy nothing here and older clients know SHA-256 best.</summary>
+    public HashAlgorithmName HashAlgorithm => HashAlgorithmName.SHA256;
+
+    public RSASignaturePadding? RsaPadding => _key is RSA ? RSASignaturePadding.Pkcs1 : null;
+
+    public void Dispose()
+    {
+        Certificate.Dispose();
+        _key.Dispose();
+    }
+}
+
+/// <summary>The root and issuing CA of this installation.</summary>
+public sealed class CaHierarchy(CertificateAuthority root, CertificateAuthority issuing, CaUrls urls) : IDisposable
+{
+    public CertificateAuthority Root { get; } = root;
+    public CertificateAuthority Issuing { get; } = issuing;
+    public CaUrls Urls { get; } = urls;
+
+    public CertificateAuthority this[string name] => name switch
+    {
+        CertificateAuthority.RootName => Root,
+        CertificateAuthority.IssuingName => Issuing,
+        _ => throw new ArgumentOutOfRangeException(nameof(name)),
+    };
+
+    /// <summary>Issuing CA first, then the root: the order S/MIME clients expect in a chain file.</summary>
+    public string ChainPem => Issuing.Certificate.ExportCertificatePem() + "\n" + Root.Certificate.ExportCertificatePem() + "\n";
+
+    public void Dispose()
+    {
+        Root.Dispose();
+        Issuing.Dispose();
+    }
+}

@@ -1,0 +1,35 @@
+namespace CertPortal.Authority;
+
+/// <summary>The one place that names object identifiers; features refer to these, never to literals.</summary>
+public static class Oids
+{
+    // Algorithms (RFC 3279, RFC 5480)
+    public const string RsaEncryption = "1.2.840.113549.1.1.1";
+    public const string EcPublicKey = "1.2.840.10045.2.1";
+    public const string CurveP256 = "1.2.840.10045.3.1.7";
+    public const string CurveP384 = "1.3.132.0.34";
+
+    // Extensions (RFC 5280 §4.2)
+    public const string SubjectKeyIdentifier = "2.5.29.14";
+    public const string KeyUsage = "2.5.29.15";
+    public const string SubjectAltName = "2.5.29.17";
+    public const string BasicConstraints = "2.5.29.19";
+    public const string CrlDistributionPoints = "2.5.29.31";
+    public const string CertificatePolicies = "2.5.29.32";
+    public const string AuthorityKeyIdentifier = "2.5.29.35";
+    public const string ExtendedKeyUsage = "2.5.29.37";
+    public const string AuthorityInfoAccess = "1.3.6.1.5.5.7.1.1";
+
+    public const string EmailProtection = "1.3.6.1.5.5.7.3.4";
+    public const string AccessMethodCaIssuers = "1.3.6.1.5.5.7.48.2";
+
+    /// <summary>CA/Browser Forum S/MIME BR, mailbox-validated, strict (2.23.140.1.5.1.3).</summary>
+    public const string PolicyMailboxValidatedStrict = "2.23.140.1.5.1.3";
+    public const string PolicyMailboxValidatedMultipurpose = "2.23.140.1.5.1.2";
+
+    // Attribute types (X.520, PKCS#9)
+    public const string CommonName = "2.5.4.3";
+    public const string SerialNumberAttribute = "2.5.4.5";
+    public const string EmailAddress = "1.2.840.113549.1.9.1";
+    public const string OrganizationName = "2.5.4.10";
+}

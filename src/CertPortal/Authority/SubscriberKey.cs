@@ -1,0 +1,66 @@
+using System.Numerics;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace CertPortal.Authority;
+
+public enum SubscriberKeyType { Rsa, Ec }
+
+/// <summary>A subscriber public key that passed the key policy: RSA 2048-4096 (S/MIME BR: >= 2048,
+/// modulus a multiple of 8) or ECDSA P-256/P-384.</summary>
+public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, PublicKey PublicKey)
+{
+    public const int MinRsaBits = 2048;
+    public const int MaxRsaBits = 4096;
+
+    public static bool TryAccept(PublicKey key, out SubscriberKey accepted, out string error)
+    {
+        accepted = null!;
+        error = "";
+        switch (key.Oid.Value)
+        {
+            case Oids.RsaEncryption:
+            {
+                using var rsa = key.GetRSAPublicKey();
+                if (rsa is null) { error = "The RSA public key could not be read."; return false; }
+                var p = rsa.ExportParameters(false);
+                var bits = rsa.KeySize;
+                if (bits < MinRsaBits) { error = $"RSA keys must be at least {MinRsaBits} bits; this one has {bits}."; return false; }
+                if (bits > MaxRsaBits) { error = $"RSA keys larger than {MaxRsaBits} bits are not supported; this one has {bits}."; return false; }
+                if (bits % 8 != 0) { error = $"RSA modulus size must be a multiple of 8 bits; this one has {bits}."; return false; }
+                var e = new BigInteger(p.Exponent, isUnsigned: true, isBigEndian: true);
+                // S/MIME BR 6.1.6: odd exponent, at least 3 (we also require >= 65537 as NIST does).
+                if (e.IsEven || e < 65537) { error = "The RSA public exponent must be odd and at least 65537."; return false; }
+                accepted = new SubscriberKey(SubscriberKeyType.Rsa, $"RSA-{bits}", key);
+                return true;
+            }
+            case Oids.EcPublicKey:
+            {
+                var curve = CurveOid(key);
+                var name = curve switch { Oids.CurveP256 => "EC-P256", Oids.CurveP384 => "EC-P384", _ => null };
+                if (name is null) { error = $"Only the elliptic curves P-256 and P-384 are supported (got {curve ?? "unknown"})."; return false; }
+                using var ec = key.GetECDsaPublicKey();
+                if (ec is null) { error = "The EC public key could not be read."; return false; }
+                accepted = new SubscriberKey(SubscriberKeyType.Ec, name, key);
+                return true;
+            }
+            default:
+                error = $"Unsupported key algorithm {key.Oid.FriendlyName ?? key.Oid.Value}: use RSA (2048-4096 bits) or ECDSA P-256/P-384.";
+                return false;
+        }
+    }
+
+    private static string? CurveOid(PublicKey key)
+    {
+        try
+        {
+            // The EC parameters are a namedCurve OID (RFC 5480 §2.1.1); explicit curves are refused.
+            var reader = new System.Formats.Asn1.AsnReader(key.EncodedParameters?.RawData ?? [], System.Formats.Asn1.AsnEncodingRules.DER);
+            return reader.ReadObjectIdentifier();
+        }
+        catch (System.Formats.Asn1.AsnContentException)
+        {
+            return null;
+        }
+    }
+}

@@ -1,0 +1,191 @@
+using System.Net.Mail;
+using Microsoft.Extensions.Options;
+
+namespace CertPortal;
+
+/// <summary>Everything configurable, bound from the <c>CertPortal</c> section (env: <c>CertPortal__X</c>).</summary>
+public sealed class CertPortalOptions
+{
+    public const string Section = "CertPortal";
+
+    /// <summary>Holds the SQLite database, the encrypted CA keys and generated secrets.</summary>
+    public string DataDirectory { get; set; } = "./data";
+
+    /// <summary>Base of the CRL distribution point and AIA URLs written into certificates.
+    /// Empty: the first address the service listens on.</summary>
+    public string? PublicBaseUrl { get; set; }
+
+    /// <summary>Bearer key of the admin API. Empty: generated on first start into
+    /// <c>DataDirectory/admin-api-key</c> (mode 0600).</summary>
+    public string? AdminApiKey { get; set; }
+
+    /// <summary>Mail domains the CA may issue for; empty means any.</summary>
+    public List<string> AllowedDomains { get; set; } = [];
+
+    public DatabaseOptions Database { get; set; } = new();
+    public CaOptions Ca { get; set; } = new();
+    public IssuanceOptions Issuance { get; set; } = new();
+    public CrlOptions Crl { get; set; } = new();
+
+    public string ResolvedDataDirectory => Path.GetFullPath(DataDirectory);
+}
+
+public enum DatabaseProvider { Sqlite, Postgres }
+
+public sealed class DatabaseOptions
+{
+    public DatabaseProvider Provider { get; set; } = DatabaseProvider.Sqlite;
+
+    /// <summary>Empty with SQLite: <c>DataDirectory/certportal.db</c>. Required for Postgres.</summary>
+    public string? ConnectionString { get; set; }
+}
+
+public sealed class CaOptions
+{
+    /// <summary>Protects the CA private keys at rest (PKCS#8 PBES2, AES-256). Empty: a random
+    /// passphrase is generated into <c>DataDirectory/ca-key-passphrase</c> (mode 0600); set it
+    /// from a secret store in production so the key files alone are useless.</summary>
+    public string? KeyPassphrase { get; set; }
+
+    /// <summary>RSA-2048, RSA-3072, RSA-4096, EC-P256 or EC-P384.</summary>
+    public string RootKeyAlgorithm { get; set; } = "RSA-4096";
+    public string IssuingKeyAlgorithm { get; set; } = "RSA-3072";
+    public int RootValidityYears { get; set; } = 20;
+    public int IssuingValidityYears { get; set; } = 10;
+    public string OrganizationName { get; set; } = "CertPortal";
+    public string RootCommonName { get; set; } = "CertPortal Root CA";
+    public string IssuingCommonName { get; set; } = "CertPortal Issuing CA";
+}
+
+public enum SubjectCommonName { Mailbox, DisplayName }
+
+public sealed class IssuanceOptions
+{
+    /// <summary>S/MIME BR allow at most 825 days.</summary>
+    public int ValidityDays { get; set; } = 365;
+
+    /// <summary>Mailbox (default) keeps the S/MIME BR mailbox-validated subject (CN = mailbox).
+    /// DisplayName puts the person's name in CN as corporate CAs often do: outside that profile,
+    /// because the token (not a vetting process) is all that vouches for the name.</summary>
+    public SubjectCommonName SubjectCommonName { get; set; } = SubjectCommonName.Mailbox;
+
+    /// <summary>Certificate policy OIDs; the default is S/MIME BR mailbox-validated strict.</summary>
+    public List<string> PolicyOids { get; set; } = [];
+
+    public int MaxTokenValidHours { get; set; } = 24 * 30;
+    public int DefaultTokenValidHours { get; set; } = 72;
+
+    public IReadOnlyList<string> EffectivePolicyOids =>
+        PolicyOids.Count > 0 ? PolicyOids : [Authority.Oids.PolicyMailboxValidatedStrict];
+}
+
+public sealed class CrlOptions
+{
+    /// <summary>nextUpdate - thisUpdate. S/MIME BR: at most 10 days.</summary>
+    public TimeSpan Lifetime { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>A new CRL is signed when the current one is older than this, even without revocations.</summary>
+    public TimeSpan RefreshAfter { get; set; } = TimeSpan.FromDays(1);
+
+    /// <summary>The root CRL (only ever lists a revoked issuing CA) lives longer.</summary>
+    public TimeSpan RootLifetime { get; set; } = TimeSpan.FromDays(180);
+
+    public TimeSpan CheckInterval { get; set; } = TimeSpan.FromMinutes(5);
+}
+
+/// <summary>Start-up validation: a bad setting stops the service with a message naming it.</summary>
+public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOptions>
+{
+    private static readonly string[] KeyAlgorithms = ["RSA-2048", "RSA-3072", "RSA-4096", "EC-P256", "EC-P384"];
+
+    public ValidateOptionsResult Validate(string? name, CertPortalOptions o)
+    {
+        var errors = new List<string>();
+        const string p = CertPortalOptions.Section;
+
+        if (string.IsNullOrWhiteSpace(o.DataDirectory))
+            errors.Add($"{p}:DataDirectory must not be empty.");
+        if (!string.IsNullOrEmpty(o.PublicBaseUrl) &&
+            (!Uri.TryCreate(o.PublicBaseUrl, UriKind.Absolute, out var u) || u.Scheme != Uri.UriSchemeHttp || !string.IsNullOrEmpty(u.Query)))
+            errors.Add($"{p}:PublicBaseUrl must be an absolute http:// URL without a query (S/MIME BR: CRL and AIA URLs use http), got '{o.PublicBaseUrl}'.");
+        if (o.AdminApiKey is { } key && key.Length is > 0 and < 24)
+            errors.Add($"{p}:AdminApiKey must be at least 24 characters.");
+        foreach (var d in o.AllowedDomains)
+            if (string.IsNullOrWhiteSpace(d) || d.Contains('@') || d.Contains(' '))
+                errors.Add($"{p}:AllowedDomains contains an invalid domain '{d}'.");
+
+        if (o.Database.Provider == DatabaseProvider.Postgres && string.IsNullOrWhiteSpace(o.Database.ConnectionString))
+            errors.Add($"{p}:Database:ConnectionString is required when {p}:Database:Provider is Postgres.");
+
+        if (!KeyAlgorithms.Contains(o.Ca.RootKeyAlgorithm))
+            errors.Add($"{p}:Ca:RootKeyAlgorithm must be one of {string.Join(", ", KeyAlgorithms)}, got '{o.Ca.RootKeyAlgorithm}'.");
+        if (!KeyAlgorithms.Contains(o.Ca.IssuingKeyAlgorithm))
+            errors.Add($"{p}:Ca:IssuingKeyAlgorithm must be one of {string.Join(", ", KeyAlgorithms)}, got '{o.Ca.IssuingKeyAlgorithm}'.");
+        if (o.Ca.RootValidityYears is < 1 or > 30)
+            errors.Add($"{p}:Ca:RootValidityYears must be between 1 and 30.");
+        if (o.Ca.IssuingValidityYears < 1 || o.Ca.IssuingValidityYears > o.Ca.RootValidityYears)
+            errors.Add($"{p}:Ca:IssuingValidityYears must be at least 1 and not longer than the root's validity.");
+        if (o.Ca.KeyPassphrase is { Length: > 0 and < 12 })
+            errors.Add($"{p}:Ca:KeyPassphrase must be at least 12 characters.");
+        if (string.IsNullOrWhiteSpace(o.Ca.OrganizationName))
+            errors.Add($"{p}:Ca:OrganizationName must not be empty.");
+
+        if (o.Issuance.ValidityDays is < 1 or > 825)
+            errors.Add($"{p}:Issuance:ValidityDays must be between 1 and 825 (S/MIME Baseline Requirements).");
+        if (o.Issuance.MaxTokenValidHours is < 1 or > 24 * 90)
+            errors.Add($"{p}:Issuance:MaxTokenValidHours must be between 1 and 2160.");
+        if (o.Issuance.DefaultTokenValidHours < 1 || o.Issuance.DefaultTokenValidHours > o.Issuance.MaxTokenValidHours)
+            errors.Add($"{p}:Issuance:DefaultTokenValidHours must be between 1 and MaxTokenValidHours.");
+        foreach (var oid in o.Issuance.PolicyOids)
+            if (!System.Text.RegularExpressions.Regex.IsMatch(oid, @"^[0-2](\.(0|[1-9][0-9]*))+$"))
+                errors.Add($"{p}:Issuance:PolicyOids contains an invalid OID '{oid}'.");
+
+        if (o.Crl.Lifetime <= TimeSpan.Zero || o.Crl.Lifetime > TimeSpan.FromDays(10))
+            errors.Add($"{p}:Crl:Lifetime must be positive and at most 10 days (S/MIME BR).");
+        if (o.Crl.RefreshAfter <= TimeSpan.Zero || o.Crl.RefreshAfter >= o.Crl.Lifetime)
+            errors.Add($"{p}:Crl:RefreshAfter must be positive and shorter than {p}:Crl:Lifetime.");
+        if (o.Crl.RootLifetime <= TimeSpan.Zero || o.Crl.RootLifetime > TimeSpan.FromDays(365))
+            errors.Add($"{p}:Crl:RootLifetime must be positive and at most 365 days.");
+        if (o.Crl.CheckInterval <= TimeSpan.Zero)
+            errors.Add($"{p}:Crl:CheckInterval must be positive.");
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}
+
+/// <summary>Mailbox rules shared by tokens, CSR checks and look-ups.</summary>
+public static class Mailbox
+{
+    public const int MaxLength = 254;
+
+    /// <summary>Normalises a mailbox (domain lower-cased, local part kept: RFC 5321 local parts
+    /// are case-sensitive in theory, but we compare case-insensitively everywhere).</summary>
+    public static bool TryNormalize(string? input, out string mailbox, out string error)
+    {
+        mailbox = "";
+        error = "";
+        if (string.IsNullOrWhiteSpace(input)) { error = "email is required."; return false; }
+        var s = input.Trim();
+        if (s.Length > MaxLength) { error = $"email must be at most {MaxLength} characters."; return false; }
+        if (s.Any(c => char.IsControl(c) || char.IsWhiteSpace(c)) || s.Count(c => c == '@') != 1)
+        { error = $"'{Sanitize(s)}' is not a mailbox address (local@domain)."; return false; }
+        if (!MailAddress.TryCreate(s, out var parsed) || parsed.Address != s || parsed.DisplayName.Length > 0)
+        { error = $"'{Sanitize(s)}' is not a mailbox address (local@domain)."; return false; }
+        var at = s.LastIndexOf('@');
+        var domain = s[(at + 1)..].ToLowerInvariant();
+        // rfc822Name in a certificate is IA5String: international mailboxes need SmtpUTF8Mailbox (RFC 8398), not supported.
+        if (s.Any(c => c > 0x7E) || !domain.Contains('.') || domain.StartsWith('.') || domain.EndsWith('.') || domain.Contains(".."))
+        { error = $"'{Sanitize(s)}' is not a supported mailbox address (ASCII local@domain.tld)."; return false; }
+        mailbox = s[..at] + "@" + domain;
+        return true;
+    }
+
+    public static string Domain(string mailbox) => mailbox[(mailbox.LastIndexOf('@') + 1)..];
+
+    public static bool DomainAllowed(string mailbox, IReadOnlyCollection<string> allowed) =>
+        allowed.Count == 0 || allowed.Any(d => string.Equals(d.Trim().TrimStart('.'), Domain(mailbox), StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Keeps client input echoed in an error readable and short.</summary>
+    public static string Sanitize(string s) =>
+        new string(s.Take(80).Select(c => char.IsControl(c) ? '?' : c).ToArray()) + (s.Length > 80 ? "…" : "");
+}

@@ -1,0 +1,96 @@
+using CertPortal.Authority;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
+
+namespace CertPortal.Data;
+
+/// <summary>The one database. Provider-specific subclasses exist only so each provider has its
+/// own migrations (EF Core cannot share one migration set between SQLite and PostgreSQL).</summary>
+public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(options)
+{
+    public DbSet<EnrollmentToken> EnrollmentTokens => Set<EnrollmentToken>();
+    public DbSet<IssuedCertificate> Certificates => Set<IssuedCertificate>();
+    public DbSet<CrlRecord> Crls => Set<CrlRecord>();
+    public DbSet<AuditEvent> AuditEvents => Set<AuditEvent>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+        modelBuilder.ApplyConfigurationsFromAssembly(typeof(CertPortalDbContext).Assembly,
+            t => t.Namespace == typeof(CertPortalDbContext).Namespace);
+
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
+    {
+        configurationBuilder.Properties<CertificateProfileName>().HaveConversion<EnumToStringConverter<CertificateProfileName>>().HaveMaxLength(16);
+        configurationBuilder.Properties<RevocationReason>().HaveConversion<EnumToStringConverter<RevocationReason>>().HaveMaxLength(32);
+    }
+}
+
+public sealed class SqliteCertPortalDbContext(DbContextOptions<SqliteCertPortalDbContext> options) : CertPortalDbContext(options)
+{
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
+    {
+        base.ConfigureConventions(configurationBuilder);
+        // SQLite has no timestamp type EF can compare or sort in SQL; UTC ticks as INTEGER sort correctly.
+        configurationBuilder.Properties<DateTimeOffset>().HaveConversion<UtcTicksConverter>();
+    }
+
+    private sealed class UtcTicksConverter() : ValueConverter<DateTimeOffset, long>(
+        v => v.UtcTicks, v => new DateTimeOffset(v, TimeSpan.Zero));
+}
+
+public sealed class NpgsqlCertPortalDbContext(DbContextOptions<NpgsqlCertPortalDbContext> options) : CertPortalDbContext(options);
+
+internal sealed class EnrollmentTokenConfiguration : IEntityTypeConfiguration<EnrollmentToken>
+{
+    public void Configure(EntityTypeBuilder<EnrollmentToken> b)
+    {
+        b.HasKey(t => t.Id);
+        b.HasIndex(t => t.TokenHash).IsUnique();
+        b.Property(t => t.TokenHash).HasMaxLength(32);
+        b.Property(t => t.Email).HasMaxLength(Mailbox.MaxLength);
+        b.Property(t => t.DisplayName).HasMaxLength(128);
+        b.Property(t => t.CreatedBy).HasMaxLength(128);
+        b.Property(t => t.CertificateSerial).HasMaxLength(64);
+        b.HasIndex(t => t.Email);
+    }
+}
+
+internal sealed class IssuedCertificateConfiguration : IEntityTypeConfiguration<IssuedCertificate>
+{
+    public void Configure(EntityTypeBuilder<IssuedCertificate> b)
+    {
+        b.HasKey(c => c.SerialNumber);
+        b.Property(c => c.SerialNumber).HasMaxLength(64);
+        b.Property(c => c.Email).HasMaxLength(Mailbox.MaxLength);
+        b.Property(c => c.DisplayName).HasMaxLength(128);
+        b.Property(c => c.KeyAlgorithm).HasMaxLength(16);
+        b.Property(c => c.SubjectDn).HasMaxLength(1024);
+        b.Property(c => c.Sha256Fingerprint).HasMaxLength(64);
+        b.HasIndex(c => c.Email);
+        b.HasIndex(c => c.Sha256Fingerprint).IsUnique();
+        // One token, one certificate: the database itself refuses a second.
+        b.HasIndex(c => c.TokenId).IsUnique();
+    }
+}
+
+internal sealed class CrlRecordConfiguration : IEntityTypeConfiguration<CrlRecord>
+{
+    public void Configure(EntityTypeBuilder<CrlRecord> b)
+    {
+        // The key makes CRL numbers unique per CA, so two concurrent signers cannot both publish number N.
+        b.HasKey(c => new { c.Authority, c.Number });
+        b.Property(c => c.Authority).HasMaxLength(16);
+    }
+}
+
+internal sealed class AuditEventConfiguration : IEntityTypeConfiguration<AuditEvent>
+{
+    public void Configure(EntityTypeBuilder<AuditEvent> b)
+    {
+        b.HasKey(a => a.Id);
+        b.Property(a => a.Actor).HasMaxLength(128);
+        b.Property(a => a.Action).HasMaxLength(64);
+        b.Property(a => a.Target).HasMaxLength(256);
+        b.HasIndex(a => a.At);
+    }
+}

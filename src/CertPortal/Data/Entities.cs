@@ -1,0 +1,77 @@
+using CertPortal.Authority;
+
+namespace CertPortal.Data;
+
+/// <summary>A one-time, expiring permission to enrol one mailbox. Only the SHA-256 of the secret is kept.</summary>
+public sealed class EnrollmentToken
+{
+    public Guid Id { get; set; }
+    public byte[] TokenHash { get; set; } = [];
+    public string Email { get; set; } = "";
+    public string DisplayName { get; set; } = "";
+    public CertificateProfileName Profile { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public string CreatedBy { get; set; } = "";
+    public DateTimeOffset ExpiresAt { get; set; }
+    public DateTimeOffset? UsedAt { get; set; }
+    public DateTimeOffset? RevokedAt { get; set; }
+    public string? CertificateSerial { get; set; }
+
+    public TokenStatus StatusAt(DateTimeOffset now) =>
+        RevokedAt is not null ? TokenStatus.Revoked
+        : UsedAt is not null ? TokenStatus.Used
+        : ExpiresAt <= now ? TokenStatus.Expired
+        : TokenStatus.Pending;
+}
+
+public enum TokenStatus { Pending, Used, Expired, Revoked }
+
+/// <summary>Every certificate the issuing CA signed. Written in the same transaction as the signature.</summary>
+public sealed class IssuedCertificate
+{
+    /// <summary>Upper-case hex, no separators, as printed by openssl.</summary>
+    public string SerialNumber { get; set; } = "";
+    public string Email { get; set; } = "";
+    public string DisplayName { get; set; } = "";
+    public CertificateProfileName Profile { get; set; }
+    public string KeyAlgorithm { get; set; } = "";
+    public string SubjectDn { get; set; } = "";
+    public DateTimeOffset NotBefore { get; set; }
+    public DateTimeOffset NotAfter { get; set; }
+    public DateTimeOffset IssuedAt { get; set; }
+    public Guid? TokenId { get; set; }
+    public byte[] Der { get; set; } = [];
+    public string Sha256Fingerprint { get; set; } = "";
+    public DateTimeOffset? RevokedAt { get; set; }
+    public RevocationReason? RevocationReason { get; set; }
+
+    public CertificateStatus StatusAt(DateTimeOffset now) =>
+        RevokedAt is not null ? (RevocationReason == Authority.RevocationReason.CertificateHold ? CertificateStatus.OnHold : CertificateStatus.Revoked)
+        : NotAfter <= now ? CertificateStatus.Expired
+        : NotBefore > now ? CertificateStatus.NotYetValid
+        : CertificateStatus.Valid;
+}
+
+public enum CertificateStatus { Valid, Revoked, OnHold, Expired, NotYetValid }
+
+/// <summary>Every CRL a CA signed; the newest (highest number) is the one served.</summary>
+public sealed class CrlRecord
+{
+    public string Authority { get; set; } = "";
+    public long Number { get; set; }
+    public DateTimeOffset ThisUpdate { get; set; }
+    public DateTimeOffset NextUpdate { get; set; }
+    public int EntryCount { get; set; }
+    public byte[] Der { get; set; } = [];
+}
+
+/// <summary>Who did what, when: tokens, issuance, revocation, configuration.</summary>
+public sealed class AuditEvent
+{
+    public long Id { get; set; }
+    public DateTimeOffset At { get; set; }
+    public string Actor { get; set; } = "";
+    public string Action { get; set; } = "";
+    public string Target { get; set; } = "";
+    public string? Details { get; set; }
+}

@@ -1,0 +1,50 @@
+using CertPortal.Auditing;
+using CertPortal.Security;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+
+namespace CertPortal.Enrollment;
+
+public static class EnrollmentApi
+{
+    /// <summary>API bodies are small JSON documents; 64 KiB leaves room for a 16 KiB CSR and then some.</summary>
+    public const long MaxBodyBytes = 64 * 1024;
+
+    public static IEndpointRouteBuilder MapEnrollmentApi(this IEndpointRouteBuilder app)
+    {
+        var tokens = app.MapGroup("/api/v1/tokens").WithTags("Enrollment tokens");
+        tokens.MapPost("/", CreateToken).RequireAuthorization(Policies.Admin).WithName("CreateToken")
+            .WithSummary("Issue a one-time enrollment token for a mailbox (the secret is shown in this response only).");
+        tokens.MapGet("/", ListTokens).RequireAuthorization(Policies.Audit).WithName("ListTokens")
+            .WithSummary("List enrollment tokens with their status (pending, used, expired, revoked).");
+        tokens.MapDelete("/{id:guid}", RevokeToken).RequireAuthorization(Policies.Admin).WithName("RevokeToken")
+            .WithSummary("Revoke an unused enrollment token.");
+
+        app.MapPost("/api/v1/enrollments", Enroll).WithTags("Enrollment").WithName("Enroll")
+            .WithSummary("Spend an enrollment token and a PKCS#10 CSR for a certificate.");
+        return app;
+    }
+
+    private static async Task<Results<Created<CreatedToken>, ProblemHttpResult>> CreateToken(
+        [FromBody] CreateTokenRequest request, EnrollmentTokens tokens, HttpContext http, CancellationToken ct)
+    {
+        var outcome = await tokens.CreateAsync(request, AuditLog.ActorOf(http.User), ct);
+        return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Created($"/api/v1/tokens/{outcome.Value!.Id}", outcome.Value);
+    }
+
+    private static async Task<Ok<IReadOnlyList<TokenView>>> ListTokens(EnrollmentTokens tokens, string? email, string? status, CancellationToken ct) =>
+        TypedResults.Ok(await tokens.ListAsync(email, status, ct));
+
+    private static async Task<Results<Ok<TokenView>, ProblemHttpResult>> RevokeToken(Guid id, EnrollmentTokens tokens, HttpContext http, CancellationToken ct)
+    {
+        var outcome = await tokens.RevokeAsync(id, AuditLog.ActorOf(http.User), ct);
+        return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Ok(outcome.Value!);
+    }
+
+    private static async Task<Results<Created<EnrollmentResult>, ProblemHttpResult>> Enroll(
+        [FromBody] EnrollmentRequest request, EnrollmentService enrollment, CancellationToken ct)
+    {
+        var outcome = await enrollment.EnrollAsync(request, "enrollee", ct);
+        return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Created($"/api/v1/certificates/{outcome.Value!.SerialNumber}", outcome.Value);
+    }
+}

@@ -1,0 +1,177 @@
+using System.Text.Json.Serialization;
+using CertPortal.Auditing;
+using CertPortal.Authority;
+using CertPortal.Data;
+using CertPortal.Enrollment;
+using CertPortal.Gal;
+using CertPortal.Revocation;
+using CertPortal.Security;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+
+namespace CertPortal;
+
+public static class Extensions
+{
+    public const string DefaultUrl = "http://127.0.0.1:5000";
+
+    public static void AddCertPortal(this WebApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        var configuration = builder.Configuration;
+
+        // Embedded default: loopback only. --urls / ASPNETCORE_URLS override it.
+        if (string.IsNullOrEmpty(configuration["urls"]) && string.IsNullOrEmpty(configuration["http_ports"]) && string.IsNullOrEmpty(configuration["https_ports"]))
+            builder.WebHost.UseUrls(DefaultUrl);
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = RequestLimits.MaxBodyBytes);
+
+        services.AddOptions<CertPortalOptions>().Bind(configuration.GetSection(CertPortalOptions.Section))
+            .PostConfigure(o =>
+            {
+                if (string.IsNullOrWhiteSpace(o.PublicBaseUrl)) o.PublicBaseUrl = DefaultPublicBaseUrl(configuration);
+            })
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<CertPortalOptions>, CertPortalOptionsValidator>();
+        services.AddSingleton(sp => sp.GetRequiredService<IOptions<CertPortalOptions>>().Value);
+        services.AddSingleton(TimeProvider.System);
+
+        AddDatabase(services, configuration);
+
+        services.AddSingleton<CaKeyStore>();
+        services.AddSingleton(sp => sp.GetRequiredService<CaKeyStore>().LoadOrCreate(new CaUrls(sp.GetRequiredService<CertPortalOptions>().PublicBaseUrl!)));
+        services.AddSingleton<CertificateIssuer>();
+        services.AddScoped<EnrollmentTokens>();
+        services.AddScoped<EnrollmentService>();
+        services.AddScoped<CrlSigner>();
+        services.AddScoped<RevocationService>();
+        services.AddSingleton<CrlRefreshWorker>();
+        services.AddHostedService(sp => sp.GetRequiredService<CrlRefreshWorker>());
+
+        services.AddSingleton(sp =>
+        {
+            var o = sp.GetRequiredService<CertPortalOptions>();
+            var logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger("CertPortal.AdminApiKey");
+            return AdminApiKey.From(SecretFile.ReadOrCreate(o.AdminApiKey, Path.Combine(o.ResolvedDataDirectory, "admin-api-key"), "admin API key", logger));
+        });
+        services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+        services.AddAuthorizationBuilder()
+            .AddPolicy(Policies.Admin, p => p.RequireRole(Roles.Administrator))
+            .AddPolicy(Policies.Audit, p => p.RequireRole(Roles.Administrator, Roles.Auditor));
+
+        services.Configure<JsonOptions>(o => o.SerializerOptions.Converters.Add(new JsonStringEnumConverter(System.Text.Json.JsonNamingPolicy.CamelCase)));
+        services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        services.AddProblemDetails();
+        services.AddExceptionHandler<ProblemExceptionHandler>();
+        services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
+        services.AddEndpointsApiExplorer();
+        services.AddSwaggerGen(c =>
+        {
+            c.SwaggerDoc("v1", new Microsoft.OpenApi.OpenApiInfo
+            {
+                Title = "CertPortal API",
+                Version = "v1",
+                Description = "S/MIME certificate enrollment, recipient directory and revocation. Admin calls need Authorization: Bearer <admin API key>.",
+            });
+            c.AddSecurityDefinition("Bearer", new Microsoft.OpenApi.OpenApiSecurityScheme
+            {
+                Type = Microsoft.OpenApi.SecuritySchemeType.Http,
+                Scheme = "bearer",
+                Description = "The admin API key (CertPortal:AdminApiKey or DataDirectory/admin-api-key).",
+            });
+        });
+    }
+
+    private static void AddDatabase(IServiceCollection services, IConfiguration configuration)
+    {
+        var db = configuration.GetSection(CertPortalOptions.Section).Get<CertPortalOptions>()?.Database ?? new DatabaseOptions();
+        if (db.Provider == DatabaseProvider.Postgres)
+        {
+            services.AddDbContext<CertPortalDbContext, NpgsqlCertPortalDbContext>(o => o.UseNpgsql(db.ConnectionString));
+            return;
+        }
+        services.AddDbContext<CertPortalDbContext, SqliteCertPortalDbContext>((sp, o) =>
+        {
+            var options = sp.GetRequiredService<CertPortalOptions>();
+            var cs = string.IsNullOrWhiteSpace(options.Database.ConnectionString)
+                ? $"Data Source={Path.Combine(options.ResolvedDataDirectory, "certportal.db")};Default Timeout=60"
+                : options.Database.ConnectionString;
+            o.UseSqlite(cs);
+        });
+    }
+
+    private static string DefaultPublicBaseUrl(IConfiguration configuration)
+    {
+        var first = (configuration["urls"] ?? DefaultUrl).Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .FirstOrDefault(u => u.StartsWith("http://", StringComparison.OrdinalIgnoreCase)) ?? DefaultUrl;
+        // Wildcard listen addresses are not addresses a relying party can fetch from.
+        return first.Replace("://+", "://localhost").Replace("://*", "://localhost").Replace("://0.0.0.0", "://localhost")
+            .Replace("://[::]", "://localhost").TrimEnd('/');
+    }
+
+    /// <summary>First start creates the data directory, the schema, the CA and its first CRLs; later starts
+    /// apply new migrations and load the CA. Any failure stops start-up with the reason.</summary>
+    public static async Task InitializeCertPortalAsync(this WebApplication app)
+    {
+        var options = app.Services.GetRequiredService<CertPortalOptions>();
+        Directory.CreateDirectory(options.ResolvedDataDirectory);
+        await using (var scope = app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            await db.Database.MigrateAsync();
+            if (db.Database.IsSqlite())
+                await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
+        }
+        app.Services.GetRequiredService<AdminApiKey>();
+        var ca = app.Services.GetRequiredService<CaHierarchy>();
+        await app.Services.GetRequiredService<CrlRefreshWorker>().RefreshDueAsync(CancellationToken.None);
+        app.Logger.LogInformation("CertPortal ready: issuing CA {Issuer}, public base URL {BaseUrl}, data in {DataDirectory}",
+            ca.Issuing.Certificate.Subject, ca.Urls.BaseUrl, options.ResolvedDataDirectory);
+    }
+
+    public static void UseCertPortal(this WebApplication app)
+    {
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.UseMiddleware<RequestLimits>();
+        app.UseStaticFiles();
+        app.UseSwagger();
+        app.UseSwaggerUI(c => c.DocumentTitle = "CertPortal API");
+        app.UseAuthentication();
+        app.UseAuthorization();
+
+        app.MapHealthChecks("/healthz");
+        app.MapEnrollmentApi();
+        app.MapCertificatesApi();
+        app.MapRecipientLookupApi();
+        app.MapAuditApi();
+    }
+}
+
+/// <summary>Refuses a declared oversized body before anything reads it, as problem+json (Kestrel's own
+/// limit still stops chunked bodies that grow past it).</summary>
+public sealed class RequestLimits(RequestDelegate next)
+{
+    public const long MaxBodyBytes = 256 * 1024;
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        if (context.Request.ContentLength > MaxBodyBytes)
+        {
+            context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
+            await Results.Problem(statusCode: 413, title: "The request body is too large.",
+                detail: $"Request bodies are limited to {MaxBodyBytes / 1024} KiB.").ExecuteAsync(context);
+            return;
+        }
+        await next(context);
+    }
+}
+
+public sealed class DatabaseHealthCheck(CertPortalDbContext db) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken ct = default) =>
+        await db.Database.CanConnectAsync(ct) ? HealthCheckResult.Healthy() : HealthCheckResult.Unhealthy("database unreachable");
+}

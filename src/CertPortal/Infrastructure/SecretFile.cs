@@ -1,0 +1,42 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+
+namespace CertPortal;
+
+/// <summary>Files that hold secrets or must never be half-written: written to a temporary file with
+/// mode 0600, flushed to disk, then renamed over the target (rename is atomic on POSIX).</summary>
+public static class SecretFile
+{
+    public static void WriteAtomically(string path, string contents)
+    {
+        var tmp = path + ".tmp-" + Guid.NewGuid().ToString("N");
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using (var fs = new FileStream(tmp, options))
+        using (var writer = new StreamWriter(fs))
+        {
+            writer.Write(contents);
+            writer.Flush();
+            fs.Flush(flushToDisk: true);
+        }
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    /// <summary>Returns the configured secret, or the one in <paramref name="path"/>, creating a random
+    /// one there on first start. The log names the file, never the secret.</summary>
+    public static string ReadOrCreate(string? configured, string path, string what, ILogger logger)
+    {
+        if (!string.IsNullOrEmpty(configured)) return configured;
+        if (File.Exists(path)) return File.ReadAllText(path).Trim();
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var secret = Base64Url.Encode(RandomNumberGenerator.GetBytes(32));
+        WriteAtomically(path, secret + "\n");
+        logger.LogWarning("Generated a {Secret} and wrote it to {Path} (mode 0600); configure it from a secret store in production", what, path);
+        return secret;
+    }
+}
+
+public static class Base64Url
+{
+    public static string Encode(ReadOnlySpan<byte> bytes) => System.Buffers.Text.Base64Url.EncodeToString(bytes);
+}

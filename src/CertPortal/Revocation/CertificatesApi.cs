@@ -1,0 +1,127 @@
+using CertPortal.Auditing;
+using CertPortal.Authority;
+using CertPortal.Data;
+using CertPortal.Enrollment;
+using CertPortal.Security;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.EntityFrameworkCore;
+
+namespace CertPortal.Revocation;
+
+public sealed record CertificateView(string SerialNumber, string Email, string DisplayName, string Profile, string KeyAlgorithm,
+    string Status, string SubjectDn, DateTimeOffset NotBefore, DateTimeOffset NotAfter, DateTimeOffset IssuedAt,
+    DateTimeOffset? RevokedAt, string? RevocationReason, string Sha256Fingerprint, string CertificatePem)
+{
+    public static CertificateView From(IssuedCertificate c, DateTimeOffset now) => new(c.SerialNumber, c.Email, c.DisplayName,
+        Names.Of(c.Profile), c.KeyAlgorithm, Names.Of(c.StatusAt(now)), c.SubjectDn, c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt,
+        c.RevocationReason?.ToRfcName(), c.Sha256Fingerprint, Pem.Certificate(c.Der));
+}
+
+public sealed record CertificatePage(int Page, int PageSize, int Total, IReadOnlyList<CertificateView> Items);
+
+public sealed record CrlStatus(string Authority, long Number, DateTimeOffset ThisUpdate, DateTimeOffset NextUpdate, int Entries, string Url);
+
+public static class CertificatesApi
+{
+    public static IEndpointRouteBuilder MapCertificatesApi(this IEndpointRouteBuilder app)
+    {
+        var certs = app.MapGroup("/api/v1/certificates").WithTags("Certificates");
+        certs.MapGet("/", Search).RequireAuthorization(Policies.Audit).WithName("SearchCertificates")
+            .WithSummary("Search certificates by mailbox, serial or status (paged).");
+        certs.MapGet("/{serialNumber}", Get).WithName("GetCertificate")
+            .WithSummary("A certificate's record: mailbox, profile, status, revocation, PEM.");
+        certs.MapPost("/{serialNumber}/revoke", Revoke).RequireAuthorization(Policies.Admin).WithName("RevokeCertificate")
+            .WithSummary("Revoke with an RFC 5280 reason (certificateHold places a hold). Revoking twice changes nothing.");
+        certs.MapPost("/{serialNumber}/release", Release).RequireAuthorization(Policies.Admin).WithName("ReleaseHold")
+            .WithSummary("Release a certificateHold: the certificate leaves the CRL.");
+
+        app.MapGet("/api/v1/crls", CrlStatusList).WithTags("Revocation").WithName("CrlStatus")
+            .WithSummary("The current CRL of each CA: number, thisUpdate, nextUpdate, entries.");
+
+        // The URLs written into certificates (CRL DP, AIA caIssuers): public, DER, cacheable.
+        app.MapGet(CaUrls.IssuingCrlPath, (CertPortalDbContext db, CancellationToken ct) => ServeCrl(db, CertificateAuthority.IssuingName, ct)).WithTags("Revocation").WithName("IssuingCrl");
+        app.MapGet(CaUrls.RootCrlPath, (CertPortalDbContext db, CancellationToken ct) => ServeCrl(db, CertificateAuthority.RootName, ct)).WithTags("Revocation").WithName("RootCrl");
+        app.MapGet(CaUrls.IssuingCertPath, (CaHierarchy ca) => TypedResults.Bytes(ca.Issuing.Certificate.RawData, "application/pkix-cert", "issuing.crt")).WithTags("CA").WithName("IssuingCaCertificate");
+        app.MapGet(CaUrls.RootCertPath, (CaHierarchy ca) => TypedResults.Bytes(ca.Root.Certificate.RawData, "application/pkix-cert", "root.crt")).WithTags("CA").WithName("RootCaCertificate");
+        app.MapGet(CaUrls.ChainPemPath, (CaHierarchy ca) => TypedResults.Text(ca.ChainPem, "application/pem-certificate-chain")).WithTags("CA").WithName("CaChain");
+        return app;
+    }
+
+    private static async Task<Results<Ok<CertificateView>, ProblemHttpResult>> Get(string serialNumber, CertPortalDbContext db, TimeProvider time, CancellationToken ct)
+    {
+        if (!SerialNumber.TryNormalize(serialNumber, out var serial))
+            return Failure.BadRequest("The serial number must be hexadecimal (colons allowed).").ToProblem();
+        var cert = await db.Certificates.AsNoTracking().FirstOrDefaultAsync(c => c.SerialNumber == serial, ct);
+        return cert is null
+            ? Failure.NotFound($"No certificate with serial number {serial} was issued by this CA.").ToProblem()
+            : TypedResults.Ok(CertificateView.From(cert, time.GetUtcNow()));
+    }
+
+    private static async Task<Results<Ok<CertificatePage>, ProblemHttpResult>> Search(CertPortalDbContext db, TimeProvider time,
+        string? email, string? serialNumber, string? status, int? page, int? pageSize, CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        var size = Math.Clamp(pageSize ?? 25, 1, 200);
+        var number = Math.Max(page ?? 1, 1);
+        var q = db.Certificates.AsNoTracking();
+        if (!string.IsNullOrWhiteSpace(email)) q = q.Where(c => c.Email.Contains(email.Trim()));
+        if (!string.IsNullOrWhiteSpace(serialNumber))
+        {
+            var s = serialNumber.Replace(":", "").Trim().ToUpperInvariant();
+            q = q.Where(c => c.SerialNumber.StartsWith(s));
+        }
+        if (!string.IsNullOrWhiteSpace(status))
+        {
+            if (!Enum.TryParse<CertificateStatus>(status, true, out var st))
+                return Failure.BadRequest("status must be one of valid, revoked, onHold, expired, notYetValid.").ToProblem();
+            q = st switch
+            {
+                CertificateStatus.Revoked => q.Where(c => c.RevokedAt != null && c.RevocationReason != RevocationReason.CertificateHold),
+                CertificateStatus.OnHold => q.Where(c => c.RevocationReason == RevocationReason.CertificateHold),
+                CertificateStatus.Expired => q.Where(c => c.RevokedAt == null && c.NotAfter <= now),
+                CertificateStatus.NotYetValid => q.Where(c => c.RevokedAt == null && c.NotBefore > now),
+                _ => q.Where(c => c.RevokedAt == null && c.NotAfter > now && c.NotBefore <= now),
+            };
+        }
+        var total = await q.CountAsync(ct);
+        var items = await q.OrderByDescending(c => c.IssuedAt).Skip((number - 1) * size).Take(size).ToListAsync(ct);
+        return TypedResults.Ok(new CertificatePage(number, size, total, items.Select(c => CertificateView.From(c, now)).ToList()));
+    }
+
+    private static async Task<Results<Ok<CertificateView>, ProblemHttpResult>> Revoke(string serialNumber, [FromBody] RevokeRequest request,
+        RevocationService revocation, TimeProvider time, HttpContext http, CancellationToken ct)
+    {
+        var outcome = await revocation.RevokeAsync(serialNumber, request, AuditLog.ActorOf(http.User), ct);
+        return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Ok(CertificateView.From(outcome.Value!, time.GetUtcNow()));
+    }
+
+    private static async Task<Results<Ok<CertificateView>, ProblemHttpResult>> Release(string serialNumber,
+        RevocationService revocation, TimeProvider time, HttpContext http, CancellationToken ct)
+    {
+        var outcome = await revocation.ReleaseHoldAsync(serialNumber, AuditLog.ActorOf(http.User), ct);
+        return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Ok(CertificateView.From(outcome.Value!, time.GetUtcNow()));
+    }
+
+    private static async Task<Results<FileContentHttpResult, ProblemHttpResult>> ServeCrl(CertPortalDbContext db, string authority, CancellationToken ct)
+    {
+        var crl = await CrlSigner.LatestAsync(db, authority, ct);
+        return crl is null
+            ? Failure.NotFound("No CRL has been signed yet.").ToProblem()
+            : TypedResults.File(crl.Der, "application/pkix-crl", $"{authority}.crl", lastModified: crl.ThisUpdate);
+    }
+
+    private static async Task<Ok<List<CrlStatus>>> CrlStatusList(CertPortalDbContext db, CaHierarchy ca, CancellationToken ct)
+    {
+        var list = new List<CrlStatus>();
+        foreach (var (authority, url) in new[] { (CertificateAuthority.IssuingName, ca.Urls.IssuingCrl), (CertificateAuthority.RootName, ca.Urls.RootCrl) })
+            if (await CrlSigner.LatestAsync(db, authority, ct) is { } crl)
+                list.Add(new CrlStatus(authority, crl.Number, crl.ThisUpdate, crl.NextUpdate, crl.EntryCount, url));
+        return TypedResults.Ok(list);
+    }
+}
+
+public static class Pem
+{
+    public static string Certificate(byte[] der) => new string(System.Security.Cryptography.PemEncoding.Write("CERTIFICATE", der)) + "\n";
+}
