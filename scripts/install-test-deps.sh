@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the real programs the tests run against (never mocks of them), from Debian's packages,
+# only when something is missing. Safe to run again. Needs root or sudo for apt-get.
+set -euo pipefail
+
+# program -> Debian package that provides it
+declare -A needed=(
+  [openssl]=openssl
+  [certutil]=libnss3-tools
+  [gpgsm]=gpgsm
+  [dirmngr]=dirmngr
+  [gpg-agent]=gpg-agent
+  [slapd]=slapd
+  [ldapsearch]=ldap-utils
+  [chromium]=chromium
+  [node]=nodejs
+  [npm]=npm
+  [pg_ctlcluster]=postgresql
+)
+
+missing=()
+for program in "${!needed[@]}"; do
+  # slapd and the PostgreSQL tools live in sbin / versioned directories, not always on PATH.
+  if command -v "$program" >/dev/null 2>&1 || [ -x "/usr/sbin/$program" ]; then continue; fi
+  missing+=("${needed[$program]}")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "Installing test dependencies: ${missing[*]}"
+# A private slapd and PostgreSQL are started by the tests themselves: keep the packages'
+# system services from starting (policy-rc.d) and from asking debconf questions.
+export DEBIAN_FRONTEND=noninteractive
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod 755 "$policy"
+  created_policy=1
+fi
+trap '[ $created_policy -eq 1 ] && $sudo rm -f "$policy"' EXIT
+$sudo apt-get update -qq
+$sudo -E apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
