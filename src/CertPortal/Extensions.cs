@@ -44,6 +44,7 @@ public static class Extensions
         services.AddSingleton(sp => sp.GetRequiredService<CaKeyStore>().LoadOrCreate(new CaUrls(sp.GetRequiredService<CertPortalOptions>().PublicBaseUrl!)));
         services.AddSingleton<CertificateIssuer>();
         services.AddScoped<EnrollmentTokens>();
+        services.AddScoped<Accounts>();
         services.AddScoped<EnrollmentService>();
         services.AddScoped<CrlSigner>();
         services.AddScoped<RevocationService>();
@@ -148,6 +149,7 @@ public static class Extensions
         app.MapCertificatesApi();
         app.MapRecipientLookupApi();
         app.MapAuditApi();
+        app.MapAccountsApi();
     }
 }
 

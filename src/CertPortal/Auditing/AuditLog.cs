@@ -32,4 +32,6 @@ public static class AuditActions
     public const string CertificateRevoked = "certificate.revoked";
     public const string CertificateHoldReleased = "certificate.hold-released";
     public const string CrlSigned = "crl.signed";
+    public const string AccountCreated = "account.created";
+    public const string AccountDisabled = "account.disabled";
 }

@@ -13,6 +13,7 @@ public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(
     public DbSet<IssuedCertificate> Certificates => Set<IssuedCertificate>();
     public DbSet<CrlRecord> Crls => Set<CrlRecord>();
     public DbSet<AuditEvent> AuditEvents => Set<AuditEvent>();
+    public DbSet<Account> Accounts => Set<Account>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(CertPortalDbContext).Assembly,
