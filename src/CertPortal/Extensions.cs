@@ -45,6 +45,7 @@ public static class Extensions
         services.AddSingleton<CertificateIssuer>();
         services.AddScoped<EnrollmentTokens>();
         services.AddScoped<Accounts>();
+        builder.AddDirectoryPublishing();
         services.AddScoped<EnrollmentService>();
         services.AddScoped<CrlSigner>();
         services.AddScoped<RevocationService>();
@@ -150,6 +151,7 @@ public static class Extensions
         app.MapRecipientLookupApi();
         app.MapAuditApi();
         app.MapAccountsApi();
+        app.MapDirectoryPublicationApi();
     }
 }
 

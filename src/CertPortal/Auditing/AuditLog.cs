@@ -34,4 +34,5 @@ public static class AuditActions
     public const string CrlSigned = "crl.signed";
     public const string AccountCreated = "account.created";
     public const string AccountDisabled = "account.disabled";
+    public const string DirectoryResync = "directory.resync";
 }

@@ -14,6 +14,7 @@ public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(
     public DbSet<CrlRecord> Crls => Set<CrlRecord>();
     public DbSet<AuditEvent> AuditEvents => Set<AuditEvent>();
     public DbSet<Account> Accounts => Set<Account>();
+    public DbSet<DirectoryPublication> DirectoryPublications => Set<DirectoryPublication>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(CertPortalDbContext).Assembly,
