@@ -19,6 +19,10 @@ public static class Policies
     public const string Admin = "admin";
     /// <summary>Read-only views: administrators and auditors.</summary>
     public const string Audit = "audit";
+    /// <summary>Key recovery agents only (their own shares and approvals).</summary>
+    public const string RecoveryAgent = "recovery-agent";
+    /// <summary>Who may see recovery requests: administrators, auditors and agents.</summary>
+    public const string RecoveryParticipant = "recovery-participant";
 }
 
 /// <summary>The admin API key, held only as its SHA-256 so a memory dump or log never shows it.</summary>
