@@ -26,6 +26,7 @@ public sealed class CertPortalOptions
     public CaOptions Ca { get; set; } = new();
     public IssuanceOptions Issuance { get; set; } = new();
     public CrlOptions Crl { get; set; } = new();
+    public EscrowOptions Escrow { get; set; } = new();
 
     public string ResolvedDataDirectory => Path.GetFullPath(DataDirectory);
 }
@@ -93,6 +94,24 @@ public sealed class CrlOptions
     public TimeSpan CheckInterval { get; set; } = TimeSpan.FromMinutes(5);
 }
 
+public enum KeyGenerationPolicy { Refused, Allowed, Required }
+
+public enum Pkcs12Format { Aes256, Compatible3Des }
+
+/// <summary>Key escrow (section <c>CertPortal:Escrow</c>). Signing keys are never generated or kept.</summary>
+public sealed class EscrowOptions
+{
+    /// <summary>M: agent shares needed to recover a key. N is the number of active agents at archival time.</summary>
+    public int Threshold { get; set; } = 2;
+    /// <summary>Server-side generation (and therefore escrow) of encryption-profile keys.</summary>
+    public KeyGenerationPolicy EncryptionKeyGeneration { get; set; } = KeyGenerationPolicy.Allowed;
+    /// <summary>Dual-use keys also sign, so escrowing them weakens non-repudiation: refused unless chosen.</summary>
+    public KeyGenerationPolicy DualKeyGeneration { get; set; } = KeyGenerationPolicy.Refused;
+    public TimeSpan RecoveryRequestLifetime { get; set; } = TimeSpan.FromHours(72);
+    /// <summary>PBKDF2 iterations of AES-256 PKCS#12 files (the password protects the key in transit).</summary>
+    public int Pkcs12Iterations { get; set; } = 100_000;
+}
+
 /// <summary>Start-up validation: a bad setting stops the service with a message naming it.</summary>
 public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOptions>
 {
@@ -146,6 +165,14 @@ public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOpti
             errors.Add($"{p}:Crl:RefreshAfter must be positive and shorter than {p}:Crl:Lifetime.");
         if (o.Crl.RootLifetime <= TimeSpan.Zero || o.Crl.RootLifetime > TimeSpan.FromDays(365))
             errors.Add($"{p}:Crl:RootLifetime must be positive and at most 365 days.");
+        if (o.Escrow.Threshold is < 2 or > 16)
+            errors.Add($"{p}:Escrow:Threshold must be between 2 and 16 (one agent alone must never recover a key).");
+        if (o.Escrow.RecoveryRequestLifetime < TimeSpan.FromMinutes(5) || o.Escrow.RecoveryRequestLifetime > TimeSpan.FromDays(30))
+            errors.Add($"{p}:Escrow:RecoveryRequestLifetime must be between 5 minutes and 30 days.");
+        if (o.Escrow.Pkcs12Iterations is < 2048 or > 10_000_000)
+            errors.Add($"{p}:Escrow:Pkcs12Iterations must be between 2048 and 10000000.");
+        if (!Enum.IsDefined(o.Escrow.EncryptionKeyGeneration) || !Enum.IsDefined(o.Escrow.DualKeyGeneration))
+            errors.Add($"{p}:Escrow:EncryptionKeyGeneration and DualKeyGeneration must be Refused, Allowed or Required.");
         if (o.Crl.CheckInterval <= TimeSpan.Zero)
             errors.Add($"{p}:Crl:CheckInterval must be positive.");
 

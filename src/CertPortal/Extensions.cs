@@ -3,6 +3,7 @@ using CertPortal.Auditing;
 using CertPortal.Authority;
 using CertPortal.Data;
 using CertPortal.Enrollment;
+using CertPortal.Escrow;
 using CertPortal.Gal;
 using CertPortal.Revocation;
 using CertPortal.Security;
@@ -44,6 +45,13 @@ public static class Extensions
         services.AddSingleton(sp => sp.GetRequiredService<CaKeyStore>().LoadOrCreate(new CaUrls(sp.GetRequiredService<CertPortalOptions>().PublicBaseUrl!)));
         services.AddSingleton<CertificateIssuer>();
         services.AddScoped<EnrollmentTokens>();
+        services.AddScoped<Accounts>();
+        builder.AddDirectoryPublishing();
+        services.AddSingleton(sp => new AgentShareEncryption(new AgentCertificateValidator(sp.GetRequiredService<TimeProvider>())));
+        services.AddSingleton<KeyArchive>();
+        services.AddSingleton<RecoverySessionKey>();
+        services.AddScoped<KeyRecovery>();
+        services.AddScoped<ServerKeyEnrollment>();
         services.AddScoped<EnrollmentService>();
         services.AddScoped<CrlSigner>();
         services.AddScoped<RevocationService>();
@@ -60,7 +68,9 @@ public static class Extensions
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
         services.AddAuthorizationBuilder()
             .AddPolicy(Policies.Admin, p => p.RequireRole(Roles.Administrator))
-            .AddPolicy(Policies.Audit, p => p.RequireRole(Roles.Administrator, Roles.Auditor));
+            .AddPolicy(Policies.Audit, p => p.RequireRole(Roles.Administrator, Roles.Auditor))
+            .AddPolicy(Policies.RecoveryAgent, p => p.RequireRole(Roles.RecoveryAgent))
+            .AddPolicy(Policies.RecoveryParticipant, p => p.RequireRole(Roles.Administrator, Roles.Auditor, Roles.RecoveryAgent));
 
         services.Configure<JsonOptions>(o => o.SerializerOptions.Converters.Add(new JsonStringEnumConverter(System.Text.Json.JsonNamingPolicy.CamelCase)));
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
@@ -148,6 +158,9 @@ public static class Extensions
         app.MapCertificatesApi();
         app.MapRecipientLookupApi();
         app.MapAuditApi();
+        app.MapAccountsApi();
+        app.MapDirectoryPublicationApi();
+        app.MapEscrowApi();
     }
 }
 

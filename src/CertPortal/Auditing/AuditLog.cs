@@ -32,4 +32,17 @@ public static class AuditActions
     public const string CertificateRevoked = "certificate.revoked";
     public const string CertificateHoldReleased = "certificate.hold-released";
     public const string CrlSigned = "crl.signed";
+    public const string AccountCreated = "account.created";
+    public const string AccountDisabled = "account.disabled";
+    public const string DirectoryResync = "directory.resync";
+    public const string KeyEscrowed = "key.escrowed";
+    public const string AgentRegistered = "recovery-agent.registered";
+    public const string AgentRetired = "recovery-agent.retired";
+    public const string EscrowPolicyChanged = "escrow.policy-changed";
+    public const string RecoveryRequested = "recovery.requested";
+    public const string RecoveryShareDownloaded = "recovery.share-downloaded";
+    public const string RecoveryApproved = "recovery.approved";
+    public const string RecoveryCompleted = "recovery.completed";
+    public const string RecoveryFailed = "recovery.failed";
+    public const string KeyReEscrowed = "key.re-escrowed";
 }

@@ -13,6 +13,14 @@ public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(
     public DbSet<IssuedCertificate> Certificates => Set<IssuedCertificate>();
     public DbSet<CrlRecord> Crls => Set<CrlRecord>();
     public DbSet<AuditEvent> AuditEvents => Set<AuditEvent>();
+    public DbSet<Account> Accounts => Set<Account>();
+    public DbSet<DirectoryPublication> DirectoryPublications => Set<DirectoryPublication>();
+    public DbSet<RecoveryAgent> RecoveryAgents => Set<RecoveryAgent>();
+    public DbSet<KeyEscrow> KeyEscrows => Set<KeyEscrow>();
+    public DbSet<EscrowShare> EscrowShares => Set<EscrowShare>();
+    public DbSet<RecoveryRequest> RecoveryRequests => Set<RecoveryRequest>();
+    public DbSet<RecoveryApproval> RecoveryApprovals => Set<RecoveryApproval>();
+    public DbSet<EscrowPolicyRecord> EscrowPolicy => Set<EscrowPolicyRecord>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(CertPortalDbContext).Assembly,

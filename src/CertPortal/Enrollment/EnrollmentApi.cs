@@ -21,7 +21,7 @@ public static class EnrollmentApi
             .WithSummary("Revoke an unused enrollment token.");
 
         app.MapPost("/api/v1/enrollments", Enroll).WithTags("Enrollment").WithName("Enroll")
-            .WithSummary("Spend an enrollment token and a PKCS#10 CSR for a certificate.");
+            .WithSummary("Spend an enrollment token and a PKCS#10 CSR for a certificate (or keyAlgorithm + pkcs12Password for a server-generated, escrowed encryption key).");
         return app;
     }
 
@@ -42,9 +42,12 @@ public static class EnrollmentApi
     }
 
     private static async Task<Results<Created<EnrollmentResult>, ProblemHttpResult>> Enroll(
-        [FromBody] EnrollmentRequest request, EnrollmentService enrollment, CancellationToken ct)
+        [FromBody] EnrollmentRequest request, EnrollmentService enrollment, CertPortal.Escrow.ServerKeyEnrollment serverKeys, CancellationToken ct)
     {
-        var outcome = await enrollment.EnrollAsync(request, "enrollee", ct);
+        // No CSR but a key algorithm: the server generates (and escrows) the key, where policy allows.
+        var outcome = string.IsNullOrWhiteSpace(request.Csr) && request.KeyAlgorithm is not null
+            ? await serverKeys.EnrollAsync(request, "enrollee", ct)
+            : await enrollment.EnrollAsync(request, "enrollee", ct);
         return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Created($"/api/v1/certificates/{outcome.Value!.SerialNumber}", outcome.Value);
     }
 }

@@ -31,7 +31,7 @@ public static class SecretFile
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         var secret = Base64Url.Encode(RandomNumberGenerator.GetBytes(32));
         WriteAtomically(path, secret + "\n");
-        logger.LogWarning("Generated a {Secret} and wrote it to {Path} (mode 0600); configure it from a secret store in production", what, path);
+        logger.LogWarning("Generated the {Secret} and wrote it to {Path} (mode 0600); configure it from a secret store in production", what, path);
         return secret;
     }
 }

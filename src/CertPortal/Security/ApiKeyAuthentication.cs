@@ -19,6 +19,10 @@ public static class Policies
     public const string Admin = "admin";
     /// <summary>Read-only views: administrators and auditors.</summary>
     public const string Audit = "audit";
+    /// <summary>Key recovery agents only (their own shares and approvals).</summary>
+    public const string RecoveryAgent = "recovery-agent";
+    /// <summary>Who may see recovery requests: administrators, auditors and agents.</summary>
+    public const string RecoveryParticipant = "recovery-participant";
 }
 
 /// <summary>The admin API key, held only as its SHA-256 so a memory dump or log never shows it.</summary>
@@ -30,7 +34,8 @@ public sealed class AdminApiKey(byte[] sha256)
         CryptographicOperations.FixedTimeEquals(sha256, SHA256.HashData(Encoding.UTF8.GetBytes(presented)));
 }
 
-/// <summary><c>Authorization: Bearer &lt;key&gt;</c> for scripts and the admin API. Challenges and
+/// <summary><c>Authorization: Bearer &lt;key&gt;</c> for scripts and the admin API: the admin API key
+/// (full administrator) or an account's own API key (that account's role). Challenges and
 /// refusals are problem+json like every other API error.</summary>
 public sealed class ApiKeyAuthenticationHandler(
     IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, AdminApiKey adminKey)
@@ -38,18 +43,28 @@ public sealed class ApiKeyAuthenticationHandler(
 {
     public const string SchemeName = "ApiKey";
 
-    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         var header = Request.Headers.Authorization.ToString();
         if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
-            return Task.FromResult(AuthenticateResult.NoResult());
+            return AuthenticateResult.NoResult();
         var presented = header["Bearer ".Length..].Trim();
-        if (presented.Length == 0 || presented.Length > 512 || !adminKey.Matches(presented))
-            return Task.FromResult(AuthenticateResult.Fail("invalid API key"));
+        if (presented.Length == 0 || presented.Length > 512)
+            return AuthenticateResult.Fail("invalid API key");
 
-        var identity = new ClaimsIdentity(
-            [new Claim(ClaimTypes.Name, "admin-api-key"), new Claim(ClaimTypes.Role, Roles.Administrator)], SchemeName);
-        return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
+        if (adminKey.Matches(presented))
+        {
+            var identity = new ClaimsIdentity(
+                [new Claim(ClaimTypes.Name, "admin-api-key"), new Claim(ClaimTypes.Role, Roles.Administrator)], SchemeName);
+            return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName));
+        }
+        if (presented.StartsWith(Accounts.ApiKeyPrefix, StringComparison.Ordinal))
+        {
+            var accounts = Context.RequestServices.GetRequiredService<Accounts>();
+            if (await accounts.FindByApiKeyAsync(presented, Context.RequestAborted) is { } account)
+                return AuthenticateResult.Success(new AuthenticationTicket(Accounts.PrincipalFor(account, SchemeName), SchemeName));
+        }
+        return AuthenticateResult.Fail("invalid API key");
     }
 
     protected override Task HandleChallengeAsync(AuthenticationProperties properties)

@@ -254,7 +254,8 @@ public class EnrollmentAtomicityTests : IClassFixture<EnrollmentAtomicityTests.F
         _app.Start();
         Assert.Equal(caBefore, await _app.Client.GetByteArrayAsync("/ca/issuing.crt"));
         Assert.Equal("valid", (await _app.GetCertificateAsync(issued.SerialNumber)).Status);
-        Assert.Empty(Directory.GetFiles(Path.Combine(_app.DataDirectory, "ca"), "*.key")
-            .Where(f => !File.ReadAllText(f).Contains("BEGIN ENCRYPTED PRIVATE KEY")));
+        var keyFiles = Directory.GetFiles(Path.Combine(_app.DataDirectory, "ca"), "*.key");
+        Assert.Equal(2, keyFiles.Length);
+        Assert.All(keyFiles, f => Assert.Contains("BEGIN ENCRYPTED PRIVATE KEY", File.ReadAllText(f)));
     }
 }

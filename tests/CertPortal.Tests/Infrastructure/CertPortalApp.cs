@@ -120,6 +120,17 @@ public class CertPortalApp : IAsyncLifetime
         return (await r.Content.ReadFromJsonAsync<CertificateResponse>(Http.Json))!;
     }
 
+    /// <summary>Creates an account through the admin API; returns its id and a client that sends its API key.</summary>
+    public async Task<(Guid Id, HttpClient Client)> CreateAccountAsync(string name, string role, string? password = null)
+    {
+        var r = await Admin.PostAsJsonAsync("/api/v1/accounts", new { name, displayName = name, role, password });
+        await Http.EnsureStatus(r, HttpStatusCode.Created);
+        var created = (await r.Content.ReadFromJsonAsync<JsonElement>(Http.Json))!;
+        var client = new HttpClient { BaseAddress = new Uri(BaseUrl), Timeout = TimeSpan.FromSeconds(60) };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", created.GetProperty("apiKey").GetString());
+        return (created.GetProperty("id").GetGuid(), client);
+    }
+
     private static int FreePort()
     {
         using var l = new TcpListener(IPAddress.Loopback, 0);

@@ -65,7 +65,23 @@ public sealed class SubscriberKeyPair
     public X509Certificate2 WithCertificate(string certificatePem)
     {
         using var cert = X509Certificate2.CreateFromPem(certificatePem);
-        using var key = Load();
-        return key is RSA rsa ? cert.CopyWithPrivateKey(rsa) : cert.CopyWithPrivateKey((ECDsa)key);
+        if (Algorithm.StartsWith("RSA"))
+        {
+            using var rsa = RSA.Create();
+            rsa.ImportFromPem(PrivateKeyPem);
+            return cert.CopyWithPrivateKey(rsa);
+        }
+        // .NET treats an EC certificate with keyAgreement but no digitalSignature (our encryption
+        // profile) as an ECDH key, not an ECDSA one.
+        using var ecdsaPublic = cert.GetECDsaPublicKey();
+        if (ecdsaPublic is not null)
+        {
+            using var ecdsa = ECDsa.Create();
+            ecdsa.ImportFromPem(PrivateKeyPem);
+            return cert.CopyWithPrivateKey(ecdsa);
+        }
+        using var ecdh = ECDiffieHellman.Create();
+        ecdh.ImportFromPem(PrivateKeyPem);
+        return cert.CopyWithPrivateKey(ecdh);
     }
 }

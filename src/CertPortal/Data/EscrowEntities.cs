@@ -1,0 +1,131 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace CertPortal.Data;
+
+/// <summary>A key recovery agent: an account with the recovery-agent role and the certificate whose
+/// public key its shares are encrypted to. The agent's private key never reaches the server.</summary>
+public sealed class RecoveryAgent
+{
+    public Guid Id { get; set; }
+    public Guid AccountId { get; set; }
+    public string Name { get; set; } = "";
+    public byte[] CertificateDer { get; set; } = [];
+    public string CertificateSha256 { get; set; } = "";
+    public DateTimeOffset RegisteredAt { get; set; }
+    public DateTimeOffset? RetiredAt { get; set; }
+}
+
+/// <summary>An archived encryption key: PKCS#8 sealed with AES-256-GCM under a data key that exists
+/// only as Shamir shares, each encrypted to one agent. The server alone cannot open it.</summary>
+public sealed class KeyEscrow
+{
+    public Guid Id { get; set; }
+    public string SerialNumber { get; set; } = "";
+    public int Threshold { get; set; }
+    public byte[] Envelope { get; set; } = [];
+    public DateTimeOffset CreatedAt { get; set; }
+    /// <summary>Set when a re-escrow moved the data key to a new agent set; these shares are then void.</summary>
+    public DateTimeOffset? SupersededAt { get; set; }
+    public List<EscrowShare> Shares { get; set; } = [];
+}
+
+public sealed class EscrowShare
+{
+    public Guid Id { get; set; }
+    public Guid EscrowId { get; set; }
+    public Guid AgentId { get; set; }
+    /// <summary>CMS EnvelopedData (DER) to the agent's certificate, holding the share (x || y).</summary>
+    public byte[] EncryptedShare { get; set; } = [];
+    /// <summary>SHA-256 commitment, so each submitted share is checked on its own.</summary>
+    public byte[] Commitment { get; set; } = [];
+}
+
+/// <summary>An admin's request to recover (or re-escrow) one archived key, approved by M agents.</summary>
+public sealed class RecoveryRequest
+{
+    public Guid Id { get; set; }
+    public Guid EscrowId { get; set; }
+    public string SerialNumber { get; set; } = "";
+    public string Purpose { get; set; } = "recover";
+    public string Reason { get; set; } = "";
+    public string RequestedBy { get; set; } = "";
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset ExpiresAt { get; set; }
+    public DateTimeOffset? CompletedAt { get; set; }
+    public DateTimeOffset? CancelledAt { get; set; }
+    public List<RecoveryApproval> Approvals { get; set; } = [];
+}
+
+/// <summary>One agent's approval: its decrypted share, kept only until the request completes or
+/// expires, and then only sealed under the server's session key (never in plain text at rest).</summary>
+public sealed class RecoveryApproval
+{
+    public Guid RequestId { get; set; }
+    public Guid AgentId { get; set; }
+    public DateTimeOffset ApprovedAt { get; set; }
+    public byte[]? SealedShare { get; set; }
+}
+
+internal sealed class EscrowConfigurations :
+    IEntityTypeConfiguration<RecoveryAgent>, IEntityTypeConfiguration<KeyEscrow>, IEntityTypeConfiguration<EscrowShare>,
+    IEntityTypeConfiguration<RecoveryRequest>, IEntityTypeConfiguration<RecoveryApproval>
+{
+    public void Configure(EntityTypeBuilder<RecoveryAgent> b)
+    {
+        b.HasKey(a => a.Id);
+        b.Property(a => a.Name).HasMaxLength(64);
+        b.Property(a => a.CertificateSha256).HasMaxLength(64);
+        b.HasIndex(a => a.AccountId);
+    }
+
+    public void Configure(EntityTypeBuilder<KeyEscrow> b)
+    {
+        b.HasKey(e => e.Id);
+        b.Property(e => e.SerialNumber).HasMaxLength(64);
+        b.HasIndex(e => e.SerialNumber);
+        b.HasMany(e => e.Shares).WithOne().HasForeignKey(s => s.EscrowId);
+    }
+
+    public void Configure(EntityTypeBuilder<EscrowShare> b)
+    {
+        b.HasKey(s => s.Id);
+        b.HasIndex(s => new { s.EscrowId, s.AgentId }).IsUnique();
+        b.Property(s => s.Commitment).HasMaxLength(32);
+    }
+
+    public void Configure(EntityTypeBuilder<RecoveryRequest> b)
+    {
+        b.HasKey(r => r.Id);
+        b.Property(r => r.SerialNumber).HasMaxLength(64);
+        b.Property(r => r.Purpose).HasMaxLength(16);
+        b.Property(r => r.Reason).HasMaxLength(256);
+        b.Property(r => r.RequestedBy).HasMaxLength(128);
+        b.HasMany(r => r.Approvals).WithOne().HasForeignKey(a => a.RequestId);
+    }
+
+    public void Configure(EntityTypeBuilder<RecoveryApproval> b) => b.HasKey(a => new { a.RequestId, a.AgentId });
+}
+
+/// <summary>The escrow policy as changed through the admin API (one row); absent, configuration applies.</summary>
+public sealed class EscrowPolicyRecord
+{
+    public int Id { get; set; } = 1;
+    public int Threshold { get; set; }
+    public KeyGenerationPolicy EncryptionKeyGeneration { get; set; }
+    public KeyGenerationPolicy DualKeyGeneration { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+    public string UpdatedBy { get; set; } = "";
+}
+
+internal sealed class EscrowPolicyRecordConfiguration : IEntityTypeConfiguration<EscrowPolicyRecord>
+{
+    public void Configure(EntityTypeBuilder<EscrowPolicyRecord> b)
+    {
+        b.HasKey(p => p.Id);
+        b.Property(p => p.Id).ValueGeneratedNever();
+        b.Property(p => p.EncryptionKeyGeneration).HasConversion<string>().HasMaxLength(16);
+        b.Property(p => p.DualKeyGeneration).HasConversion<string>().HasMaxLength(16);
+        b.Property(p => p.UpdatedBy).HasMaxLength(128);
+    }
+}

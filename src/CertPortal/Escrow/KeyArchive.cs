@@ -1,0 +1,75 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using CertPortal.Authority;
+using CertPortal.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace CertPortal.Escrow;
+
+public sealed record EscrowPolicyView(int Threshold, int ActiveAgents, string EncryptionKeyGeneration, string DualKeyGeneration);
+
+/// <summary>Archives private keys so that no one — the server included — can open them without M agents:
+/// the key is sealed under a fresh AES-256-GCM data key, which exists afterwards only as Shamir shares,
+/// each encrypted to one agent's certificate.</summary>
+public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption shareEncryption)
+{
+    public async Task<EscrowPolicyRecord> PolicyAsync(CertPortalDbContext db, CancellationToken ct) =>
+        await db.EscrowPolicy.AsNoTracking().FirstOrDefaultAsync(ct) ?? new EscrowPolicyRecord
+        {
+            Threshold = options.Escrow.Threshold,
+            EncryptionKeyGeneration = options.Escrow.EncryptionKeyGeneration,
+            DualKeyGeneration = options.Escrow.DualKeyGeneration,
+        };
+
+    public static KeyGenerationPolicy GenerationFor(EscrowPolicyRecord policy, CertificateProfileName profile) => profile switch
+    {
+        CertificateProfileName.Encryption => policy.EncryptionKeyGeneration,
+        CertificateProfileName.Dual => policy.DualKeyGeneration,
+        // Non-repudiation depends on only the person holding a signing key.
+        _ => KeyGenerationPolicy.Refused,
+    };
+
+    public static Task<List<RecoveryAgent>> ActiveAgentsAsync(CertPortalDbContext db, CancellationToken ct) =>
+        db.RecoveryAgents.AsNoTracking().Where(a => a.RetiredAt == null).OrderBy(a => a.RegisteredAt).ToListAsync(ct);
+
+    /// <summary>Adds the escrow (envelope + one encrypted share per agent) to the caller's transaction.</summary>
+    public KeyEscrow Archive(CertPortalDbContext db, X509Certificate2 certificate, string serialHex, ReadOnlySpan<byte> pkcs8,
+        IReadOnlyList<RecoveryAgent> agents, int threshold, DateTimeOffset now)
+    {
+        using var sealedKey = KeyEnvelope.Seal(pkcs8, KeyEnvelopeBinding.ForCertificate(certificate));
+        var escrow = new KeyEscrow
+        {
+            Id = Guid.CreateVersion7(now), SerialNumber = serialHex, Threshold = threshold, Envelope = sealedKey.Envelope, CreatedAt = now,
+        };
+        escrow.Shares.AddRange(SplitToAgents(escrow.Id, sealedKey.DataKey, agents, threshold));
+        db.KeyEscrows.Add(escrow);
+        return escrow;
+    }
+
+    /// <summary>Splits a data key M-of-N and encrypts share i to agent i. Plain shares are wiped before returning.</summary>
+    public List<EscrowShare> SplitToAgents(Guid escrowId, ReadOnlySpan<byte> dataKey, IReadOnlyList<RecoveryAgent> agents, int threshold)
+    {
+        var shares = ShamirSecretSharing.Split(dataKey, threshold, agents.Count);
+        try
+        {
+            var result = new List<EscrowShare>(agents.Count);
+            for (var i = 0; i < agents.Count; i++)
+            {
+                using var agentCert = X509CertificateLoader.LoadCertificate(agents[i].CertificateDer);
+                result.Add(new EscrowShare
+                {
+                    Id = Guid.NewGuid(),
+                    EscrowId = escrowId,
+                    AgentId = agents[i].Id,
+                    EncryptedShare = shareEncryption.EncryptShare(shares[i], agentCert),
+                    Commitment = ShareCommitment.Compute(shares[i], escrowId.ToByteArray()),
+                });
+            }
+            return result;
+        }
+        finally
+        {
+            foreach (var s in shares) CryptographicOperations.ZeroMemory(s);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace CertPortal.Escrow;
+
+/// <summary>PKCS#12 files for server-generated and recovered keys. AES-256 (PBES2, HMAC-SHA256 MAC) by
+/// default; the compatibility format (3DES, SHA-1 MAC) is for clients that cannot read PBES2, such as
+/// gpgsm 2.2 and older Windows.</summary>
+public static class Pkcs12Files
+{
+    public static bool TryParseFormat(string? value, out Pkcs12Format format)
+    {
+        format = Pkcs12Format.Aes256;
+        switch ((value ?? "aes256").Trim().ToLowerInvariant())
+        {
+            case "aes256": return true;
+            case "compatible-3des": format = Pkcs12Format.Compatible3Des; return true;
+            default: return false;
+        }
+    }
+
+    public static byte[] Build(X509Certificate2 certificate, ReadOnlySpan<byte> pkcs8, IEnumerable<X509Certificate2> chain, string password, Pkcs12Format format)
+    {
+        using var withKey = WithPrivateKey(certificate, pkcs8);
+        var collection = new X509Certificate2Collection { withKey };
+        // Chain certificates go in as public certificates only: ExportPkcs12 writes the private key of
+        // every certificate that has one, and the CA's own certificate objects carry the CA keys.
+        var publicChain = chain.Select(c => X509CertificateLoader.LoadCertificate(c.RawData)).ToList();
+        try
+        {
+            collection.AddRange(publicChain.ToArray());
+            return collection.ExportPkcs12(format == Pkcs12Format.Aes256
+                ? Pkcs12ExportPbeParameters.Pbes2Aes256Sha256
+                : Pkcs12ExportPbeParameters.Pkcs12TripleDesSha1, password);
+        }
+        finally
+        {
+            foreach (var c in publicChain) c.Dispose();
+        }
+    }
+
+    /// <summary>An EC certificate whose keyUsage is keyAgreement only is an ECDH key to .NET, not ECDSA.</summary>
+    public static X509Certificate2 WithPrivateKey(X509Certificate2 certificate, ReadOnlySpan<byte> pkcs8)
+    {
+        switch (certificate.PublicKey.Oid.Value)
+        {
+            case "1.2.840.113549.1.1.1":
+                using (var rsa = RSA.Create()) { rsa.ImportPkcs8PrivateKey(pkcs8, out _); return certificate.CopyWithPrivateKey(rsa); }
+            default:
+                using (var ecdsaPublic = certificate.GetECDsaPublicKey())
+                {
+                    if (ecdsaPublic is not null)
+                    {
+                        using var ecdsa = ECDsa.Create();
+                        ecdsa.ImportPkcs8PrivateKey(pkcs8, out _);
+                        return certificate.CopyWithPrivateKey(ecdsa);
+                    }
+                }
+                using (var ecdh = ECDiffieHellman.Create()) { ecdh.ImportPkcs8PrivateKey(pkcs8, out _); return certificate.CopyWithPrivateKey(ecdh); }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+using System.DirectoryServices.Protocols;
+
+namespace CertPortal.Gal;
+
+/// <summary>Base of all failures raised by <see cref="LdapDirectory"/>.</summary>
+public abstract class DirectoryException : Exception
+{
+    protected DirectoryException(string message, Exception? inner = null) : base(message, inner) { }
+}
+
+/// <summary>
+/// The directory could not be used at all: server down or unreachable, timeout, TLS failure,
+/// bind rejected, or the server said busy/unavailable. Nothing was (knowingly) changed; a caller
+/// with a retry queue should retry later. <see cref="LdapErrorCode"/> is the libldap/LDAP code
+/// (81 server down, 85 timeout, 91 connect error, 49 invalid credentials, 51 busy, 52 unavailable), or null.
+/// </summary>
+public sealed class DirectoryUnavailableException : DirectoryException
+{
+    public DirectoryUnavailableException(string message, int? ldapErrorCode, Exception? inner = null)
+        : base(message, inner) => LdapErrorCode = ldapErrorCode;
+
+    public int? LdapErrorCode { get; }
+}
+
+/// <summary>
+/// The server processed a request and refused it (schema violation, insufficient access, invalid syntax, ...).
+/// Retrying the same request will usually fail the same way; <see cref="ResultCode"/> says why.
+/// </summary>
+public class DirectoryOperationFailedException : DirectoryException
+{
+    public DirectoryOperationFailedException(string operation, string dn, ResultCode resultCode, string? serverMessage, Exception? inner = null)
+        : base($"LDAP {operation} on '{dn}' failed: {(int)resultCode} {resultCode}" +
+               (string.IsNullOrWhiteSpace(serverMessage) ? "" : $" ({serverMessage.Trim()})"), inner)
+    {
+        Operation = operation;
+        Dn = dn;
+        ResultCode = resultCode;
+        ServerMessage = serverMessage;
+    }
+
+    public string Operation { get; }
+    public string Dn { get; }
+    public ResultCode ResultCode { get; }
+    public string? ServerMessage { get; }
+}
+
+/// <summary>
+/// No person entry has the mail address, and we may not create one (ActiveDirectory mode, or
+/// CreateMissingEntries = false). A data problem to report to an operator, not to retry blindly.
+/// </summary>
+public sealed class DirectoryEntryNotFoundException : DirectoryException
+{
+    public DirectoryEntryNotFoundException(string mail, string baseDn)
+        : base($"No directory entry with mail '{mail}' under '{baseDn}', and creating entries is disabled.")
+    {
+        Mail = mail;
+        BaseDn = baseDn;
+    }
+
+    public string Mail { get; }
+    public string BaseDn { get; }
+}
+
+/// <summary>
+/// More than one person entry has the mail address; we do not guess which one gets the certificate.
+/// </summary>
+public sealed class DirectoryEntryAmbiguousException : DirectoryException
+{
+    public DirectoryEntryAmbiguousException(string mail, IReadOnlyList<string> dns)
+        : base($"{dns.Count} directory entries have mail '{mail}': {string.Join("; ", dns)}")
+    {
+        Mail = mail;
+        Dns = dns;
+    }
+
+    public string Mail { get; }
+    public IReadOnlyList<string> Dns { get; }
+}

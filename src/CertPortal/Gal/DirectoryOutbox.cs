@@ -1,0 +1,158 @@
+using System.Diagnostics.Metrics;
+using CertPortal.Authority;
+using CertPortal.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace CertPortal.Gal;
+
+/// <summary>Records what the directory must learn inside the transaction of the change itself.</summary>
+public sealed class DirectoryOutboxEvents(DirectoryOptions options) : ICertificateEvents
+{
+    public void OnIssued(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now)
+    {
+        if (!options.IsEnabled) return;
+        DirectoryOutbox.Enqueue(db, DirectoryPublicationKinds.Person, certificate.Email, "issued", certificate.SerialNumber, now, now);
+        // Expiry needs no poller: the row that removes the certificate is written now, due when it expires.
+        DirectoryOutbox.Enqueue(db, DirectoryPublicationKinds.Person, certificate.Email, "expiry", certificate.SerialNumber, now,
+            certificate.NotAfter.AddSeconds(1));
+    }
+
+    public void OnStatusChanged(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now)
+    {
+        if (!options.IsEnabled) return;
+        DirectoryOutbox.Enqueue(db, DirectoryPublicationKinds.Person, certificate.Email,
+            certificate.RevokedAt is null ? "released" : "revoked", certificate.SerialNumber, now, now);
+    }
+
+    public void OnCrlSigned(CertPortalDbContext db, CrlRecord crl, DateTimeOffset now)
+    {
+        // The PKI entry is the issuing CA's CDP; the root's CRL is served over HTTP only.
+        if (options.IsEnabled && crl.Authority == CertificateAuthority.IssuingName)
+            DirectoryOutbox.Enqueue(db, DirectoryPublicationKinds.Pki, DirectoryPublicationKinds.Pki, "crl", null, now, now);
+    }
+}
+
+/// <summary>Delivers the outbox to the directory: in order per entry, with exponential backoff, and
+/// without ever making enrollment or revocation wait for the directory.</summary>
+public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOptions options, TimeProvider time, ILogger<DirectoryOutbox> logger)
+    : BackgroundService
+{
+    public const string MeterName = "CertPortal.Directory";
+    private static readonly Meter Meter = new(MeterName);
+    private static readonly Counter<long> Outcomes = Meter.CreateCounter<long>("certportal.directory.publications",
+        description: "Directory publications handled, by outcome (published, retried).");
+    private const int BatchSize = 200;
+
+    public sealed record PassResult(int Published, int Retried, int Skipped);
+
+    public static void Enqueue(CertPortalDbContext db, string kind, string key, string reason, string? serial, DateTimeOffset now, DateTimeOffset due) =>
+        db.DirectoryPublications.Add(new DirectoryPublication
+        {
+            Kind = kind, Key = key, Reason = reason, SerialNumber = serial, CreatedAt = now, NextAttemptAt = due,
+        });
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!options.IsEnabled) return;
+        logger.LogInformation("Publishing to LDAP directory {Directory}", options.Url);
+        using var timer = new PeriodicTimer(options.PollInterval, time);
+        do
+        {
+            try
+            {
+                await ProcessDueAsync(stoppingToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // A database hiccup must not stop publication for good; the next tick tries again.
+                logger.LogError(e, "Directory outbox pass failed");
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>One pass over the due rows. Public so tests and resync can drive it directly.</summary>
+    public async Task<PassResult> ProcessDueAsync(CancellationToken ct)
+    {
+        using var scope = scopes.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var publisher = scope.ServiceProvider.GetRequiredService<DirectoryPublisher>();
+        var now = time.GetUtcNow();
+        // Fetched before any entry is read: every row here was committed before its entry is reconciled,
+        // so one reconciliation satisfies all due rows of that entry in the batch.
+        var due = await db.DirectoryPublications
+            .Where(p => p.CompletedAt == null && p.NextAttemptAt <= now)
+            .OrderBy(p => p.Id).Take(BatchSize).ToListAsync(ct);
+        if (due.Count == 0) return new PassResult(0, 0, 0);
+
+        int published = 0, retried = 0, skipped = 0;
+        var failedKeys = new HashSet<(string, string)>();
+        var directoryDown = false;
+        foreach (var row in due)
+        {
+            if (row.CompletedAt is not null) continue;
+            // In order per entry: a later row never overtakes an earlier one that failed.
+            if (directoryDown || failedKeys.Contains((row.Kind, row.Key))) { skipped++; continue; }
+            try
+            {
+                await HandleAsync(db, publisher, row, ct);
+                foreach (var same in due.Where(d => d.Kind == row.Kind && d.Key == row.Key && d.CompletedAt is null))
+                {
+                    same.CompletedAt = time.GetUtcNow();
+                    published++;
+                }
+            }
+            catch (DirectoryException e)
+            {
+                row.Attempts++;
+                row.LastError = e.Message.Length > 1000 ? e.Message[..1000] : e.Message;
+                var delay = TimeSpan.FromTicks(Math.Min(options.RetryMaxDelay.Ticks,
+                    options.RetryBaseDelay.Ticks * (1L << Math.Min(row.Attempts - 1, 20))));
+                row.NextAttemptAt = time.GetUtcNow() + delay;
+                failedKeys.Add((row.Kind, row.Key));
+                retried++;
+                // Down or unreachable: every other row would fail the same way; wait for the next try.
+                directoryDown = e is DirectoryUnavailableException;
+                logger.LogWarning("Directory publication {Id} ({Kind} {Key}) failed, attempt {Attempts}, next in {Delay}: {Error}",
+                    row.Id, row.Kind, row.Key, row.Attempts, delay, row.LastError);
+            }
+        }
+        await db.SaveChangesAsync(CancellationToken.None);
+        Outcomes.Add(published, new KeyValuePair<string, object?>("outcome", "published"));
+        Outcomes.Add(retried, new KeyValuePair<string, object?>("outcome", "retried"));
+        logger.LogInformation("Directory outbox pass: {Published} published, {Retried} retried, {Skipped} waiting behind a failure",
+            published, retried, skipped);
+        return new PassResult(published, retried, skipped);
+    }
+
+    private async Task HandleAsync(CertPortalDbContext db, DirectoryPublisher publisher, DirectoryPublication row, CancellationToken ct)
+    {
+        switch (row.Kind)
+        {
+            case DirectoryPublicationKinds.Person:
+                var change = await publisher.SyncPersonAsync(db, row.Key, ct);
+                logger.LogInformation("Directory entry {Mail}: {Added} certificates added, {Removed} removed", row.Key, change.Added, change.Removed);
+                break;
+            case DirectoryPublicationKinds.Pki:
+                await publisher.SyncPkiAsync(db, ct);
+                break;
+            case DirectoryPublicationKinds.Sweep:
+                var now = time.GetUtcNow();
+                foreach (var mail in await publisher.MailboxesHoldingOurCertificatesAsync(ct))
+                    Enqueue(db, DirectoryPublicationKinds.Person, mail, "resync", null, now, now);
+                break;
+        }
+    }
+
+    /// <summary>Resync: reconcile every entry the database knows, the PKI entry, and (through a sweep)
+    /// every entry that holds one of our certificates although the database does not expect it.</summary>
+    public static async Task<int> EnqueueResyncAsync(CertPortalDbContext db, DateTimeOffset now, CancellationToken ct)
+    {
+        var mailboxes = await db.Certificates.AsNoTracking().Select(c => c.Email).Distinct().ToListAsync(ct);
+        foreach (var mail in mailboxes) Enqueue(db, DirectoryPublicationKinds.Person, mail, "resync", null, now, now);
+        Enqueue(db, DirectoryPublicationKinds.Pki, DirectoryPublicationKinds.Pki, "resync", null, now, now);
+        Enqueue(db, DirectoryPublicationKinds.Sweep, DirectoryPublicationKinds.Sweep, "resync", null, now, now);
+        await db.SaveChangesAsync(ct);
+        return mailboxes.Count + 2;
+    }
+}

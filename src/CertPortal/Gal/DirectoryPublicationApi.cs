@@ -1,0 +1,77 @@
+using CertPortal.Auditing;
+using CertPortal.Data;
+using CertPortal.Security;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace CertPortal.Gal;
+
+public sealed record PublicationView(long Id, string Kind, string Key, string Reason, string? SerialNumber, DateTimeOffset CreatedAt,
+    DateTimeOffset NextAttemptAt, int Attempts, string? LastError, string State);
+
+public sealed record PublicationQueue(bool DirectoryConfigured, int Pending, int Failing, int Scheduled, IReadOnlyList<PublicationView> Items);
+
+public sealed record ResyncStarted(int Queued);
+
+public static class DirectoryPublicationApi
+{
+    public static IEndpointRouteBuilder MapDirectoryPublicationApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/v1/directory").WithTags("Directory (LDAP)");
+        group.MapGet("/publications", List).RequireAuthorization(Policies.Audit).WithName("DirectoryPublications")
+            .WithSummary("What the LDAP directory has yet to learn: pending and failing publications (scheduled expiries are counted, not listed).");
+        group.MapPost("/resync", Resync).RequireAuthorization(Policies.Admin).WithName("DirectoryResync")
+            .WithSummary("Make the directory match the database exactly: add what is missing, remove our certificates that should not be there.");
+        return app;
+    }
+
+    private static async Task<Ok<PublicationQueue>> List(CertPortalDbContext db, TimeProvider time, DirectoryOptions directory, CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        var open = db.DirectoryPublications.AsNoTracking().Where(p => p.CompletedAt == null);
+        var scheduled = await open.CountAsync(p => p.Attempts == 0 && p.NextAttemptAt > now, ct);
+        var rows = await open.Where(p => p.Attempts > 0 || p.NextAttemptAt <= now).OrderBy(p => p.Id).Take(500).ToListAsync(ct);
+        var items = rows.Select(p => new PublicationView(p.Id, p.Kind, p.Key, p.Reason, p.SerialNumber, p.CreatedAt, p.NextAttemptAt,
+            p.Attempts, p.LastError, p.Attempts > 0 ? "failing" : "pending")).ToList();
+        return TypedResults.Ok(new PublicationQueue(directory.IsEnabled,
+            items.Count(i => i.State == "pending"), items.Count(i => i.State == "failing"), scheduled, items));
+    }
+
+    private static async Task<Results<Accepted<ResyncStarted>, ProblemHttpResult>> Resync(
+        CertPortalDbContext db, TimeProvider time, DirectoryOptions directory, HttpContext http, CancellationToken ct)
+    {
+        if (!directory.IsEnabled)
+            return Failure.Conflict("No LDAP directory is configured (CertPortal:Directory:Url); there is nothing to resync.").ToProblem();
+        var now = time.GetUtcNow();
+        AuditLog.Record(db, now, AuditLog.ActorOf(http.User), AuditActions.DirectoryResync, "directory");
+        var queued = await DirectoryOutbox.EnqueueResyncAsync(db, now, ct);
+        return TypedResults.Accepted("/api/v1/directory/publications", new ResyncStarted(queued));
+    }
+}
+
+public static class DirectoryRegistration
+{
+    /// <summary>LDAP publishing, active only when <c>CertPortal:Directory:Url</c> is set; otherwise the REST
+    /// directory alone. Options are read lazily (tests and hosts may add configuration late) and validated
+    /// at start: bad settings stop start-up with the setting's name.</summary>
+    public static void AddDirectoryPublishing(this WebApplicationBuilder builder)
+    {
+        var services = builder.Services;
+        services.AddOptions<DirectoryOptions>().Bind(builder.Configuration.GetSection(DirectoryOptions.SectionName)).ValidateOnStart();
+        services.AddSingleton<Microsoft.Extensions.Options.IValidateOptions<DirectoryOptions>, DirectoryOptionsValidator>();
+        services.AddSingleton(sp => sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DirectoryOptions>>().Value);
+        services.AddSingleton(sp => new LdapDirectory(sp.GetRequiredService<DirectoryOptions>(), sp.GetRequiredService<ILogger<LdapDirectory>>()));
+        services.AddScoped<DirectoryPublisher>();
+        services.AddSingleton<ICertificateEvents, DirectoryOutboxEvents>();
+        services.AddSingleton<DirectoryOutbox>();
+        services.AddHostedService(sp => sp.GetRequiredService<DirectoryOutbox>());
+    }
+
+    private sealed class DirectoryOptionsValidator : Microsoft.Extensions.Options.IValidateOptions<DirectoryOptions>
+    {
+        public Microsoft.Extensions.Options.ValidateOptionsResult Validate(string? name, DirectoryOptions options) =>
+            options.Validate() is { Count: > 0 } errors
+                ? Microsoft.Extensions.Options.ValidateOptionsResult.Fail(errors)
+                : Microsoft.Extensions.Options.ValidateOptionsResult.Success;
+    }
+}

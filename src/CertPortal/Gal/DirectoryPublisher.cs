@@ -1,0 +1,76 @@
+using System.Security.Cryptography.X509Certificates;
+using CertPortal.Authority;
+using CertPortal.Data;
+using CertPortal.Revocation;
+using Microsoft.EntityFrameworkCore;
+
+namespace CertPortal.Gal;
+
+/// <summary>Brings one directory entry in step with the database. Every operation reconciles state
+/// (what should be there vs what is there) instead of replaying deltas, so running it twice, late,
+/// or out of order gives the same directory.</summary>
+public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, DirectoryOptions options, TimeProvider time)
+{
+    /// <summary>What changed in the directory: certificates added and removed.</summary>
+    public sealed record Change(int Added, int Removed);
+
+    /// <summary>The certificates that should be on a person's entry now: valid (not revoked, not on
+    /// hold, not expired), and with <see cref="DirectoryOptions.PublishOnlyNewest"/> only the newest per profile.</summary>
+    public async Task<List<IssuedCertificate>> DesiredAsync(CertPortalDbContext db, string email, CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        var candidates = await db.Certificates.AsNoTracking()
+            .Where(c => c.Email == email && c.RevokedAt == null)
+            .ToListAsync(ct);
+        var valid = candidates.Where(c => c.StatusAt(now) == CertificateStatus.Valid).OrderByDescending(c => c.NotBefore).ThenByDescending(c => c.IssuedAt);
+        return options.PublishOnlyNewest ? valid.GroupBy(c => c.Profile).Select(g => g.First()).ToList() : valid.ToList();
+    }
+
+    public async Task<Change> SyncPersonAsync(CertPortalDbContext db, string email, CancellationToken ct)
+    {
+        var desired = await DesiredAsync(db, email, ct);
+        var present = await directory.GetCertificatesAsync(email, ct);
+        var ours = present.Where(IsOurs).ToList();
+
+        var added = 0;
+        foreach (var cert in desired.Where(d => !ours.Any(o => o.AsSpan().SequenceEqual(d.Der))))
+        {
+            await directory.PublishCertificateAsync(email, cert.DisplayName, cert.Der, ct);
+            added++;
+        }
+        var removed = 0;
+        foreach (var der in ours.Where(o => !desired.Any(d => d.Der.AsSpan().SequenceEqual(o))))
+        {
+            if (await directory.RemoveCertificateAsync(email, der, ct)) removed++;
+        }
+        return new Change(added, removed);
+    }
+
+    public async Task SyncPkiAsync(CertPortalDbContext db, CancellationToken ct)
+    {
+        if (string.IsNullOrWhiteSpace(options.PkiEntryDn)) return;
+        var crl = await CrlSigner.LatestAsync(db, CertificateAuthority.IssuingName, ct);
+        await directory.PublishCaAndCrlAsync([ca.Issuing.Certificate.RawData, ca.Root.Certificate.RawData], crl?.Der, null, ct);
+    }
+
+    /// <summary>The mailboxes whose entries hold a certificate of ours, whatever the database says.</summary>
+    public async Task<IReadOnlyList<string>> MailboxesHoldingOurCertificatesAsync(CancellationToken ct)
+    {
+        var people = await directory.ListPeopleWithCertificatesAsync(ct);
+        return people.Where(p => p.Certificates.Any(IsOurs)).Select(p => p.Mail).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+    }
+
+    /// <summary>Ours: issued by our issuing CA. Certificates from other CAs on the same entry are never touched.</summary>
+    private bool IsOurs(byte[] der)
+    {
+        try
+        {
+            using var cert = X509CertificateLoader.LoadCertificate(der);
+            return cert.IssuerName.RawData.AsSpan().SequenceEqual(ca.Issuing.Certificate.SubjectName.RawData);
+        }
+        catch (System.Security.Cryptography.CryptographicException)
+        {
+            return false; // not a certificate we could have written
+        }
+    }
+}

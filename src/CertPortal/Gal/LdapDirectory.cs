@@ -1,0 +1,539 @@
+using System.DirectoryServices.Protocols;
+using System.Formats.Asn1;
+using System.Net;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace CertPortal.Gal;
+
+/// <summary>What <see cref="LdapDirectory.PublishCertificateAsync"/> did.</summary>
+/// <param name="EntryDn">The person entry holding the certificate.</param>
+/// <param name="EntryCreated">True when we created the entry.</param>
+/// <param name="CertificateAdded">False when userCertificate already held the certificate.</param>
+/// <param name="SmimeValueAdded">False when userSMIMECertificate already held a value carrying it.</param>
+public sealed record CertificatePublication(string EntryDn, bool EntryCreated, bool CertificateAdded, bool SmimeValueAdded);
+
+/// <summary>
+/// Gateway to the LDAP directory (GAL): publishes user certificates to person entries and CA
+/// certificates/CRLs to the PKI entry. One connection and bind per call; nothing is held between
+/// calls, so a directory restart needs no recovery and the class is safe to share (singleton).
+/// S.DS.P is synchronous; the async methods run it on the thread pool, bounded by TimeoutSeconds.
+/// Only values we wrote are ever removed: certificates from other CAs stay.
+/// </summary>
+public sealed class LdapDirectory
+{
+    // RFC 4528 assertion control: the modify only applies if the filter still matches the entry.
+    private const string AssertionControlOid = "1.3.6.1.1.12";
+    private const int MaxOptimisticRetries = 5;
+
+    private readonly DirectoryOptions _options;
+    private readonly ILogger _logger;
+    private readonly AttributeNames _names;
+
+    public LdapDirectory(DirectoryOptions options, ILogger<LdapDirectory>? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var errors = options.Validate();
+        if (!options.IsEnabled)
+        {
+            errors = [$"{DirectoryOptions.SectionName}:Url is empty (directory publishing is off)"];
+        }
+        if (errors.Count > 0)
+        {
+            throw new ArgumentException("Invalid directory options: " + string.Join("; ", errors), nameof(options));
+        }
+        _options = options;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+        _names = AttributeNames.For(options.Schema);
+    }
+
+    /// <summary>
+    /// Adds <paramref name="certDer"/> to the person with <paramref name="mail"/> (userCertificate and a
+    /// one-certificate PKCS#7 in userSMIMECertificate), creating the entry when allowed. Idempotent;
+    /// never removes or replaces other values.
+    /// </summary>
+    public Task<CertificatePublication> PublishCertificateAsync(string mail, string displayName, byte[] certDer, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(mail);
+        ArgumentNullException.ThrowIfNull(displayName);
+        var smime = SmimeCertificateBundle.Create(certDer); // also validates certDer
+        return RunAsync(conn => Publish(conn, mail, displayName, certDer, smime), cancellationToken);
+    }
+
+    /// <summary>
+    /// Removes this certificate (and the userSMIMECertificate value carrying only it) from the person with
+    /// <paramref name="mail"/>. Returns false when there was nothing to remove (no entry, or no such value).
+    /// </summary>
+    public Task<bool> RemoveCertificateAsync(string mail, byte[] certDer, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(mail);
+        ArgumentNullException.ThrowIfNull(certDer);
+        return RunAsync(conn => Remove(conn, mail, certDer), cancellationToken);
+    }
+
+    /// <summary>The userCertificate values of the person with <paramref name="mail"/>; empty when there is no such entry.</summary>
+    public Task<IReadOnlyList<byte[]>> GetCertificatesAsync(string mail, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(mail);
+        return RunAsync<IReadOnlyList<byte[]>>(conn => FindPerson(conn, mail)?.Certificates ?? [], cancellationToken);
+    }
+
+    /// <summary>Every person under PeopleBaseDn that holds any userCertificate: its mail and certificates
+    /// (for resync, which must find our certificates on entries the database no longer expects).
+    /// Paged (RFC 2696) so servers' size limits (OpenLDAP: 500) do not truncate the answer.</summary>
+    public Task<IReadOnlyList<(string Mail, IReadOnlyList<byte[]> Certificates)>> ListPeopleWithCertificatesAsync(CancellationToken cancellationToken = default) =>
+        RunAsync<IReadOnlyList<(string, IReadOnlyList<byte[]>)>>(conn =>
+        {
+            var result = new List<(string, IReadOnlyList<byte[]>)>();
+            var paging = new PageResultRequestControl(200);
+            while (true)
+            {
+                var request = new SearchRequest(_options.PeopleBaseDn, "(&(objectClass=person)(userCertificate=*))", SearchScope.Subtree,
+                    "mail", _names.UserCertificate);
+                request.Controls.Add(paging);
+                var response = (SearchResponse)SendForResponse(conn, request, "search", _options.PeopleBaseDn, ResultCode.NoSuchObject);
+                foreach (SearchResultEntry entry in response.Entries)
+                {
+                    var mail = BinaryValues(entry, "mail").Select(b => Encoding.UTF8.GetString(b)).FirstOrDefault();
+                    if (mail is not null) result.Add((mail, BinaryValues(entry, "userCertificate")));
+                }
+                var cookie = response.Controls.OfType<PageResultResponseControl>().FirstOrDefault()?.Cookie;
+                if (cookie is null || cookie.Length == 0) return result;
+                paging.Cookie = cookie;
+            }
+        }, cancellationToken);
+
+    /// <summary>
+    /// Makes the PKI entry hold exactly these CA certificates and CRL (and delta CRL when given).
+    /// A null CRL / delta CRL leaves that attribute as it is; an empty CA list removes cACertificate.
+    /// Creates the entry (cRLDistributionPoint + pkiCA) in OpenLdap mode; in ActiveDirectory mode it must exist.
+    /// </summary>
+    public Task PublishCaAndCrlAsync(IReadOnlyList<byte[]> caCertsDer, byte[]? crlDer, byte[]? deltaCrlDer, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(caCertsDer);
+        if (string.IsNullOrWhiteSpace(_options.PkiEntryDn))
+        {
+            throw new InvalidOperationException($"{DirectoryOptions.SectionName}:PkiEntryDn is not set.");
+        }
+        return RunAsync(conn => { PublishPki(conn, caCertsDer, crlDer, deltaCrlDer); return true; }, cancellationToken);
+    }
+
+    // ---------------------------------------------------------------- person entries
+
+    private sealed record PersonEntry(string Dn, IReadOnlyList<byte[]> Certificates, IReadOnlyList<byte[]> SmimeValues, string? EntryCsn);
+
+    private CertificatePublication Publish(LdapConnection conn, string mail, string displayName, byte[] certDer, byte[] smime)
+    {
+        var person = FindPerson(conn, mail);
+        if (person is null)
+        {
+            if (!_options.EffectiveCreateMissingEntries)
+            {
+                throw new DirectoryEntryNotFoundException(mail, _options.PeopleBaseDn);
+            }
+            var dn = PersonDn(mail);
+            var add = new AddRequest(dn, PersonAttributes(mail, displayName, certDer, smime));
+            var result = Send(conn, add, "add", dn, ResultCode.EntryAlreadyExists);
+            if (result == ResultCode.Success)
+            {
+                _logger.LogInformation("Created directory entry {Dn} with certificate", dn);
+                return new CertificatePublication(dn, EntryCreated: true, CertificateAdded: true, SmimeValueAdded: true);
+            }
+            // Someone created it between our search and add (another worker): carry on with the modify path.
+            person = FindPerson(conn, mail) ?? throw new DirectoryOperationFailedException("add", dn, ResultCode.EntryAlreadyExists,
+                "an entry with this DN exists but does not match the mail search (wrong objectClass?)");
+        }
+
+        var certAdded = false;
+        if (!person.Certificates.Any(c => c.AsSpan().SequenceEqual(certDer)))
+        {
+            var mod = new ModifyRequest(person.Dn, DirectoryAttributeOperation.Add, _names.UserCertificate, certDer);
+            // 20 attributeOrValueExists: already there (race, or same issuer+serial per certificateExactMatch): fine.
+            certAdded = Send(conn, mod, "modify/add userCertificate", person.Dn, ResultCode.AttributeOrValueExists) == ResultCode.Success;
+        }
+
+        var smimeAdded = UpdateSmimeValues(conn, mail, person,
+            values => values.Any(v => SmimeCertificateBundle.CarriesOnly(v, certDer)) ? null : [.. values, smime],
+            addValue: smime, removeCert: null);
+
+        _logger.LogInformation("Published certificate to {Dn} (userCertificate {CertState}, userSMIMECertificate {SmimeState})",
+            person.Dn, certAdded ? "added" : "already present", smimeAdded ? "added" : "already present");
+        return new CertificatePublication(person.Dn, EntryCreated: false, certAdded, smimeAdded);
+    }
+
+    private bool Remove(LdapConnection conn, string mail, byte[] certDer)
+    {
+        var person = FindPerson(conn, mail);
+        if (person is null)
+        {
+            return false;
+        }
+
+        var removed = false;
+        if (person.Certificates.Any(c => c.AsSpan().SequenceEqual(certDer)))
+        {
+            var mod = new ModifyRequest(person.Dn, DirectoryAttributeOperation.Delete, _names.UserCertificate, certDer);
+            // 16 noSuchAttribute: already gone (race): fine.
+            removed |= Send(conn, mod, "modify/delete userCertificate", person.Dn, ResultCode.NoSuchAttribute) == ResultCode.Success;
+        }
+
+        removed |= UpdateSmimeValues(conn, mail, person,
+            values => values.Any(v => SmimeCertificateBundle.CarriesOnly(v, certDer))
+                ? values.Where(v => !SmimeCertificateBundle.CarriesOnly(v, certDer)).ToList()
+                : null,
+            addValue: null, removeCert: certDer);
+
+        if (removed)
+        {
+            _logger.LogInformation("Removed certificate from {Dn}", person.Dn);
+        }
+        return removed;
+    }
+
+    /// <summary>
+    /// Changes userSMIMECertificate. OpenLDAP defines it without an EQUALITY rule (RFC 2798 schema), so slapd
+    /// refuses to add or delete single values (error 18 inappropriateMatching "no equality matching rule");
+    /// only a replace of the whole value set works. To not lose a value written concurrently by someone else,
+    /// the replace carries an RFC 4528 assertion on the entryCSN we read, and is retried on 122 assertionFailed.
+    /// AD gives the attribute Octet String syntax with equality matching, so there we add/delete the one value.
+    /// <paramref name="newValues"/> returns the desired set, or null when nothing needs to change.
+    /// </summary>
+    private bool UpdateSmimeValues(LdapConnection conn, string mail, PersonEntry person,
+        Func<IReadOnlyList<byte[]>, List<byte[]>?> newValues, byte[]? addValue, byte[]? removeCert)
+    {
+        if (_options.Schema == DirectorySchema.ActiveDirectory)
+        {
+            if (addValue is not null && newValues(person.SmimeValues) is not null)
+            {
+                var mod = new ModifyRequest(person.Dn, DirectoryAttributeOperation.Add, _names.UserSmimeCertificate, addValue);
+                return Send(conn, mod, "modify/add userSMIMECertificate", person.Dn, ResultCode.AttributeOrValueExists) == ResultCode.Success;
+            }
+            var removedAny = false;
+            foreach (var v in removeCert is null ? [] : person.SmimeValues.Where(v => SmimeCertificateBundle.CarriesOnly(v, removeCert)))
+            {
+                var mod = new ModifyRequest(person.Dn, DirectoryAttributeOperation.Delete, _names.UserSmimeCertificate, v);
+                removedAny |= Send(conn, mod, "modify/delete userSMIMECertificate", person.Dn, ResultCode.NoSuchAttribute) == ResultCode.Success;
+            }
+            return removedAny;
+        }
+
+        var current = person;
+        for (var attempt = 1; ; attempt++)
+        {
+            var desired = newValues(current.SmimeValues);
+            if (desired is null)
+            {
+                return false;
+            }
+            var mod = new DirectoryAttributeModification { Name = _names.UserSmimeCertificate, Operation = DirectoryAttributeOperation.Replace };
+            foreach (var v in desired)
+            {
+                mod.Add(v);
+            }
+            var request = new ModifyRequest(current.Dn, mod);
+            if (current.EntryCsn is not null)
+            {
+                request.Controls.Add(new DirectoryControl(AssertionControlOid, EncodeEqualityFilter("entryCSN", current.EntryCsn), isCritical: true, serverSide: true));
+            }
+            var result = Send(conn, request, "modify/replace userSMIMECertificate", current.Dn, (ResultCode)122 /* assertionFailed */);
+            if (result == ResultCode.Success)
+            {
+                return true;
+            }
+            if (attempt >= MaxOptimisticRetries)
+            {
+                throw new DirectoryOperationFailedException("modify/replace userSMIMECertificate", current.Dn, result,
+                    $"entry kept changing during {attempt} attempts");
+            }
+            current = FindPerson(conn, mail) ?? throw new DirectoryOperationFailedException(
+                "modify/replace userSMIMECertificate", current.Dn, ResultCode.NoSuchObject, "entry was deleted meanwhile");
+        }
+    }
+
+    private PersonEntry? FindPerson(LdapConnection conn, string mail)
+    {
+        // objectClass=person covers inetOrgPerson (OpenLDAP) and user/contact (AD) but not groups or
+        // public folders that may carry the same mail in AD.
+        var filter = $"(&(objectClass=person)(mail={LdapEscaping.EscapeFilterValue(mail)}))";
+        var request = new SearchRequest(_options.PeopleBaseDn, filter, SearchScope.Subtree,
+            _names.UserCertificate, _names.UserSmimeCertificate, "entryCSN")
+        {
+            SizeLimit = 2, // we only need to know "one" vs "more than one"
+        };
+        var response = (SearchResponse)SendForResponse(conn, request, "search", _options.PeopleBaseDn, ResultCode.SizeLimitExceeded);
+        var entries = response.Entries.Cast<SearchResultEntry>().ToList();
+        if (entries.Count > 1 || response.ResultCode == ResultCode.SizeLimitExceeded)
+        {
+            throw new DirectoryEntryAmbiguousException(mail, entries.Select(e => e.DistinguishedName).ToList());
+        }
+        if (entries.Count == 0)
+        {
+            return null;
+        }
+        var entry = entries[0];
+        return new PersonEntry(entry.DistinguishedName,
+            BinaryValues(entry, "userCertificate"),
+            BinaryValues(entry, "userSMIMECertificate"),
+            BinaryValues(entry, "entryCSN").Select(b => Encoding.UTF8.GetString(b)).FirstOrDefault());
+    }
+
+    /// <summary>
+    /// The RDN is the mail address, not the display name: two people may share "John Smith", and a
+    /// cn= RDN would collide (68 entryAlreadyExists) or need a made-up suffix. Mail is what we search by
+    /// and is unique per mailbox, so the DN can never collide with another person, and a display name
+    /// change never needs a modrdn. (A multi-valued RDN cn=..+mail=.. would also be unique, but several
+    /// LDAP clients and address-book UIs handle '+' RDNs badly.)
+    /// </summary>
+    private string PersonDn(string mail) => $"mail={LdapEscaping.EscapeDnValue(mail)},{_options.PeopleBaseDn}";
+
+    private DirectoryAttribute[] PersonAttributes(string mail, string displayName, byte[] certDer, byte[] smime)
+    {
+        // inetOrgPerson requires cn and sn. We do not split a display name into given name/surname
+        // (culture-dependent guessing); sn carries the whole display name. Without personal data, both
+        // carry the mail address, which is published anyway.
+        var name = _options.PublishPersonalData && !string.IsNullOrWhiteSpace(displayName) ? displayName.Trim() : mail;
+        var attrs = new List<DirectoryAttribute>
+        {
+            new("objectClass", "top", "person", "organizationalPerson", "inetOrgPerson"),
+            new("mail", mail),
+            new("cn", name),
+            new("sn", name),
+            new(_names.UserCertificate, certDer),
+            new(_names.UserSmimeCertificate, smime),
+        };
+        if (_options.PublishPersonalData && !string.IsNullOrWhiteSpace(displayName))
+        {
+            attrs.Add(new DirectoryAttribute("displayName", displayName.Trim()));
+        }
+        return [.. attrs];
+    }
+
+    // ---------------------------------------------------------------- PKI entry
+
+    private void PublishPki(LdapConnection conn, IReadOnlyList<byte[]> caCerts, byte[]? crl, byte[]? deltaCrl)
+    {
+        var dn = _options.PkiEntryDn;
+        var search = new SearchRequest(dn, "(objectClass=*)", SearchScope.Base, "1.1"); // "1.1" = no attributes (RFC 4511 §4.5.1.8)
+        var exists = Send(conn, search, "search", dn, ResultCode.NoSuchObject) == ResultCode.Success;
+
+        if (!exists)
+        {
+            if (_options.Schema == DirectorySchema.ActiveDirectory)
+            {
+                // In AD the CA/CDP objects live under CN=Public Key Services in the configuration partition and are
+                // managed by AD CS tooling; we only update them.
+                throw new DirectoryOperationFailedException("search", dn, ResultCode.NoSuchObject, "PKI entry does not exist (ActiveDirectory mode never creates it)");
+            }
+            var attrs = new List<DirectoryAttribute>
+            {
+                // cRLDistributionPoint is structural and needs cn; pkiCA (RFC 4523 §4.3) is the auxiliary class allowing cACertificate.
+                new("objectClass", "top", "cRLDistributionPoint", "pkiCA"),
+                new("cn", CnOfFirstRdn(dn)),
+            };
+            if (caCerts.Count > 0)
+            {
+                attrs.Add(new DirectoryAttribute(_names.CaCertificate, caCerts.Cast<object>().ToArray()));
+            }
+            if (crl is not null)
+            {
+                attrs.Add(new DirectoryAttribute(_names.CertificateRevocationList, crl));
+            }
+            if (deltaCrl is not null)
+            {
+                attrs.Add(new DirectoryAttribute(_names.DeltaRevocationList, deltaCrl));
+            }
+            if (Send(conn, new AddRequest(dn, [.. attrs]), "add", dn, ResultCode.EntryAlreadyExists) == ResultCode.Success)
+            {
+                _logger.LogInformation("Created PKI entry {Dn}", dn);
+                return;
+            }
+            // Created concurrently: fall through to replace.
+        }
+
+        var mods = new List<DirectoryAttributeModification> { Replace(_names.CaCertificate, caCerts) };
+        if (crl is not null)
+        {
+            mods.Add(Replace(_names.CertificateRevocationList, [crl]));
+        }
+        if (deltaCrl is not null)
+        {
+            mods.Add(Replace(_names.DeltaRevocationList, [deltaCrl]));
+        }
+        Send(conn, new ModifyRequest(dn, [.. mods]), "modify/replace CA certificates and CRLs", dn);
+        _logger.LogInformation("Published {Count} CA certificate(s){Crl}{Delta} to {Dn}", caCerts.Count,
+            crl is null ? "" : " and CRL", deltaCrl is null ? "" : " and delta CRL", dn);
+    }
+
+    private static DirectoryAttributeModification Replace(string name, IEnumerable<byte[]> values)
+    {
+        var mod = new DirectoryAttributeModification { Name = name, Operation = DirectoryAttributeOperation.Replace };
+        foreach (var v in values)
+        {
+            mod.Add(v);
+        }
+        return mod; // no values = delete the attribute (RFC 4511 §4.6), which is harmless if absent
+    }
+
+    /// <summary>The unescaped value of the leading "cn=" RDN of a DN (cRLDistributionPoint's required cn).</summary>
+    internal static string CnOfFirstRdn(string dn)
+    {
+        var s = dn.TrimStart();
+        if (!s.StartsWith("cn=", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ArgumentException("DN must start with cn=", nameof(dn));
+        }
+        var bytes = new List<byte>();
+        for (var i = 3; i < s.Length; i++)
+        {
+            var c = s[i];
+            if (c is ',' or '+' or ';')
+            {
+                break; // end of this RDN (attribute value assertion)
+            }
+            if (c == '\\' && i + 1 < s.Length)
+            {
+                if (i + 2 < s.Length && Uri.IsHexDigit(s[i + 1]) && Uri.IsHexDigit(s[i + 2]))
+                {
+                    bytes.Add(Convert.ToByte(s.Substring(i + 1, 2), 16)); // \XX is one UTF-8 byte (RFC 4514 §3)
+                    i += 2;
+                }
+                else
+                {
+                    bytes.AddRange(Encoding.UTF8.GetBytes(s[i + 1].ToString()));
+                    i += 1;
+                }
+                continue;
+            }
+            bytes.AddRange(Encoding.UTF8.GetBytes(c.ToString()));
+        }
+        return Encoding.UTF8.GetString([.. bytes]).Trim();
+    }
+
+    // ---------------------------------------------------------------- plumbing
+
+    private Task<T> RunAsync<T>(Func<LdapConnection, T> work, CancellationToken cancellationToken) =>
+        Task.Run(() =>
+        {
+            using var conn = Connect();
+            return work(conn);
+        }, cancellationToken);
+
+    private LdapConnection Connect()
+    {
+        var uri = new Uri(_options.Url);
+        var ldaps = uri.Scheme.Equals("ldaps", StringComparison.OrdinalIgnoreCase);
+        var port = uri.Port > 0 ? uri.Port : ldaps ? 636 : 389;
+        var timeout = TimeSpan.FromSeconds(_options.TimeoutSeconds);
+        LdapConnection? conn = null;
+        try
+        {
+            conn = new LdapConnection(new LdapDirectoryIdentifier(uri.Host, port, fullyQualifiedDnsHostName: true, connectionless: false),
+                new NetworkCredential(_options.BindDn, _options.BindPassword), AuthType.Basic)
+            {
+                Timeout = timeout,
+            };
+            // libldap defaults to LDAPv2 under S.DS.P on Linux, and slapd rejects v2 binds ("A protocol error occurred").
+            conn.SessionOptions.ProtocolVersion = 3;
+            // We never follow referrals: a referral to another server would be bound with our credentials.
+            conn.SessionOptions.ReferralChasing = ReferralChasingOptions.None;
+            if (ldaps)
+            {
+                conn.SessionOptions.SecureSocketLayer = true;
+            }
+            if (_options.StartTls)
+            {
+                conn.SessionOptions.StartTransportLayerSecurity(null);
+            }
+            conn.Bind();
+            return conn;
+        }
+        catch (Exception e) when (e is LdapException or DirectoryOperationException or TlsOperationException or DirectoryException)
+        {
+            conn?.Dispose();
+            // The bind password is in the NetworkCredential only; messages below carry the bind DN at most.
+            throw e switch
+            {
+                LdapException le => new DirectoryUnavailableException(
+                    $"Cannot connect/bind to {_options.Url} as '{_options.BindDn}': {le.ErrorCode} {le.Message}", le.ErrorCode, le),
+                DirectoryOperationException de => new DirectoryUnavailableException(
+                    $"Cannot connect/bind to {_options.Url} as '{_options.BindDn}': {(int)(de.Response?.ResultCode ?? 0)} {de.Message}",
+                    (int?)de.Response?.ResultCode, de),
+                _ => new DirectoryUnavailableException($"Cannot connect/bind to {_options.Url}: {e.Message}", null, e),
+            };
+        }
+    }
+
+    /// <summary>Sends a request; returns Success or one of the <paramref name="tolerated"/> codes, throws a DirectoryException otherwise.</summary>
+    private static ResultCode Send(LdapConnection conn, DirectoryRequest request, string operation, string dn, params ResultCode[] tolerated) =>
+        SendForResponse(conn, request, operation, dn, tolerated).ResultCode;
+
+    private static DirectoryResponse SendForResponse(LdapConnection conn, DirectoryRequest request, string operation, string dn, params ResultCode[] tolerated)
+    {
+        try
+        {
+            return conn.SendRequest(request);
+        }
+        catch (DirectoryOperationException e) when (e.Response is not null && tolerated.Contains(e.Response.ResultCode))
+        {
+            return e.Response;
+        }
+        catch (DirectoryOperationException e) when (e.Response?.ResultCode is ResultCode.Busy or ResultCode.Unavailable)
+        {
+            throw new DirectoryUnavailableException($"Directory refused {operation} on '{dn}': {e.Response.ResultCode}", (int)e.Response.ResultCode, e);
+        }
+        catch (DirectoryOperationException e)
+        {
+            throw new DirectoryOperationFailedException(operation, dn, e.Response?.ResultCode ?? ResultCode.Other, e.Response?.ErrorMessage ?? e.Message, e);
+        }
+        catch (LdapException e)
+        {
+            // Connection lost after bind (81 server down), timeout (85), ...: the outcome of this request is unknown;
+            // all our writes are idempotent, so retrying is safe.
+            throw new DirectoryUnavailableException($"LDAP {operation} on '{dn}' failed: {e.ErrorCode} {e.Message}", e.ErrorCode, e);
+        }
+    }
+
+    private static IReadOnlyList<byte[]> BinaryValues(SearchResultEntry entry, string baseName)
+    {
+        // libldap hands back names as the server spells them ("usercertificate;binary" from slapd, "userCertificate"
+        // from AD); match the attribute type ignoring case and options.
+        var result = new List<byte[]>();
+        foreach (string name in entry.Attributes.AttributeNames)
+        {
+            var type = name.Split(';', 2)[0];
+            if (type.Equals(baseName, StringComparison.OrdinalIgnoreCase))
+            {
+                result.AddRange(entry.Attributes[name].GetValues(typeof(byte[])).Cast<byte[]>());
+            }
+        }
+        return result;
+    }
+
+    /// <summary>BER of the Filter "equalityMatch [3] AttributeValueAssertion" (RFC 4511 §4.5.1), the assertion control's value.</summary>
+    private static byte[] EncodeEqualityFilter(string attribute, string value)
+    {
+        var w = new AsnWriter(AsnEncodingRules.BER);
+        using (w.PushSequence(new Asn1Tag(TagClass.ContextSpecific, 3, isConstructed: true)))
+        {
+            w.WriteOctetString(Encoding.UTF8.GetBytes(attribute));
+            w.WriteOctetString(Encoding.UTF8.GetBytes(value));
+        }
+        return w.Encode();
+    }
+
+    /// <summary>
+    /// Attribute descriptions per schema. OpenLDAP implements RFC 4523: certificate/CRL syntaxes must be
+    /// transferred with the ";binary" option (RFC 4522), else slapd answers 17 undefinedAttributeType.
+    /// AD gives these attributes Octet String syntax and documents them without options (certutil -dspublish
+    /// writes plain names), so we write plain names there. userSMIMECertificate has Binary syntax
+    /// in OpenLDAP (RFC 2798) where ";binary" must NOT be used.
+    /// </summary>
+    private sealed record AttributeNames(string UserCertificate, string UserSmimeCertificate, string CaCertificate,
+        string CertificateRevocationList, string DeltaRevocationList)
+    {
+        public static AttributeNames For(DirectorySchema schema) => schema == DirectorySchema.ActiveDirectory
+            ? new("userCertificate", "userSMIMECertificate", "cACertificate", "certificateRevocationList", "deltaRevocationList")
+            : new("userCertificate;binary", "userSMIMECertificate", "cACertificate;binary", "certificateRevocationList;binary", "deltaRevocationList;binary");
+    }
+}

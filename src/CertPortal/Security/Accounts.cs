@@ -1,0 +1,127 @@
+using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+using CertPortal.Auditing;
+using CertPortal.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace CertPortal.Security;
+
+public sealed record CreateAccountRequest(string? Name, string? DisplayName, string? Role, string? Password);
+
+/// <summary>The API key appears in this response only.</summary>
+public sealed record CreatedAccount(Guid Id, string Name, string DisplayName, string Role, string ApiKey);
+
+public sealed record AccountView(Guid Id, string Name, string DisplayName, string Role, bool HasPassword,
+    DateTimeOffset CreatedAt, string CreatedBy, DateTimeOffset? DisabledAt)
+{
+    public static AccountView From(Account a) =>
+        new(a.Id, a.Name, a.DisplayName, a.Role, a.PasswordHash is not null, a.CreatedAt, a.CreatedBy, a.DisabledAt);
+}
+
+/// <summary>Administrator, auditor and key-recovery-agent accounts. API keys carry 256 random bits,
+/// so they are stored as SHA-256 and looked up by that hash: the lookup compares hashes of a secret
+/// nobody can guess, which leaks nothing through timing.</summary>
+public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time)
+{
+    public const string ApiKeyPrefix = "cpk_";
+    public static readonly string[] AllRoles = [Roles.Administrator, Roles.Auditor, Roles.RecoveryAgent];
+
+    /// <summary>The claim that carries <see cref="Account.Id"/> (as <see cref="ClaimTypes.NameIdentifier"/>).</summary>
+    public static Guid? IdOf(ClaimsPrincipal user) =>
+        Guid.TryParse(user.FindFirstValue(ClaimTypes.NameIdentifier), out var id) ? id : null;
+
+    public static ClaimsPrincipal PrincipalFor(Account account, string authenticationType) =>
+        new(new ClaimsIdentity(
+        [
+            new Claim(ClaimTypes.NameIdentifier, account.Id.ToString("D")),
+            new Claim(ClaimTypes.Name, account.Name),
+            new Claim(ClaimTypes.Role, account.Role),
+        ], authenticationType));
+
+    [GeneratedRegex("^[a-z0-9][a-z0-9._@-]{0,63}$")]
+    private static partial Regex NamePattern();
+
+    public async Task<Outcome<CreatedAccount>> CreateAsync(CreateAccountRequest request, string actor, CancellationToken ct)
+    {
+        var name = (request.Name ?? "").Trim().ToLowerInvariant();
+        if (!NamePattern().IsMatch(name))
+            return Failure.Unprocessable("Invalid name.", "name must be 1-64 characters: a-z, 0-9, '.', '_', '@', '-', starting with a letter or digit.");
+        var displayName = (request.DisplayName ?? name).Trim();
+        if (displayName.Length > 128 || displayName.Any(char.IsControl))
+            return Failure.Unprocessable("Invalid displayName.", "displayName must be at most 128 printable characters.");
+        if (request.Role is not { } role || !AllRoles.Contains(role))
+            return Failure.Unprocessable("Invalid role.", $"role must be one of {string.Join(", ", AllRoles)}.");
+        if (request.Password is { } password && PasswordHashing.Weakness(password) is { } weakness)
+            return Failure.Unprocessable("Invalid password.", weakness);
+        if (await db.Accounts.AnyAsync(a => a.Name == name, ct))
+            return Failure.Conflict($"An account named '{name}' already exists.");
+
+        var apiKey = ApiKeyPrefix + Base64Url.Encode(RandomNumberGenerator.GetBytes(32));
+        var now = time.GetUtcNow();
+        var account = new Account
+        {
+            Id = Guid.CreateVersion7(now),
+            Name = name,
+            DisplayName = displayName,
+            Role = role,
+            ApiKeyHash = HashApiKey(apiKey),
+            PasswordHash = request.Password is null ? null : PasswordHashing.Hash(request.Password),
+            CreatedAt = now,
+            CreatedBy = actor,
+        };
+        db.Accounts.Add(account);
+        AuditLog.Record(db, now, actor, AuditActions.AccountCreated, $"account:{account.Id}", new { account.Name, account.Role });
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        catch (DbUpdateException)
+        {
+            // Two concurrent creations of one name: the unique index decided.
+            if (await db.Accounts.AsNoTracking().AnyAsync(a => a.Name == name, CancellationToken.None))
+                return Failure.Conflict($"An account named '{name}' already exists.");
+            throw;
+        }
+        return new CreatedAccount(account.Id, name, displayName, role, apiKey);
+    }
+
+    public async Task<IReadOnlyList<AccountView>> ListAsync(CancellationToken ct) =>
+        (await db.Accounts.AsNoTracking().OrderBy(a => a.Name).ToListAsync(ct)).Select(AccountView.From).ToList();
+
+    public async Task<Outcome<AccountView>> DisableAsync(Guid id, string actor, CancellationToken ct)
+    {
+        var account = await db.Accounts.FirstOrDefaultAsync(a => a.Id == id, ct);
+        if (account is null) return Failure.NotFound($"No account with id {id}.");
+        if (account.DisabledAt is null)
+        {
+            account.DisabledAt = time.GetUtcNow();
+            AuditLog.Record(db, account.DisabledAt.Value, actor, AuditActions.AccountDisabled, $"account:{account.Id}", new { account.Name });
+            await db.SaveChangesAsync(ct);
+        }
+        return AccountView.From(account);
+    }
+
+    public Task<Account?> FindByApiKeyAsync(string apiKey, CancellationToken ct)
+    {
+        var hash = HashApiKey(apiKey);
+        return db.Accounts.AsNoTracking().FirstOrDefaultAsync(a => a.ApiKeyHash == hash && a.DisabledAt == null, ct);
+    }
+
+    /// <summary>The account when the password is right and the account enabled. Unknown names cost
+    /// the same PBKDF2 work, so response time does not reveal which names exist.</summary>
+    public async Task<Account?> SignInAsync(string? name, string? password, CancellationToken ct)
+    {
+        var normalized = (name ?? "").Trim().ToLowerInvariant();
+        var account = normalized.Length is > 0 and <= 64
+            ? await db.Accounts.AsNoTracking().FirstOrDefaultAsync(a => a.Name == normalized && a.DisabledAt == null, ct)
+            : null;
+        var ok = PasswordHashing.Verify(password ?? "", account?.PasswordHash ?? DummyHash);
+        return ok && account?.PasswordHash is not null ? account : null;
+    }
+
+    private static readonly string DummyHash = PasswordHashing.Hash("not-a-real-password-" + Guid.NewGuid());
+
+    public static byte[] HashApiKey(string apiKey) => SHA256.HashData(Encoding.UTF8.GetBytes(apiKey));
+}

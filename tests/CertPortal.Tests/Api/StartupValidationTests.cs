@@ -1,0 +1,33 @@
+using CertPortal.Tests.Infrastructure;
+
+namespace CertPortal.Tests.Api;
+
+/// <summary>A bad setting stops start-up with a message that names the setting.</summary>
+public sealed class StartupValidationTests
+{
+    private sealed class MisconfiguredApp(string key, string value) : CertPortalApp
+    {
+        protected override IDictionary<string, string?> Settings => new Dictionary<string, string?> { [key] = value };
+    }
+
+    [Theory]
+    [InlineData("Issuance:ValidityDays", "900", "CertPortal:Issuance:ValidityDays")]
+    [InlineData("PublicBaseUrl", "https://pki.example.test", "CertPortal:PublicBaseUrl")]
+    [InlineData("Ca:IssuingKeyAlgorithm", "DSA-1024", "CertPortal:Ca:IssuingKeyAlgorithm")]
+    [InlineData("Crl:Lifetime", "30.00:00:00", "CertPortal:Crl:Lifetime")]
+    [InlineData("Directory:Url", "http://ldap.example.test", "CertPortal:Directory:Url")]
+    public async Task Bad_setting_stops_start_up_naming_it(string key, string value, string named)
+    {
+        var app = new MisconfiguredApp(key, value);
+        try
+        {
+            var e = await Record.ExceptionAsync(app.InitializeAsync);
+            Assert.NotNull(e);
+            Assert.Contains(named, e.ToString());
+        }
+        finally
+        {
+            TempDir.Delete(app.DataDirectory);
+        }
+    }
+}

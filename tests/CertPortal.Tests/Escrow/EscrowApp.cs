@@ -1,0 +1,68 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using CertPortal.Tests.Infrastructure;
+
+namespace CertPortal.Tests.Escrow;
+
+/// <summary>A key recovery agent: an account, a key pair made with openssl on "their machine", and
+/// the registered certificate.</summary>
+public sealed record Agent(Guid AgentId, string Name, HttpClient Client, string KeyFile);
+
+public sealed class EscrowApp : CertPortalApp
+{
+    private readonly ToolDir _agentDir = new("kra-agents");
+
+    public async Task<Agent> AddAgentAsync(string algorithm = "RSA-2048")
+    {
+        var name = "kra-" + Guid.NewGuid().ToString("N")[..8];
+        var (_, client) = await CreateAccountAsync(name, "recovery-agent");
+        var accountId = (await Admin.GetFromJsonAsync<JsonElement>("/api/v1/accounts")).EnumerateArray()
+            .First(a => a.GetProperty("name").GetString() == name).GetProperty("id").GetGuid();
+        var keyFile = _agentDir.File(name + ".key");
+        var certFile = _agentDir.File(name + ".pem");
+        string[] newKey = algorithm == "RSA-2048"
+            ? ["-newkey", "rsa:2048", "-addext", "keyUsage=critical,keyEncipherment"]
+            : ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-addext", "keyUsage=critical,keyAgreement"];
+        Tool.Run("openssl", ["req", "-x509", .. newKey, "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "30", "-subj", $"/CN={name}"]).EnsureSuccess();
+        var r = await Admin.PostAsJsonAsync("/api/v1/recovery-agents", new { accountId, certificatePem = File.ReadAllText(certFile) });
+        await Http.EnsureStatus(r, HttpStatusCode.Created);
+        var agentId = (await r.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        return new Agent(agentId, name, client, keyFile);
+    }
+
+    /// <summary>What an agent does: download the encrypted share, decrypt it with the CLI and their key, submit it.</summary>
+    public async Task<HttpResponseMessage> ApproveAsync(Agent agent, Guid requestId)
+    {
+        var share = await agent.Client.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{requestId}/share");
+        var shareFile = _agentDir.Write($"{agent.Name}-{requestId:N}.pem", share.GetProperty("encryptedSharePem").GetString()!);
+        var decrypted = RunKra("decrypt-share", "--share", shareFile, "--key", agent.KeyFile).EnsureSuccess().Stdout.Trim();
+        return await agent.Client.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/approvals", new { share = decrypted });
+    }
+
+    public static Tool.Result RunKra(params string[] args) =>
+        Tool.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "certportal-kra.dll"), .. args]);
+
+    public async Task<Guid> OpenRecoveryAsync(string serial, string purpose = "recover")
+    {
+        var r = await Admin.PostAsJsonAsync("/api/v1/recoveries", new { serialNumber = serial, reason = "lost laptop, ticket 4711", purpose });
+        await Http.EnsureStatus(r, HttpStatusCode.Created);
+        return (await r.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+    }
+
+    public async Task<JsonElement> EnrollServerKeyAsync(string email, string keyAlgorithm = "RSA-2048", string? pkcs12Format = null, string profile = "encryption")
+    {
+        var token = await CreateTokenAsync(email, profile);
+        var r = await Client.PostAsJsonAsync("/api/v1/enrollments", new { token = token.Token, keyAlgorithm, pkcs12Password = Pkcs12Password, pkcs12Format });
+        await Http.EnsureStatus(r, HttpStatusCode.Created);
+        return await r.Content.ReadFromJsonAsync<JsonElement>();
+    }
+
+    public const string Pkcs12Password = "correct horse battery staple";
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        _agentDir.Dispose();
+    }
+}

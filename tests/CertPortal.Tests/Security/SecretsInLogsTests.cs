@@ -1,0 +1,73 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Headers;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace CertPortal.Tests.Security;
+
+/// <summary>The service with no admin key configured and every log message captured down to Trace.</summary>
+public sealed class LoggedApp : CertPortalApp
+{
+    public ConcurrentQueue<string> Lines { get; } = new();
+
+    protected override IDictionary<string, string?> Settings => new Dictionary<string, string?> { ["AdminApiKey"] = "" };
+
+    protected override void ConfigureServices(IServiceCollection services)
+    {
+        services.AddSingleton<ILoggerProvider>(new CapturingLoggerProvider(Lines));
+        services.Configure<LoggerFilterOptions>(o => { o.MinLevel = LogLevel.Trace; o.Rules.Clear(); });
+    }
+
+    private sealed class CapturingLoggerProvider(ConcurrentQueue<string> lines) : ILoggerProvider
+    {
+        public ILogger CreateLogger(string categoryName) => new Logger(lines, categoryName);
+        public void Dispose() { }
+
+        private sealed class Logger(ConcurrentQueue<string> lines, string category) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+            public bool IsEnabled(LogLevel logLevel) => true;
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+                lines.Enqueue($"{logLevel} {category}: {formatter(state, exception)} {exception}");
+        }
+    }
+}
+
+public sealed class SecretsInLogsTests(LoggedApp app) : IClassFixture<LoggedApp>
+{
+    [Fact]
+    public async Task Generated_admin_key_is_written_0600_and_the_log_names_the_file_not_the_key()
+    {
+        var path = Path.Combine(app.DataDirectory, "admin-api-key");
+        var key = File.ReadAllText(path).Trim();
+        Assert.True(key.Length >= 32);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+        Assert.Contains(app.Lines, l => l.Contains(path));
+
+        // The generated key is the admin key.
+        using var admin = new HttpClient { BaseAddress = new Uri(app.BaseUrl) };
+        admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync("/api/v1/tokens")).StatusCode);
+
+        // A full enrollment and a bad one, then no secret anywhere in the logs.
+        var r = await admin.PostAsync("/api/v1/tokens", JsonBody("""{"email":"logs@example.test","profile":"dual"}"""));
+        var token = System.Text.Json.JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.GetProperty("token").GetString()!;
+        var keyPair = SubscriberKeyPair.Generate("EC-P256");
+        var csr = keyPair.CreateCsrPem("logs@example.test");
+        Assert.Equal(HttpStatusCode.Created, (await app.PostEnrollmentAsync(token, csr)).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await app.PostEnrollmentAsync(token, csr)).StatusCode);
+        const string caPassphrase = "test-ca-passphrase-0123"; // configured by CertPortalApp
+
+        var all = string.Join('\n', app.Lines);
+        Assert.True(app.Lines.Count > 10, "logging was captured");
+        Assert.DoesNotContain(key, all);
+        Assert.DoesNotContain(token, all);
+        Assert.DoesNotContain(token["cpt_".Length..], all);
+        Assert.DoesNotContain(caPassphrase, all);
+        Assert.DoesNotContain("PRIVATE KEY", all);
+    }
+
+    private static StringContent JsonBody(string json) => new(json, System.Text.Encoding.UTF8, "application/json");
+}
