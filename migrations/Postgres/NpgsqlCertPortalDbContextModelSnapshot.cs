@@ -260,6 +260,9 @@ namespace CertPortal.Migrations.Postgres
                         .HasMaxLength(16)
                         .HasColumnType("character varying(16)");
 
+                    b.Property<int?>("MinimumAgents")
+                        .HasColumnType("integer");
+
                     b.Property<int>("Threshold")
                         .HasColumnType("integer");
 

@@ -251,6 +251,9 @@ namespace CertPortal.Migrations.Sqlite
                         .HasMaxLength(16)
                         .HasColumnType("TEXT");
 
+                    b.Property<int?>("MinimumAgents")
+                        .HasColumnType("INTEGER");
+
                     b.Property<int>("Threshold")
                         .HasColumnType("INTEGER");
 

@@ -101,8 +101,11 @@ public enum Pkcs12Format { Aes256, Compatible3Des }
 /// <summary>Key escrow (section <c>CertPortal:Escrow</c>). Signing keys are never generated or kept.</summary>
 public sealed class EscrowOptions
 {
-    /// <summary>M: agent shares needed to recover a key. N is the number of active agents at archival time.</summary>
+    /// <summary>M: agent shares needed to recover a key.</summary>
     public int Threshold { get; set; } = 2;
+    /// <summary>N: the fewest active agents a key may be escrowed to. Every active agent gets a share, so
+    /// N above M leaves room for lost agents: with 2 of 3, one agent may leave without losing any key.</summary>
+    public int MinimumAgents { get; set; } = 3;
     /// <summary>Server-side generation (and therefore escrow) of encryption-profile keys.</summary>
     public KeyGenerationPolicy EncryptionKeyGeneration { get; set; } = KeyGenerationPolicy.Allowed;
     /// <summary>Dual-use keys also sign, so escrowing them weakens non-repudiation: refused unless chosen.</summary>
@@ -167,6 +170,8 @@ public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOpti
             errors.Add($"{p}:Crl:RootLifetime must be positive and at most 365 days.");
         if (o.Escrow.Threshold is < 2 or > 16)
             errors.Add($"{p}:Escrow:Threshold must be between 2 and 16 (one agent alone must never recover a key).");
+        if (o.Escrow.MinimumAgents < o.Escrow.Threshold || o.Escrow.MinimumAgents > Escrow.ShamirSecretSharing.MaxShares)
+            errors.Add($"{p}:Escrow:MinimumAgents (N) must be at least {p}:Escrow:Threshold (M) and at most {Escrow.ShamirSecretSharing.MaxShares}.");
         if (o.Escrow.RecoveryRequestLifetime < TimeSpan.FromMinutes(5) || o.Escrow.RecoveryRequestLifetime > TimeSpan.FromDays(30))
             errors.Add($"{p}:Escrow:RecoveryRequestLifetime must be between 5 minutes and 30 days.");
         if (o.Escrow.Pkcs12Iterations is < 2048 or > 10_000_000)

@@ -52,6 +52,7 @@ public static class Extensions
         services.AddSingleton<RecoverySessionKey>();
         services.AddScoped<KeyRecovery>();
         services.AddScoped<ServerKeyEnrollment>();
+        services.AddHostedService<RecoveryExpiryWorker>();
         services.AddScoped<EnrollmentService>();
         services.AddScoped<CrlSigner>();
         services.AddScoped<RevocationService>();

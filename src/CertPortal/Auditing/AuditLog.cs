@@ -44,5 +44,6 @@ public static class AuditActions
     public const string RecoveryApproved = "recovery.approved";
     public const string RecoveryCompleted = "recovery.completed";
     public const string RecoveryFailed = "recovery.failed";
+    public const string RecoveryCancelled = "recovery.cancelled";
     public const string KeyReEscrowed = "key.re-escrowed";
 }

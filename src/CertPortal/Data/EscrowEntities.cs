@@ -25,7 +25,8 @@ public sealed class KeyEscrow
     public int Threshold { get; set; }
     public byte[] Envelope { get; set; } = [];
     public DateTimeOffset CreatedAt { get; set; }
-    /// <summary>Set when a re-escrow moved the data key to a new agent set; these shares are then void.</summary>
+    /// <summary>Set when a re-escrow moved the key to a new data key and agent set; the old envelope is
+    /// then emptied and its shares deleted, so the old agents' shares open nothing.</summary>
     public DateTimeOffset? SupersededAt { get; set; }
     public List<EscrowShare> Shares { get; set; } = [];
 }
@@ -112,6 +113,8 @@ public sealed class EscrowPolicyRecord
 {
     public int Id { get; set; } = 1;
     public int Threshold { get; set; }
+    /// <summary>N; null: the configured <c>Escrow:MinimumAgents</c>.</summary>
+    public int? MinimumAgents { get; set; }
     public KeyGenerationPolicy EncryptionKeyGeneration { get; set; }
     public KeyGenerationPolicy DualKeyGeneration { get; set; }
     public DateTimeOffset UpdatedAt { get; set; }

@@ -44,8 +44,8 @@ public static class EnrollmentApi
     private static async Task<Results<Created<EnrollmentResult>, ProblemHttpResult>> Enroll(
         [FromBody] EnrollmentRequest request, EnrollmentService enrollment, CertPortal.Escrow.ServerKeyEnrollment serverKeys, CancellationToken ct)
     {
-        // No CSR but a key algorithm: the server generates (and escrows) the key, where policy allows.
-        var outcome = string.IsNullOrWhiteSpace(request.Csr) && request.KeyAlgorithm is not null
+        // keyAlgorithm/pkcs12Password instead of a CSR: the server generates (and escrows) the key, where policy allows.
+        var outcome = request.KeyAlgorithm is not null || request.Pkcs12Password is not null
             ? await serverKeys.EnrollAsync(request, "enrollee", ct)
             : await enrollment.EnrollAsync(request, "enrollee", ct);
         return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Created($"/api/v1/certificates/{outcome.Value!.SerialNumber}", outcome.Value);

@@ -18,7 +18,7 @@ public static class EscrowApi
 
         var policy = app.MapGroup("/api/v1/escrow/policy").WithTags("Key escrow");
         policy.MapGet("/", GetPolicy).RequireAuthorization(Policies.Audit).WithName("EscrowPolicy")
-            .WithSummary("M (threshold), N (active agents) and per-profile server key generation (Refused, Allowed, Required).");
+            .WithSummary("M (threshold), N (minimumAgents), the active agents and per-profile server key generation (Refused, Allowed, Required).");
         policy.MapPut("/", UpdatePolicy).RequireAuthorization(Policies.Admin).WithName("UpdateEscrowPolicy").WithSummary("Change the escrow policy.");
 
         var recoveries = app.MapGroup("/api/v1/recoveries").WithTags("Key recovery");
@@ -32,6 +32,8 @@ public static class EscrowApi
             .WithSummary("Submit the decrypted share; checked against its commitment; an agent counts once.");
         recoveries.MapPost("/{id:guid}/pkcs12", Export).RequireAuthorization(Policies.Admin).WithName("ExportRecoveredKey")
             .WithSummary("Once M approvals are in: rebuild the key, check it, and return it once as password-protected PKCS#12.");
+        recoveries.MapPost("/{id:guid}/cancel", Cancel).RequireAuthorization(Policies.Admin).WithName("CancelRecovery")
+            .WithSummary("Withdraw an open request; shares already submitted are erased.");
         recoveries.MapPost("/{id:guid}/re-escrow", ReEscrow).RequireAuthorization(Policies.Admin).WithName("ReEscrow")
             .WithSummary("Once M approvals are in: re-split the key's data key to the current agents and threshold.");
         return app;
@@ -74,6 +76,9 @@ public static class EscrowApi
 
     private static async Task<Results<Ok<ReEscrowResult>, ProblemHttpResult>> ReEscrow(Guid id, KeyRecovery recovery, HttpContext http, CancellationToken ct) =>
         Map(await recovery.ReEscrowAsync(id, AuditLog.ActorOf(http.User), ct));
+
+    private static async Task<Results<Ok<RecoveryView>, ProblemHttpResult>> Cancel(Guid id, [FromBody] CancelRecoveryRequest? body, KeyRecovery recovery, HttpContext http, CancellationToken ct) =>
+        Map(await recovery.CancelAsync(id, body ?? new CancelRecoveryRequest(null), AuditLog.ActorOf(http.User), ct));
 
     private static Results<Ok<T>, ProblemHttpResult> Map<T>(Outcome<T> o) => o.Failure is { } f ? f.ToProblem() : TypedResults.Ok(o.Value!);
 }

@@ -6,20 +6,30 @@ using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Escrow;
 
-public sealed record EscrowPolicyView(int Threshold, int ActiveAgents, string EncryptionKeyGeneration, string DualKeyGeneration);
+public sealed record EscrowPolicyView(int Threshold, int MinimumAgents, int ActiveAgents, string EncryptionKeyGeneration, string DualKeyGeneration);
 
 /// <summary>Archives private keys so that no one — the server included — can open them without M agents:
 /// the key is sealed under a fresh AES-256-GCM data key, which exists afterwards only as Shamir shares,
 /// each encrypted to one agent's certificate.</summary>
 public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption shareEncryption)
 {
-    public async Task<EscrowPolicyRecord> PolicyAsync(CertPortalDbContext db, CancellationToken ct) =>
-        await db.EscrowPolicy.AsNoTracking().FirstOrDefaultAsync(ct) ?? new EscrowPolicyRecord
+    /// <summary>The policy row changed through the admin API, else configuration; <see cref="EscrowPolicyRecord.MinimumAgents"/> is always resolved.</summary>
+    public async Task<EscrowPolicyRecord> PolicyAsync(CertPortalDbContext db, CancellationToken ct)
+    {
+        var policy = await db.EscrowPolicy.AsNoTracking().FirstOrDefaultAsync(ct) ?? new EscrowPolicyRecord
         {
             Threshold = options.Escrow.Threshold,
             EncryptionKeyGeneration = options.Escrow.EncryptionKeyGeneration,
             DualKeyGeneration = options.Escrow.DualKeyGeneration,
         };
+        policy.MinimumAgents ??= Math.Max(options.Escrow.MinimumAgents, policy.Threshold);
+        return policy;
+    }
+
+    /// <summary>Null when the active agents satisfy the policy (at least N, hence at least M); else why not.</summary>
+    public static Failure? CheckAgents(EscrowPolicyRecord policy, int activeAgents) =>
+        activeAgents >= policy.MinimumAgents!.Value ? null
+        : Failure.Conflict($"Key escrow needs at least {policy.MinimumAgents} active recovery agents (M = {policy.Threshold} of N >= {policy.MinimumAgents}); {activeAgents} are active.");
 
     public static KeyGenerationPolicy GenerationFor(EscrowPolicyRecord policy, CertificateProfileName profile) => profile switch
     {

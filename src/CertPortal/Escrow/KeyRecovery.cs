@@ -11,7 +11,7 @@ namespace CertPortal.Escrow;
 public sealed record RegisterAgentRequest(Guid? AccountId, string? CertificatePem);
 public sealed record AgentView(Guid Id, Guid AccountId, string Name, string CertificateSha256, string Subject, DateTimeOffset NotAfter,
     DateTimeOffset RegisteredAt, DateTimeOffset? RetiredAt);
-public sealed record PolicyUpdate(int? Threshold, string? EncryptionKeyGeneration, string? DualKeyGeneration);
+public sealed record PolicyUpdate(int? Threshold, int? MinimumAgents, string? EncryptionKeyGeneration, string? DualKeyGeneration);
 public sealed record OpenRecoveryRequest(string? SerialNumber, string? Reason, string? Purpose);
 public sealed record RecoveryView(Guid Id, string SerialNumber, string Purpose, string Reason, string Status, int Threshold,
     int Approvals, IReadOnlyList<string> ApprovedBy, string RequestedBy, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? CompletedAt);
@@ -20,6 +20,7 @@ public sealed record SubmitShareRequest(string? Share);
 public sealed record RecoveredKeyRequest(string? Password, string? Pkcs12Format);
 public sealed record RecoveredKey(Guid RequestId, string SerialNumber, string Pkcs12);
 public sealed record ReEscrowResult(Guid EscrowId, int Threshold, IReadOnlyList<string> Agents);
+public sealed record CancelRecoveryRequest(string? Reason);
 
 /// <summary>Recovery agents, the escrow policy, and M-of-N recovery. The server holds a recovered key
 /// only for the request that completes the recovery, and submitted shares only sealed under a key
@@ -57,8 +58,10 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
     public async Task<IReadOnlyList<AgentView>> ListAgentsAsync(CancellationToken ct) =>
         (await db.RecoveryAgents.AsNoTracking().OrderBy(a => a.RegisteredAt).ToListAsync(ct)).Select(View).ToList();
 
-    /// <summary>Retiring an agent re-wraps nothing: escrows keep the agent set they were made with
-    /// (re-escrow moves one to the current set).</summary>
+    /// <summary>Retiring an agent re-wraps nothing: new escrows leave it out, existing escrows keep the
+    /// agent set they were made with, and the retired agent can still approve those with its share (so
+    /// retiring never makes a key unrecoverable). Re-escrow moves an escrow to the current set; disabling
+    /// the account stops the agent altogether.</summary>
     public async Task<Outcome<AgentView>> RetireAgentAsync(Guid id, string actor, CancellationToken ct)
     {
         var agent = await db.RecoveryAgents.FirstOrDefaultAsync(a => a.Id == id, ct);
@@ -75,7 +78,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
     public async Task<EscrowPolicyView> PolicyAsync(CancellationToken ct)
     {
         var p = await archive.PolicyAsync(db, ct);
-        return new EscrowPolicyView(p.Threshold, await db.RecoveryAgents.CountAsync(a => a.RetiredAt == null, ct),
+        return new EscrowPolicyView(p.Threshold, p.MinimumAgents!.Value, await db.RecoveryAgents.CountAsync(a => a.RetiredAt == null, ct),
             p.EncryptionKeyGeneration.ToString(), p.DualKeyGeneration.ToString());
     }
 
@@ -85,13 +88,16 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         var threshold = update.Threshold ?? current.Threshold;
         if (threshold is < 2 or > 16)
             return Failure.Unprocessable("Invalid threshold.", "threshold (M) must be between 2 and 16: one agent alone must never recover a key.");
+        var minimumAgents = update.MinimumAgents ?? Math.Max(current.MinimumAgents!.Value, threshold);
+        if (minimumAgents < threshold || minimumAgents > ShamirSecretSharing.MaxShares)
+            return Failure.Unprocessable("Invalid minimumAgents.", $"minimumAgents (N) must be at least threshold (M = {threshold}) and at most {ShamirSecretSharing.MaxShares}.");
         if (!TryPolicy(update.EncryptionKeyGeneration, current.EncryptionKeyGeneration, out var enc) || !TryPolicy(update.DualKeyGeneration, current.DualKeyGeneration, out var dual))
             return Failure.Unprocessable("Invalid key generation policy.", "encryptionKeyGeneration and dualKeyGeneration must be Refused, Allowed or Required.");
         var now = time.GetUtcNow();
         var row = await db.EscrowPolicy.FirstOrDefaultAsync(ct);
         if (row is null) db.EscrowPolicy.Add(row = new EscrowPolicyRecord());
-        row.Threshold = threshold; row.EncryptionKeyGeneration = enc; row.DualKeyGeneration = dual; row.UpdatedAt = now; row.UpdatedBy = actor;
-        AuditLog.Record(db, now, actor, AuditActions.EscrowPolicyChanged, "escrow-policy", new { threshold, enc, dual });
+        row.Threshold = threshold; row.MinimumAgents = minimumAgents; row.EncryptionKeyGeneration = enc; row.DualKeyGeneration = dual; row.UpdatedAt = now; row.UpdatedBy = actor;
+        AuditLog.Record(db, now, actor, AuditActions.EscrowPolicyChanged, "escrow-policy", new { threshold, minimumAgents, enc, dual });
         await db.SaveChangesAsync(ct);
         return await PolicyAsync(ct);
     }
@@ -113,6 +119,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             return Failure.Unprocessable("Invalid reason.", "reason is required (at most 256 characters): it goes into the audit log.");
         var escrow = await db.KeyEscrows.AsNoTracking().FirstOrDefaultAsync(e => e.SerialNumber == serial && e.SupersededAt == null, ct);
         if (escrow is null) return Failure.NotFound($"No escrowed key for certificate '{Mailbox.Sanitize(serial)}'.");
+        await PurgeExpiredSharesAsync(ct);
         var now = time.GetUtcNow();
         var r = new RecoveryRequest
         {
@@ -138,29 +145,23 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
 
     public async Task<Outcome<EncryptedShareView>> ShareForAgentAsync(Guid requestId, Guid accountId, string actor, CancellationToken ct)
     {
-        var (request, agent, failure) = await OpenRequestForAgentAsync(requestId, accountId, ct);
+        var (request, agent, share, failure) = await OpenRequestForAgentAsync(requestId, accountId, ct);
         if (failure is not null) return failure;
-        var share = await db.EscrowShares.AsNoTracking().FirstOrDefaultAsync(s => s.EscrowId == request!.EscrowId && s.AgentId == agent!.Id, ct);
-        if (share is null)
-            return Failure.Forbidden("Not an agent of this escrow.", "This key was escrowed to a different set of recovery agents.");
         AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.RecoveryShareDownloaded, $"recovery:{requestId}", new { agent = agent!.Name });
         await db.SaveChangesAsync(ct);
-        return new EncryptedShareView(requestId, request!.SerialNumber, AgentShareEncryption.ToPem(share.EncryptedShare));
+        return new EncryptedShareView(requestId, request!.SerialNumber, AgentShareEncryption.ToPem(share!.EncryptedShare));
     }
 
     public async Task<Outcome<RecoveryView>> ApproveAsync(Guid requestId, Guid accountId, SubmitShareRequest submission, string actor, CancellationToken ct)
     {
-        var (request, agent, failure) = await OpenRequestForAgentAsync(requestId, accountId, ct);
+        var (request, agent, stored, failure) = await OpenRequestForAgentAsync(requestId, accountId, ct);
         if (failure is not null) return failure;
-        var stored = await db.EscrowShares.AsNoTracking().FirstOrDefaultAsync(s => s.EscrowId == request!.EscrowId && s.AgentId == agent!.Id, ct);
-        if (stored is null)
-            return Failure.Forbidden("Not an agent of this escrow.", "This key was escrowed to a different set of recovery agents.");
         byte[] share;
         try { share = Convert.FromBase64String(submission.Share ?? ""); }
         catch (FormatException) { return Failure.BadRequest("share must be the base64 share printed by `certportal-kra decrypt-share`."); }
         try
         {
-            if (!ShareCommitment.Verify(share, stored.Commitment, request!.EscrowId.ToByteArray()))
+            if (!ShareCommitment.Verify(share, stored!.Commitment, request!.EscrowId.ToByteArray()))
                 return Failure.Unprocessable("Share does not match.",
                     "This is not the share escrowed to you for this key (or it was altered). Decrypt the share downloaded for this request.");
             if (await db.RecoveryApprovals.AnyAsync(a => a.RequestId == requestId && a.AgentId == agent!.Id, ct))
@@ -205,8 +206,8 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             {
                 return await FailAsync(request, actor, "The recovered key does not match the certificate.", ct);
             }
-            var pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], password, format);
-            var completed = await CompleteAsync(request, actor, AuditActions.RecoveryCompleted, new { request.SerialNumber }, ct);
+            var pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], password, format, options.Escrow.Pkcs12Iterations);
+            var completed = await CompleteAsync(request, actor, AuditActions.RecoveryCompleted, new { request.SerialNumber }, null, ct);
             if (completed is not null) return completed;
             return new RecoveredKey(requestId, request.SerialNumber, Convert.ToBase64String(pfx));
         }
@@ -222,33 +223,47 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         }
     }
 
-    /// <summary>Moves an escrow to the current agent set and threshold: the same sealed key, its data key
-    /// re-split to today's agents; the old shares become void.</summary>
+    /// <summary>Moves an escrow to the current agent set and threshold. The key is re-sealed under a
+    /// fresh data key split to today's agents; the old envelope is emptied and its shares deleted in the
+    /// same transaction, so shares the old agents kept (or could still decrypt) open nothing.</summary>
     public async Task<Outcome<ReEscrowResult>> ReEscrowAsync(Guid requestId, string actor, CancellationToken ct)
     {
         var rebuilt = await RebuildDataKeyAsync(requestId, "re-escrow", actor, ct);
         if (rebuilt.Failure is { } f) return f;
         var (request, escrow, cert, dataKey) = rebuilt.Value;
+        byte[]? pkcs8 = null;
         try
         {
-            // Proves the rebuilt data key is right before anything is re-split.
-            CryptographicOperations.ZeroMemory(KeyEnvelope.Open(escrow.Envelope, dataKey, KeyEnvelopeBinding.ForCertificate(cert)));
+            pkcs8 = KeyEnvelope.Open(escrow.Envelope, dataKey, KeyEnvelopeBinding.ForCertificate(cert));
+            try
+            {
+                using var withKey = Pkcs12Files.WithPrivateKey(cert, pkcs8);
+            }
+            catch (Exception e) when (e is ArgumentException or CryptographicException)
+            {
+                return await FailAsync(request, actor, "The recovered key does not match the certificate.", ct);
+            }
             var policy = await archive.PolicyAsync(db, ct);
             var agents = await KeyArchive.ActiveAgentsAsync(db, ct);
-            if (agents.Count < policy.Threshold)
-                return Failure.Conflict($"Re-escrow needs at least {policy.Threshold} active recovery agents; {agents.Count} are active.");
+            if (KeyArchive.CheckAgents(policy, agents.Count) is { } tooFew) return tooFew;
             var now = time.GetUtcNow();
-            var successor = new KeyEscrow
+            var key = pkcs8;
+            var successor = default(KeyEscrow);
+            var completed = await CompleteAsync(request, actor, AuditActions.KeyReEscrowed, null, async () =>
             {
-                Id = Guid.CreateVersion7(now), SerialNumber = escrow.SerialNumber, Threshold = policy.Threshold, Envelope = escrow.Envelope, CreatedAt = now,
-            };
-            successor.Shares.AddRange(archive.SplitToAgents(successor.Id, dataKey, agents, policy.Threshold));
-            db.KeyEscrows.Add(successor);
-            await db.KeyEscrows.Where(e => e.Id == escrow.Id).ExecuteUpdateAsync(s => s.SetProperty(e => e.SupersededAt, now), ct);
-            var completed = await CompleteAsync(request, actor, AuditActions.KeyReEscrowed,
-                new { request.SerialNumber, from = escrow.Id, to = successor.Id, threshold = policy.Threshold, agents = agents.Select(a => a.Name) }, ct);
+                successor = archive.Archive(db, cert, escrow.SerialNumber, key, agents, policy.Threshold, now);
+                await db.EscrowShares.Where(s => s.EscrowId == escrow.Id).ExecuteDeleteAsync(ct);
+                await db.KeyEscrows.Where(e => e.Id == escrow.Id)
+                    .ExecuteUpdateAsync(s => s.SetProperty(e => e.SupersededAt, now).SetProperty(e => e.Envelope, Array.Empty<byte>()), ct);
+                // Other requests on the old escrow can never complete now: close them and drop their shares.
+                var stale = db.RecoveryRequests.Where(r => r.EscrowId == escrow.Id && r.Id != request.Id && r.CompletedAt == null && r.CancelledAt == null);
+                await db.RecoveryApprovals.Where(a => stale.Any(r => r.Id == a.RequestId))
+                    .ExecuteUpdateAsync(s => s.SetProperty(a => a.SealedShare, (byte[]?)null), ct);
+                await stale.ExecuteUpdateAsync(s => s.SetProperty(r => r.CancelledAt, now), ct);
+                return new { request.SerialNumber, from = escrow.Id, to = successor.Id, threshold = policy.Threshold, agents = agents.Select(a => a.Name) };
+            }, ct);
             if (completed is not null) return completed;
-            return new ReEscrowResult(successor.Id, policy.Threshold, agents.Select(a => a.Name).ToList());
+            return new ReEscrowResult(successor!.Id, policy.Threshold, agents.Select(a => a.Name).ToList());
         }
         catch (EscrowIntegrityException e)
         {
@@ -257,8 +272,37 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         finally
         {
             CryptographicOperations.ZeroMemory(dataKey);
+            if (pkcs8 is not null) CryptographicOperations.ZeroMemory(pkcs8);
             cert.Dispose();
         }
+    }
+
+    /// <summary>An administrator withdraws an open request; submitted shares are erased at once.</summary>
+    public async Task<Outcome<RecoveryView>> CancelAsync(Guid requestId, CancelRecoveryRequest body, string actor, CancellationToken ct)
+    {
+        var reason = (body.Reason ?? "").Trim();
+        if (reason.Length > 256) return Failure.Unprocessable("Invalid reason.", "reason must be at most 256 characters.");
+        if (!await db.RecoveryRequests.AnyAsync(r => r.Id == requestId, ct)) return Failure.NotFound($"No recovery request {requestId}.");
+        var now = time.GetUtcNow();
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        var cancelled = await db.RecoveryRequests.Where(r => r.Id == requestId && r.CompletedAt == null && r.CancelledAt == null)
+            .ExecuteUpdateAsync(s => s.SetProperty(r => r.CancelledAt, now), ct);
+        if (cancelled != 1) return Failure.Conflict("This recovery request is already completed or cancelled.");
+        await db.RecoveryApprovals.Where(a => a.RequestId == requestId).ExecuteUpdateAsync(s => s.SetProperty(a => a.SealedShare, (byte[]?)null), ct);
+        AuditLog.Record(db, now, actor, AuditActions.RecoveryCancelled, $"recovery:{requestId}", new { reason });
+        await db.SaveChangesAsync(ct);
+        await tx.CommitAsync(ct);
+        return await ViewAsync(requestId, ct);
+    }
+
+    /// <summary>Erases the sealed shares of requests that expired or were cancelled before completing.
+    /// Run before every recovery operation and periodically by <see cref="RecoveryExpiryWorker"/>.</summary>
+    public async Task<int> PurgeExpiredSharesAsync(CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        var dead = db.RecoveryRequests.Where(r => r.CompletedAt == null && (r.ExpiresAt <= now || r.CancelledAt != null));
+        return await db.RecoveryApprovals.Where(a => a.SealedShare != null && dead.Any(r => r.Id == a.RequestId))
+            .ExecuteUpdateAsync(s => s.SetProperty(a => a.SealedShare, (byte[]?)null), ct);
     }
 
     private async Task<Outcome<(RecoveryRequest, KeyEscrow, X509Certificate2, byte[])>> RebuildDataKeyAsync(
@@ -292,15 +336,21 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         }
     }
 
-    /// <summary>Claims completion atomically (a concurrent export gets 409) and erases the sealed shares.</summary>
-    private async Task<Failure?> CompleteAsync(RecoveryRequest request, string actor, string action, object details, CancellationToken ct)
+    /// <summary>Claims completion atomically (a concurrent export or re-escrow gets 409), erases the sealed
+    /// shares, and runs <paramref name="alsoInTransaction"/> (whose result becomes the audit details) in
+    /// the same transaction.</summary>
+    private async Task<Failure?> CompleteAsync(RecoveryRequest request, string actor, string action, object? details,
+        Func<Task<object>>? alsoInTransaction, CancellationToken ct)
     {
         var now = time.GetUtcNow();
         await using var tx = await db.Database.BeginTransactionAsync(ct);
-        var claimed = await db.RecoveryRequests.Where(r => r.Id == request.Id && r.CompletedAt == null)
+        // Only a request still open, unexpired and uncancelled can be claimed: the state check before the
+        // key was rebuilt may be stale by now.
+        var claimed = await db.RecoveryRequests.Where(r => r.Id == request.Id && r.CompletedAt == null && r.CancelledAt == null && r.ExpiresAt > now)
             .ExecuteUpdateAsync(s => s.SetProperty(r => r.CompletedAt, now), ct);
-        if (claimed != 1) return Failure.Conflict("This recovery request has already been completed.");
+        if (claimed != 1) return Failure.Conflict("This recovery request has already been completed, was cancelled or has expired.");
         await db.RecoveryApprovals.Where(a => a.RequestId == request.Id).ExecuteUpdateAsync(s => s.SetProperty(a => a.SealedShare, (byte[]?)null), ct);
+        if (alsoInTransaction is not null) details = await alsoInTransaction();
         AuditLog.Record(db, now, actor, action, $"recovery:{request.Id}", details);
         await db.SaveChangesAsync(ct);
         await tx.CommitAsync(ct);
@@ -316,16 +366,24 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         return Failure.Conflict($"The escrowed key failed its integrity check ({error}). Nothing was recovered; the event is audited.");
     }
 
-    private async Task<(RecoveryRequest?, RecoveryAgent?, Failure?)> OpenRequestForAgentAsync(Guid requestId, Guid accountId, CancellationToken ct)
+    /// <summary>The request, and the calling account's agent registration and share in its escrow. An
+    /// account may have several registrations over time (re-registered certificate, retired agent):
+    /// whichever holds a share of this escrow counts.</summary>
+    private async Task<(RecoveryRequest?, RecoveryAgent?, EscrowShare?, Failure?)> OpenRequestForAgentAsync(Guid requestId, Guid accountId, CancellationToken ct)
     {
-        var agent = await db.RecoveryAgents.AsNoTracking().FirstOrDefaultAsync(a => a.AccountId == accountId && a.RetiredAt == null, ct);
-        if (agent is null) return (null, null, Failure.Forbidden("Not a recovery agent.", "Your account is not a registered, active key recovery agent."));
+        var registrations = await db.RecoveryAgents.AsNoTracking().Where(a => a.AccountId == accountId).ToListAsync(ct);
+        if (registrations.Count == 0)
+            return (null, null, null, Failure.Forbidden("Not a recovery agent.", "Your account is not a registered key recovery agent."));
         var request = await db.RecoveryRequests.AsNoTracking().Include(r => r.Approvals).FirstOrDefaultAsync(r => r.Id == requestId, ct);
-        if (request is null) return (null, null, Failure.NotFound($"No recovery request {requestId}."));
+        if (request is null) return (null, null, null, Failure.NotFound($"No recovery request {requestId}."));
         var status = Status(request, time.GetUtcNow());
         if (status is "completed" or "expired" or "cancelled")
-            return (null, null, Failure.Conflict($"This recovery request is {status}."));
-        return (request, agent, null);
+            return (null, null, null, Failure.Conflict($"This recovery request is {status}."));
+        var agentIds = registrations.Select(a => a.Id).ToList();
+        var share = await db.EscrowShares.AsNoTracking().FirstOrDefaultAsync(s => s.EscrowId == request.EscrowId && agentIds.Contains(s.AgentId), ct);
+        if (share is null)
+            return (null, null, null, Failure.Forbidden("Not an agent of this escrow.", "This key was escrowed to a different set of recovery agents."));
+        return (request, registrations.Single(a => a.Id == share.AgentId), share, null);
     }
 
     private async Task<RecoveryView> ViewAsync(Guid id, CancellationToken ct)

@@ -19,7 +19,8 @@ public static class Pkcs12Files
         }
     }
 
-    public static byte[] Build(X509Certificate2 certificate, ReadOnlySpan<byte> pkcs8, IEnumerable<X509Certificate2> chain, string password, Pkcs12Format format)
+    public static byte[] Build(X509Certificate2 certificate, ReadOnlySpan<byte> pkcs8, IEnumerable<X509Certificate2> chain, string password,
+        Pkcs12Format format, int iterations)
     {
         using var withKey = WithPrivateKey(certificate, pkcs8);
         var collection = new X509Certificate2Collection { withKey };
@@ -29,9 +30,11 @@ public static class Pkcs12Files
         try
         {
             collection.AddRange(publicChain.ToArray());
-            return collection.ExportPkcs12(format == Pkcs12Format.Aes256
-                ? Pkcs12ExportPbeParameters.Pbes2Aes256Sha256
-                : Pkcs12ExportPbeParameters.Pkcs12TripleDesSha1, password);
+            // The MAC uses the same hash (HMAC-SHA256, or SHA-1 for the compatibility format, which gpgsm 2.2 requires).
+            var pbe = format == Pkcs12Format.Aes256
+                ? new PbeParameters(PbeEncryptionAlgorithm.Aes256Cbc, HashAlgorithmName.SHA256, iterations)
+                : new PbeParameters(PbeEncryptionAlgorithm.TripleDes3KeyPkcs12, HashAlgorithmName.SHA1, iterations);
+            return collection.ExportPkcs12(pbe, password);
         }
         finally
         {

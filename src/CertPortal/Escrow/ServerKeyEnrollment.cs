@@ -11,7 +11,8 @@ namespace CertPortal.Escrow;
 /// escrow. The key is archived in the same transaction that records the certificate, before the
 /// response leaves; the plaintext key lives only in this method's memory.</summary>
 public sealed class ServerKeyEnrollment(
-    CertPortalDbContext db, EnrollmentTokens tokens, EnrollmentService enrollment, KeyArchive archive, CaHierarchy ca)
+    CertPortalDbContext db, EnrollmentTokens tokens, EnrollmentService enrollment, KeyArchive archive, CaHierarchy ca,
+    CertPortalOptions options)
 {
     public static readonly string[] KeyAlgorithms = ["RSA-2048", "RSA-3072", "EC-P256"];
     public const int MinPasswordLength = 8;
@@ -22,6 +23,9 @@ public sealed class ServerKeyEnrollment(
         if (found.Failure is { } tokenFailure) return tokenFailure;
         var token = found.Value!;
 
+        if (!string.IsNullOrWhiteSpace(request.Csr))
+            return Failure.Unprocessable("Either a CSR or a server-generated key.",
+                "Send csr (your own key) or keyAlgorithm and pkcs12Password (a key generated and escrowed by the server), not both.");
         if (request.KeyAlgorithm is not { } algorithm || !KeyAlgorithms.Contains(algorithm))
             return Failure.Unprocessable("Invalid keyAlgorithm.", $"keyAlgorithm must be one of {string.Join(", ", KeyAlgorithms)}.");
         if (request.Pkcs12Password is not { } password || password.Length < MinPasswordLength || password.Length > 256 || password.Any(char.IsControl))
@@ -38,8 +42,7 @@ public sealed class ServerKeyEnrollment(
             return Failure.Unprocessable("Server-side key generation refused.",
                 $"Policy does not allow the server to generate {Names.Of(token.Profile)} keys: generate the key yourself and send a CSR.");
         var agents = await KeyArchive.ActiveAgentsAsync(db, ct);
-        if (agents.Count < policy.Threshold)
-            return Failure.Conflict($"Key escrow needs at least {policy.Threshold} registered recovery agents; {agents.Count} are registered.");
+        if (KeyArchive.CheckAgents(policy, agents.Count) is { } tooFew) return tooFew;
 
         using var key = Generate(algorithm);
         if (!SubscriberKey.TryAccept(new PublicKey(key), out var subscriberKey, out var keyError))
@@ -56,7 +59,7 @@ public sealed class ServerKeyEnrollment(
             if (issued.Failure is { } f) return f;
 
             using var cert = X509Certificate2.CreateFromPem(issued.Value!.CertificatePem);
-            var pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], password, format);
+            var pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], password, format, options.Escrow.Pkcs12Iterations);
             return issued.Value with { Pkcs12 = Convert.ToBase64String(pfx), KeyEscrowed = true };
         }
         finally

@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Text.Json;
 using CertPortal.Escrow;
 using CertPortal.Tests.Infrastructure;
@@ -10,7 +11,9 @@ public sealed class Pkcs12InteropTests(EscrowApp app) : IClassFixture<EscrowApp>
 {
     public async Task InitializeAsync()
     {
-        for (var i = 0; i < 2; i++) await app.AddAgentAsync(i == 0 ? "RSA-2048" : "EC-P256");
+        // N = 3 by default (Escrow:MinimumAgents).
+        var policy = await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/escrow/policy");
+        for (var i = policy.GetProperty("activeAgents").GetInt32(); i < 3; i++) await app.AddAgentAsync(i == 1 ? "EC-P256" : "RSA-2048");
     }
 
     public Task DisposeAsync() => Task.CompletedTask;

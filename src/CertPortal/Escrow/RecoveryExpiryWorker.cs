@@ -1,0 +1,27 @@
+namespace CertPortal.Escrow;
+
+/// <summary>Erases the sealed shares of recovery requests that expired or were cancelled, so submitted
+/// shares do not outlive their request even when no one touches the recovery API again.</summary>
+public sealed class RecoveryExpiryWorker(IServiceScopeFactory scopes, TimeProvider time, ILogger<RecoveryExpiryWorker> logger) : BackgroundService
+{
+    public static readonly TimeSpan Interval = TimeSpan.FromMinutes(1);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(Interval, time);
+        do
+        {
+            try
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                var erased = await scope.ServiceProvider.GetRequiredService<KeyRecovery>().PurgeExpiredSharesAsync(stoppingToken);
+                if (erased > 0) logger.LogInformation("Erased {Count} submitted shares of expired or cancelled recovery requests", erased);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // Keep the worker alive; the next tick (or the next recovery operation) retries.
+                logger.LogError(e, "Erasing shares of expired recovery requests failed");
+            }
+        } while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+}
