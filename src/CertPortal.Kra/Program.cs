@@ -1,49 +1,102 @@
 using System.Security.Cryptography;
-using Org.BouncyCastle.Cms;
-using Org.BouncyCastle.Security;
+using CertPortal.Kra;
 
-// certportal-kra: what a key recovery agent runs on their own machine. The server sends each agent
-// its share encrypted (CMS) to the agent's certificate; only the agent's private key opens it.
-//
-//   certportal-kra decrypt-share --share share.pem --key agent-key.pem
-//
-// prints the share (base64) to submit with POST /api/v1/recoveries/{id}/approvals. An encrypted
-// key file ("ENCRYPTED PRIVATE KEY") takes its passphrase from CERTPORTAL_KRA_PASSPHRASE or stdin.
-return Kra.Run(args);
+// certportal-kra: what a key recovery agent runs on their own machine. The server never sees the
+// agent's private key; it sends each agent its Shamir share encrypted (CMS) to the agent's certificate.
+return KraCli.Run(args, Console.In, Console.Out, Console.Error);
 
-internal static class Kra
+public static class KraCli
 {
-    public static int Run(string[] args)
+    public const string Usage = """
+        usage:
+          certportal-kra create-agent --name <name> --key-out <agent-key.pem> --cert-out <agent-cert.pem>
+                                      [--algorithm RSA-3072|RSA-4096|EC-P256|EC-P384] [--days 1095]
+                                      [--passphrase-file <file>|-]
+              New key pair (private key encrypted with the passphrase, AES-256/PBKDF2) and a self-signed
+              certificate for the administrator to register; prints its SHA-256 fingerprint to compare
+              out of band.
+          certportal-kra decrypt-share --share <share.pem> --key <agent-key.pem> [--passphrase-file <file>|-]
+              Decrypts the share downloaded from GET /api/v1/recoveries/{id}/share and prints it (base64)
+              for POST /api/v1/recoveries/{id}/approvals {"share": ...}.
+
+        The passphrase comes from --passphrase-file (first line; "-" = stdin), else the environment
+        variable CERTPORTAL_KRA_PASSPHRASE, else the first line of stdin; never from the command line.
+        Exit codes: 0 done, 1 failed (message on stderr), 2 bad command line.
+        """;
+
+    public const string PassphraseVariable = "CERTPORTAL_KRA_PASSPHRASE";
+
+    public static int Run(string[] args, TextReader stdin, TextWriter stdout, TextWriter stderr)
     {
-        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        try
         {
-            Console.WriteLine("usage: certportal-kra decrypt-share --share <share.pem> --key <agent-key.pem>");
-            return args.Length == 0 ? 2 : 0;
+            if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+            {
+                (args.Length == 0 ? stderr : stdout).WriteLine(Usage);
+                return args.Length == 0 ? 2 : 0;
+            }
+            var options = ParseOptions(args[1..]);
+            switch (args[0])
+            {
+                case "create-agent": CreateAgent(options, stdin, stdout); return 0;
+                case "decrypt-share": DecryptShare(options, stdin, stdout); return 0;
+                default: throw new KraUsageException($"Unknown command '{args[0]}'.");
+            }
         }
-        if (args[0] != "decrypt-share")
+        catch (KraUsageException e)
         {
-            Console.Error.WriteLine($"unknown command '{args[0]}' (try --help)");
+            stderr.WriteLine(e.Message);
+            stderr.WriteLine("Try certportal-kra --help.");
             return 2;
         }
-        var options = ParseOptions(args[1..]);
-        if (!options.TryGetValue("--share", out var sharePath) || !options.TryGetValue("--key", out var keyPath))
+        catch (KraException e)
         {
-            Console.Error.WriteLine("decrypt-share needs --share <file> and --key <file>");
-            return 2;
+            stderr.WriteLine("certportal-kra: " + e.Message);
+            return 1;
         }
+    }
+
+    private static void CreateAgent(Options o, TextReader stdin, TextWriter stdout)
+    {
+        o.AllowOnly("--name", "--key-out", "--cert-out", "--algorithm", "--days", "--passphrase-file");
+        var algorithm = AgentAlgorithmNames.Parse(o.Optional("--algorithm") ?? "RSA-3072");
+        var days = int.TryParse(o.Optional("--days") ?? "1095", out var d) ? d : throw new KraUsageException("--days must be a number.");
+        var keyOut = o.Required("--key-out");
+        var certOut = o.Required("--cert-out");
+        var credentials = AgentEnrollment.Create(o.Required("--name"), algorithm, Passphrase(o, stdin), days);
+        try
+        {
+            // The key file is created 0600 before anything is written into it.
+            var fileOptions = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows()) fileOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            using (var stream = new FileStream(keyOut, fileOptions))
+            using (var writer = new StreamWriter(stream))
+                writer.Write(credentials.EncryptedPrivateKeyPem);
+            File.WriteAllText(certOut, credentials.CertificatePem);
+        }
+        catch (IOException e)
+        {
+            throw new KraException($"Cannot write the key or certificate: {e.Message}", e);
+        }
+        stdout.WriteLine($"SHA-256 fingerprint: {credentials.Sha256Fingerprint}");
+    }
+
+    private static void DecryptShare(Options o, TextReader stdin, TextWriter stdout)
+    {
+        o.AllowOnly("--share", "--key", "--passphrase-file");
+        var sharePem = ReadText(o.Required("--share"));
+        var keyPem = ReadText(o.Required("--key"));
         byte[]? pkcs8 = null;
         byte[]? share = null;
         try
         {
-            pkcs8 = LoadPkcs8(File.ReadAllText(keyPath));
-            share = DecryptShare(ReadCms(File.ReadAllText(sharePath)), pkcs8);
-            Console.WriteLine(Convert.ToBase64String(share));
-            return 0;
+            pkcs8 = ShareDecryption.LoadPkcs8(keyPem, () => Passphrase(o, stdin));
+            share = ShareDecryption.Decrypt(ShareDecryption.ReadCmsPem(sharePem), pkcs8);
+            stdout.WriteLine(Convert.ToBase64String(share));
         }
-        catch (Exception e) when (e is IOException or CryptographicException or CmsException or Org.BouncyCastle.Crypto.CryptoException or FormatException or ArgumentException or InvalidOperationException)
+        catch (FormatException e)
         {
-            Console.Error.WriteLine($"cannot decrypt the share: {e.Message}");
-            return 1;
+            throw new KraException("The share file is not valid PEM base64.", e);
         }
         finally
         {
@@ -52,48 +105,47 @@ internal static class Kra
         }
     }
 
-    private static Dictionary<string, string> ParseOptions(string[] args)
-    {
-        var result = new Dictionary<string, string>();
-        for (var i = 0; i + 1 < args.Length; i += 2) result[args[i]] = args[i + 1];
-        return result;
-    }
+    private static string Passphrase(Options o, TextReader stdin) =>
+        o.Optional("--passphrase-file") is { } source ? PasswordSource.Read(source, stdin)
+        : Environment.GetEnvironmentVariable(PassphraseVariable) is { Length: > 0 } fromEnvironment ? fromEnvironment
+        : PasswordSource.Read(PasswordSource.StdinMarker, stdin);
 
-    private static byte[] ReadCms(string pem)
+    private static string ReadText(string path)
     {
-        if (!PemEncoding.TryFind(pem, out var fields) || pem[fields.Label] is not ("CMS" or "PKCS7"))
-            throw new FormatException("the share file is not a CMS PEM block");
-        return Convert.FromBase64String(pem[fields.Base64Data]);
-    }
-
-    /// <summary>The agent key as PKCS#8 DER, whether RSA or EC, plain or passphrase-protected.</summary>
-    private static byte[] LoadPkcs8(string pem)
-    {
-        var encrypted = pem.Contains("ENCRYPTED PRIVATE KEY", StringComparison.Ordinal);
-        var passphrase = encrypted ? Environment.GetEnvironmentVariable("CERTPORTAL_KRA_PASSPHRASE") ?? Console.In.ReadLine() ?? "" : null;
-        foreach (var create in new Func<AsymmetricAlgorithm>[] { RSA.Create, ECDiffieHellman.Create })
+        try { return File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            using var key = create();
-            try
-            {
-                if (encrypted) key.ImportFromEncryptedPem(pem, passphrase);
-                else key.ImportFromPem(pem);
-                return key.ExportPkcs8PrivateKey();
-            }
-            catch (Exception e) when (e is ArgumentException or CryptographicException) { /* try the other key type */ }
+            throw new KraException($"Cannot read {path}: {e.Message}", e);
         }
-        throw new CryptographicException("the key file holds no RSA or EC private key this passphrase opens");
     }
 
-    private static byte[] DecryptShare(byte[] cms, byte[] pkcs8)
+    private static Options ParseOptions(string[] args)
     {
-        var key = PrivateKeyFactory.CreateKey(pkcs8);
-        var enveloped = new CmsEnvelopedData(cms);
-        foreach (var recipient in enveloped.GetRecipientInfos().GetRecipients())
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i < args.Length; i += 2)
         {
-            try { return recipient.GetContent(key); }
-            catch (Exception e) when (e is CmsException or Org.BouncyCastle.Crypto.CryptoException) { /* not this recipient, or a damaged share */ }
+            if (!args[i].StartsWith("--", StringComparison.Ordinal))
+                throw new KraUsageException($"Unexpected argument '{args[i]}'.");
+            if (i + 1 >= args.Length)
+                throw new KraUsageException($"{args[i]} needs a value.");
+            if (!values.TryAdd(args[i], args[i + 1]))
+                throw new KraUsageException($"{args[i]} is given twice.");
         }
-        throw new CryptographicException("this key is not the one the share was encrypted to");
+        return new Options(values);
+    }
+
+    private sealed class Options(Dictionary<string, string> values)
+    {
+        public string Required(string name) =>
+            values.TryGetValue(name, out var v) && v.Length > 0 ? v : throw new KraUsageException($"{name} is required.");
+
+        public string? Optional(string name) => values.GetValueOrDefault(name);
+
+        public void AllowOnly(params string[] names)
+        {
+            foreach (var key in values.Keys)
+                if (!names.Contains(key))
+                    throw new KraUsageException($"Unknown option {key}.");
+        }
     }
 }

@@ -9,7 +9,7 @@ namespace CertPortal.Tests.Escrow;
 /// the registered certificate.</summary>
 public sealed record Agent(Guid AgentId, string Name, HttpClient Client, string KeyFile);
 
-public sealed class EscrowApp : CertPortalApp
+public class EscrowApp : CertPortalApp
 {
     private readonly ToolDir _agentDir = new("kra-agents");
 

@@ -129,7 +129,7 @@ public sealed class KeyEscrowTests(EscrowApp app) : IClassFixture<EscrowApp>, IA
             var view = await app.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{requestId}");
             Assert.Equal(0, view.GetProperty("approvals").GetInt32());
         }
-        else Assert.True(r.Message.Contains("cannot decrypt the share"), r.Message);
+        else Assert.True(r.Message.Contains("cannot open the share"), r.Message);
 
         // A well-formed share that is not this agent's share for this key: 422.
         var wrong = await _agents[1].Client.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/approvals",

@@ -1,0 +1,63 @@
+using System.Security.Cryptography;
+using Org.BouncyCastle.Cms;
+using Org.BouncyCastle.Security;
+
+namespace CertPortal.Kra;
+
+/// <summary>Opens the CMS EnvelopedData the server encrypted one Shamir share into (RSA-OAEP key
+/// transport or ECDH key agreement, see the server's AgentShareEncryption) with the agent's own key.</summary>
+/// <remarks>BouncyCastle rather than System.Security.Cryptography.Pkcs.EnvelopedCms: EnvelopedCms cannot
+/// decrypt KeyAgreeRecipientInfo (ECDH) on Linux.</remarks>
+public static class ShareDecryption
+{
+    /// <summary>The agent key as PKCS#8 DER, whether RSA or EC, plain or passphrase-protected. Zero it after use.</summary>
+    /// <param name="passphrase">Asked for only when the PEM is an ENCRYPTED PRIVATE KEY.</param>
+    public static byte[] LoadPkcs8(string pem, Func<string> passphrase)
+    {
+        var encrypted = pem.Contains("ENCRYPTED PRIVATE KEY", StringComparison.Ordinal);
+        var secret = encrypted ? passphrase() : null;
+        foreach (var create in new Func<AsymmetricAlgorithm>[] { RSA.Create, ECDiffieHellman.Create })
+        {
+            using var key = create();
+            try
+            {
+                if (encrypted) key.ImportFromEncryptedPem(pem, secret);
+                else key.ImportFromPem(pem);
+                return key.ExportPkcs8PrivateKey();
+            }
+            catch (Exception e) when (e is ArgumentException or CryptographicException) { /* try the other key type */ }
+        }
+        throw new KraException(encrypted
+            ? "The key file holds no RSA or EC private key this passphrase opens."
+            : "The key file holds no RSA or EC private key (PEM \"PRIVATE KEY\", \"RSA PRIVATE KEY\" or \"EC PRIVATE KEY\").");
+    }
+
+    /// <summary>Reads a "-----BEGIN CMS-----" (or "PKCS7") PEM block, as served by GET /api/v1/recoveries/{id}/share.</summary>
+    public static byte[] ReadCmsPem(string pem)
+    {
+        if (!PemEncoding.TryFind(pem, out var fields) || pem[fields.Label] is not ("CMS" or "PKCS7"))
+            throw new KraException("The share file is not a CMS PEM block (-----BEGIN CMS-----).");
+        return Convert.FromBase64String(pem[fields.Base64Data]);
+    }
+
+    /// <summary>The share (x || y) inside <paramref name="cms"/>. Zero it after use.</summary>
+    public static byte[] Decrypt(byte[] cms, byte[] pkcs8)
+    {
+        CmsEnvelopedData enveloped;
+        try { enveloped = new CmsEnvelopedData(cms); }
+        catch (Exception e) when (e is CmsException or ArgumentException or IOException or InvalidCastException)
+        {
+            throw new KraException("The share file is not CMS EnvelopedData (damaged or truncated).", e);
+        }
+        var key = PrivateKeyFactory.CreateKey(pkcs8);
+        foreach (var recipient in enveloped.GetRecipientInfos().GetRecipients())
+        {
+            try { return recipient.GetContent(key); }
+            catch (Exception e) when (e is CmsException or Org.BouncyCastle.Crypto.CryptoException or InvalidCastException or ArgumentException)
+            {
+                /* not this recipient, or a damaged share */
+            }
+        }
+        throw new KraException("This key cannot open the share: it was encrypted to another agent, or it was altered.");
+    }
+}
