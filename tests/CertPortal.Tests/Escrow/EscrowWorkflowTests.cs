@@ -1,0 +1,258 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using CertPortal.Data;
+using CertPortal.Escrow;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+
+namespace CertPortal.Tests.Escrow;
+
+/// <summary>An escrow service whose clock the tests move (recovery requests expire), with three agents:
+/// one made with <c>certportal-kra create-agent</c> (passphrase-protected key) and two made with openssl.</summary>
+public sealed class ClockedEscrowApp : EscrowApp
+{
+    // Ahead of the wall clock, so agent certificates openssl makes "now" are already valid to the service.
+    public ClockedEscrowApp() => Clock = new FakeTimeProvider(DateTimeOffset.UtcNow.AddHours(1));
+
+    public List<Agent> Agents { get; } = [];
+
+    public override async Task InitializeAsync()
+    {
+        await base.InitializeAsync();
+        Agents.Add(await AddCliAgentAsync("EC-P256"));
+        Agents.Add(await AddAgentAsync("RSA-2048"));
+        Agents.Add(await AddAgentAsync("EC-P256"));
+    }
+
+    public T InScope<T>(Func<CertPortalDbContext, T> query)
+    {
+        using var scope = Services.CreateScope();
+        return query(scope.ServiceProvider.GetRequiredService<CertPortalDbContext>());
+    }
+}
+
+public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<ClockedEscrowApp>
+{
+    private static string NewMailbox() => $"wf.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+
+    private async Task<string> EscrowedSerialAsync(string algorithm = "EC-P256") =>
+        (await app.EnrollServerKeyAsync(NewMailbox(), algorithm)).GetProperty("serialNumber").GetString()!;
+
+    private Task<HttpResponseMessage> ExportAsync(Guid requestId) =>
+        app.Admin.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/pkcs12", new { password = "recovered-password-1" });
+
+    private List<RecoveryApproval> Approvals(Guid requestId) =>
+        app.InScope(db => db.RecoveryApprovals.AsNoTracking().Where(a => a.RequestId == requestId).ToList());
+
+    /// <summary>Flips one bit in the middle of a stored byte[] column, as an attacker with the database could.</summary>
+    private async Task AlterAsync<T>(Func<CertPortalDbContext, T> find, Func<T, byte[]> column) where T : class
+    {
+        using var scope = app.Services.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var entity = find(db);
+        var bytes = column(entity);
+        bytes[bytes.Length / 2] ^= 0x01;
+        foreach (var property in db.Entry(entity).Properties.Where(p => ReferenceEquals(p.CurrentValue, bytes)))
+            property.IsModified = true;
+        Assert.Equal(1, await db.SaveChangesAsync());
+    }
+
+    [Fact]
+    public async Task Expired_request_refuses_approvals_and_export_and_its_submitted_shares_are_erased()
+    {
+        var requestId = await app.OpenRecoveryAsync(await EscrowedSerialAsync());
+        await Http.EnsureStatus(await app.ApproveAsync(app.Agents[0], requestId), HttpStatusCode.OK);
+        Assert.NotNull(Assert.Single(Approvals(requestId)).SealedShare);
+
+        app.Clock!.Advance(TimeSpan.FromHours(72) + TimeSpan.FromMinutes(1));
+        await Http.AssertProblem(await app.Agents[1].Client.GetAsync($"/api/v1/recoveries/{requestId}/share"), HttpStatusCode.Conflict);
+        await Http.AssertProblem(await EscrowApp.SubmitShareAsync(app.Agents[1], requestId, "AAAA"), HttpStatusCode.Conflict);
+        await Http.AssertProblem(await ExportAsync(requestId), HttpStatusCode.Conflict);
+        Assert.Equal("expired", (await app.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{requestId}")).GetProperty("status").GetString());
+
+        using (var scope = app.Services.CreateScope())
+            await scope.ServiceProvider.GetRequiredService<KeyRecovery>().PurgeExpiredSharesAsync(CancellationToken.None);
+        Assert.Null(Assert.Single(Approvals(requestId)).SealedShare);
+    }
+
+    [Fact]
+    public async Task Cancelled_request_erases_submitted_shares_and_goes_no_further()
+    {
+        var requestId = await app.OpenRecoveryAsync(await EscrowedSerialAsync());
+        await Http.EnsureStatus(await app.ApproveAsync(app.Agents[0], requestId), HttpStatusCode.OK);
+        await Http.AssertProblem(await app.Agents[1].Client.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/cancel", new { reason = "mine" }),
+            HttpStatusCode.Forbidden);
+
+        var cancelled = await app.Admin.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/cancel", new { reason = "opened by mistake" });
+        await Http.EnsureStatus(cancelled, HttpStatusCode.OK);
+        Assert.Equal("cancelled", (await cancelled.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("status").GetString());
+        Assert.Null(Assert.Single(Approvals(requestId)).SealedShare);
+        await Http.AssertProblem(await app.Agents[1].Client.GetAsync($"/api/v1/recoveries/{requestId}/share"), HttpStatusCode.Conflict);
+        await Http.AssertProblem(await ExportAsync(requestId), HttpStatusCode.Conflict);
+        await Http.AssertProblem(await app.Admin.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/cancel", new { }), HttpStatusCode.Conflict);
+        await Http.AssertProblem(await app.Admin.PostAsJsonAsync($"/api/v1/recoveries/{Guid.NewGuid()}/cancel", new { }), HttpStatusCode.NotFound);
+        Assert.Contains("recovery.cancelled", await app.Admin.GetStringAsync($"/api/v1/audit?target=recovery:{requestId}"));
+    }
+
+    [Fact]
+    public async Task Altered_sealed_share_or_commitment_is_reported_and_audited_and_nothing_is_recovered()
+    {
+        // A submitted share, sealed while the request collects approvals, altered in the database.
+        var requestId = await app.OpenRecoveryAsync(await EscrowedSerialAsync("RSA-2048"));
+        await Http.EnsureStatus(await app.ApproveAsync(app.Agents[0], requestId), HttpStatusCode.OK);
+        await Http.EnsureStatus(await app.ApproveAsync(app.Agents[1], requestId), HttpStatusCode.OK);
+        await AlterAsync(db => db.RecoveryApprovals.First(a => a.RequestId == requestId), a => a.SealedShare!);
+        var export = await ExportAsync(requestId);
+        var problem = await Http.AssertProblem(export, HttpStatusCode.Conflict);
+        Assert.Contains("integrity", problem.GetProperty("detail").GetString());
+        Assert.DoesNotContain("pkcs12\"", await export.Content.ReadAsStringAsync());
+        Assert.Contains("recovery.failed", await app.Admin.GetStringAsync($"/api/v1/audit?target=recovery:{requestId}"));
+
+        // A stored commitment altered: the genuine share no longer matches and is refused (422), not counted.
+        var serial = await EscrowedSerialAsync();
+        var escrowId = await app.EscrowIdAsync(serial);
+        var agentId = app.Agents[2].AgentId;
+        await AlterAsync(db => db.EscrowShares.First(s => s.EscrowId == escrowId && s.AgentId == agentId), s => s.Commitment);
+        var second = await app.OpenRecoveryAsync(serial);
+        await Http.AssertProblem(await app.ApproveAsync(app.Agents[2], second), HttpStatusCode.UnprocessableEntity);
+        Assert.Empty(Approvals(second));
+    }
+
+    [Fact]
+    public async Task Retired_agent_gets_no_share_of_new_escrows_but_can_still_approve_the_ones_it_holds()
+    {
+        var extra = await app.AddAgentAsync("RSA-2048");
+        var before = await EscrowedSerialAsync();
+        await Http.EnsureStatus(await app.Admin.DeleteAsync($"/api/v1/recovery-agents/{extra.AgentId}"), HttpStatusCode.OK);
+        var after = await EscrowedSerialAsync();
+        var afterId = await app.EscrowIdAsync(after);
+        Assert.False(app.InScope(db => db.EscrowShares.Any(s => s.EscrowId == afterId && s.AgentId == extra.AgentId)));
+        await Http.AssertProblem(await extra.Client.GetAsync($"/api/v1/recoveries/{await app.OpenRecoveryAsync(after)}/share"), HttpStatusCode.Forbidden);
+
+        var requestId = await app.OpenRecoveryAsync(before);
+        await Http.EnsureStatus(await app.ApproveAsync(extra, requestId), HttpStatusCode.OK);
+        await Http.EnsureStatus(await app.ApproveAsync(app.Agents[0], requestId), HttpStatusCode.OK);
+        await Http.EnsureStatus(await ExportAsync(requestId), HttpStatusCode.OK);
+    }
+
+    [Fact]
+    public async Task Re_escrow_seals_the_key_under_a_new_data_key_so_the_old_shares_open_nothing()
+    {
+        var serial = await EscrowedSerialAsync("RSA-2048");
+        var oldEscrow = await app.EscrowIdAsync(serial);
+        var pending = await app.OpenRecoveryAsync(serial);
+        await Http.EnsureStatus(await app.ApproveAsync(app.Agents[2], pending), HttpStatusCode.OK);
+
+        var reEscrow = await app.OpenRecoveryAsync(serial, "re-escrow");
+        var oldShares = new List<string>();
+        foreach (var agent in app.Agents.Take(2))
+        {
+            oldShares.Add(await app.DecryptShareAsync(agent, reEscrow));
+            await Http.EnsureStatus(await EscrowApp.SubmitShareAsync(agent, reEscrow, oldShares[^1]), HttpStatusCode.OK);
+        }
+        await Http.AssertProblem(await ExportAsync(reEscrow), HttpStatusCode.Conflict); // a re-escrow request exports nothing
+        await Http.EnsureStatus(await app.Admin.PostAsync($"/api/v1/recoveries/{reEscrow}/re-escrow", null), HttpStatusCode.OK);
+        await Http.AssertProblem(await app.Admin.PostAsync($"/api/v1/recoveries/{reEscrow}/re-escrow", null), HttpStatusCode.Conflict);
+
+        var newEscrow = await app.EscrowIdAsync(serial);
+        Assert.NotEqual(oldEscrow, newEscrow);
+        var (old, fresh, cert) = app.InScope(db => (
+            db.KeyEscrows.AsNoTracking().Single(e => e.Id == oldEscrow),
+            db.KeyEscrows.AsNoTracking().Single(e => e.Id == newEscrow),
+            db.Certificates.AsNoTracking().Single(c => c.SerialNumber == serial).Der));
+        Assert.Empty(old.Envelope);
+        Assert.NotNull(old.SupersededAt);
+        Assert.False(app.InScope(db => db.EscrowShares.Any(s => s.EscrowId == oldEscrow)));
+        Assert.Equal(3, app.InScope(db => db.EscrowShares.Count(s => s.EscrowId == newEscrow)));
+
+        // Shares an agent kept from before (M of them) rebuild the old data key, which opens nothing now.
+        var oldDataKey = ShamirSecretSharing.Combine(oldShares.Select(Convert.FromBase64String).ToList());
+        using var certificate = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(cert);
+        Assert.Throws<EscrowIntegrityException>(() => KeyEnvelope.Open(fresh.Envelope, oldDataKey, KeyEnvelopeBinding.ForCertificate(certificate)));
+
+        // The request left open on the old escrow can never complete: it was cancelled and its share erased.
+        Assert.Equal("cancelled", (await app.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{pending}")).GetProperty("status").GetString());
+        Assert.Null(Assert.Single(Approvals(pending)).SealedShare);
+        // The key is recoverable from the new shares.
+        var recovery = await app.OpenRecoveryAsync(serial);
+        await Http.EnsureStatus(await app.ApproveAsync(app.Agents[1], recovery), HttpStatusCode.OK);
+        await Http.EnsureStatus(await app.ApproveAsync(app.Agents[2], recovery), HttpStatusCode.OK);
+        await Http.EnsureStatus(await ExportAsync(recovery), HttpStatusCode.OK);
+        Assert.Contains("key.re-escrowed", await app.Admin.GetStringAsync($"/api/v1/audit?target=recovery:{reEscrow}"));
+    }
+
+    [Fact]
+    public async Task M_N_and_key_generation_policy_are_managed_through_the_admin_API()
+    {
+        var policy = await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/escrow/policy");
+        Assert.Equal(2, policy.GetProperty("threshold").GetInt32());
+        Assert.Equal(3, policy.GetProperty("minimumAgents").GetInt32());
+        try
+        {
+            await Http.AssertProblem(await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { threshold = 3, minimumAgents = 2 }),
+                HttpStatusCode.UnprocessableEntity);
+            await Http.AssertProblem(await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { threshold = 1 }), HttpStatusCode.UnprocessableEntity);
+            await Http.AssertProblem(await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { encryptionKeyGeneration = "Sometimes" }),
+                HttpStatusCode.UnprocessableEntity);
+            var (_, auditor) = await app.CreateAccountAsync("aud-" + Guid.NewGuid().ToString("N")[..6], "auditor");
+            await Http.AssertProblem(await auditor.PutAsJsonAsync("/api/v1/escrow/policy", new { minimumAgents = 9 }), HttpStatusCode.Forbidden);
+
+            // N above the active agents: nothing is generated and the token is not spent.
+            await Http.EnsureStatus(await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { minimumAgents = 9 }), HttpStatusCode.OK);
+            var token = await app.CreateTokenAsync(NewMailbox(), "encryption");
+            var body = new { token = token.Token, keyAlgorithm = "EC-P256", pkcs12Password = EscrowApp.Pkcs12Password };
+            var tooFew = await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/enrollments", body), HttpStatusCode.Conflict);
+            Assert.Contains("at least 9", tooFew.GetProperty("detail").GetString());
+
+            // Refused for the encryption profile: server generation is refused; Required: CSRs are refused.
+            await Http.EnsureStatus(await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy",
+                new { minimumAgents = 3, encryptionKeyGeneration = "Refused" }), HttpStatusCode.OK);
+            await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/enrollments", body), HttpStatusCode.UnprocessableEntity);
+            await Http.EnsureStatus(await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { encryptionKeyGeneration = "Required" }), HttpStatusCode.OK);
+            var csr = SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(token.Email);
+            await Http.AssertProblem(await app.PostEnrollmentAsync(token.Token, csr), HttpStatusCode.UnprocessableEntity);
+            // A CSR and a server-key request at once is ambiguous.
+            await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/enrollments",
+                new { token = token.Token, csr, keyAlgorithm = "EC-P256", pkcs12Password = EscrowApp.Pkcs12Password }), HttpStatusCode.UnprocessableEntity);
+            await Http.EnsureStatus(await app.Client.PostAsJsonAsync("/api/v1/enrollments", body), HttpStatusCode.Created);
+            Assert.Contains("escrow.policy-changed", await app.Admin.GetStringAsync("/api/v1/audit?target=escrow-policy"));
+        }
+        finally
+        {
+            await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { threshold = 2, minimumAgents = 3, encryptionKeyGeneration = "Allowed" });
+        }
+    }
+}
+
+/// <summary>A bad escrow setting stops start-up with a message that names it.</summary>
+public sealed class EscrowSettingsTests
+{
+    private sealed class MisconfiguredApp(string key, string value) : CertPortalApp
+    {
+        protected override IDictionary<string, string?> Settings => new Dictionary<string, string?> { [key] = value };
+    }
+
+    [Theory]
+    [InlineData("Escrow:Threshold", "1", "CertPortal:Escrow:Threshold")]
+    [InlineData("Escrow:MinimumAgents", "1", "CertPortal:Escrow:MinimumAgents")]
+    [InlineData("Escrow:RecoveryRequestLifetime", "00:00:10", "CertPortal:Escrow:RecoveryRequestLifetime")]
+    [InlineData("Escrow:Pkcs12Iterations", "1000", "CertPortal:Escrow:Pkcs12Iterations")]
+    [InlineData("Escrow:EncryptionKeyGeneration", "Sometimes", "CertPortal:Escrow:EncryptionKeyGeneration")]
+    public async Task Bad_escrow_setting_stops_start_up_naming_it(string key, string value, string named)
+    {
+        var app = new MisconfiguredApp(key, value);
+        try
+        {
+            var e = await Record.ExceptionAsync(app.InitializeAsync);
+            Assert.NotNull(e);
+            Assert.Contains(named, e.ToString());
+        }
+        finally
+        {
+            TempDir.Delete(app.DataDirectory);
+        }
+    }
+}
