@@ -84,8 +84,9 @@ public static class KraCli
     private static void DecryptShare(Options o, TextReader stdin, TextWriter stdout)
     {
         o.AllowOnly("--share", "--key", "--passphrase-file");
-        var sharePem = ReadText(o.Required("--share"));
-        var keyPem = ReadText(o.Required("--key"));
+        var (sharePath, keyPath) = (o.Required("--share"), o.Required("--key"));
+        var sharePem = ReadText(sharePath);
+        var keyPem = ReadText(keyPath);
         byte[]? pkcs8 = null;
         byte[]? share = null;
         try

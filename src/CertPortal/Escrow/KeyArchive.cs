@@ -11,7 +11,7 @@ public sealed record EscrowPolicyView(int Threshold, int MinimumAgents, int Acti
 /// <summary>Archives private keys so that no one — the server included — can open them without M agents:
 /// the key is sealed under a fresh AES-256-GCM data key, which exists afterwards only as Shamir shares,
 /// each encrypted to one agent's certificate.</summary>
-public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption shareEncryption)
+public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption shareEncryption, TimeProvider time, ILogger<KeyArchive> logger)
 {
     /// <summary>The policy row changed through the admin API, else configuration; <see cref="EscrowPolicyRecord.MinimumAgents"/> is always resolved.</summary>
     public async Task<EscrowPolicyRecord> PolicyAsync(CertPortalDbContext db, CancellationToken ct)
@@ -39,8 +39,21 @@ public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption s
         _ => KeyGenerationPolicy.Refused,
     };
 
-    public static Task<List<RecoveryAgent>> ActiveAgentsAsync(CertPortalDbContext db, CancellationToken ct) =>
-        db.RecoveryAgents.AsNoTracking().Where(a => a.RetiredAt == null).OrderBy(a => a.RegisteredAt).ToListAsync(ct);
+    /// <summary>Active agents whose certificate can receive a share now. An agent whose certificate has
+    /// expired is left out (and logged) rather than failing every escrow; N still has to be met.</summary>
+    public async Task<List<RecoveryAgent>> UsableAgentsAsync(CertPortalDbContext db, CancellationToken ct)
+    {
+        var active = await db.RecoveryAgents.AsNoTracking().Where(a => a.RetiredAt == null).OrderBy(a => a.RegisteredAt).ToListAsync(ct);
+        var validator = new AgentCertificateValidator(time);
+        return active.Where(agent =>
+        {
+            using var cert = X509CertificateLoader.LoadCertificate(agent.CertificateDer);
+            var check = validator.Validate(cert);
+            if (!check.IsValid)
+                logger.LogWarning("Recovery agent {Agent} gets no share of new escrows: {Reason} Register a new certificate for it.", agent.Name, check.Error);
+            return check.IsValid;
+        }).ToList();
+    }
 
     /// <summary>Adds the escrow (envelope + one encrypted share per agent) to the caller's transaction.</summary>
     public KeyEscrow Archive(CertPortalDbContext db, X509Certificate2 certificate, string serialHex, ReadOnlySpan<byte> pkcs8,

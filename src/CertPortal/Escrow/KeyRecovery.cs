@@ -42,6 +42,14 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             if (!check.IsValid) return Failure.Unprocessable("Unsuitable agent certificate.", check.Error!);
             if (await db.RecoveryAgents.AnyAsync(a => a.AccountId == account.Id && a.RetiredAt == null, ct))
                 return Failure.Conflict($"Account '{account.Name}' is already an active recovery agent; retire it first to change its certificate.");
+            // One key, one agent: the same key registered for two accounts would let one person hold two shares.
+            var publicKey = cert.PublicKey.ExportSubjectPublicKeyInfo();
+            foreach (var other in await db.RecoveryAgents.AsNoTracking().Where(a => a.RetiredAt == null).ToListAsync(ct))
+            {
+                using var otherCert = X509CertificateLoader.LoadCertificate(other.CertificateDer);
+                if (otherCert.PublicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(publicKey))
+                    return Failure.Conflict($"This public key is already registered for recovery agent '{other.Name}'; every agent needs its own key.");
+            }
             var now = time.GetUtcNow();
             var agent = new RecoveryAgent
             {
@@ -244,7 +252,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
                 return await FailAsync(request, actor, "The recovered key does not match the certificate.", ct);
             }
             var policy = await archive.PolicyAsync(db, ct);
-            var agents = await KeyArchive.ActiveAgentsAsync(db, ct);
+            var agents = await archive.UsableAgentsAsync(db, ct);
             if (KeyArchive.CheckAgents(policy, agents.Count) is { } tooFew) return tooFew;
             var now = time.GetUtcNow();
             var key = pkcs8;

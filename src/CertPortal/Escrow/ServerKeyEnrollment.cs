@@ -41,7 +41,7 @@ public sealed class ServerKeyEnrollment(
         if (generation == KeyGenerationPolicy.Refused)
             return Failure.Unprocessable("Server-side key generation refused.",
                 $"Policy does not allow the server to generate {Names.Of(token.Profile)} keys: generate the key yourself and send a CSR.");
-        var agents = await KeyArchive.ActiveAgentsAsync(db, ct);
+        var agents = await archive.UsableAgentsAsync(db, ct);
         if (KeyArchive.CheckAgents(policy, agents.Count) is { } tooFew) return tooFew;
 
         using var key = Generate(algorithm);

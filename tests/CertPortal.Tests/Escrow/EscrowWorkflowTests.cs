@@ -185,6 +185,30 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task Agent_registration_refuses_non_agents_unsuitable_certificates_and_a_key_already_registered()
+    {
+        var (agentAccount, _) = await app.CreateAccountAsync("kra-dup-" + Guid.NewGuid().ToString("N")[..6], "recovery-agent");
+        var (auditorAccount, _) = await app.CreateAccountAsync("aud-" + Guid.NewGuid().ToString("N")[..6], "auditor");
+        var taken = File.ReadAllText(Path.ChangeExtension(app.Agents[1].KeyFile, ".pem"));
+        var duplicate = await Http.AssertProblem(
+            await app.Admin.PostAsJsonAsync("/api/v1/recovery-agents", new { accountId = agentAccount, certificatePem = taken }), HttpStatusCode.Conflict);
+        Assert.Contains(app.Agents[1].Name, duplicate.GetProperty("detail").GetString());
+        await Http.AssertProblem(await app.Admin.PostAsJsonAsync("/api/v1/recovery-agents", new { accountId = auditorAccount, certificatePem = taken }),
+            HttpStatusCode.UnprocessableEntity);
+        await Http.AssertProblem(await app.Admin.PostAsJsonAsync("/api/v1/recovery-agents", new { accountId = agentAccount, certificatePem = "not a certificate" }),
+            HttpStatusCode.UnprocessableEntity);
+        // A signing-only certificate cannot receive an encrypted share.
+        using var dir = new ToolDir("kra-sign");
+        Tool.Run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.File("k.pem"), "-out", dir.File("c.pem"), "-days", "30",
+            "-subj", "/CN=sign only", "-addext", "keyUsage=critical,digitalSignature"]).EnsureSuccess();
+        var unsuitable = await Http.AssertProblem(await app.Admin.PostAsJsonAsync("/api/v1/recovery-agents",
+            new { accountId = agentAccount, certificatePem = File.ReadAllText(dir.File("c.pem")) }), HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("keyEncipherment", unsuitable.GetProperty("detail").GetString());
+        await Http.AssertProblem(await app.Agents[0].Client.PostAsJsonAsync("/api/v1/recovery-agents", new { accountId = agentAccount, certificatePem = taken }),
+            HttpStatusCode.Forbidden);
+    }
+
+    [Fact]
     public async Task M_N_and_key_generation_policy_are_managed_through_the_admin_API()
     {
         var policy = await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/escrow/policy");

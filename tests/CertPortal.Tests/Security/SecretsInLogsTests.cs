@@ -14,25 +14,7 @@ public sealed class LoggedApp : CertPortalApp
 
     protected override IDictionary<string, string?> Settings => new Dictionary<string, string?> { ["AdminApiKey"] = "" };
 
-    protected override void ConfigureServices(IServiceCollection services)
-    {
-        services.AddSingleton<ILoggerProvider>(new CapturingLoggerProvider(Lines));
-        services.Configure<LoggerFilterOptions>(o => { o.MinLevel = LogLevel.Trace; o.Rules.Clear(); });
-    }
-
-    private sealed class CapturingLoggerProvider(ConcurrentQueue<string> lines) : ILoggerProvider
-    {
-        public ILogger CreateLogger(string categoryName) => new Logger(lines, categoryName);
-        public void Dispose() { }
-
-        private sealed class Logger(ConcurrentQueue<string> lines, string category) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-            public bool IsEnabled(LogLevel logLevel) => true;
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-                lines.Enqueue($"{logLevel} {category}: {formatter(state, exception)} {exception}");
-        }
-    }
+    protected override void ConfigureServices(IServiceCollection services) => CapturingLoggerProvider.AddTo(services, Lines);
 }
 
 public sealed class SecretsInLogsTests(LoggedApp app) : IClassFixture<LoggedApp>

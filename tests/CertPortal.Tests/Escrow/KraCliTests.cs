@@ -1,0 +1,77 @@
+using System.Security.Cryptography.X509Certificates;
+using CertPortal.Escrow;
+using CertPortal.Tests.Infrastructure;
+
+namespace CertPortal.Tests.Escrow;
+
+/// <summary>certportal-kra run as a program, the way an agent runs it: keys it makes open the shares the
+/// server encrypts to their certificates, and mistakes give a message and an exit code, not a stack trace.</summary>
+public sealed class KraCliTests : IDisposable
+{
+    private readonly ToolDir _dir = new("kra-cli");
+
+    public void Dispose() => _dir.Dispose();
+
+    [Theory]
+    [InlineData("RSA-3072")]
+    [InlineData("EC-P384")]
+    public void Agent_key_made_by_the_CLI_opens_a_share_encrypted_to_its_certificate_and_no_other_key_does(string algorithm)
+    {
+        var (key, cert) = CreateAgent("alice", algorithm, "alice passphrase 1");
+        var (otherKey, _) = CreateAgent("bob", "EC-P256", "bob passphrase 12");
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(key));
+        Assert.Contains("ENCRYPTED PRIVATE KEY", File.ReadAllText(key));
+
+        var share = ShamirSecretSharing.Split(new byte[32], 2, 3)[0];
+        using var certificate = X509Certificate2.CreateFromPem(File.ReadAllText(cert));
+        var encrypted = new AgentShareEncryption(new AgentCertificateValidator()).EncryptShare(share, certificate);
+        var shareFile = _dir.Write("share.pem", AgentShareEncryption.ToPem(encrypted));
+
+        // Passphrase from stdin ("-") this time.
+        var decrypted = EscrowApp.RunKraWith("alice passphrase 1\n", "decrypt-share", "--share", shareFile, "--key", key, "--passphrase-file", "-");
+        Assert.Equal(Convert.ToBase64String(share), decrypted.EnsureSuccess().Stdout.Trim());
+
+        var wrongPassphrase = EscrowApp.RunKraWith("not alice's\n", "decrypt-share", "--share", shareFile, "--key", key);
+        Assert.Equal(1, wrongPassphrase.ExitCode);
+        Assert.Contains("passphrase", wrongPassphrase.Stderr);
+        var wrongKey = EscrowApp.RunKraWith("bob passphrase 12\n", "decrypt-share", "--share", shareFile, "--key", otherKey);
+        Assert.Equal(1, wrongKey.ExitCode);
+        Assert.Contains("cannot open the share", wrongKey.Stderr);
+        var notCms = EscrowApp.RunKra("decrypt-share", "--share", cert, "--key", key);
+        Assert.Equal(1, notCms.ExitCode);
+        Assert.DoesNotContain("   at ", notCms.Output);
+    }
+
+    [Fact]
+    public void Mistakes_give_a_message_and_an_exit_code()
+    {
+        Assert.Equal(2, EscrowApp.RunKra().ExitCode);
+        Assert.Equal(0, EscrowApp.RunKra("--help").ExitCode);
+        Assert.Equal(2, EscrowApp.RunKra("encrypt-everything").ExitCode);
+        Assert.Equal(2, EscrowApp.RunKra("decrypt-share", "--share", "x.pem").ExitCode);
+        Assert.Equal(2, EscrowApp.RunKra("decrypt-share", "--share", "x.pem", "--key", "k.pem", "--passphrase", "on-the-command-line").ExitCode);
+        Assert.Equal(2, EscrowApp.RunKra("create-agent", "--name", "x", "--algorithm", "DSA-1024", "--key-out", _dir.File("k"), "--cert-out", _dir.File("c")).ExitCode);
+
+        var missing = EscrowApp.RunKra("decrypt-share", "--share", _dir.File("none.pem"), "--key", _dir.File("none.key"));
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Contains("Cannot read", missing.Stderr);
+
+        var shortPassphrase = EscrowApp.RunKraWith("short\n", "create-agent", "--name", "x", "--key-out", _dir.File("k"), "--cert-out", _dir.File("c"));
+        Assert.Equal(1, shortPassphrase.ExitCode);
+        // Never overwrites an existing key file.
+        var (key, _) = CreateAgent("carol", "EC-P256", "carol passphrase");
+        var again = EscrowApp.RunKraWith("carol passphrase\n", "create-agent", "--name", "carol", "--key-out", key, "--cert-out", _dir.File("c2.pem"));
+        Assert.Equal(1, again.ExitCode);
+    }
+
+    private (string Key, string Cert) CreateAgent(string name, string algorithm, string passphrase)
+    {
+        var key = _dir.File(name + ".key");
+        var cert = _dir.File(name + ".pem");
+        var passphraseFile = _dir.Write(name + ".pass", passphrase + "\n");
+        var created = EscrowApp.RunKra("create-agent", "--name", name, "--algorithm", algorithm, "--key-out", key, "--cert-out", cert,
+            "--passphrase-file", passphraseFile).EnsureSuccess();
+        Assert.Matches("SHA-256 fingerprint: [0-9A-F]{64}", created.Stdout);
+        return (key, cert);
+    }
+}
