@@ -5,6 +5,7 @@ using CertPortal.Data;
 using CertPortal.Enrollment;
 using CertPortal.Escrow;
 using CertPortal.Gal;
+using CertPortal.Pages;
 using CertPortal.Revocation;
 using CertPortal.Security;
 using Microsoft.AspNetCore.Authentication;
@@ -65,7 +66,7 @@ public static class Extensions
             var logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger("CertPortal.AdminApiKey");
             return AdminApiKey.From(SecretFile.ReadOrCreate(o.AdminApiKey, Path.Combine(o.ResolvedDataDirectory, "admin-api-key"), "admin API key", logger));
         });
-        services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
+        services.AddWebUiAuthentication()
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
         services.AddAuthorizationBuilder()
             .AddPolicy(Policies.Admin, p => p.RequireRole(Roles.Administrator))
@@ -148,6 +149,7 @@ public static class Extensions
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseMiddleware<RequestLimits>();
+        app.UseSecurityHeaders();
         app.UseStaticFiles();
         app.UseSwagger();
         app.UseSwaggerUI(c => c.DocumentTitle = "CertPortal API");
@@ -162,6 +164,7 @@ public static class Extensions
         app.MapAccountsApi();
         app.MapDirectoryPublicationApi();
         app.MapEscrowApi();
+        app.MapRazorPages();
     }
 }
 

@@ -61,7 +61,14 @@ public static class CertificatesApi
     private static async Task<Results<Ok<CertificatePage>, ProblemHttpResult>> Search(CertPortalDbContext db, TimeProvider time,
         string? email, string? serialNumber, string? status, int? page, int? pageSize, CancellationToken ct)
     {
-        var now = time.GetUtcNow();
+        var outcome = await SearchAsync(db, time.GetUtcNow(), email, serialNumber, status, page, pageSize, ct);
+        return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Ok(outcome.Value!);
+    }
+
+    /// <summary>Certificates by mailbox (substring), serial (prefix) and status, newest first; shared by the API and the console.</summary>
+    public static async Task<Outcome<CertificatePage>> SearchAsync(CertPortalDbContext db, DateTimeOffset now,
+        string? email, string? serialNumber, string? status, int? page, int? pageSize, CancellationToken ct)
+    {
         var size = Math.Clamp(pageSize ?? 25, 1, 200);
         var number = Math.Max(page ?? 1, 1);
         var q = db.Certificates.AsNoTracking();
@@ -73,8 +80,8 @@ public static class CertificatesApi
         }
         if (!string.IsNullOrWhiteSpace(status))
         {
-            if (!Enum.TryParse<CertificateStatus>(status, true, out var st))
-                return Failure.BadRequest("status must be one of valid, revoked, onHold, expired, notYetValid.").ToProblem();
+            if (!Enum.TryParse<CertificateStatus>(status, true, out var st) || !Enum.IsDefined(st))
+                return Failure.BadRequest("status must be one of valid, revoked, onHold, expired, notYetValid.");
             q = st switch
             {
                 CertificateStatus.Revoked => q.Where(c => c.RevokedAt != null && c.RevocationReason != RevocationReason.CertificateHold),
@@ -86,7 +93,7 @@ public static class CertificatesApi
         }
         var total = await q.CountAsync(ct);
         var items = await q.OrderByDescending(c => c.IssuedAt).Skip((number - 1) * size).Take(size).ToListAsync(ct);
-        return TypedResults.Ok(new CertificatePage(number, size, total, items.Select(c => CertificateView.From(c, now)).ToList()));
+        return new CertificatePage(number, size, total, items.Select(c => CertificateView.From(c, now)).ToList());
     }
 
     private static async Task<Results<Ok<CertificateView>, ProblemHttpResult>> Revoke(string serialNumber, [FromBody] RevokeRequest request,

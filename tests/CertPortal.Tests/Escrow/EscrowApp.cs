@@ -15,23 +15,7 @@ public class EscrowApp : CertPortalApp
 {
     private readonly ToolDir _agentDir = new("kra-agents");
 
-    public async Task<Agent> AddAgentAsync(string algorithm = "RSA-2048")
-    {
-        var name = "kra-" + Guid.NewGuid().ToString("N")[..8];
-        var (_, client) = await CreateAccountAsync(name, "recovery-agent");
-        var accountId = (await Admin.GetFromJsonAsync<JsonElement>("/api/v1/accounts")).EnumerateArray()
-            .First(a => a.GetProperty("name").GetString() == name).GetProperty("id").GetGuid();
-        var keyFile = _agentDir.File(name + ".key");
-        var certFile = _agentDir.File(name + ".pem");
-        string[] newKey = algorithm == "RSA-2048"
-            ? ["-newkey", "rsa:2048", "-addext", "keyUsage=critical,keyEncipherment"]
-            : ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-addext", "keyUsage=critical,keyAgreement"];
-        Tool.Run("openssl", ["req", "-x509", .. newKey, "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "30", "-subj", $"/CN={name}"]).EnsureSuccess();
-        var r = await Admin.PostAsJsonAsync("/api/v1/recovery-agents", new { accountId, certificatePem = File.ReadAllText(certFile) });
-        await Http.EnsureStatus(r, HttpStatusCode.Created);
-        var agentId = (await r.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
-        return new Agent(agentId, name, client, keyFile);
-    }
+    public Task<Agent> AddAgentAsync(string algorithm = "RSA-2048") => this.AddRecoveryAgentAsync(_agentDir, algorithm);
 
     /// <summary>An agent made the way the README tells agents to: <c>certportal-kra create-agent</c> with a
     /// passphrase-protected key, registered by the admin from the certificate it wrote.</summary>
@@ -102,5 +86,27 @@ public class EscrowApp : CertPortalApp
     {
         await base.DisposeAsync();
         _agentDir.Dispose();
+    }
+}
+
+public static class RecoveryAgents
+{
+    /// <summary>Registers a recovery agent whose key pair openssl made "on the agent's machine" (in <paramref name="agentDir"/>).</summary>
+    public static async Task<Agent> AddRecoveryAgentAsync(this CertPortalApp app, ToolDir agentDir, string algorithm = "RSA-2048")
+    {
+        var name = "kra-" + Guid.NewGuid().ToString("N")[..8];
+        var (_, client) = await app.CreateAccountAsync(name, "recovery-agent");
+        var accountId = (await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/accounts")).EnumerateArray()
+            .First(a => a.GetProperty("name").GetString() == name).GetProperty("id").GetGuid();
+        var keyFile = agentDir.File(name + ".key");
+        var certFile = agentDir.File(name + ".pem");
+        string[] newKey = algorithm == "RSA-2048"
+            ? ["-newkey", "rsa:2048", "-addext", "keyUsage=critical,keyEncipherment"]
+            : ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-addext", "keyUsage=critical,keyAgreement"];
+        Tool.Run("openssl", ["req", "-x509", .. newKey, "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "30", "-subj", $"/CN={name}"]).EnsureSuccess();
+        var r = await app.Admin.PostAsJsonAsync("/api/v1/recovery-agents", new { accountId, certificatePem = File.ReadAllText(certFile) });
+        await Http.EnsureStatus(r, HttpStatusCode.Created);
+        var agentId = (await r.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        return new Agent(agentId, name, client, keyFile);
     }
 }

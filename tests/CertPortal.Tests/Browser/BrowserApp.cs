@@ -1,0 +1,82 @@
+using System.Text.Json;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.Playwright;
+
+namespace CertPortal.Tests.Browser;
+
+/// <summary>The service plus Debian's Chromium driven by Playwright (no browser download: the
+/// executable is /usr/bin/chromium, installed by the test command).</summary>
+public sealed class BrowserApp : CertPortalApp
+{
+    public const string Chromium = "/usr/bin/chromium";
+    private IPlaywright? _playwright;
+    public IBrowser Browser { get; private set; } = null!;
+
+    public static string RepoRoot { get; } = FindRepoRoot();
+    public static string ScreenshotDir { get; } = Path.Combine(RepoRoot, "artifacts", "test-results", "screenshots");
+
+    public override async Task InitializeAsync()
+    {
+        if (!File.Exists(Chromium))
+            throw new Xunit.Sdk.XunitException("Chromium is not installed: run the README's test command (it installs chromium).");
+        if (!File.Exists(Path.Combine(AppContext.BaseDirectory, "wwwroot", "js", "enroll.bundle.js")))
+            throw new Xunit.Sdk.XunitException("wwwroot/js/enroll.bundle.js is missing: build it with `cd web && npm ci && npm run build` (the test command does).");
+        await base.InitializeAsync();
+        _playwright = await Playwright.CreateAsync();
+        Browser = await _playwright.Chromium.LaunchAsync(new()
+        {
+            Headless = true,
+            ExecutablePath = Chromium,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"],
+        });
+        Directory.CreateDirectory(ScreenshotDir);
+    }
+
+    public async Task<IPage> NewPageAsync(bool bypassCsp = false)
+    {
+        var context = await Browser.NewContextAsync(new() { BaseURL = BaseUrl, AcceptDownloads = true, BypassCSP = bypassCsp });
+        var page = await context.NewPageAsync();
+        page.SetDefaultTimeout(30_000);
+        return page;
+    }
+
+    public static Task ScreenshotAsync(IPage page, string name) =>
+        page.ScreenshotAsync(new() { Path = Path.Combine(ScreenshotDir, name + ".png"), FullPage = true });
+
+    public async Task SignInAsync(IPage page, string name, string password)
+    {
+        await page.GotoAsync("/account/login");
+        await page.GetByLabel("Account name").FillAsync(name);
+        await page.GetByLabel("Password").FillAsync(password);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
+        await page.WaitForURLAsync(u => !u.Contains("/account/login"));
+    }
+
+    /// <summary>Runs axe-core (from web/'s lockfile) in the page; returns the serious and critical violations.</summary>
+    public static async Task<List<string>> SeriousAccessibilityViolationsAsync(IPage page)
+    {
+        var axe = new[] { Path.Combine(RepoRoot, "web", "dist", "axe.min.js"), Path.Combine(RepoRoot, "web", "node_modules", "axe-core", "axe.min.js") }
+            .FirstOrDefault(File.Exists) ?? throw new Xunit.Sdk.XunitException("axe-core is missing: run `cd web && npm ci && npm run build`.");
+        await page.AddScriptTagAsync(new() { Path = axe });
+        var violations = await page.EvaluateAsync<JsonElement>(
+            "async () => (await axe.run()).violations.map(v => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' ')) }))");
+        return violations.EnumerateArray()
+            .Where(v => v.GetProperty("impact").GetString() is "serious" or "critical")
+            .Select(v => v.ToString()).ToList();
+    }
+
+    public override async Task DisposeAsync()
+    {
+        if (Browser is not null) await Browser.CloseAsync();
+        _playwright?.Dispose();
+        await base.DisposeAsync();
+    }
+
+    private static string FindRepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "CertPortal.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("repository root not found");
+    }
+}

@@ -1,0 +1,112 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using CertPortal.Data;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CertPortal.Tests.Postgres;
+
+/// <summary>The service on PostgreSQL (Npgsql) instead of SQLite: the deployment database.</summary>
+public sealed class PostgresApp : CertPortalApp
+{
+    public PostgresServer Server { get; } = new();
+    private readonly string _database = "certportal_" + Guid.NewGuid().ToString("N")[..8];
+
+    protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Database:Provider"] = "Postgres",
+        ["Database:ConnectionString"] = Server.ConnectionString(_database),
+    };
+
+    public override async Task InitializeAsync()
+    {
+        await Server.InitializeAsync();
+        await base.InitializeAsync();
+    }
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        await Server.DisposeAsync();
+    }
+}
+
+public sealed class PostgresTests(PostgresApp app) : IClassFixture<PostgresApp>
+{
+    private static string NewMailbox(string p) => $"{p}.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+
+    [Fact]
+    public async Task Migrations_create_the_schema_on_postgresql_and_the_service_uses_it()
+    {
+        using var scope = app.Services.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        Assert.Equal("Npgsql.EntityFrameworkCore.PostgreSQL", db.Database.ProviderName);
+        Assert.Empty(await db.Database.GetPendingMigrationsAsync());
+        Assert.True(await db.Crls.AnyAsync(), "the first CRLs were signed and stored");
+        Assert.Equal(HttpStatusCode.OK, (await app.Client.GetAsync("/healthz")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Issue_look_up_revoke_hold_and_release_on_postgresql()
+    {
+        var email = NewMailbox("pg");
+        var (cert, _) = await app.IssueAsync(email, "encryption", "RSA-2048");
+        var found = await app.Client.GetFromJsonAsync<JsonElement>($"/api/v1/directory/{email}/certificates?usage=encryption");
+        Assert.Equal(cert.SerialNumber, found.GetProperty("certificates")[0].GetProperty("serialNumber").GetString());
+
+        Assert.Equal(HttpStatusCode.OK, (await app.RevokeAsync(cert.SerialNumber, "certificateHold")).StatusCode);
+        Assert.Equal("onHold", (await app.GetCertificateAsync(cert.SerialNumber)).Status);
+        await Http.AssertProblem(await app.Client.GetAsync($"/api/v1/directory/{email}/certificates?usage=encryption"), HttpStatusCode.NotFound);
+        Assert.Equal(HttpStatusCode.OK, (await app.Admin.PostAsync($"/api/v1/certificates/{cert.SerialNumber}/release", null)).StatusCode);
+        Assert.Equal("valid", (await app.GetCertificateAsync(cert.SerialNumber)).Status);
+
+        Assert.Equal(HttpStatusCode.OK, (await app.RevokeAsync(cert.SerialNumber, "keyCompromise")).StatusCode);
+        using var dir = new ToolDir("pg-crl");
+        var crl = dir.Write("issuing.crl", await app.Client.GetByteArrayAsync("/crl/issuing.crl"));
+        Assert.Contains($"Serial Number: {cert.SerialNumber}",
+            Tool.Run("openssl", ["crl", "-inform", "DER", "-in", crl, "-noout", "-text"]).EnsureSuccess().Stdout);
+    }
+
+    [Fact]
+    public async Task Twenty_concurrent_enrollments_with_one_token_give_exactly_one_certificate_on_postgresql()
+    {
+        var email = NewMailbox("race");
+        var token = await app.CreateTokenAsync(email, "signing");
+        var csrs = Enumerable.Range(0, 20).Select(_ => SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email)).ToList();
+        var responses = await Task.WhenAll(csrs.Select(csr => app.PostEnrollmentAsync(token.Token, csr)));
+        Assert.Single(responses, r => r.StatusCode == HttpStatusCode.Created);
+        Assert.All(responses.Where(r => r.StatusCode != HttpStatusCode.Created), r => Assert.Equal(HttpStatusCode.Forbidden, r.StatusCode));
+        using var scope = app.Services.CreateScope();
+        Assert.Equal(1, await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().Certificates.CountAsync(c => c.Email == email));
+    }
+
+    [Fact]
+    public async Task Crl_numbers_strictly_increase_under_concurrent_revocations_on_postgresql()
+    {
+        var serials = new List<string>();
+        for (var i = 0; i < 8; i++) serials.Add((await app.IssueAsync(NewMailbox("crl"), "signing")).Cert.SerialNumber);
+        var results = await Task.WhenAll(serials.Select(s => app.RevokeAsync(s, "superseded")));
+        Assert.All(results, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        using var scope = app.Services.CreateScope();
+        var numbers = await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().Crls
+            .Where(c => c.Authority == CertPortal.Authority.CertificateAuthority.IssuingName).Select(c => c.Number).ToListAsync();
+        Assert.Equal(numbers.Count, numbers.Distinct().Count());
+        using var dir = new ToolDir("pg-crl2");
+        var text = Tool.Run("openssl", ["crl", "-inform", "DER", "-in", dir.Write("i.crl", await app.Client.GetByteArrayAsync("/crl/issuing.crl")), "-noout", "-text"])
+            .EnsureSuccess().Stdout;
+        Assert.All(serials, s => Assert.Contains($"Serial Number: {s}", text));
+    }
+
+    [Fact]
+    public async Task Restart_keeps_everything_on_postgresql()
+    {
+        var (cert, _) = await app.IssueAsync(NewMailbox("restart"), "dual");
+        var ca = await app.Client.GetByteArrayAsync("/ca/issuing.crt");
+        await app.StopAsync();
+        app.Start();
+        Assert.Equal(ca, await app.Client.GetByteArrayAsync("/ca/issuing.crt"));
+        Assert.Equal("valid", (await app.GetCertificateAsync(cert.SerialNumber)).Status);
+    }
+}
