@@ -241,6 +241,8 @@ public sealed class EscrowedDigitalIdBrowserTests(BrowserApp app) : IClassFixtur
         using var agentDir = new ToolDir("ui-agents");
         await CertPortal.Tests.Escrow.RecoveryAgents.AddRecoveryAgentAsync(app, agentDir);
         await CertPortal.Tests.Escrow.RecoveryAgents.AddRecoveryAgentAsync(app, agentDir, "EC-P256");
+        // N = 3 agents by default (Escrow:MinimumAgents): escrow needs that many before the server generates a key.
+        await CertPortal.Tests.Escrow.RecoveryAgents.AddRecoveryAgentAsync(app, agentDir);
         var policy = await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { encryptionKeyGeneration = "Required" });
         await Http.EnsureStatus(policy, System.Net.HttpStatusCode.OK);
 
