@@ -332,11 +332,22 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             foreach (var a in request.Approvals.Where(a => a.SealedShare is not null))
                 shares.Add(sessionKey.Open(a.SealedShare!, Aad(request.Id, a.AgentId)));
             var dataKey = ShamirSecretSharing.Combine(shares);
+            if (dataKey.Length != KeyEnvelope.DataKeySize)
+            {
+                CryptographicOperations.ZeroMemory(dataKey);
+                throw new EscrowIntegrityException("The submitted shares do not form a data key.");
+            }
             return (request, escrow, X509CertificateLoader.LoadCertificate(record.Der), dataKey);
         }
         catch (EscrowIntegrityException e)
         {
             return await FailAsync(request, actor, e.Message, ct);
+        }
+        // Stored rows altered so that the shares no longer fit together (threshold lowered below 2,
+        // duplicate x, unequal lengths) or the certificate no longer parses: reported, not a 500.
+        catch (Exception e) when (e is ArgumentException or CryptographicException)
+        {
+            return await FailAsync(request, actor, "The stored escrow, shares or certificate are inconsistent.", ct);
         }
         finally
         {

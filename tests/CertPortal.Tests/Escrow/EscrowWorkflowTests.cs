@@ -119,6 +119,14 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
         var second = await app.OpenRecoveryAsync(serial);
         await Http.AssertProblem(await app.ApproveAsync(app.Agents[2], second), HttpStatusCode.UnprocessableEntity);
         Assert.Empty(Approvals(second));
+
+        // The stored threshold lowered to 1: one approval makes the request "ready", but one share rebuilds nothing.
+        var third = await EscrowedSerialAsync();
+        var thirdEscrow = await app.EscrowIdAsync(third);
+        app.InScope(db => db.KeyEscrows.Where(e => e.Id == thirdEscrow).ExecuteUpdate(u => u.SetProperty(e => e.Threshold, 1)));
+        var lowered = await app.OpenRecoveryAsync(third);
+        await Http.EnsureStatus(await app.ApproveAsync(app.Agents[0], lowered), HttpStatusCode.OK);
+        Assert.Contains("integrity", (await Http.AssertProblem(await ExportAsync(lowered), HttpStatusCode.Conflict)).GetProperty("detail").GetString());
     }
 
     [Fact]
