@@ -155,7 +155,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
     {
         var (request, agent, share, failure) = await OpenRequestForAgentAsync(requestId, accountId, ct);
         if (failure is not null) return failure;
-        AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.RecoveryShareDownloaded, $"recovery:{requestId}", new { agent = agent!.Name });
+        AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.RecoveryShareDownloaded, $"recovery:{requestId}", new { agent = agent!.Name, serial = request!.SerialNumber });
         await db.SaveChangesAsync(ct);
         return new EncryptedShareView(requestId, request!.SerialNumber, AgentShareEncryption.ToPem(share!.EncryptedShare));
     }
@@ -179,7 +179,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             {
                 RequestId = requestId, AgentId = agent!.Id, ApprovedAt = now, SealedShare = sessionKey.Seal(share, Aad(requestId, agent.Id)),
             });
-            AuditLog.Record(db, now, actor, AuditActions.RecoveryApproved, $"recovery:{requestId}", new { agent = agent.Name });
+            AuditLog.Record(db, now, actor, AuditActions.RecoveryApproved, $"recovery:{requestId}", new { agent = agent.Name, serial = request.SerialNumber });
             try { await db.SaveChangesAsync(ct); }
             catch (DbUpdateException) { db.ChangeTracker.Clear(); } // a concurrent identical approval won: still counts once
             return await ViewAsync(requestId, ct);
@@ -380,7 +380,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
     {
         // Tampering or corruption: reported and audited, never a crash; the request stays open for investigation.
         logger.LogError("Recovery {RequestId} for certificate {Serial} failed an integrity check: {Error}", request.Id, request.SerialNumber, error);
-        AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.RecoveryFailed, $"recovery:{request.Id}", new { error });
+        AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.RecoveryFailed, $"recovery:{request.Id}", new { serial = request.SerialNumber, error });
         await db.SaveChangesAsync(CancellationToken.None);
         return Failure.Conflict($"The escrowed key failed its integrity check ({error}). Nothing was recovered; the event is audited.");
     }

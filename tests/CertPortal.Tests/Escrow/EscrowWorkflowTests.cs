@@ -251,10 +251,20 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
                 new { token = token.Token, csr, keyAlgorithm = "EC-P256", pkcs12Password = EscrowApp.Pkcs12Password }), HttpStatusCode.UnprocessableEntity);
             await Http.EnsureStatus(await app.Client.PostAsJsonAsync("/api/v1/enrollments", body), HttpStatusCode.Created);
             Assert.Contains("escrow.policy-changed", await app.Admin.GetStringAsync("/api/v1/audit?target=escrow-policy"));
+
+            // Dual keys: refused by default; where policy allows, generated and escrowed like encryption keys.
+            var dualToken = await app.CreateTokenAsync(NewMailbox(), "dual");
+            var dualBody = new { token = dualToken.Token, keyAlgorithm = "RSA-2048", pkcs12Password = EscrowApp.Pkcs12Password };
+            await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/enrollments", dualBody), HttpStatusCode.UnprocessableEntity);
+            await Http.EnsureStatus(await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { dualKeyGeneration = "Allowed" }), HttpStatusCode.OK);
+            var dual = await app.Client.PostAsJsonAsync("/api/v1/enrollments", dualBody);
+            await Http.EnsureStatus(dual, HttpStatusCode.Created);
+            Assert.True((await dual.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("keyEscrowed").GetBoolean());
         }
         finally
         {
-            await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { threshold = 2, minimumAgents = 3, encryptionKeyGeneration = "Allowed" });
+            await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy",
+                new { threshold = 2, minimumAgents = 3, encryptionKeyGeneration = "Allowed", dualKeyGeneration = "Refused" });
         }
     }
 }

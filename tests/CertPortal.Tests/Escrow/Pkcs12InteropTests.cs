@@ -34,6 +34,8 @@ public sealed class Pkcs12InteropTests(EscrowApp app) : IClassFixture<EscrowApp>
         var info = Tool.Run("openssl", ["pkcs12", "-in", p12, "-info", "-noout", "-passin", "pass:" + EscrowApp.Pkcs12Password]);
         Assert.True(info.ExitCode == 0, info.Output);
         Assert.Contains(format is null ? "PBES2" : "pbeWithSHA1And3-KeyTripleDES-CBC", info.Output);
+        // The MAC and the iteration count (Escrow:Pkcs12Iterations) are what the README promises.
+        Assert.Contains(format is null ? "MAC: sha256, Iteration 100000" : "MAC: sha1, Iteration 100000", info.Output);
         // The key in the file is the certificate's key, and the chain is there.
         var keyOnly = Tool.Run("openssl", ["pkcs12", "-in", p12, "-nocerts", "-nodes", "-passin", "pass:" + EscrowApp.Pkcs12Password]).EnsureSuccess().Stdout;
         var certsOnly = Tool.Run("openssl", ["pkcs12", "-in", p12, "-nokeys", "-passin", "pass:" + EscrowApp.Pkcs12Password]).EnsureSuccess().Stdout;
