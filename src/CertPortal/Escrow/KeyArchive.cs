@@ -14,7 +14,7 @@ public sealed record EscrowPolicyView(int Threshold, int ActiveAgents, string En
 public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption shareEncryption)
 {
     public async Task<EscrowPolicyRecord> PolicyAsync(CertPortalDbContext db, CancellationToken ct) =>
-        await db.EscrowPolicy.AsNoTracking().FirstOrDefaultAsync(ct) ?? new EscrowPolicyRecord
+        await db.EscrowPolicy.AsNoTracking().OrderBy(p => p.Id).FirstOrDefaultAsync(ct) ?? new EscrowPolicyRecord
         {
             Threshold = options.Escrow.Threshold,
             EncryptionKeyGeneration = options.Escrow.EncryptionKeyGeneration,
