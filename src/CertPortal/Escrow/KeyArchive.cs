@@ -16,7 +16,7 @@ public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption s
     /// <summary>The policy row changed through the admin API, else configuration; <see cref="EscrowPolicyRecord.MinimumAgents"/> is always resolved.</summary>
     public async Task<EscrowPolicyRecord> PolicyAsync(CertPortalDbContext db, CancellationToken ct)
     {
-        var policy = await db.EscrowPolicy.AsNoTracking().FirstOrDefaultAsync(ct) ?? new EscrowPolicyRecord
+        var policy = await db.EscrowPolicy.AsNoTracking().OrderBy(p => p.Id).FirstOrDefaultAsync(ct) ?? new EscrowPolicyRecord
         {
             Threshold = options.Escrow.Threshold,
             EncryptionKeyGeneration = options.Escrow.EncryptionKeyGeneration,

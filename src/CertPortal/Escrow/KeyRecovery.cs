@@ -102,7 +102,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         if (!TryPolicy(update.EncryptionKeyGeneration, current.EncryptionKeyGeneration, out var enc) || !TryPolicy(update.DualKeyGeneration, current.DualKeyGeneration, out var dual))
             return Failure.Unprocessable("Invalid key generation policy.", "encryptionKeyGeneration and dualKeyGeneration must be Refused, Allowed or Required.");
         var now = time.GetUtcNow();
-        var row = await db.EscrowPolicy.FirstOrDefaultAsync(ct);
+        var row = await db.EscrowPolicy.OrderBy(p => p.Id).FirstOrDefaultAsync(ct);
         if (row is null) db.EscrowPolicy.Add(row = new EscrowPolicyRecord());
         row.Threshold = threshold; row.MinimumAgents = minimumAgents; row.EncryptionKeyGeneration = enc; row.DualKeyGeneration = dual; row.UpdatedAt = now; row.UpdatedBy = actor;
         AuditLog.Record(db, now, actor, AuditActions.EscrowPolicyChanged, "escrow-policy", new { threshold, minimumAgents, enc, dual });

@@ -31,13 +31,15 @@ public sealed class BrowserApp : CertPortalApp
                 "--disable-component-update", "--disable-sync"],
         });
         Directory.CreateDirectory(ScreenshotDir);
+        Assertions.SetDefaultExpectTimeout(30_000);
     }
 
     public async Task<IPage> NewPageAsync(bool bypassCsp = false)
     {
         var context = await Browser.NewContextAsync(new() { BaseURL = BaseUrl, AcceptDownloads = true, BypassCSP = bypassCsp });
         var page = await context.NewPageAsync();
-        page.SetDefaultTimeout(30_000);
+        page.SetDefaultTimeout(90_000);
+        page.SetDefaultNavigationTimeout(90_000);
         return page;
     }
 

@@ -55,7 +55,7 @@ public sealed class DigitalIdEndToEndTests(BrowserApp app) : IClassFixture<Brows
         await person.GetByLabel("Password for the downloaded file").FillAsync("my p12 password");
         await person.GetByLabel("Repeat the password").FillAsync("my p12 password");
         await person.GetByRole(AriaRole.Button, new() { Name = "Get my digital ID" }).ClickAsync();
-        await Assertions.Expect(person.Locator("#enroll-success")).ToBeVisibleAsync(new() { Timeout = 60_000 });
+        await Assertions.Expect(person.Locator("#enroll-success")).ToBeVisibleAsync(new() { Timeout = 120_000 });
         await BrowserApp.ScreenshotAsync(person, "06-digital-id-ready");
         var serial = (await person.Locator("#cert-serial").TextContentAsync())!.Trim();
 
@@ -132,7 +132,7 @@ public sealed class DigitalIdBrowserTests(BrowserApp app) : IClassFixture<Browse
         await page.Keyboard.PressAsync("Tab");
         Assert.Equal("enroll-submit", await page.EvaluateAsync<string>("() => document.activeElement.id"));
         await page.Keyboard.PressAsync("Enter");
-        await Assertions.Expect(page.Locator("#enroll-success")).ToBeVisibleAsync(new() { Timeout = 60_000 });
+        await Assertions.Expect(page.Locator("#enroll-success")).ToBeVisibleAsync(new() { Timeout = 120_000 });
         // Focus moves to the result, and the download is one Tab and Enter away.
         Assert.Equal("success-heading", await page.EvaluateAsync<string>("() => document.activeElement.id"));
         await page.Keyboard.PressAsync("Tab");
@@ -255,7 +255,7 @@ public sealed class EscrowedDigitalIdBrowserTests(BrowserApp app) : IClassFixtur
         await page.GetByLabel("Password for the downloaded file").FillAsync("escrowed-p12-pw");
         await page.GetByLabel("Repeat the password").FillAsync("escrowed-p12-pw");
         await page.GetByRole(AriaRole.Button, new() { Name = "Get my digital ID" }).ClickAsync();
-        await Assertions.Expect(page.Locator("#enroll-success")).ToBeVisibleAsync(new() { Timeout = 60_000 });
+        await Assertions.Expect(page.Locator("#enroll-success")).ToBeVisibleAsync(new() { Timeout = 120_000 });
         var serial = (await page.Locator("#cert-serial").TextContentAsync())!.Trim();
 
         using var dir = new ToolDir("escrow-p12");

@@ -1,0 +1,139 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using CertPortal;
+using CertPortal.Authority;
+using Microsoft.Extensions.Logging.Abstractions;
+
+// CertPortal benchmark: the signing hot path, end-to-end enrollments over HTTP, CRL signing, memory.
+// Usage: dotnet run -c Release --project bench/CertPortal.Bench -- [--quick]
+var quick = args.Contains("--quick");
+var rows = new List<(string What, string Result)>();
+var temp = Directory.CreateTempSubdirectory("certportal-bench");
+try
+{
+    // 1. Hot path: CertificateIssuer (lint copy + real signature) for pre-made CSR keys.
+    foreach (var issuingAlgorithm in new[] { "RSA-3072", "EC-P256" })
+    {
+        var options = new CertPortalOptions { DataDirectory = Path.Combine(temp.FullName, issuingAlgorithm) };
+        options.Ca.KeyPassphrase = "bench-passphrase-0123";
+        options.Ca.IssuingKeyAlgorithm = issuingAlgorithm;
+        options.Ca.RootKeyAlgorithm = issuingAlgorithm == "EC-P256" ? "EC-P384" : "RSA-4096";
+        using var ca = new CaKeyStore(options, TimeProvider.System, NullLogger<CaKeyStore>.Instance).LoadOrCreate(new CaUrls("http://pki.example.test"));
+        var issuer = new CertificateIssuer(ca, options);
+        foreach (var subscriber in new[] { "EC-P256", "RSA-2048" })
+        {
+            var keys = Enumerable.Range(0, 16).Select(_ => SubscriberKeyFor(subscriber)).ToList();
+            var n = quick ? 400 : 4000;
+            var one = Measure(n, 1, i => issuer.Issue(Order(keys[i % keys.Count], i)).Dispose());
+            var all = Measure(n, Environment.ProcessorCount, i => issuer.Issue(Order(keys[i % keys.Count], i)).Dispose());
+            rows.Add(($"Issue (issuing CA {issuingAlgorithm}, subscriber {subscriber}), 1 thread", $"{one:N0} certificates/s"));
+            rows.Add(($"Issue (issuing CA {issuingAlgorithm}, subscriber {subscriber}), {Environment.ProcessorCount} threads", $"{all:N0} certificates/s"));
+        }
+
+        // 3. CRL signing with many entries (the builder, as CrlSigner uses it).
+        foreach (var entries in quick ? new[] { 10_000 } : new[] { 10_000, 100_000 })
+        {
+            var builder = new CertificateRevocationListBuilder();
+            for (var i = 0; i < entries; i++) builder.AddEntry(SerialNumber.New(), DateTimeOffset.UtcNow, X509RevocationReason.KeyCompromise);
+            var sw = Stopwatch.StartNew();
+            var crl = builder.Build(ca.Issuing.Certificate, 1, DateTimeOffset.UtcNow.AddDays(7), ca.Issuing.HashAlgorithm, ca.Issuing.RsaPadding);
+            sw.Stop();
+            rows.Add(($"CRL with {entries:N0} entries (issuing CA {issuingAlgorithm})", $"{sw.Elapsed.TotalMilliseconds:N0} ms, {crl.Length / 1024:N0} KiB"));
+        }
+    }
+
+    // 2. End to end: the real service (SQLite, Kestrel on loopback), token + enrollment per certificate.
+    rows.AddRange(await EndToEndAsync(temp.FullName, quick));
+    rows.Add(("Peak working set of this process", $"{Process.GetCurrentProcess().PeakWorkingSet64 / (1024 * 1024):N0} MiB"));
+}
+finally
+{
+    temp.Delete(recursive: true);
+}
+
+Console.WriteLine($"| CertPortal benchmark ({(quick ? "quick" : "full")}, {Environment.ProcessorCount} cores, .NET {Environment.Version}) | result |");
+Console.WriteLine("|---|---|");
+foreach (var (what, result) in rows) Console.WriteLine($"| {what} | {result} |");
+return;
+
+static double Measure(int n, int threads, Action<int> work)
+{
+    for (var i = 0; i < Math.Min(50, n); i++) work(i); // warm-up
+    var sw = Stopwatch.StartNew();
+    Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = threads }, work);
+    return n / sw.Elapsed.TotalSeconds;
+}
+
+static SubscriberKey SubscriberKeyFor(string algorithm)
+{
+    using AsymmetricAlgorithm key = algorithm == "RSA-2048" ? RSA.Create(2048) : ECDsa.Create(ECCurve.NamedCurves.nistP256);
+    if (!SubscriberKey.TryAccept(new PublicKey(key), out var accepted, out var error)) throw new InvalidOperationException(error);
+    return accepted;
+}
+
+static CertificateOrder Order(SubscriberKey key, int i) =>
+    new($"user{i}@example.test", $"User {i}", CertificateProfileName.Dual, key, SerialNumber.New(),
+        DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(365));
+
+static async Task<List<(string, string)>> EndToEndAsync(string temp, bool quick)
+{
+    var port = FreePort();
+    var dataDir = Path.Combine(temp, "service");
+    var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateBuilder(new Microsoft.AspNetCore.Builder.WebApplicationOptions
+    {
+        Args = [$"--urls=http://127.0.0.1:{port}", $"--CertPortal:DataDirectory={dataDir}", "--CertPortal:AdminApiKey=bench-admin-key-0123456789abcdef",
+            "--CertPortal:Ca:KeyPassphrase=bench-passphrase-0123", "--Logging:LogLevel:Default=Warning"],
+    });
+    builder.AddCertPortal();
+    await using var app = builder.Build();
+    await app.InitializeCertPortalAsync();
+    app.UseCertPortal();
+    await app.StartAsync();
+
+    using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+    http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "bench-admin-key-0123456789abcdef");
+    var n = quick ? 200 : 2000;
+    const int clients = 8;
+    // CSRs made up front: the client's key generation is not the service's work.
+    var csrs = Enumerable.Range(0, n).Select(i =>
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        return new CertificateRequest($"CN=bench{i}@example.test", key, HashAlgorithmName.SHA256).CreateSigningRequestPem();
+    }).ToArray();
+    var latencies = new double[n];
+    var next = -1;
+    var sw = Stopwatch.StartNew();
+    await Task.WhenAll(Enumerable.Range(0, clients).Select(async _ =>
+    {
+        int i;
+        while ((i = Interlocked.Increment(ref next)) < n)
+        {
+            var started = Stopwatch.GetTimestamp();
+            var t = await http.PostAsJsonAsync("/api/v1/tokens", new { email = $"bench{i}@example.test", profile = "dual", validHours = 1 });
+            var token = (await t.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString();
+            var e = await http.PostAsJsonAsync("/api/v1/enrollments", new { token, csr = csrs[i] });
+            if ((int)e.StatusCode != 201) throw new InvalidOperationException($"enrollment failed: {e.StatusCode}");
+            latencies[i] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        }
+    }));
+    sw.Stop();
+    await app.StopAsync();
+    Array.Sort(latencies);
+    double P(double q) => latencies[(int)Math.Min(latencies.Length - 1, Math.Ceiling(q * latencies.Length) - 1)];
+    return
+    [
+        ($"End to end over HTTP: token + enrollment, {clients} clients, SQLite ({n} certificates)", $"{n / sw.Elapsed.TotalSeconds:N0} enrollments/s"),
+        ("End to end latency (token + enrollment) p50 / p95 / p99", $"{P(0.50):N1} / {P(0.95):N1} / {P(0.99):N1} ms"),
+    ];
+}
+
+static int FreePort()
+{
+    using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+    l.Start();
+    return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+}
