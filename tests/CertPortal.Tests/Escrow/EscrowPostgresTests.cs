@@ -1,0 +1,74 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using CertPortal.Data;
+using CertPortal.Escrow;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CertPortal.Tests.Escrow;
+
+/// <summary>The escrow service on PostgreSQL, the deployment database: its migrations and the
+/// set-based updates of recovery (claim, erase, re-escrow) run on Npgsql too.</summary>
+public sealed class PostgresEscrowApp : EscrowApp
+{
+    public PostgresServer Server { get; } = new();
+    private readonly string _database = "certportal_escrow_" + Guid.NewGuid().ToString("N")[..8];
+
+    protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Database:Provider"] = "Postgres",
+        ["Database:ConnectionString"] = Server.ConnectionString(_database),
+    };
+
+    public override async Task InitializeAsync()
+    {
+        await Server.InitializeAsync();
+        await base.InitializeAsync();
+    }
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        await Server.DisposeAsync();
+    }
+}
+
+public sealed class EscrowPostgresTests(PostgresEscrowApp app) : IClassFixture<PostgresEscrowApp>
+{
+    [Fact]
+    public async Task Escrow_recovery_cancel_and_re_escrow_on_postgresql()
+    {
+        var agents = new[] { await app.AddAgentAsync("RSA-2048"), await app.AddAgentAsync("EC-P256"), await app.AddAgentAsync("RSA-2048") };
+        await Http.EnsureStatus(await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { minimumAgents = 3 }), HttpStatusCode.OK);
+        var serial = (await app.EnrollServerKeyAsync($"pg.{Guid.NewGuid().ToString("N")[..8]}@example.test", "EC-P256"))
+            .GetProperty("serialNumber").GetString()!;
+
+        var cancelled = await app.OpenRecoveryAsync(serial);
+        await Http.EnsureStatus(await app.ApproveAsync(agents[2], cancelled), HttpStatusCode.OK);
+        await Http.EnsureStatus(await app.Admin.PostAsJsonAsync($"/api/v1/recoveries/{cancelled}/cancel", new { reason = "test" }), HttpStatusCode.OK);
+
+        var reEscrow = await app.OpenRecoveryAsync(serial, "re-escrow");
+        var pending = await app.OpenRecoveryAsync(serial);
+        await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => app.ApproveAsync(agents[0], reEscrow)).Append(app.ApproveAsync(agents[1], reEscrow)));
+        await Http.EnsureStatus(await app.ApproveAsync(agents[0], pending), HttpStatusCode.OK);
+        await Http.EnsureStatus(await app.Admin.PostAsync($"/api/v1/recoveries/{reEscrow}/re-escrow", null), HttpStatusCode.OK);
+        Assert.Equal("cancelled", (await app.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{pending}")).GetProperty("status").GetString());
+
+        var recovery = await app.OpenRecoveryAsync(serial);
+        await Http.EnsureStatus(await app.ApproveAsync(agents[1], recovery), HttpStatusCode.OK);
+        await Http.EnsureStatus(await app.ApproveAsync(agents[2], recovery), HttpStatusCode.OK);
+        var exports = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ =>
+            app.Admin.PostAsJsonAsync($"/api/v1/recoveries/{recovery}/pkcs12", new { password = "recovered-password-1" })));
+        Assert.Single(exports, e => e.StatusCode == HttpStatusCode.OK);
+
+        using var scope = app.Services.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        Assert.Equal("Npgsql.EntityFrameworkCore.PostgreSQL", db.Database.ProviderName);
+        Assert.Equal(2, await db.RecoveryApprovals.CountAsync(a => a.RequestId == reEscrow));
+        Assert.False(await db.RecoveryApprovals.AnyAsync(a => a.SealedShare != null));
+        Assert.Equal(1, await db.KeyEscrows.CountAsync(e => e.SerialNumber == serial && e.SupersededAt == null));
+        Assert.Equal(0, await scope.ServiceProvider.GetRequiredService<KeyRecovery>().PurgeExpiredSharesAsync(CancellationToken.None));
+    }
+}
