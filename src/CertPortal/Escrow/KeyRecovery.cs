@@ -320,7 +320,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         if (request is null) return Failure.NotFound($"No recovery request {requestId}.");
         if (request.Purpose != purpose)
             return Failure.Conflict($"This request was opened for {request.Purpose}, not {purpose}.");
-        if (Status(request, time.GetUtcNow()) is not "ready" and var status)
+        if (Status(request, time.GetUtcNow(), await ThresholdAsync(request, ct)) is not "ready" and var status)
             return Failure.Conflict(status == "open"
                 ? $"Only {request.Approvals.Count} of the required approvals are in."
                 : $"This recovery request is {status}.");
@@ -395,7 +395,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             return (null, null, null, Failure.Forbidden("Not a recovery agent.", "Your account is not a registered key recovery agent."));
         var request = await db.RecoveryRequests.AsNoTracking().Include(r => r.Approvals).FirstOrDefaultAsync(r => r.Id == requestId, ct);
         if (request is null) return (null, null, null, Failure.NotFound($"No recovery request {requestId}."));
-        var status = Status(request, time.GetUtcNow());
+        var status = Status(request, time.GetUtcNow(), await ThresholdAsync(request, ct));
         if (status is "completed" or "expired" or "cancelled")
             return (null, null, null, Failure.Conflict($"This recovery request is {status}."));
         var agentIds = registrations.Select(a => a.Id).ToList();
@@ -408,18 +408,21 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
     private async Task<RecoveryView> ViewAsync(Guid id, CancellationToken ct)
     {
         var r = await db.RecoveryRequests.AsNoTracking().Include(x => x.Approvals).FirstAsync(x => x.Id == id, ct);
-        var threshold = await db.KeyEscrows.Where(e => e.Id == r.EscrowId).Select(e => e.Threshold).FirstAsync(ct);
+        var threshold = await ThresholdAsync(r, ct);
         var agentIds = r.Approvals.Select(a => a.AgentId).ToList();
         var names = await db.RecoveryAgents.AsNoTracking().Where(a => agentIds.Contains(a.Id)).Select(a => a.Name).ToListAsync(ct);
         return new RecoveryView(r.Id, r.SerialNumber, r.Purpose, r.Reason, Status(r, time.GetUtcNow(), threshold), threshold, r.Approvals.Count,
             names, r.RequestedBy, r.CreatedAt, r.ExpiresAt, r.CompletedAt);
     }
 
-    private string Status(RecoveryRequest r, DateTimeOffset now, int? threshold = null) =>
+    private Task<int> ThresholdAsync(RecoveryRequest r, CancellationToken ct) =>
+        db.KeyEscrows.Where(e => e.Id == r.EscrowId).Select(e => e.Threshold).FirstAsync(ct);
+
+    private static string Status(RecoveryRequest r, DateTimeOffset now, int threshold) =>
         r.CompletedAt is not null ? "completed"
         : r.CancelledAt is not null ? "cancelled"
         : r.ExpiresAt <= now ? "expired"
-        : r.Approvals.Count >= (threshold ?? db.KeyEscrows.Where(e => e.Id == r.EscrowId).Select(e => e.Threshold).First()) ? "ready"
+        : r.Approvals.Count >= threshold ? "ready"
         : "open";
 
     private static byte[] Aad(Guid requestId, Guid agentId) => Encoding.ASCII.GetBytes($"certportal/recovery/{requestId:N}/{agentId:N}");

@@ -16,6 +16,11 @@ public sealed class StartupValidationTests
     [InlineData("Ca:IssuingKeyAlgorithm", "DSA-1024", "CertPortal:Ca:IssuingKeyAlgorithm")]
     [InlineData("Crl:Lifetime", "30.00:00:00", "CertPortal:Crl:Lifetime")]
     [InlineData("Directory:Url", "http://ldap.example.test", "CertPortal:Directory:Url")]
+    [InlineData("Escrow:Threshold", "1", "CertPortal:Escrow:Threshold")]
+    [InlineData("Escrow:MinimumAgents", "1", "CertPortal:Escrow:MinimumAgents")]
+    [InlineData("Escrow:RecoveryRequestLifetime", "00:00:10", "CertPortal:Escrow:RecoveryRequestLifetime")]
+    [InlineData("Escrow:Pkcs12Iterations", "1000", "CertPortal:Escrow:Pkcs12Iterations")]
+    [InlineData("Escrow:EncryptionKeyGeneration", "Sometimes", "CertPortal:Escrow:EncryptionKeyGeneration")]
     public async Task Bad_setting_stops_start_up_naming_it(string key, string value, string named)
     {
         var app = new MisconfiguredApp(key, value);

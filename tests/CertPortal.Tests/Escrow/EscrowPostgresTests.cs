@@ -4,43 +4,28 @@ using System.Text.Json;
 using CertPortal.Data;
 using CertPortal.Escrow;
 using CertPortal.Tests.Infrastructure;
+using CertPortal.Tests.Postgres;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace CertPortal.Tests.Escrow;
 
-/// <summary>The escrow service on PostgreSQL, the deployment database: its migrations and the
+/// <summary>The escrow workflow on PostgreSQL, the deployment database: its migrations and the
 /// set-based updates of recovery (claim, erase, re-escrow) run on Npgsql too.</summary>
-public sealed class PostgresEscrowApp : EscrowApp
+public sealed class EscrowPostgresTests(PostgresApp app) : IClassFixture<PostgresApp>, IDisposable
 {
-    public PostgresServer Server { get; } = new();
-    private readonly string _database = "certportal_escrow_" + Guid.NewGuid().ToString("N")[..8];
+    private readonly ToolDir _agentDir = new("kra-pg-agents");
 
-    protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
-    {
-        ["Database:Provider"] = "Postgres",
-        ["Database:ConnectionString"] = Server.ConnectionString(_database),
-    };
+    public void Dispose() => _agentDir.Dispose();
 
-    public override async Task InitializeAsync()
-    {
-        await Server.InitializeAsync();
-        await base.InitializeAsync();
-    }
-
-    public override async Task DisposeAsync()
-    {
-        await base.DisposeAsync();
-        await Server.DisposeAsync();
-    }
-}
-
-public sealed class EscrowPostgresTests(PostgresEscrowApp app) : IClassFixture<PostgresEscrowApp>
-{
     [Fact]
     public async Task Escrow_recovery_cancel_and_re_escrow_on_postgresql()
     {
-        var agents = new[] { await app.AddAgentAsync("RSA-2048"), await app.AddAgentAsync("EC-P256"), await app.AddAgentAsync("RSA-2048") };
+        var agents = new[]
+        {
+            await app.AddRecoveryAgentAsync(_agentDir), await app.AddRecoveryAgentAsync(_agentDir, "EC-P256"),
+            await app.AddCliRecoveryAgentAsync(_agentDir, "RSA-3072"),
+        };
         await Http.EnsureStatus(await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { minimumAgents = 3 }), HttpStatusCode.OK);
         var serial = (await app.EnrollServerKeyAsync($"pg.{Guid.NewGuid().ToString("N")[..8]}@example.test", "EC-P256"))
             .GetProperty("serialNumber").GetString()!;

@@ -34,10 +34,10 @@ public sealed class EscrowSecretsInLogsTests(LoggedEscrowApp app) : IClassFixtur
         foreach (var agent in agents.Take(2))
         {
             shares.Add(await app.DecryptShareAsync(agent, requestId));
-            await Http.EnsureStatus(await EscrowApp.SubmitShareAsync(agent, requestId, shares[^1]), HttpStatusCode.OK);
+            await Http.EnsureStatus(await RecoveryAgents.SubmitShareAsync(agent, requestId, shares[^1]), HttpStatusCode.OK);
         }
         // A wrong share (another agent's) is refused: the refusal must not echo it.
-        var wrong = await EscrowApp.SubmitShareAsync(agents[2], requestId, shares[0]);
+        var wrong = await RecoveryAgents.SubmitShareAsync(agents[2], requestId, shares[0]);
         Assert.Equal(HttpStatusCode.UnprocessableEntity, wrong.StatusCode);
         Assert.DoesNotContain(shares[0], await wrong.Content.ReadAsStringAsync());
         const string recoveryPassword = "recovered-password-for-logs";
