@@ -113,6 +113,21 @@ public static class RecoveryAgents
         return await r.Content.ReadFromJsonAsync<JsonElement>();
     }
 
+    /// <summary>Flips one bit of a stored byte[] column (at <paramref name="index"/>, default the middle), as an
+    /// attacker with write access to the database could.</summary>
+    public static async Task AlterStoredBytesAsync<T>(this CertPortalApp app, Func<CertPortal.Data.CertPortalDbContext, T> find,
+        Func<T, byte[]> column, Index? index = null) where T : class
+    {
+        using var scope = app.Services.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortal.Data.CertPortalDbContext>();
+        var entity = find(db);
+        var bytes = column(entity);
+        bytes[index ?? bytes.Length / 2] ^= 0x01;
+        foreach (var property in db.Entry(entity).Properties.Where(p => ReferenceEquals(p.CurrentValue, bytes)))
+            property.IsModified = true;
+        Assert.Equal(1, await db.SaveChangesAsync());
+    }
+
     /// <summary>The current (not superseded) escrow of a certificate, from the database.</summary>
     public static async Task<Guid> EscrowIdAsync(this CertPortalApp app, string serial)
     {

@@ -47,14 +47,7 @@ public sealed class EscrowSecretsInLogsTests(LoggedEscrowApp app) : IClassFixtur
 
         // An integrity failure is logged (as an error): with what failed, not with what was inside.
         var second = (await app.EnrollServerKeyAsync($"logs2.{Guid.NewGuid().ToString("N")[..8]}@example.test")).GetProperty("serialNumber").GetString()!;
-        using (var scope = app.Services.CreateScope())
-        {
-            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-            var escrow = await db.KeyEscrows.SingleAsync(e => e.SerialNumber == second);
-            escrow.Envelope[^1] ^= 0x01;
-            db.Entry(escrow).Property(e => e.Envelope).IsModified = true;
-            await db.SaveChangesAsync();
-        }
+        await app.AlterStoredBytesAsync(db => db.KeyEscrows.Single(e => e.SerialNumber == second), e => e.Envelope, ^1);
         var failing = await app.OpenRecoveryAsync(second);
         foreach (var agent in agents.Take(2)) await app.ApproveAsync(agent, failing);
         await Http.AssertProblem(await app.Admin.PostAsJsonAsync($"/api/v1/recoveries/{failing}/pkcs12", new { password = recoveryPassword }),

@@ -47,19 +47,6 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
     private List<RecoveryApproval> Approvals(Guid requestId) =>
         app.InScope(db => db.RecoveryApprovals.AsNoTracking().Where(a => a.RequestId == requestId).ToList());
 
-    /// <summary>Flips one bit in the middle of a stored byte[] column, as an attacker with the database could.</summary>
-    private async Task AlterAsync<T>(Func<CertPortalDbContext, T> find, Func<T, byte[]> column) where T : class
-    {
-        using var scope = app.Services.CreateScope();
-        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-        var entity = find(db);
-        var bytes = column(entity);
-        bytes[bytes.Length / 2] ^= 0x01;
-        foreach (var property in db.Entry(entity).Properties.Where(p => ReferenceEquals(p.CurrentValue, bytes)))
-            property.IsModified = true;
-        Assert.Equal(1, await db.SaveChangesAsync());
-    }
-
     [Fact]
     public async Task Expired_request_refuses_approvals_and_export_and_its_submitted_shares_are_erased()
     {
@@ -104,7 +91,7 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
         var requestId = await app.OpenRecoveryAsync(await EscrowedSerialAsync("RSA-2048"));
         await Http.EnsureStatus(await app.ApproveAsync(app.Agents[0], requestId), HttpStatusCode.OK);
         await Http.EnsureStatus(await app.ApproveAsync(app.Agents[1], requestId), HttpStatusCode.OK);
-        await AlterAsync(db => db.RecoveryApprovals.First(a => a.RequestId == requestId), a => a.SealedShare!);
+        await app.AlterStoredBytesAsync(db => db.RecoveryApprovals.First(a => a.RequestId == requestId), a => a.SealedShare!);
         var export = await ExportAsync(requestId);
         var problem = await Http.AssertProblem(export, HttpStatusCode.Conflict);
         Assert.Contains("integrity", problem.GetProperty("detail").GetString());
@@ -115,7 +102,7 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
         var serial = await EscrowedSerialAsync();
         var escrowId = await app.EscrowIdAsync(serial);
         var agentId = app.Agents[2].AgentId;
-        await AlterAsync(db => db.EscrowShares.First(s => s.EscrowId == escrowId && s.AgentId == agentId), s => s.Commitment);
+        await app.AlterStoredBytesAsync(db => db.EscrowShares.First(s => s.EscrowId == escrowId && s.AgentId == agentId), s => s.Commitment);
         var second = await app.OpenRecoveryAsync(serial);
         await Http.AssertProblem(await app.ApproveAsync(app.Agents[2], second), HttpStatusCode.UnprocessableEntity);
         Assert.Empty(Approvals(second));

@@ -91,14 +91,7 @@ public sealed class KeyEscrowTests(EscrowApp app) : IClassFixture<EscrowApp>, IA
     {
         var enrolled = await app.EnrollServerKeyAsync(NewMailbox());
         var serial = enrolled.GetProperty("serialNumber").GetString()!;
-        using (var scope = app.Services.CreateScope())
-        {
-            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-            var escrow = await db.KeyEscrows.SingleAsync(e => e.SerialNumber == serial);
-            escrow.Envelope[^5] ^= 0x01;
-            db.Entry(escrow).Property(e => e.Envelope).IsModified = true;
-            await db.SaveChangesAsync();
-        }
+        await app.AlterStoredBytesAsync(db => db.KeyEscrows.Single(e => e.SerialNumber == serial), e => e.Envelope, ^5);
         var requestId = await app.OpenRecoveryAsync(serial);
         await app.ApproveAsync(_agents[0], requestId);
         await app.ApproveAsync(_agents[2], requestId);
@@ -112,15 +105,10 @@ public sealed class KeyEscrowTests(EscrowApp app) : IClassFixture<EscrowApp>, IA
     public async Task Tampered_encrypted_share_or_wrong_share_is_refused()
     {
         var serial = (await app.EnrollServerKeyAsync(NewMailbox())).GetProperty("serialNumber").GetString()!;
-        using (var scope = app.Services.CreateScope())
-        {
-            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-            var escrowId = (await db.KeyEscrows.SingleAsync(e => e.SerialNumber == serial)).Id;
-            var share = await db.EscrowShares.SingleAsync(s => s.EscrowId == escrowId && s.AgentId == _agents[0].AgentId);
-            share.EncryptedShare[^3] ^= 0x01; // inside the CBC ciphertext's last block: padding or content breaks
-            db.Entry(share).Property(s => s.EncryptedShare).IsModified = true;
-            await db.SaveChangesAsync();
-        }
+        var escrowId = await app.EscrowIdAsync(serial);
+        // Inside the CBC ciphertext's last block: padding or content breaks.
+        await app.AlterStoredBytesAsync(db => db.EscrowShares.Single(s => s.EscrowId == escrowId && s.AgentId == _agents[0].AgentId),
+            s => s.EncryptedShare, ^3);
         var requestId = await app.OpenRecoveryAsync(serial);
         var r = await Record.ExceptionAsync(() => app.ApproveAsync(_agents[0], requestId));
         if (r is null)
