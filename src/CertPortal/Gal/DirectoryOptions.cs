@@ -40,10 +40,10 @@ public sealed class DirectoryOptions
     public DirectorySchema Schema { get; set; } = DirectorySchema.OpenLdap;
 
     /// <summary>
-    /// When true (default), a created person entry carries cn = displayName, sn = last word of the
-    /// display name, and displayName. When false, only what inetOrgPerson requires is written and
-    /// it is filled from the mail address we already publish: cn = mail, sn = mail, no displayName.
-    /// Existing entries are never changed beyond the certificate attributes in either case.
+    /// True (default): people's certificates are published on their entries (created with mail, cn,
+    /// sn = display name, displayName when missing). False: nothing about people is published, not
+    /// even certificates (they carry the mailbox); only the CA certificates and CRLs (serial numbers
+    /// and revocation status) go to the PKI entry, and a resync removes our certificates from people.
     /// </summary>
     public bool PublishPersonalData { get; set; } = true;
 
@@ -121,7 +121,7 @@ public sealed class DirectoryOptions
             errors.Add($"{p}BindPassword is required when BindDn is set");
         }
 
-        if (string.IsNullOrWhiteSpace(PeopleBaseDn))
+        if (string.IsNullOrWhiteSpace(PeopleBaseDn) && PublishPersonalData)
         {
             errors.Add($"{p}PeopleBaseDn is required");
         }

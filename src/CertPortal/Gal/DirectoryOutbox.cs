@@ -10,7 +10,7 @@ public sealed class DirectoryOutboxEvents(DirectoryOptions options) : ICertifica
 {
     public void OnIssued(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now)
     {
-        if (!options.IsEnabled) return;
+        if (!options.IsEnabled || !options.PublishPersonalData) return;
         DirectoryOutbox.Enqueue(db, DirectoryPublicationKinds.Person, certificate.Email, "issued", certificate.SerialNumber, now, now);
         // Expiry needs no poller: the row that removes the certificate is written now, due when it expires.
         DirectoryOutbox.Enqueue(db, DirectoryPublicationKinds.Person, certificate.Email, "expiry", certificate.SerialNumber, now,
@@ -19,7 +19,7 @@ public sealed class DirectoryOutboxEvents(DirectoryOptions options) : ICertifica
 
     public void OnStatusChanged(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now)
     {
-        if (!options.IsEnabled) return;
+        if (!options.IsEnabled || !options.PublishPersonalData) return;
         DirectoryOutbox.Enqueue(db, DirectoryPublicationKinds.Person, certificate.Email,
             certificate.RevokedAt is null ? "released" : "revoked", certificate.SerialNumber, now, now);
     }
@@ -83,6 +83,8 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
         var due = await db.DirectoryPublications
             .Where(p => p.CompletedAt == null && p.NextAttemptAt <= now)
             .OrderBy(p => p.Id).Take(BatchSize).ToListAsync(ct);
+        // Delivered rows are kept a month for operators, then dropped.
+        await db.DirectoryPublications.Where(p => p.CompletedAt != null && p.CompletedAt < now.AddDays(-30)).ExecuteDeleteAsync(ct);
         if (due.Count == 0) return new PassResult(0, 0, 0);
 
         int published = 0, retried = 0, skipped = 0;

@@ -18,6 +18,7 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
     /// hold, not expired), and with <see cref="DirectoryOptions.PublishOnlyNewest"/> only the newest per profile.</summary>
     public async Task<List<IssuedCertificate>> DesiredAsync(CertPortalDbContext db, string email, CancellationToken ct)
     {
+        if (!options.PublishPersonalData) return [];
         var now = time.GetUtcNow();
         var candidates = await db.Certificates.AsNoTracking()
             .Where(c => c.Email == email && c.RevokedAt == null)
@@ -28,6 +29,7 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
 
     public async Task<Change> SyncPersonAsync(CertPortalDbContext db, string email, CancellationToken ct)
     {
+        if (string.IsNullOrWhiteSpace(options.PeopleBaseDn)) return new Change(0, 0);
         var desired = await DesiredAsync(db, email, ct);
         var present = await directory.GetCertificatesAsync(email, ct);
         var ours = present.Where(IsOurs).ToList();
@@ -56,17 +58,22 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
     /// <summary>The mailboxes whose entries hold a certificate of ours, whatever the database says.</summary>
     public async Task<IReadOnlyList<string>> MailboxesHoldingOurCertificatesAsync(CancellationToken ct)
     {
+        if (string.IsNullOrWhiteSpace(options.PeopleBaseDn)) return [];
         var people = await directory.ListPeopleWithCertificatesAsync(ct);
         return people.Where(p => p.Certificates.Any(IsOurs)).Select(p => p.Mail).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
     }
 
-    /// <summary>Ours: issued by our issuing CA. Certificates from other CAs on the same entry are never touched.</summary>
+    /// <summary>Ours: issuer name and authority key identifier both those of our issuing CA (another CA
+    /// may share the name). Certificates from other CAs on the same entry are never touched.</summary>
     private bool IsOurs(byte[] der)
     {
         try
         {
             using var cert = X509CertificateLoader.LoadCertificate(der);
-            return cert.IssuerName.RawData.AsSpan().SequenceEqual(ca.Issuing.Certificate.SubjectName.RawData);
+            var aki = cert.Extensions.OfType<X509AuthorityKeyIdentifierExtension>().FirstOrDefault()?.KeyIdentifier;
+            var ski = ca.Issuing.Certificate.Extensions.OfType<X509SubjectKeyIdentifierExtension>().First().SubjectKeyIdentifierBytes;
+            return cert.IssuerName.RawData.AsSpan().SequenceEqual(ca.Issuing.Certificate.SubjectName.RawData)
+                && aki is { } keyId && keyId.Span.SequenceEqual(ski.Span);
         }
         catch (System.Security.Cryptography.CryptographicException)
         {

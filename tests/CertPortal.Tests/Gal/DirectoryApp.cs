@@ -5,7 +5,7 @@ using CertPortal.Tests.Infrastructure;
 namespace CertPortal.Tests.Gal;
 
 /// <summary>CertPortal publishing to its own private slapd, retrying quickly so tests run fast.</summary>
-public sealed class DirectoryApp : CertPortalApp
+public class DirectoryApp : CertPortalApp
 {
     public Slapd Ldap { get; } = new();
 
