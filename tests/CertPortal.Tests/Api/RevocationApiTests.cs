@@ -113,6 +113,10 @@ public class RevocationApiTests(ClockedApp app) : IClassFixture<ClockedApp>
         Assert.Equal("application/pkix-crl", root.Content.Headers.ContentType?.MediaType);
     }
 
+    [Fact]
+    public Task A_release_racing_a_permanent_revocation_never_brings_the_certificate_back() =>
+        RevocationRaces.A_release_racing_a_permanent_revocation_never_brings_the_certificate_back(app, "race.release");
+
     private async Task<ParsedCrl> CrlAsync()
     {
         var r = await app.Client.GetAsync("/crl/issuing.crl");

@@ -100,6 +100,10 @@ public sealed class PostgresTests(PostgresApp app) : IClassFixture<PostgresApp>
     }
 
     [Fact]
+    public Task A_release_racing_a_permanent_revocation_never_brings_the_certificate_back_on_postgresql() =>
+        CertPortal.Tests.Api.RevocationRaces.A_release_racing_a_permanent_revocation_never_brings_the_certificate_back(app, "pg.race");
+
+    [Fact]
     public async Task Restart_keeps_everything_on_postgresql()
     {
         var (cert, _) = await app.IssueAsync(NewMailbox("restart"), "dual");
