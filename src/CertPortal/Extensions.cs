@@ -47,6 +47,7 @@ public static class Extensions
         services.AddSingleton<CertificateIssuer>();
         services.AddScoped<EnrollmentTokens>();
         services.AddScoped<Accounts>();
+        services.AddScoped<SignInThrottle>();
         builder.AddDirectoryPublishing();
         services.AddSingleton(sp => new AgentShareEncryption(new AgentCertificateValidator(sp.GetRequiredService<TimeProvider>())));
         services.AddSingleton<KeyArchive>();
@@ -129,19 +130,23 @@ public static class Extensions
     public static async Task InitializeCertPortalAsync(this WebApplication app)
     {
         var options = app.Services.GetRequiredService<CertPortalOptions>();
-        Directory.CreateDirectory(options.ResolvedDataDirectory);
-        await using (var scope = app.Services.CreateAsyncScope())
-        {
-            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-            await db.Database.MigrateAsync();
-            if (db.Database.IsSqlite())
-                await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
-        }
+        await app.Services.PrepareDatabaseAsync();
         app.Services.GetRequiredService<AdminApiKey>();
         var ca = app.Services.GetRequiredService<CaHierarchy>();
         await app.Services.GetRequiredService<CrlRefreshWorker>().RefreshDueAsync(CancellationToken.None);
         app.Logger.LogInformation("CertPortal ready: issuing CA {Issuer}, public base URL {BaseUrl}, data in {DataDirectory}",
             ca.Issuing.Certificate.Subject, ca.Urls.BaseUrl, options.ResolvedDataDirectory);
+    }
+
+    /// <summary>Creates the data directory and applies migrations: all the admin commands need.</summary>
+    public static async Task PrepareDatabaseAsync(this IServiceProvider services)
+    {
+        Directory.CreateDirectory(services.GetRequiredService<CertPortalOptions>().ResolvedDataDirectory);
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        await db.Database.MigrateAsync();
+        if (db.Database.IsSqlite())
+            await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
     }
 
     public static void UseCertPortal(this WebApplication app)

@@ -1,4 +1,5 @@
 using CertPortal;
+using CertPortal.Security;
 
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 {
@@ -9,8 +10,12 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 builder.AddCertPortal();
 
 var app = builder.Build();
+// `CertPortal accounts ...`: an admin command on the same configuration, then exit (no web server).
+if (AccountsCommand.IsInvocation(args))
+    return await AccountsCommand.RunAsync(app, args);
 await app.InitializeCertPortalAsync();
 app.UseCertPortal();
-app.Run();
+await app.RunAsync();
+return 0;
 
 public partial class Program;

@@ -9,7 +9,7 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace CertPortal.Pages.Account;
 
-public sealed class LoginModel(Accounts accounts, CertPortalDbContext db, TimeProvider time, ILogger<LoginModel> logger) : PageModel
+public sealed class LoginModel(Accounts accounts, SignInThrottle throttle, CertPortalDbContext db, TimeProvider time, ILogger<LoginModel> logger) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Enter your account name.")] public string? Name { get; set; }
     [BindProperty, Required(ErrorMessage = "Enter your password.")] public string? Password { get; set; }
@@ -20,16 +20,30 @@ public sealed class LoginModel(Accounts accounts, CertPortalDbContext db, TimePr
     public async Task<IActionResult> OnPostAsync(string? returnUrl, CancellationToken ct)
     {
         if (!ModelState.IsValid) return Page();
+        var key = SignInThrottle.Key(Name);
+        var address = HttpContext.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+        if (await throttle.IsThrottledAsync(key, ct))
+        {
+            // Refused without checking the password, so guessing gains nothing; not counted as a failure, so the
+            // lock ends when the window passes even while someone keeps trying.
+            logger.LogWarning("Console sign-in throttled for {Name} from {Address}", key, address);
+            AuditLog.Record(db, time.GetUtcNow(), key, SignInThrottle.ThrottledAction, "console", new { address });
+            await db.SaveChangesAsync(ct);
+            Error = $"Too many failed sign-ins for this account. Wait {SignInThrottle.Window.TotalMinutes:0} minutes and try again, or ask another administrator.";
+            return Page();
+        }
         var account = await accounts.SignInAsync(Name, Password, ct);
         if (account is null)
         {
             // The name is logged (to spot guessing), never the password.
-            logger.LogWarning("Failed console sign-in for {Name} from {Address}", Mailbox.Sanitize(Name ?? ""), HttpContext.Connection.RemoteIpAddress);
-            AuditLog.Record(db, time.GetUtcNow(), Mailbox.Sanitize(Name ?? ""), "account.sign-in-failed", "console");
+            logger.LogWarning("Failed console sign-in for {Name} from {Address}", key, address);
+            AuditLog.Record(db, time.GetUtcNow(), key, SignInThrottle.FailedAction, "console", new { address });
             await db.SaveChangesAsync(ct);
             Error = "The account name or password is not right.";
             return Page();
         }
+        AuditLog.Record(db, time.GetUtcNow(), key, SignInThrottle.SucceededAction, $"account:{account.Id}", new { address });
+        await db.SaveChangesAsync(ct);
         await HttpContext.SignInAsync(CookieAuthenticationDefaults.AuthenticationScheme,
             Accounts.PrincipalFor(account, CookieAuthenticationDefaults.AuthenticationScheme));
         return LocalRedirect(Url.IsLocalUrl(returnUrl) ? returnUrl! : account.Role == Roles.RecoveryAgent ? "/admin/recoveries" : "/admin");

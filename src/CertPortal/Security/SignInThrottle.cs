@@ -1,0 +1,37 @@
+using CertPortal.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace CertPortal.Security;
+
+/// <summary>Slows password guessing on the console: after <see cref="MaxFailures"/> failed sign-ins for one
+/// account name within <see cref="Window"/> (and since its last successful sign-in), further attempts are refused
+/// without checking the password until the window has passed. The count comes from the audit log, so it holds
+/// across restarts and across instances sharing one PostgreSQL database.</summary>
+public sealed class SignInThrottle(CertPortalDbContext db, TimeProvider time)
+{
+    public const int MaxFailures = 5;
+    public static readonly TimeSpan Window = TimeSpan.FromMinutes(15);
+
+    public const string FailedAction = "account.sign-in-failed";
+    public const string SucceededAction = "account.signed-in";
+    public const string ThrottledAction = "account.sign-in-throttled";
+
+    /// <summary>The name as failures are recorded under: what <see cref="Accounts.SignInAsync"/> looks up, bounded.</summary>
+    public static string Key(string? name)
+    {
+        var normalized = Mailbox.Sanitize((name ?? "").Trim().ToLowerInvariant());
+        return normalized.Length <= 64 ? normalized : normalized[..64];
+    }
+
+    public async Task<bool> IsThrottledAsync(string key, CancellationToken ct)
+    {
+        var since = time.GetUtcNow() - Window;
+        // The At index narrows this to the last few minutes of audit events.
+        var recent = await db.AuditEvents.AsNoTracking()
+            .Where(e => e.At > since && e.Actor == key && (e.Action == FailedAction || e.Action == SucceededAction))
+            .Select(e => new { e.At, e.Action })
+            .ToListAsync(ct);
+        var lastSuccess = recent.Where(e => e.Action == SucceededAction).Select(e => (DateTimeOffset?)e.At).Max();
+        return recent.Count(e => e.Action == FailedAction && (lastSuccess is null || e.At > lastSuccess)) >= MaxFailures;
+    }
+}
