@@ -24,6 +24,15 @@ public sealed class DirectoryOptions
     /// <summary>Upgrade an ldap:// connection with StartTLS (RFC 4513 §3). Not allowed together with ldaps://.</summary>
     public bool StartTls { get; set; }
 
+    /// <summary>A directory of PEM CA certificates that may sign the directory server's TLS certificate, named by
+    /// subject hash (<c>openssl rehash DIR</c>), for ldaps:// and StartTLS. Empty: libldap's own trust settings
+    /// (on Debian /etc/ldap/ldap.conf, TLS_CACERT = the system CA bundle). The server certificate is always
+    /// verified, host name included; there is no option to turn that off.</summary>
+    public string TrustedCaCertificatesDirectory { get; set; } = "";
+
+    /// <summary>True when the connection is TLS from the start (ldaps://) or after StartTLS.</summary>
+    public bool UsesTls => StartTls || Url.StartsWith("ldaps://", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>DN to bind as (simple bind). Empty = anonymous, which is only useful for reading.</summary>
     public string BindDn { get; set; } = "";
 
@@ -105,6 +114,14 @@ public sealed class DirectoryOptions
             errors.Add($"{p}StartTls cannot be used with an ldaps:// Url (the connection is already TLS)");
         }
 
+        if (!string.IsNullOrEmpty(TrustedCaCertificatesDirectory))
+        {
+            if (!UsesTls)
+                errors.Add($"{p}TrustedCaCertificatesDirectory is set but the connection is not TLS: use an ldaps:// Url or StartTls=true");
+            else if (!System.IO.Directory.Exists(TrustedCaCertificatesDirectory))
+                errors.Add($"{p}TrustedCaCertificatesDirectory '{TrustedCaCertificatesDirectory}' does not exist or is not a directory");
+        }
+
         if (string.IsNullOrWhiteSpace(BindDn))
         {
             errors.Add($"{p}BindDn is required to write to the directory");
@@ -161,7 +178,7 @@ public sealed class DirectoryOptions
 
     /// <summary>Never print the password (e.g. when options are logged at startup).</summary>
     public override string ToString() =>
-        $"Url={Url}, StartTls={StartTls}, BindDn={BindDn}, BindPassword={(string.IsNullOrEmpty(BindPassword) ? "(empty)" : "***")}, " +
+        $"Url={Url}, StartTls={StartTls}, TrustedCaCertificatesDirectory={TrustedCaCertificatesDirectory}, BindDn={BindDn}, BindPassword={(string.IsNullOrEmpty(BindPassword) ? "(empty)" : "***")}, " +
         $"PeopleBaseDn={PeopleBaseDn}, PkiEntryDn={PkiEntryDn}, Schema={Schema}, PublishPersonalData={PublishPersonalData}, " +
         $"CreateMissingEntries={EffectiveCreateMissingEntries}, TimeoutSeconds={TimeoutSeconds}";
 }

@@ -428,8 +428,7 @@ public sealed class LdapDirectory
         LdapConnection? conn = null;
         try
         {
-            conn = new LdapConnection(new LdapDirectoryIdentifier(uri.Host, port, fullyQualifiedDnsHostName: true, connectionless: false),
-                new NetworkCredential(_options.BindDn, _options.BindPassword), AuthType.Basic)
+            conn = new LdapConnection(new LdapDirectoryIdentifier(uri.Host, port, fullyQualifiedDnsHostName: true, connectionless: false))
             {
                 Timeout = timeout,
             };
@@ -437,15 +436,29 @@ public sealed class LdapDirectory
             conn.SessionOptions.ProtocolVersion = 3;
             // We never follow referrals: a referral to another server would be bound with our credentials.
             conn.SessionOptions.ReferralChasing = ReferralChasingOptions.None;
+            if (_options.UsesTls && !string.IsNullOrEmpty(_options.TrustedCaCertificatesDirectory))
+            {
+                // libldap (GnuTLS on Debian) reads TLS options into a per-connection context only when asked to
+                // make a new one; without StartNewTlsSessionContext the directory setting would be ignored.
+                conn.SessionOptions.TrustedCertificatesDirectory = _options.TrustedCaCertificatesDirectory;
+                conn.SessionOptions.StartNewTlsSessionContext();
+            }
             if (ldaps)
             {
                 conn.SessionOptions.SecureSocketLayer = true;
             }
             if (_options.StartTls)
             {
+                // On Linux, .NET 10 sends StartTLS at once on a handle that has not connected yet and fails with
+                // "server unavailable". An anonymous bind (no credentials on the wire) opens the connection; StartTLS
+                // follows, and the real bind below runs inside TLS. A directory that refuses simple binds without TLS
+                // (slapd "security simple_bind=") is how the tests prove the password never travels in clear.
+                conn.AuthType = AuthType.Anonymous;
+                conn.Bind();
                 conn.SessionOptions.StartTransportLayerSecurity(null);
             }
-            conn.Bind();
+            conn.AuthType = AuthType.Basic;
+            conn.Bind(new NetworkCredential(_options.BindDn, _options.BindPassword));
             return conn;
         }
         catch (Exception e) when (e is LdapException or DirectoryOperationException or TlsOperationException or DirectoryException)

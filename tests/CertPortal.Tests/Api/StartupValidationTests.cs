@@ -5,9 +5,25 @@ namespace CertPortal.Tests.Api;
 /// <summary>A bad setting stops start-up with a message that names the setting.</summary>
 public sealed class StartupValidationTests
 {
+    /// <summary>key=value, plus a working directory configuration when the setting needs one to be read at all.</summary>
     private sealed class MisconfiguredApp(string key, string value) : CertPortalApp
     {
-        protected override IDictionary<string, string?> Settings => new Dictionary<string, string?> { [key] = value };
+        protected override IDictionary<string, string?> Settings
+        {
+            get
+            {
+                var settings = new Dictionary<string, string?>();
+                if (key.StartsWith("Directory:") && key != "Directory:Url")
+                {
+                    settings["Directory:Url"] = "ldaps://ldap.example.test";
+                    settings["Directory:BindDn"] = "cn=certportal,dc=example,dc=test";
+                    settings["Directory:BindPassword"] = "x";
+                    settings["Directory:PeopleBaseDn"] = "ou=people,dc=example,dc=test";
+                }
+                settings[key] = value;
+                return settings;
+            }
+        }
     }
 
     [Theory]
@@ -16,6 +32,8 @@ public sealed class StartupValidationTests
     [InlineData("Ca:IssuingKeyAlgorithm", "DSA-1024", "CertPortal:Ca:IssuingKeyAlgorithm")]
     [InlineData("Crl:Lifetime", "30.00:00:00", "CertPortal:Crl:Lifetime")]
     [InlineData("Directory:Url", "http://ldap.example.test", "CertPortal:Directory:Url")]
+    [InlineData("Directory:TrustedCaCertificatesDirectory", "/nonexistent/ca-dir", "CertPortal:Directory:TrustedCaCertificatesDirectory")]
+    [InlineData("Directory:StartTls", "true", "CertPortal:Directory:StartTls")]
     [InlineData("Escrow:Threshold", "1", "CertPortal:Escrow:Threshold")]
     [InlineData("Escrow:MinimumAgents", "1", "CertPortal:Escrow:MinimumAgents")]
     [InlineData("Escrow:RecoveryRequestLifetime", "00:00:10", "CertPortal:Escrow:RecoveryRequestLifetime")]

@@ -7,7 +7,11 @@ namespace CertPortal.Tests.Gal;
 /// <summary>CertPortal publishing to its own private slapd, retrying quickly so tests run fast.</summary>
 public class DirectoryApp : CertPortalApp
 {
-    public Slapd Ldap { get; } = new();
+    public Slapd Ldap { get; }
+
+    public DirectoryApp() : this(tls: false) { }
+
+    protected DirectoryApp(bool tls) => Ldap = tls ? Slapd.WithTls() : new Slapd();
 
     protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
     {

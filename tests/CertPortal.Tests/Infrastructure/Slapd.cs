@@ -7,9 +7,20 @@ namespace CertPortal.Tests.Infrastructure;
 
 /// <summary>A private OpenLDAP slapd on a free loopback port (never the system service), with
 /// dc=example,dc=test, ou=people and ou=pki. Can be stopped and started again on the same port and
-/// database, for tests of what happens while the directory is down.</summary>
+/// database, for tests of what happens while the directory is down. With <c>tls</c>: a server certificate
+/// from a test CA (made with openssl), an ldaps:// listener too, and simple binds refused without TLS
+/// (slapd's <c>security simple_bind</c>), so a client that forgets StartTLS cannot bind.</summary>
 public sealed class Slapd : IAsyncLifetime
 {
+    private readonly bool tls;
+
+    // One public constructor: xunit builds plain fixtures with it.
+    public Slapd() { }
+
+    private Slapd(bool tls) => this.tls = tls;
+
+    public static Slapd WithTls() => new(tls: true);
+
     public const string Suffix = "dc=example,dc=test";
     public const string RootDn = "cn=admin,dc=example,dc=test";
     public const string RootPassword = "slapd-test-secret";
@@ -19,7 +30,14 @@ public sealed class Slapd : IAsyncLifetime
     private readonly string _dir = TempDir.Create("slapd");
     private Process? _process;
     public int Port { get; } = FreePort();
+    public int TlsPort { get; } = FreePort();
     public string Url => $"ldap://127.0.0.1:{Port}";
+    public string LdapsUrl => $"ldaps://127.0.0.1:{TlsPort}";
+    public bool Tls => tls;
+
+    /// <summary>With TLS: the test CA's certificate (PEM), and a directory holding it under its subject hash.</summary>
+    public string CaCertificateFile => Path.Combine(_dir, "ca.crt");
+    public string TrustedCaDirectory => Path.Combine(_dir, "trusted");
 
     public async Task InitializeAsync()
     {
@@ -27,10 +45,12 @@ public sealed class Slapd : IAsyncLifetime
         if (!File.Exists("/usr/sbin/slapd"))
             throw new Xunit.Sdk.XunitException("slapd is not installed: run the README's test command (it installs slapd).");
         Directory.CreateDirectory(Path.Combine(_dir, "db"));
+        var tlsConfig = tls ? MakeTlsCertificates() : "";
         File.WriteAllText(Path.Combine(_dir, "slapd.conf"), $"""
             include /etc/ldap/schema/core.schema
             include /etc/ldap/schema/cosine.schema
             include /etc/ldap/schema/inetorgperson.schema
+            {tlsConfig}
             modulepath /usr/lib/ldap
             moduleload back_mdb
             pidfile {_dir}/slapd.pid
@@ -68,7 +88,8 @@ public sealed class Slapd : IAsyncLifetime
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
         // -d 0 keeps slapd in the foreground, so this process is slapd itself.
-        foreach (var a in new[] { "-d", "0", "-h", $"ldap://127.0.0.1:{Port}/", "-f", Path.Combine(_dir, "slapd.conf") }) psi.ArgumentList.Add(a);
+        var listen = tls ? $"ldap://127.0.0.1:{Port}/ ldaps://127.0.0.1:{TlsPort}/" : $"ldap://127.0.0.1:{Port}/";
+        foreach (var a in new[] { "-d", "0", "-h", listen, "-f", Path.Combine(_dir, "slapd.conf") }) psi.ArgumentList.Add(a);
         _process = Process.Start(psi)!;
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
@@ -97,12 +118,45 @@ public sealed class Slapd : IAsyncLifetime
 
     /// <summary>ldapsearch as the directory admin; LDIF without line wrapping.</summary>
     public string Search(string baseDn, string filter, params string[] attributes) =>
-        Tool.Run("ldapsearch", ["-x", "-LLL", "-o", "ldif-wrap=no", "-H", Url, "-D", RootDn, "-w", RootPassword, "-b", baseDn, filter, .. attributes])
-            .EnsureSuccess().Stdout;
+        Tool.Run("ldapsearch", [.. ClientTls, "-x", "-LLL", "-o", "ldif-wrap=no", "-H", Url, "-D", RootDn, "-w", RootPassword, "-b", baseDn, filter, .. attributes],
+            env: ClientEnv).EnsureSuccess().Stdout;
 
     /// <summary>ldapmodify (or ldapadd) with the given LDIF, as the directory admin.</summary>
     public void Modify(string ldif, bool add = false) =>
-        Tool.Run("ldapmodify", [.. add ? new[] { "-a" } : [], "-x", "-H", Url, "-D", RootDn, "-w", RootPassword], stdin: Dedent(ldif) + "\n").EnsureSuccess();
+        Tool.Run("ldapmodify", [.. ClientTls, .. add ? new[] { "-a" } : [], "-x", "-H", Url, "-D", RootDn, "-w", RootPassword],
+            stdin: Dedent(ldif) + "\n", env: ClientEnv).EnsureSuccess();
+
+    /// <summary>A simple bind as the admin over plain LDAP, without StartTLS (refused when TLS is on).</summary>
+    public Tool.Result PlainBind() =>
+        Tool.Run("ldapwhoami", ["-x", "-H", Url, "-D", RootDn, "-w", RootPassword]);
+
+    // The test's own ldap-utils use StartTLS (-ZZ: must succeed) and trust the test CA when TLS is on.
+    private string[] ClientTls => tls ? ["-ZZ"] : [];
+    private Dictionary<string, string>? ClientEnv => tls ? new() { ["LDAPTLS_CACERT"] = CaCertificateFile } : null;
+
+    /// <summary>A test CA and a server certificate for 127.0.0.1/localhost; returns slapd's TLS settings.</summary>
+    private string MakeTlsCertificates()
+    {
+        Tool.Require("openssl", "openssl");
+        string F(string name) => Path.Combine(_dir, name);
+        Tool.Run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", F("ca.key"),
+            "-out", F("ca.crt"), "-subj", "/CN=Test Directory CA", "-days", "2",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]).EnsureSuccess();
+        Tool.Run("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", F("server.key"),
+            "-out", F("server.csr"), "-subj", "/CN=127.0.0.1"]).EnsureSuccess();
+        File.WriteAllText(F("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n");
+        Tool.Run("openssl", ["x509", "-req", "-in", F("server.csr"), "-CA", F("ca.crt"), "-CAkey", F("ca.key"), "-CAcreateserial",
+            "-out", F("server.crt"), "-days", "2", "-extfile", F("server.ext")]).EnsureSuccess();
+        Directory.CreateDirectory(TrustedCaDirectory);
+        File.Copy(F("ca.crt"), Path.Combine(TrustedCaDirectory, "test-directory-ca.pem"));
+        Tool.Run("openssl", ["rehash", TrustedCaDirectory]).EnsureSuccess();
+        return $"""
+            TLSCACertificateFile {F("ca.crt")}
+            TLSCertificateFile {F("server.crt")}
+            TLSCertificateKeyFile {F("server.key")}
+            security simple_bind=1
+            """;
+    }
 
     /// <summary>The binary values of an attribute in ldapsearch's LDIF ("name:: base64").</summary>
     public static List<byte[]> BinaryValues(string ldif, string attribute) =>
