@@ -41,10 +41,12 @@ public class EscrowApp : CertPortalApp
 public static class RecoveryAgents
 {
     /// <summary>Registers a recovery agent whose key pair openssl made "on the agent's machine" (in <paramref name="agentDir"/>).</summary>
-    public static async Task<Agent> AddRecoveryAgentAsync(this CertPortalApp app, ToolDir agentDir, string algorithm = "RSA-2048")
+    /// <summary>With <paramref name="consolePassword"/> the agent can also sign in to the console.</summary>
+    public static async Task<Agent> AddRecoveryAgentAsync(this CertPortalApp app, ToolDir agentDir, string algorithm = "RSA-2048",
+        string? consolePassword = null)
     {
         var name = "kra-" + Guid.NewGuid().ToString("N")[..8];
-        var (accountId, client) = await app.CreateAccountAsync(name, "recovery-agent");
+        var (accountId, client) = await app.CreateAccountAsync(name, "recovery-agent", consolePassword);
         var keyFile = agentDir.File(name + ".key");
         var certFile = agentDir.File(name + ".pem");
         string[] newKey = algorithm == "RSA-2048"

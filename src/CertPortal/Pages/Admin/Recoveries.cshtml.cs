@@ -1,19 +1,88 @@
+using System.Text;
+using CertPortal.Auditing;
 using CertPortal.Escrow;
 using CertPortal.Security;
 using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace CertPortal.Pages.Admin;
 
-/// <summary>Recovery requests for administrators, auditors and key recovery agents (the agents'
-/// only page). Agents decrypt their share on their own machine with certportal-kra.</summary>
+/// <summary>Recovery requests for administrators, auditors and key recovery agents (the agents' only page).
+/// Administrators open, cancel and export; agents download their encrypted share, decrypt it on their own
+/// machine with certportal-kra (their private key never reaches the server) and paste the result back.
+/// Every action goes through <see cref="KeyRecovery"/>, exactly as the API does.</summary>
 [Authorize(Policy = Policies.RecoveryParticipant)]
 public sealed class RecoveriesModel(KeyRecovery recovery) : PageModel
 {
     public IReadOnlyList<RecoveryView> Requests { get; private set; } = [];
     public EscrowPolicyView? Policy { get; private set; }
+    public string? Error { get; private set; }
+    public string? Message { get; private set; }
 
-    public async Task OnGetAsync(CancellationToken ct)
+    public bool IsAdministrator => User.IsInRole(Roles.Administrator);
+    public bool IsAgent => User.IsInRole(Roles.RecoveryAgent);
+
+    public Task OnGetAsync(CancellationToken ct) => LoadAsync(ct);
+
+    public async Task<IActionResult> OnPostOpenAsync(string? serial, string? reason, string? purpose, CancellationToken ct)
+    {
+        if (!IsAdministrator) return Forbid();
+        var o = await recovery.OpenAsync(new OpenRecoveryRequest(serial, reason, purpose), AuditLog.ActorOf(User), ct);
+        if (o.Failure is { } f) Error = f.Detail;
+        else Message = $"Recovery request {o.Value!.Id} is open. It needs {o.Value.Threshold} agent approvals.";
+        await LoadAsync(ct);
+        return Page();
+    }
+
+    public async Task<IActionResult> OnPostCancelAsync(Guid id, CancellationToken ct)
+    {
+        if (!IsAdministrator) return Forbid();
+        var o = await recovery.CancelAsync(id, new CancelRecoveryRequest("cancelled in the console"), AuditLog.ActorOf(User), ct);
+        if (o.Failure is { } f) Error = f.Detail; else Message = $"Request {id} is cancelled; submitted shares are erased.";
+        await LoadAsync(ct);
+        return Page();
+    }
+
+    /// <summary>The recovered key as a download, once. The password protects the file; it is not kept.</summary>
+    public async Task<IActionResult> OnPostExportAsync(Guid id, string? password, CancellationToken ct)
+    {
+        if (!IsAdministrator) return Forbid();
+        var o = await recovery.ExportAsync(id, new RecoveredKeyRequest(password, null), AuditLog.ActorOf(User), ct);
+        if (o.Failure is { } f)
+        {
+            Error = f.Detail;
+            await LoadAsync(ct);
+            return Page();
+        }
+        return File(Convert.FromBase64String(o.Value!.Pkcs12), "application/x-pkcs12", $"recovered-{o.Value.SerialNumber}.p12");
+    }
+
+    /// <summary>The signed-in agent's encrypted share (CMS, PEM) for the agent to decrypt with certportal-kra.</summary>
+    public async Task<IActionResult> OnGetShareAsync(Guid id, CancellationToken ct)
+    {
+        if (!IsAgent) return Forbid();
+        var o = await recovery.ShareForAgentAsync(id, Accounts.IdOf(User) ?? Guid.Empty, AuditLog.ActorOf(User), ct);
+        if (o.Failure is { } f)
+        {
+            Error = f.Detail;
+            await LoadAsync(ct);
+            return Page();
+        }
+        return File(Encoding.ASCII.GetBytes(o.Value!.EncryptedSharePem), "application/x-pem-file", $"share-{id}.pem");
+    }
+
+    public async Task<IActionResult> OnPostApproveAsync(Guid id, string? share, CancellationToken ct)
+    {
+        if (!IsAgent) return Forbid();
+        var o = await recovery.ApproveAsync(id, Accounts.IdOf(User) ?? Guid.Empty, new SubmitShareRequest(share), AuditLog.ActorOf(User), ct);
+        if (o.Failure is { } f) Error = f.Detail;
+        else Message = $"Your approval is recorded: {o.Value!.Approvals} of {o.Value.Threshold}.";
+        await LoadAsync(ct);
+        return Page();
+    }
+
+    private async Task LoadAsync(CancellationToken ct)
     {
         Requests = await recovery.ListAsync(ct);
         Policy = await recovery.PolicyAsync(ct);
