@@ -33,7 +33,7 @@ public sealed class CertificateAuthority : IDisposable
 
     public string Name { get; }
 
-    /// <summary>The CA certificate, with its private key attached (needed by CertificateRevocationListBuilder).</summary>
+    /// <summary>The CA certificate, with its private key attached.</summary>
     public X509Certificate2 Certificate { get; }
 
     public X509SignatureGenerator SignatureGenerator { get; }

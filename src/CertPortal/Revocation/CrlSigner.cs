@@ -1,4 +1,3 @@
-using System.Numerics;
 using System.Security.Cryptography.X509Certificates;
 using CertPortal.Auditing;
 using CertPortal.Authority;
@@ -22,8 +21,7 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, IEnumer
             await db.Database.ExecuteSqlRawAsync("SELECT pg_advisory_xact_lock(hashtext('certportal:crl:' || {0}))", [authority], ct);
         }
         var lastNumber = await db.Crls.Where(c => c.Authority == authority).MaxAsync(c => (long?)c.Number, ct) ?? 0;
-        var builder = new CertificateRevocationListBuilder();
-        var entries = 0;
+        var entries = new List<CrlEntry>();
         if (authority == CertificateAuthority.IssuingName)
         {
             // Entries stay until the certificate expires (RFC 5280 §3.3 allows removal after that).
@@ -36,18 +34,17 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, IEnumer
                 // S/MIME BR 7.2.2: the reasonCode is omitted rather than "unspecified".
                 X509RevocationReason? reason = r.RevocationReason is null or RevocationReason.Unspecified
                     ? null : (X509RevocationReason)(int)r.RevocationReason.Value;
-                builder.AddEntry(Convert.FromHexString(r.SerialNumber), r.RevokedAt, reason);
-                entries++;
+                entries.Add(new CrlEntry(Convert.FromHexString(r.SerialNumber), r.RevokedAt!.Value, reason));
             }
         }
         var lifetime = authority == CertificateAuthority.RootName ? options.Crl.RootLifetime : options.Crl.Lifetime;
-        var der = builder.Build(signer.Certificate, new BigInteger(lastNumber + 1), now + lifetime, signer.HashAlgorithm, signer.RsaPadding, now);
+        var der = CrlEncoder.Build(signer, lastNumber + 1, now, now + lifetime, entries);
         var record = new CrlRecord
         {
-            Authority = authority, Number = lastNumber + 1, ThisUpdate = now, NextUpdate = now + lifetime, EntryCount = entries, Der = der,
+            Authority = authority, Number = lastNumber + 1, ThisUpdate = now, NextUpdate = now + lifetime, EntryCount = entries.Count, Der = der,
         };
         db.Crls.Add(record);
-        AuditLog.Record(db, now, actor, AuditActions.CrlSigned, $"crl:{authority}:{record.Number}", new { entries, record.NextUpdate });
+        AuditLog.Record(db, now, actor, AuditActions.CrlSigned, $"crl:{authority}:{record.Number}", new { entries = entries.Count, record.NextUpdate });
         foreach (var o in observers) o.OnCrlSigned(db, record, now);
         return record;
     }
