@@ -29,8 +29,10 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
+# As root (CI) there is no sudo; an empty "$sudo -E" would run "-E" as the command.
 sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+sudo_env=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; sudo_env="sudo -E"; fi
 echo "Installing test dependencies: ${missing[*]}"
 # A private slapd and PostgreSQL are started by the tests themselves: keep the packages'
 # system services from starting (policy-rc.d) and from asking debconf questions.
@@ -44,4 +46,4 @@ if [ ! -e "$policy" ]; then
 fi
 trap '[ $created_policy -eq 1 ] && $sudo rm -f "$policy"' EXIT
 $sudo apt-get update -qq
-$sudo -E apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+$sudo_env apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
