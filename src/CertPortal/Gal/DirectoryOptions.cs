@@ -46,6 +46,11 @@ public sealed class DirectoryOptions
     /// Its parent must exist. Empty = CA/CRL publication is off.</summary>
     public string PkiEntryDn { get; set; } = "";
 
+    /// <summary>Entry holding the root CA's certificate and CRL, e.g. cn=CertPortal Root CA,ou=pki,dc=example,dc=test.
+    /// One entry per CA, as AD CS keeps one CDP object per CA: a client that follows an LDAP CDP expects the one CRL
+    /// of that CA there. Empty = the root's CRL is served over HTTP only.</summary>
+    public string RootPkiEntryDn { get; set; } = "";
+
     public DirectorySchema Schema { get; set; } = DirectorySchema.OpenLdap;
 
     /// <summary>
@@ -153,6 +158,23 @@ public sealed class DirectoryOptions
             errors.Add($"{p}PkiEntryDn must start with cn= (e.g. cn=CertPortal Issuing CA,ou=pki,dc=example,dc=test)");
         }
 
+        if (!string.IsNullOrWhiteSpace(RootPkiEntryDn))
+        {
+            if (!RootPkiEntryDn.TrimStart().StartsWith("cn=", StringComparison.OrdinalIgnoreCase))
+            {
+                errors.Add($"{p}RootPkiEntryDn must start with cn= (e.g. cn=CertPortal Root CA,ou=pki,dc=example,dc=test)");
+            }
+            else if (string.IsNullOrWhiteSpace(PkiEntryDn))
+            {
+                errors.Add($"{p}RootPkiEntryDn needs PkiEntryDn (the issuing CA's entry) as well");
+            }
+            else if (string.Equals(RootPkiEntryDn.Trim(), PkiEntryDn.Trim(), StringComparison.OrdinalIgnoreCase))
+            {
+                // One CRL attribute per entry: the two CAs' CRLs would overwrite each other.
+                errors.Add($"{p}RootPkiEntryDn must differ from PkiEntryDn");
+            }
+        }
+
         if (!Enum.IsDefined(Schema))
         {
             errors.Add($"{p}Schema must be OpenLdap or ActiveDirectory");
@@ -179,6 +201,6 @@ public sealed class DirectoryOptions
     /// <summary>Never print the password (e.g. when options are logged at startup).</summary>
     public override string ToString() =>
         $"Url={Url}, StartTls={StartTls}, TrustedCaCertificatesDirectory={TrustedCaCertificatesDirectory}, BindDn={BindDn}, BindPassword={(string.IsNullOrEmpty(BindPassword) ? "(empty)" : "***")}, " +
-        $"PeopleBaseDn={PeopleBaseDn}, PkiEntryDn={PkiEntryDn}, Schema={Schema}, PublishPersonalData={PublishPersonalData}, " +
+        $"PeopleBaseDn={PeopleBaseDn}, PkiEntryDn={PkiEntryDn}, RootPkiEntryDn={RootPkiEntryDn}, Schema={Schema}, PublishPersonalData={PublishPersonalData}, " +
         $"CreateMissingEntries={EffectiveCreateMissingEntries}, TimeoutSeconds={TimeoutSeconds}";
 }

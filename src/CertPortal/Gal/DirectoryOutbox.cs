@@ -26,8 +26,8 @@ public sealed class DirectoryOutboxEvents(DirectoryOptions options) : ICertifica
 
     public void OnCrlSigned(CertPortalDbContext db, CrlRecord crl, DateTimeOffset now)
     {
-        // The PKI entry is the issuing CA's CDP; the root's CRL is served over HTTP only.
-        if (options.IsEnabled && crl.Authority == CertificateAuthority.IssuingName)
+        // One "pki" row brings both PKI entries in step; the root's CRL goes to LDAP only when it has an entry.
+        if (options.IsEnabled && (crl.Authority == CertificateAuthority.IssuingName || !string.IsNullOrWhiteSpace(options.RootPkiEntryDn)))
             DirectoryOutbox.Enqueue(db, DirectoryPublicationKinds.Pki, DirectoryPublicationKinds.Pki, "crl", null, now, now);
     }
 }

@@ -52,7 +52,10 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
     {
         if (string.IsNullOrWhiteSpace(options.PkiEntryDn)) return;
         var crl = await CrlSigner.LatestAsync(db, CertificateAuthority.IssuingName, ct);
-        await directory.PublishCaAndCrlAsync([ca.Issuing.Certificate.RawData, ca.Root.Certificate.RawData], crl?.Der, null, ct);
+        await directory.PublishCaAndCrlAsync(options.PkiEntryDn, [ca.Issuing.Certificate.RawData, ca.Root.Certificate.RawData], crl?.Der, null, ct);
+        if (string.IsNullOrWhiteSpace(options.RootPkiEntryDn)) return;
+        var rootCrl = await CrlSigner.LatestAsync(db, CertificateAuthority.RootName, ct);
+        await directory.PublishCaAndCrlAsync(options.RootPkiEntryDn, [ca.Root.Certificate.RawData], rootCrl?.Der, null, ct);
     }
 
     /// <summary>The mailboxes whose entries hold a certificate of ours, whatever the database says.</summary>

@@ -105,18 +105,17 @@ public sealed class LdapDirectory
         }, cancellationToken);
 
     /// <summary>
-    /// Makes the PKI entry hold exactly these CA certificates and CRL (and delta CRL when given).
+    /// Makes a PKI entry (<see cref="DirectoryOptions.PkiEntryDn"/> or <see cref="DirectoryOptions.RootPkiEntryDn"/>)
+    /// hold exactly these CA certificates and CRL (and delta CRL when given).
     /// A null CRL / delta CRL leaves that attribute as it is; an empty CA list removes cACertificate.
     /// Creates the entry (cRLDistributionPoint + pkiCA) in OpenLdap mode; in ActiveDirectory mode it must exist.
     /// </summary>
-    public Task PublishCaAndCrlAsync(IReadOnlyList<byte[]> caCertsDer, byte[]? crlDer, byte[]? deltaCrlDer, CancellationToken cancellationToken = default)
+    public Task PublishCaAndCrlAsync(string entryDn, IReadOnlyList<byte[]> caCertsDer, byte[]? crlDer, byte[]? deltaCrlDer,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(caCertsDer);
-        if (string.IsNullOrWhiteSpace(_options.PkiEntryDn))
-        {
-            throw new InvalidOperationException($"{DirectoryOptions.SectionName}:PkiEntryDn is not set.");
-        }
-        return RunAsync(conn => { PublishPki(conn, caCertsDer, crlDer, deltaCrlDer); return true; }, cancellationToken);
+        ArgumentException.ThrowIfNullOrWhiteSpace(entryDn);
+        return RunAsync(conn => { PublishPki(conn, entryDn, caCertsDer, crlDer, deltaCrlDer); return true; }, cancellationToken);
     }
 
     // ---------------------------------------------------------------- person entries
@@ -311,9 +310,8 @@ public sealed class LdapDirectory
 
     // ---------------------------------------------------------------- PKI entry
 
-    private void PublishPki(LdapConnection conn, IReadOnlyList<byte[]> caCerts, byte[]? crl, byte[]? deltaCrl)
+    private void PublishPki(LdapConnection conn, string dn, IReadOnlyList<byte[]> caCerts, byte[]? crl, byte[]? deltaCrl)
     {
-        var dn = _options.PkiEntryDn;
         var search = new SearchRequest(dn, "(objectClass=*)", SearchScope.Base, "1.1"); // "1.1" = no attributes (RFC 4511 §4.5.1.8)
         var exists = Send(conn, search, "search", dn, ResultCode.NoSuchObject) == ResultCode.Success;
 

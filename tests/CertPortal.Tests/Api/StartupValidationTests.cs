@@ -34,6 +34,8 @@ public sealed class StartupValidationTests
     [InlineData("Directory:Url", "http://ldap.example.test", "CertPortal:Directory:Url")]
     [InlineData("Directory:TrustedCaCertificatesDirectory", "/nonexistent/ca-dir", "CertPortal:Directory:TrustedCaCertificatesDirectory")]
     [InlineData("Directory:StartTls", "true", "CertPortal:Directory:StartTls")]
+    [InlineData("Directory:RootPkiEntryDn", "ou=pki,dc=example,dc=test", "CertPortal:Directory:RootPkiEntryDn")]
+    [InlineData("Directory:RootPkiEntryDn", "cn=Root,ou=pki,dc=example,dc=test", "CertPortal:Directory:RootPkiEntryDn")]
     [InlineData("Escrow:Threshold", "1", "CertPortal:Escrow:Threshold")]
     [InlineData("Escrow:MinimumAgents", "1", "CertPortal:Escrow:MinimumAgents")]
     [InlineData("Escrow:RecoveryRequestLifetime", "00:00:10", "CertPortal:Escrow:RecoveryRequestLifetime")]

@@ -20,6 +20,7 @@ public class DirectoryApp : CertPortalApp
         ["Directory:BindPassword"] = Slapd.RootPassword,
         ["Directory:PeopleBaseDn"] = Slapd.PeopleDn,
         ["Directory:PkiEntryDn"] = Slapd.PkiDn,
+        ["Directory:RootPkiEntryDn"] = Slapd.RootPkiDn,
         ["Directory:PollInterval"] = "00:00:00.200",
         ["Directory:RetryBaseDelay"] = "00:00:00.200",
         ["Directory:RetryMaxDelay"] = "00:00:01",

@@ -3,7 +3,11 @@ using System.Net.Http.Json;
 using System.Security.Cryptography.Pkcs;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
+using CertPortal.Authority;
+using CertPortal.Data;
+using CertPortal.Revocation;
 using CertPortal.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace CertPortal.Tests.Gal;
 
@@ -56,6 +60,33 @@ public sealed class DirectoryPublishingTests(DirectoryApp app) : IClassFixture<D
         var caCerts = Slapd.BinaryValues(pki, "cACertificate;binary");
         Assert.Contains(await app.Client.GetByteArrayAsync("/ca/issuing.crt"), caCerts);
         Assert.Contains(await app.Client.GetByteArrayAsync("/ca/root.crt"), caCerts);
+    }
+
+    [Fact]
+    public async Task The_root_ca_has_its_own_pki_entry_with_its_certificate_and_every_new_root_crl()
+    {
+        await app.WaitForDirectoryAsync();
+        var rootCert = await app.Client.GetByteArrayAsync("/ca/root.crt");
+        var before = app.Ldap.Search(Slapd.RootPkiDn, "(objectClass=*)", "*");
+        Assert.Equal(await app.Client.GetByteArrayAsync("/crl/root.crl"), Assert.Single(Slapd.BinaryValues(before, "certificateRevocationList;binary")));
+        Assert.Equal(rootCert, Assert.Single(Slapd.BinaryValues(before, "cACertificate;binary")));
+
+        // A root CRL alone (the refresh worker signs one at half its lifetime, with no issuing-CA CRL beside it)
+        // reaches the directory too.
+        using (var scope = app.Service<IServiceScopeFactory>().CreateScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            await using var tx = await db.Database.BeginTransactionAsync();
+            await scope.ServiceProvider.GetRequiredService<CrlSigner>().SignAsync(db, CertificateAuthority.RootName, DateTimeOffset.UtcNow, "test", default);
+            await db.SaveChangesAsync();
+            await tx.CommitAsync();
+        }
+        await app.WaitForDirectoryAsync();
+        var served = await app.Client.GetByteArrayAsync("/crl/root.crl");
+        var after = Assert.Single(Slapd.BinaryValues(app.Ldap.Search(Slapd.RootPkiDn, "(objectClass=*)", "*"), "certificateRevocationList;binary"));
+        Assert.Equal(served, after);
+        Assert.NotEqual(Assert.Single(Slapd.BinaryValues(before, "certificateRevocationList;binary")), after);
+        Assert.Equal(rootCert, Assert.Single(Slapd.BinaryValues(app.Ldap.Search(Slapd.RootPkiDn, "(objectClass=*)", "*"), "cACertificate;binary")));
     }
 
     [Fact]

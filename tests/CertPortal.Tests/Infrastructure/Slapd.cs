@@ -26,6 +26,7 @@ public sealed class Slapd : IAsyncLifetime
     public const string RootPassword = "slapd-test-secret";
     public const string PeopleDn = "ou=people,dc=example,dc=test";
     public const string PkiDn = "cn=CertPortal Issuing CA,ou=pki,dc=example,dc=test";
+    public const string RootPkiDn = "cn=CertPortal Root CA,ou=pki,dc=example,dc=test";
 
     private readonly string _dir = TempDir.Create("slapd");
     private Process? _process;
