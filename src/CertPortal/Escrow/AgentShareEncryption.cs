@@ -1,7 +1,10 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Org.BouncyCastle.Asn1;
+using Org.BouncyCastle.Asn1.Cms;
 using Org.BouncyCastle.Asn1.Nist;
+using Org.BouncyCastle.Asn1.X509;
+using Org.BouncyCastle.Asn1.X9;
 using Org.BouncyCastle.Cms;
 using Org.BouncyCastle.Crypto;
 using Org.BouncyCastle.Crypto.Generators;
@@ -20,7 +23,8 @@ namespace CertPortal.Escrow;
 /// <list type="bullet">
 /// <item>RSA agents: KeyTransRecipientInfo with RSAES-OAEP, SHA-256 and MGF1-SHA-256 (RFC 8017 §7.1, RFC 4055 §4).</item>
 /// <item>EC agents: KeyAgreeRecipientInfo, ephemeral-static ECDH with dhSinglePass-stdDH-sha256kdf-scheme
-/// and id-aes256-wrap (RFC 5753 §3.1, RFC 3394); a fresh ephemeral key per message.</item>
+/// and id-aes256-wrap (RFC 5753 §3.1, RFC 3394); a fresh ephemeral key per message; the key-encryption
+/// key derived by <see cref="EccCmsKeyAgreement"/>, as OpenSSL derives it.</item>
 /// <item>Content: id-aes256-CBC with a random IV (RFC 3565). CBC rather than AuthEnvelopedData/GCM because
 /// it is what every CMS implementation decrypts; the share is authenticated separately by <see cref="ShareCommitment"/>.</item>
 /// </list>
@@ -58,11 +62,8 @@ public sealed class AgentShareEncryption
                 generator.AddRecipientInfoGenerator(new KeyTransRecipientInfoGenerator(
                     recipient, new Asn1KeyWrapper("RSA/NONE/OAEPWITHSHA256ANDMGF1PADDING", recipient)));
                 break;
-            case ECPublicKeyParameters ecKey:
-                var ephemeral = GenerateEphemeralKey(ecKey.Parameters, random);
-                generator.AddKeyAgreementRecipient(
-                    CmsEnvelopedGenerator.ECDHSha256Kdf, ephemeral.Private, ephemeral.Public,
-                    recipient, CmsEnvelopedGenerator.Aes256Wrap);
+            case ECPublicKeyParameters:
+                generator.AddRecipientInfoGenerator(new EcdhRecipientInfoGenerator(agentCertificate, recipient));
                 break;
             default:
                 // The validator only admits RSA and EC, so this is a programming error.
@@ -97,10 +98,38 @@ public sealed class AgentShareEncryption
         return Convert.FromBase64String(pem[fields.Base64Data]);
     }
 
-    private static AsymmetricCipherKeyPair GenerateEphemeralKey(ECDomainParameters domain, SecureRandom random)
+    /// <summary>KeyAgreeRecipientInfo for ephemeral-static ECDH (RFC 5753 §3.1.1) with a conforming
+    /// SharedInfo (see <see cref="EccCmsKeyAgreement"/> for why not BouncyCastle's own generator).
+    /// The ephemeral key and the agreement run in .NET (OpenSSL underneath).</summary>
+    private sealed class EcdhRecipientInfoGenerator(X509Certificate2 agent, BcX509Certificate agentBc) : RecipientInfoGenerator
     {
-        var keyGen = new ECKeyPairGenerator("ECDH");
-        keyGen.Init(new ECKeyGenerationParameters(domain, random));
-        return keyGen.GenerateKeyPair();
+        public RecipientInfo Generate(KeyParameter contentEncryptionKey, SecureRandom random)
+        {
+            using var agentKey = agent.GetECDiffieHellmanPublicKey()
+                ?? throw new InvalidAgentCertificateException("The agent certificate holds no EC public key.");
+            var agentParameters = agentKey.ExportParameters(false);
+            using var ephemeral = ECDiffieHellman.Create(agentParameters.Curve);
+            var z = ephemeral.DeriveRawSecretAgreement(agentKey.PublicKey);
+            var kek = EccCmsKeyAgreement.DeriveKeyEncryptionKey(z, HashAlgorithmName.SHA256, EccCmsKeyAgreement.Aes256Wrap, ukm: null);
+            var cek = contentEncryptionKey.GetKey();
+            try
+            {
+                var wrapped = EccCmsKeyAgreement.Wrap(kek, cek);
+                // RFC 5753 §3.1.1: originatorKey with id-ecPublicKey; parameters absent (the curve is the recipient's).
+                var originator = new OriginatorIdentifierOrKey(new OriginatorPublicKey(
+                    new AlgorithmIdentifier(X9ObjectIdentifiers.IdECPublicKey),
+                    EccCmsKeyAgreement.EncodePoint(ephemeral.ExportParameters(false).Q)));
+                var keyEncryption = new AlgorithmIdentifier(EccCmsKeyAgreement.Sha256KdfScheme, new AlgorithmIdentifier(EccCmsKeyAgreement.Aes256Wrap));
+                var rid = new KeyAgreeRecipientIdentifier(new IssuerAndSerialNumber(agentBc.IssuerDN, agentBc.SerialNumber));
+                return new RecipientInfo(new KeyAgreeRecipientInfo(originator, null, keyEncryption,
+                    new DerSequence(new RecipientEncryptedKey(rid, new DerOctetString(wrapped)))));
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(z);
+                CryptographicOperations.ZeroMemory(kek);
+                CryptographicOperations.ZeroMemory(cek);
+            }
+        }
     }
 }

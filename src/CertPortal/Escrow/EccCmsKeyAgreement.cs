@@ -1,0 +1,120 @@
+using System.Security.Cryptography;
+using Org.BouncyCastle.Asn1;
+using Org.BouncyCastle.Asn1.Nist;
+using Org.BouncyCastle.Asn1.Sec;
+using Org.BouncyCastle.Asn1.X509;
+using Org.BouncyCastle.Asn1.X9;
+using Org.BouncyCastle.Crypto.Engines;
+using Org.BouncyCastle.Crypto.Parameters;
+
+namespace CertPortal.Escrow;
+
+/// <summary>
+/// The key-encryption key of CMS ephemeral-static ECDH (RFC 5753 §3.1.1): the ANSI X9.63 KDF over the
+/// shared secret Z and the DER ECC-CMS-SharedInfo, then AES key wrap (RFC 3394) of the content key.
+/// Compiled into both the server (encrypting shares) and certportal-kra (opening them).
+/// </summary>
+/// <remarks>
+/// Ours rather than BouncyCastle's: BouncyCastle.Cryptography (2.7.0, the newest served here) puts NULL
+/// parameters in the SharedInfo's keyInfo for AES wrap where RFC 5753 §7.2 and RFC 3565 §2.3.2 say absent,
+/// so its key-encryption key differs from OpenSSL's, NSS's and every other conforming implementation's
+/// (bcgit/bc-csharp#697): an EC agent could open a BouncyCastle-made share only with BouncyCastle.
+/// </remarks>
+internal static class EccCmsKeyAgreement
+{
+    /// <summary>dhSinglePass-stdDH-sha256kdf-scheme: what the server writes.</summary>
+    public static readonly DerObjectIdentifier Sha256KdfScheme = SecObjectIdentifiers.dhSinglePass_stdDH_sha256kdf_scheme;
+
+    /// <summary>id-aes256-wrap: what the server writes.</summary>
+    public static readonly DerObjectIdentifier Aes256Wrap = NistObjectIdentifiers.IdAes256Wrap;
+
+    /// <summary>The KDF hash of a dhSinglePass-stdDH-*kdf-scheme (what certportal-kra accepts), or null.</summary>
+    public static HashAlgorithmName? KdfHash(DerObjectIdentifier scheme) =>
+        scheme.Equals(X9ObjectIdentifiers.DHSinglePassStdDHSha1KdfScheme) ? HashAlgorithmName.SHA1
+        : scheme.Equals(SecObjectIdentifiers.dhSinglePass_stdDH_sha256kdf_scheme) ? HashAlgorithmName.SHA256
+        : scheme.Equals(SecObjectIdentifiers.dhSinglePass_stdDH_sha384kdf_scheme) ? HashAlgorithmName.SHA384
+        : scheme.Equals(SecObjectIdentifiers.dhSinglePass_stdDH_sha512kdf_scheme) ? HashAlgorithmName.SHA512
+        : null;
+
+    /// <summary>The key length in bytes of an AES key wrap algorithm, or 0 when it is not one.</summary>
+    public static int WrapKeyLength(DerObjectIdentifier wrap) =>
+        wrap.Equals(NistObjectIdentifiers.IdAes128Wrap) ? 16
+        : wrap.Equals(NistObjectIdentifiers.IdAes192Wrap) ? 24
+        : wrap.Equals(NistObjectIdentifiers.IdAes256Wrap) ? 32
+        : 0;
+
+    /// <summary>KEK = X9.63-KDF(Z, SharedInfo). The caller zeroes <paramref name="z"/> and the result.</summary>
+    public static byte[] DeriveKeyEncryptionKey(ReadOnlySpan<byte> z, HashAlgorithmName hash, DerObjectIdentifier wrap, byte[]? ukm)
+    {
+        var keyLength = WrapKeyLength(wrap);
+        if (keyLength == 0) throw new CryptographicException("Only AES key wrap is supported for ECDH recipients.");
+        var sharedInfo = SharedInfo(wrap, keyLength, ukm);
+        var kek = new byte[keyLength];
+        var block = new byte[HashLength(hash)];
+        var input = new byte[z.Length + 4 + sharedInfo.Length];
+        try
+        {
+            z.CopyTo(input);
+            sharedInfo.CopyTo(input.AsSpan(z.Length + 4));
+            // X9.63 KDF (SEC 1 §3.6.1): Hash(Z || counter || SharedInfo) for counter = 1, 2, ... (32-bit big-endian).
+            for (uint counter = 1, done = 0; done < keyLength; counter++)
+            {
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(input.AsSpan(z.Length, 4), counter);
+                CryptographicOperations.HashData(hash, input, block);
+                var take = (int)Math.Min(block.Length, keyLength - done);
+                block.AsSpan(0, take).CopyTo(kek.AsSpan((int)done));
+                done += (uint)take;
+            }
+            return kek;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(input);
+            CryptographicOperations.ZeroMemory(block);
+        }
+    }
+
+    /// <summary>ECC-CMS-SharedInfo (RFC 5753 §7.2): keyInfo with the wrap algorithm and absent parameters,
+    /// entityUInfo = the ukm when present, suppPubInfo = the KEK length in bits as a 32-bit big-endian integer.</summary>
+    public static byte[] SharedInfo(DerObjectIdentifier wrap, int keyLength, byte[]? ukm)
+    {
+        var bits = new byte[4];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(bits, (uint)keyLength * 8);
+        var fields = new Asn1EncodableVector { new AlgorithmIdentifier(wrap) };
+        if (ukm is not null) fields.Add(new DerTaggedObject(true, 0, new DerOctetString(ukm)));
+        fields.Add(new DerTaggedObject(true, 2, new DerOctetString(bits)));
+        return new DerSequence(fields).GetEncoded(Asn1Encodable.Der);
+    }
+
+    public static byte[] Wrap(byte[] kek, byte[] contentKey)
+    {
+        var engine = new AesWrapEngine();
+        engine.Init(true, new KeyParameter(kek));
+        return engine.Wrap(contentKey, 0, contentKey.Length);
+    }
+
+    /// <exception cref="Org.BouncyCastle.Crypto.InvalidCipherTextException">Wrong key (RFC 3394 integrity check).</exception>
+    public static byte[] Unwrap(byte[] kek, byte[] wrapped)
+    {
+        var engine = new AesWrapEngine();
+        engine.Init(false, new KeyParameter(kek));
+        return engine.Unwrap(wrapped, 0, wrapped.Length);
+    }
+
+    /// <summary>The uncompressed point (SEC 1 §2.3.3) of a public key.</summary>
+    public static byte[] EncodePoint(ECPoint q) => [0x04, .. q.X!, .. q.Y!];
+
+    /// <summary>The point of an uncompressed encoding on <paramref name="curve"/>; null when it is not one.</summary>
+    public static ECParameters? DecodePoint(ReadOnlySpan<byte> encoded, ECCurve curve, int fieldLength)
+    {
+        if (encoded.Length != 1 + 2 * fieldLength || encoded[0] != 0x04) return null;
+        return new ECParameters
+        {
+            Curve = curve,
+            Q = new ECPoint { X = encoded.Slice(1, fieldLength).ToArray(), Y = encoded.Slice(1 + fieldLength, fieldLength).ToArray() },
+        };
+    }
+
+    private static int HashLength(HashAlgorithmName hash) =>
+        hash == HashAlgorithmName.SHA1 ? 20 : hash == HashAlgorithmName.SHA256 ? 32 : hash == HashAlgorithmName.SHA384 ? 48 : 64;
+}
