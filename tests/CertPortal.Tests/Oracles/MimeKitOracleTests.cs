@@ -87,9 +87,11 @@ public sealed class MimeKitOracleTests(CertPortalApp app) : IClassFixture<CertPo
                 // MimeKit (BouncyCastle) and OpenSSL 3.0 each round-trip ECDH-encrypted CMS with our EC
                 // certificates, but not with each other (dhSinglePass-stdDH-sha1kdf: "checksum failed"
                 // in both directions, whatever the certificate, since only its public key is used). Cause:
-                // most likely BouncyCastle writing the AES-wrap AlgorithmIdentifier in ECC-CMS-SharedInfo with NULL parameters
+                // BouncyCastle writes the AES-wrap AlgorithmIdentifier in ECC-CMS-SharedInfo with NULL parameters
                 // where RFC 5753 §7.2 says absent, so the two derive different key-encryption keys
                 // (bcgit/bc-csharp#697, still so in BouncyCastle.Cryptography 2.7.0, the newest served here).
+                // Checked once by hand: the RFC 5753 derivation in EccCmsKeyAgreement does not open MimeKit's
+                // message, BouncyCastle's does.
                 // So for EC, OpenSSL verifies the signed entity MimeKit decrypted.
                 inner = rp.Write("inner.eml", signedEntity);
             }
