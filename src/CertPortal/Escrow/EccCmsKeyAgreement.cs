@@ -17,7 +17,7 @@ namespace CertPortal.Escrow;
 /// <remarks>
 /// Ours rather than BouncyCastle's: BouncyCastle.Cryptography (2.7.0, the newest served here) puts NULL
 /// parameters in the SharedInfo's keyInfo for AES wrap where RFC 5753 §7.2 and RFC 3565 §2.3.2 say absent,
-/// so its key-encryption key differs from OpenSSL's, NSS's and every other conforming implementation's
+/// so its key-encryption key differs from OpenSSL's (and RFC 5753's)
 /// (bcgit/bc-csharp#697): an EC agent could open a BouncyCastle-made share only with BouncyCastle.
 /// </remarks>
 internal static class EccCmsKeyAgreement
@@ -50,27 +50,26 @@ internal static class EccCmsKeyAgreement
         if (keyLength == 0) throw new CryptographicException("Only AES key wrap is supported for ECDH recipients.");
         var sharedInfo = SharedInfo(wrap, keyLength, ukm);
         var kek = new byte[keyLength];
-        var block = new byte[HashLength(hash)];
         var input = new byte[z.Length + 4 + sharedInfo.Length];
         try
         {
             z.CopyTo(input);
             sharedInfo.CopyTo(input.AsSpan(z.Length + 4));
             // X9.63 KDF (SEC 1 §3.6.1): Hash(Z || counter || SharedInfo) for counter = 1, 2, ... (32-bit big-endian).
-            for (uint counter = 1, done = 0; done < keyLength; counter++)
+            for (int counter = 1, done = 0; done < keyLength; counter++)
             {
-                System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(input.AsSpan(z.Length, 4), counter);
-                CryptographicOperations.HashData(hash, input, block);
-                var take = (int)Math.Min(block.Length, keyLength - done);
-                block.AsSpan(0, take).CopyTo(kek.AsSpan((int)done));
-                done += (uint)take;
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(input.AsSpan(z.Length, 4), counter);
+                var block = CryptographicOperations.HashData(hash, input);
+                var take = Math.Min(block.Length, keyLength - done);
+                block.AsSpan(0, take).CopyTo(kek.AsSpan(done));
+                CryptographicOperations.ZeroMemory(block);
+                done += take;
             }
             return kek;
         }
         finally
         {
             CryptographicOperations.ZeroMemory(input);
-            CryptographicOperations.ZeroMemory(block);
         }
     }
 
@@ -114,7 +113,4 @@ internal static class EccCmsKeyAgreement
             Q = new ECPoint { X = encoded.Slice(1, fieldLength).ToArray(), Y = encoded.Slice(1 + fieldLength, fieldLength).ToArray() },
         };
     }
-
-    private static int HashLength(HashAlgorithmName hash) =>
-        hash == HashAlgorithmName.SHA1 ? 20 : hash == HashAlgorithmName.SHA256 ? 32 : hash == HashAlgorithmName.SHA384 ? 48 : 64;
 }

@@ -152,7 +152,7 @@ public sealed class DirectoryOptions
             errors.Add($"{p}PeopleBaseDn must be a distinguished name (e.g. ou=people,dc=example,dc=test)");
         }
 
-        if (!string.IsNullOrWhiteSpace(PkiEntryDn) && !PkiEntryDn.TrimStart().StartsWith("cn=", StringComparison.OrdinalIgnoreCase))
+        if (!string.IsNullOrWhiteSpace(PkiEntryDn) && !StartsWithCn(PkiEntryDn))
         {
             // cRLDistributionPoint must have cn, and we derive it from the RDN.
             errors.Add($"{p}PkiEntryDn must start with cn= (e.g. cn=CertPortal Issuing CA,ou=pki,dc=example,dc=test)");
@@ -160,7 +160,7 @@ public sealed class DirectoryOptions
 
         if (!string.IsNullOrWhiteSpace(RootPkiEntryDn))
         {
-            if (!RootPkiEntryDn.TrimStart().StartsWith("cn=", StringComparison.OrdinalIgnoreCase))
+            if (!StartsWithCn(RootPkiEntryDn))
             {
                 errors.Add($"{p}RootPkiEntryDn must start with cn= (e.g. cn=CertPortal Root CA,ou=pki,dc=example,dc=test)");
             }
@@ -197,6 +197,9 @@ public sealed class DirectoryOptions
 
         return errors;
     }
+
+    // A PKI entry is a cRLDistributionPoint, which must have cn; we derive it from the RDN.
+    private static bool StartsWithCn(string dn) => dn.TrimStart().StartsWith("cn=", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Never print the password (e.g. when options are logged at startup).</summary>
     public override string ToString() =>
