@@ -89,7 +89,9 @@ public static class RecoveryAgents
     public static async Task<string> DecryptShareAsync(this CertPortalApp app, Agent agent, Guid requestId)
     {
         var share = await agent.Client.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{requestId}/share");
-        var shareFile = Path.Combine(Path.GetDirectoryName(agent.KeyFile)!, $"{agent.Name}-{requestId:N}.pem");
+        // A file per call: tests approve the same request concurrently, and a shared name let one call read
+        // another's half-written file (an occasional failure of the concurrent-approvals test).
+        var shareFile = Path.Combine(Path.GetDirectoryName(agent.KeyFile)!, $"{agent.Name}-{requestId:N}-{Guid.NewGuid():N}.pem");
         File.WriteAllText(shareFile, share.GetProperty("encryptedSharePem").GetString()!);
         string[] passphrase = agent.PassphraseFile is null ? [] : ["--passphrase-file", agent.PassphraseFile];
         return EscrowApp.RunKra(["decrypt-share", "--share", shareFile, "--key", agent.KeyFile, .. passphrase]).EnsureSuccess().Stdout.Trim();
