@@ -13,13 +13,9 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, IEnumer
     public async Task<CrlRecord> SignAsync(CertPortalDbContext db, string authority, DateTimeOffset now, string actor, CancellationToken ct)
     {
         var signer = ca[authority];
-        if (db.Database.ProviderName == "Npgsql.EntityFrameworkCore.PostgreSQL")
-        {
-            // PostgreSQL runs writers concurrently: without this, concurrent revocations read the same last
-            // number and all but one fail on the key (the caller's retries could run out under load). The lock
-            // is held until the caller's transaction ends, so the next signer reads the committed number.
-            await db.Database.ExecuteSqlRawAsync("SELECT pg_advisory_xact_lock(hashtext('certportal:crl:' || {0}))", [authority], ct);
-        }
+        // Without this, concurrent revocations on PostgreSQL read the same last number and all but one fail on
+        // the key (the caller's retries could run out under load). Held until the caller's transaction ends.
+        await db.LockNamedAsync("crl:" + authority, ct);
         var lastNumber = await db.Crls.Where(c => c.Authority == authority).MaxAsync(c => (long?)c.Number, ct) ?? 0;
         var entries = new List<CrlEntry>();
         if (authority == CertificateAuthority.IssuingName)

@@ -50,7 +50,6 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
         return notOnHold ?? outcome;
     }
 
-    static System.Collections.Concurrent.ConcurrentQueue<string> Init() { var q = new System.Collections.Concurrent.ConcurrentQueue<string>(); AppDomain.CurrentDomain.ProcessExit += (_, _) => System.IO.File.WriteAllLines("/tmp/rdebug.log", q); return q; }
     private async Task<Outcome<IssuedCertificate>> ChangeAsync(string serial, string actor, CancellationToken ct,
         Func<IssuedCertificate, (DateTimeOffset? RevokedAt, RevocationReason? Reason, string Action)?> decide)
     {
@@ -60,14 +59,10 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
         {
             db.ChangeTracker.Clear();
             await using var tx = await db.Database.BeginTransactionAsync(ct);
-            if (db.Database.IsNpgsql())
-            {
-                // decide() must see the state its change replaces. SQLite's write transaction (BEGIN IMMEDIATE) already
-                // excludes other writers; PostgreSQL's read committed does not: a release and a permanent revocation of
-                // a held certificate would both read "on hold" and the release could overwrite the revocation, making a
-                // compromised certificate valid again. Lock the row first; the read below then sees the other change.
-                await db.Database.ExecuteSqlAsync($"SELECT 1 FROM \"Certificates\" WHERE \"SerialNumber\" = {serial} FOR UPDATE", ct);
-            }
+            // decide() must see the state its change replaces: a release and a permanent revocation of a held
+            // certificate would otherwise both read "on hold" and the release could overwrite the revocation,
+            // making a compromised certificate valid again. Lock the row first; the read below sees the other change.
+            await db.LockCertificateAsync(serial, ct);
             var cert = await db.Certificates.FirstOrDefaultAsync(c => c.SerialNumber == serial, ct);
             if (cert is null) return Failure.NotFound($"No certificate with serial number {serial} was issued by this CA.");
             var change = decide(cert);
