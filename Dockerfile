@@ -14,7 +14,7 @@ RUN mkdir -p wwwroot/js && cd web && npm run build
 
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
-COPY CertPortal.sln dotnet-tools.json ./
+COPY CertPortal.sln dotnet-tools.json Directory.Build.props .editorconfig ./
 COPY src/ src/
 COPY migrations/ migrations/
 COPY wwwroot/ wwwroot/

@@ -2,7 +2,6 @@ using System.DirectoryServices.Protocols;
 using System.Formats.Asn1;
 using System.Net;
 using System.Text;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace CertPortal.Gal;

@@ -41,7 +41,7 @@ public static class LdapEscaping
 
     /// <summary>
     /// Escapes an attribute value for use as (part of) an RDN, e.g. "mail=" + EscapeDnValue(x) + "," + baseDn.
-    /// RFC 4514 §2.4: '"' '+' ',' ';' '<' '>' '\' are escaped with a backslash; a leading
+    /// RFC 4514 §2.4: '"' '+' ',' ';' '&lt;' '&gt;' '\' are escaped with a backslash; a leading
     /// space or '#' and a trailing space are escaped; NUL is written as \00.
     /// '=' is escaped too (allowed by §3 "special"): some older parsers split RDNs on it.
     /// Other ASCII control characters are written as \XX (always allowed) so a DN never

@@ -37,10 +37,14 @@ public static class RecipientLookupApi
         var profiles = wanted is { } w ? CertificateProfile.Serving(w) : Enum.GetValues<CertificateProfileName>();
         var now = time.GetUtcNow();
         var lower = mailbox.ToLowerInvariant();
+        // CA1862 would have string.Equals(..., OrdinalIgnoreCase), which EF Core cannot translate to SQL;
+        // ToLower() becomes lower() in both SQLite and PostgreSQL.
+#pragma warning disable CA1862
         var found = await db.Certificates.AsNoTracking()
             .Where(c => c.Email.ToLower() == lower && c.RevokedAt == null && c.NotBefore <= now && c.NotAfter > now && profiles.Contains(c.Profile))
             .OrderByDescending(c => c.NotBefore).ThenByDescending(c => c.IssuedAt)
             .ToListAsync(ct);
+#pragma warning restore CA1862
         if (found.Count == 0)
             return Failure.NotFound($"No valid {(wanted is null ? "" : Names.Of(wanted.Value) + " ")}certificate is published for {mailbox}.").ToProblem();
         return TypedResults.Ok(new RecipientCertificates(mailbox, found.Select(c => new RecipientCertificate(c.SerialNumber,

@@ -1,5 +1,4 @@
 using System.Text;
-using CertPortal.Data;
 
 namespace CertPortal.Security;
 

@@ -1,6 +1,4 @@
-using System.Formats.Asn1;
 using System.Net;
-using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
@@ -200,27 +198,28 @@ public class EnrollmentAtomicityTests : IClassFixture<EnrollmentAtomicityTests.F
 
     public sealed class FailingApp : CertPortalApp
     {
-        public readonly FailOnCertificateInsert Interceptor = new();
+        public FailOnCertificateInsert Interceptor { get; } = new();
         protected override void ConfigureServices(IServiceCollection services) =>
             services.ConfigureDbContext<SqliteCertPortalDbContext>(o => o.AddInterceptors(Interceptor));
     }
 
     public sealed class FailOnCertificateInsert : Microsoft.EntityFrameworkCore.Diagnostics.DbCommandInterceptor
     {
-        public volatile bool Armed;
+        private volatile bool _armed;
+        public bool Armed { get => _armed; set => _armed = value; }
         public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader>> ReaderExecutingAsync(
             System.Data.Common.DbCommand command, Microsoft.EntityFrameworkCore.Diagnostics.CommandEventData eventData,
-            Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader> result, CancellationToken ct = default)
+            Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader> result, CancellationToken cancellationToken = default)
         {
-            if (Armed && command.CommandText.Contains("INSERT INTO \"Certificates\"")) throw new IOException("simulated disk failure");
-            return base.ReaderExecutingAsync(command, eventData, result, ct);
+            if (Armed && command.CommandText.Contains("INSERT INTO \"Certificates\"", StringComparison.Ordinal)) throw new IOException("simulated disk failure");
+            return base.ReaderExecutingAsync(command, eventData, result, cancellationToken);
         }
         public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int>> NonQueryExecutingAsync(
             System.Data.Common.DbCommand command, Microsoft.EntityFrameworkCore.Diagnostics.CommandEventData eventData,
-            Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int> result, CancellationToken ct = default)
+            Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int> result, CancellationToken cancellationToken = default)
         {
-            if (Armed && command.CommandText.Contains("INSERT INTO \"Certificates\"")) throw new IOException("simulated disk failure");
-            return base.NonQueryExecutingAsync(command, eventData, result, ct);
+            if (Armed && command.CommandText.Contains("INSERT INTO \"Certificates\"", StringComparison.Ordinal)) throw new IOException("simulated disk failure");
+            return base.NonQueryExecutingAsync(command, eventData, result, cancellationToken);
         }
     }
 

@@ -13,7 +13,7 @@ public sealed class StartupValidationTests
             get
             {
                 var settings = new Dictionary<string, string?>();
-                if (key.StartsWith("Directory:") && key != "Directory:Url")
+                if (key.StartsWith("Directory:", StringComparison.Ordinal) && key != "Directory:Url")
                 {
                     settings["Directory:Url"] = "ldaps://ldap.example.test";
                     settings["Directory:BindDn"] = "cn=certportal,dc=example,dc=test";

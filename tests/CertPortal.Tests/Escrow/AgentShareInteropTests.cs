@@ -1,6 +1,7 @@
 using System.Security.Cryptography.X509Certificates;
 using CertPortal.Escrow;
 using CertPortal.Tests.Infrastructure;
+using Org.BouncyCastle.Asn1.Nist;
 using Org.BouncyCastle.Cms;
 using Org.BouncyCastle.Crypto.Generators;
 using Org.BouncyCastle.Crypto.Parameters;
@@ -68,7 +69,7 @@ public sealed class AgentShareInteropTests : IDisposable
         var generator = new CmsEnvelopedDataGenerator(random);
         generator.AddKeyAgreementRecipient(CmsEnvelopedGenerator.ECDHSha256Kdf, ephemeral.Private, ephemeral.Public, recipient,
             CmsEnvelopedGenerator.Aes256Wrap);
-        var legacy = generator.Generate(new CmsProcessableByteArray(Share), CmsEnvelopedGenerator.Aes256Cbc).ContentInfo.GetEncoded("DER");
+        var legacy = generator.Generate(new CmsProcessableByteArray(Share), NistObjectIdentifiers.IdAes256Cbc).ContentInfo.GetEncoded("DER");
         var pem = _dir.Write("legacy-share.pem", AgentShareEncryption.ToPem(legacy));
 
         var opened = EscrowApp.RunKra("decrypt-share", "--share", pem, "--key", key);
@@ -95,7 +96,7 @@ public sealed class AgentShareInteropTests : IDisposable
 
     private (string Key, string Cert) OpensslAgent(string newKey, string name = "agent")
     {
-        string[] keyArgs = newKey.StartsWith("ec:")
+        string[] keyArgs = newKey.StartsWith("ec:", StringComparison.Ordinal)
             ? ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:" + newKey[3..], "-addext", "keyUsage=critical,keyAgreement"]
             : ["-newkey", newKey, "-addext", "keyUsage=critical,keyEncipherment"];
         var key = _dir.File(name + ".key");

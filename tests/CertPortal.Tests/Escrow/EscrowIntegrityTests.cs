@@ -28,8 +28,8 @@ public sealed class EscrowIntegrityTests
                 Assert.Throws<EscrowIntegrityException>(() => KeyEnvelope.Open(altered, dataKey, binding));
             }
         }
-        Assert.Throws<EscrowIntegrityException>(() => KeyEnvelope.Open(sealedKey.Envelope[..^1], dataKey, binding));
-        Assert.Throws<EscrowIntegrityException>(() => KeyEnvelope.Open(sealedKey.Envelope[..KeyEnvelope.HeaderSize], dataKey, binding));
+        Assert.Throws<EscrowIntegrityException>(() => KeyEnvelope.Open(sealedKey.Envelope.AsSpan()[..^1], dataKey, binding));
+        Assert.Throws<EscrowIntegrityException>(() => KeyEnvelope.Open(sealedKey.Envelope.AsSpan()[..KeyEnvelope.HeaderSize], dataKey, binding));
         Assert.Throws<EscrowIntegrityException>(() => KeyEnvelope.Open([], dataKey, binding));
 
         // The same envelope moved onto another certificate's record.

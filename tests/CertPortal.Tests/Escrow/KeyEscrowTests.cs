@@ -24,11 +24,11 @@ public sealed class KeyEscrowTests(EscrowApp app) : IClassFixture<EscrowApp>, IA
         if (existing.GetProperty("activeAgents").GetInt32() < 3)
             _agents = [await app.AddAgentAsync("RSA-2048"), await app.AddAgentAsync("EC-P256"), await app.AddAgentAsync("RSA-2048")];
         else
-            _agents = Shared!;
-        Shared = _agents;
+            _agents = _shared!;
+        _shared = _agents;
     }
 
-    private static List<Agent>? Shared;
+    private static List<Agent>? _shared;
 
     public Task DisposeAsync() => Task.CompletedTask;
 

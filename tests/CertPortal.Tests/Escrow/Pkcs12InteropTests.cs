@@ -51,7 +51,7 @@ public sealed class Pkcs12InteropTests(EscrowApp app) : IClassFixture<EscrowApp>
         Tool.Run("certutil", ["-N", "-d", db, "--empty-password"]).EnsureSuccess();
         Tool.Run("pk12util", ["-i", p12, "-d", db, "-W", EscrowApp.Pkcs12Password]).EnsureSuccess();
         var keys = Tool.Run("certutil", ["-K", "-d", db]).EnsureSuccess().Stdout;
-        Assert.Contains(keyAlgorithm.StartsWith("RSA") ? "rsa" : "ec", keys);
+        Assert.Contains(keyAlgorithm.StartsWith("RSA", StringComparison.Ordinal) ? "rsa" : "ec", keys);
     }
 
     [Fact]

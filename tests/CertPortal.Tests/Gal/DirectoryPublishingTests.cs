@@ -230,7 +230,7 @@ public sealed class DirectoryPublishingTests(DirectoryApp app) : IClassFixture<D
         await app.WaitForDirectoryAsync();
         var entry = app.Person(email);
         Assert.Equal([hostile], Slapd.TextValues(entry, "displayName"));
-        Assert.Single(entry.Split('\n'), l => l.StartsWith("dn"));
+        Assert.Single(entry.Split('\n'), l => l.StartsWith("dn", StringComparison.Ordinal));
     }
 
     private async Task AssertDirectoryMatchesDatabaseAsync(string email)

@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using CertPortal.Tests.Infrastructure;
@@ -61,7 +60,7 @@ public sealed class LdapsPublishingTests(LdapsDirectoryApp app) : IClassFixture<
         Assert.Equal(Convert.FromBase64String(Pem(cert.CertificatePem)), Assert.Single(app.PublishedCertificates(email)));
     }
 
-    internal static string Pem(string pem) => string.Concat(pem.Split('\n').Where(l => !l.StartsWith("-----")).Select(l => l.Trim()));
+    internal static string Pem(string pem) => string.Concat(pem.Split('\n').Where(l => !l.StartsWith("-----", StringComparison.Ordinal)).Select(l => l.Trim()));
 }
 
 public sealed class StartTlsPublishingTests(StartTlsDirectoryApp app) : IClassFixture<StartTlsDirectoryApp>

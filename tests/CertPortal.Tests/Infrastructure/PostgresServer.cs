@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -36,14 +37,14 @@ public sealed class PostgresServer : IAsyncLifetime
         var args = new List<string>();
         if (IsRoot) args.AddRange(["-u", "postgres", "--", Path.Combine(BinDir, "postgres")]);
         // fsync off: a throwaway cluster; durability of the product is not what these tests measure.
-        args.AddRange(["-D", data, "-p", Port.ToString(), "-k", _dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]);
+        args.AddRange(["-D", data, "-p", Port.ToString(CultureInfo.InvariantCulture), "-k", _dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]);
         foreach (var a in args) psi.ArgumentList.Add(a);
         _process = Process.Start(psi)!;
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
         for (var i = 0; i < 200; i++)
         {
-            if (Run("pg_isready", ["-h", "127.0.0.1", "-p", Port.ToString()]).ExitCode == 0) return;
+            if (Run("pg_isready", ["-h", "127.0.0.1", "-p", Port.ToString(CultureInfo.InvariantCulture)]).ExitCode == 0) return;
             if (_process.HasExited) throw new InvalidOperationException($"postgres exited with {_process.ExitCode}");
             await Task.Delay(100);
         }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -12,12 +13,12 @@ namespace CertPortal.Tests.Infrastructure;
 /// (slapd's <c>security simple_bind</c>), so a client that forgets StartTLS cannot bind.</summary>
 public sealed class Slapd : IAsyncLifetime
 {
-    private readonly bool tls;
+    private readonly bool _tls;
 
     // One public constructor: xunit builds plain fixtures with it.
     public Slapd() { }
 
-    private Slapd(bool tls) => this.tls = tls;
+    private Slapd(bool tls) => _tls = tls;
 
     public static Slapd WithTls() => new(tls: true);
 
@@ -34,7 +35,7 @@ public sealed class Slapd : IAsyncLifetime
     public int TlsPort { get; } = FreePort();
     public string Url => $"ldap://127.0.0.1:{Port}";
     public string LdapsUrl => $"ldaps://127.0.0.1:{TlsPort}";
-    public bool Tls => tls;
+    public bool Tls => _tls;
 
     /// <summary>With TLS: the test CA's certificate (PEM), and a directory holding it under its subject hash.</summary>
     public string CaCertificateFile => Path.Combine(_dir, "ca.crt");
@@ -46,7 +47,7 @@ public sealed class Slapd : IAsyncLifetime
         if (!File.Exists("/usr/sbin/slapd"))
             throw new Xunit.Sdk.XunitException("slapd is not installed: run the README's test command (it installs slapd).");
         Directory.CreateDirectory(Path.Combine(_dir, "db"));
-        var tlsConfig = tls ? MakeTlsCertificates() : "";
+        var tlsConfig = _tls ? MakeTlsCertificates() : "";
         File.WriteAllText(Path.Combine(_dir, "slapd.conf"), $"""
             include /etc/ldap/schema/core.schema
             include /etc/ldap/schema/cosine.schema
@@ -89,7 +90,7 @@ public sealed class Slapd : IAsyncLifetime
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
         // -d 0 keeps slapd in the foreground, so this process is slapd itself.
-        var listen = tls ? $"ldap://127.0.0.1:{Port}/ ldaps://127.0.0.1:{TlsPort}/" : $"ldap://127.0.0.1:{Port}/";
+        var listen = _tls ? $"ldap://127.0.0.1:{Port}/ ldaps://127.0.0.1:{TlsPort}/" : $"ldap://127.0.0.1:{Port}/";
         foreach (var a in new[] { "-d", "0", "-h", listen, "-f", Path.Combine(_dir, "slapd.conf") }) psi.ArgumentList.Add(a);
         _process = Process.Start(psi)!;
         _process.BeginOutputReadLine();
@@ -111,7 +112,7 @@ public sealed class Slapd : IAsyncLifetime
     public async Task StopAsync()
     {
         if (_process is null || _process.HasExited) return;
-        Tool.Run("kill", ["-TERM", _process.Id.ToString()]);
+        Tool.Run("kill", ["-TERM", _process.Id.ToString(CultureInfo.InvariantCulture)]);
         if (!_process.WaitForExit(10_000)) _process.Kill();
         await _process.WaitForExitAsync();
         _process = null;
@@ -132,8 +133,8 @@ public sealed class Slapd : IAsyncLifetime
         Tool.Run("ldapwhoami", ["-x", "-H", Url, "-D", RootDn, "-w", RootPassword]);
 
     // The test's own ldap-utils use StartTLS (-ZZ: must succeed) and trust the test CA when TLS is on.
-    private string[] ClientTls => tls ? ["-ZZ"] : [];
-    private Dictionary<string, string>? ClientEnv => tls ? new() { ["LDAPTLS_CACERT"] = CaCertificateFile } : null;
+    private string[] ClientTls => _tls ? ["-ZZ"] : [];
+    private Dictionary<string, string>? ClientEnv => _tls ? new() { ["LDAPTLS_CACERT"] = CaCertificateFile } : null;
 
     /// <summary>A test CA and a server certificate for 127.0.0.1/localhost; returns slapd's TLS settings.</summary>
     private string MakeTlsCertificates()

@@ -47,7 +47,7 @@ public sealed class SubscriberKeyPair
 
     public AsymmetricAlgorithm Load()
     {
-        AsymmetricAlgorithm key = Algorithm.StartsWith("RSA") ? RSA.Create() : ECDsa.Create();
+        AsymmetricAlgorithm key = Algorithm.StartsWith("RSA", StringComparison.Ordinal) ? RSA.Create() : ECDsa.Create();
         key.ImportFromPem(PrivateKeyPem);
         return key;
     }
@@ -65,7 +65,7 @@ public sealed class SubscriberKeyPair
     public X509Certificate2 WithCertificate(string certificatePem)
     {
         using var cert = X509Certificate2.CreateFromPem(certificatePem);
-        if (Algorithm.StartsWith("RSA"))
+        if (Algorithm.StartsWith("RSA", StringComparison.Ordinal))
         {
             using var rsa = RSA.Create();
             rsa.ImportFromPem(PrivateKeyPem);

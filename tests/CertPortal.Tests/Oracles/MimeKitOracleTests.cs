@@ -65,7 +65,7 @@ public sealed class MimeKitOracleTests(CertPortalApp app) : IClassFixture<CertPo
             Assert.Equal(Body, Assert.IsType<TextPart>(signed[0]).Text);
             var signature = Assert.Single(signed.Verify(reader));
             Assert.True(signature.Verify(), "signature and chain (with CRL check) verify");
-            Assert.Equal(email, signature.SignerCertificate.Email);
+            Assert.Equal(email, Assert.IsAssignableFrom<IDigitalCertificate>(signature.SignerCertificate).Email);
             using var ms = new MemoryStream();
             signed.WriteTo(ms);
             signedEntity = ms.ToArray();
@@ -75,7 +75,7 @@ public sealed class MimeKitOracleTests(CertPortalApp app) : IClassFixture<CertPo
         {
             var keyFile = rp.Write("key.pem", recipientKey.PrivateKeyPem);
             string inner;
-            if (algorithm.StartsWith("RSA"))
+            if (algorithm.StartsWith("RSA", StringComparison.Ordinal))
             {
                 // OpenSSL decrypts the very bytes MimeKit sent.
                 inner = rp.File("inner.eml");
@@ -106,8 +106,8 @@ public sealed class MimeKitOracleTests(CertPortalApp app) : IClassFixture<CertPo
         using (var reader = await NewContextAsync(recipient))
         {
             await ImportKeyAsync(reader, recipientKey, recipient.CertificatePem);
-            var encrypted = (ApplicationPkcs7Mime)MimeMessage.Load(new MemoryStream(wire)).Body;
-            var signed = (MultipartSigned)encrypted.Decrypt(reader);
+            var encrypted = Assert.IsType<ApplicationPkcs7Mime>(MimeMessage.Load(new MemoryStream(wire)).Body);
+            var signed = Assert.IsType<MultipartSigned>(encrypted.Decrypt(reader));
             var signature = Assert.Single(signed.Verify(reader));
             var refused = Assert.Throws<DigitalSignatureVerifyException>(() => signature.Verify());
             Assert.True(refused.ToString().Contains("revocation after") && refused.ToString().Contains("keyCompromise"), refused.ToString());

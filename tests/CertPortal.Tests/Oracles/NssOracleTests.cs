@@ -41,7 +41,7 @@ public sealed class NssOracleTests(CertPortalApp app) : IClassFixture<CertPortal
         // Key usage limits the certificate to its profile: NSS refuses the other usage. Except one NSS
         // quirk: for EC keys it accepts digitalSignature in place of keyAgreement for -u R
         // (CERT_CheckKeyUsage, "accept either signature or agreement"), so that case proves nothing.
-        foreach (var usage in new[] { "S", "R" }.Except(usages).Where(u => !(u == "R" && algorithm.StartsWith("EC"))))
+        foreach (var usage in new[] { "S", "R" }.Except(usages).Where(u => !(u == "R" && algorithm.StartsWith("EC", StringComparison.Ordinal))))
         {
             var refused = Tool.Run("certutil", ["-V", "-d", db, "-n", "person", "-u", usage]);
             Assert.NotEqual(0, refused.ExitCode);

@@ -82,7 +82,7 @@ public sealed class OpenSslOracleTests(CertPortalApp app) : IClassFixture<CertPo
     private static IEnumerable<string> AcceptedPurposes(string profile, string algorithm)
     {
         if (profile is "signing" or "dual") yield return "smimesign";
-        if (profile is "encryption" or "dual") yield return algorithm.StartsWith("RSA") ? "smimeencrypt" : "any";
+        if (profile is "encryption" or "dual") yield return algorithm.StartsWith("RSA", StringComparison.Ordinal) ? "smimeencrypt" : "any";
     }
 
     private static IEnumerable<string> RefusedPurposes(string profile, string algorithm)

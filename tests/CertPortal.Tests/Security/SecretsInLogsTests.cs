@@ -3,7 +3,6 @@ using System.Net;
 using System.Net.Http.Headers;
 using CertPortal.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace CertPortal.Tests.Security;
 

@@ -1,0 +1,150 @@
+using System.Security.Cryptography;
+
+namespace CertPortal.Kra;
+
+/// <summary>The certportal-kra commands (Program.cs runs them with the process's console).</summary>
+public static class KraCli
+{
+    public const string Usage = """
+        usage:
+          certportal-kra create-agent --name <name> --key-out <agent-key.pem> --cert-out <agent-cert.pem>
+                                      [--algorithm RSA-3072|RSA-4096|EC-P256|EC-P384] [--days 1095]
+                                      [--passphrase-file <file>|-]
+              New key pair (private key encrypted with the passphrase, AES-256/PBKDF2) and a self-signed
+              certificate for the administrator to register; prints its SHA-256 fingerprint to compare
+              out of band.
+          certportal-kra decrypt-share --share <share.pem> --key <agent-key.pem> [--passphrase-file <file>|-]
+              Decrypts the share downloaded from GET /api/v1/recoveries/{id}/share and prints it (base64)
+              for POST /api/v1/recoveries/{id}/approvals {"share": ...}.
+
+        The passphrase comes from --passphrase-file (first line; "-" = stdin), else the environment
+        variable CERTPORTAL_KRA_PASSPHRASE, else the first line of stdin; never from the command line.
+        Exit codes: 0 done, 1 failed (message on stderr), 2 bad command line.
+        """;
+
+    public const string PassphraseVariable = "CERTPORTAL_KRA_PASSPHRASE";
+
+    public static int Run(string[] args, TextReader stdin, TextWriter stdout, TextWriter stderr)
+    {
+        try
+        {
+            if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+            {
+                (args.Length == 0 ? stderr : stdout).WriteLine(Usage);
+                return args.Length == 0 ? 2 : 0;
+            }
+            var options = ParseOptions(args[1..]);
+            switch (args[0])
+            {
+                case "create-agent": CreateAgent(options, stdin, stdout); return 0;
+                case "decrypt-share": DecryptShare(options, stdin, stdout); return 0;
+                default: throw new KraUsageException($"Unknown command '{args[0]}'.");
+            }
+        }
+        catch (KraUsageException e)
+        {
+            stderr.WriteLine(e.Message);
+            stderr.WriteLine("Try certportal-kra --help.");
+            return 2;
+        }
+        catch (KraException e)
+        {
+            stderr.WriteLine("certportal-kra: " + e.Message);
+            return 1;
+        }
+    }
+
+    private static void CreateAgent(Options o, TextReader stdin, TextWriter stdout)
+    {
+        o.AllowOnly("--name", "--key-out", "--cert-out", "--algorithm", "--days", "--passphrase-file");
+        var algorithm = AgentAlgorithmNames.Parse(o.Optional("--algorithm") ?? "RSA-3072");
+        var days = int.TryParse(o.Optional("--days") ?? "1095", out var d) ? d : throw new KraUsageException("--days must be a number.");
+        var keyOut = o.Required("--key-out");
+        var certOut = o.Required("--cert-out");
+        var credentials = AgentEnrollment.Create(o.Required("--name"), algorithm, Passphrase(o, stdin), days);
+        try
+        {
+            // The key file is created 0600 before anything is written into it.
+            var fileOptions = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows()) fileOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            using (var stream = new FileStream(keyOut, fileOptions))
+            using (var writer = new StreamWriter(stream))
+                writer.Write(credentials.EncryptedPrivateKeyPem);
+            File.WriteAllText(certOut, credentials.CertificatePem);
+        }
+        catch (IOException e)
+        {
+            throw new KraException($"Cannot write the key or certificate: {e.Message}", e);
+        }
+        stdout.WriteLine($"SHA-256 fingerprint: {credentials.Sha256Fingerprint}");
+    }
+
+    private static void DecryptShare(Options o, TextReader stdin, TextWriter stdout)
+    {
+        o.AllowOnly("--share", "--key", "--passphrase-file");
+        var (sharePath, keyPath) = (o.Required("--share"), o.Required("--key"));
+        var sharePem = ReadText(sharePath);
+        var keyPem = ReadText(keyPath);
+        byte[]? pkcs8 = null;
+        byte[]? share = null;
+        try
+        {
+            pkcs8 = ShareDecryption.LoadPkcs8(keyPem, () => Passphrase(o, stdin));
+            share = ShareDecryption.Decrypt(ShareDecryption.ReadCmsPem(sharePem), pkcs8);
+            stdout.WriteLine(Convert.ToBase64String(share));
+        }
+        catch (FormatException e)
+        {
+            throw new KraException("The share file is not valid PEM base64.", e);
+        }
+        finally
+        {
+            if (pkcs8 is not null) CryptographicOperations.ZeroMemory(pkcs8);
+            if (share is not null) CryptographicOperations.ZeroMemory(share);
+        }
+    }
+
+    private static string Passphrase(Options o, TextReader stdin) =>
+        o.Optional("--passphrase-file") is { } source ? PasswordSource.Read(source, stdin)
+        : Environment.GetEnvironmentVariable(PassphraseVariable) is { Length: > 0 } fromEnvironment ? fromEnvironment
+        : PasswordSource.Read(PasswordSource.StdinMarker, stdin);
+
+    private static string ReadText(string path)
+    {
+        try { return File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new KraException($"Cannot read {path}: {e.Message}", e);
+        }
+    }
+
+    private static Options ParseOptions(string[] args)
+    {
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i < args.Length; i += 2)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal))
+                throw new KraUsageException($"Unexpected argument '{args[i]}'.");
+            if (i + 1 >= args.Length)
+                throw new KraUsageException($"{args[i]} needs a value.");
+            if (!values.TryAdd(args[i], args[i + 1]))
+                throw new KraUsageException($"{args[i]} is given twice.");
+        }
+        return new Options(values);
+    }
+
+    private sealed class Options(Dictionary<string, string> values)
+    {
+        public string Required(string name) =>
+            values.TryGetValue(name, out var v) && v.Length > 0 ? v : throw new KraUsageException($"{name} is required.");
+
+        public string? Optional(string name) => values.GetValueOrDefault(name);
+
+        public void AllowOnly(params string[] names)
+        {
+            foreach (var key in values.Keys)
+                if (!names.Contains(key))
+                    throw new KraUsageException($"Unknown option {key}.");
+        }
+    }
+}
