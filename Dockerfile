@@ -2,7 +2,8 @@
 # with the database and the encrypted CA keys in a volume.
 #   docker build -t certportal .
 #   docker run -p 8080:8080 -v certportal-data:/data \
-#     -e CertPortal__PublicBaseUrl=http://pki.example.com:8080 certportal
+#     -e CertPortal__PublicBaseUrl=http://pki.example.com:8080 \
+#     -e CertPortal__PortalUrl=https://portal.example.com certportal
 
 # The browser bundle (pkijs: in-browser CSR and PKCS#12) is built with Node from web/'s lockfile.
 FROM node:22-bookworm-slim AS web

@@ -16,11 +16,12 @@ declare -A needed=(
   [node]=nodejs
   [npm]=npm
   [pg_ctlcluster]=postgresql
+  [nginx]=nginx-light
 )
 
 missing=()
 for program in "${!needed[@]}"; do
-  # slapd and the PostgreSQL tools live in sbin / versioned directories, not always on PATH.
+  # slapd, nginx and the PostgreSQL tools live in sbin / versioned directories, not always on PATH.
   if command -v "$program" >/dev/null 2>&1 || [ -x "/usr/sbin/$program" ]; then continue; fi
   missing+=("${needed[$program]}")
 done

@@ -15,6 +15,14 @@ public sealed class CertPortalOptions
     /// Empty: the first address the service listens on.</summary>
     public string? PublicBaseUrl { get; set; }
 
+    /// <summary>The https address people and administrators use: enrollment links, the console. Apart from
+    /// <see cref="PublicBaseUrl"/> because that one must stay http (CRL/AIA), while browsers create keys
+    /// (WebCrypto) only in secure contexts and links carry tokens. Empty: PublicBaseUrl when that is loopback.</summary>
+    public string? PortalUrl { get; set; }
+
+    /// <summary>Proxies whose X-Forwarded-For/-Proto headers are believed (none by default).</summary>
+    public ReverseProxyOptions ReverseProxy { get; set; } = new();
+
     /// <summary>Bearer key of the admin API. Empty: generated on first start into
     /// <c>DataDirectory/admin-api-key</c> (mode 0600).</summary>
     public string? AdminApiKey { get; set; }
@@ -29,6 +37,20 @@ public sealed class CertPortalOptions
     public EscrowOptions Escrow { get; set; } = new();
 
     public string ResolvedDataDirectory => Path.GetFullPath(DataDirectory);
+
+    /// <summary>The link a person opens to get their digital ID.</summary>
+    public string EnrollmentUrl(string token) => $"{PortalUrl!.TrimEnd('/')}/enroll?token={Uri.EscapeDataString(token)}";
+
+    public static bool IsLoopback(string? url) => Uri.TryCreate(url, UriKind.Absolute, out var u) && u.IsLoopback;
+}
+
+/// <summary>Section <c>CertPortal:ReverseProxy</c>: the TLS-terminating proxies in front of the service.</summary>
+public sealed class ReverseProxyOptions
+{
+    /// <summary>IP addresses of the proxies, e.g. <c>127.0.0.1</c> for nginx on the same host.</summary>
+    public List<string> KnownProxies { get; set; } = [];
+    /// <summary>Networks in CIDR notation, e.g. <c>10.0.0.0/24</c> for a proxy pool.</summary>
+    public List<string> KnownNetworks { get; set; } = [];
 }
 
 public enum DatabaseProvider { Sqlite, Postgres }
@@ -130,6 +152,18 @@ public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOpti
         if (!string.IsNullOrEmpty(o.PublicBaseUrl) &&
             (!Uri.TryCreate(o.PublicBaseUrl, UriKind.Absolute, out var u) || u.Scheme != Uri.UriSchemeHttp || !string.IsNullOrEmpty(u.Query)))
             errors.Add($"{p}:PublicBaseUrl must be an absolute http:// URL without a query (S/MIME BR: CRL and AIA URLs use http), got '{o.PublicBaseUrl}'.");
+        if (!string.IsNullOrEmpty(o.PortalUrl) &&
+            (!Uri.TryCreate(o.PortalUrl, UriKind.Absolute, out var portal) || !string.IsNullOrEmpty(portal.Query) || !string.IsNullOrEmpty(portal.Fragment) ||
+             !(portal.Scheme == Uri.UriSchemeHttps || (portal.Scheme == Uri.UriSchemeHttp && portal.IsLoopback))))
+            errors.Add($"{p}:PortalUrl must be an absolute https:// URL without a query (http only on a loopback address: browsers create keys only in secure contexts), got '{o.PortalUrl}'.");
+        else if (string.IsNullOrEmpty(o.PortalUrl))
+            errors.Add($"{p}:PortalUrl must be set to the https:// address people use when {p}:PublicBaseUrl ('{o.PublicBaseUrl}') is not a loopback address: enrollment links carry tokens, and browsers create keys only over https.");
+        foreach (var proxy in o.ReverseProxy.KnownProxies)
+            if (!System.Net.IPAddress.TryParse(proxy, out _))
+                errors.Add($"{p}:ReverseProxy:KnownProxies contains '{proxy}', which is not an IP address.");
+        foreach (var network in o.ReverseProxy.KnownNetworks)
+            if (!System.Net.IPNetwork.TryParse(network, out _))
+                errors.Add($"{p}:ReverseProxy:KnownNetworks contains '{network}', which is not a network in CIDR notation (e.g. 10.0.0.0/24).");
         if (o.AdminApiKey is { } key && key.Length is > 0 and < 24)
             errors.Add($"{p}:AdminApiKey must be at least 24 characters.");
         foreach (var d in o.AllowedDomains)

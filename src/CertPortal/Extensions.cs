@@ -34,6 +34,8 @@ public static class Extensions
             .PostConfigure(o =>
             {
                 if (string.IsNullOrWhiteSpace(o.PublicBaseUrl)) o.PublicBaseUrl = DefaultPublicBaseUrl(configuration);
+                // On loopback (development, tests) the portal and the CRL/AIA base may be one http address.
+                if (string.IsNullOrWhiteSpace(o.PortalUrl) && CertPortalOptions.IsLoopback(o.PublicBaseUrl)) o.PortalUrl = o.PublicBaseUrl;
             })
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<CertPortalOptions>, CertPortalOptionsValidator>();
@@ -67,6 +69,7 @@ public static class Extensions
             var logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger("CertPortal.AdminApiKey");
             return AdminApiKey.From(SecretFile.ReadOrCreate(o.AdminApiKey, Path.Combine(o.ResolvedDataDirectory, "admin-api-key"), "admin API key", logger));
         });
+        services.AddReverseProxySupport();
         services.AddWebUiAuthentication()
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
         services.AddAuthorizationBuilder()
@@ -151,6 +154,7 @@ public static class Extensions
 
     public static void UseCertPortal(this WebApplication app)
     {
+        app.UseForwardedHeaders();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseMiddleware<RequestLimits>();

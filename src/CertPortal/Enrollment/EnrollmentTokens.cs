@@ -9,7 +9,8 @@ namespace CertPortal.Enrollment;
 
 public sealed record CreateTokenRequest(string? Email, string? DisplayName, string? Profile, int? ValidHours);
 
-public sealed record CreatedToken(Guid Id, string Token, string Email, string DisplayName, string Profile, DateTimeOffset ExpiresAt);
+/// <summary><c>EnrollmentUrl</c>: the link to send the person (on <c>CertPortal:PortalUrl</c>, https).</summary>
+public sealed record CreatedToken(Guid Id, string Token, string Email, string DisplayName, string Profile, DateTimeOffset ExpiresAt, string EnrollmentUrl);
 
 public sealed record TokenView(Guid Id, string Email, string DisplayName, string Profile, string Status,
     DateTimeOffset CreatedAt, string CreatedBy, DateTimeOffset ExpiresAt, DateTimeOffset? UsedAt, DateTimeOffset? RevokedAt, string? CertificateSerial)
@@ -58,7 +59,7 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, CertPortalOptions o
         AuditLog.Record(db, now, actor, AuditActions.TokenCreated, $"token:{token.Id}",
             new { token.Email, profile = Names.Of(profile), token.ExpiresAt });
         await db.SaveChangesAsync(ct);
-        return new CreatedToken(token.Id, secret, email, displayName, Names.Of(profile), token.ExpiresAt);
+        return new CreatedToken(token.Id, secret, email, displayName, Names.Of(profile), token.ExpiresAt, options.EnrollmentUrl(secret));
     }
 
     public async Task<IReadOnlyList<TokenView>> ListAsync(string? email, string? status, CancellationToken ct)

@@ -10,8 +10,12 @@ namespace CertPortal.Pages;
 /// <summary>"Get A Digital ID": shows whose ID a token is for, without spending it. The key pair, the
 /// request and the PKCS#12 are made in the browser (wwwroot/js/enroll-page.js); only where policy
 /// requires an escrowed encryption key does the server generate it, and the page says so.</summary>
-public sealed class EnrollModel(EnrollmentTokens tokens, KeyArchive archive, CertPortalDbContext db, TimeProvider time) : PageModel
+public sealed class EnrollModel(EnrollmentTokens tokens, KeyArchive archive, CertPortalDbContext db, TimeProvider time, CertPortalOptions options) : PageModel
 {
+    /// <summary>Plain http on a non-loopback name: the browser gives no WebCrypto there, so the page sends the
+    /// person to the portal's https address instead of offering a form that cannot work.</summary>
+    public bool NeedsHttps { get; private set; }
+    public string SecureLink { get; private set; } = "";
     public string? Token { get; private set; }
     public EnrollmentToken? Found { get; private set; }
     public Failure? Problem { get; private set; }
@@ -24,6 +28,12 @@ public sealed class EnrollModel(EnrollmentTokens tokens, KeyArchive archive, Cer
     {
         Now = time.GetUtcNow();
         Token = string.IsNullOrWhiteSpace(token) ? null : token.Trim();
+        NeedsHttps = !Request.IsHttps && !IsLoopbackHost(Request.Host.Host);
+        if (NeedsHttps)
+        {
+            SecureLink = Token is null ? $"{options.PortalUrl!.TrimEnd('/')}/enroll" : options.EnrollmentUrl(Token);
+            return;
+        }
         if (Token is null) return;
         var outcome = await tokens.FindUsableAsync(Token, ct);
         if (outcome.Failure is { } f) { Problem = f; return; }
@@ -34,6 +44,10 @@ public sealed class EnrollModel(EnrollmentTokens tokens, KeyArchive archive, Cer
         Current = (await db.Certificates.AsNoTracking().Where(c => c.Email == Found.Email && c.RevokedAt == null).ToListAsync(ct))
             .Where(c => c.StatusAt(Now) == CertificateStatus.Valid).OrderBy(c => c.NotAfter).ToList();
     }
+
+    private static bool IsLoopbackHost(string host) =>
+        host.Equals("localhost", StringComparison.OrdinalIgnoreCase) ||
+        (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
 
     public static string Describe(CertificateProfileName profile) => profile switch
     {

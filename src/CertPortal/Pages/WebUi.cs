@@ -17,6 +17,8 @@ public static class WebUi
         {
             o.Conventions.AuthorizeFolder("/Admin", Policies.RecoveryParticipant);
         });
+        // Secure whenever the request is https (directly or through a configured proxy), like the session cookie.
+        services.AddAntiforgery(o => o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest);
         return services.AddAuthentication(SmartScheme)
             .AddPolicyScheme(SmartScheme, "API key or cookie", o =>
                 o.ForwardDefaultSelector = ctx => ctx.Request.Path.StartsWithSegments("/api")

@@ -6,7 +6,7 @@ namespace CertPortal.Tests.Browser;
 
 /// <summary>The service plus Debian's Chromium driven by Playwright (no browser download: the
 /// executable is /usr/bin/chromium, installed by the test command).</summary>
-public sealed class BrowserApp : CertPortalApp
+public class BrowserApp : CertPortalApp
 {
     public const string Chromium = "/usr/bin/chromium";
     private IPlaywright? _playwright;
@@ -28,15 +28,25 @@ public sealed class BrowserApp : CertPortalApp
             Headless = true,
             ExecutablePath = Chromium,
             Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"],
+                "--disable-component-update", "--disable-sync", .. ExtraBrowserArguments],
+            Env = BrowserEnvironment,
         });
         Directory.CreateDirectory(ScreenshotDir);
         Assertions.SetDefaultExpectTimeout(30_000);
     }
 
+    /// <summary>More Chromium switches (e.g. --host-resolver-rules for a real host name).</summary>
+    protected virtual IEnumerable<string> ExtraBrowserArguments => [];
+
+    /// <summary>Chromium's environment (null: this process's), e.g. a HOME whose NSS database trusts a test CA.</summary>
+    protected virtual IEnumerable<KeyValuePair<string, string>>? BrowserEnvironment => null;
+
+    /// <summary>The address people use: the service itself here, the reverse proxy in front of it where there is one.</summary>
+    public virtual string PortalBaseUrl => BaseUrl;
+
     public async Task<IPage> NewPageAsync(bool bypassCsp = false)
     {
-        var context = await Browser.NewContextAsync(new() { BaseURL = BaseUrl, AcceptDownloads = true, BypassCSP = bypassCsp });
+        var context = await Browser.NewContextAsync(new() { BaseURL = PortalBaseUrl, AcceptDownloads = true, BypassCSP = bypassCsp });
         var page = await context.NewPageAsync();
         page.SetDefaultTimeout(90_000);
         page.SetDefaultNavigationTimeout(90_000);

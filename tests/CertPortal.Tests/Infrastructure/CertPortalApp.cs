@@ -139,7 +139,7 @@ public class CertPortalApp : IAsyncLifetime
     }
 }
 
-public sealed record TokenResponse(Guid Id, string Token, string Email, string DisplayName, string Profile, DateTimeOffset ExpiresAt);
+public sealed record TokenResponse(Guid Id, string Token, string Email, string DisplayName, string Profile, DateTimeOffset ExpiresAt, string EnrollmentUrl);
 
 public sealed record EnrollmentResponse(string SerialNumber, string CertificatePem, string ChainPem, DateTimeOffset NotBefore, DateTimeOffset NotAfter);
 

@@ -35,7 +35,7 @@ public sealed class TokensModel(EnrollmentTokens tokens, CertPortalOptions optio
         {
             // Shown once: the secret is not stored anywhere it could be shown again.
             Created = outcome.Value;
-            EnrollmentLink = $"{options.PublicBaseUrl!.TrimEnd('/')}/enroll?token={Uri.EscapeDataString(Created!.Token)}";
+            EnrollmentLink = Created!.EnrollmentUrl;
             Email = DisplayName = null;
         }
         List = await tokens.ListAsync(null, null, ct);
