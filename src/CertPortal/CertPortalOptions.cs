@@ -1,4 +1,3 @@
-using System.Net.Mail;
 using Microsoft.Extensions.Options;
 
 namespace CertPortal;
@@ -217,41 +216,4 @@ public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOpti
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
-}
-
-/// <summary>Mailbox rules shared by tokens, CSR checks and look-ups.</summary>
-public static class Mailbox
-{
-    public const int MaxLength = 254;
-
-    /// <summary>Normalises a mailbox (domain lower-cased, local part kept: RFC 5321 local parts
-    /// are case-sensitive in theory, but we compare case-insensitively everywhere).</summary>
-    public static bool TryNormalize(string? input, out string mailbox, out string error)
-    {
-        mailbox = "";
-        error = "";
-        if (string.IsNullOrWhiteSpace(input)) { error = "email is required."; return false; }
-        var s = input.Trim();
-        if (s.Length > MaxLength) { error = $"email must be at most {MaxLength} characters."; return false; }
-        if (s.Any(c => char.IsControl(c) || char.IsWhiteSpace(c)) || s.Count(c => c == '@') != 1)
-        { error = $"'{Sanitize(s)}' is not a mailbox address (local@domain)."; return false; }
-        if (!MailAddress.TryCreate(s, out var parsed) || parsed.Address != s || parsed.DisplayName.Length > 0)
-        { error = $"'{Sanitize(s)}' is not a mailbox address (local@domain)."; return false; }
-        var at = s.LastIndexOf('@');
-        var domain = s[(at + 1)..].ToLowerInvariant();
-        // rfc822Name in a certificate is IA5String: international mailboxes need SmtpUTF8Mailbox (RFC 8398), not supported.
-        if (s.Any(c => c > 0x7E) || !domain.Contains('.') || domain.StartsWith('.') || domain.EndsWith('.') || domain.Contains(".."))
-        { error = $"'{Sanitize(s)}' is not a supported mailbox address (ASCII local@domain.tld)."; return false; }
-        mailbox = s[..at] + "@" + domain;
-        return true;
-    }
-
-    public static string Domain(string mailbox) => mailbox[(mailbox.LastIndexOf('@') + 1)..];
-
-    public static bool DomainAllowed(string mailbox, IReadOnlyCollection<string> allowed) =>
-        allowed.Count == 0 || allowed.Any(d => string.Equals(d.Trim().TrimStart('.'), Domain(mailbox), StringComparison.OrdinalIgnoreCase));
-
-    /// <summary>Keeps client input echoed in an error readable and short.</summary>
-    public static string Sanitize(string s) =>
-        new string(s.Take(80).Select(c => char.IsControl(c) ? '?' : c).ToArray()) + (s.Length > 80 ? "…" : "");
 }

@@ -9,6 +9,19 @@ public static class Oids
     public const string CurveP256 = "1.2.840.10045.3.1.7";
     public const string CurveP384 = "1.3.132.0.34";
 
+    // Signature algorithms a CSR may be signed with (RFC 4055, RFC 5758), and weak ones named in refusals.
+    public const string Sha256WithRsa = "1.2.840.113549.1.1.11";
+    public const string Sha384WithRsa = "1.2.840.113549.1.1.12";
+    public const string Sha512WithRsa = "1.2.840.113549.1.1.13";
+    public const string RsaPss = "1.2.840.113549.1.1.10";
+    public const string EcdsaWithSha256 = "1.2.840.10045.4.3.2";
+    public const string EcdsaWithSha384 = "1.2.840.10045.4.3.3";
+    public const string EcdsaWithSha512 = "1.2.840.10045.4.3.4";
+    public const string Md2WithRsa = "1.2.840.113549.1.1.2";
+    public const string Md5WithRsa = "1.2.840.113549.1.1.4";
+    public const string Sha1WithRsa = "1.2.840.113549.1.1.5";
+    public const string EcdsaWithSha1 = "1.2.840.10045.4.1";
+
     // Extensions (RFC 5280 §4.2)
     public const string SubjectKeyIdentifier = "2.5.29.14";
     public const string KeyUsage = "2.5.29.15";

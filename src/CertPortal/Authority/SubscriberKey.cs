@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
 namespace CertPortal.Authority;
@@ -6,11 +7,16 @@ namespace CertPortal.Authority;
 public enum SubscriberKeyType { Rsa, Ec }
 
 /// <summary>A subscriber public key that passed the key policy: RSA 2048-4096 (S/MIME BR: >= 2048,
-/// modulus a multiple of 8) or ECDSA P-256/P-384.</summary>
+/// modulus a multiple of 8) or ECDSA P-256/P-384, and none of the weaknesses of <see cref="WeakKeys"/>.</summary>
 public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, PublicKey PublicKey)
 {
     public const int MinRsaBits = 2048;
     public const int MaxRsaBits = 4096;
+
+    /// <summary>SHA-256 of the DER SubjectPublicKeyInfo (upper-case hex): how a key is blocked and found.</summary>
+    public string SpkiSha256 => SpkiHash(PublicKey);
+
+    public static string SpkiHash(PublicKey key) => Convert.ToHexString(SHA256.HashData(key.ExportSubjectPublicKeyInfo()));
 
     public static bool TryAccept(PublicKey key, out SubscriberKey accepted, out string error)
     {
@@ -27,9 +33,9 @@ public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, Pub
                 if (bits < MinRsaBits) { error = $"RSA keys must be at least {MinRsaBits} bits; this one has {bits}."; return false; }
                 if (bits > MaxRsaBits) { error = $"RSA keys larger than {MaxRsaBits} bits are not supported; this one has {bits}."; return false; }
                 if (bits % 8 != 0) { error = $"RSA modulus size must be a multiple of 8 bits; this one has {bits}."; return false; }
-                var e = new BigInteger(p.Exponent, isUnsigned: true, isBigEndian: true);
-                // S/MIME BR 6.1.6: odd exponent, at least 3 (we also require >= 65537 as NIST does).
-                if (e.IsEven || e < 65537) { error = "The RSA public exponent must be odd and at least 65537."; return false; }
+                var weakness = WeakKeys.CheckRsa(new BigInteger(p.Modulus, isUnsigned: true, isBigEndian: true),
+                    new BigInteger(p.Exponent, isUnsigned: true, isBigEndian: true));
+                if (weakness is not null) { error = weakness; return false; }
                 accepted = new SubscriberKey(SubscriberKeyType.Rsa, $"RSA-{bits}", key);
                 return true;
             }
@@ -38,6 +44,9 @@ public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, Pub
                 var curve = CurveOid(key);
                 var name = curve switch { Oids.CurveP256 => "EC-P256", Oids.CurveP384 => "EC-P384", _ => null };
                 if (name is null) { error = $"Only the elliptic curves P-256 and P-384 are supported (got {curve ?? "unknown"})."; return false; }
+                // Before .NET reads the key: an off-curve point is refused by name, not as "could not be read".
+                var offCurve = WeakKeys.CheckEcPoint(curve!, key.EncodedKeyValue.RawData);
+                if (offCurve is not null) { error = offCurve; return false; }
                 using var ec = key.GetECDsaPublicKey();
                 if (ec is null) { error = "The EC public key could not be read."; return false; }
                 accepted = new SubscriberKey(SubscriberKeyType.Ec, name, key);

@@ -1,3 +1,4 @@
+using System.Formats.Asn1;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using CertPortal.Authority;
@@ -11,44 +12,116 @@ public static class CsrInspector
 {
     public const int MaxPemLength = 16 * 1024;
 
+    /// <summary>Signature algorithms .NET verifies and nobody has broken; the CSR's signature is the
+    /// requester's proof of possession, so a forgeable one proves nothing.</summary>
+    private static readonly HashSet<string> SignatureAlgorithms =
+    [
+        Oids.Sha256WithRsa, Oids.Sha384WithRsa, Oids.Sha512WithRsa, Oids.RsaPss,
+        Oids.EcdsaWithSha256, Oids.EcdsaWithSha384, Oids.EcdsaWithSha512,
+    ];
+
+    private static readonly Dictionary<string, string> WeakSignatureAlgorithms = new()
+    {
+        [Oids.Md2WithRsa] = "MD2", [Oids.Md5WithRsa] = "MD5", [Oids.Sha1WithRsa] = "SHA-1", [Oids.EcdsaWithSha1] = "SHA-1",
+    };
+
     public static Outcome<SubscriberKey> Inspect(string? pem, string tokenMailbox)
     {
         if (string.IsNullOrWhiteSpace(pem))
             return Failure.BadRequest("csr is required (a PKCS#10 certificate request in PEM form).");
         if (pem.Length > MaxPemLength)
             return Failure.BadRequest($"csr is larger than {MaxPemLength} characters.");
+        var unreadable = Failure.Unprocessable("Unreadable CSR.", "csr is not a PEM-encoded PKCS#10 certificate request.");
 
         // Some tools (certreq, old Netscape) write "NEW CERTIFICATE REQUEST"; it is the same structure.
-        var normalized = pem.Replace("NEW CERTIFICATE REQUEST", "CERTIFICATE REQUEST");
+        if (DerOf(pem.Replace("NEW CERTIFICATE REQUEST", "CERTIFICATE REQUEST", StringComparison.Ordinal)) is not { } der)
+            return unreadable;
+        if (SignatureAlgorithmOf(der) is not { } signatureAlgorithm)
+            return unreadable;
+        if (WeakSignatureAlgorithms.TryGetValue(signatureAlgorithm, out var weak))
+            return Failure.Unprocessable("Weak CSR signature algorithm.",
+                $"The CSR is signed with {weak}, which no longer proves possession of the key; sign it with SHA-256 (the default of openssl req and every current tool).");
+        if (!SignatureAlgorithms.Contains(signatureAlgorithm))
+            return Failure.Unprocessable("Unsupported CSR signature algorithm.",
+                $"The CSR is signed with algorithm {signatureAlgorithm}; use RSA (PKCS#1 v1.5 or PSS) or ECDSA with SHA-256, SHA-384 or SHA-512.");
+
+        // .NET throws more than CryptographicException for what it cannot parse: NotSupportedException for an
+        // unknown key algorithm, PlatformNotSupportedException for an unknown curve, AsnContentException for
+        // malformed DER. All of them are the client's input, not our bug: 422, never 500.
         CertificateRequest request;
         try
         {
-            CertificateRequest.LoadSigningRequestPem(normalized, HashAlgorithmName.SHA256,
+            // The key is checked before the signature, so a refused key is named as such, not as a bad signature.
+            request = CertificateRequest.LoadSigningRequest(der, HashAlgorithmName.SHA256, out var consumed,
                 CertificateRequestLoadOptions.SkipSignatureValidation | CertificateRequestLoadOptions.UnsafeLoadCertificateExtensions);
+            if (consumed != der.Length) return unreadable;
         }
-        catch (Exception e) when (e is CryptographicException or ArgumentException)
+        catch (Exception e) when (IsUnparseable(e))
         {
-            return Failure.Unprocessable("Unreadable CSR.", "csr is not a PEM-encoded PKCS#10 certificate request.");
-        }
-        try
-        {
-            request = CertificateRequest.LoadSigningRequestPem(normalized, HashAlgorithmName.SHA256,
-                CertificateRequestLoadOptions.UnsafeLoadCertificateExtensions);
-        }
-        catch (CryptographicException)
-        {
-            return Failure.Unprocessable("CSR signature invalid.",
-                "The CSR's signature does not verify with its public key (no proof of possession), or uses an unsupported signature algorithm.");
+            return unreadable;
         }
 
-        if (!SubscriberKey.TryAccept(request.PublicKey, out var key, out var keyError))
-            return Failure.Unprocessable("Unsupported key.", keyError);
+        SubscriberKey? key;
+        string keyError;
+        try
+        {
+            if (!SubscriberKey.TryAccept(request.PublicKey, out key, out keyError))
+                return Failure.Unprocessable("Unsupported key.", keyError);
+        }
+        catch (Exception e) when (IsUnparseable(e))
+        {
+            return Failure.Unprocessable("Unsupported key.", "The CSR's public key could not be read.");
+        }
+
+        try
+        {
+            CertificateRequest.LoadSigningRequest(der, HashAlgorithmName.SHA256, out _, CertificateRequestLoadOptions.UnsafeLoadCertificateExtensions);
+        }
+        catch (Exception e) when (IsUnparseable(e))
+        {
+            return Failure.Unprocessable("CSR signature invalid.",
+                "The CSR's signature does not verify with its public key (no proof of possession).");
+        }
 
         foreach (var named in MailboxesNamedIn(request))
             if (!string.Equals(named, tokenMailbox, StringComparison.OrdinalIgnoreCase))
                 return Failure.Unprocessable("CSR names another mailbox.",
                     $"The CSR names '{Mailbox.Sanitize(named)}', but this enrollment token is for {tokenMailbox}. Leave the mailbox out or use {tokenMailbox}.");
         return key;
+    }
+
+    private static bool IsUnparseable(Exception e) =>
+        e is CryptographicException or NotSupportedException or ArgumentException or AsnContentException or FormatException;
+
+    private static byte[]? DerOf(string pem)
+    {
+        var text = pem.AsSpan();
+        while (PemEncoding.TryFind(text, out var fields))
+        {
+            if (text[fields.Label].SequenceEqual("CERTIFICATE REQUEST"))
+            {
+                var der = new byte[fields.DecodedDataLength];
+                return Convert.TryFromBase64Chars(text[fields.Base64Data], der, out var written) && written == der.Length ? der : null;
+            }
+            text = text[fields.Location.End..];
+        }
+        return null;
+    }
+
+    /// <summary>CertificationRequest ::= SEQUENCE { certificationRequestInfo, signatureAlgorithm, signature } (RFC 2986).</summary>
+    private static string? SignatureAlgorithmOf(byte[] der)
+    {
+        try
+        {
+            var outer = new AsnReader(der, AsnEncodingRules.DER);
+            var request = outer.ReadSequence();
+            request.ReadEncodedValue();
+            return request.ReadSequence().ReadObjectIdentifier();
+        }
+        catch (AsnContentException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Mailboxes in the subject (emailAddress, or a CN that looks like one) and in a requested SAN.</summary>
@@ -66,7 +139,7 @@ public static class CsrInspector
         {
             List<string> names;
             try { names = SubjectAltNames.ReadRfc822Names(ext.RawData, out _); }
-            catch (System.Formats.Asn1.AsnContentException) { names = ["(an unreadable subjectAltName)"]; }
+            catch (AsnContentException) { names = ["(an unreadable subjectAltName)"]; }
             foreach (var n in names) yield return n;
         }
     }
