@@ -48,30 +48,3 @@ public static class DirectoryPublicationApi
         return TypedResults.Accepted("/api/v1/directory/publications", new ResyncStarted(queued));
     }
 }
-
-public static class DirectoryRegistration
-{
-    /// <summary>LDAP publishing, active only when <c>CertPortal:Directory:Url</c> is set; otherwise the REST
-    /// directory alone. Options are read lazily (tests and hosts may add configuration late) and validated
-    /// at start: bad settings stop start-up with the setting's name.</summary>
-    public static void AddDirectoryPublishing(this WebApplicationBuilder builder)
-    {
-        var services = builder.Services;
-        services.AddOptions<DirectoryOptions>().Bind(builder.Configuration.GetSection(DirectoryOptions.SectionName)).ValidateOnStart();
-        services.AddSingleton<Microsoft.Extensions.Options.IValidateOptions<DirectoryOptions>, DirectoryOptionsValidator>();
-        services.AddSingleton(sp => sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DirectoryOptions>>().Value);
-        services.AddSingleton(sp => new LdapDirectory(sp.GetRequiredService<DirectoryOptions>(), sp.GetRequiredService<ILogger<LdapDirectory>>()));
-        services.AddScoped<DirectoryPublisher>();
-        services.AddSingleton<ICertificateEvents, DirectoryOutboxEvents>();
-        services.AddSingleton<DirectoryOutbox>();
-        services.AddHostedService(sp => sp.GetRequiredService<DirectoryOutbox>());
-    }
-
-    private sealed class DirectoryOptionsValidator : Microsoft.Extensions.Options.IValidateOptions<DirectoryOptions>
-    {
-        public Microsoft.Extensions.Options.ValidateOptionsResult Validate(string? name, DirectoryOptions options) =>
-            options.Validate() is { Count: > 0 } errors
-                ? Microsoft.Extensions.Options.ValidateOptionsResult.Fail(errors)
-                : Microsoft.Extensions.Options.ValidateOptionsResult.Success;
-    }
-}

@@ -1,6 +1,5 @@
 using System.Net.Http.Json;
 using System.Text.Json;
-using CertPortal.Escrow;
 using CertPortal.Tests.Infrastructure;
 
 namespace CertPortal.Tests.Escrow;
@@ -80,52 +79,5 @@ public sealed class Pkcs12InteropTests(EscrowApp app) : IClassFixture<EscrowApp>
         {
             Tool.Run("gpgconf", ["--kill", "all"], env: env);
         }
-    }
-}
-
-/// <summary>Shamir's secret sharing on its own.</summary>
-public sealed class ShamirSecretSharingTests
-{
-    [Theory]
-    [InlineData(2, 3)]
-    [InlineData(3, 5)]
-    public void Every_M_subset_reconstructs_and_no_smaller_subset_does(int m, int n)
-    {
-        var secret = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
-        var shares = ShamirSecretSharing.Split(secret, m, n);
-        foreach (var subset in Subsets(n, m))
-            Assert.Equal(secret, ShamirSecretSharing.Combine(subset.Select(i => shares[i]).ToList()));
-        foreach (var subset in Subsets(n, m - 1).Where(s => s.Count >= 2))
-            Assert.NotEqual(secret, ShamirSecretSharing.Combine(subset.Select(i => shares[i]).ToList()));
-    }
-
-    [Fact]
-    public void Share_bytes_are_uniform_whatever_the_secret()
-    {
-        // The same all-zero secret split 4096 times: each y byte of a share must look uniform over 0..255.
-        var counts = new int[256];
-        var secret = new byte[4];
-        for (var i = 0; i < 4096; i++)
-            foreach (var b in ShamirSecretSharing.Split(secret, 2, 3)[0].AsSpan(1)) counts[b]++;
-        // 16384 samples, 64 expected per value; a chi-square over 255 degrees of freedom beyond 340 has p < 0.001.
-        var chi = counts.Sum(c => (c - 64.0) * (c - 64.0) / 64.0);
-        Assert.True(chi < 340, $"chi-square {chi}");
-    }
-
-    [Fact]
-    public void Bad_parameters_and_duplicate_shares_are_refused()
-    {
-        Assert.Throws<ArgumentOutOfRangeException>(() => ShamirSecretSharing.Split(new byte[4], 1, 3));
-        Assert.Throws<ArgumentOutOfRangeException>(() => ShamirSecretSharing.Split(new byte[4], 4, 3));
-        var shares = ShamirSecretSharing.Split(new byte[4], 2, 3);
-        Assert.Throws<ArgumentException>(() => ShamirSecretSharing.Combine([shares[0], shares[0]]));
-    }
-
-    private static IEnumerable<List<int>> Subsets(int n, int k)
-    {
-        if (k == 0) { yield return []; yield break; }
-        for (var first = 0; first < n; first++)
-            foreach (var rest in Subsets(n, k - 1).Where(r => r.All(x => x > first)))
-                yield return [first, .. rest];
     }
 }

@@ -1,0 +1,77 @@
+using System.Net;
+using CertPortal.Data;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CertPortal.Tests.Api;
+
+/// <summary>A database failure after signing (disk full, crash) must leave no trace: no certificate
+/// record, the token unspent, the serial never handed out.</summary>
+public class EnrollmentAtomicityTests : IClassFixture<EnrollmentAtomicityTests.FailingApp>
+{
+    private readonly FailingApp _app;
+    public EnrollmentAtomicityTests(FailingApp app) => _app = app;
+
+    public sealed class FailingApp : CertPortalApp
+    {
+        public FailOnCertificateInsert Interceptor { get; } = new();
+        protected override void ConfigureServices(IServiceCollection services) =>
+            services.ConfigureDbContext<SqliteCertPortalDbContext>(o => o.AddInterceptors(Interceptor));
+    }
+
+    public sealed class FailOnCertificateInsert : Microsoft.EntityFrameworkCore.Diagnostics.DbCommandInterceptor
+    {
+        private volatile bool _armed;
+        public bool Armed { get => _armed; set => _armed = value; }
+        public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader>> ReaderExecutingAsync(
+            System.Data.Common.DbCommand command, Microsoft.EntityFrameworkCore.Diagnostics.CommandEventData eventData,
+            Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader> result, CancellationToken cancellationToken = default)
+        {
+            if (Armed && command.CommandText.Contains("INSERT INTO \"Certificates\"", StringComparison.Ordinal)) throw new IOException("simulated disk failure");
+            return base.ReaderExecutingAsync(command, eventData, result, cancellationToken);
+        }
+        public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int>> NonQueryExecutingAsync(
+            System.Data.Common.DbCommand command, Microsoft.EntityFrameworkCore.Diagnostics.CommandEventData eventData,
+            Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int> result, CancellationToken cancellationToken = default)
+        {
+            if (Armed && command.CommandText.Contains("INSERT INTO \"Certificates\"", StringComparison.Ordinal)) throw new IOException("simulated disk failure");
+            return base.NonQueryExecutingAsync(command, eventData, result, cancellationToken);
+        }
+    }
+
+    [Fact]
+    public async Task A_failure_while_recording_the_certificate_rolls_back_the_token_spend()
+    {
+        var token = await _app.CreateTokenAsync("atomic@example.test", "signing");
+        var csr = SubscriberKeyPair.Generate("EC-P256").CreateCsrPem("atomic@example.test");
+        _app.Interceptor.Armed = true;
+        var failed = await _app.PostEnrollmentAsync(token.Token, csr);
+        _app.Interceptor.Armed = false;
+        var problem = await Http.AssertProblem(failed, HttpStatusCode.InternalServerError);
+        Assert.DoesNotContain("simulated", problem.ToString()); // no internals leak
+
+        await using (var scope = _app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            Assert.Equal(0, await db.Certificates.CountAsync(c => c.Email == "atomic@example.test"));
+            Assert.Null((await db.EnrollmentTokens.SingleAsync(t => t.Id == token.Id)).UsedAt);
+        }
+        var ok = await _app.EnrollAsync(token.Token, csr);
+        Assert.Equal("valid", (await _app.GetCertificateAsync(ok.SerialNumber)).Status);
+    }
+
+    [Fact]
+    public async Task Certificates_and_the_CA_survive_a_restart()
+    {
+        var (issued, _) = await _app.IssueAsync("restart@example.test", "encryption");
+        var caBefore = await _app.Client.GetByteArrayAsync("/ca/issuing.crt");
+        await _app.StopAsync();
+        _app.Start();
+        Assert.Equal(caBefore, await _app.Client.GetByteArrayAsync("/ca/issuing.crt"));
+        Assert.Equal("valid", (await _app.GetCertificateAsync(issued.SerialNumber)).Status);
+        var keyFiles = Directory.GetFiles(Path.Combine(_app.DataDirectory, "ca"), "*.key");
+        Assert.Equal(2, keyFiles.Length);
+        Assert.All(keyFiles, f => Assert.Contains("BEGIN ENCRYPTED PRIVATE KEY", File.ReadAllText(f)));
+    }
+}

@@ -1,0 +1,44 @@
+using System.Net.Http.Json;
+using CertPortal.Data;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Playwright;
+
+namespace CertPortal.Tests.Browser;
+
+/// <summary>Where policy requires escrow, the page uses server-side generation and says so plainly.</summary>
+public sealed class EscrowedDigitalIdBrowserTests(BrowserApp app) : IClassFixture<BrowserApp>
+{
+    [Fact]
+    public async Task Escrow_policy_makes_the_page_use_the_server_path_and_show_the_notice()
+    {
+        Tool.Require("openssl", "openssl");
+        using var agentDir = new ToolDir("ui-agents");
+        await CertPortal.Tests.Escrow.RecoveryAgents.AddRecoveryAgentAsync(app, agentDir);
+        await CertPortal.Tests.Escrow.RecoveryAgents.AddRecoveryAgentAsync(app, agentDir, "EC-P256");
+        // N = 3 agents by default (Escrow:MinimumAgents): escrow needs that many before the server generates a key.
+        await CertPortal.Tests.Escrow.RecoveryAgents.AddRecoveryAgentAsync(app, agentDir);
+        var policy = await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { encryptionKeyGeneration = "Required" });
+        await Http.EnsureStatus(policy, System.Net.HttpStatusCode.OK);
+
+        var email = $"esc.{Guid.NewGuid().ToString("N")[..6]}@example.test";
+        var token = await app.CreateTokenAsync(email, "encryption", displayName: "Eve Escrow");
+        var page = await app.NewPageAsync();
+        await page.GotoAsync($"/enroll?token={Uri.EscapeDataString(token.Token)}");
+        await Assertions.Expect(page.Locator("#escrow-notice")).ToContainTextAsync("kept in escrow");
+        await BrowserApp.ScreenshotAsync(page, "13-escrow-notice");
+        await page.GetByLabel("Password for the downloaded file").FillAsync("escrowed-p12-pw");
+        await page.GetByLabel("Repeat the password").FillAsync("escrowed-p12-pw");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Get my digital ID" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#enroll-success")).ToBeVisibleAsync(new() { Timeout = 120_000 });
+        var serial = (await page.Locator("#cert-serial").TextContentAsync())!.Trim();
+
+        using var dir = new ToolDir("escrow-p12");
+        var download = await page.RunAndWaitForDownloadAsync(() => page.GetByRole(AriaRole.Button, new() { Name = "Download digital ID (.p12)" }).ClickAsync());
+        await download.SaveAsAsync(dir.File("id.p12"));
+        Tool.Run("openssl", ["pkcs12", "-in", dir.File("id.p12"), "-nocerts", "-nodes", "-passin", "pass:escrowed-p12-pw"]).EnsureSuccess();
+        using var scope = app.Services.CreateScope();
+        Assert.True(await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().KeyEscrows.AnyAsync(e => e.SerialNumber == serial));
+    }
+}
