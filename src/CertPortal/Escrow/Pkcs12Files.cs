@@ -34,7 +34,12 @@ public static class Pkcs12Files
             var pbe = format == Pkcs12Format.Aes256
                 ? new PbeParameters(PbeEncryptionAlgorithm.Aes256Cbc, HashAlgorithmName.SHA256, iterations)
                 : new PbeParameters(PbeEncryptionAlgorithm.TripleDes3KeyPkcs12, HashAlgorithmName.SHA1, iterations);
-            return collection.ExportPkcs12(pbe, password);
+            // A few salts make a 3DES file that gpgsm 2.2 cannot open (GpgsmPkcs12Quirk): draw new ones.
+            // Each try hits the quirk with probability about 1/64, so the loop ends at once in practice.
+            var pfx = collection.ExportPkcs12(pbe, password);
+            for (var attempt = 0; format == Pkcs12Format.Compatible3Des && attempt < 32 && GpgsmPkcs12Quirk.Affects(pfx, password); attempt++)
+                pfx = collection.ExportPkcs12(pbe, password);
+            return pfx;
         }
         finally
         {
