@@ -7,7 +7,6 @@ using System.Text.Json;
 using CertPortal;
 using CertPortal.Authority;
 using CertPortal.Revocation;
-using Microsoft.Extensions.Logging.Abstractions;
 
 // CertPortal benchmark: the signing hot path, end-to-end enrollments over HTTP, CRL signing, memory.
 // Usage: dotnet run -c Release --project bench/CertPortal.Bench -- [--quick]
@@ -23,7 +22,9 @@ try
         options.Ca.KeyPassphrase = "bench-passphrase-0123";
         options.Ca.IssuingKeyAlgorithm = issuingAlgorithm;
         options.Ca.RootKeyAlgorithm = issuingAlgorithm == "EC-P256" ? "EC-P384" : "RSA-4096";
-        using var ca = new CaKeyStore(options, TimeProvider.System, NullLogger<CaKeyStore>.Instance).LoadOrCreate(new CaUrls("http://pki.example.test"));
+        var urls = new CaUrls("http://pki.example.test");
+        var (root, issuingCa) = new CaKeyStore(options, TimeProvider.System).Create(urls);
+        using var ca = new CaHierarchy(root, issuingCa, urls);
         var issuer = new CertificateIssuer(ca, options);
         foreach (var subscriber in new[] { "EC-P256", "RSA-2048" })
         {

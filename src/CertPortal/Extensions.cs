@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using CertPortal.Auditing;
 using CertPortal.Authority;
+using CertPortal.Cluster;
 using CertPortal.Data;
 using CertPortal.Enrollment;
 using CertPortal.Escrow;
@@ -45,7 +46,10 @@ public static class Extensions
         AddDatabase(services, configuration);
 
         services.AddSingleton<CaKeyStore>();
-        services.AddSingleton(sp => sp.GetRequiredService<CaKeyStore>().LoadOrCreate(new CaUrls(sp.GetRequiredService<CertPortalOptions>().PublicBaseUrl!)));
+        services.AddSingleton<SharedCa>();
+        services.AddSingleton(sp => sp.GetRequiredService<SharedCa>().Hierarchy);
+        services.AddSingleton(sp => new KeyEncryptionSecret(() => sp.GetRequiredService<SharedCa>().Passphrase));
+        services.AddSharedDataProtection();
         services.AddSingleton<CertificateIssuer>();
         services.AddScoped<EnrollmentTokens>();
         services.AddScoped<Accounts>();
@@ -133,7 +137,11 @@ public static class Extensions
     public static async Task InitializeCertPortalAsync(this WebApplication app)
     {
         var options = app.Services.GetRequiredService<CertPortalOptions>();
-        await app.Services.PrepareDatabaseAsync();
+        await app.Services.PrepareDatabaseAsync(async (db, ct) =>
+        {
+            await app.Services.GetRequiredService<SharedCa>().LoadOrCreateAsync(db, new CaUrls(options.PublicBaseUrl!), ct);
+            await app.Services.GetRequiredService<RecoverySessionKey>().LoadOrCreateAsync(db, ct);
+        });
         app.Services.GetRequiredService<AdminApiKey>();
         var ca = app.Services.GetRequiredService<CaHierarchy>();
         await app.Services.GetRequiredService<CrlRefreshWorker>().RefreshDueAsync(CancellationToken.None);
@@ -141,15 +149,21 @@ public static class Extensions
             ca.Issuing.Certificate.Subject, ca.Urls.BaseUrl, options.ResolvedDataDirectory);
     }
 
-    /// <summary>Creates the data directory and applies migrations: all the admin commands need.</summary>
-    public static async Task PrepareDatabaseAsync(this IServiceProvider services)
+    /// <summary>Creates the data directory and applies migrations (all the admin commands need), then runs
+    /// <paramref name="whileLocked"/>: on PostgreSQL all of it under the start-up lock, so nodes starting at
+    /// once migrate and create shared state one at a time.</summary>
+    public static async Task PrepareDatabaseAsync(this IServiceProvider services, Func<CertPortalDbContext, CancellationToken, Task>? whileLocked = null)
     {
         Directory.CreateDirectory(services.GetRequiredService<CertPortalOptions>().ResolvedDataDirectory);
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-        await db.Database.MigrateAsync();
-        if (db.Database.IsSqlite())
-            await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
+        await using (await db.LockStartupAsync(CancellationToken.None))
+        {
+            await db.Database.MigrateAsync();
+            if (db.Database.IsSqlite())
+                await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
+            if (whileLocked is not null) await whileLocked(db, CancellationToken.None);
+        }
     }
 
     public static void UseCertPortal(this WebApplication app)

@@ -3,67 +3,80 @@ using System.Security.Cryptography.X509Certificates;
 
 namespace CertPortal.Authority;
 
-/// <summary>Creates the root and issuing CA on first start and loads them afterwards. Keys are stored
-/// only as encrypted PKCS#8 (PBES2, AES-256-CBC, PBKDF2-SHA256); certificates as PEM beside them.</summary>
-public sealed class CaKeyStore(CertPortalOptions options, TimeProvider time, ILogger<CaKeyStore> logger)
+/// <summary>Creates the root and issuing CA, and converts them to and from their stored form: the
+/// certificate PEM followed by the private key as encrypted PKCS#8 (PBES2, AES-256-CBC, PBKDF2-SHA256).
+/// Where they are stored (the database, shared by every node) is Cluster/SharedCa's business; this class
+/// still reads the <c>DataDirectory/ca</c> files of installations from before that, to import them once.</summary>
+public sealed class CaKeyStore(CertPortalOptions options, TimeProvider time)
 {
     private static readonly PbeParameters KeyEncryption = new(PbeEncryptionAlgorithm.Aes256Cbc, HashAlgorithmName.SHA256, 600_000);
 
-    private string CaDirectory => Path.Combine(options.ResolvedDataDirectory, "ca");
+    public string LegacyDirectory => Path.Combine(options.ResolvedDataDirectory, "ca");
 
-    public CaHierarchy LoadOrCreate(CaUrls urls)
+    /// <summary>Root first, then the issuing CA signed by it.</summary>
+    public (CertificateAuthority Root, CertificateAuthority Issuing) Create(CaUrls urls)
     {
-        Directory.CreateDirectory(CaDirectory);
-        var passphrase = SecretFile.ReadOrCreate(options.Ca.KeyPassphrase,
-            Path.Combine(options.ResolvedDataDirectory, "ca-key-passphrase"), "CA key passphrase", logger);
-
-        var root = TryLoad(CertificateAuthority.RootName, passphrase);
-        var issuing = TryLoad(CertificateAuthority.IssuingName, passphrase);
-        if (root is null && issuing is not null)
-            throw new InvalidOperationException($"The issuing CA exists in {CaDirectory} but the root CA does not; restore root.crt and root.key from backup.");
-
-        if (root is null)
-        {
-            root = CreateRoot();
-            Save(root, passphrase);
-            logger.LogInformation("Created root CA {Subject} ({Algorithm})", root.Certificate.Subject, options.Ca.RootKeyAlgorithm);
-        }
-        if (issuing is null)
-        {
-            issuing = CreateIssuing(root, urls);
-            Save(issuing, passphrase);
-            logger.LogInformation("Created issuing CA {Subject} ({Algorithm})", issuing.Certificate.Subject, options.Ca.IssuingKeyAlgorithm);
-        }
-        return new CaHierarchy(root, issuing, urls);
+        var root = CreateRoot();
+        return (root, CreateIssuing(root, urls));
     }
 
-    private CertificateAuthority? TryLoad(string name, string passphrase)
+    public static string Export(CertificateAuthority ca, string passphrase)
     {
-        var certPath = Path.Combine(CaDirectory, name + ".crt");
-        var keyPath = Path.Combine(CaDirectory, name + ".key");
-        if (!File.Exists(certPath) || !File.Exists(keyPath)) return null;
+        var key = ca.Certificate.GetRSAPrivateKey() as AsymmetricAlgorithm ?? ca.Certificate.GetECDsaPrivateKey()!;
+        return ca.Certificate.ExportCertificatePem() + "\n" + key.ExportEncryptedPkcs8PrivateKeyPem(passphrase, KeyEncryption) + "\n";
+    }
 
-        var cert = X509Certificate2.CreateFromPem(File.ReadAllText(certPath));
-        var keyPem = File.ReadAllText(keyPath);
+    /// <exception cref="CryptographicException">The passphrase does not open the key.</exception>
+    public static CertificateAuthority Import(string name, string pem, string passphrase)
+    {
+        var cert = X509Certificate2.CreateFromPem(pem);
         AsymmetricAlgorithm key = cert.GetKeyAlgorithm() == Oids.RsaEncryption ? RSA.Create() : ECDsa.Create();
         try
         {
-            key.ImportFromEncryptedPem(keyPem, passphrase);
+            key.ImportFromEncryptedPem(pem, passphrase);
         }
-        catch (CryptographicException e)
+        catch
         {
             key.Dispose();
-            throw new InvalidOperationException($"Cannot decrypt {keyPath}: wrong CertPortal:Ca:KeyPassphrase? ({e.Message})", e);
+            throw;
         }
         return new CertificateAuthority(name, cert, key);
     }
 
-    private void Save(CertificateAuthority ca, string passphrase)
+    /// <summary>The CA a single-node installation kept in <c>DataDirectory/ca</c> (name.crt beside name.key), or
+    /// null when that node never had one.</summary>
+    public (CertificateAuthority Root, CertificateAuthority Issuing)? TryLoadLegacy(string passphrase)
     {
-        // Key first, certificate last: a certificate file is the sign that its CA is complete.
-        var key = ca.Certificate.GetRSAPrivateKey() as AsymmetricAlgorithm ?? ca.Certificate.GetECDsaPrivateKey()!;
-        SecretFile.WriteAtomically(Path.Combine(CaDirectory, ca.Name + ".key"), key.ExportEncryptedPkcs8PrivateKeyPem(passphrase, KeyEncryption));
-        SecretFile.WriteAtomically(Path.Combine(CaDirectory, ca.Name + ".crt"), ca.Certificate.ExportCertificatePem() + "\n");
+        var root = TryLoadLegacy(CertificateAuthority.RootName, passphrase);
+        var issuing = TryLoadLegacy(CertificateAuthority.IssuingName, passphrase);
+        if (root is null && issuing is not null)
+            throw new InvalidOperationException($"The issuing CA exists in {LegacyDirectory} but the root CA does not; restore root.crt and root.key from backup.");
+        if (root is null) return null;
+        if (issuing is null)
+            throw new InvalidOperationException($"The root CA exists in {LegacyDirectory} but the issuing CA does not; restore issuing.crt and issuing.key from backup.");
+        return (root, issuing);
+    }
+
+    /// <summary>The certificate alone (no passphrase needed): enough to tell whether this node's CA is the database's.</summary>
+    public X509Certificate2? LegacyCertificate(string name)
+    {
+        var certPath = Path.Combine(LegacyDirectory, name + ".crt");
+        return File.Exists(certPath) ? X509Certificate2.CreateFromPem(File.ReadAllText(certPath)) : null;
+    }
+
+    private CertificateAuthority? TryLoadLegacy(string name, string passphrase)
+    {
+        var certPath = Path.Combine(LegacyDirectory, name + ".crt");
+        var keyPath = Path.Combine(LegacyDirectory, name + ".key");
+        if (!File.Exists(certPath) || !File.Exists(keyPath)) return null;
+        try
+        {
+            return Import(name, File.ReadAllText(certPath) + "\n" + File.ReadAllText(keyPath), passphrase);
+        }
+        catch (CryptographicException e)
+        {
+            throw new InvalidOperationException($"Cannot decrypt {keyPath}: wrong CertPortal:Ca:KeyPassphrase? ({e.Message})", e);
+        }
     }
 
     private CertificateAuthority CreateRoot()

@@ -1,4 +1,5 @@
 using CertPortal.Authority;
+using Microsoft.AspNetCore.DataProtection.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
@@ -7,7 +8,7 @@ namespace CertPortal.Data;
 
 /// <summary>The one database. Provider-specific subclasses exist only so each provider has its
 /// own migrations (EF Core cannot share one migration set between SQLite and PostgreSQL).</summary>
-public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(options)
+public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(options), IDataProtectionKeyContext
 {
     public DbSet<EnrollmentToken> EnrollmentTokens => Set<EnrollmentToken>();
     public DbSet<IssuedCertificate> Certificates => Set<IssuedCertificate>();
@@ -21,6 +22,10 @@ public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(
     public DbSet<RecoveryRequest> RecoveryRequests => Set<RecoveryRequest>();
     public DbSet<RecoveryApproval> RecoveryApprovals => Set<RecoveryApproval>();
     public DbSet<EscrowPolicyRecord> EscrowPolicy => Set<EscrowPolicyRecord>();
+    public DbSet<SharedSecret> SharedSecrets => Set<SharedSecret>();
+    /// <summary>ASP.NET Core Data Protection's key ring (sealed, see Cluster/SharedDataProtection.cs), shared so
+    /// a console cookie or antiforgery token made by one node is read by every other.</summary>
+    public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(CertPortalDbContext).Assembly,

@@ -1,4 +1,7 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Storage;
+using Npgsql;
 
 namespace CertPortal.Data;
 
@@ -28,4 +31,37 @@ public static class DatabaseLocks
     /// <summary>True where concurrent writers can interleave (PostgreSQL): work queues must then claim rows
     /// (FOR UPDATE SKIP LOCKED plus a lease) instead of assuming they are the only worker.</summary>
     public static bool HasConcurrentWriters(this CertPortalDbContext db) => db.Database.IsNpgsql();
+
+    /// <summary>Held across several transactions (migrations, then CA creation) by a session-level advisory lock on a
+    /// connection of its own, released on dispose. Nodes starting together on one PostgreSQL database thus migrate
+    /// and create the CA one after another: the second finds the schema and the CA in place. Creates the database
+    /// first when it does not exist yet, since the lock lives in it.</summary>
+    public static async Task<IAsyncDisposable> LockStartupAsync(this CertPortalDbContext db, CancellationToken ct)
+    {
+        if (!db.Database.IsNpgsql()) return NoLock.Instance;
+        var creator = db.GetService<IRelationalDatabaseCreator>();
+        if (!await creator.ExistsAsync(ct))
+        {
+            try
+            {
+                await creator.CreateAsync(ct);
+            }
+            catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.DuplicateDatabase or PostgresErrorCodes.UniqueViolation)
+            {
+                // Another node created it a moment earlier.
+            }
+        }
+        // Unpooled: a pooled connection returned to the pool would keep the session, and with it the lock.
+        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(db.Database.GetConnectionString()) { Pooling = false }.ConnectionString);
+        await connection.OpenAsync(ct);
+        await using (var take = new NpgsqlCommand("SELECT pg_advisory_lock(hashtext('certportal:startup'))", connection))
+            await take.ExecuteNonQueryAsync(ct);
+        return connection; // closing the session releases its advisory locks
+    }
+
+    private sealed class NoLock : IAsyncDisposable
+    {
+        public static readonly NoLock Instance = new();
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
 }

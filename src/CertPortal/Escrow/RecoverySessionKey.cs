@@ -1,26 +1,57 @@
 using System.Security.Cryptography;
+using CertPortal.Cluster;
+using CertPortal.Data;
+using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Escrow;
 
 /// <summary>Seals agents' submitted shares while a recovery collects its M approvals, so the database
-/// never holds a plaintext share. The key lives in <c>DataDirectory/recovery-session-key</c> (0600), not
-/// in the database: a stolen database alone reveals nothing.</summary>
-public sealed class RecoverySessionKey
+/// never holds a plaintext share. Every node needs the same key (an approval may reach one node and the
+/// export another), so it is kept in the database, itself sealed under CertPortal:Ca:KeyPassphrase
+/// (<see cref="KeyEncryptionSecret"/>): a stolen database alone still reveals nothing.</summary>
+public sealed class RecoverySessionKey(KeyEncryptionSecret kek, CertPortalOptions options, TimeProvider time, ILogger<RecoverySessionKey> logger)
 {
-    private readonly byte[] _key;
+    private byte[]? _key;
 
-    public RecoverySessionKey(CertPortalOptions options, ILogger<RecoverySessionKey> logger)
+    private byte[] Key => _key ?? throw new InvalidOperationException("The recovery session key is loaded at start-up; it is not loaded yet.");
+
+    /// <summary>At start-up, under the start-up lock. An installation from before the key moved to the database
+    /// brings its <c>DataDirectory/recovery-session-key</c> in once, so shares sealed with it still open.</summary>
+    public async Task LoadOrCreateAsync(CertPortalDbContext db, CancellationToken ct)
     {
-        // ReadOrCreate writes 32 random bytes, base64url.
-        var encoded = SecretFile.ReadOrCreate(null, Path.Combine(options.ResolvedDataDirectory, "recovery-session-key"), "recovery session key", logger);
-        _key = System.Buffers.Text.Base64Url.DecodeFromChars(encoded);
+        var stored = await db.SharedSecrets.AsNoTracking().FirstOrDefaultAsync(s => s.Name == SharedSecretNames.RecoverySessionKey, ct);
+        if (stored is not null)
+        {
+            try
+            {
+                _key = kek.Open(stored.Value, SharedSecretNames.RecoverySessionKey);
+                return;
+            }
+            catch (CryptographicException e)
+            {
+                throw new InvalidOperationException("Cannot open the recovery session key stored in the database: this node's " +
+                    "CertPortal:Ca:KeyPassphrase is not the one the other nodes use.", e);
+            }
+        }
+        var legacyFile = Path.Combine(options.ResolvedDataDirectory, "recovery-session-key");
+        _key = File.Exists(legacyFile)
+            ? System.Buffers.Text.Base64Url.DecodeFromChars(File.ReadAllText(legacyFile).Trim())
+            : RandomNumberGenerator.GetBytes(32);
+        db.SharedSecrets.Add(new SharedSecret
+        {
+            Name = SharedSecretNames.RecoverySessionKey, Value = kek.Seal(_key, SharedSecretNames.RecoverySessionKey), CreatedAt = time.GetUtcNow(),
+        });
+        await db.SaveChangesAsync(ct);
+        db.ChangeTracker.Clear();
+        if (File.Exists(legacyFile))
+            logger.LogInformation("Moved the recovery session key from {Path} into the database (sealed); the file is no longer read", legacyFile);
     }
 
     public byte[] Seal(ReadOnlySpan<byte> plaintext, byte[] associatedData)
     {
         var sealedBytes = new byte[12 + 16 + plaintext.Length];
         RandomNumberGenerator.Fill(sealedBytes.AsSpan(0, 12));
-        using var gcm = new AesGcm(_key, 16);
+        using var gcm = new AesGcm(Key, 16);
         gcm.Encrypt(sealedBytes.AsSpan(0, 12), plaintext, sealedBytes.AsSpan(28), sealedBytes.AsSpan(12, 16), associatedData);
         return sealedBytes;
     }
@@ -32,7 +63,7 @@ public sealed class RecoverySessionKey
         var plaintext = new byte[sealedBytes.Length - 28];
         try
         {
-            using var gcm = new AesGcm(_key, 16);
+            using var gcm = new AesGcm(Key, 16);
             gcm.Decrypt(sealedBytes.AsSpan(0, 12), sealedBytes.AsSpan(28), sealedBytes.AsSpan(12, 16), plaintext, associatedData);
             return plaintext;
         }

@@ -70,8 +70,12 @@ public class EnrollmentAtomicityTests : IClassFixture<EnrollmentAtomicityTests.F
         _app.Start();
         Assert.Equal(caBefore, await _app.Client.GetByteArrayAsync("/ca/issuing.crt"));
         Assert.Equal("valid", (await _app.GetCertificateAsync(issued.SerialNumber)).Status);
-        var keyFiles = Directory.GetFiles(Path.Combine(_app.DataDirectory, "ca"), "*.key");
-        Assert.Equal(2, keyFiles.Length);
-        Assert.All(keyFiles, f => Assert.Contains("BEGIN ENCRYPTED PRIVATE KEY", File.ReadAllText(f)));
+        // The CA is kept in the database (shared by every node), its keys encrypted.
+        using var scope = _app.Services.CreateScope();
+        var stored = await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().SharedSecrets
+            .Where(s => s.Name.StartsWith("ca:")).ToListAsync();
+        Assert.Equal(2, stored.Count);
+        Assert.All(stored, s => Assert.Contains("BEGIN ENCRYPTED PRIVATE KEY", System.Text.Encoding.UTF8.GetString(s.Value)));
+        Assert.All(stored, s => Assert.DoesNotContain("BEGIN PRIVATE KEY", System.Text.Encoding.UTF8.GetString(s.Value)));
     }
 }

@@ -1,0 +1,120 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+
+namespace CertPortal.Tests.Infrastructure;
+
+/// <summary>The built service (CertPortal.dll beside the tests) as a process of its own, configured by environment
+/// variables as an operator would run a node: so it can be started several times on one database, killed with
+/// SIGKILL, or watched refusing to start.</summary>
+public sealed class CertPortalNode : IAsyncDisposable
+{
+    public const string AdminKey = CertPortalApp.AdminKey;
+    public const string Passphrase = "test-ca-passphrase-0123";
+
+    private readonly Dictionary<string, string> _settings;
+    private readonly ConcurrentQueue<string> _output = new();
+    private Process? _process;
+
+    /// <param name="settings">CertPortal settings (key: path below "CertPortal:", e.g. "Database:Provider").</param>
+    public CertPortalNode(string name, IDictionary<string, string> settings, string? dataDirectory = null, int? port = null)
+    {
+        Name = name;
+        _settings = new Dictionary<string, string>(settings);
+        DataDirectory = dataDirectory ?? TempDir.Create("certportal-node");
+        Port = port ?? FreePort();
+    }
+
+    public string Name { get; }
+    public string DataDirectory { get; }
+    public int Port { get; }
+    public string BaseUrl => $"http://127.0.0.1:{Port}";
+    public string Output => string.Join('\n', _output);
+    public bool IsRunning => _process is { HasExited: false };
+
+    public HttpClient Client(bool admin = false)
+    {
+        var client = new HttpClient { BaseAddress = new Uri(BaseUrl), Timeout = TimeSpan.FromSeconds(60) };
+        if (admin) client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", AdminKey);
+        return client;
+    }
+
+    public void Start()
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "CertPortal.dll");
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = DataDirectory,
+        };
+        psi.ArgumentList.Add(dll);
+        psi.Environment["ASPNETCORE_URLS"] = BaseUrl;
+        psi.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        psi.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        psi.Environment["Logging__LogLevel__Default"] = "Warning";
+        psi.Environment["CertPortal__DataDirectory"] = DataDirectory;
+        psi.Environment["CertPortal__AdminApiKey"] = AdminKey;
+        psi.Environment["CertPortal__Ca__KeyPassphrase"] = Passphrase;
+        // Smaller CA keys than the defaults keep node start-up quick on a loaded 2-core machine.
+        psi.Environment["CertPortal__Ca__RootKeyAlgorithm"] = "EC-P384";
+        psi.Environment["CertPortal__Ca__IssuingKeyAlgorithm"] = "EC-P256";
+        foreach (var (k, v) in _settings) psi.Environment["CertPortal__" + k.Replace(":", "__")] = v;
+        _output.Clear();
+        _process = Process.Start(psi)!;
+        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) _output.Enqueue(e.Data); };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) _output.Enqueue(e.Data); };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    /// <summary>Until /healthz answers 200; fails with the node's output when it exits first.</summary>
+    public async Task WaitReadyAsync(int seconds = 120)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_process is null || _process.HasExited)
+                throw new Xunit.Sdk.XunitException($"node {Name} exited with {_process?.ExitCode}:\n{Output}");
+            try
+            {
+                if ((await http.GetAsync(BaseUrl + "/healthz")).StatusCode == HttpStatusCode.OK) return;
+            }
+            catch (HttpRequestException) { /* not listening yet */ }
+            catch (TaskCanceledException) { /* busy starting */ }
+            await Task.Delay(200);
+        }
+        throw new TimeoutException($"node {Name} did not become ready in {seconds} s:\n{Output}");
+    }
+
+    /// <summary>For a node expected to refuse to start: its exit code once it has exited.</summary>
+    public async Task<int> WaitForExitAsync(int seconds = 120)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
+        await _process!.WaitForExitAsync(cts.Token);
+        return _process.ExitCode;
+    }
+
+    /// <summary>kill -9: no shutdown, no flush, as a crash or a power cut.</summary>
+    public void Kill()
+    {
+        if (_process is { HasExited: false }) _process.Kill(entireProcessTree: true);
+        _process?.WaitForExit(10_000);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Kill();
+        _process?.Dispose();
+        await Task.Yield();
+        TempDir.Delete(DataDirectory);
+    }
+
+    public static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+}
