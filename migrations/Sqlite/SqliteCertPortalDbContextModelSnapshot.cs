@@ -215,6 +215,9 @@ namespace CertPortal.Migrations.Sqlite
                         .HasMaxLength(16)
                         .HasColumnType("TEXT");
 
+                    b.Property<byte[]>("RetryPackage")
+                        .HasColumnType("BLOB");
+
                     b.Property<long?>("RevokedAt")
                         .HasColumnType("INTEGER");
 

@@ -61,6 +61,8 @@ public static class Extensions
         services.AddScoped<KeyRecovery>();
         services.AddScoped<ServerKeyEnrollment>();
         services.AddHostedService<RecoveryExpiryWorker>();
+        services.AddSingleton<GroupCommitWriter>();
+        services.AddHostedService(sp => sp.GetRequiredService<GroupCommitWriter>());
         services.AddScoped<EnrollmentService>();
         services.AddScoped<CrlSigner>();
         services.AddScoped<RevocationService>();
@@ -119,7 +121,7 @@ public static class Extensions
             var cs = string.IsNullOrWhiteSpace(options.Database.ConnectionString)
                 ? $"Data Source={Path.Combine(options.ResolvedDataDirectory, "certportal.db")};Default Timeout=60"
                 : options.Database.ConnectionString;
-            o.UseSqlite(cs);
+            o.UseSqlite(cs).AddInterceptors(SqliteDurability.Instance);
         });
     }
 

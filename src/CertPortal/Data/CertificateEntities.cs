@@ -16,6 +16,9 @@ public sealed class EnrollmentToken
     public DateTimeOffset? UsedAt { get; set; }
     public DateTimeOffset? RevokedAt { get; set; }
     public string? CertificateSerial { get; set; }
+    /// <summary>Server-generated keys enrolled with a requestId: the PKCS#12 handed out, sealed under a key derived
+    /// from the requestId (never stored), so a retry with the same requestId can collect it. Erased after a day.</summary>
+    public byte[]? RetryPackage { get; set; }
 
     public TokenStatus StatusAt(DateTimeOffset now) =>
         RevokedAt is not null ? TokenStatus.Revoked

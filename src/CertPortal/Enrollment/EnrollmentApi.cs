@@ -21,7 +21,7 @@ public static class EnrollmentApi
             .WithSummary("Revoke an unused enrollment token.");
 
         app.MapPost("/api/v1/enrollments", Enroll).WithTags("Enrollment").WithName("Enroll")
-            .WithSummary("Spend an enrollment token and a PKCS#10 CSR for a certificate (or keyAlgorithm + pkcs12Password for a server-generated, escrowed encryption key).");
+            .WithSummary("Spend an enrollment token and a PKCS#10 CSR for a certificate (or keyAlgorithm + pkcs12Password for a server-generated, escrowed encryption key). Repeating a request that succeeded returns its certificate (200).");
         return app;
     }
 
@@ -41,13 +41,16 @@ public static class EnrollmentApi
         return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Ok(outcome.Value!);
     }
 
-    private static async Task<Results<Created<EnrollmentResult>, ProblemHttpResult>> Enroll(
+    /// <summary>201 for a new certificate; 200 when the request repeats one that already succeeded (same token and
+    /// public key, or same requestId and password for a server-generated key): the client collects what it lost.</summary>
+    private static async Task<Results<Created<EnrollmentResult>, Ok<EnrollmentResult>, ProblemHttpResult>> Enroll(
         [FromBody] EnrollmentRequest request, EnrollmentService enrollment, CertPortal.Escrow.ServerKeyEnrollment serverKeys, CancellationToken ct)
     {
         // keyAlgorithm/pkcs12Password instead of a CSR: the server generates (and escrows) the key, where policy allows.
         var outcome = request.KeyAlgorithm is not null || request.Pkcs12Password is not null
             ? await serverKeys.EnrollAsync(request, "enrollee", ct)
             : await enrollment.EnrollAsync(request, "enrollee", ct);
-        return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Created($"/api/v1/certificates/{outcome.Value!.SerialNumber}", outcome.Value);
+        if (outcome.Failure is { } f) return f.ToProblem();
+        return outcome.Value!.Collected ? TypedResults.Ok(outcome.Value) : TypedResults.Created($"/api/v1/certificates/{outcome.Value.SerialNumber}", outcome.Value);
     }
 }

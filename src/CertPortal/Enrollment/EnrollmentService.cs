@@ -4,13 +4,15 @@ using CertPortal.Auditing;
 using CertPortal.Authority;
 using CertPortal.Data;
 using CertPortal.Escrow;
+using CertPortal.Revocation;
 using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Enrollment;
 
 /// <summary>Either a CSR (the key stays with the person), or keyAlgorithm + pkcs12Password for a
-/// server-generated, escrowed encryption key returned as PKCS#12.</summary>
-public sealed record EnrollmentRequest(string? Token, string? Csr, string? KeyAlgorithm = null, string? Pkcs12Password = null, string? Pkcs12Format = null);
+/// server-generated, escrowed encryption key returned as PKCS#12 (with requestId, a retry can collect it).</summary>
+public sealed record EnrollmentRequest(string? Token, string? Csr, string? KeyAlgorithm = null, string? Pkcs12Password = null, string? Pkcs12Format = null,
+    string? RequestId = null);
 
 public sealed record EnrollmentResult(string SerialNumber, string Email, string Profile, string CertificatePem, string ChainPem,
     DateTimeOffset NotBefore, DateTimeOffset NotAfter)
@@ -21,21 +23,29 @@ public sealed record EnrollmentResult(string SerialNumber, string Email, string 
 
     [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
     public bool? KeyEscrowed { get; init; }
+
+    /// <summary>True when this repeats an enrollment that had already succeeded (the answer is 200, not 201).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool Collected { get; init; }
 }
 
-/// <summary>Turns a token and a CSR into a certificate. The token is spent, the certificate signed and
-/// recorded, and the audit event written in one transaction: the certificate leaves the process only
-/// after that commit, so a crash can never leave a certificate issued but unrecorded or a token half-spent.</summary>
+/// <summary>Turns a token and a CSR into a certificate. The certificate is signed first, outside any
+/// transaction (a certificate whose recording fails is simply discarded: its random serial was never used);
+/// then the token spend, the certificate record, the audit event and the outbox rows commit together through
+/// the <see cref="GroupCommitWriter"/>, and only after that commit does the certificate leave the process.
+/// A token can be spent once; the same request repeated (same token and public key) collects the certificate
+/// it was issued, so a client that lost the answer is never locked out of its own certificate.</summary>
 public sealed class EnrollmentService(
-    CertPortalDbContext db, EnrollmentTokens tokens, CertificateIssuer issuer, CaHierarchy ca,
+    CertPortalDbContext db, EnrollmentTokens tokens, CertificateIssuer issuer, CaHierarchy ca, GroupCommitWriter writer,
     CertPortalOptions options, TimeProvider time, IEnumerable<ICertificateEvents> observers, CertPortal.Escrow.KeyArchive archive,
     ILogger<EnrollmentService> logger)
 {
     public async Task<Outcome<EnrollmentResult>> EnrollAsync(EnrollmentRequest request, string actor, CancellationToken ct)
     {
-        var found = await tokens.FindUsableAsync(request.Token, ct);
-        if (found.Failure is { } tokenFailure) return tokenFailure;
-        var token = found.Value!;
+        var token = await tokens.FindAsync(request.Token, ct);
+        if (token is null) return EnrollmentTokens.Unknown;
+        if (EnrollmentTokens.RefusalAt(token, time.GetUtcNow()) is { } refused)
+            return token.UsedAt is not null && await CollectAsync(token.Id, SameKeyAs(request.Csr, token.Email), ct) is { } collected ? collected : refused;
 
         var policy = await archive.PolicyAsync(db, ct);
         if (KeyArchive.GenerationFor(policy, token.Profile) == KeyGenerationPolicy.Required)
@@ -45,58 +55,101 @@ public sealed class EnrollmentService(
         var inspected = CsrInspector.Inspect(request.Csr, token.Email);
         if (inspected.Failure is { } csrFailure) return csrFailure;
 
-        return await IssueAsync(token, inspected.Value!, actor, ct);
+        var spki = inspected.Value!.PublicKey.ExportSubjectPublicKeyInfo();
+        return await IssueAsync(token, inspected.Value!, actor, c => SameKey(c, spki), prepare: null, ct);
     }
 
-    /// <param name="withinTransaction">Adds rows that must commit with the certificate (key escrow).</param>
-    internal async Task<Outcome<EnrollmentResult>> IssueAsync(EnrollmentToken token, SubscriberKey key, string actor, CancellationToken ct,
-        Action<IssuedCertificate, X509Certificate2, DateTimeOffset>? withinTransaction = null)
+    /// <summary>Signs, then records through the group writer. <paramref name="prepare"/> runs after signing and
+    /// before the write (expensive work such as key escrow belongs there); the rows its result adds commit with the
+    /// certificate. <paramref name="sameRequest"/> recognises a repetition of this request in a certificate already
+    /// issued for the token (a concurrent duplicate, or a retry), which is then returned instead of a refusal.</summary>
+    internal async Task<Outcome<EnrollmentResult>> IssueAsync(EnrollmentToken token, SubscriberKey key, string actor,
+        Func<IssuedCertificate, bool> sameRequest,
+        Func<string, X509Certificate2, DateTimeOffset, Func<CertPortalDbContext, CancellationToken, Task>>? prepare, CancellationToken ct)
     {
         var now = time.GetUtcNow();
         var serial = SerialNumber.New();
         var serialHex = SerialNumber.ToHex(serial);
 
-        await using var tx = await db.Database.BeginTransactionAsync(ct);
-        // Spend first: the conditional UPDATE is the single point where concurrent enrollments with one
-        // token are decided (SQLite serialises writers; PostgreSQL re-checks the WHERE after the row lock).
-        var spent = await db.EnrollmentTokens
-            .Where(t => t.Id == token.Id && t.UsedAt == null && t.RevokedAt == null && t.ExpiresAt > now)
-            .ExecuteUpdateAsync(s => s.SetProperty(t => t.UsedAt, now).SetProperty(t => t.CertificateSerial, serialHex), ct);
-        if (spent != 1)
-            return Failure.Forbidden("Enrollment token already used.", "This enrollment token has already been used. Ask your administrator for a new one.");
-
         // A minute of backdating absorbs clock skew between us and relying parties (S/MIME BR allow up to 48 h).
         var order = new CertificateOrder(token.Email, token.DisplayName, token.Profile, key, serial,
             now.AddMinutes(-1), now.AddDays(options.Issuance.ValidityDays));
         using var cert = issuer.Issue(order);
+        var der = cert.RawData;
+        var subject = cert.Subject;
+        var notBefore = new DateTimeOffset(cert.NotBefore.ToUniversalTime());
+        var notAfter = new DateTimeOffset(cert.NotAfter.ToUniversalTime());
+        var addRows = prepare?.Invoke(serialHex, cert, now);
 
-        var record = new IssuedCertificate
+        var record = await writer.WriteAsync(async (w, wct) =>
         {
-            SerialNumber = serialHex,
-            Email = token.Email,
-            DisplayName = token.DisplayName,
-            Profile = token.Profile,
-            KeyAlgorithm = key.Algorithm,
-            SubjectDn = cert.Subject,
-            NotBefore = new DateTimeOffset(cert.NotBefore.ToUniversalTime()),
-            NotAfter = new DateTimeOffset(cert.NotAfter.ToUniversalTime()),
-            IssuedAt = now,
-            TokenId = token.Id,
-            Der = cert.RawData,
-            Sha256Fingerprint = Convert.ToHexString(SHA256.HashData(cert.RawData)),
-        };
-        db.Certificates.Add(record);
-        AuditLog.Record(db, now, actor, AuditActions.CertificateIssued, $"certificate:{serialHex}",
-            new { record.Email, profile = Names.Of(record.Profile), record.KeyAlgorithm, tokenId = token.Id, record.NotAfter });
-        foreach (var o in observers) o.OnIssued(db, record, now);
-        withinTransaction?.Invoke(record, cert, now);
-        await db.SaveChangesAsync(ct);
-        await tx.CommitAsync(ct);
+            // The conditional UPDATE is the single point where concurrent enrollments with one token are decided
+            // (SQLite serialises writers; PostgreSQL re-checks the WHERE after the row lock, also across nodes).
+            var spent = await w.EnrollmentTokens
+                .Where(t => t.Id == token.Id && t.UsedAt == null && t.RevokedAt == null && t.ExpiresAt > now)
+                .ExecuteUpdateAsync(s => s.SetProperty(t => t.UsedAt, now).SetProperty(t => t.CertificateSerial, serialHex), wct);
+            if (spent != 1) return null;
+            var added = new IssuedCertificate
+            {
+                SerialNumber = serialHex,
+                Email = token.Email,
+                DisplayName = token.DisplayName,
+                Profile = token.Profile,
+                KeyAlgorithm = key.Algorithm,
+                SubjectDn = subject,
+                NotBefore = notBefore,
+                NotAfter = notAfter,
+                IssuedAt = now,
+                TokenId = token.Id,
+                Der = der,
+                Sha256Fingerprint = Convert.ToHexString(SHA256.HashData(der)),
+            };
+            w.Certificates.Add(added);
+            AuditLog.Record(w, now, actor, AuditActions.CertificateIssued, $"certificate:{serialHex}",
+                new { added.Email, profile = Names.Of(added.Profile), added.KeyAlgorithm, tokenId = token.Id, added.NotAfter });
+            foreach (var o in observers) o.OnIssued(w, added, now);
+            if (addRows is not null) await addRows(w, wct);
+            return added;
+        });
+
+        if (record is null)
+        {
+            // Spent, expired or revoked since we looked: if the spend was this very request (a concurrent
+            // duplicate), hand out its certificate; our own signed certificate is discarded unused.
+            var current = await tokens.FindByIdAsync(token.Id, ct);
+            if (current?.UsedAt is not null && await CollectAsync(token.Id, sameRequest, ct) is { } collected) return collected;
+            return current is null ? EnrollmentTokens.Unknown : EnrollmentTokens.RefusalAt(current, time.GetUtcNow()) ?? EnrollmentTokens.AlreadyUsed;
+        }
 
         logger.LogInformation("Issued {Profile} certificate {Serial} for {Email} ({KeyAlgorithm})",
             record.Profile, serialHex, record.Email, record.KeyAlgorithm);
-        return new EnrollmentResult(serialHex, record.Email, Names.Of(record.Profile), cert.ExportCertificatePem() + "\n", ca.ChainPem,
-            record.NotBefore, record.NotAfter);
+        return Result(record);
+    }
+
+    /// <summary>The certificate already issued for a spent token, when <paramref name="sameRequest"/> recognises it; else null.</summary>
+    internal async Task<EnrollmentResult?> CollectAsync(Guid tokenId, Func<IssuedCertificate, bool> sameRequest, CancellationToken ct)
+    {
+        var issued = await db.Certificates.AsNoTracking().FirstOrDefaultAsync(c => c.TokenId == tokenId, ct);
+        if (issued is null || !sameRequest(issued)) return null;
+        return Result(issued) with { Collected = true };
+    }
+
+    private EnrollmentResult Result(IssuedCertificate c) =>
+        new(c.SerialNumber, c.Email, Names.Of(c.Profile), Pem.Certificate(c.Der), ca.ChainPem, c.NotBefore, c.NotAfter);
+
+    /// <summary>A repeated CSR proves possession of the same key (its signature is checked again); the CSR bytes may
+    /// differ (a new signature, other attributes), the public key may not.</summary>
+    private static Func<IssuedCertificate, bool> SameKeyAs(string? csr, string email)
+    {
+        var inspected = CsrInspector.Inspect(csr, email);
+        if (inspected.Failure is not null) return _ => false;
+        var spki = inspected.Value!.PublicKey.ExportSubjectPublicKeyInfo();
+        return c => SameKey(c, spki);
+    }
+
+    private static bool SameKey(IssuedCertificate issued, byte[] spki)
+    {
+        using var cert = X509CertificateLoader.LoadCertificate(issued.Der);
+        return cert.PublicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(spki);
     }
 }
-

@@ -21,7 +21,7 @@ public sealed record TokenView(Guid Id, string Email, string DisplayName, string
 
 /// <summary>Enrollment tokens: a secret shown once, stored as SHA-256 (the secret has 256 random bits,
 /// so a fast hash is enough: nothing to brute-force), spent exactly once.</summary>
-public sealed class EnrollmentTokens(CertPortalDbContext db, CertPortalOptions options, TimeProvider time)
+public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter writer, CertPortalOptions options, TimeProvider time)
 {
     public const string Prefix = "cpt_";
     public const int MaxDisplayNameLength = 128;
@@ -43,23 +43,27 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, CertPortalOptions o
             return Failure.Unprocessable("Invalid validHours.", $"validHours must be between 1 and {options.Issuance.MaxTokenValidHours}.");
 
         var secret = Prefix + Base64Url.Encode(RandomNumberGenerator.GetBytes(32));
+        var hash = Hash(secret);
         var now = time.GetUtcNow();
-        var token = new EnrollmentToken
+        var id = Guid.CreateVersion7(now);
+        // Through the group writer: a burst of token creations (a department onboarded at once) shares commits.
+        await writer.WriteAsync((w, _) =>
         {
-            Id = Guid.CreateVersion7(now),
-            TokenHash = Hash(secret),
-            Email = email,
-            DisplayName = displayName,
-            Profile = profile,
-            CreatedAt = now,
-            CreatedBy = actor,
-            ExpiresAt = now.AddHours(hours),
-        };
-        db.EnrollmentTokens.Add(token);
-        AuditLog.Record(db, now, actor, AuditActions.TokenCreated, $"token:{token.Id}",
-            new { token.Email, profile = Names.Of(profile), token.ExpiresAt });
-        await db.SaveChangesAsync(ct);
-        return new CreatedToken(token.Id, secret, email, displayName, Names.Of(profile), token.ExpiresAt, options.EnrollmentUrl(secret));
+            w.EnrollmentTokens.Add(new EnrollmentToken
+            {
+                Id = id,
+                TokenHash = hash,
+                Email = email,
+                DisplayName = displayName,
+                Profile = profile,
+                CreatedAt = now,
+                CreatedBy = actor,
+                ExpiresAt = now.AddHours(hours),
+            });
+            AuditLog.Record(w, now, actor, AuditActions.TokenCreated, $"token:{id}", new { Email = email, profile = Names.Of(profile), ExpiresAt = now.AddHours(hours) });
+            return Task.FromResult(true);
+        });
+        return new CreatedToken(id, secret, email, displayName, Names.Of(profile), now.AddHours(hours), options.EnrollmentUrl(secret));
     }
 
     public async Task<IReadOnlyList<TokenView>> ListAsync(string? email, string? status, CancellationToken ct)
@@ -96,20 +100,36 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, CertPortalOptions o
     /// <summary>Finds a token by its secret. Lookup is by hash; the final comparison is constant-time.</summary>
     public async Task<Outcome<EnrollmentToken>> FindUsableAsync(string? secret, CancellationToken ct)
     {
-        if (string.IsNullOrWhiteSpace(secret) || secret.Length > 200)
-            return Failure.Forbidden("Invalid enrollment token.", "The enrollment token is missing or unknown.");
+        var token = await FindAsync(secret, ct);
+        if (token is null) return Unknown;
+        return RefusalAt(token, time.GetUtcNow()) is { } refused ? refused : token;
+    }
+
+    /// <summary>The token with this secret whatever its status (a spent one lets a client collect its certificate), or null.</summary>
+    public async Task<EnrollmentToken?> FindAsync(string? secret, CancellationToken ct)
+    {
+        if (string.IsNullOrWhiteSpace(secret) || secret.Length > 200) return null;
         var hash = Hash(secret.Trim());
         var token = await db.EnrollmentTokens.AsNoTracking().FirstOrDefaultAsync(t => t.TokenHash == hash, ct);
-        if (token is null || !CryptographicOperations.FixedTimeEquals(token.TokenHash, hash))
-            return Failure.Forbidden("Invalid enrollment token.", "The enrollment token is missing or unknown.");
-        return token.StatusAt(time.GetUtcNow()) switch
-        {
-            TokenStatus.Pending => token,
-            TokenStatus.Used => Failure.Forbidden("Enrollment token already used.", "This enrollment token has already been used. Ask your administrator for a new one."),
-            TokenStatus.Expired => Failure.Forbidden("Enrollment token expired.", $"This enrollment token expired at {token.ExpiresAt:u}. Ask your administrator for a new one."),
-            _ => Failure.Forbidden("Enrollment token revoked.", "This enrollment token has been revoked. Ask your administrator for a new one."),
-        };
+        return token is not null && CryptographicOperations.FixedTimeEquals(token.TokenHash, hash) ? token : null;
     }
+
+    public async Task<EnrollmentToken?> FindByIdAsync(Guid id, CancellationToken ct) =>
+        await db.EnrollmentTokens.AsNoTracking().FirstOrDefaultAsync(t => t.Id == id, ct);
+
+    public static Failure Unknown => Failure.Forbidden("Invalid enrollment token.", "The enrollment token is missing or unknown.");
+
+    public static Failure AlreadyUsed => Failure.Forbidden("Enrollment token already used.",
+        "This enrollment token has already been used. Ask your administrator for a new one.");
+
+    /// <summary>Why the token cannot be spent now, or null when it can.</summary>
+    public static Failure? RefusalAt(EnrollmentToken token, DateTimeOffset now) => token.StatusAt(now) switch
+    {
+        TokenStatus.Pending => null,
+        TokenStatus.Used => AlreadyUsed,
+        TokenStatus.Expired => Failure.Forbidden("Enrollment token expired.", $"This enrollment token expired at {token.ExpiresAt:u}. Ask your administrator for a new one."),
+        _ => Failure.Forbidden("Enrollment token revoked.", "This enrollment token has been revoked. Ask your administrator for a new one."),
+    };
 
     public static byte[] Hash(string secret) => SHA256.HashData(Encoding.UTF8.GetBytes(secret));
 }

@@ -59,13 +59,22 @@ public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption s
     public KeyEscrow Archive(CertPortalDbContext db, X509Certificate2 certificate, string serialHex, ReadOnlySpan<byte> pkcs8,
         IReadOnlyList<RecoveryAgent> agents, int threshold, DateTimeOffset now)
     {
+        var escrow = Seal(certificate, serialHex, pkcs8, agents, threshold, now);
+        db.KeyEscrows.Add(escrow);
+        return escrow;
+    }
+
+    /// <summary>The escrow (envelope + one encrypted share per agent), not yet added to any transaction: the
+    /// expensive part, done before the enrollment's write.</summary>
+    public KeyEscrow Seal(X509Certificate2 certificate, string serialHex, ReadOnlySpan<byte> pkcs8,
+        IReadOnlyList<RecoveryAgent> agents, int threshold, DateTimeOffset now)
+    {
         using var sealedKey = KeyEnvelope.Seal(pkcs8, KeyEnvelopeBinding.ForCertificate(certificate));
         var escrow = new KeyEscrow
         {
             Id = Guid.CreateVersion7(now), SerialNumber = serialHex, Threshold = threshold, Envelope = sealedKey.Envelope, CreatedAt = now,
         };
         escrow.Shares.AddRange(SplitToAgents(escrow.Id, sealedKey.DataKey, agents, threshold));
-        db.KeyEscrows.Add(escrow);
         return escrow;
     }
 

@@ -47,6 +47,21 @@ public static class Pkcs12Files
         }
     }
 
+    /// <summary>True when <paramref name="password"/> is the one the file was made with (its MAC verifies).</summary>
+    public static bool PasswordOpens(byte[] pkcs12, string password)
+    {
+        try
+        {
+            // Loading checks the MAC; ephemeral: the key never touches a key store.
+            using var loaded = X509CertificateLoader.LoadPkcs12(pkcs12, password, X509KeyStorageFlags.EphemeralKeySet);
+            return true;
+        }
+        catch (CryptographicException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>An EC certificate whose keyUsage is keyAgreement only is an ECDH key to .NET, not ECDSA.</summary>
     public static X509Certificate2 WithPrivateKey(X509Certificate2 certificate, ReadOnlySpan<byte> pkcs8)
     {

@@ -1,7 +1,8 @@
 namespace CertPortal.Escrow;
 
 /// <summary>Erases the sealed shares of recovery requests that expired or were cancelled, so submitted
-/// shares do not outlive their request even when no one touches the recovery API again.</summary>
+/// shares do not outlive their request even when no one touches the recovery API again; and the retry copies
+/// of server-generated PKCS#12 files once their retry window has passed.</summary>
 public sealed class RecoveryExpiryWorker(IServiceScopeFactory scopes, TimeProvider time, ILogger<RecoveryExpiryWorker> logger) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromMinutes(1);
@@ -16,6 +17,9 @@ public sealed class RecoveryExpiryWorker(IServiceScopeFactory scopes, TimeProvid
                 await using var scope = scopes.CreateAsyncScope();
                 var erased = await scope.ServiceProvider.GetRequiredService<KeyRecovery>().PurgeExpiredSharesAsync(stoppingToken);
                 if (erased > 0) logger.LogInformation("Erased {Count} submitted shares of expired or cancelled recovery requests", erased);
+                var packages = await ServerKeyEnrollment.PurgeRetryPackagesAsync(
+                    scope.ServiceProvider.GetRequiredService<Data.CertPortalDbContext>(), time.GetUtcNow(), stoppingToken);
+                if (packages > 0) logger.LogInformation("Erased {Count} retry copies of server-generated PKCS#12 files", packages);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {

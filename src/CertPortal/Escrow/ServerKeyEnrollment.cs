@@ -4,24 +4,32 @@ using CertPortal.Auditing;
 using CertPortal.Authority;
 using CertPortal.Data;
 using CertPortal.Enrollment;
+using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Escrow;
 
 /// <summary>Server-side key generation for encryption keys that policy lets (or makes) the server
 /// escrow. The key is archived in the same transaction that records the certificate, before the
-/// response leaves; the plaintext key lives only in this method's memory.</summary>
+/// response leaves; the plaintext key lives only in this method's memory. With a requestId, the
+/// PKCS#12 handed out is also kept for <see cref="RetryWindow"/>, sealed under a key derived from the
+/// requestId (which only the client knows), so a client that lost the answer can collect it once more.</summary>
 public sealed class ServerKeyEnrollment(
     CertPortalDbContext db, EnrollmentTokens tokens, EnrollmentService enrollment, KeyArchive archive, CaHierarchy ca,
-    CertPortalOptions options)
+    CertPortalOptions options, TimeProvider time)
 {
     public static readonly string[] KeyAlgorithms = ["RSA-2048", "RSA-3072", "EC-P256"];
     public const int MinPasswordLength = 8;
+    public static readonly TimeSpan RetryWindow = TimeSpan.FromHours(24);
 
     public async Task<Outcome<EnrollmentResult>> EnrollAsync(EnrollmentRequest request, string actor, CancellationToken ct)
     {
-        var found = await tokens.FindUsableAsync(request.Token, ct);
-        if (found.Failure is { } tokenFailure) return tokenFailure;
-        var token = found.Value!;
+        var token = await tokens.FindAsync(request.Token, ct);
+        if (token is null) return EnrollmentTokens.Unknown;
+        if (request.RequestId is { } rid && !RetryPackage.IsValidRequestId(rid))
+            return Failure.Unprocessable("Invalid requestId.",
+                $"requestId must be {RetryPackage.MinRequestIdLength} to {RetryPackage.MaxRequestIdLength} printable ASCII characters of a random value (a random UUID will do).");
+        if (EnrollmentTokens.RefusalAt(token, time.GetUtcNow()) is { } refused)
+            return token.UsedAt is not null && await CollectAsync(token.Id, request, ct) is { } collected ? collected : refused;
 
         if (!string.IsNullOrWhiteSpace(request.Csr))
             return Failure.Unprocessable("Either a CSR or a server-generated key.",
@@ -48,24 +56,56 @@ public sealed class ServerKeyEnrollment(
         if (!SubscriberKey.TryAccept(new PublicKey(key), out var subscriberKey, out var keyError))
             throw new InvalidOperationException("generated key refused: " + keyError); // a bug, not client input
         var pkcs8 = key.ExportPkcs8PrivateKey();
+        byte[]? pfx = null;
         try
         {
-            var issued = await enrollment.IssueAsync(token, subscriberKey, actor, ct, (record, cert, now) =>
+            // Escrow and PKCS#12 are built after signing and before the write: the writer only adds the rows.
+            var issued = await enrollment.IssueAsync(token, subscriberKey, actor, sameRequest: _ => false, prepare: (serial, cert, now) =>
             {
-                var escrow = archive.Archive(db, cert, record.SerialNumber, pkcs8, agents, policy.Threshold, now);
-                AuditLog.Record(db, now, actor, AuditActions.KeyEscrowed, $"certificate:{record.SerialNumber}",
-                    new { escrowId = escrow.Id, threshold = policy.Threshold, agents = agents.Select(a => a.Name) });
-            });
-            if (issued.Failure is { } f) return f;
-
-            using var cert = X509Certificate2.CreateFromPem(issued.Value!.CertificatePem);
-            var pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], password, format, options.Escrow.Pkcs12Iterations);
-            return issued.Value with { Pkcs12 = Convert.ToBase64String(pfx), KeyEscrowed = true };
+                var escrow = archive.Seal(cert, serial, pkcs8, agents, policy.Threshold, now);
+                pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], password, format, options.Escrow.Pkcs12Iterations);
+                var retry = request.RequestId is { } id ? RetryPackage.Seal(pfx, id, token.Id) : null;
+                return async (w, wct) =>
+                {
+                    w.KeyEscrows.Add(escrow);
+                    AuditLog.Record(w, now, actor, AuditActions.KeyEscrowed, $"certificate:{serial}",
+                        new { escrowId = escrow.Id, threshold = policy.Threshold, agents = agents.Select(a => a.Name) });
+                    if (retry is not null)
+                        await w.EnrollmentTokens.Where(t => t.Id == token.Id).ExecuteUpdateAsync(s => s.SetProperty(t => t.RetryPackage, retry), wct);
+                };
+            }, ct);
+            if (issued.Failure is { } f)
+            {
+                // A concurrent duplicate of this request may have spent the token: collect its answer.
+                var current = await tokens.FindByIdAsync(token.Id, ct);
+                return current?.UsedAt is not null && await CollectAsync(token.Id, request, ct) is { } collected ? collected : f;
+            }
+            return issued.Value! with { Pkcs12 = Convert.ToBase64String(pfx!), KeyEscrowed = true };
         }
         finally
         {
             CryptographicOperations.ZeroMemory(pkcs8);
         }
+    }
+
+    /// <summary>The PKCS#12 handed out for a spent token, when this request repeats it: same requestId (it opens the
+    /// sealed copy) and same pkcs12Password (it opens the PKCS#12). Anything else: null, and the caller refuses.</summary>
+    private async Task<EnrollmentResult?> CollectAsync(Guid tokenId, EnrollmentRequest request, CancellationToken ct)
+    {
+        if (request.RequestId is not { } requestId || request.Pkcs12Password is not { } password) return null;
+        var package = await db.EnrollmentTokens.AsNoTracking().Where(t => t.Id == tokenId).Select(t => t.RetryPackage).FirstOrDefaultAsync(ct);
+        if (package is null || RetryPackage.Open(package, requestId, tokenId) is not { } pfx) return null;
+        if (!Pkcs12Files.PasswordOpens(pfx, password)) return null;
+        var collected = await enrollment.CollectAsync(tokenId, _ => true, ct);
+        return collected is null ? null : collected with { Pkcs12 = Convert.ToBase64String(pfx), KeyEscrowed = true };
+    }
+
+    /// <summary>Erases retry copies older than <see cref="RetryWindow"/> (their tokens were spent long enough ago).</summary>
+    public static async Task<int> PurgeRetryPackagesAsync(CertPortalDbContext db, DateTimeOffset now, CancellationToken ct)
+    {
+        var cutoff = now - RetryWindow;
+        return await db.EnrollmentTokens.Where(t => t.RetryPackage != null && (t.UsedAt < cutoff || t.ExpiresAt < now))
+            .ExecuteUpdateAsync(s => s.SetProperty(t => t.RetryPackage, (byte[]?)null), ct);
     }
 
     private static AsymmetricAlgorithm Generate(string algorithm) => algorithm switch

@@ -75,7 +75,9 @@ public class EnrollmentApiTests(CertPortalApp app) : IClassFixture<CertPortalApp
         var token = await app.CreateTokenAsync("once@example.test", "signing");
         var key = SubscriberKeyPair.Generate("EC-P256");
         await app.EnrollAsync(token.Token, key.CreateCsrPem("once@example.test"));
-        var again = await Http.AssertProblem(await app.PostEnrollmentAsync(token.Token, key.CreateCsrPem("once@example.test")), HttpStatusCode.Forbidden);
+        // Another key: refused. (The same key again collects the certificate: FastPath.EnrollmentRetryTests.)
+        var other = SubscriberKeyPair.Generate("EC-P256");
+        var again = await Http.AssertProblem(await app.PostEnrollmentAsync(token.Token, other.CreateCsrPem("once@example.test")), HttpStatusCode.Forbidden);
         Assert.Contains("already been used", again.GetProperty("detail").GetString());
         await Http.AssertProblem(await app.PostEnrollmentAsync("cpt_unknown-token-value", key.CreateCsrPem("once@example.test")), HttpStatusCode.Forbidden);
     }

@@ -38,7 +38,7 @@ public sealed class SecretsInLogsTests(LoggedApp app) : IClassFixture<LoggedApp>
         var keyPair = SubscriberKeyPair.Generate("EC-P256");
         var csr = keyPair.CreateCsrPem("logs@example.test");
         Assert.Equal(HttpStatusCode.Created, (await app.PostEnrollmentAsync(token, csr)).StatusCode);
-        Assert.Equal(HttpStatusCode.Forbidden, (await app.PostEnrollmentAsync(token, csr)).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await app.PostEnrollmentAsync(token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem("logs@example.test"))).StatusCode);
         const string caPassphrase = "test-ca-passphrase-0123"; // configured by CertPortalApp
 
         var all = string.Join('\n', app.Lines);

@@ -1,0 +1,107 @@
+using System.Threading.Channels;
+
+namespace CertPortal.Data;
+
+/// <summary>One in-process writer for the hot write paths (enrollments, token creations). Callers do their
+/// expensive work (CSR checks, signing) first and hand over a small unit that adds rows or runs a conditional
+/// update; the writer applies every queued unit (up to <see cref="MaxGroup"/>) in one transaction and commits
+/// once, so a burst of enrollments costs one durable commit (one fsync) instead of one each, and writers never
+/// contend for the database lock and back off. A unit completes only after its group's commit returned: what
+/// the caller answers is durable. When a group fails (a constraint, a deadlock with another node), every unit
+/// is retried in smaller groups down to the failing unit alone, so one bad unit fails only its own request.</summary>
+public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<GroupCommitWriter> logger) : BackgroundService
+{
+    /// <summary>Large enough that a burst of requests shares one commit, small enough that one transaction
+    /// stays short (a few ms) and a failed group is cheap to replay unit by unit.</summary>
+    public const int MaxGroup = 256;
+
+    private readonly Channel<IUnit> _queue = Channel.CreateUnbounded<IUnit>(new UnboundedChannelOptions { SingleReader = true });
+    private long _commits;
+    private long _units;
+
+    /// <summary>Commits made so far (groups and lone retries): with <see cref="UnitsCommitted"/>, how well grouping works.</summary>
+    public long Commits => Interlocked.Read(ref _commits);
+    public long UnitsCommitted => Interlocked.Read(ref _units);
+
+    /// <summary>Queues <paramref name="apply"/>, which runs on the writer's context inside the group's transaction and
+    /// may run a second time (alone, on a fresh context) if its group fails: it must create its entities itself and
+    /// decide only from what it reads in that transaction. The task ends after the commit.</summary>
+    public Task<T> WriteAsync<T>(Func<CertPortalDbContext, CancellationToken, Task<T>> apply)
+    {
+        var unit = new Unit<T>(apply);
+        if (!_queue.Writer.TryWrite(unit))
+            throw new InvalidOperationException("The database writer has stopped (the service is shutting down).");
+        return unit.Task;
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        // No new units; the loop drains and commits what is queued, then ends.
+        _queue.Writer.TryComplete();
+        await base.StopAsync(cancellationToken);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var group = new List<IUnit>(MaxGroup);
+        // Deliberately not cancelled by stoppingToken: queued units belong to requests waiting for their answer.
+        while (await _queue.Reader.WaitToReadAsync(CancellationToken.None))
+        {
+            while (group.Count < MaxGroup && _queue.Reader.TryRead(out var unit)) group.Add(unit);
+            await CommitAsync(group);
+            group.Clear();
+        }
+    }
+
+    /// <summary>Commits the group; if that fails, each half is tried on its own, down to single units, so a bad
+    /// unit costs its group about 2·log2(n) extra transactions and fails nothing but itself.</summary>
+    private async Task CommitAsync(IReadOnlyList<IUnit> group)
+    {
+        try
+        {
+            await RunAsync(group);
+        }
+        catch (Exception e) when (group.Count > 1)
+        {
+            logger.LogDebug(e, "A group of {Count} writes failed; retrying it in halves", group.Count);
+            var half = group.Count / 2;
+            await CommitAsync(group.Take(half).ToList());
+            await CommitAsync(group.Skip(half).ToList());
+        }
+        catch (Exception e)
+        {
+            group[0].Fail(e);
+        }
+    }
+
+    private async Task RunAsync(IReadOnlyList<IUnit> units)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        await using var tx = await db.Database.BeginTransactionAsync(CancellationToken.None);
+        var results = new object?[units.Count];
+        for (var i = 0; i < units.Count; i++) results[i] = await units[i].ApplyAsync(db);
+        await db.SaveChangesAsync(CancellationToken.None);
+        await tx.CommitAsync(CancellationToken.None);
+        Interlocked.Increment(ref _commits);
+        Interlocked.Add(ref _units, units.Count);
+        for (var i = 0; i < units.Count; i++) units[i].Complete(results[i]);
+    }
+
+    private interface IUnit
+    {
+        Task<object?> ApplyAsync(CertPortalDbContext db);
+        void Complete(object? result);
+        void Fail(Exception e);
+    }
+
+    private sealed class Unit<T>(Func<CertPortalDbContext, CancellationToken, Task<T>> apply) : IUnit
+    {
+        // Continuations run on the thread pool, not on the writer's loop.
+        private readonly TaskCompletionSource<T> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public Task<T> Task => _done.Task;
+        public async Task<object?> ApplyAsync(CertPortalDbContext db) => await apply(db, CancellationToken.None);
+        public void Complete(object? result) => _done.TrySetResult((T)result!);
+        public void Fail(Exception e) => _done.TrySetException(e);
+    }
+}

@@ -1,0 +1,30 @@
+using System.Data.Common;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+
+namespace CertPortal.Data;
+
+/// <summary>Makes every SQLite commit durable. In WAL mode SQLite's <c>synchronous</c> setting decides whether a
+/// commit waits for the WAL to reach the disk: with NORMAL (what many builds default to in WAL mode) a commit
+/// that returned can vanish on power loss, and we would have handed out a certificate with no record of it.
+/// FULL fsyncs the WAL at every commit; the group writer makes that one fsync per group, not per enrollment.
+/// The setting belongs to the connection, not the file, so it is set on every connection opened.</summary>
+public sealed class SqliteDurability : DbConnectionInterceptor
+{
+    public static readonly SqliteDurability Instance = new();
+
+    public override void ConnectionOpened(DbConnection connection, ConnectionEndEventData eventData) => SetFull(connection);
+
+    public override Task ConnectionOpenedAsync(DbConnection connection, ConnectionEndEventData eventData, CancellationToken cancellationToken = default)
+    {
+        // In-process and instant: no reason to go async.
+        SetFull(connection);
+        return Task.CompletedTask;
+    }
+
+    private static void SetFull(DbConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA synchronous=FULL;";
+        command.ExecuteNonQuery();
+    }
+}

@@ -1,0 +1,64 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using CertPortal.Data;
+using CertPortal.Escrow;
+using CertPortal.Tests.Escrow;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CertPortal.Tests.FastPath;
+
+/// <summary>Server-generated keys: the same requestId (and password) collects the same PKCS#12 once more;
+/// anything else with a spent token is refused, and the retry copy is sealed and erased after its window.</summary>
+public sealed class ServerKeyRetryTests(EscrowApp app) : IClassFixture<EscrowApp>, IAsyncLifetime
+{
+    public async Task InitializeAsync()
+    {
+        Tool.Require("openssl", "openssl");
+        for (var i = 0; i < 3; i++) await app.AddAgentAsync("RSA-2048");
+    }
+
+    public Task DisposeAsync() => Task.CompletedTask;
+
+    private Task<HttpResponseMessage> PostAsync(string token, string? requestId, string password = EscrowApp.Pkcs12Password) =>
+        app.Client.PostAsJsonAsync("/api/v1/enrollments", new { token, keyAlgorithm = "EC-P256", pkcs12Password = password, requestId });
+
+    [Fact]
+    public async Task The_same_request_id_collects_the_same_pkcs12_and_nothing_else_does()
+    {
+        var email = $"skr.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var token = await app.CreateTokenAsync(email, "encryption");
+        var requestId = Guid.NewGuid().ToString();
+        var first = await PostAsync(token.Token, requestId);
+        await Http.EnsureStatus(first, HttpStatusCode.Created);
+        var issued = await first.Content.ReadFromJsonAsync<JsonElement>();
+
+        var again = await PostAsync(token.Token, requestId);
+        await Http.EnsureStatus(again, HttpStatusCode.OK);
+        var collected = await again.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(issued.GetProperty("serialNumber").GetString(), collected.GetProperty("serialNumber").GetString());
+        Assert.Equal(issued.GetProperty("pkcs12").GetString(), collected.GetProperty("pkcs12").GetString());
+        Assert.True(collected.GetProperty("keyEscrowed").GetBoolean());
+
+        await Http.AssertProblem(await PostAsync(token.Token, Guid.NewGuid().ToString()), HttpStatusCode.Forbidden);
+        await Http.AssertProblem(await PostAsync(token.Token, requestId, "another password 123"), HttpStatusCode.Forbidden);
+        await Http.AssertProblem(await PostAsync(token.Token, null), HttpStatusCode.Forbidden);
+        await Http.AssertProblem(await PostAsync(token.Token, "short"), HttpStatusCode.UnprocessableEntity);
+
+        // Stored sealed (not the PKCS#12 itself), and erased once the retry window has passed.
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var package = (await db.EnrollmentTokens.SingleAsync(t => t.Id == token.Id)).RetryPackage!;
+        var pfx = Convert.FromBase64String(issued.GetProperty("pkcs12").GetString()!);
+        Assert.False(package.AsSpan().IndexOf(pfx.AsSpan(0, 64)) >= 0, "the PKCS#12 is not stored in the clear");
+        Assert.Equal(pfx, RetryPackage.Open(package, requestId, token.Id));
+        Assert.Null(RetryPackage.Open(package, requestId, Guid.NewGuid()));
+
+        Assert.True(await ServerKeyEnrollment.PurgeRetryPackagesAsync(db, DateTimeOffset.UtcNow + ServerKeyEnrollment.RetryWindow + TimeSpan.FromMinutes(1), default) >= 1);
+        db.ChangeTracker.Clear();
+        Assert.Null((await db.EnrollmentTokens.SingleAsync(t => t.Id == token.Id)).RetryPackage);
+        await Http.AssertProblem(await PostAsync(token.Token, requestId), HttpStatusCode.Forbidden);
+    }
+}
