@@ -171,8 +171,7 @@ public static class Extensions
     public static void UseCertPortal(this WebApplication app)
     {
         app.UseForwardedHeaders();
-        app.UseExceptionHandler();
-        app.UseStatusCodePages();
+        app.UseErrorPages();
         app.UseMiddleware<RequestLimits>();
         app.UseSecurityHeaders();
         app.UseStaticFiles();
@@ -180,6 +179,7 @@ public static class Extensions
         app.UseSwaggerUI(c => c.DocumentTitle = "CertPortal API");
         app.UseAuthentication();
         app.UseAuthorization();
+        app.UsePrivatePageCaching();
 
         app.MapHealthChecks("/healthz");
         app.MapEnrollmentApi();

@@ -34,6 +34,7 @@ public static class AuditActions
     public const string CrlSigned = "crl.signed";
     public const string AccountCreated = "account.created";
     public const string AccountDisabled = "account.disabled";
+    public const string AccountRoleChanged = "account.role-changed";
     public const string DirectoryResync = "directory.resync";
     public const string KeyEscrowed = "key.escrowed";
     public const string AgentRegistered = "recovery-agent.registered";

@@ -10,6 +10,13 @@ public sealed class ProblemExceptionHandler(IProblemDetailsService problems, ILo
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
+        if (!Pages.WebUi.IsApiRequest(httpContext))
+        {
+            // Browser pages get the HTML error page (UseExceptionHandler re-executes /error); the bug is still logged.
+            if (exception is not BadHttpRequestException)
+                logger.LogError(exception, "Unhandled exception on {Method} {Path}", httpContext.Request.Method, httpContext.Request.Path);
+            return false;
+        }
         ProblemDetails problem;
         if (exception is BadHttpRequestException bad)
         {

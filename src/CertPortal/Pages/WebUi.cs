@@ -18,6 +18,8 @@ public static class WebUi
             o.Conventions.AuthorizeFolder("/Admin", Policies.RecoveryParticipant);
         });
         // Secure whenever the request is https (directly or through a configured proxy), like the session cookie.
+        services.AddMemoryCache();
+        services.AddSingleton<ConsoleSessions>();
         services.AddAntiforgery(o => o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest);
         return services.AddAuthentication(SmartScheme)
             .AddPolicyScheme(SmartScheme, "API key or cookie", o =>
@@ -35,8 +37,36 @@ public static class WebUi
                 o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
                 o.ExpireTimeSpan = TimeSpan.FromHours(8);
                 o.SlidingExpiration = true;
+                o.Events.OnValidatePrincipal = ConsoleSessions.ValidateAsync;
             });
     }
+
+    public static bool IsApiRequest(HttpContext context) => context.Request.Path.StartsWithSegments("/api");
+
+    /// <summary>API requests get problem+json; browser requests an HTML page with a way back (Pages/Error.cshtml),
+    /// for status codes without a body (404, a 400 from a failed antiforgery check) and for exceptions.</summary>
+    public static void UseErrorPages(this WebApplication app)
+    {
+        app.UseExceptionHandler(new ExceptionHandlerOptions
+        {
+            ExceptionHandlingPath = "/error",
+            StatusCodeSelector = e => e is BadHttpRequestException { StatusCode: >= 400 and < 500 } bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,
+        });
+        // One re-execute for both: the error page answers /api requests with problem+json.
+        app.UseStatusCodePagesWithReExecute("/error");
+    }
+
+    /// <summary>Pages with a person's token or an administrator's view must not be kept by the browser or any
+    /// cache: Back after a successful enrollment must not show a usable form, and a shared computer's history
+    /// must not show the console after sign-out.</summary>
+    public static void UsePrivatePageCaching(this WebApplication app) => app.Use(async (ctx, next) =>
+    {
+        var path = ctx.Request.Path;
+        if (ctx.User.Identity?.IsAuthenticated == true || path.StartsWithSegments("/enroll") || path.StartsWithSegments("/admin") ||
+            path.StartsWithSegments("/account") || path.StartsWithSegments("/setup"))
+            ctx.Response.Headers.CacheControl = "no-store";
+        await next();
+    });
 
     /// <summary>No inline script anywhere (CSP), no framing, no referrer: enrollment links carry tokens.</summary>
     public static void UseSecurityHeaders(this WebApplication app) => app.Use(async (ctx, next) =>

@@ -23,7 +23,7 @@ public sealed record AccountView(Guid Id, string Name, string DisplayName, strin
 /// <summary>Administrator, auditor and key-recovery-agent accounts. API keys carry 256 random bits,
 /// so they are stored as SHA-256 and looked up by that hash: the lookup compares hashes of a secret
 /// nobody can guess, which leaks nothing through timing.</summary>
-public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time)
+public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time, ConsoleSessions sessions)
 {
     public const string ApiKeyPrefix = "cpk_";
     public static readonly string[] AllRoles = [Roles.Administrator, Roles.Auditor, Roles.RecoveryAgent];
@@ -99,6 +99,25 @@ public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time)
             account.DisabledAt = time.GetUtcNow();
             AuditLog.Record(db, account.DisabledAt.Value, actor, AuditActions.AccountDisabled, $"account:{account.Id}", new { account.Name });
             await db.SaveChangesAsync(ct);
+            sessions.Forget(account.Id);
+        }
+        return AccountView.From(account);
+    }
+
+    /// <summary>Changes what an account may do; its open console sessions end at their next request.</summary>
+    public async Task<Outcome<AccountView>> ChangeRoleAsync(Guid id, string? role, string actor, CancellationToken ct)
+    {
+        if (role is null || !AllRoles.Contains(role))
+            return Failure.Unprocessable("Invalid role.", $"role must be one of {string.Join(", ", AllRoles)}.");
+        var account = await db.Accounts.FirstOrDefaultAsync(a => a.Id == id, ct);
+        if (account is null) return Failure.NotFound($"No account with id {id}.");
+        if (account.Role != role)
+        {
+            var previous = account.Role;
+            account.Role = role;
+            AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.AccountRoleChanged, $"account:{account.Id}", new { account.Name, previous, role });
+            await db.SaveChangesAsync(ct);
+            sessions.Forget(account.Id);
         }
         return AccountView.From(account);
     }

@@ -4,6 +4,8 @@ using Microsoft.AspNetCore.Mvc;
 
 namespace CertPortal.Security;
 
+public sealed record ChangeRoleRequest(string? Role);
+
 public static class AccountsApi
 {
     public static IEndpointRouteBuilder MapAccountsApi(this IEndpointRouteBuilder app)
@@ -14,7 +16,16 @@ public static class AccountsApi
         accounts.MapGet("/", List).WithName("ListAccounts").WithSummary("List accounts.");
         accounts.MapDelete("/{id:guid}", Disable).WithName("DisableAccount")
             .WithSummary("Disable an account: its API key and password stop working at once.");
+        accounts.MapPut("/{id:guid}/role", ChangeRole).WithName("ChangeAccountRole")
+            .WithSummary("Change an account's role: its open console sessions end at their next request.");
         return app;
+    }
+
+    private static async Task<Results<Ok<AccountView>, ProblemHttpResult>> ChangeRole(
+        Guid id, [FromBody] ChangeRoleRequest request, Accounts accounts, HttpContext http, CancellationToken ct)
+    {
+        var outcome = await accounts.ChangeRoleAsync(id, request.Role, AuditLog.ActorOf(http.User), ct);
+        return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Ok(outcome.Value!);
     }
 
     private static async Task<Results<Created<CreatedAccount>, ProblemHttpResult>> Create(

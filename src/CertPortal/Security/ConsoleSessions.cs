@@ -1,0 +1,46 @@
+using CertPortal.Data;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Caching.Memory;
+
+namespace CertPortal.Security;
+
+/// <summary>A console session follows its account: every cookie-authenticated request re-checks that the account
+/// still exists, is enabled and has the role the cookie was issued for. Disabling or demoting an account therefore
+/// ends its open sessions at the next request instead of after the cookie's 8 hours. The account's state is cached
+/// for <see cref="CacheFor"/> to spare the database a query per static page; changes made on this node evict
+/// it at once (<see cref="Forget"/>), other nodes see them within that time.</summary>
+public sealed class ConsoleSessions(IMemoryCache cache)
+{
+    public static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(5);
+
+    private sealed record AccountState(string Role, bool Enabled);
+
+    public void Forget(Guid accountId) => cache.Remove(Key(accountId));
+
+    /// <summary>The cookie handler's OnValidatePrincipal.</summary>
+    public static async Task ValidateAsync(CookieValidatePrincipalContext context)
+    {
+        var principal = context.Principal;
+        var id = principal is null ? null : Accounts.IdOf(principal);
+        var sessions = context.HttpContext.RequestServices.GetRequiredService<ConsoleSessions>();
+        var state = id is { } accountId ? await sessions.StateAsync(accountId, context.HttpContext) : null;
+        if (state is { Enabled: true } && principal!.IsInRole(state.Role)) return;
+        context.RejectPrincipal();
+        await context.HttpContext.SignOutAsync(CookieAuthenticationDefaults.AuthenticationScheme);
+    }
+
+    private async Task<AccountState?> StateAsync(Guid id, HttpContext http)
+    {
+        if (cache.TryGetValue(Key(id), out AccountState? state)) return state;
+        var db = http.RequestServices.GetRequiredService<CertPortalDbContext>();
+        state = await db.Accounts.AsNoTracking().Where(a => a.Id == id)
+            .Select(a => new AccountState(a.Role, a.DisabledAt == null && a.PasswordHash != null))
+            .FirstOrDefaultAsync(http.RequestAborted);
+        cache.Set(Key(id), state, CacheFor);
+        return state;
+    }
+
+    private static string Key(Guid id) => "console-session:" + id.ToString("N");
+}
