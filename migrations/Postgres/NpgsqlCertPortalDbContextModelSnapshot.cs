@@ -109,6 +109,41 @@ namespace CertPortal.Migrations.Postgres
                     b.ToTable("AuditEvents");
                 });
 
+            modelBuilder.Entity("CertPortal.Data.BlockedKey", b =>
+                {
+                    b.Property<string>("SpkiSha256")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
+                    b.Property<DateTimeOffset>("BlockedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("BlockedBy")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)");
+
+                    b.Property<string>("Comment")
+                        .HasMaxLength(512)
+                        .HasColumnType("character varying(512)");
+
+                    b.Property<string>("KeyAlgorithm")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.Property<string>("Source")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)");
+
+                    b.HasKey("SpkiSha256");
+
+                    b.HasIndex("BlockedAt");
+
+                    b.ToTable("BlockedKeys");
+                });
+
             modelBuilder.Entity("CertPortal.Data.CrlRecord", b =>
                 {
                     b.Property<string>("Authority")
@@ -362,6 +397,10 @@ namespace CertPortal.Migrations.Postgres
                         .HasMaxLength(64)
                         .HasColumnType("character varying(64)");
 
+                    b.Property<string>("SpkiSha256")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
                     b.Property<string>("SubjectDn")
                         .IsRequired()
                         .HasMaxLength(1024)
@@ -376,6 +415,8 @@ namespace CertPortal.Migrations.Postgres
 
                     b.HasIndex("Sha256Fingerprint")
                         .IsUnique();
+
+                    b.HasIndex("SpkiSha256");
 
                     b.HasIndex("TokenId")
                         .IsUnique();

@@ -102,6 +102,41 @@ namespace CertPortal.Migrations.Sqlite
                     b.ToTable("AuditEvents");
                 });
 
+            modelBuilder.Entity("CertPortal.Data.BlockedKey", b =>
+                {
+                    b.Property<string>("SpkiSha256")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("BlockedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("BlockedBy")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Comment")
+                        .HasMaxLength(512)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("KeyAlgorithm")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Source")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("SpkiSha256");
+
+                    b.HasIndex("BlockedAt");
+
+                    b.ToTable("BlockedKeys");
+                });
+
             modelBuilder.Entity("CertPortal.Data.CrlRecord", b =>
                 {
                     b.Property<string>("Authority")
@@ -353,6 +388,10 @@ namespace CertPortal.Migrations.Sqlite
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("SpkiSha256")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("SubjectDn")
                         .IsRequired()
                         .HasMaxLength(1024)
@@ -367,6 +406,8 @@ namespace CertPortal.Migrations.Sqlite
 
                     b.HasIndex("Sha256Fingerprint")
                         .IsUnique();
+
+                    b.HasIndex("SpkiSha256");
 
                     b.HasIndex("TokenId")
                         .IsUnique();

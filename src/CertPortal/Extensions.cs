@@ -162,6 +162,7 @@ public static class Extensions
         await using (await db.LockStartupAsync(CancellationToken.None))
         {
             await db.Database.MigrateAsync();
+            await CompromisedKeys.BackfillSpkiHashesAsync(db);
             if (db.Database.IsSqlite())
                 await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
             if (whileLocked is not null) await whileLocked(db, CancellationToken.None);
@@ -184,6 +185,7 @@ public static class Extensions
         app.MapHealthChecks("/healthz");
         app.MapEnrollmentApi();
         app.MapCertificatesApi();
+        app.MapBlockedKeysApi();
         app.MapRecipientLookupApi();
         app.MapAuditApi();
         app.MapAccountsApi();

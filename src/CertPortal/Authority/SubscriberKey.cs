@@ -16,7 +16,17 @@ public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, Pub
     /// <summary>SHA-256 of the DER SubjectPublicKeyInfo (upper-case hex): how a key is blocked and found.</summary>
     public string SpkiSha256 => SpkiHash(PublicKey);
 
-    public static string SpkiHash(PublicKey key) => Convert.ToHexString(SHA256.HashData(key.ExportSubjectPublicKeyInfo()));
+    /// <summary>Hashes the key as .NET re-encodes it, so one RSA key hashes alike whether its parameters were
+    /// written NULL or left out. EC keys are hashed as given: issuance accepts only uncompressed named-curve
+    /// points, and reported keys are re-encoded that way before hashing.</summary>
+    public static string SpkiHash(PublicKey key)
+    {
+        if (key.Oid.Value == Oids.RsaEncryption && key.GetRSAPublicKey() is { } rsa)
+            using (rsa) return SpkiHash(rsa.ExportSubjectPublicKeyInfo());
+        return SpkiHash(key.ExportSubjectPublicKeyInfo());
+    }
+
+    public static string SpkiHash(byte[] subjectPublicKeyInfo) => Convert.ToHexString(SHA256.HashData(subjectPublicKeyInfo));
 
     public static bool TryAccept(PublicKey key, out SubscriberKey accepted, out string error)
     {

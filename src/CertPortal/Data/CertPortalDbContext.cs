@@ -26,6 +26,7 @@ public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(
     /// <summary>ASP.NET Core Data Protection's key ring (sealed, see Cluster/SharedDataProtection.cs), shared so
     /// a console cookie or antiforgery token made by one node is read by every other.</summary>
     public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
+    public DbSet<BlockedKey> BlockedKeys => Set<BlockedKey>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(CertPortalDbContext).Assembly,
@@ -81,6 +82,9 @@ internal sealed class IssuedCertificateConfiguration : IEntityTypeConfiguration<
         b.Property(c => c.Sha256Fingerprint).HasMaxLength(64);
         b.HasIndex(c => c.Email);
         b.HasIndex(c => c.Sha256Fingerprint).IsUnique();
+        // A keyCompromise revocation finds every other certificate with the same key through this index.
+        b.Property(c => c.SpkiSha256).HasMaxLength(64);
+        b.HasIndex(c => c.SpkiSha256);
         // One token, one certificate: the database itself refuses a second.
         b.HasIndex(c => c.TokenId).IsUnique();
     }

@@ -45,6 +45,9 @@ public sealed class IssuedCertificate
     public Guid? TokenId { get; set; }
     public byte[] Der { get; set; } = [];
     public string Sha256Fingerprint { get; set; } = "";
+    /// <summary>SHA-256 of the certified SubjectPublicKeyInfo (see SubscriberKey.SpkiHash). Null only in rows
+    /// written before it existed, until the start-up backfill fills them.</summary>
+    public string? SpkiSha256 { get; set; }
     public DateTimeOffset? RevokedAt { get; set; }
     public RevocationReason? RevocationReason { get; set; }
 

@@ -81,8 +81,14 @@ public sealed class EnrollmentService(
         var notAfter = new DateTimeOffset(cert.NotAfter.ToUniversalTime());
         var addRows = prepare?.Invoke(serialHex, cert, now);
 
+        Failure? blocked = null;
         var record = await writer.WriteAsync(async (w, wct) =>
         {
+            // Under the key's lock (PostgreSQL; SQLite has one writer), so a keyCompromise revocation of the same
+            // key either finds this certificate and revokes it, or has committed its block, which this read sees.
+            await w.LockNamedAsync(CompromisedKeys.LockName(key.SpkiSha256), wct);
+            blocked = await CompromisedKeys.RefuseIfBlockedAsync(w, key.SpkiSha256, wct);
+            if (blocked is not null) return null;
             // The conditional UPDATE is the single point where concurrent enrollments with one token are decided
             // (SQLite serialises writers; PostgreSQL re-checks the WHERE after the row lock, also across nodes).
             var spent = await w.EnrollmentTokens
@@ -103,6 +109,7 @@ public sealed class EnrollmentService(
                 TokenId = token.Id,
                 Der = der,
                 Sha256Fingerprint = Convert.ToHexString(SHA256.HashData(der)),
+                SpkiSha256 = key.SpkiSha256,
             };
             w.Certificates.Add(added);
             AuditLog.Record(w, now, actor, AuditActions.CertificateIssued, $"certificate:{serialHex}",
@@ -112,6 +119,7 @@ public sealed class EnrollmentService(
             return added;
         });
 
+        if (blocked is not null) return blocked; // the token stays unspent
         if (record is null)
         {
             // Spent, expired or revoked since we looked: if the spend was this very request (a concurrent

@@ -26,12 +26,53 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
 
         return await ChangeAsync(serial, actor, ct, cert =>
         {
+            // Already permanently revoked: revoking again changes nothing, except that a reason may become
+            // keyCompromise (as the TLS BR 7.2.2 allow) when the compromise is learnt later, which also blocks the key.
             if (cert.RevokedAt is not null && cert.RevocationReason != RevocationReason.CertificateHold)
-                return null; // already permanently revoked: revoking again is harmless and changes nothing
+                return reason == RevocationReason.KeyCompromise && cert.RevocationReason != reason
+                    ? (cert.RevokedAt, reason, AuditActions.CertificateRevoked) : null;
             if (cert.RevocationReason == RevocationReason.CertificateHold && reason == RevocationReason.CertificateHold)
                 return null;
             return (cert.RevokedAt ?? time.GetUtcNow(), reason, AuditActions.CertificateRevoked);
-        });
+        }, keyCompromised: reason == RevocationReason.KeyCompromise);
+    }
+
+    /// <summary>A key reported compromised by other means (POST /api/v1/blocked-keys): blocked, and every
+    /// certificate for it revoked for keyCompromise, with the CRL that shows them, in one transaction.</summary>
+    public async Task<Outcome<(BlockKeyResult Result, bool Created)>> BlockKeyAsync(BlockKeyRequest request, string actor, CancellationToken ct)
+    {
+        var comment = request.Comment?.Trim();
+        if (comment is { Length: > CompromisedKeys.MaxCommentLength } || (comment ?? "").Any(char.IsControl))
+            return Failure.Unprocessable("Invalid comment.", $"comment must be at most {CompromisedKeys.MaxCommentLength} printable characters.");
+        var read = CompromisedKeys.ReadPublicKey(request.Pem);
+        if (read.Failure is { } unreadable) return unreadable;
+        var (spki, algorithm) = read.Value;
+
+        for (var attempt = 1; ; attempt++)
+        {
+            db.ChangeTracker.Clear();
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            await db.LockNamedAsync(CompromisedKeys.LockName(spki), ct);
+            var now = time.GetUtcNow();
+            var (key, created, revoked) = await CompromisedKeys.BlockAsync(db, spki, algorithm, "report", string.IsNullOrEmpty(comment) ? null : comment,
+                actor, now, observers, null, ct);
+            if (!created && revoked.Count == 0)
+                return (new BlockKeyResult(BlockedKeyView.From(key), []), false);
+            await db.SaveChangesAsync(ct);
+            if (revoked.Count > 0) await crls.SignAsync(db, CertificateAuthority.IssuingName, now, actor, ct);
+            try
+            {
+                await db.SaveChangesAsync(ct);
+                await tx.CommitAsync(ct);
+            }
+            catch (DbUpdateException) when (attempt < 5)
+            {
+                await tx.RollbackAsync(ct);
+                continue;
+            }
+            logger.LogWarning("Key {SpkiSha256} blocked as compromised by {Actor}; {Count} certificates revoked for keyCompromise", spki, actor, revoked.Count);
+            return (new BlockKeyResult(BlockedKeyView.From(key), revoked.Select(c => c.SerialNumber).ToList()), created);
+        }
     }
 
     public async Task<Outcome<IssuedCertificate>> ReleaseHoldAsync(string? serialInput, string actor, CancellationToken ct)
@@ -51,7 +92,7 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
     }
 
     private async Task<Outcome<IssuedCertificate>> ChangeAsync(string serial, string actor, CancellationToken ct,
-        Func<IssuedCertificate, (DateTimeOffset? RevokedAt, RevocationReason? Reason, string Action)?> decide)
+        Func<IssuedCertificate, (DateTimeOffset? RevokedAt, RevocationReason? Reason, string Action)?> decide, bool keyCompromised = false)
     {
         // Retried only when a concurrent signer took the same CRL number: a safety net, since CrlSigner queues signers
         // on PostgreSQL and SQLite serialises writers.
@@ -59,6 +100,10 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
         {
             db.ChangeTracker.Clear();
             await using var tx = await db.Database.BeginTransactionAsync(ct);
+            // keyCompromise blocks the key and revokes its other certificates: take the key's lock before any row
+            // lock, the order every holder of both takes them (a sibling's revocation would otherwise deadlock with ours).
+            var spki = keyCompromised ? await SpkiOfAsync(serial, ct) : null;
+            if (spki is not null) await db.LockNamedAsync(CompromisedKeys.LockName(spki), ct);
             // decide() must see the state its change replaces: a release and a permanent revocation of a held
             // certificate would otherwise both read "on hold" and the release could overwrite the revocation,
             // making a compromised certificate valid again. Lock the row first; the read below sees the other change.
@@ -66,15 +111,28 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
             var cert = await db.Certificates.FirstOrDefaultAsync(c => c.SerialNumber == serial, ct);
             if (cert is null) return Failure.NotFound($"No certificate with serial number {serial} was issued by this CA.");
             var change = decide(cert);
-            if (change is null) return cert;
 
             var now = time.GetUtcNow();
-            var before = cert.RevocationReason;
-            cert.RevokedAt = change.Value.RevokedAt;
-            cert.RevocationReason = change.Value.Reason;
-            AuditLog.Record(db, now, actor, change.Value.Action, $"certificate:{serial}",
-                new { cert.Email, reason = cert.RevocationReason?.ToRfcName(), previousReason = before?.ToRfcName() });
-            foreach (var o in observers) o.OnStatusChanged(db, cert, now);
+            var changed = false;
+            if (change is not null)
+            {
+                var before = cert.RevocationReason;
+                cert.RevokedAt = change.Value.RevokedAt;
+                cert.RevocationReason = change.Value.Reason;
+                AuditLog.Record(db, now, actor, change.Value.Action, $"certificate:{serial}",
+                    new { cert.Email, reason = cert.RevocationReason?.ToRfcName(), previousReason = before?.ToRfcName() });
+                foreach (var o in observers) o.OnStatusChanged(db, cert, now);
+                changed = true;
+            }
+            var siblings = 0;
+            if (spki is not null)
+            {
+                var blocked = await CompromisedKeys.BlockAsync(db, spki, cert.KeyAlgorithm, $"certificate:{serial}", null, actor, now, observers, serial, ct);
+                siblings = blocked.Revoked.Count;
+                changed |= blocked.Created || siblings > 0;
+            }
+            if (!changed) return cert;
+
             await db.SaveChangesAsync(ct);
             await crls.SignAsync(db, CertificateAuthority.IssuingName, now, actor, ct);
             try
@@ -87,8 +145,19 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
                 await tx.RollbackAsync(ct);
                 continue;
             }
-            logger.LogInformation("{Action} {Serial} for {Email} (reason {Reason})", change.Value.Action, serial, cert.Email, cert.RevocationReason);
+            logger.LogInformation("{Action} {Serial} for {Email} (reason {Reason}); {Siblings} other certificates with the key revoked",
+                change?.Action ?? AuditActions.KeyBlocked, serial, cert.Email, cert.RevocationReason, siblings);
             return cert;
         }
+    }
+
+    private async Task<string?> SpkiOfAsync(string serial, CancellationToken ct)
+    {
+        var row = await db.Certificates.AsNoTracking().Where(c => c.SerialNumber == serial)
+            .Select(c => new { c.SpkiSha256, c.Der }).FirstOrDefaultAsync(ct);
+        if (row is null) return null;
+        if (row.SpkiSha256 is not null) return row.SpkiSha256;
+        using var cert = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(row.Der);
+        return SubscriberKey.SpkiHash(cert.PublicKey);
     }
 }

@@ -1,0 +1,183 @@
+using System.Formats.Asn1;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using CertPortal.Auditing;
+using CertPortal.Authority;
+using CertPortal.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace CertPortal.Revocation;
+
+public sealed record BlockKeyRequest(string? Pem, string? Comment);
+
+public sealed record BlockedKeyView(string SpkiSha256, string KeyAlgorithm, DateTimeOffset BlockedAt, string BlockedBy, string Source, string? Comment)
+{
+    public static BlockedKeyView From(BlockedKey k) => new(k.SpkiSha256, k.KeyAlgorithm, k.BlockedAt, k.BlockedBy, k.Source, k.Comment);
+}
+
+public sealed record BlockKeyResult(BlockedKeyView Key, IReadOnlyList<string> RevokedCertificates);
+
+/// <summary>Key hygiene (S/MIME BR 6.1.1.3 (4) and 4.9.1.1): once a key is known compromised it is blocked
+/// for good, and every other unexpired certificate for it is revoked for keyCompromise in the same
+/// transaction. The per-key named lock orders this against enrollment: an enrollment holding the lock
+/// either commits first (and its certificate is then found and revoked here) or sees the block.</summary>
+public static class CompromisedKeys
+{
+    public const int MaxCommentLength = 512;
+
+    /// <summary>Taken before any certificate row (by revocation) and after the token (by enrollment): one order, no deadlock.</summary>
+    public static string LockName(string spkiSha256) => "spki:" + spkiSha256;
+
+    /// <summary>In the caller's transaction, after <see cref="LockName"/> is held.</summary>
+    public static async Task<Failure?> RefuseIfBlockedAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
+    {
+        var blocked = await db.BlockedKeys.AsNoTracking().FirstOrDefaultAsync(k => k.SpkiSha256 == spkiSha256, ct);
+        return blocked is null ? null : Failure.Unprocessable("Key blocked as compromised.",
+            $"This public key was reported compromised on {blocked.BlockedAt:yyyy-MM-dd} and can never be certified again " +
+            "(S/MIME BR 6.1.1.3): generate a new key pair and a new CSR.");
+    }
+
+    /// <summary>Blocks the key (if it is not already) and revokes every other unexpired certificate for it for
+    /// keyCompromise, each audited. The caller holds the key's lock and commits together with a new CRL.</summary>
+    internal static async Task<(BlockedKey Key, bool Created, List<IssuedCertificate> Revoked)> BlockAsync(
+        CertPortalDbContext db, string spkiSha256, string keyAlgorithm, string source, string? comment, string actor, DateTimeOffset now,
+        IEnumerable<ICertificateEvents> observers, string? alreadyHandledSerial, CancellationToken ct)
+    {
+        var key = await db.BlockedKeys.FirstOrDefaultAsync(k => k.SpkiSha256 == spkiSha256, ct);
+        var created = key is null;
+        if (key is null)
+        {
+            key = new BlockedKey
+            {
+                SpkiSha256 = spkiSha256, KeyAlgorithm = keyAlgorithm, BlockedAt = now, BlockedBy = actor, Source = source, Comment = comment,
+            };
+            db.BlockedKeys.Add(key);
+            AuditLog.Record(db, now, actor, AuditActions.KeyBlocked, $"key:{spkiSha256}", new { keyAlgorithm, source, comment });
+        }
+
+        var serials = await db.Certificates.AsNoTracking()
+            .Where(c => c.SpkiSha256 == spkiSha256 && c.SerialNumber != alreadyHandledSerial && c.NotAfter > now &&
+                        (c.RevokedAt == null || c.RevocationReason == RevocationReason.CertificateHold))
+            .Select(c => c.SerialNumber).ToListAsync(ct);
+        var revoked = new List<IssuedCertificate>();
+        foreach (var serial in serials.Order(StringComparer.Ordinal))
+        {
+            // Re-read under the row lock: a concurrent revocation of this certificate may have committed since.
+            await db.LockCertificateAsync(serial, ct);
+            var sibling = await db.Certificates.FirstAsync(c => c.SerialNumber == serial, ct);
+            await db.Entry(sibling).ReloadAsync(ct);
+            if (sibling.RevokedAt is not null && sibling.RevocationReason != RevocationReason.CertificateHold) continue;
+            var before = sibling.RevocationReason;
+            sibling.RevokedAt ??= now;
+            sibling.RevocationReason = RevocationReason.KeyCompromise;
+            AuditLog.Record(db, now, actor, AuditActions.CertificateRevoked, $"certificate:{serial}",
+                new { sibling.Email, reason = RevocationReason.KeyCompromise.ToRfcName(), previousReason = before?.ToRfcName(), sameKeyAs = source });
+            foreach (var o in observers) o.OnStatusChanged(db, sibling, now);
+            revoked.Add(sibling);
+        }
+        return (key, created, revoked);
+    }
+
+    /// <summary>The SubjectPublicKeyInfo in a PEM public key, certificate, CSR or unencrypted private key,
+    /// re-encoded by .NET so it hashes as issuance does (<see cref="SubscriberKey.SpkiHash(PublicKey)"/>).</summary>
+    public static Outcome<(string SpkiSha256, string KeyAlgorithm)> ReadPublicKey(string? pem)
+    {
+        const string expected = "pem must hold one PEM block: PUBLIC KEY, CERTIFICATE, CERTIFICATE REQUEST, PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY.";
+        if (string.IsNullOrWhiteSpace(pem)) return Failure.BadRequest(expected);
+        if (pem.Length > 64 * 1024) return Failure.BadRequest("pem is larger than 64 KiB.");
+        if (!PemEncoding.TryFind(pem, out var fields)) return Failure.Unprocessable("Unreadable key.", expected);
+        var label = pem[fields.Label];
+        var der = new byte[fields.DecodedDataLength];
+        if (!Convert.TryFromBase64Chars(pem.AsSpan()[fields.Base64Data], der, out _)) return Failure.Unprocessable("Unreadable key.", expected);
+        try
+        {
+            using AsymmetricAlgorithm? key = label switch
+            {
+                "PUBLIC KEY" => FromPublicKey(PublicKey.CreateFromSubjectPublicKeyInfo(der, out _)),
+                "CERTIFICATE" => FromCertificate(der),
+                "CERTIFICATE REQUEST" => FromPublicKey(CertificateRequest.LoadSigningRequest(der, HashAlgorithmName.SHA256, out _,
+                    CertificateRequestLoadOptions.SkipSignatureValidation).PublicKey),
+                "PRIVATE KEY" => FromPkcs8(der),
+                "RSA PRIVATE KEY" => Import(RSA.Create(), k => k.ImportRSAPrivateKey(der, out _)),
+                "EC PRIVATE KEY" => Import(ECDsa.Create(), k => k.ImportECPrivateKey(der, out _)),
+                "ENCRYPTED PRIVATE KEY" => throw new NotSupportedException("encrypted"),
+                _ => null,
+            };
+            if (key is null) return Failure.Unprocessable("Unsupported PEM block.", expected);
+            var spki = key.ExportSubjectPublicKeyInfo();
+            var algorithm = key switch
+            {
+                RSA rsa => $"RSA-{rsa.KeySize}",
+                ECDsa ec => ec.KeySize switch { 256 => "EC-P256", 384 => "EC-P384", 521 => "EC-P521", var n => $"EC-{n}" },
+                _ => "unknown",
+            };
+            return (SubscriberKey.SpkiHash(spki), algorithm);
+        }
+        catch (NotSupportedException) when (label == "ENCRYPTED PRIVATE KEY")
+        {
+            return Failure.Unprocessable("Encrypted private key.", "Send the public key, the certificate or the unencrypted key; CertPortal cannot open an encrypted one.");
+        }
+        catch (Exception e) when (e is CryptographicException or AsnContentException or NotSupportedException or ArgumentException)
+        {
+            return Failure.Unprocessable("Unreadable key.", $"The {label} block could not be read as an RSA or EC key.");
+        }
+    }
+
+    /// <summary>Fills SpkiSha256 of certificates recorded before it existed (once, at start; idempotent, so
+    /// several nodes starting together only repeat each other's work).</summary>
+    public static async Task BackfillSpkiHashesAsync(CertPortalDbContext db, CancellationToken ct = default)
+    {
+        while (true)
+        {
+            var batch = await db.Certificates.Where(c => c.SpkiSha256 == null).OrderBy(c => c.SerialNumber).Take(500).ToListAsync(ct);
+            if (batch.Count == 0) return;
+            foreach (var c in batch)
+            {
+                using var cert = X509CertificateLoader.LoadCertificate(c.Der);
+                c.SpkiSha256 = SubscriberKey.SpkiHash(cert.PublicKey);
+            }
+            await db.SaveChangesAsync(ct);
+            db.ChangeTracker.Clear();
+        }
+    }
+
+    private static AsymmetricAlgorithm? FromCertificate(byte[] der)
+    {
+        using var cert = X509CertificateLoader.LoadCertificate(der);
+        return FromPublicKey(cert.PublicKey);
+    }
+
+    private static AsymmetricAlgorithm? FromPublicKey(PublicKey key) => key.Oid.Value switch
+    {
+        Oids.RsaEncryption => key.GetRSAPublicKey(),
+        Oids.EcPublicKey => key.GetECDsaPublicKey(),
+        _ => null,
+    };
+
+    private static AsymmetricAlgorithm FromPkcs8(byte[] der)
+    {
+        var info = new AsnReader(der, AsnEncodingRules.DER).ReadSequence();
+        info.ReadInteger();
+        var algorithm = info.ReadSequence().ReadObjectIdentifier();
+        return algorithm switch
+        {
+            Oids.RsaEncryption => Import(RSA.Create(), k => k.ImportPkcs8PrivateKey(der, out _)),
+            Oids.EcPublicKey => Import(ECDsa.Create(), k => k.ImportPkcs8PrivateKey(der, out _)),
+            _ => throw new NotSupportedException(algorithm),
+        };
+    }
+
+    private static T Import<T>(T key, Action<T> import) where T : AsymmetricAlgorithm
+    {
+        try
+        {
+            import(key);
+            return key;
+        }
+        catch
+        {
+            key.Dispose();
+            throw;
+        }
+    }
+}
