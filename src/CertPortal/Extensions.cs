@@ -58,6 +58,8 @@ public static class Extensions
         services.AddSingleton(sp => new AgentShareEncryption(new AgentCertificateValidator(sp.GetRequiredService<TimeProvider>())));
         services.AddSingleton<KeyArchive>();
         services.AddSingleton<RecoverySessionKey>();
+        services.AddScoped<RecoveryAgentRegistry>();
+        services.AddScoped<EscrowPolicyEditor>();
         services.AddScoped<KeyRecovery>();
         services.AddScoped<ServerKeyEnrollment>();
         services.AddHostedService<RecoveryExpiryWorker>();

@@ -48,7 +48,7 @@ public sealed class RecoveryRequest
     public Guid Id { get; set; }
     public Guid EscrowId { get; set; }
     public string SerialNumber { get; set; } = "";
-    public string Purpose { get; set; } = "recover";
+    public RecoveryPurpose Purpose { get; set; } = RecoveryPurpose.Recover;
     public string Reason { get; set; } = "";
     public string RequestedBy { get; set; } = "";
     public DateTimeOffset CreatedAt { get; set; }
@@ -56,6 +56,44 @@ public sealed class RecoveryRequest
     public DateTimeOffset? CompletedAt { get; set; }
     public DateTimeOffset? CancelledAt { get; set; }
     public List<RecoveryApproval> Approvals { get; set; } = [];
+
+    public RecoveryStatus StatusAt(DateTimeOffset now, int threshold) =>
+        StatusOf(CompletedAt, CancelledAt, ExpiresAt, Approvals.Count, threshold, now);
+
+    /// <summary>The status from the columns alone, for queries that project them instead of loading the approvals.</summary>
+    public static RecoveryStatus StatusOf(DateTimeOffset? completedAt, DateTimeOffset? cancelledAt, DateTimeOffset expiresAt,
+        int approvals, int threshold, DateTimeOffset now) =>
+        completedAt is not null ? RecoveryStatus.Completed
+        : cancelledAt is not null ? RecoveryStatus.Cancelled
+        : expiresAt <= now ? RecoveryStatus.Expired
+        : approvals >= threshold ? RecoveryStatus.Ready
+        : RecoveryStatus.Open;
+}
+
+/// <summary>What a recovery request is for: the key itself (<c>recover</c>) or moving its escrow to the
+/// current agents (<c>re-escrow</c>). Stored and shown under those names (<see cref="RecoveryPurposeNames"/>).</summary>
+public enum RecoveryPurpose { Recover, ReEscrow }
+
+/// <summary>Computed, never stored: it depends on the clock and on the escrow's threshold.</summary>
+public enum RecoveryStatus { Open, Ready, Completed, Expired, Cancelled }
+
+/// <summary>The names of <see cref="RecoveryPurpose"/> in the database, the API and the console. They
+/// predate the enum, so they are not its camelCase names.</summary>
+internal static class RecoveryPurposeNames
+{
+    public const string Recover = "recover";
+    public const string ReEscrow = "re-escrow";
+
+    public static string Of(RecoveryPurpose purpose) => purpose == RecoveryPurpose.ReEscrow ? ReEscrow : Recover;
+
+    public static bool TryParse(string? name, out RecoveryPurpose purpose)
+    {
+        purpose = name switch { ReEscrow => RecoveryPurpose.ReEscrow, _ => RecoveryPurpose.Recover };
+        return name is Recover or ReEscrow;
+    }
+
+    public static RecoveryPurpose FromStored(string name) =>
+        TryParse(name, out var purpose) ? purpose : throw new InvalidOperationException($"Unknown recovery purpose '{name}' in the database.");
 }
 
 /// <summary>One agent's approval: its decrypted share, kept only until the request completes or
@@ -99,7 +137,8 @@ internal sealed class EscrowConfigurations :
     {
         b.HasKey(r => r.Id);
         b.Property(r => r.SerialNumber).HasMaxLength(64);
-        b.Property(r => r.Purpose).HasMaxLength(16);
+        // The existing strings, not the enum's names: no migration, and rows written before the enum still read.
+        b.Property(r => r.Purpose).HasConversion(p => RecoveryPurposeNames.Of(p), s => RecoveryPurposeNames.FromStored(s)).HasMaxLength(16);
         b.Property(r => r.Reason).HasMaxLength(256);
         b.Property(r => r.RequestedBy).HasMaxLength(128);
         b.HasMany(r => r.Approvals).WithOne().HasForeignKey(a => a.RequestId);

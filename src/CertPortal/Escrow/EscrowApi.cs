@@ -5,6 +5,22 @@ using Microsoft.AspNetCore.Mvc;
 
 namespace CertPortal.Escrow;
 
+// The API's request and response bodies; the console (Pages/Admin/Recoveries) uses the same ones.
+public sealed record RegisterAgentRequest(Guid? AccountId, string? CertificatePem);
+public sealed record AgentView(Guid Id, Guid AccountId, string Name, string CertificateSha256, string Subject, DateTimeOffset NotAfter,
+    DateTimeOffset RegisteredAt, DateTimeOffset? RetiredAt);
+public sealed record PolicyUpdate(int? Threshold, int? MinimumAgents, string? EncryptionKeyGeneration, string? DualKeyGeneration);
+public sealed record EscrowPolicyView(int Threshold, int MinimumAgents, int ActiveAgents, string EncryptionKeyGeneration, string DualKeyGeneration);
+public sealed record OpenRecoveryRequest(string? SerialNumber, string? Reason, string? Purpose);
+public sealed record RecoveryView(Guid Id, string SerialNumber, string Purpose, string Reason, string Status, int Threshold,
+    int Approvals, IReadOnlyList<string> ApprovedBy, string RequestedBy, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? CompletedAt);
+public sealed record EncryptedShareView(Guid RequestId, string SerialNumber, string EncryptedSharePem);
+public sealed record SubmitShareRequest(string? Share);
+public sealed record RecoveredKeyRequest(string? Password, string? Pkcs12Format);
+public sealed record RecoveredKey(Guid RequestId, string SerialNumber, string Pkcs12);
+public sealed record ReEscrowResult(Guid EscrowId, int Threshold, IReadOnlyList<string> Agents);
+public sealed record CancelRecoveryRequest(string? Reason);
+
 public static class EscrowApi
 {
     public static IEndpointRouteBuilder MapEscrowApi(this IEndpointRouteBuilder app)
@@ -39,21 +55,21 @@ public static class EscrowApi
         return app;
     }
 
-    private static async Task<Results<Created<AgentView>, ProblemHttpResult>> RegisterAgent([FromBody] RegisterAgentRequest body, KeyRecovery recovery, HttpContext http, CancellationToken ct)
+    private static async Task<Results<Created<AgentView>, ProblemHttpResult>> RegisterAgent([FromBody] RegisterAgentRequest body, RecoveryAgentRegistry agents, HttpContext http, CancellationToken ct)
     {
-        var o = await recovery.RegisterAgentAsync(body, AuditLog.ActorOf(http.User), ct);
+        var o = await agents.RegisterAsync(body, AuditLog.ActorOf(http.User), ct);
         return o.Failure is { } f ? f.ToProblem() : TypedResults.Created($"/api/v1/recovery-agents/{o.Value!.Id}", o.Value);
     }
 
-    private static async Task<Ok<IReadOnlyList<AgentView>>> ListAgents(KeyRecovery recovery, CancellationToken ct) => TypedResults.Ok(await recovery.ListAgentsAsync(ct));
+    private static async Task<Ok<IReadOnlyList<AgentView>>> ListAgents(RecoveryAgentRegistry agents, CancellationToken ct) => TypedResults.Ok(await agents.ListAsync(ct));
 
-    private static async Task<Results<Ok<AgentView>, ProblemHttpResult>> RetireAgent(Guid id, KeyRecovery recovery, HttpContext http, CancellationToken ct) =>
-        Map(await recovery.RetireAgentAsync(id, AuditLog.ActorOf(http.User), ct));
+    private static async Task<Results<Ok<AgentView>, ProblemHttpResult>> RetireAgent(Guid id, RecoveryAgentRegistry agents, HttpContext http, CancellationToken ct) =>
+        Map(await agents.RetireAsync(id, AuditLog.ActorOf(http.User), ct));
 
-    private static async Task<Ok<EscrowPolicyView>> GetPolicy(KeyRecovery recovery, CancellationToken ct) => TypedResults.Ok(await recovery.PolicyAsync(ct));
+    private static async Task<Ok<EscrowPolicyView>> GetPolicy(EscrowPolicyEditor policy, CancellationToken ct) => TypedResults.Ok(await policy.GetAsync(ct));
 
-    private static async Task<Results<Ok<EscrowPolicyView>, ProblemHttpResult>> UpdatePolicy([FromBody] PolicyUpdate body, KeyRecovery recovery, HttpContext http, CancellationToken ct) =>
-        Map(await recovery.UpdatePolicyAsync(body, AuditLog.ActorOf(http.User), ct));
+    private static async Task<Results<Ok<EscrowPolicyView>, ProblemHttpResult>> UpdatePolicy([FromBody] PolicyUpdate body, EscrowPolicyEditor policy, HttpContext http, CancellationToken ct) =>
+        Map(await policy.UpdateAsync(body, AuditLog.ActorOf(http.User), ct));
 
     private static async Task<Results<Created<RecoveryView>, ProblemHttpResult>> Open([FromBody] OpenRecoveryRequest body, KeyRecovery recovery, HttpContext http, CancellationToken ct)
     {

@@ -6,8 +6,6 @@ using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Escrow;
 
-public sealed record EscrowPolicyView(int Threshold, int MinimumAgents, int ActiveAgents, string EncryptionKeyGeneration, string DualKeyGeneration);
-
 /// <summary>Archives private keys so that no one — the server included — can open them without M agents:
 /// the key is sealed under a fresh AES-256-GCM data key, which exists afterwards only as Shamir shares,
 /// each encrypted to one agent's certificate.</summary>

@@ -4,123 +4,22 @@ using System.Text;
 using CertPortal.Auditing;
 using CertPortal.Authority;
 using CertPortal.Data;
+using CertPortal.Enrollment;
 using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Escrow;
 
-public sealed record RegisterAgentRequest(Guid? AccountId, string? CertificatePem);
-public sealed record AgentView(Guid Id, Guid AccountId, string Name, string CertificateSha256, string Subject, DateTimeOffset NotAfter,
-    DateTimeOffset RegisteredAt, DateTimeOffset? RetiredAt);
-public sealed record PolicyUpdate(int? Threshold, int? MinimumAgents, string? EncryptionKeyGeneration, string? DualKeyGeneration);
-public sealed record OpenRecoveryRequest(string? SerialNumber, string? Reason, string? Purpose);
-public sealed record RecoveryView(Guid Id, string SerialNumber, string Purpose, string Reason, string Status, int Threshold,
-    int Approvals, IReadOnlyList<string> ApprovedBy, string RequestedBy, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? CompletedAt);
-public sealed record EncryptedShareView(Guid RequestId, string SerialNumber, string EncryptedSharePem);
-public sealed record SubmitShareRequest(string? Share);
-public sealed record RecoveredKeyRequest(string? Password, string? Pkcs12Format);
-public sealed record RecoveredKey(Guid RequestId, string SerialNumber, string Pkcs12);
-public sealed record ReEscrowResult(Guid EscrowId, int Threshold, IReadOnlyList<string> Agents);
-public sealed record CancelRecoveryRequest(string? Reason);
-
-/// <summary>Recovery agents, the escrow policy, and M-of-N recovery. The server holds a recovered key
-/// only for the request that completes the recovery, and submitted shares only sealed under a key
-/// kept outside the database, until the request completes or expires.</summary>
+/// <summary>M-of-N recovery of an escrowed key: an administrator opens a request, agents approve it with
+/// their decrypted shares, and the key is exported once or re-escrowed. The server holds a recovered key
+/// only for the request that completes the recovery, and submitted shares only sealed under a key kept
+/// outside the database, until the request completes or expires.</summary>
 public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, CertPortalOptions options, TimeProvider time,
     RecoverySessionKey sessionKey, CaHierarchy ca, ILogger<KeyRecovery> logger)
 {
-    public async Task<Outcome<AgentView>> RegisterAgentAsync(RegisterAgentRequest request, string actor, CancellationToken ct)
-    {
-        var account = await db.Accounts.AsNoTracking().FirstOrDefaultAsync(a => a.Id == request.AccountId && a.DisabledAt == null, ct);
-        if (account is null || account.Role != Security.Roles.RecoveryAgent)
-            return Failure.Unprocessable("Invalid accountId.", "accountId must name an enabled account with the recovery-agent role.");
-        X509Certificate2 cert;
-        try { cert = X509Certificate2.CreateFromPem(request.CertificatePem ?? ""); }
-        catch (CryptographicException) { return Failure.Unprocessable("Invalid certificatePem.", "certificatePem must be one PEM X.509 certificate."); }
-        using (cert)
-        {
-            var check = new AgentCertificateValidator(time).Validate(cert);
-            if (!check.IsValid) return Failure.Unprocessable("Unsuitable agent certificate.", check.Error!);
-            if (await db.RecoveryAgents.AnyAsync(a => a.AccountId == account.Id && a.RetiredAt == null, ct))
-                return Failure.Conflict($"Account '{account.Name}' is already an active recovery agent; retire it first to change its certificate.");
-            // One key, one agent: the same key registered for two accounts would let one person hold two shares.
-            var publicKey = cert.PublicKey.ExportSubjectPublicKeyInfo();
-            foreach (var other in await db.RecoveryAgents.AsNoTracking().Where(a => a.RetiredAt == null).ToListAsync(ct))
-            {
-                using var otherCert = X509CertificateLoader.LoadCertificate(other.CertificateDer);
-                if (otherCert.PublicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(publicKey))
-                    return Failure.Conflict($"This public key is already registered for recovery agent '{other.Name}'; every agent needs its own key.");
-            }
-            var now = time.GetUtcNow();
-            var agent = new RecoveryAgent
-            {
-                Id = Guid.CreateVersion7(now), AccountId = account.Id, Name = account.Name, CertificateDer = cert.RawData,
-                CertificateSha256 = Convert.ToHexString(SHA256.HashData(cert.RawData)), RegisteredAt = now,
-            };
-            db.RecoveryAgents.Add(agent);
-            AuditLog.Record(db, now, actor, AuditActions.AgentRegistered, $"recovery-agent:{agent.Id}", new { agent.Name, agent.CertificateSha256 });
-            await db.SaveChangesAsync(ct);
-            return View(agent);
-        }
-    }
-
-    public async Task<IReadOnlyList<AgentView>> ListAgentsAsync(CancellationToken ct) =>
-        (await db.RecoveryAgents.AsNoTracking().OrderBy(a => a.RegisteredAt).ToListAsync(ct)).Select(View).ToList();
-
-    /// <summary>Retiring an agent re-wraps nothing: new escrows leave it out, existing escrows keep the
-    /// agent set they were made with, and the retired agent can still approve those with its share (so
-    /// retiring never makes a key unrecoverable). Re-escrow moves an escrow to the current set; disabling
-    /// the account stops the agent altogether.</summary>
-    public async Task<Outcome<AgentView>> RetireAgentAsync(Guid id, string actor, CancellationToken ct)
-    {
-        var agent = await db.RecoveryAgents.FirstOrDefaultAsync(a => a.Id == id, ct);
-        if (agent is null) return Failure.NotFound($"No recovery agent {id}.");
-        if (agent.RetiredAt is null)
-        {
-            agent.RetiredAt = time.GetUtcNow();
-            AuditLog.Record(db, agent.RetiredAt.Value, actor, AuditActions.AgentRetired, $"recovery-agent:{agent.Id}", new { agent.Name });
-            await db.SaveChangesAsync(ct);
-        }
-        return View(agent);
-    }
-
-    public async Task<EscrowPolicyView> PolicyAsync(CancellationToken ct)
-    {
-        var p = await archive.PolicyAsync(db, ct);
-        return new EscrowPolicyView(p.Threshold, p.MinimumAgents!.Value, await db.RecoveryAgents.CountAsync(a => a.RetiredAt == null, ct),
-            p.EncryptionKeyGeneration.ToString(), p.DualKeyGeneration.ToString());
-    }
-
-    public async Task<Outcome<EscrowPolicyView>> UpdatePolicyAsync(PolicyUpdate update, string actor, CancellationToken ct)
-    {
-        var current = await archive.PolicyAsync(db, ct);
-        var threshold = update.Threshold ?? current.Threshold;
-        if (threshold is < 2 or > 16)
-            return Failure.Unprocessable("Invalid threshold.", "threshold (M) must be between 2 and 16: one agent alone must never recover a key.");
-        var minimumAgents = update.MinimumAgents ?? Math.Max(current.MinimumAgents!.Value, threshold);
-        if (minimumAgents < threshold || minimumAgents > ShamirSecretSharing.MaxShares)
-            return Failure.Unprocessable("Invalid minimumAgents.", $"minimumAgents (N) must be at least threshold (M = {threshold}) and at most {ShamirSecretSharing.MaxShares}.");
-        if (!TryPolicy(update.EncryptionKeyGeneration, current.EncryptionKeyGeneration, out var enc) || !TryPolicy(update.DualKeyGeneration, current.DualKeyGeneration, out var dual))
-            return Failure.Unprocessable("Invalid key generation policy.", "encryptionKeyGeneration and dualKeyGeneration must be Refused, Allowed or Required.");
-        var now = time.GetUtcNow();
-        var row = await db.EscrowPolicy.OrderBy(p => p.Id).FirstOrDefaultAsync(ct);
-        if (row is null) db.EscrowPolicy.Add(row = new EscrowPolicyRecord());
-        row.Threshold = threshold; row.MinimumAgents = minimumAgents; row.EncryptionKeyGeneration = enc; row.DualKeyGeneration = dual; row.UpdatedAt = now; row.UpdatedBy = actor;
-        AuditLog.Record(db, now, actor, AuditActions.EscrowPolicyChanged, "escrow-policy", new { threshold, minimumAgents, enc, dual });
-        await db.SaveChangesAsync(ct);
-        return await PolicyAsync(ct);
-    }
-
-    private static bool TryPolicy(string? value, KeyGenerationPolicy current, out KeyGenerationPolicy policy)
-    {
-        policy = current;
-        return value is null || (Enum.TryParse(value, ignoreCase: true, out policy) && Enum.IsDefined(policy));
-    }
-
     public async Task<Outcome<RecoveryView>> OpenAsync(OpenRecoveryRequest request, string actor, CancellationToken ct)
     {
         var serial = (request.SerialNumber ?? "").Trim().ToUpperInvariant();
-        var purpose = (request.Purpose ?? "recover").Trim().ToLowerInvariant();
-        if (purpose is not ("recover" or "re-escrow"))
+        if (!RecoveryPurposeNames.TryParse((request.Purpose ?? RecoveryPurposeNames.Recover).Trim().ToLowerInvariant(), out var purpose))
             return Failure.Unprocessable("Invalid purpose.", "purpose must be recover (default) or re-escrow.");
         var reason = (request.Reason ?? "").Trim();
         if (reason.Length is 0 or > 256)
@@ -135,21 +34,17 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             RequestedBy = actor, CreatedAt = now, ExpiresAt = now + options.Escrow.RecoveryRequestLifetime,
         };
         db.RecoveryRequests.Add(r);
-        AuditLog.Record(db, now, actor, AuditActions.RecoveryRequested, $"recovery:{r.Id}", new { serial, purpose, reason });
+        AuditLog.Record(db, now, actor, AuditActions.RecoveryRequested, $"recovery:{r.Id}", new { serial, purpose = RecoveryPurposeNames.Of(purpose), reason });
         await db.SaveChangesAsync(ct);
         return await ViewAsync(r.Id, ct);
     }
 
     public async Task<Outcome<RecoveryView>> GetAsync(Guid id, CancellationToken ct) =>
-        await db.RecoveryRequests.AnyAsync(r => r.Id == id, ct) ? await ViewAsync(id, ct) : Failure.NotFound($"No recovery request {id}.");
+        await ViewsAsync(db.RecoveryRequests.Where(r => r.Id == id), ct) is [var view] ? view : Failure.NotFound($"No recovery request {id}.");
 
-    public async Task<IReadOnlyList<RecoveryView>> ListAsync(CancellationToken ct)
-    {
-        var ids = await db.RecoveryRequests.AsNoTracking().OrderByDescending(r => r.CreatedAt).Select(r => r.Id).Take(200).ToListAsync(ct);
-        var views = new List<RecoveryView>();
-        foreach (var id in ids) views.Add(await ViewAsync(id, ct));
-        return views;
-    }
+    /// <summary>The newest 200 requests, in one query.</summary>
+    public async Task<IReadOnlyList<RecoveryView>> ListAsync(CancellationToken ct) =>
+        await ViewsAsync(db.RecoveryRequests.OrderByDescending(r => r.CreatedAt).Take(200), ct);
 
     public async Task<Outcome<EncryptedShareView>> ShareForAgentAsync(Guid requestId, Guid accountId, string actor, CancellationToken ct)
     {
@@ -181,7 +76,9 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             });
             AuditLog.Record(db, now, actor, AuditActions.RecoveryApproved, $"recovery:{requestId}", new { agent = agent.Name, serial = request.SerialNumber });
             try { await db.SaveChangesAsync(ct); }
-            catch (DbUpdateException) { db.ChangeTracker.Clear(); } // a concurrent identical approval won: still counts once
+            // A concurrent identical approval won (its primary key is request + agent): still counts once.
+            // Any other failure is a real error and propagates.
+            catch (DbUpdateException e) when (DatabaseErrors.IsUniqueViolation(e)) { db.ChangeTracker.Clear(); }
             return await ViewAsync(requestId, ct);
         }
         finally
@@ -198,68 +95,29 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             return Failure.Unprocessable("Invalid password.", $"password must be {ServerKeyEnrollment.MinPasswordLength} to 256 printable characters.");
         if (!Pkcs12Files.TryParseFormat(body.Pkcs12Format, out var format))
             return Failure.Unprocessable("Invalid pkcs12Format.", "pkcs12Format must be aes256 (default) or compatible-3des.");
-        var rebuilt = await RebuildDataKeyAsync(requestId, "recover", actor, ct);
-        if (rebuilt.Failure is { } f) return f;
-        var (request, escrow, cert, dataKey) = rebuilt.Value;
-        byte[]? pkcs8 = null;
-        try
+        return await WithRecoveredKeyAsync<RecoveredKey>(requestId, RecoveryPurpose.Recover, actor, async (request, _, cert, pkcs8) =>
         {
-            pkcs8 = KeyEnvelope.Open(escrow.Envelope, dataKey, KeyEnvelopeBinding.ForCertificate(cert));
-            try
-            {
-                // CopyWithPrivateKey refuses a key whose public half is not the certificate's.
-                using var withKey = Pkcs12Files.WithPrivateKey(cert, pkcs8);
-            }
-            catch (Exception e) when (e is ArgumentException or CryptographicException)
-            {
-                return await FailAsync(request, actor, "The recovered key does not match the certificate.", ct);
-            }
             var pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], password, format, options.Escrow.Pkcs12Iterations);
             var completed = await CompleteAsync(request, actor, AuditActions.RecoveryCompleted, new { request.SerialNumber }, null, ct);
             if (completed is not null) return completed;
             return new RecoveredKey(requestId, request.SerialNumber, Convert.ToBase64String(pfx));
-        }
-        catch (EscrowIntegrityException e)
-        {
-            return await FailAsync(request, actor, e.Message, ct);
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(dataKey);
-            if (pkcs8 is not null) CryptographicOperations.ZeroMemory(pkcs8);
-            cert.Dispose();
-        }
+        }, ct);
     }
 
     /// <summary>Moves an escrow to the current agent set and threshold. The key is re-sealed under a
     /// fresh data key split to today's agents; the old envelope is emptied and its shares deleted in the
     /// same transaction, so shares the old agents kept (or could still decrypt) open nothing.</summary>
-    public async Task<Outcome<ReEscrowResult>> ReEscrowAsync(Guid requestId, string actor, CancellationToken ct)
-    {
-        var rebuilt = await RebuildDataKeyAsync(requestId, "re-escrow", actor, ct);
-        if (rebuilt.Failure is { } f) return f;
-        var (request, escrow, cert, dataKey) = rebuilt.Value;
-        byte[]? pkcs8 = null;
-        try
+    public Task<Outcome<ReEscrowResult>> ReEscrowAsync(Guid requestId, string actor, CancellationToken ct) =>
+        WithRecoveredKeyAsync<ReEscrowResult>(requestId, RecoveryPurpose.ReEscrow, actor, async (request, escrow, cert, pkcs8) =>
         {
-            pkcs8 = KeyEnvelope.Open(escrow.Envelope, dataKey, KeyEnvelopeBinding.ForCertificate(cert));
-            try
-            {
-                using var withKey = Pkcs12Files.WithPrivateKey(cert, pkcs8);
-            }
-            catch (Exception e) when (e is ArgumentException or CryptographicException)
-            {
-                return await FailAsync(request, actor, "The recovered key does not match the certificate.", ct);
-            }
             var policy = await archive.PolicyAsync(db, ct);
             var agents = await archive.UsableAgentsAsync(db, ct);
             if (KeyArchive.CheckAgents(policy, agents.Count) is { } tooFew) return tooFew;
             var now = time.GetUtcNow();
-            var key = pkcs8;
             var successor = default(KeyEscrow);
             var completed = await CompleteAsync(request, actor, AuditActions.KeyReEscrowed, null, async () =>
             {
-                successor = archive.Archive(db, cert, escrow.SerialNumber, key, agents, policy.Threshold, now);
+                successor = archive.Archive(db, cert, escrow.SerialNumber, pkcs8, agents, policy.Threshold, now);
                 await db.EscrowShares.Where(s => s.EscrowId == escrow.Id).ExecuteDeleteAsync(ct);
                 await db.KeyEscrows.Where(e => e.Id == escrow.Id)
                     .ExecuteUpdateAsync(s => s.SetProperty(e => e.SupersededAt, now).SetProperty(e => e.Envelope, Array.Empty<byte>()), ct);
@@ -272,18 +130,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             }, ct);
             if (completed is not null) return completed;
             return new ReEscrowResult(successor!.Id, policy.Threshold, agents.Select(a => a.Name).ToList());
-        }
-        catch (EscrowIntegrityException e)
-        {
-            return await FailAsync(request, actor, e.Message, ct);
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(dataKey);
-            if (pkcs8 is not null) CryptographicOperations.ZeroMemory(pkcs8);
-            cert.Dispose();
-        }
-    }
+        }, ct);
 
     /// <summary>An administrator withdraws an open request; submitted shares are erased at once.</summary>
     public async Task<Outcome<RecoveryView>> CancelAsync(Guid requestId, CancelRecoveryRequest body, string actor, CancellationToken ct)
@@ -313,17 +160,53 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             .ExecuteUpdateAsync(s => s.SetProperty(a => a.SealedShare, (byte[]?)null), ct);
     }
 
+    /// <summary>The step export and re-escrow share: rebuild the data key from the submitted shares, open the
+    /// envelope, check that the key is the certificate's, and hand the PKCS#8 key to <paramref name="use"/>.
+    /// Every secret is zeroed afterwards; an integrity failure is audited and reported, never a crash.</summary>
+    private async Task<Outcome<T>> WithRecoveredKeyAsync<T>(Guid requestId, RecoveryPurpose purpose, string actor,
+        Func<RecoveryRequest, KeyEscrow, X509Certificate2, byte[], Task<Outcome<T>>> use, CancellationToken ct)
+    {
+        var rebuilt = await RebuildDataKeyAsync(requestId, purpose, actor, ct);
+        if (rebuilt.Failure is { } f) return f;
+        var (request, escrow, cert, dataKey) = rebuilt.Value;
+        byte[]? pkcs8 = null;
+        try
+        {
+            pkcs8 = KeyEnvelope.Open(escrow.Envelope, dataKey, KeyEnvelopeBinding.ForCertificate(cert));
+            try
+            {
+                // CopyWithPrivateKey refuses a key whose public half is not the certificate's.
+                using var withKey = Pkcs12Files.WithPrivateKey(cert, pkcs8);
+            }
+            catch (Exception e) when (e is ArgumentException or CryptographicException)
+            {
+                return await FailAsync(request, actor, "The recovered key does not match the certificate.", ct);
+            }
+            return await use(request, escrow, cert, pkcs8);
+        }
+        catch (EscrowIntegrityException e)
+        {
+            return await FailAsync(request, actor, e.Message, ct);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(dataKey);
+            if (pkcs8 is not null) CryptographicOperations.ZeroMemory(pkcs8);
+            cert.Dispose();
+        }
+    }
+
     private async Task<Outcome<(RecoveryRequest, KeyEscrow, X509Certificate2, byte[])>> RebuildDataKeyAsync(
-        Guid requestId, string purpose, string actor, CancellationToken ct)
+        Guid requestId, RecoveryPurpose purpose, string actor, CancellationToken ct)
     {
         var request = await db.RecoveryRequests.AsNoTracking().Include(r => r.Approvals).FirstOrDefaultAsync(r => r.Id == requestId, ct);
         if (request is null) return Failure.NotFound($"No recovery request {requestId}.");
         if (request.Purpose != purpose)
-            return Failure.Conflict($"This request was opened for {request.Purpose}, not {purpose}.");
-        if (Status(request, time.GetUtcNow(), await ThresholdAsync(request, ct)) is not "ready" and var status)
-            return Failure.Conflict(status == "open"
+            return Failure.Conflict($"This request was opened for {RecoveryPurposeNames.Of(request.Purpose)}, not {RecoveryPurposeNames.Of(purpose)}.");
+        if (request.StatusAt(time.GetUtcNow(), await ThresholdAsync(request, ct)) is not RecoveryStatus.Ready and var status)
+            return Failure.Conflict(status == RecoveryStatus.Open
                 ? $"Only {request.Approvals.Count} of the required approvals are in."
-                : $"This recovery request is {status}.");
+                : $"This recovery request is {Names.Of(status)}.");
         var escrow = await db.KeyEscrows.AsNoTracking().FirstAsync(e => e.Id == request.EscrowId, ct);
         var record = await db.Certificates.AsNoTracking().FirstAsync(c => c.SerialNumber == request.SerialNumber, ct);
         var shares = new List<byte[]>();
@@ -395,9 +278,9 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             return (null, null, null, Failure.Forbidden("Not a recovery agent.", "Your account is not a registered key recovery agent."));
         var request = await db.RecoveryRequests.AsNoTracking().Include(r => r.Approvals).FirstOrDefaultAsync(r => r.Id == requestId, ct);
         if (request is null) return (null, null, null, Failure.NotFound($"No recovery request {requestId}."));
-        var status = Status(request, time.GetUtcNow(), await ThresholdAsync(request, ct));
-        if (status is "completed" or "expired" or "cancelled")
-            return (null, null, null, Failure.Conflict($"This recovery request is {status}."));
+        var status = request.StatusAt(time.GetUtcNow(), await ThresholdAsync(request, ct));
+        if (status is RecoveryStatus.Completed or RecoveryStatus.Expired or RecoveryStatus.Cancelled)
+            return (null, null, null, Failure.Conflict($"This recovery request is {Names.Of(status)}."));
         var agentIds = registrations.Select(a => a.Id).ToList();
         var share = await db.EscrowShares.AsNoTracking().FirstOrDefaultAsync(s => s.EscrowId == request.EscrowId && agentIds.Contains(s.AgentId), ct);
         if (share is null)
@@ -405,32 +288,32 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         return (request, registrations.Single(a => a.Id == share.AgentId), share, null);
     }
 
-    private async Task<RecoveryView> ViewAsync(Guid id, CancellationToken ct)
+    private async Task<RecoveryView> ViewAsync(Guid id, CancellationToken ct) =>
+        (await ViewsAsync(db.RecoveryRequests.Where(r => r.Id == id), ct)).Single();
+
+    /// <summary>The views of <paramref name="requests"/> in one query: each request with its escrow's
+    /// threshold, its approval count and the approving agents' names.</summary>
+    private async Task<List<RecoveryView>> ViewsAsync(IQueryable<RecoveryRequest> requests, CancellationToken ct)
     {
-        var r = await db.RecoveryRequests.AsNoTracking().Include(x => x.Approvals).FirstAsync(x => x.Id == id, ct);
-        var threshold = await ThresholdAsync(r, ct);
-        var agentIds = r.Approvals.Select(a => a.AgentId).ToList();
-        var names = await db.RecoveryAgents.AsNoTracking().Where(a => agentIds.Contains(a.Id)).Select(a => a.Name).ToListAsync(ct);
-        return new RecoveryView(r.Id, r.SerialNumber, r.Purpose, r.Reason, Status(r, time.GetUtcNow(), threshold), threshold, r.Approvals.Count,
-            names, r.RequestedBy, r.CreatedAt, r.ExpiresAt, r.CompletedAt);
+        var rows = await requests.AsNoTracking().Select(r => new
+        {
+            Request = r,
+            Threshold = db.KeyEscrows.Where(e => e.Id == r.EscrowId).Select(e => e.Threshold).First(),
+            Approvals = r.Approvals.Count,
+            ApprovedBy = r.Approvals.Join(db.RecoveryAgents, a => a.AgentId, agent => agent.Id, (_, agent) => agent.Name).ToList(),
+        }).ToListAsync(ct);
+        var now = time.GetUtcNow();
+        return rows.Select(x =>
+        {
+            var r = x.Request;
+            var status = RecoveryRequest.StatusOf(r.CompletedAt, r.CancelledAt, r.ExpiresAt, x.Approvals, x.Threshold, now);
+            return new RecoveryView(r.Id, r.SerialNumber, RecoveryPurposeNames.Of(r.Purpose), r.Reason, Names.Of(status), x.Threshold, x.Approvals,
+                x.ApprovedBy, r.RequestedBy, r.CreatedAt, r.ExpiresAt, r.CompletedAt);
+        }).ToList();
     }
 
     private Task<int> ThresholdAsync(RecoveryRequest r, CancellationToken ct) =>
         db.KeyEscrows.Where(e => e.Id == r.EscrowId).Select(e => e.Threshold).FirstAsync(ct);
 
-    private static string Status(RecoveryRequest r, DateTimeOffset now, int threshold) =>
-        r.CompletedAt is not null ? "completed"
-        : r.CancelledAt is not null ? "cancelled"
-        : r.ExpiresAt <= now ? "expired"
-        : r.Approvals.Count >= threshold ? "ready"
-        : "open";
-
     private static byte[] Aad(Guid requestId, Guid agentId) => Encoding.ASCII.GetBytes($"certportal/recovery/{requestId:N}/{agentId:N}");
-
-    private static AgentView View(RecoveryAgent a)
-    {
-        using var cert = X509CertificateLoader.LoadCertificate(a.CertificateDer);
-        return new AgentView(a.Id, a.AccountId, a.Name, a.CertificateSha256, cert.Subject, new DateTimeOffset(cert.NotAfter.ToUniversalTime()),
-            a.RegisteredAt, a.RetiredAt);
-    }
 }

@@ -179,6 +179,46 @@ public sealed class KeyEscrowTests(EscrowApp app) : IClassFixture<EscrowApp>, IA
     }
 
     [Fact]
+    public async Task The_recovery_list_is_one_query_however_many_requests_it_shows()
+    {
+        var serial = (await app.EnrollServerKeyAsync(NewMailbox(), "EC-P256")).GetProperty("serialNumber").GetString()!;
+        var requests = new[] { await app.OpenRecoveryAsync(serial), await app.OpenRecoveryAsync(serial), await app.OpenRecoveryAsync(serial) };
+        await Http.EnsureStatus(await app.ApproveAsync(_agents[0], requests[1]), HttpStatusCode.OK);
+        await Http.EnsureStatus(await app.ApproveAsync(_agents[1], requests[1]), HttpStatusCode.OK);
+        await Http.EnsureStatus(await app.ApproveAsync(_agents[2], requests[2]), HttpStatusCode.OK);
+
+        using var scope = app.Services.CreateScope();
+        var counter = new CommandCounter();
+        var connection = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().Database.GetConnectionString();
+        await using var db = new SqliteCertPortalDbContext(new DbContextOptionsBuilder<SqliteCertPortalDbContext>()
+            .UseSqlite(connection).AddInterceptors(counter).Options);
+        var recovery = ActivatorUtilities.CreateInstance<CertPortal.Escrow.KeyRecovery>(scope.ServiceProvider, db);
+
+        var list = await recovery.ListAsync(CancellationToken.None);
+        Assert.Equal(1, counter.Commands);
+        var views = requests.Select(id => list.Single(v => v.Id == id)).ToList();
+        Assert.Equal([0, 2, 1], views.Select(v => v.Approvals));
+        Assert.Equal(["open", "ready", "open"], views.Select(v => v.Status));
+        Assert.Equal(new[] { _agents[0].Name, _agents[1].Name }.Order(), views[1].ApprovedBy.Order());
+        Assert.Equal([_agents[2].Name], views[2].ApprovedBy);
+        Assert.Equal(list.OrderByDescending(v => v.CreatedAt).Select(v => v.Id), list.Select(v => v.Id)); // newest first
+    }
+
+    private sealed class CommandCounter : Microsoft.EntityFrameworkCore.Diagnostics.DbCommandInterceptor
+    {
+        private int _commands;
+        public int Commands => _commands;
+
+        public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader>> ReaderExecutingAsync(
+            System.Data.Common.DbCommand command, Microsoft.EntityFrameworkCore.Diagnostics.CommandEventData eventData,
+            Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader> result, CancellationToken cancellationToken = default)
+        {
+            Interlocked.Increment(ref _commands);
+            return base.ReaderExecutingAsync(command, eventData, result, cancellationToken);
+        }
+    }
+
+    [Fact]
     public async Task Re_escrow_moves_a_key_to_the_current_agent_set()
     {
         var enrolled = await app.EnrollServerKeyAsync(NewMailbox());

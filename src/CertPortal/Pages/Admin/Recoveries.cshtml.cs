@@ -13,7 +13,7 @@ namespace CertPortal.Pages.Admin;
 /// machine with certportal-kra (their private key never reaches the server) and paste the result back.
 /// Every action goes through <see cref="KeyRecovery"/>, exactly as the API does.</summary>
 [Authorize(Policy = Policies.RecoveryParticipant)]
-public sealed class RecoveriesModel(KeyRecovery recovery) : PageModel
+public sealed class RecoveriesModel(KeyRecovery recovery, EscrowPolicyEditor policy) : PageModel
 {
     public IReadOnlyList<RecoveryView> Requests { get; private set; } = [];
     public EscrowPolicyView? Policy { get; private set; }
@@ -85,6 +85,6 @@ public sealed class RecoveriesModel(KeyRecovery recovery) : PageModel
     private async Task LoadAsync(CancellationToken ct)
     {
         Requests = await recovery.ListAsync(ct);
-        Policy = await recovery.PolicyAsync(ct);
+        Policy = await policy.GetAsync(ct);
     }
 }
