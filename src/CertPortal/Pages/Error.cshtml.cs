@@ -5,7 +5,7 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 namespace CertPortal.Pages;
 
 /// <summary>The HTML error page for browser requests (re-executed by the status-code and exception middleware
-/// with the original method, hence POST too and no antiforgery check: it changes nothing).</summary>
+/// with the original method, hence POST, PUT, PATCH and DELETE too and no antiforgery check: it changes nothing).</summary>
 [IgnoreAntiforgeryToken]
 public sealed class ErrorModel(IProblemDetailsService problems) : PageModel
 {
@@ -15,6 +15,10 @@ public sealed class ErrorModel(IProblemDetailsService problems) : PageModel
 
     public Task<IActionResult> OnGetAsync() => DescribeAsync();
     public Task<IActionResult> OnPostAsync() => DescribeAsync();
+    // The API's PUT, PATCH and DELETE routes re-execute here too; without these the page would render with no status.
+    public Task<IActionResult> OnPutAsync() => DescribeAsync();
+    public Task<IActionResult> OnPatchAsync() => DescribeAsync();
+    public Task<IActionResult> OnDeleteAsync() => DescribeAsync();
 
     private async Task<IActionResult> DescribeAsync()
     {
@@ -23,7 +27,7 @@ public sealed class ErrorModel(IProblemDetailsService problems) : PageModel
         var reExecuted = statusCodePage is not null || HttpContext.Features.Get<IExceptionHandlerPathFeature>() is not null;
         Status = reExecuted && Response.StatusCode >= 400 ? Response.StatusCode : StatusCodes.Status404NotFound;
         Response.StatusCode = Status;
-        if (statusCodePage?.OriginalPath.StartsWith("/api", StringComparison.OrdinalIgnoreCase) == true)
+        if (reExecuted && WebUi.IsApiRequest(HttpContext))
         {
             // The API's callers are programs: an RFC 7807 body with the standard title for the status.
             await problems.WriteAsync(new ProblemDetailsContext { HttpContext = HttpContext, ProblemDetails = new ProblemDetails { Status = Status } });

@@ -1,6 +1,7 @@
 using CertPortal.Security;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.AspNetCore.Diagnostics;
 
 namespace CertPortal.Pages;
 
@@ -41,7 +42,16 @@ public static class WebUi
             });
     }
 
-    public static bool IsApiRequest(HttpContext context) => context.Request.Path.StartsWithSegments("/api");
+    /// <summary>Whether the request was made to the API. Asked from the exception handler and the error page,
+    /// where the path is already the error page's (UseExceptionHandler rewrites it before calling the
+    /// IExceptionHandlers), so the original path comes from the re-execute features when present.</summary>
+    public static bool IsApiRequest(HttpContext context)
+    {
+        var original = context.Features.Get<IExceptionHandlerPathFeature>()?.Path
+            ?? context.Features.Get<IStatusCodeReExecuteFeature>()?.OriginalPath
+            ?? context.Request.Path.Value;
+        return new PathString(original).StartsWithSegments("/api");
+    }
 
     /// <summary>API requests get problem+json; browser requests an HTML page with a way back (Pages/Error.cshtml),
     /// for status codes without a body (404, a 400 from a failed antiforgery check) and for exceptions.</summary>
