@@ -26,6 +26,9 @@ for program in "${!needed[@]}"; do
   missing+=("${needed[$program]}")
 done
 
+# pkilint (the S/MIME BR lint matrix) is Python and needs the cryptography package.
+if ! python3 -c 'import cryptography' >/dev/null 2>&1; then missing+=(python3-cryptography); fi
+
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -86,19 +86,31 @@ public sealed class IssuanceOptions
     /// <summary>S/MIME BR allow at most 825 days.</summary>
     public int ValidityDays { get; set; } = 365;
 
-    /// <summary>Mailbox (default) keeps the S/MIME BR mailbox-validated subject (CN = mailbox).
-    /// DisplayName puts the person's name in CN as corporate CAs often do: outside that profile,
-    /// because the token (not a vetting process) is all that vouches for the name.</summary>
+    /// <summary>Mailbox (default): S/MIME BR mailbox-validated (CN = the mailbox, policy 2.23.140.1.5.1.x).
+    /// DisplayName: the person's name in CN, as corporate CAs commonly do. A personal name belongs to the
+    /// sponsor-validated profile (S/MIME BR 7.1.4.2.2, policy 2.23.140.1.5.3.x): the organisation
+    /// (<see cref="OrganizationName"/>) vouches for the person, and the subject carries it along with the
+    /// givenName/surname the name is split into.</summary>
     public SubjectCommonName SubjectCommonName { get; set; } = SubjectCommonName.Mailbox;
 
-    /// <summary>Certificate policy OIDs; the default is S/MIME BR mailbox-validated strict.</summary>
+    /// <summary>subject:organizationName of sponsor-validated certificates; required in DisplayName mode.</summary>
+    public string? OrganizationName { get; set; }
+
+    /// <summary>subject:organizationIdentifier of sponsor-validated certificates (S/MIME BR 7.1.4.2.2 (d): a
+    /// registration scheme, country and reference such as <c>NTRGB-12345678</c> or <c>VATDE-123456789</c>).
+    /// Required in DisplayName mode: the BR (1.0.11, as pkilint checks them) make it a SHALL for sponsor-validated.</summary>
+    public string? OrganizationIdentifier { get; set; }
+
+    /// <summary>Certificate policy OIDs. Default: S/MIME BR strict, mailbox-validated (2.23.140.1.5.1.3) or, in
+    /// DisplayName mode, sponsor-validated (2.23.140.1.5.3.3). A multipurpose policy (….2) allows holds.</summary>
     public List<string> PolicyOids { get; set; } = [];
 
     public int MaxTokenValidHours { get; set; } = 24 * 30;
     public int DefaultTokenValidHours { get; set; } = 72;
 
     public IReadOnlyList<string> EffectivePolicyOids =>
-        PolicyOids.Count > 0 ? PolicyOids : [Authority.Oids.PolicyMailboxValidatedStrict];
+        PolicyOids.Count > 0 ? PolicyOids
+        : [SubjectCommonName == SubjectCommonName.DisplayName ? Authority.Oids.PolicySponsorValidatedStrict : Authority.Oids.PolicyMailboxValidatedStrict];
 }
 
 public sealed class CrlOptions
@@ -194,6 +206,22 @@ public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOpti
         foreach (var oid in o.Issuance.PolicyOids)
             if (!System.Text.RegularExpressions.Regex.IsMatch(oid, @"^[0-2](\.(0|[1-9][0-9]*))+$"))
                 errors.Add($"{p}:Issuance:PolicyOids contains an invalid OID '{oid}'.");
+        if (o.Issuance.SubjectCommonName == SubjectCommonName.DisplayName)
+        {
+            if (string.IsNullOrWhiteSpace(o.Issuance.OrganizationName))
+                errors.Add($"{p}:Issuance:OrganizationName is required when {p}:Issuance:SubjectCommonName is DisplayName: a personal name in CN makes the certificate sponsor-validated (S/MIME BR 7.1.4.2.2), where the organisation is named.");
+            if (string.IsNullOrWhiteSpace(o.Issuance.OrganizationIdentifier))
+                errors.Add($"{p}:Issuance:OrganizationIdentifier is required when {p}:Issuance:SubjectCommonName is DisplayName: sponsor-validated certificates carry the organisation's registration (S/MIME BR 7.1.4.2.2 (d)), like NTRGB-12345678.");
+            if (o.Issuance.PolicyOids.Any(oid => Authority.CertificatePolicies.ValidationOf(oid) is { } v && v != "sponsor"))
+                errors.Add($"{p}:Issuance:PolicyOids must name sponsor-validated S/MIME BR policies (2.23.140.1.5.3.x) when {p}:Issuance:SubjectCommonName is DisplayName.");
+        }
+        else if (o.Issuance.PolicyOids.Any(oid => Authority.CertificatePolicies.ValidationOf(oid) is { } v && v != "mailbox"))
+            errors.Add($"{p}:Issuance:PolicyOids must name mailbox-validated S/MIME BR policies (2.23.140.1.5.1.x) when {p}:Issuance:SubjectCommonName is Mailbox.");
+        if (o.Issuance.OrganizationName is { } orgName && (orgName.Trim().Length is 0 or > 64 || orgName.Any(char.IsControl)))
+            errors.Add($"{p}:Issuance:OrganizationName must be 1-64 printable characters (X.520 ub-organization-name).");
+        if (!string.IsNullOrEmpty(o.Issuance.OrganizationIdentifier) &&
+            !System.Text.RegularExpressions.Regex.IsMatch(o.Issuance.OrganizationIdentifier, @"^(?:(?:NTR|VAT|PSD|GOV)[A-Z]{2}(?:\+[A-Z0-9]{1,3})?|LEIXG|INTXG)-[!-~][ -~]{0,60}$"))
+            errors.Add($"{p}:Issuance:OrganizationIdentifier must be a registration scheme (NTR, VAT, PSD, GOV), a country code and a reference, like NTRGB-12345678 (S/MIME BR 7.1.4.2.2 (d)), got '{o.Issuance.OrganizationIdentifier}'.");
 
         if (o.Crl.Lifetime <= TimeSpan.Zero || o.Crl.Lifetime > TimeSpan.FromDays(10))
             errors.Add($"{p}:Crl:Lifetime must be positive and at most 10 days (S/MIME BR).");

@@ -36,13 +36,26 @@ public sealed class CertificateIssuer(CaHierarchy ca, CertPortalOptions options)
         return request.Create(ca.Issuing.Certificate.SubjectName, ca.Issuing.SignatureGenerator, order.NotBefore, notAfter, order.Serial);
     }
 
+    /// <summary>Mailbox-validated (S/MIME BR 7.1.4.2.2): CN (the mailbox) and emailAddress only. Sponsor-validated
+    /// (DisplayName mode): organizationName, organizationIdentifier, the personal name as
+    /// givenName/surname and in CN, and emailAddress.</summary>
     public X500DistinguishedName SubjectFor(string mailbox, string displayName)
     {
-        // S/MIME BR 7.1.4.2.2 mailbox-validated: CN (the mailbox) and emailAddress only.
-        // The builder encodes in reverse order of the calls: this yields CN=..., emailAddress=...
+        // The builder encodes in reverse order of the calls: the name reads O, organizationIdentifier, givenName,
+        // surname, CN, emailAddress (most significant first).
         var b = new X500DistinguishedNameBuilder();
         b.AddEmailAddress(mailbox);
-        b.AddCommonName(options.Issuance.SubjectCommonName == SubjectCommonName.DisplayName && displayName.Length > 0 ? displayName : mailbox);
+        if (options.Issuance.SubjectCommonName != SubjectCommonName.DisplayName)
+        {
+            b.AddCommonName(mailbox);
+            return b.Build();
+        }
+        var (given, surname) = PersonalName.Split(displayName);
+        b.AddCommonName(displayName);
+        if (surname is not null) b.Add(Oids.Surname, surname);
+        b.Add(Oids.GivenName, given);
+        b.Add(Oids.OrganizationIdentifier, options.Issuance.OrganizationIdentifier!);
+        b.AddOrganizationName(options.Issuance.OrganizationName!);
         return b.Build();
     }
 
@@ -68,4 +81,17 @@ public sealed class CertificateLintException(IReadOnlyList<string> problems)
     : Exception("Certificate failed linting: " + string.Join("; ", problems))
 {
     public IReadOnlyList<string> Problems { get; } = problems;
+}
+
+/// <summary>The S/MIME BR want a personal name as givenName and/or surname (7.1.4.2.2 (b), (c)); tokens carry one
+/// display name. The last word is taken as the surname and the words before it as the given name(s); a name of
+/// one word is a given name only. Imperfect for some naming customs, but the CN keeps the name as written.</summary>
+public static class PersonalName
+{
+    public static (string Given, string? Surname) Split(string displayName)
+    {
+        var name = displayName.Trim();
+        var last = name.LastIndexOf(' ');
+        return last < 0 ? (name, null) : (name[..last].TrimEnd(), name[(last + 1)..]);
+    }
 }

@@ -47,18 +47,7 @@ public static class CertificateLinter
                 p.Add("subjectAltName must hold exactly the token's mailbox");
         }
 
-        foreach (var rdn in cert.SubjectName.EnumerateRelativeDistinguishedNames())
-        {
-            var type = rdn.GetSingleElementType().Value;
-            var value = rdn.GetSingleElementValue();
-            if (type == Oids.EmailAddress && !string.Equals(value, order.Mailbox, StringComparison.OrdinalIgnoreCase))
-                p.Add("subject emailAddress differs from the SAN mailbox");
-            else if (type == Oids.CommonName && value != order.Mailbox &&
-                     !(options.Issuance.SubjectCommonName == SubjectCommonName.DisplayName && value == order.DisplayName))
-                p.Add("subject CN is neither the mailbox nor the configured display name");
-            else if (type is not (Oids.EmailAddress or Oids.CommonName or Oids.SerialNumberAttribute))
-                p.Add($"subject attribute {type} is not allowed for mailbox-validated certificates");
-        }
+        LintSubject(cert, order, options, p);
 
         if (!exts.ContainsKey(Oids.SubjectKeyIdentifier)) p.Add("subjectKeyIdentifier missing");
         if (exts.GetValueOrDefault(Oids.AuthorityKeyIdentifier) is not X509AuthorityKeyIdentifierExtension aki ||
@@ -72,6 +61,52 @@ public static class CertificateLinter
             !CertificatePolicies.Read(cp).SequenceEqual(options.Issuance.EffectivePolicyOids))
             p.Add("certificatePolicies missing, critical or not the configured policies");
         return p;
+    }
+
+    /// <summary>S/MIME BR 7.1.4.2.2. Mailbox-validated: CN may hold only the mailbox (pkilint:
+    /// cabf.smime.common_name_value_unknown_source when it held a display name under 2.23.140.1.5.1.x).
+    /// Sponsor-validated: organizationName required, a personal name as givenName/surname, CN the name.</summary>
+    private static void LintSubject(X509Certificate2 cert, CertificateOrder order, CertPortalOptions options, List<string> p)
+    {
+        var sponsored = options.Issuance.SubjectCommonName == SubjectCommonName.DisplayName;
+        var kind = sponsored ? "sponsor" : "mailbox";
+        foreach (var policy in options.Issuance.EffectivePolicyOids)
+            if (CertificatePolicies.ValidationOf(policy) is { } validation && validation != kind)
+                p.Add($"policy {policy} is {validation}-validated, but the subject is {kind}-validated");
+
+        var attributes = new List<(string Type, string? Value)>();
+        foreach (var rdn in cert.SubjectName.EnumerateRelativeDistinguishedNames())
+        {
+            if (rdn.HasMultipleElements) { p.Add("multi-valued subject RDN"); continue; }
+            attributes.Add((rdn.GetSingleElementType().Value!, rdn.GetSingleElementValue()));
+        }
+        string[] allowed = sponsored
+            ? [Oids.CommonName, Oids.EmailAddress, Oids.SerialNumberAttribute, Oids.OrganizationName, Oids.OrganizationIdentifier, Oids.GivenName, Oids.Surname]
+            : [Oids.CommonName, Oids.EmailAddress, Oids.SerialNumberAttribute];
+        foreach (var (type, _) in attributes.Where(a => !allowed.Contains(a.Type)))
+            p.Add($"subject attribute {type} is not allowed for {kind}-validated certificates");
+        foreach (var group in attributes.GroupBy(a => a.Type).Where(g => g.Count() > 1))
+            p.Add($"subject attribute {group.Key} appears {group.Count()} times");
+        string? Value(string type) => attributes.FirstOrDefault(a => a.Type == type).Value;
+
+        if (Value(Oids.EmailAddress) is { } email && !string.Equals(email, order.Mailbox, StringComparison.OrdinalIgnoreCase))
+            p.Add("subject emailAddress differs from the SAN mailbox");
+        if (!sponsored)
+        {
+            if (Value(Oids.CommonName) is { } cn && !string.Equals(cn, order.Mailbox, StringComparison.OrdinalIgnoreCase))
+                p.Add("subject CN of a mailbox-validated certificate must be the mailbox");
+            return;
+        }
+        var (given, surname) = PersonalName.Split(order.DisplayName);
+        if (order.DisplayName.Trim().Length == 0) p.Add("sponsor-validated certificate without a personal name");
+        if (Value(Oids.CommonName) is { } name && name != order.DisplayName)
+            p.Add("subject CN is not the personal name");
+        if (Value(Oids.GivenName) != given || Value(Oids.Surname) != surname)
+            p.Add("subject givenName/surname do not hold the personal name");
+        if (Value(Oids.OrganizationName) != options.Issuance.OrganizationName)
+            p.Add("subject organizationName missing or not the configured organisation");
+        if (Value(Oids.OrganizationIdentifier) is not { Length: > 0 } orgId || orgId != options.Issuance.OrganizationIdentifier)
+            p.Add("subject organizationIdentifier missing or not the configured one");
     }
 }
 

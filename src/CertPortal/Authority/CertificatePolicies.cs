@@ -25,4 +25,21 @@ public static class CertificatePolicies
             result.Add(seq.ReadSequence().ReadObjectIdentifier());
         return result;
     }
+
+    /// <summary>S/MIME BR validation type of a policy OID (7.1.6.1: mailbox, organization, sponsor, individual),
+    /// or null for a policy outside the S/MIME BR.</summary>
+    public static string? ValidationOf(string oid) => Parse(oid)?.Validation;
+
+    /// <summary>True when a policy is an S/MIME BR strict generation (2.23.140.1.5.x.3): no certificateHold (7.2.2).</summary>
+    public static bool IsStrict(IEnumerable<string> oids) => oids.Any(o => Parse(o)?.Generation == "strict");
+
+    private static (string Validation, string Generation)? Parse(string oid)
+    {
+        if (!oid.StartsWith(Oids.SmimeBrPolicyArc, StringComparison.Ordinal)) return null;
+        var parts = oid[Oids.SmimeBrPolicyArc.Length..].Split('.');
+        if (parts.Length != 2) return null;
+        string? validation = parts[0] switch { "1" => "mailbox", "2" => "organization", "3" => "sponsor", "4" => "individual", _ => null };
+        string? generation = parts[1] switch { "1" => "legacy", "2" => "multipurpose", "3" => "strict", _ => null };
+        return validation is null || generation is null ? null : (validation, generation);
+    }
 }

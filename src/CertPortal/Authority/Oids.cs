@@ -39,10 +39,19 @@ public static class Oids
     /// <summary>CA/Browser Forum S/MIME BR, mailbox-validated, strict (2.23.140.1.5.1.3).</summary>
     public const string PolicyMailboxValidatedStrict = "2.23.140.1.5.1.3";
     public const string PolicyMailboxValidatedMultipurpose = "2.23.140.1.5.1.2";
+    /// <summary>Sponsor-validated (S/MIME BR 7.1.6.1): an organisation vouches for the person named.</summary>
+    public const string PolicySponsorValidatedStrict = "2.23.140.1.5.3.3";
+    public const string PolicySponsorValidatedMultipurpose = "2.23.140.1.5.3.2";
+    /// <summary>The arc of the S/MIME BR policies: 2.23.140.1.5.{validation}.{generation}.</summary>
+    public const string SmimeBrPolicyArc = "2.23.140.1.5.";
 
     // Attribute types (X.520, PKCS#9)
     public const string CommonName = "2.5.4.3";
     public const string SerialNumberAttribute = "2.5.4.5";
     public const string EmailAddress = "1.2.840.113549.1.9.1";
     public const string OrganizationName = "2.5.4.10";
+    public const string OrganizationIdentifier = "2.5.4.97";
+    public const string GivenName = "2.5.4.42";
+    public const string Surname = "2.5.4.4";
+    public const string Pseudonym = "2.5.4.65";
 }

@@ -67,6 +67,11 @@ public sealed class EnrollmentService(
         Func<IssuedCertificate, bool> sameRequest,
         Func<string, X509Certificate2, DateTimeOffset, Func<CertPortalDbContext, CancellationToken, Task>>? prepare, CancellationToken ct)
     {
+        // A token made before DisplayName mode was switched on may lack the name that mode's profile requires.
+        if (options.Issuance.SubjectCommonName == SubjectCommonName.DisplayName &&
+            token.DisplayName.Trim().Length is 0 or > EnrollmentTokens.MaxCommonNameLength)
+            return Failure.Unprocessable("Token without a usable display name.",
+                $"This CA puts the person's name in the certificate, and this token's display name is empty or longer than {EnrollmentTokens.MaxCommonNameLength} characters. Ask your administrator for a new token.");
         var now = time.GetUtcNow();
         var serial = SerialNumber.New();
         var serialHex = SerialNumber.ToHex(serial);

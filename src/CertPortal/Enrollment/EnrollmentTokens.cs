@@ -25,6 +25,8 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
 {
     public const string Prefix = "cpt_";
     public const int MaxDisplayNameLength = 128;
+    /// <summary>X.520 ub-common-name: in DisplayName mode the display name is the certificate's CN.</summary>
+    public const int MaxCommonNameLength = 64;
 
     public async Task<Outcome<CreatedToken>> CreateAsync(CreateTokenRequest request, string actor, CancellationToken ct)
     {
@@ -36,6 +38,9 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
         var displayName = (request.DisplayName ?? "").Trim();
         if (displayName.Length > MaxDisplayNameLength || displayName.Any(char.IsControl))
             return Failure.Unprocessable("Invalid displayName.", $"displayName must be at most {MaxDisplayNameLength} printable characters.");
+        if (options.Issuance.SubjectCommonName == SubjectCommonName.DisplayName && displayName.Length is 0 or > MaxCommonNameLength)
+            return Failure.Unprocessable("Invalid displayName.",
+                $"displayName (the person's name, 1 to {MaxCommonNameLength} characters) is required: this CA puts it in the certificate's common name.");
         if (!Names.TryParseProfile(request.Profile, out var profile))
             return Failure.Unprocessable("Invalid profile.", "profile must be one of signing, encryption, dual.");
         var hours = request.ValidHours ?? options.Issuance.DefaultTokenValidHours;

@@ -23,6 +23,11 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
             return Failure.Unprocessable("Use release.", "To take a certificate off hold, POST to /api/v1/certificates/{serialNumber}/release.");
         if (!RevocationReasons.ForSubscribers.Contains(reason))
             return Failure.Unprocessable("Reason not applicable.", $"{reason.ToRfcName()} describes a CA, not a subscriber certificate.");
+        if (reason == RevocationReason.CertificateHold && await IsStrictAsync(serial, ct))
+            return Failure.Unprocessable("Hold not allowed for this certificate.",
+                "This certificate was issued under a strict S/MIME BR policy (2.23.140.1.5.x.3), and S/MIME BR 7.2.2 forbid certificateHold " +
+                "for strict certificates. Revoke it with a permanent reason instead; holds are available for certificates issued under a " +
+                "multipurpose policy (CertPortal:Issuance:PolicyOids).");
 
         return await ChangeAsync(serial, actor, ct, cert =>
         {
@@ -149,6 +154,16 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
                 change?.Action ?? AuditActions.KeyBlocked, serial, cert.Email, cert.RevocationReason, siblings);
             return cert;
         }
+    }
+
+    /// <summary>From the certificate itself, so a configuration changed since its issuance cannot change the answer.</summary>
+    private async Task<bool> IsStrictAsync(string serial, CancellationToken ct)
+    {
+        var der = await db.Certificates.AsNoTracking().Where(c => c.SerialNumber == serial).Select(c => c.Der).FirstOrDefaultAsync(ct);
+        if (der is null) return false; // the change itself answers 404
+        using var cert = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(der);
+        return cert.Extensions.FirstOrDefault(e => e.Oid?.Value == Oids.CertificatePolicies) is { } policies &&
+               CertificatePolicies.IsStrict(CertificatePolicies.Read(policies));
     }
 
     private async Task<string?> SpkiOfAsync(string serial, CancellationToken ct)

@@ -13,6 +13,12 @@ namespace CertPortal.Tests.Api;
 public sealed class ClockedApp : CertPortalApp
 {
     public ClockedApp() => Clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+
+    /// <summary>Its tests place holds: multipurpose certificates, since the BR forbid holds for strict ones.</summary>
+    protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose,
+    };
 }
 
 public class TokenApiTests(ClockedApp app) : IClassFixture<ClockedApp>

@@ -16,6 +16,8 @@ public class DirectoryApp : CertPortalApp
     protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
     {
         ["Directory:Url"] = Ldap.Url,
+        // Tests place holds, which the BR allow only for multipurpose (not strict) certificates.
+        ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose,
         ["Directory:BindDn"] = Slapd.RootDn,
         ["Directory:BindPassword"] = Slapd.RootPassword,
         ["Directory:PeopleBaseDn"] = Slapd.PeopleDn,

@@ -17,6 +17,8 @@ public sealed class PostgresApp : CertPortalApp
     protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
     {
         ["Database:Provider"] = "Postgres",
+        // Tests place holds, which the BR allow only for multipurpose (not strict) certificates.
+        ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose,
         ["Database:ConnectionString"] = Server.ConnectionString(_database),
     };
 
