@@ -146,7 +146,7 @@ public sealed class Pkilint(string libDirectory)
     /// worktrees), or <c>$PKILINT</c>. Missing: skipped with the reason, or a failure under CERTPORTAL_REQUIRE_PKILINT=1.</summary>
     public static Pkilint Locate()
     {
-        var wrapper = Environment.GetEnvironmentVariable("PKILINT") is { Length: > 0 } configured ? configured : Candidates().FirstOrDefault(File.Exists);
+        var wrapper = (Environment.GetEnvironmentVariable("PKILINT") is { Length: > 0 } configured ? [configured] : Candidates()).FirstOrDefault(File.Exists);
         var reason = wrapper is null ? "pkilint not found (looked for shared/tools/pkilint/pkilint beside the repository and its parents; or set PKILINT)"
             : Tool.Run("python3", ["-c", "import cryptography"]).ExitCode != 0 ? "python3 lacks the cryptography package pkilint needs (Debian: python3-cryptography)"
             : null;
