@@ -84,7 +84,7 @@ static CertificateOrder Order(SubscriberKey key, int i) =>
 
 static async Task<List<(string, string)>> EndToEndAsync(string temp, bool quick)
 {
-    var port = FreePort();
+    var port = CertPortal.Tests.Infrastructure.FreePort.Next();
     var dataDir = Path.Combine(temp, "service");
     var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateBuilder(new Microsoft.AspNetCore.Builder.WebApplicationOptions
     {
@@ -132,11 +132,4 @@ static async Task<List<(string, string)>> EndToEndAsync(string temp, bool quick)
         ($"End to end over HTTP: token + enrollment, {clients} clients, SQLite ({n} certificates)", $"{n / sw.Elapsed.TotalSeconds:N0} enrollments/s"),
         ("End to end latency (token + enrollment) p50 / p95 / p99", $"{P(0.50):N1} / {P(0.95):N1} / {P(0.99):N1} ms"),
     ];
-}
-
-static int FreePort()
-{
-    using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-    l.Start();
-    return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
 }

@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
-using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
@@ -20,7 +19,9 @@ public class CertPortalApp : IAsyncLifetime
     private WebApplicationFactory<Program>? _factory;
 
     public string DataDirectory { get; } = TempDir.Create("certportal-app");
-    public int Port { get; } = FreePort();
+    /// <summary>Known before the service starts (subclasses build URLs with it); changed only if another
+    /// process took it before the service bound it.</summary>
+    public int Port { get; private set; } = FreePort.Next();
     public string BaseUrl => $"http://127.0.0.1:{Port}";
     public HttpClient Client { get; private set; } = null!;
     public HttpClient Admin { get; private set; } = null!;
@@ -41,8 +42,23 @@ public class CertPortalApp : IAsyncLifetime
         return Task.CompletedTask;
     }
 
+    /// <summary>Starts the service; a restart keeps its port, which issued certificates name in their URLs.</summary>
     public void Start()
     {
+        if (_started)
+        {
+            StartOn(Port);
+            return;
+        }
+        Port = FreePort.Start(Port, StartOn);
+        _started = true;
+    }
+
+    private bool _started;
+
+    private void StartOn(int port)
+    {
+        Port = port;
         var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
         {
             b.UseEnvironment("Production");
@@ -60,7 +76,15 @@ public class CertPortalApp : IAsyncLifetime
             });
         });
         factory.UseKestrel(Port);
-        factory.StartServer();
+        try
+        {
+            factory.StartServer();
+        }
+        catch
+        {
+            factory.Dispose();
+            throw;
+        }
         _factory = factory;
         Client = new HttpClient { BaseAddress = new Uri(BaseUrl), Timeout = TimeSpan.FromSeconds(60) };
         Admin = new HttpClient { BaseAddress = new Uri(BaseUrl), Timeout = TimeSpan.FromSeconds(60) };
@@ -129,13 +153,6 @@ public class CertPortalApp : IAsyncLifetime
         var client = new HttpClient { BaseAddress = new Uri(BaseUrl), Timeout = TimeSpan.FromSeconds(60) };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", created.GetProperty("apiKey").GetString());
         return (created.GetProperty("id").GetGuid(), client);
-    }
-
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 }
 

@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Sockets;
 
 namespace CertPortal.Tests.Infrastructure;
 
@@ -24,7 +23,7 @@ public sealed class CertPortalNode : IAsyncDisposable
         Name = name;
         _settings = new Dictionary<string, string>(settings);
         DataDirectory = dataDirectory ?? TempDir.Create("certportal-node");
-        Port = port ?? FreePort();
+        Port = port ?? FreePort.Next();
     }
 
     public string Name { get; }
@@ -61,7 +60,7 @@ public sealed class CertPortalNode : IAsyncDisposable
         psi.Environment["CertPortal__Ca__IssuingKeyAlgorithm"] = "EC-P256";
         foreach (var (k, v) in _settings) psi.Environment["CertPortal__" + k.Replace(":", "__")] = v;
         _output.Clear();
-        _process = Process.Start(psi)!;
+        _process = HelperProcesses.Start(psi);
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) _output.Enqueue(e.Data); };
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) _output.Enqueue(e.Data); };
         _process.BeginOutputReadLine();
@@ -101,6 +100,7 @@ public sealed class CertPortalNode : IAsyncDisposable
     {
         if (_process is { HasExited: false }) _process.Kill(entireProcessTree: true);
         _process?.WaitForExit(10_000);
+        if (_process is not null) HelperProcesses.Forget(_process);
     }
 
     public async ValueTask DisposeAsync()
@@ -109,12 +109,5 @@ public sealed class CertPortalNode : IAsyncDisposable
         _process?.Dispose();
         await Task.Yield();
         TempDir.Delete(DataDirectory);
-    }
-
-    public static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 }

@@ -17,7 +17,8 @@ public sealed class Nginx(string hostName, int backendPort) : IDisposable
     private Process? _process;
 
     public string HostName { get; } = hostName;
-    public int Port { get; } = FreePort();
+    // Known before nginx starts: the service's PortalUrl names it. No retry on a lost port race here.
+    public int Port { get; } = FreePort.Next();
     public string BaseUrl => $"https://{HostName}:{Port}";
     /// <summary>The test CA that signed nginx's certificate (PEM).</summary>
     public string CaCertificateFile => Path.Combine(_dir, "ca.crt");
@@ -68,7 +69,7 @@ public sealed class Nginx(string hostName, int backendPort) : IDisposable
             """);
         var psi = new ProcessStartInfo(Binary) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var a in new[] { "-c", F("nginx.conf"), "-e", F("error.log") }) psi.ArgumentList.Add(a);
-        _process = Process.Start(psi)!;
+        _process = HelperProcesses.Start(psi);
         for (var i = 0; i < 100; i++)
         {
             if (_process.HasExited)
@@ -104,14 +105,8 @@ public sealed class Nginx(string hostName, int backendPort) : IDisposable
             _process.Kill();
             _process.WaitForExit(5000);
         }
+        if (_process is not null) HelperProcesses.Forget(_process);
         _process?.Dispose();
         TempDir.Delete(_dir);
-    }
-
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 }

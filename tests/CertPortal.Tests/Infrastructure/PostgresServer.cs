@@ -1,7 +1,5 @@
 using System.Globalization;
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 
 namespace CertPortal.Tests.Infrastructure;
 
@@ -12,7 +10,7 @@ public sealed class PostgresServer : IAsyncLifetime
 {
     private readonly string _dir = TempDir.Create("postgres");
     private Process? _process;
-    public int Port { get; } = FreePort();
+    public int Port { get; private set; } = FreePort.Next();
     public string ConnectionString(string database) => $"Host=127.0.0.1;Port={Port};Username=postgres;Database={database}";
 
     private static string BinDir =>
@@ -30,6 +28,12 @@ public sealed class PostgresServer : IAsyncLifetime
         var data = Path.Combine(_dir, "data");
         if (IsRoot) Tool.Run("chown", ["-R", "postgres:postgres", _dir]).EnsureSuccess();
         Run("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"]).EnsureSuccess();
+        Port = (await FreePort.StartAsync([Port], ports => StartAsync(data, ports[0])))[0];
+    }
+
+    private async Task StartAsync(string data, int port)
+    {
+        Port = port;
         var psi = new ProcessStartInfo(IsRoot ? "runuser" : Path.Combine(BinDir, "postgres"))
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
@@ -39,13 +43,20 @@ public sealed class PostgresServer : IAsyncLifetime
         // fsync off: a throwaway cluster; durability of the product is not what these tests measure.
         args.AddRange(["-D", data, "-p", Port.ToString(CultureInfo.InvariantCulture), "-k", _dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]);
         foreach (var a in args) psi.ArgumentList.Add(a);
-        _process = Process.Start(psi)!;
+        _process = HelperProcesses.Start(psi);
+        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) output.Enqueue(e.Data); };
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
         for (var i = 0; i < 200; i++)
         {
+            // Exited first: with "could not bind ... Address already in use" when the port was taken (FreePort retries).
+            if (_process.HasExited)
+            {
+                HelperProcesses.Forget(_process);
+                throw new InvalidOperationException($"postgres exited with {_process.ExitCode}: {string.Join('\n', output)}");
+            }
             if (Run("pg_isready", ["-h", "127.0.0.1", "-p", Port.ToString(CultureInfo.InvariantCulture)]).ExitCode == 0) return;
-            if (_process.HasExited) throw new InvalidOperationException($"postgres exited with {_process.ExitCode}");
             await Task.Delay(100);
         }
         throw new TimeoutException("PostgreSQL did not start");
@@ -62,14 +73,8 @@ public sealed class PostgresServer : IAsyncLifetime
             Run("pg_ctl", ["stop", "-D", Path.Combine(_dir, "data"), "-m", "fast", "-w"]);
             if (!_process.WaitForExit(10_000)) _process.Kill(entireProcessTree: true);
             await _process.WaitForExitAsync();
+            HelperProcesses.Forget(_process);
         }
         TempDir.Delete(_dir);
-    }
-
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 }

@@ -31,8 +31,8 @@ public sealed class Slapd : IAsyncLifetime
 
     private readonly string _dir = TempDir.Create("slapd");
     private Process? _process;
-    public int Port { get; } = FreePort();
-    public int TlsPort { get; } = FreePort();
+    public int Port { get; private set; } = FreePort.Next();
+    public int TlsPort { get; private set; } = FreePort.Next();
     public string Url => $"ldap://127.0.0.1:{Port}";
     public string LdapsUrl => $"ldaps://127.0.0.1:{TlsPort}";
     public bool Tls => _tls;
@@ -65,7 +65,9 @@ public sealed class Slapd : IAsyncLifetime
             index objectClass eq
             index mail eq
             """);
-        await StartAsync();
+        // A restart (StartAsync) keeps the ports; the first start moves to new ones if another process took them.
+        var ports = await FreePort.StartAsync([Port, TlsPort], ports => { (Port, TlsPort) = (ports[0], ports[1]); return StartAsync(); });
+        (Port, TlsPort) = (ports[0], ports[1]);
         Modify($"""
             dn: {Suffix}
             objectClass: dcObject
@@ -92,19 +94,32 @@ public sealed class Slapd : IAsyncLifetime
         // -d 0 keeps slapd in the foreground, so this process is slapd itself.
         var listen = _tls ? $"ldap://127.0.0.1:{Port}/ ldaps://127.0.0.1:{TlsPort}/" : $"ldap://127.0.0.1:{Port}/";
         foreach (var a in new[] { "-d", "0", "-h", listen, "-f", Path.Combine(_dir, "slapd.conf") }) psi.ArgumentList.Add(a);
-        _process = Process.Start(psi)!;
+        var pidFile = Path.Combine(_dir, "slapd.pid");
+        File.Delete(pidFile);
+        _process = HelperProcesses.Start(psi);
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
         for (var i = 0; i < 100; i++)
         {
-            try
+            // slapd -d 0 prints nothing when a port is taken; it just exits (FreePort then sees the port taken).
+            if (_process.HasExited)
             {
-                using var c = new TcpClient();
-                await c.ConnectAsync(IPAddress.Loopback, Port);
-                return;
+                HelperProcesses.Forget(_process);
+                throw new InvalidOperationException($"slapd exited with {_process.ExitCode}");
             }
-            catch (SocketException) { await Task.Delay(50); }
-            if (_process.HasExited) throw new InvalidOperationException($"slapd exited with {_process.ExitCode}");
+            // slapd writes its pid file only once its listeners are bound: a connection that succeeds before
+            // that may have reached whoever else holds the port.
+            if (File.Exists(pidFile) && File.ReadAllText(pidFile).Trim() == _process.Id.ToString(CultureInfo.InvariantCulture))
+            {
+                try
+                {
+                    using var c = new TcpClient();
+                    await c.ConnectAsync(IPAddress.Loopback, Port);
+                    return;
+                }
+                catch (SocketException) { /* not accepting yet */ }
+            }
+            await Task.Delay(50);
         }
         throw new TimeoutException("slapd did not start listening");
     }
@@ -115,6 +130,7 @@ public sealed class Slapd : IAsyncLifetime
         Tool.Run("kill", ["-TERM", _process.Id.ToString(CultureInfo.InvariantCulture)]);
         if (!_process.WaitForExit(10_000)) _process.Kill();
         await _process.WaitForExitAsync();
+        HelperProcesses.Forget(_process);
         _process = null;
     }
 
@@ -180,12 +196,5 @@ public sealed class Slapd : IAsyncLifetime
     {
         await StopAsync();
         TempDir.Delete(_dir);
-    }
-
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 }
