@@ -115,8 +115,15 @@ public static class Mailbox
 
     public static string Domain(string mailbox) => mailbox[(mailbox.LastIndexOf('@') + 1)..];
 
+    /// <summary>Allowed domains may be configured in Unicode or A-labels; mailboxes are normalised to A-labels.</summary>
     public static bool DomainAllowed(string mailbox, IReadOnlyCollection<string> allowed) =>
-        allowed.Count == 0 || allowed.Any(d => string.Equals(d.Trim().TrimStart('.'), Domain(mailbox), StringComparison.OrdinalIgnoreCase));
+        allowed.Count == 0 || allowed.Any(d => string.Equals(AsciiDomain(d.Trim().TrimStart('.')), Domain(mailbox), StringComparison.OrdinalIgnoreCase));
+
+    private static string AsciiDomain(string domain)
+    {
+        try { return Idna.GetAscii(domain); }
+        catch (ArgumentException) { return domain; } // not a host name: then it matches no normalised mailbox
+    }
 
     /// <summary>Keeps client input echoed in an error readable and short.</summary>
     public static string Sanitize(string s) =>

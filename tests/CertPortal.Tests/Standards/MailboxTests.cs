@@ -60,6 +60,14 @@ public sealed class MailboxTests(CertPortalApp app) : IClassFixture<CertPortalAp
         Assert.Contains("64", error);
     }
 
+    [Fact]
+    public void Allowed_domains_match_in_unicode_or_a_labels()
+    {
+        Assert.True(Mailbox.DomainAllowed("alice@xn--bcher-kva.example", ["bücher.example"]));
+        Assert.True(Mailbox.DomainAllowed("alice@xn--bcher-kva.example", ["XN--BCHER-KVA.example"]));
+        Assert.False(Mailbox.DomainAllowed("alice@xn--bcher-kva.example", ["example"]));
+    }
+
     [Theory]
     [InlineData("alice@[127.0.0.1]")]
     [InlineData("alice@-example.com")]
