@@ -24,11 +24,22 @@ COPY --from=web /src/wwwroot/js/ wwwroot/js/
 RUN dotnet publish src/CertPortal/CertPortal.csproj -c Release -o /app -p:SkipWebBuild=true
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0
-# System.DirectoryServices.Protocols uses the system's libldap on Linux (LDAP publishing);
-# ldap-utils pulls in whichever libldap this distribution ships.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ldap-utils \
- && rm -rf /var/lib/apt/lists/*
+# System.DirectoryServices.Protocols uses the system's libldap on Linux (LDAP publishing); ldap-utils pulls in
+# whichever libldap this distribution ships. .NET 10 loads it by the OpenLDAP 2.5 name libldap-2.5.so.0, but
+# this base image (Ubuntu 24.04) ships OpenLDAP 2.6 as libldap.so.2, so LDAP publishing would fail only in the
+# container (dotnet/runtime#123676). The workaround from that issue: the 2.5 names as links to the 2.6 library,
+# whose API is the same for what .NET calls. Made only where the 2.5 library is missing.
+RUN set -eu; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends ldap-utils; \
+    rm -rf /var/lib/apt/lists/*; \
+    libdir="/usr/lib/$(uname -m)-linux-gnu"; \
+    if [ ! -e "$libdir/libldap-2.5.so.0" ]; then \
+      ln -s libldap.so.2 "$libdir/libldap-2.5.so.0"; \
+      ln -s liblber.so.2 "$libdir/liblber-2.5.so.0"; \
+    fi; \
+    test -e "$libdir/libldap-2.5.so.0"; \
+    ldconfig
 WORKDIR /app
 COPY --from=build /app .
 RUN mkdir -p /data && chown "$APP_UID" /data

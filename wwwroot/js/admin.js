@@ -22,4 +22,21 @@
     box.addEventListener("change", sync);
     sync();
   }
+  // Revoke and hold share a form: the button and the confirmation say which one will happen.
+  for (const holder of document.querySelectorAll("[data-hold-switch]")) {
+    const select = document.getElementById(holder.dataset.holdSwitch);
+    const texts = [...document.querySelectorAll("[data-hold-text]")];
+    const sync = () => {
+      const hold = select.value === "certificateHold";
+      for (const el of texts) el.textContent = hold ? el.dataset.holdText : el.dataset.revokeText;
+    };
+    select.addEventListener("change", sync);
+    sync();
+  }
+  // Destructive one-click actions (e.g. revoking a token) ask first.
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  }
 })();

@@ -9,7 +9,7 @@
   const status = $("enroll-status");
   const errorBox = $("enroll-error");
   const submit = $("enroll-submit");
-  const { token, email, mode } = form.dataset;
+  const { token, email, mode, friendlyName, fileName } = form.dataset;
 
   const say = (text) => { status.textContent = text; };
   const fail = (text) => {
@@ -52,7 +52,7 @@
         say("Asking the CA for your certificate…");
         issued = await post({ token, csr });
         say("Packing your digital ID into a password-protected file…");
-        p12 = await E.buildPkcs12(keys, issued.certificatePem, [issued.chainPem], password);
+        p12 = await E.buildPkcs12(keys, issued.certificatePem, [issued.chainPem], password, friendlyName);
       }
       say("");
       showSuccess(issued, p12);
@@ -75,9 +75,21 @@
 
   function showSuccess(issued, p12) {
     form.hidden = true;
+    // The link is spent: its expiry no longer means anything to the person.
+    $("link-valid-until").hidden = true;
     $("cert-serial").textContent = issued.serialNumber;
-    $("cert-not-after").textContent = new Date(issued.notAfter).toISOString().slice(0, 10);
-    $("download-p12").addEventListener("click", () => download(p12, "digital-id.p12", "application/x-pkcs12"));
+    $("cert-not-after").textContent = new Date(issued.notAfter).toLocaleDateString(undefined, { dateStyle: "long" });
+    // Until the .p12 is saved, the private key exists only in this page: leaving must be a decision.
+    let saved = false;
+    window.addEventListener("beforeunload", (event) => {
+      if (saved) return;
+      event.preventDefault();
+      event.returnValue = "";
+    });
+    $("download-p12").addEventListener("click", () => {
+      download(p12, fileName || "digital-id.p12", "application/x-pkcs12");
+      saved = true;
+    });
     $("download-cert-pem").addEventListener("click", () => download(text(issued.certificatePem), "certificate.pem", "application/x-pem-file"));
     $("download-cert-der").addEventListener("click", () => download(E.pemToDer(issued.certificatePem, "CERTIFICATE"), "certificate.cer", "application/pkix-cert"));
     $("download-chain").addEventListener("click", () => download(text(issued.chainPem), "ca-chain.pem", "application/x-pem-file"));

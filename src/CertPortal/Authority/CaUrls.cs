@@ -9,6 +9,8 @@ public sealed class CaUrls(string publicBaseUrl)
     public const string IssuingCertPath = "/ca/issuing.crt";
     public const string RootCertPath = "/ca/root.crt";
     public const string ChainPemPath = "/ca/chain.pem";
+    /// <summary>The root in PEM, for people to trust (Thunderbird and Linux tools import PEM; Windows, macOS, iOS and Android take root.crt).</summary>
+    public const string RootPemPath = "/ca/root.pem";
 
     public string BaseUrl { get; } = publicBaseUrl.TrimEnd('/');
     public string IssuingCrl => BaseUrl + IssuingCrlPath;

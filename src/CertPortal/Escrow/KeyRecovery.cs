@@ -97,7 +97,8 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
             return Failure.Unprocessable("Invalid pkcs12Format.", "pkcs12Format must be aes256 (default) or compatible-3des.");
         return await WithRecoveredKeyAsync<RecoveredKey>(requestId, RecoveryPurpose.Recover, actor, async (request, _, cert, pkcs8) =>
         {
-            var pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], password, format, options.Escrow.Pkcs12Iterations);
+            var pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], password, format, options.Escrow.Pkcs12Iterations,
+                Pkcs12Files.FriendlyName(null, cert.GetNameInfo(X509NameType.EmailName, false), Pkcs12Files.ProfileOf(cert), options.Ca.OrganizationName));
             var completed = await CompleteAsync(request, actor, AuditActions.RecoveryCompleted, new { request.SerialNumber }, null, ct);
             if (completed is not null) return completed;
             return new RecoveredKey(requestId, request.SerialNumber, Convert.ToBase64String(pfx));

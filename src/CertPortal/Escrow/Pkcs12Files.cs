@@ -1,5 +1,8 @@
+using System.Formats.Asn1;
 using System.Security.Cryptography;
+using System.Security.Cryptography.Pkcs;
 using System.Security.Cryptography.X509Certificates;
+using CertPortal.Authority;
 
 namespace CertPortal.Escrow;
 
@@ -19,32 +22,82 @@ public static class Pkcs12Files
         }
     }
 
-    public static byte[] Build(X509Certificate2 certificate, ReadOnlySpan<byte> pkcs8, IEnumerable<X509Certificate2> chain, string password,
-        Pkcs12Format format, int iterations)
+    /// <summary>The name Windows, Outlook, Keychain and NSS show for the ID, e.g. "Alice Example (signing) - CertPortal".
+    /// An ASCII hyphen, not a dash: openssl pkcs12 -info prints BMPString names byte by byte.</summary>
+    public static string FriendlyName(string? displayName, string email, CertificateProfileName profile, string organisation) =>
+        $"{(string.IsNullOrWhiteSpace(displayName) ? email : displayName.Trim())} ({Purpose(profile)}) - {organisation}";
+
+    public static string Purpose(CertificateProfileName profile) => profile switch
     {
-        using var withKey = WithPrivateKey(certificate, pkcs8);
-        var collection = new X509Certificate2Collection { withKey };
-        // Chain certificates go in as public certificates only: ExportPkcs12 writes the private key of
-        // every certificate that has one, and the CA's own certificate objects carry the CA keys.
-        var publicChain = chain.Select(c => X509CertificateLoader.LoadCertificate(c.RawData)).ToList();
-        try
+        CertificateProfileName.Signing => "signing",
+        CertificateProfileName.Encryption => "encryption",
+        _ => "signing and encryption",
+    };
+
+    /// <summary>The profile a certificate was issued under, read from its keyUsage (for files made without the token at hand).</summary>
+    public static CertificateProfileName ProfileOf(X509Certificate2 certificate)
+    {
+        var usage = certificate.Extensions.OfType<X509KeyUsageExtension>().FirstOrDefault()?.KeyUsages ?? X509KeyUsageFlags.None;
+        var signs = usage.HasFlag(X509KeyUsageFlags.DigitalSignature);
+        var encrypts = usage.HasFlag(X509KeyUsageFlags.KeyEncipherment) || usage.HasFlag(X509KeyUsageFlags.KeyAgreement);
+        return signs && encrypts ? CertificateProfileName.Dual : signs ? CertificateProfileName.Signing : CertificateProfileName.Encryption;
+    }
+
+    /// <summary>Key, certificate and chain, with friendlyName and localKeyID on the key and its certificate. The
+    /// localKeyID is the certificate's SHA-1, as Windows and OpenSSL write it: a constant one (what
+    /// X509Certificate2Collection.ExportPkcs12 writes) lets importers pair the key of one ID with the
+    /// certificate of another. Pkcs12Builder (not ExportPkcs12) because only it sets bag attributes; the
+    /// algorithms are the same as before: PBES2 AES-256-CBC with an HMAC-SHA256 MAC, or PBE-SHA1-3DES with a
+    /// SHA-1 MAC (gpgsm 2.2 requires both), for the key bag and the certificate safe alike.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Security", "CA5350:Do Not Use Weak Cryptographic Algorithms",
+        Justification = "localKeyID is an identifier, the certificate's SHA-1 as Windows writes it; SHA-1 for the compatibility format is what gpgsm 2.2 and old Windows read.")]
+    public static byte[] Build(X509Certificate2 certificate, ReadOnlySpan<byte> pkcs8, IEnumerable<X509Certificate2> chain, string password,
+        Pkcs12Format format, int iterations, string friendlyName)
+    {
+        var pbe = format == Pkcs12Format.Aes256
+            ? new PbeParameters(PbeEncryptionAlgorithm.Aes256Cbc, HashAlgorithmName.SHA256, iterations)
+            : new PbeParameters(PbeEncryptionAlgorithm.TripleDes3KeyPkcs12, HashAlgorithmName.SHA1, iterations);
+        using AsymmetricAlgorithm key = certificate.PublicKey.Oid.Value == RsaOid ? RSA.Create() : ECDsa.Create();
+        key.ImportPkcs8PrivateKey(pkcs8, out _);
+        var localKeyId = new Pkcs9LocalKeyId(SHA1.HashData(certificate.RawData));
+        var name = FriendlyNameAttribute(friendlyName);
+        // Chain certificates go in as certificates only (AddCertificate writes RawData): never a CA key.
+        var chainCertificates = chain.ToList();
+
+        byte[] Encode()
         {
-            collection.AddRange(publicChain.ToArray());
-            // The MAC uses the same hash (HMAC-SHA256, or SHA-1 for the compatibility format, which gpgsm 2.2 requires).
-            var pbe = format == Pkcs12Format.Aes256
-                ? new PbeParameters(PbeEncryptionAlgorithm.Aes256Cbc, HashAlgorithmName.SHA256, iterations)
-                : new PbeParameters(PbeEncryptionAlgorithm.TripleDes3KeyPkcs12, HashAlgorithmName.SHA1, iterations);
-            // A few salts make a 3DES file that gpgsm 2.2 cannot open (GpgsmPkcs12Quirk): draw new ones.
-            // Each try hits the quirk with probability about 1/64, so the loop ends at once in practice.
-            var pfx = collection.ExportPkcs12(pbe, password);
-            for (var attempt = 0; format == Pkcs12Format.Compatible3Des && attempt < 32 && GpgsmPkcs12Quirk.Affects(pfx, password); attempt++)
-                pfx = collection.ExportPkcs12(pbe, password);
-            return pfx;
+            var keys = new Pkcs12SafeContents();
+            var keyBag = keys.AddShroudedKey(key, password, pbe);
+            keyBag.Attributes.Add(localKeyId);
+            keyBag.Attributes.Add(name);
+            var certificates = new Pkcs12SafeContents();
+            var leaf = certificates.AddCertificate(certificate);
+            leaf.Attributes.Add(localKeyId);
+            leaf.Attributes.Add(name);
+            foreach (var c in chainCertificates) certificates.AddCertificate(c);
+            var builder = new Pkcs12Builder();
+            builder.AddSafeContentsEncrypted(certificates, password, pbe);
+            builder.AddSafeContentsUnencrypted(keys);
+            builder.SealWithMac(password, pbe.HashAlgorithm, iterations);
+            return builder.Encode();
         }
-        finally
-        {
-            foreach (var c in publicChain) c.Dispose();
-        }
+
+        // A few salts make a 3DES file that gpgsm 2.2 cannot open (GpgsmPkcs12Quirk): draw new ones.
+        // Each try hits the quirk with probability about 1/64, so the loop ends at once in practice.
+        var pfx = Encode();
+        for (var attempt = 0; format == Pkcs12Format.Compatible3Des && attempt < 32 && GpgsmPkcs12Quirk.Affects(pfx, password); attempt++)
+            pfx = Encode();
+        return pfx;
+    }
+
+    private const string RsaOid = "1.2.840.113549.1.1.1";
+
+    /// <summary>PKCS#9 friendlyName (RFC 2985: a BMPString).</summary>
+    private static Pkcs9AttributeObject FriendlyNameAttribute(string friendlyName)
+    {
+        var writer = new AsnWriter(AsnEncodingRules.DER);
+        writer.WriteCharacterString(UniversalTagNumber.BMPString, friendlyName);
+        return new Pkcs9AttributeObject(new Oid("1.2.840.113549.1.9.20"), writer.Encode());
     }
 
     /// <summary>True when <paramref name="password"/> is the one the file was made with (its MAC verifies).</summary>
@@ -67,7 +120,7 @@ public static class Pkcs12Files
     {
         switch (certificate.PublicKey.Oid.Value)
         {
-            case "1.2.840.113549.1.1.1":
+            case RsaOid:
                 using (var rsa = RSA.Create()) { rsa.ImportPkcs8PrivateKey(pkcs8, out _); return certificate.CopyWithPrivateKey(rsa); }
             default:
                 using (var ecdsaPublic = certificate.GetECDsaPublicKey())

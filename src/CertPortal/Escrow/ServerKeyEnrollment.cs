@@ -63,7 +63,8 @@ public sealed class ServerKeyEnrollment(
             var issued = await enrollment.IssueAsync(token, subscriberKey, actor, sameRequest: _ => false, prepare: (serial, cert, now) =>
             {
                 var escrow = archive.Seal(cert, serial, pkcs8, agents, policy.Threshold, now);
-                pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], password, format, options.Escrow.Pkcs12Iterations);
+                pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], password, format, options.Escrow.Pkcs12Iterations,
+                    Pkcs12Files.FriendlyName(token.DisplayName, token.Email, token.Profile, options.Ca.OrganizationName));
                 var retry = request.RequestId is { } id ? RetryPackage.Seal(pfx, id, token.Id) : null;
                 return async (w, wct) =>
                 {

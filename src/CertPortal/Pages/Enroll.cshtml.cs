@@ -22,12 +22,43 @@ public sealed class EnrollModel(EnrollmentTokens tokens, KeyArchive archive, Cer
     /// <summary>"browser" (key never leaves the browser) or "server" (generated and escrowed by policy).</summary>
     public string Mode { get; private set; } = "browser";
     public IReadOnlyList<IssuedCertificate> Current { get; private set; } = [];
+    /// <summary>Set when the token was already spent: the page says what may have happened.</summary>
+    public DateTimeOffset? UsedAt { get; private set; }
+    public bool UsedKeyEscrowed { get; private set; }
+    /// <summary>The PKCS#12's friendlyName, the same the server writes into files it builds.</summary>
+    public string FriendlyName { get; private set; } = "";
+    public string FileName { get; private set; } = "digital-id.p12";
+    public string OutlookRole => Found?.Profile switch
+    {
+        CertificateProfileName.Signing => "Signing Certificate (leave Encryption Certificate as it is)",
+        CertificateProfileName.Encryption => "Encryption Certificate (leave Signing Certificate as it is)",
+        _ => "Signing Certificate and as your Encryption Certificate",
+    };
+    public string ThunderbirdRole => Found?.Profile switch
+    {
+        CertificateProfileName.Signing => "for digital signing",
+        CertificateProfileName.Encryption => "for encryption",
+        _ => "for digital signing and for encryption",
+    };
+    public string AppleMailButtons => Found?.Profile switch
+    {
+        CertificateProfileName.Signing => "the sign button (a check mark) appears when you write a message.",
+        CertificateProfileName.Encryption => "mail encrypted to you opens, and the lock button encrypts to people whose certificates you have.",
+        _ => "the sign and encrypt buttons appear when you write a message.",
+    };
+    public string IosSetting => Found?.Profile switch
+    {
+        CertificateProfileName.Signing => "turn on Sign and choose this certificate",
+        CertificateProfileName.Encryption => "turn on Encrypt by Default and choose this certificate",
+        _ => "turn on Sign and Encrypt by Default and choose this certificate for both",
+    };
+    public bool ReceivesEncryptedMail => Found?.Profile is CertificateProfileName.Encryption or CertificateProfileName.Dual;
     public DateTimeOffset Now { get; private set; }
 
     public async Task OnGetAsync(string? token, CancellationToken ct)
     {
         Now = time.GetUtcNow();
-        Token = string.IsNullOrWhiteSpace(token) ? null : token.Trim();
+        Token = ExtractToken(token);
         NeedsHttps = !Request.IsHttps && !IsLoopbackHost(Request.Host.Host);
         if (NeedsHttps)
         {
@@ -36,14 +67,43 @@ public sealed class EnrollModel(EnrollmentTokens tokens, KeyArchive archive, Cer
         }
         if (Token is null) return;
         var outcome = await tokens.FindUsableAsync(Token, ct);
-        if (outcome.Failure is { } f) { Problem = f; return; }
+        if (outcome.Failure is { } f)
+        {
+            Problem = f;
+            if (await tokens.FindAsync(Token, ct) is { UsedAt: { } usedAt } used)
+            {
+                UsedAt = usedAt;
+                UsedKeyEscrowed = used.CertificateSerial is { } serial && await db.KeyEscrows.AnyAsync(e => e.SerialNumber == serial, ct);
+            }
+            return;
+        }
         Found = outcome.Value!;
+        FriendlyName = Pkcs12Files.FriendlyName(Found.DisplayName, Found.Email, Found.Profile, options.Ca.OrganizationName);
+        FileName = FileNameFor(Found.Email, Found.Profile);
         var policy = await archive.PolicyAsync(db, ct);
         Mode = KeyArchive.GenerationFor(policy, Found.Profile) == KeyGenerationPolicy.Required ? "server" : "browser";
         // Renewal: show the person what they have now, and when it runs out.
         Current = (await db.Certificates.AsNoTracking().Where(c => c.Email == Found.Email && c.RevokedAt == null).ToListAsync(ct))
             .Where(c => c.StatusAt(Now) == CertificateStatus.Valid).OrderBy(c => c.NotAfter).ToList();
     }
+
+    /// <summary>People paste what they were sent: the token, or the whole link (token=... in its query).</summary>
+    public static string? ExtractToken(string? input)
+    {
+        if (string.IsNullOrWhiteSpace(input)) return null;
+        var s = input.Trim();
+        var at = s.IndexOf("token=", StringComparison.OrdinalIgnoreCase);
+        if (at < 0) return s;
+        s = s[(at + "token=".Length)..];
+        var end = s.IndexOfAny(['&', '#', ' ', '\n', '\r', '\t']);
+        s = Uri.UnescapeDataString(end < 0 ? s : s[..end]);
+        return s.Length == 0 ? null : s;
+    }
+
+    /// <summary>Named after the mailbox and purpose, so two IDs in one Downloads folder are told apart.</summary>
+    public static string FileNameFor(string email, CertificateProfileName profile) =>
+        new string(email.Select(c => char.IsAsciiLetterOrDigit(c) || c is '@' or '.' or '-' or '_' or '+' ? c : '_').ToArray()) +
+        "-" + Pkcs12Files.Purpose(profile).Replace(' ', '-') + ".p12";
 
     private static bool IsLoopbackHost(string host) =>
         host.Equals("localhost", StringComparison.OrdinalIgnoreCase) ||

@@ -25,7 +25,7 @@ public sealed class SetupModel(Accounts accounts, AdminApiKey adminKey, CertPort
         if (!ModelState.IsValid) return Page();
         if (!adminKey.Matches(ApiKey!.Trim()))
         {
-            Error = "That is not the admin API key (see CertPortal:AdminApiKey or the file admin-api-key in the data directory).";
+            Error = "That is not the admin API key. It is in the file admin-api-key in the service's data directory, unless your operator configured it elsewhere.";
             return Page();
         }
         var created = await accounts.CreateAsync(new CreateAccountRequest(Name, Name, Roles.Administrator, Password), "setup", ct);
@@ -33,6 +33,8 @@ public sealed class SetupModel(Accounts accounts, AdminApiKey adminKey, CertPort
         return LocalRedirect("/account/login");
     }
 
-    private Task<bool> HasAdministratorAsync(CancellationToken ct) =>
+    private Task<bool> HasAdministratorAsync(CancellationToken ct) => HasAdministratorAsync(db, ct);
+
+    public static Task<bool> HasAdministratorAsync(CertPortalDbContext db, CancellationToken ct) =>
         db.Accounts.AnyAsync(a => a.Role == Roles.Administrator && a.PasswordHash != null && a.DisabledAt == null, ct);
 }

@@ -44,6 +44,7 @@ public static class CertificatesApi
         app.MapGet(CaUrls.RootCrlPath, (CertPortalDbContext db, CancellationToken ct) => ServeCrl(db, CertificateAuthority.RootName, ct)).WithTags("Revocation").WithName("RootCrl");
         app.MapGet(CaUrls.IssuingCertPath, (CaHierarchy ca) => TypedResults.Bytes(ca.Issuing.Certificate.RawData, "application/pkix-cert", "issuing.crt")).WithTags("CA").WithName("IssuingCaCertificate");
         app.MapGet(CaUrls.RootCertPath, (CaHierarchy ca) => TypedResults.Bytes(ca.Root.Certificate.RawData, "application/pkix-cert", "root.crt")).WithTags("CA").WithName("RootCaCertificate");
+        app.MapGet(CaUrls.RootPemPath, (CaHierarchy ca) => TypedResults.Text(ca.Root.Certificate.ExportCertificatePem() + "\n", "application/x-pem-file")).WithTags("CA").WithName("RootCaCertificatePem");
         app.MapGet(CaUrls.ChainPemPath, (CaHierarchy ca) => TypedResults.Text(ca.ChainPem, "application/pem-certificate-chain")).WithTags("CA").WithName("CaChain");
         return app;
     }
@@ -72,7 +73,14 @@ public static class CertificatesApi
         var size = Math.Clamp(pageSize ?? 25, 1, 200);
         var number = Math.Max(page ?? 1, 1);
         var q = db.Certificates.AsNoTracking();
-        if (!string.IsNullOrWhiteSpace(email)) q = q.Where(c => c.Email.Contains(email.Trim()));
+        // Case-insensitive: people type ALICE@EXAMPLE.COM (mailboxes are ASCII, so lower() is exact on both databases).
+        if (!string.IsNullOrWhiteSpace(email))
+        {
+            var needle = email.Trim().ToLowerInvariant();
+#pragma warning disable CA1862 // EF translates ToLower().Contains to SQL; the StringComparison overload does not translate
+            q = q.Where(c => c.Email.ToLower().Contains(needle));
+#pragma warning restore CA1862
+        }
         if (!string.IsNullOrWhiteSpace(serialNumber))
         {
             var s = serialNumber.Replace(":", "").Trim().ToUpperInvariant();

@@ -40,7 +40,7 @@ public sealed class DigitalIdBrowserTests(BrowserApp app) : IClassFixture<Browse
         Assert.Equal("success-heading", await page.EvaluateAsync<string>("() => document.activeElement.id"));
         await page.Keyboard.PressAsync("Tab");
         var download = await page.RunAndWaitForDownloadAsync(() => page.Keyboard.PressAsync("Enter"));
-        Assert.Equal("digital-id.p12", download.SuggestedFilename);
+        Assert.Equal($"{email}-signing.p12", download.SuggestedFilename);
         var serial = (await page.Locator("#cert-serial").TextContentAsync())!.Trim();
         Assert.Equal("EC-P256", (await app.GetCertificateAsync(serial)).KeyAlgorithm);
     }
@@ -56,7 +56,7 @@ public sealed class DigitalIdBrowserTests(BrowserApp app) : IClassFixture<Browse
         var token = (await app.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/tokens?email={email}")).EnumerateArray().First();
         Assert.Equal("used", token.GetProperty("status").GetString());
         await page.GotoAsync("/enroll");
-        await page.GetByLabel("Enrollment token").FillAsync("cpt_" + new string('x', 43));
+        await page.GetByLabel("Enrollment link or token").FillAsync("cpt_" + new string('x', 43));
         await page.GetByRole(AriaRole.Button, new() { Name = "Continue" }).ClickAsync();
         await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("new enrollment link");
         await BrowserApp.ScreenshotAsync(page, "11-invalid-token");

@@ -86,7 +86,7 @@ public sealed class DigitalIdEndToEndTests(BrowserApp app) : IClassFixture<Brows
         await admin.GetByLabel("I confirm").CheckAsync();
         await BrowserApp.ScreenshotAsync(admin, "08-revoke");
         await admin.Locator("#revoke-button").ClickAsync();
-        await Assertions.Expect(admin.Locator("#cert-status")).ToContainTextAsync("revoked");
+        await Assertions.Expect(admin.Locator("#cert-status")).ToContainTextAsync("Revoked (Key compromised");
         var crl = dir.Write("issuing.crl", await app.Client.GetByteArrayAsync("/crl/issuing.crl"));
         var crlText = Tool.Run("openssl", ["crl", "-inform", "DER", "-in", crl, "-noout", "-text"]).EnsureSuccess().Stdout;
         Assert.Contains($"Serial Number: {serial}", crlText);

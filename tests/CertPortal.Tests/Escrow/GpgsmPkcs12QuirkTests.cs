@@ -47,7 +47,7 @@ public sealed class GpgsmPkcs12QuirkTests
 
         for (var i = 0; i < 12; i++)
         {
-            var built = Pkcs12Files.Build(publicOnly, pkcs8, [], Password, Pkcs12Format.Compatible3Des, 2048);
+            var built = Pkcs12Files.Build(publicOnly, pkcs8, [], Password, Pkcs12Format.Compatible3Des, 2048, "Quirk Test (encryption) - CertPortal");
             Assert.False(GpgsmPkcs12Quirk.Affects(built, Password));
             var import = Import(built);
             Assert.True(import.ExitCode == 0, import.Output);

@@ -45,6 +45,9 @@ public sealed class Pkcs12InteropTests(EscrowApp app) : IClassFixture<EscrowApp>
         // Exactly one private key: the subscriber's (never a CA key riding along with the chain).
         Assert.Equal(1, keyOnly.Split("BEGIN PRIVATE KEY").Length - 1);
         Assert.Equal(3, certsOnly.Split("BEGIN CERTIFICATE").Length - 1);
+        // Windows and Outlook show the name; the localKeyID pairs this key with this certificate only.
+        Pkcs12Attributes.AssertNamedAndKeyedByCertificate(p12, EscrowApp.Pkcs12Password, enrolled.GetProperty("certificatePem").GetString()!,
+            "Test Person (encryption) - CertPortal");
 
         var db = "sql:" + dir.Path;
         Tool.Run("certutil", ["-N", "-d", db, "--empty-password"]).EnsureSuccess();

@@ -14,11 +14,14 @@ public sealed class LoginModel(Accounts accounts, SignInThrottle throttle, CertP
     [BindProperty, Required(ErrorMessage = "Enter your account name.")] public string? Name { get; set; }
     [BindProperty, Required(ErrorMessage = "Enter your password.")] public string? Password { get; set; }
     public string? Error { get; private set; }
+    /// <summary>Once an administrator exists /setup is closed, so the page stops pointing to it.</summary>
+    public bool SetupDone { get; private set; }
 
-    public void OnGet() { }
+    public async Task OnGetAsync(CancellationToken ct) => SetupDone = await SetupModel.HasAdministratorAsync(db, ct);
 
     public async Task<IActionResult> OnPostAsync(string? returnUrl, CancellationToken ct)
     {
+        SetupDone = await SetupModel.HasAdministratorAsync(db, ct);
         if (!ModelState.IsValid) return Page();
         var key = SignInThrottle.Key(Name);
         var address = HttpContext.Connection.RemoteIpAddress?.ToString() ?? "unknown";

@@ -30,7 +30,7 @@ public sealed class TokensModel(EnrollmentTokens tokens, CertPortalOptions optio
     {
         if (!User.IsInRole(Roles.Administrator)) return Forbid();
         var outcome = await tokens.CreateAsync(new CreateTokenRequest(Email, DisplayName, Profile, ValidHours), AuditLog.ActorOf(User), ct);
-        if (outcome.Failure is { } f) Error = f.Detail;
+        if (outcome.Failure is { } f) Error = InFormWords(f);
         else
         {
             // Shown once: the secret is not stored anywhere it could be shown again.
@@ -41,6 +41,16 @@ public sealed class TokensModel(EnrollmentTokens tokens, CertPortalOptions optio
         List = await tokens.ListAsync(null, null, ct);
         return Page();
     }
+
+    /// <summary>The API's messages name its JSON fields; the form has labels.</summary>
+    private string InFormWords(Failure f) => f.Title switch
+    {
+        "Invalid validHours." => $"\"Valid for\" must be between 1 and {options.Issuance.MaxTokenValidHours} hours.",
+        "Invalid email." when string.IsNullOrWhiteSpace(Email) => "Enter the person's e-mail address.",
+        "Invalid displayName." => $"The display name must be at most {EnrollmentTokens.MaxDisplayNameLength} characters, without control characters.",
+        "Invalid profile." => "Choose what the certificate is for.",
+        _ => f.Detail,
+    };
 
     public async Task<IActionResult> OnPostRevokeAsync(Guid id, CancellationToken ct)
     {
