@@ -144,6 +144,29 @@ namespace CertPortal.Migrations.Postgres
                     b.ToTable("BlockedKeys");
                 });
 
+            modelBuilder.Entity("CertPortal.Data.CertificateChange", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<DateTimeOffset>("At")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("Email")
+                        .IsRequired()
+                        .HasMaxLength(254)
+                        .HasColumnType("character varying(254)");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("At");
+
+                    b.ToTable("CertificateChanges");
+                });
+
             modelBuilder.Entity("CertPortal.Data.CrlRecord", b =>
                 {
                     b.Property<string>("Authority")

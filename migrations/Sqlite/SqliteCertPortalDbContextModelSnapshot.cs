@@ -137,6 +137,27 @@ namespace CertPortal.Migrations.Sqlite
                     b.ToTable("BlockedKeys");
                 });
 
+            modelBuilder.Entity("CertPortal.Data.CertificateChange", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("At")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Email")
+                        .IsRequired()
+                        .HasMaxLength(254)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("At");
+
+                    b.ToTable("CertificateChanges");
+                });
+
             modelBuilder.Entity("CertPortal.Data.CrlRecord", b =>
                 {
                     b.Property<string>("Authority")

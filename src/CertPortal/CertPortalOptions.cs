@@ -34,6 +34,7 @@ public sealed class CertPortalOptions
     public IssuanceOptions Issuance { get; set; } = new();
     public CrlOptions Crl { get; set; } = new();
     public EscrowOptions Escrow { get; set; } = new();
+    public LookupOptions Lookup { get; set; } = new();
 
     public string ResolvedDataDirectory => Path.GetFullPath(DataDirectory);
 
@@ -148,6 +149,17 @@ public sealed class EscrowOptions
     public int Pkcs12Iterations { get; set; } = 100_000;
 }
 
+/// <summary>The recipient look-up's in-memory cache (section <c>CertPortal:Lookup</c>).</summary>
+public sealed class LookupOptions
+{
+    /// <summary>Mailboxes whose answers are kept in memory (about 2 KiB each per certificate); 0 turns the cache off.</summary>
+    public int MaxMailboxes { get; set; } = 100_000;
+    /// <summary>How often every node reads the changes made by all nodes: the usual bound on staleness across nodes.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+    /// <summary>An answer is read again from the database at least this often, whatever happened.</summary>
+    public TimeSpan MaxStaleness { get; set; } = TimeSpan.FromSeconds(30);
+}
+
 /// <summary>Start-up validation: a bad setting stops the service with a message naming it.</summary>
 public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOptions>
 {
@@ -241,6 +253,13 @@ public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOpti
             errors.Add($"{p}:Escrow:EncryptionKeyGeneration and DualKeyGeneration must be Refused, Allowed or Required.");
         if (o.Crl.CheckInterval <= TimeSpan.Zero)
             errors.Add($"{p}:Crl:CheckInterval must be positive.");
+
+        if (o.Lookup.MaxMailboxes is < 0 or > 10_000_000)
+            errors.Add($"{p}:Lookup:MaxMailboxes must be between 0 (no cache) and 10000000.");
+        if (o.Lookup.PollInterval < TimeSpan.FromMilliseconds(50) || o.Lookup.PollInterval > TimeSpan.FromSeconds(60))
+            errors.Add($"{p}:Lookup:PollInterval must be between 50 ms and 60 s.");
+        if (o.Lookup.MaxStaleness < o.Lookup.PollInterval || o.Lookup.MaxStaleness > TimeSpan.FromHours(1))
+            errors.Add($"{p}:Lookup:MaxStaleness must be at least {p}:Lookup:PollInterval and at most 1 hour.");
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }

@@ -63,6 +63,10 @@ public static class Extensions
         services.AddScoped<KeyRecovery>();
         services.AddScoped<ServerKeyEnrollment>();
         services.AddHostedService<RecoveryExpiryWorker>();
+        services.AddSingleton<RecipientCache>();
+        services.AddHostedService(sp => sp.GetRequiredService<RecipientCache>());
+        services.AddSingleton<ICertificateEvents, RecipientCacheEvents>();
+        services.AddSingleton<RecipientCacheInvalidation>();
         services.AddSingleton<GroupCommitWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<GroupCommitWriter>());
         services.AddScoped<EnrollmentService>();
@@ -114,7 +118,8 @@ public static class Extensions
         var db = configuration.GetSection(CertPortalOptions.Section).Get<CertPortalOptions>()?.Database ?? new DatabaseOptions();
         if (db.Provider == DatabaseProvider.Postgres)
         {
-            services.AddDbContext<CertPortalDbContext, NpgsqlCertPortalDbContext>(o => o.UseNpgsql(db.ConnectionString));
+            services.AddDbContext<CertPortalDbContext, NpgsqlCertPortalDbContext>((sp, o) =>
+                o.UseNpgsql(db.ConnectionString).AddInterceptors(sp.GetRequiredService<RecipientCacheInvalidation>()));
             return;
         }
         services.AddDbContext<CertPortalDbContext, SqliteCertPortalDbContext>((sp, o) =>
@@ -123,7 +128,7 @@ public static class Extensions
             var cs = string.IsNullOrWhiteSpace(options.Database.ConnectionString)
                 ? $"Data Source={Path.Combine(options.ResolvedDataDirectory, "certportal.db")};Default Timeout=60"
                 : options.Database.ConnectionString;
-            o.UseSqlite(cs).AddInterceptors(SqliteDurability.Instance);
+            o.UseSqlite(cs).AddInterceptors(SqliteDurability.Instance, sp.GetRequiredService<RecipientCacheInvalidation>());
         });
     }
 

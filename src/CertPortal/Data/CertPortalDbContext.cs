@@ -14,6 +14,7 @@ public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(
     public DbSet<IssuedCertificate> Certificates => Set<IssuedCertificate>();
     public DbSet<CrlRecord> Crls => Set<CrlRecord>();
     public DbSet<AuditEvent> AuditEvents => Set<AuditEvent>();
+    public DbSet<CertificateChange> CertificateChanges => Set<CertificateChange>();
     public DbSet<Account> Accounts => Set<Account>();
     public DbSet<DirectoryPublication> DirectoryPublications => Set<DirectoryPublication>();
     public DbSet<RecoveryAgent> RecoveryAgents => Set<RecoveryAgent>();

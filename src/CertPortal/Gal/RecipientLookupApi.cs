@@ -1,9 +1,6 @@
 using CertPortal.Authority;
-using CertPortal.Data;
 using CertPortal.Enrollment;
-using CertPortal.Revocation;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Gal;
 
@@ -12,18 +9,19 @@ public sealed record RecipientCertificate(string SerialNumber, string Usage, str
 public sealed record RecipientCertificates(string Email, IReadOnlyList<RecipientCertificate> Certificates);
 
 /// <summary>How mail clients and gateways find a recipient's certificate: only certificates valid now
-/// (not revoked, not on hold, not expired), newest first.</summary>
+/// (not revoked, not on hold, not expired), newest first. Answered from <see cref="RecipientCache"/>.</summary>
 public static class RecipientLookupApi
 {
     public static IEndpointRouteBuilder MapRecipientLookupApi(this IEndpointRouteBuilder app)
     {
         app.MapGet("/api/v1/directory/{email}/certificates", Lookup).WithTags("Directory").WithName("FindRecipientCertificates")
+            .Produces<RecipientCertificates>(StatusCodes.Status200OK, "application/json")
             .WithSummary("A mailbox's certificates that are valid now for a usage (encryption or signing), newest first.");
         return app;
     }
 
-    private static async Task<Results<Ok<RecipientCertificates>, ProblemHttpResult>> Lookup(string email, string? usage,
-        CertPortalDbContext db, TimeProvider time, CancellationToken ct)
+    private static async Task<Results<FileContentHttpResult, ProblemHttpResult>> Lookup(string email, string? usage,
+        RecipientCache cache, CancellationToken ct)
     {
         if (!Mailbox.TryNormalize(email, out var mailbox, out var error))
             return Failure.BadRequest(error).ToProblem();
@@ -34,21 +32,10 @@ public static class RecipientLookupApi
                 return Failure.BadRequest("usage must be encryption or signing.").ToProblem();
             wanted = u;
         }
-        var profiles = wanted is { } w ? CertificateProfile.Serving(w) : Enum.GetValues<CertificateProfileName>();
-        var now = time.GetUtcNow();
-        var lower = mailbox.ToLowerInvariant();
-        // CA1862 would have string.Equals(..., OrdinalIgnoreCase), which EF Core cannot translate to SQL;
-        // ToLower() becomes lower() in both SQLite and PostgreSQL.
-#pragma warning disable CA1862
-        var found = await db.Certificates.AsNoTracking()
-            .Where(c => c.Email.ToLower() == lower && c.RevokedAt == null && c.NotBefore <= now && c.NotAfter > now && profiles.Contains(c.Profile))
-            .OrderByDescending(c => c.NotBefore).ThenByDescending(c => c.IssuedAt)
-            .ToListAsync(ct);
-#pragma warning restore CA1862
-        if (found.Count == 0)
+        // The cached answer is the response body itself: no query, no serialisation on a hit.
+        var json = await cache.LookupAsync(mailbox, wanted, ct);
+        if (json is null)
             return Failure.NotFound($"No valid {(wanted is null ? "" : Names.Of(wanted.Value) + " ")}certificate is published for {mailbox}.").ToProblem();
-        return TypedResults.Ok(new RecipientCertificates(mailbox, found.Select(c => new RecipientCertificate(c.SerialNumber,
-            wanted is { } x ? Names.Of(x) : (c.Profile == CertificateProfileName.Dual ? "signing,encryption" : Names.Of(c.Profile)),
-            Names.Of(c.Profile), c.NotBefore, c.NotAfter, Pem.Certificate(c.Der))).ToList()));
+        return TypedResults.Bytes(json, "application/json");
     }
 }

@@ -1,0 +1,274 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using CertPortal.Authority;
+using CertPortal.Data;
+using CertPortal.Enrollment;
+using CertPortal.Revocation;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+
+namespace CertPortal.Gal;
+
+/// <summary>The recipient look-up's answers, in memory: a mail gateway asks for every recipient of every message,
+/// and the database need not answer the same question thousands of times a second. Per mailbox it keeps the
+/// certificates not revoked and not expired, and the JSON answer per usage.
+/// <para>Kept correct on every node: issuance, revocation, hold and release write a <see cref="CertificateChange"/>
+/// row in their own transaction; each node reads the new rows every <c>Lookup:PollInterval</c> and drops those
+/// mailboxes (the node that made the change drops them as soon as it commits). Expiry needs no signal: an entry is
+/// reloaded at the first notBefore/notAfter among its certificates, and in every case after <c>Lookup:MaxStaleness</c>.
+/// A load that overlapped an invalidation is answered but not kept, so a stale read never stays in the cache.</para></summary>
+public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOptions options, TimeProvider time, ILogger<RecipientCache> logger)
+    : BackgroundService
+{
+    /// <summary>On PostgreSQL a transaction can commit a lower change id after a higher one was read; ids skipped over
+    /// are looked for again this long (after that they were rolled back, or MaxStaleness covers them).</summary>
+    private static readonly TimeSpan GapTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan ChangeRetention = TimeSpan.FromHours(1);
+    private const int MaxRenderedVariants = 8;
+
+    private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+    private readonly ConditionalWeakTable<DbContext, HashSet<string>> _pending = [];
+    private readonly Lock _gate = new();
+    private readonly Dictionary<long, DateTimeOffset> _gaps = [];
+    // 0 until the first poll has found where the change log stands: until then nothing is kept.
+    private long _epoch;
+    private long _watermark;
+    private long _loads;
+    private DateTimeOffset _lastPrune = DateTimeOffset.MinValue;
+
+    /// <summary>Database reads made for look-ups (cache misses).</summary>
+    public long Loads => Interlocked.Read(ref _loads);
+    public int Count => _entries.Count;
+    /// <summary>True once the change log is being followed; until then every look-up reads the database.</summary>
+    public bool Watching => Volatile.Read(ref _epoch) != 0;
+
+    public sealed record Cert(string SerialNumber, CertificateProfileName Profile, DateTimeOffset NotBefore, DateTimeOffset NotAfter, string Pem);
+
+    private sealed class Entry(IReadOnlyList<Cert> certificates, DateTimeOffset validUntil)
+    {
+        public IReadOnlyList<Cert> Certificates { get; } = certificates;
+        public DateTimeOffset ValidUntil { get; } = validUntil;
+        /// <summary>JSON answers by (mailbox as asked, usage); null: no valid certificate (404).</summary>
+        public ConcurrentDictionary<(string, CertificateUsage?), byte[]?> Rendered { get; } = new();
+    }
+
+    /// <summary>The JSON answer for a normalised mailbox and usage; null when it has no valid certificate for it.</summary>
+    public async ValueTask<byte[]?> LookupAsync(string mailbox, CertificateUsage? usage, CancellationToken ct)
+    {
+        var key = mailbox.ToLowerInvariant();
+        var now = time.GetUtcNow();
+        if (!_entries.TryGetValue(key, out var entry) || entry.ValidUntil <= now)
+            entry = await LoadAsync(key, now, ct);
+        if (entry.Rendered.TryGetValue((mailbox, usage), out var bytes)) return bytes;
+        bytes = Render(entry, mailbox, usage, now);
+        // A few spellings per mailbox at most: varying the case of an address must not grow memory without bound.
+        if (entry.Rendered.Count < MaxRenderedVariants) entry.Rendered.TryAdd((mailbox, usage), bytes);
+        return bytes;
+    }
+
+    /// <summary>Called inside the transaction of a change: the rows every node reads, and a note to drop the mailbox
+    /// here once the transaction has committed.</summary>
+    internal void RecordChange(CertPortalDbContext db, string email, DateTimeOffset now)
+    {
+        var key = email.ToLowerInvariant();
+        db.CertificateChanges.Add(new CertificateChange { Email = key, At = now });
+        lock (_pending) _pending.GetOrCreateValue(db).Add(key);
+    }
+
+    internal void Committed(DbContext db)
+    {
+        HashSet<string>? keys;
+        lock (_pending)
+        {
+            if (!_pending.TryGetValue(db, out keys)) return;
+            _pending.Remove(db);
+        }
+        Invalidate(keys);
+    }
+
+    internal void RolledBack(DbContext db)
+    {
+        lock (_pending) _pending.Remove(db);
+    }
+
+    private void Invalidate(IEnumerable<string> keys)
+    {
+        lock (_gate)
+        {
+            if (_epoch != 0) _epoch++;
+            foreach (var k in keys) _entries.TryRemove(k, out _);
+        }
+    }
+
+    private async Task<Entry> LoadAsync(string key, DateTimeOffset now, CancellationToken ct)
+    {
+        var epoch = Volatile.Read(ref _epoch);
+        Interlocked.Increment(ref _loads);
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        // CA1862 would have string.Equals(..., OrdinalIgnoreCase), which EF Core cannot translate to SQL;
+        // ToLower() becomes lower() in both SQLite and PostgreSQL.
+#pragma warning disable CA1862
+        var rows = await db.Certificates.AsNoTracking()
+            .Where(c => c.Email.ToLower() == key && c.RevokedAt == null && c.NotAfter > now)
+            .Select(c => new { c.SerialNumber, c.Profile, c.NotBefore, c.NotAfter, c.IssuedAt, c.Der })
+            .ToListAsync(ct);
+#pragma warning restore CA1862
+        var certs = rows.OrderByDescending(c => c.NotBefore).ThenByDescending(c => c.IssuedAt)
+            .Select(c => new Cert(c.SerialNumber, c.Profile, c.NotBefore, c.NotAfter, Pem.Certificate(c.Der))).ToList();
+        // Valid until the answer would change by time alone: a certificate expires or becomes valid.
+        var validUntil = now + options.Lookup.MaxStaleness;
+        foreach (var c in certs)
+        {
+            if (c.NotAfter < validUntil) validUntil = c.NotAfter;
+            if (c.NotBefore > now && c.NotBefore < validUntil) validUntil = c.NotBefore;
+        }
+        var entry = new Entry(certs, validUntil);
+        if (options.Lookup.MaxMailboxes > 0)
+        {
+            lock (_gate)
+            {
+                // An invalidation while we read means our rows may predate the change: answer, but do not keep.
+                if (epoch != 0 && epoch == _epoch)
+                {
+                    if (_entries.Count >= options.Lookup.MaxMailboxes) EvictSome();
+                    _entries[key] = entry;
+                }
+            }
+        }
+        return entry;
+    }
+
+    /// <summary>Drops a tenth of the entries (whichever the dictionary yields first): cheap, and a dropped entry
+    /// costs one database read when it is next asked for.</summary>
+    private void EvictSome()
+    {
+        var drop = Math.Max(1, options.Lookup.MaxMailboxes / 10);
+        foreach (var k in _entries.Keys.Take(drop).ToList()) _entries.TryRemove(k, out _);
+    }
+
+    private static byte[]? Render(Entry entry, string mailbox, CertificateUsage? usage, DateTimeOffset now)
+    {
+        var profiles = usage is { } u ? CertificateProfile.Serving(u) : Enum.GetValues<CertificateProfileName>();
+        var valid = entry.Certificates.Where(c => c.NotBefore <= now && c.NotAfter > now && profiles.Contains(c.Profile)).ToList();
+        if (valid.Count == 0) return null;
+        return JsonSerializer.SerializeToUtf8Bytes(new RecipientCertificates(mailbox, valid.Select(c => new RecipientCertificate(c.SerialNumber,
+            usage is { } x ? Names.Of(x) : (c.Profile == CertificateProfileName.Dual ? "signing,encryption" : Names.Of(c.Profile)),
+            Names.Of(c.Profile), c.NotBefore, c.NotAfter, c.Pem)).ToList()), JsonSerializerOptions.Web);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (options.Lookup.MaxMailboxes == 0) return;
+        // Wall-clock time on purpose: how soon another node's change is seen is real latency, not business time.
+        using var timer = new PeriodicTimer(options.Lookup.PollInterval);
+        do
+        {
+            try
+            {
+                await PollAsync(stoppingToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // Entries still expire after MaxStaleness; the next tick tries again.
+                logger.LogWarning(e, "Reading certificate changes for the look-up cache failed");
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>Reads the changes every node made since the last poll and drops those mailboxes.</summary>
+    private async Task PollAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var now = DateTimeOffset.UtcNow;
+        if (Volatile.Read(ref _epoch) == 0)
+        {
+            var max = await db.CertificateChanges.MaxAsync(c => (long?)c.Id, ct) ?? 0;
+            lock (_gate) { _watermark = max; _epoch = 1; }
+            return;
+        }
+
+        var from = _gaps.Count > 0 ? Math.Min(_gaps.Keys.Min() - 1, _watermark) : _watermark;
+        var rows = await db.CertificateChanges.AsNoTracking().Where(c => c.Id > from).OrderBy(c => c.Id)
+            .Select(c => new { c.Id, c.Email }).Take(10_000).ToListAsync(ct);
+        var changed = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var row in rows)
+        {
+            if (row.Id > _watermark)
+            {
+                // Ids skipped over may still commit (PostgreSQL assigns them before commit): look for them again.
+                if (row.Id - _watermark <= 1000)
+                    for (var missing = _watermark + 1; missing < row.Id; missing++) _gaps[missing] = now;
+                _watermark = row.Id;
+                changed.Add(row.Email);
+            }
+            else if (_gaps.Remove(row.Id))
+            {
+                changed.Add(row.Email);
+            }
+        }
+        foreach (var (id, since) in _gaps.ToList())
+            if (now - since > GapTimeout) _gaps.Remove(id);
+        if (changed.Count > 0) Invalidate(changed);
+
+        if (now - _lastPrune > TimeSpan.FromMinutes(1))
+        {
+            _lastPrune = now;
+            var cutoff = time.GetUtcNow() - ChangeRetention;
+            await db.CertificateChanges.Where(c => c.At < cutoff).ExecuteDeleteAsync(ct);
+        }
+    }
+}
+
+/// <summary>Writes the change rows in the transaction of every issuance and status change.</summary>
+public sealed class RecipientCacheEvents(RecipientCache cache) : ICertificateEvents
+{
+    public void OnIssued(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now) => cache.RecordChange(db, certificate.Email, now);
+
+    public void OnStatusChanged(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now) => cache.RecordChange(db, certificate.Email, now);
+}
+
+/// <summary>Tells the cache when a transaction that recorded changes has committed (drop those mailboxes now, on
+/// this node: a revocation is never served from this node's cache after its POST returned) or rolled back.</summary>
+public sealed class RecipientCacheInvalidation(RecipientCache cache) : DbTransactionInterceptor, ISaveChangesInterceptor
+{
+    public override void TransactionCommitted(System.Data.Common.DbTransaction transaction, TransactionEndEventData eventData)
+    {
+        if (eventData.Context is { } db) cache.Committed(db);
+    }
+
+    public override Task TransactionCommittedAsync(System.Data.Common.DbTransaction transaction, TransactionEndEventData eventData,
+        CancellationToken cancellationToken = default)
+    {
+        if (eventData.Context is { } db) cache.Committed(db);
+        return Task.CompletedTask;
+    }
+
+    public override void TransactionRolledBack(System.Data.Common.DbTransaction transaction, TransactionEndEventData eventData)
+    {
+        if (eventData.Context is { } db) cache.RolledBack(db);
+    }
+
+    public override Task TransactionRolledBackAsync(System.Data.Common.DbTransaction transaction, TransactionEndEventData eventData,
+        CancellationToken cancellationToken = default)
+    {
+        if (eventData.Context is { } db) cache.RolledBack(db);
+        return Task.CompletedTask;
+    }
+
+    // SaveChanges without an explicit transaction commits its own.
+    public int SavedChanges(SaveChangesCompletedEventData eventData, int result)
+    {
+        if (eventData.Context is { } db && db.Database.CurrentTransaction is null) cache.Committed(db);
+        return result;
+    }
+
+    public ValueTask<int> SavedChangesAsync(SaveChangesCompletedEventData eventData, int result, CancellationToken cancellationToken = default)
+    {
+        if (eventData.Context is { } db && db.Database.CurrentTransaction is null) cache.Committed(db);
+        return ValueTask.FromResult(result);
+    }
+}
