@@ -28,6 +28,8 @@ done
 
 # pkilint (the S/MIME BR lint matrix) is Python and needs the cryptography package.
 if ! python3 -c 'import cryptography' >/dev/null 2>&1; then missing+=(python3-cryptography); fi
+# The tests' SMTP server (python3-aiosmtpd) is a module, not a program: ask Debian's own interpreter.
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -6,6 +6,7 @@ using CertPortal.Data;
 using CertPortal.Enrollment;
 using CertPortal.Escrow;
 using CertPortal.Gal;
+using CertPortal.Mail;
 using CertPortal.Pages;
 using CertPortal.Revocation;
 using CertPortal.Security;
@@ -55,6 +56,7 @@ public static class Extensions
         services.AddScoped<Accounts>();
         services.AddScoped<SignInThrottle>();
         builder.AddDirectoryPublishing();
+        builder.AddMail();
         services.AddSingleton(sp => new AgentShareEncryption(new AgentCertificateValidator(sp.GetRequiredService<TimeProvider>())));
         services.AddSingleton<KeyArchive>();
         services.AddSingleton<RecoverySessionKey>();
@@ -198,6 +200,7 @@ public static class Extensions
         app.MapAccountsApi();
         app.MapDirectoryPublicationApi();
         app.MapEscrowApi();
+        app.MapMailApi();
         app.MapRazorPages();
     }
 }

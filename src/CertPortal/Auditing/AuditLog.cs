@@ -28,6 +28,7 @@ public static class AuditActions
 {
     public const string TokenCreated = "token.created";
     public const string TokenRevoked = "token.revoked";
+    public const string InvitationQueued = "invitation.queued";
     public const string CertificateIssued = "certificate.issued";
     public const string CertificateRevoked = "certificate.revoked";
     public const string CertificateHoldReleased = "certificate.hold-released";

@@ -17,6 +17,7 @@ public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(
     public DbSet<CertificateChange> CertificateChanges => Set<CertificateChange>();
     public DbSet<Account> Accounts => Set<Account>();
     public DbSet<DirectoryPublication> DirectoryPublications => Set<DirectoryPublication>();
+    public DbSet<OutboundMessage> OutboundMessages => Set<OutboundMessage>();
     public DbSet<RecoveryAgent> RecoveryAgents => Set<RecoveryAgent>();
     public DbSet<KeyEscrow> KeyEscrows => Set<KeyEscrow>();
     public DbSet<EscrowShare> EscrowShares => Set<EscrowShare>();

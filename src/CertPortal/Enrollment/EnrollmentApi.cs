@@ -1,4 +1,5 @@
 using CertPortal.Auditing;
+using CertPortal.Mail;
 using CertPortal.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
@@ -26,9 +27,12 @@ public static class EnrollmentApi
     }
 
     private static async Task<Results<Created<CreatedToken>, ProblemHttpResult>> CreateToken(
-        [FromBody] CreateTokenRequest request, EnrollmentTokens tokens, HttpContext http, CancellationToken ct)
+        [FromBody] CreateTokenRequest request, EnrollmentTokens tokens, Invitations invitations, HttpContext http, CancellationToken ct)
     {
-        var outcome = await tokens.CreateAsync(request, AuditLog.ActorOf(http.User), ct);
+        // "send": true mails the link (an invitation) instead of handing it to the caller.
+        var outcome = request.Send
+            ? await invitations.InviteAsync(request, AuditLog.ActorOf(http.User), ct)
+            : await tokens.CreateAsync(request, AuditLog.ActorOf(http.User), ct);
         return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Created($"/api/v1/tokens/{outcome.Value!.Id}", outcome.Value);
     }
 

@@ -7,10 +7,17 @@ using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Enrollment;
 
-public sealed record CreateTokenRequest(string? Email, string? DisplayName, string? Profile, int? ValidHours);
+/// <summary><c>Send</c>: mail the link to the person (needs <c>CertPortal:Mail</c>); the response then leaves the
+/// secret out unless <c>ShowLink</c>.</summary>
+public sealed record CreateTokenRequest(string? Email, string? DisplayName, string? Profile, int? ValidHours, bool Send = false, bool ShowLink = false);
 
-/// <summary><c>EnrollmentUrl</c>: the link to send the person (on <c>CertPortal:PortalUrl</c>, https).</summary>
-public sealed record CreatedToken(Guid Id, string Token, string Email, string DisplayName, string Profile, DateTimeOffset ExpiresAt, string EnrollmentUrl);
+/// <summary><c>EnrollmentUrl</c>: the link to send the person (on <c>CertPortal:PortalUrl</c>, https). Token and link
+/// are null when the link was mailed (<c>NotificationId</c>) and not asked for.</summary>
+public sealed record CreatedToken(Guid Id, string? Token, string Email, string DisplayName, string Profile, DateTimeOffset ExpiresAt, string? EnrollmentUrl)
+{
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public long? NotificationId { get; init; }
+}
 
 public sealed record TokenView(Guid Id, string Email, string DisplayName, string Profile, string Status,
     DateTimeOffset CreatedAt, string CreatedBy, DateTimeOffset ExpiresAt, DateTimeOffset? UsedAt, DateTimeOffset? RevokedAt, string? CertificateSerial)

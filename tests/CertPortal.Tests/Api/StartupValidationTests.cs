@@ -36,6 +36,8 @@ public sealed class StartupValidationTests
     [InlineData("ReverseProxy:KnownNetworks:0", "10.0.0.0/33", "CertPortal:ReverseProxy:KnownNetworks")]
     [InlineData("Ca:IssuingKeyAlgorithm", "DSA-1024", "CertPortal:Ca:IssuingKeyAlgorithm")]
     [InlineData("Crl:Lifetime", "30.00:00:00", "CertPortal:Crl:Lifetime")]
+    [InlineData("Mail:Enabled", "true", "CertPortal:Mail:Host")]
+    [InlineData("Mail:ExpiryReminderDays:0", "0", "CertPortal:Mail:ExpiryReminderDays")]
     [InlineData("Directory:Url", "http://ldap.example.test", "CertPortal:Directory:Url")]
     [InlineData("Directory:TrustedCaCertificatesDirectory", "/nonexistent/ca-dir", "CertPortal:Directory:TrustedCaCertificatesDirectory")]
     [InlineData("Directory:StartTls", "true", "CertPortal:Directory:StartTls")]

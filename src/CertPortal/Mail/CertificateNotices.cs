@@ -1,0 +1,26 @@
+using CertPortal.Authority;
+using CertPortal.Data;
+using CertPortal.Enrollment;
+
+namespace CertPortal.Mail;
+
+/// <summary>Tells holders when their certificate is revoked, put on hold, or released from hold. The notice is
+/// queued in the transaction of the change, so it is sent exactly when the change commits. Dedupe keys: a
+/// revocation is final (one notice per certificate); holds and releases can repeat, so their keys carry the time.</summary>
+public sealed class CertificateNotices(MailOptions options, MailQueue queue) : ICertificateEvents
+{
+    public void OnStatusChanged(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now)
+    {
+        if (!options.Enabled) return;
+        var (kind, key) = certificate.RevokedAt switch
+        {
+            null => (OutboundMessageKinds.ReleaseNotice, $"{certificate.SerialNumber}:{now.UtcTicks}"),
+            { } at when certificate.RevocationReason == RevocationReason.CertificateHold =>
+                (OutboundMessageKinds.HoldNotice, $"{certificate.SerialNumber}:{at.UtcTicks}"),
+            _ => (OutboundMessageKinds.RevocationNotice, certificate.SerialNumber),
+        };
+        queue.Enqueue(db, kind, key, new MessageModel(certificate.Email, certificate.DisplayName, Names.Of(certificate.Profile),
+            certificate.SerialNumber, NotAfter: certificate.NotAfter, Reason: certificate.RevocationReason?.ToRfcName(), At: now),
+            options.OrganizationName, now);
+    }
+}

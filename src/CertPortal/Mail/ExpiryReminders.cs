@@ -1,0 +1,78 @@
+using CertPortal.Data;
+using CertPortal.Enrollment;
+using Microsoft.EntityFrameworkCore;
+
+namespace CertPortal.Mail;
+
+/// <summary>Finds certificates that have entered a reminder window (<c>Mail:ExpiryReminderDays</c>) and queues one
+/// reminder per certificate and window. The dedupe key (serial, window) is unique in the database, so however
+/// many nodes look, and however often, each reminder is queued once.
+/// <para>A certificate that enters several windows at once (the service was down, or time jumped) gets only the
+/// nearest one: a 30-day reminder after the 7-day one would mislead. A window longer than the certificate's whole
+/// life is skipped (a 5-day certificate gets no "30 days left" on the day it is issued), and so is a certificate
+/// whose holder already has a newer valid one of the same profile: they have renewed.</para></summary>
+public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, MailOptions options, TimeProvider time, ILogger<ExpiryReminders> logger)
+{
+    // Bounds the parameters of one IN (...) list (SQLite allows 32766; PostgreSQL 65535).
+    private const int Chunk = 500;
+
+    public async Task<int> QueueDueAsync(CancellationToken ct)
+    {
+        var days = options.ReminderDays;
+        if (days.Count == 0) return 0;
+        var now = time.GetUtcNow();
+        var horizon = now.AddDays(days[0]);
+        var expiring = await db.Certificates.AsNoTracking()
+            .Where(c => c.RevokedAt == null && c.NotAfter > now && c.NotAfter <= horizon)
+            .Select(c => new { c.SerialNumber, c.Email, c.DisplayName, c.Profile, c.NotBefore, c.NotAfter })
+            .ToListAsync(ct);
+        if (expiring.Count == 0) return 0;
+
+        var due = new List<(string Key, int Window, (string SerialNumber, string Email, string DisplayName, string Profile, DateTimeOffset NotAfter) Cert)>();
+        foreach (var batch in expiring.Chunk(Chunk))
+        {
+            var mailboxes = batch.Select(c => c.Email).Distinct().ToList();
+            var successors = await db.Certificates.AsNoTracking()
+                .Where(c => mailboxes.Contains(c.Email) && c.RevokedAt == null && c.NotAfter > now)
+                .Select(c => new { c.Email, c.Profile, c.NotBefore, c.NotAfter }).ToListAsync(ct);
+            foreach (var c in batch)
+            {
+                var remaining = c.NotAfter - now;
+                var lifetime = c.NotAfter - c.NotBefore;
+                var windows = days.Where(d => remaining <= TimeSpan.FromDays(d) && lifetime > TimeSpan.FromDays(d)).ToList();
+                if (windows.Count == 0) continue;
+                if (successors.Any(s => s.Email == c.Email && s.Profile == c.Profile && s.NotAfter > c.NotAfter && s.NotBefore <= now)) continue;
+                var window = windows.Min();
+                due.Add(($"{c.SerialNumber}:{window}", window, (c.SerialNumber, c.Email, c.DisplayName, Names.Of(c.Profile), c.NotAfter)));
+            }
+        }
+
+        var queued = 0;
+        foreach (var batch in due.Chunk(Chunk))
+        {
+            var keys = batch.Select(d => d.Key).ToList();
+            var existing = (await db.OutboundMessages.AsNoTracking()
+                .Where(m => m.Kind == OutboundMessageKinds.ExpiryReminder && keys.Contains(m.DedupeKey))
+                .Select(m => m.DedupeKey).ToListAsync(ct)).ToHashSet();
+            foreach (var (key, window, cert) in batch.Where(d => !existing.Contains(d.Key)))
+            {
+                var daysLeft = (int)Math.Ceiling((cert.NotAfter - now).TotalDays);
+                var message = queue.Enqueue(db, OutboundMessageKinds.ExpiryReminder, key,
+                    new MessageModel(cert.Email, cert.DisplayName, cert.Profile, cert.SerialNumber, NotAfter: cert.NotAfter, Days: daysLeft),
+                    options.OrganizationName, now);
+                try
+                {
+                    await db.SaveChangesAsync(ct);
+                    queued++;
+                }
+                catch (DbUpdateException)
+                {
+                    // Another node queued the same reminder between our look and our insert: the unique key kept it single.
+                    db.Entry(message).State = EntityState.Detached;
+                    logger.LogDebug("Reminder {Key} was queued by another node", key);
+                }
+            }
+        }
+        return queued;
+    }
+}

@@ -1,0 +1,83 @@
+using CertPortal.Auditing;
+using CertPortal.Data;
+using CertPortal.Enrollment;
+
+namespace CertPortal.Mail;
+
+public sealed record InvitationRow(string? Email, string? DisplayName, string? Profile, int? ValidHours);
+
+/// <summary><c>Profile</c> and <c>ValidHours</c> apply to rows that do not give their own.</summary>
+public sealed record BulkInvitationRequest(IReadOnlyList<InvitationRow?>? Invitations, string? Profile, int? ValidHours);
+
+/// <summary>One row's outcome: <c>invited</c> (token created, message queued) or <c>failed</c> with the reason.</summary>
+public sealed record InvitationResult(int Row, string? Email, string Status, Guid? TokenId, long? NotificationId, string? Error);
+
+public sealed record BulkInvitationResult(int Invited, int Failed, IReadOnlyList<InvitationResult> Results);
+
+/// <summary>Invitations: an enrollment token whose link is mailed to the person instead of shown to the admin.
+/// Token, audit record and queued message commit together, so there is never a token whose invitation was lost,
+/// nor an invitation for a token that does not exist. The SMTP server is not contacted here: the outbox sends.</summary>
+public sealed class Invitations(CertPortalDbContext db, EnrollmentTokens tokens, MailQueue queue, MailOutbox outbox, MailOptions mail,
+    TimeProvider time)
+{
+    /// <summary>Rows per bulk call; larger lists are sent in several calls (the body limit is 256 KiB anyway).</summary>
+    public const int MaxRows = 1000;
+
+    private static Failure MailOff => Failure.Unprocessable("Mail is not configured.",
+        "Sending invitations needs CertPortal:Mail:Enabled and an SMTP server. Create the token without \"send\" and pass its link on yourself.");
+
+    public async Task<Outcome<CreatedToken>> InviteAsync(CreateTokenRequest request, string actor, CancellationToken ct)
+    {
+        if (!mail.Enabled) return MailOff;
+        var outcome = await InviteOneAsync(request, actor, ct);
+        if (outcome.Failure is { } f) return f;
+        outbox.Wake();
+        var (token, messageId) = outcome.Value;
+        // Mailed: the secret stays out of the response (and so out of the admin's screen, proxies, logs) unless asked for.
+        return (request.ShowLink ? token : token with { Token = null, EnrollmentUrl = null }) with { NotificationId = messageId };
+    }
+
+    public async Task<Outcome<BulkInvitationResult>> InviteManyAsync(BulkInvitationRequest request, string actor, CancellationToken ct)
+    {
+        if (!mail.Enabled) return MailOff;
+        if (request.Invitations is not { Count: > 0 } rows)
+            return Failure.Unprocessable("No invitations.", "invitations must list at least one person: [{\"email\": ..., \"displayName\": ...}].");
+        if (rows.Count > MaxRows)
+            return Failure.Unprocessable("Too many invitations.", $"At most {MaxRows} invitations per call; send the rest in another call.");
+
+        var results = new List<InvitationResult>(rows.Count);
+        for (var i = 0; i < rows.Count; i++)
+        {
+            var row = rows[i];
+            if (row is null)
+            {
+                results.Add(new InvitationResult(i + 1, null, "failed", null, null, "The row is empty."));
+                continue;
+            }
+            var outcome = await InviteOneAsync(new CreateTokenRequest(row.Email, row.DisplayName, row.Profile ?? request.Profile,
+                row.ValidHours ?? request.ValidHours, Send: true), actor, ct);
+            results.Add(outcome.Failure is { } f
+                ? new InvitationResult(i + 1, row.Email, "failed", null, null, f.Detail)
+                : new InvitationResult(i + 1, outcome.Value.Token.Email, "invited", outcome.Value.Token.Id, outcome.Value.MessageId, null));
+        }
+        outbox.Wake();
+        var invited = results.Count(r => r.Status == "invited");
+        return new BulkInvitationResult(invited, results.Count - invited, results);
+    }
+
+    private async Task<Outcome<(CreatedToken Token, long MessageId)>> InviteOneAsync(CreateTokenRequest request, string actor, CancellationToken ct)
+    {
+        db.ChangeTracker.Clear();
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        var created = await tokens.CreateAsync(request, actor, ct);
+        if (created.Failure is { } f) return f;
+        var token = created.Value!;
+        var now = time.GetUtcNow();
+        var message = queue.Enqueue(db, OutboundMessageKinds.Invitation, token.Id.ToString(),
+            new MessageModel(token.Email, token.DisplayName, token.Profile, ExpiresAt: token.ExpiresAt), mail.OrganizationName, now, token.EnrollmentUrl);
+        AuditLog.Record(db, now, actor, AuditActions.InvitationQueued, $"token:{token.Id}", new { token.Email });
+        await db.SaveChangesAsync(ct);
+        await tx.CommitAsync(ct);
+        return (token, message.Id);
+    }
+}

@@ -1,0 +1,93 @@
+using Microsoft.Extensions.Options;
+
+namespace CertPortal.Mail;
+
+/// <summary>How the SMTP connection is protected.</summary>
+public enum SmtpSecurity
+{
+    /// <summary>Plain SMTP: only for a relay on the same host (loopback), where nothing crosses a network.</summary>
+    None,
+    /// <summary>SMTP submission upgraded with STARTTLS (RFC 3207), usually port 587. Refuses a server without it.</summary>
+    StartTls,
+    /// <summary>TLS from the first byte (RFC 8314 implicit TLS), usually port 465.</summary>
+    Tls,
+}
+
+/// <summary>Section <c>CertPortal:Mail</c>: invitations, expiry reminders and revocation notices by e-mail.
+/// Off unless <see cref="Enabled"/>; messages then wait in the outbox (table OutboundMessages) until
+/// the SMTP server takes them.</summary>
+public sealed class MailOptions
+{
+    public const string SectionName = "CertPortal:Mail";
+
+    public bool Enabled { get; set; }
+    public string Host { get; set; } = "";
+    /// <summary>0: the usual port for <see cref="Security"/> (25, 587 or 465).</summary>
+    public int Port { get; set; }
+    public SmtpSecurity Security { get; set; } = SmtpSecurity.StartTls;
+    /// <summary>Empty: no SMTP authentication.</summary>
+    public string UserName { get; set; } = "";
+    /// <summary>Never logged; sent only over TLS unless the server is on loopback.</summary>
+    public string Password { get; set; } = "";
+    /// <summary>The sender's address, e.g. pki@example.com. Replies go there.</summary>
+    public string From { get; set; } = "";
+    /// <summary>The name messages are sent in (sender name, greeting, signature). Empty: CertPortal:Ca:OrganizationName.</summary>
+    public string OrganizationName { get; set; } = "";
+    /// <summary>Days before a certificate expires on which its holder is reminded, each once, e.g. [30, 7].</summary>
+    public List<int> ExpiryReminderDays { get; set; } = [];
+
+    /// <summary>How often the outbox looks for due messages and reminders (new messages are also sent at once).</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromMinutes(1);
+    /// <summary>First retry after a failure; doubles per attempt up to <see cref="RetryMaxDelay"/>.</summary>
+    public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromMinutes(1);
+    public TimeSpan RetryMaxDelay { get; set; } = TimeSpan.FromHours(1);
+    /// <summary>How long a node owns a message it has claimed; past it another node may send the message.</summary>
+    public TimeSpan Lease { get; set; } = TimeSpan.FromMinutes(5);
+    public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    public int EffectivePort => Port != 0 ? Port : Security switch
+    {
+        SmtpSecurity.None => 25,
+        SmtpSecurity.Tls => 465,
+        _ => 587,
+    };
+
+    /// <summary>Reminder days, largest first and without repeats.</summary>
+    public IReadOnlyList<int> ReminderDays => ExpiryReminderDays.Distinct().OrderDescending().ToList();
+}
+
+public sealed class MailOptionsValidator : IValidateOptions<MailOptions>
+{
+    public ValidateOptionsResult Validate(string? name, MailOptions o)
+    {
+        const string p = MailOptions.SectionName;
+        var errors = new List<string>();
+        foreach (var d in o.ExpiryReminderDays)
+            if (d is < 1 or > 825)
+                errors.Add($"{p}:ExpiryReminderDays contains {d}; each must be between 1 and 825 days.");
+        if (o.PollInterval < TimeSpan.FromMilliseconds(100)) errors.Add($"{p}:PollInterval must be at least 100 ms.");
+        if (o.RetryBaseDelay <= TimeSpan.Zero || o.RetryMaxDelay < o.RetryBaseDelay)
+            errors.Add($"{p}:RetryBaseDelay must be positive and {p}:RetryMaxDelay not shorter than it.");
+        if (o.Lease < TimeSpan.FromSeconds(1) || o.Lease <= o.Timeout)
+            errors.Add($"{p}:Lease must be at least 1 s and longer than {p}:Timeout (a send must end before another node may take it over).");
+        if (o.Timeout < TimeSpan.FromSeconds(1)) errors.Add($"{p}:Timeout must be at least 1 s.");
+        if (!o.Enabled) return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+
+        if (string.IsNullOrWhiteSpace(o.Host) || Uri.CheckHostName(o.Host) == UriHostNameType.Unknown)
+            errors.Add($"{p}:Host must be the SMTP server's host name or address when {p}:Enabled is true, got '{o.Host}'.");
+        if (o.Port is < 0 or > 65535) errors.Add($"{p}:Port must be between 1 and 65535 (0: the usual port for {p}:Security).");
+        if (!Enum.IsDefined(o.Security)) errors.Add($"{p}:Security must be None, StartTls or Tls.");
+        if (!Mailbox.TryNormalize(o.From, out _, out var fromError))
+            errors.Add($"{p}:From must be the sender's mail address when {p}:Enabled is true: {fromError}");
+        if (string.IsNullOrEmpty(o.UserName) != string.IsNullOrEmpty(o.Password))
+            errors.Add($"{p}:UserName and {p}:Password are set together or not at all.");
+        // A password over plain SMTP would cross the network readable; on loopback nothing does.
+        if (o.Security == SmtpSecurity.None && !string.IsNullOrEmpty(o.Password) && !IsLoopback(o.Host))
+            errors.Add($"{p}:Security None sends {p}:Password in the clear; use StartTls or Tls for '{o.Host}'.");
+        if (o.OrganizationName.Any(char.IsControl)) errors.Add($"{p}:OrganizationName must be printable.");
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static bool IsLoopback(string host) =>
+        host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (System.Net.IPAddress.TryParse(host, out var ip) && System.Net.IPAddress.IsLoopback(ip));
+}

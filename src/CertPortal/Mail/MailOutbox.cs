@@ -1,0 +1,258 @@
+using System.Diagnostics.Metrics;
+using System.Security.Cryptography;
+using System.Text;
+using System.Threading.Channels;
+using CertPortal.Cluster;
+using CertPortal.Data;
+using Microsoft.EntityFrameworkCore;
+using MimeKit;
+
+namespace CertPortal.Mail;
+
+/// <summary>Queues messages in the caller's transaction; the enrollment link of an invitation is sealed
+/// (AES-GCM under the key derived from <c>Ca:KeyPassphrase</c>, bound to this message's kind, key and recipient),
+/// so the database never holds a usable link.</summary>
+public sealed class MailQueue(KeyEncryptionSecret kek)
+{
+    public OutboundMessage Enqueue(CertPortalDbContext db, string kind, string dedupeKey, MessageModel model, string organization,
+        DateTimeOffset now, string? link = null)
+    {
+        var message = new OutboundMessage
+        {
+            Kind = kind, DedupeKey = dedupeKey, Recipient = model.Email, Subject = Truncate(MailTemplates.Subject(kind, model, organization), 256),
+            Model = model.ToJson(), CreatedAt = now, NextAttemptAt = now,
+        };
+        if (link is not null) message.SealedLink = kek.Seal(Encoding.UTF8.GetBytes(link), LinkPurpose(message));
+        db.OutboundMessages.Add(message);
+        return message;
+    }
+
+    /// <exception cref="CryptographicException">Altered, moved to another row, or sealed under another passphrase.</exception>
+    public string OpenLink(OutboundMessage message) => Encoding.UTF8.GetString(kek.Open(message.SealedLink!, LinkPurpose(message)));
+
+    private static string LinkPurpose(OutboundMessage m) => $"mail-link:{m.Kind}:{m.DedupeKey}:{m.Recipient}";
+
+    private static string Truncate(string s, int max) => s.Length <= max ? s : s[..max];
+}
+
+/// <summary>Sends the mail outbox. Safe with any number of nodes: a node claims one message at a time with a
+/// conditional update (it must still be unsent and unleased) and holds it for <see cref="MailOptions.Lease"/>;
+/// a node that dies mid-send leaves the message to another once the lease runs out. An SMTP server that is
+/// down delays messages (retries with exponential backoff) and never fails or slows the API call that queued
+/// them. Each pass first queues the expiry reminders that have come due.</summary>
+public sealed class MailOutbox(IServiceScopeFactory scopes, MailOptions options, TimeProvider time, ILogger<MailOutbox> logger) : BackgroundService
+{
+    public const string MeterName = "CertPortal.Mail";
+    private static readonly Meter Meter = new(MeterName);
+    private static readonly Counter<long> Outcomes = Meter.CreateCounter<long>("certportal.mail.messages",
+        description: "Outbound messages handled, by outcome (sent, retried, failed).");
+    private const int BatchSize = 100;
+    // Sent and failed rows stay as long as a certificate can live, so a reminder's dedupe key outlives the
+    // certificate it is about (S/MIME BR: at most 825 days).
+    private static readonly TimeSpan Retention = TimeSpan.FromDays(825);
+
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    /// <summary>Identifies this node's leases (several instances may share a host, or a process in tests).</summary>
+    public string NodeId { get; } = $"{Truncate(Environment.MachineName, 32)}/{Environment.ProcessId}/{Guid.NewGuid().ToString("N")[..8]}";
+
+    public sealed record PassResult(int Queued, int Sent, int Retried, int Failed);
+
+    /// <summary>Asks for a pass now (after a commit that queued messages), instead of at the next poll.</summary>
+    public void Wake() => _wake.Writer.TryWrite(true);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!options.Enabled) return;
+        logger.LogInformation("Sending mail through {Host}:{Port} ({Security}) as {From}", options.Host, options.EffectivePort, options.Security, options.From);
+        using var timer = new PeriodicTimer(options.PollInterval, time);
+        Task<bool>? tick = null, wake = null;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await RunOnceAsync(stoppingToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // A database hiccup must not stop mail for good; the next tick tries again.
+                logger.LogError(e, "Mail outbox pass failed");
+            }
+            // Either the poll interval or a wake-up, whichever comes first; the other stays pending for the next round.
+            tick ??= timer.WaitForNextTickAsync(stoppingToken).AsTask();
+            wake ??= _wake.Reader.WaitToReadAsync(stoppingToken).AsTask();
+            try
+            {
+                var first = await Task.WhenAny(tick, wake);
+                if (!await first) return;
+                if (first == tick) tick = null;
+                else { wake = null; _wake.Reader.TryRead(out _); }
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>One pass: queue due reminders, then send every due message. Public so tests (and an operator's
+    /// "send now") can drive it directly.</summary>
+    public async Task<PassResult> RunOnceAsync(CancellationToken ct)
+    {
+        if (!options.Enabled) return new PassResult(0, 0, 0, 0);
+        var queued = await QueueRemindersAsync(ct);
+        int sent = 0, retried = 0, failed = 0;
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var queue = scope.ServiceProvider.GetRequiredService<MailQueue>();
+        var now = time.GetUtcNow();
+        await db.OutboundMessages.Where(m => (m.SentAt != null && m.SentAt < now - Retention) || (m.FailedAt != null && m.FailedAt < now - Retention))
+            .ExecuteDeleteAsync(ct);
+        var due = await DueMessages(db, now).OrderBy(m => m.NextAttemptAt).ThenBy(m => m.Id).Select(m => m.Id).Take(BatchSize).ToListAsync(ct);
+        if (due.Count == 0) return new PassResult(queued, 0, 0, 0);
+
+        SmtpSender? smtp = null;
+        try
+        {
+            foreach (var id in due)
+            {
+                var message = await ClaimAsync(db, id, ct);
+                if (message is null) continue; // another node has it, or sent it meanwhile
+                if (await RefusalBeforeSendingAsync(db, message, ct) is { } pointless)
+                {
+                    await FinishAsync(db, message, failedBecause: pointless, ct);
+                    failed++;
+                    continue;
+                }
+                MimeMessage mime;
+                try
+                {
+                    mime = Compose(message, message.SealedLink is null ? null : queue.OpenLink(message));
+                }
+                catch (CryptographicException)
+                {
+                    await FinishAsync(db, message, failedBecause: "The sealed enrollment link cannot be opened (Ca:KeyPassphrase changed?).", ct);
+                    failed++;
+                    continue;
+                }
+                try
+                {
+                    if (smtp is null)
+                    {
+                        smtp = new SmtpSender(options);
+                        await smtp.ConnectAsync(ct);
+                    }
+                    var refused = await smtp.SendAsync(mime, ct);
+                    await FinishAsync(db, message, failedBecause: refused, ct);
+                    if (refused is null) sent++; else failed++;
+                }
+                catch (SmtpUnavailableException e)
+                {
+                    // Down or refusing for now: every other message would fail the same way; all wait for the next try.
+                    await RetryLaterAsync(db, message, e.Message, ct);
+                    retried++;
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            if (smtp is not null) await smtp.DisposeAsync();
+        }
+        Outcomes.Add(sent, new KeyValuePair<string, object?>("outcome", "sent"));
+        Outcomes.Add(retried, new KeyValuePair<string, object?>("outcome", "retried"));
+        Outcomes.Add(failed, new KeyValuePair<string, object?>("outcome", "failed"));
+        logger.LogInformation("Mail outbox pass: {Sent} sent, {Retried} to retry, {Failed} failed, {Queued} reminders queued", sent, retried, failed, queued);
+        return new PassResult(queued, sent, retried, failed);
+    }
+
+    private static IQueryable<OutboundMessage> DueMessages(CertPortalDbContext db, DateTimeOffset now) =>
+        db.OutboundMessages.Where(m => m.SentAt == null && m.FailedAt == null && m.NextAttemptAt <= now
+            && (m.LeaseExpiresAt == null || m.LeaseExpiresAt <= now));
+
+    /// <summary>Takes one message for this node: a conditional update that only one node's can change.</summary>
+    private async Task<OutboundMessage?> ClaimAsync(CertPortalDbContext db, long id, CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        var until = now + options.Lease;
+        var claimed = await DueMessages(db, now).Where(m => m.Id == id)
+            .ExecuteUpdateAsync(s => s.SetProperty(m => m.LeasedBy, NodeId).SetProperty(m => m.LeaseExpiresAt, until), ct);
+        if (claimed == 0) return null;
+        return await db.OutboundMessages.AsNoTracking().FirstAsync(m => m.Id == id, ct);
+    }
+
+    /// <summary>An invitation whose token was used, revoked or expired before it could be sent is not sent:
+    /// its link would only lead to an error page.</summary>
+    private async Task<string?> RefusalBeforeSendingAsync(CertPortalDbContext db, OutboundMessage message, CancellationToken ct)
+    {
+        if (message.Kind != OutboundMessageKinds.Invitation || !Guid.TryParse(message.DedupeKey, out var tokenId)) return null;
+        var token = await db.EnrollmentTokens.AsNoTracking().FirstOrDefaultAsync(t => t.Id == tokenId, ct);
+        var status = token?.StatusAt(time.GetUtcNow());
+        return status is null or TokenStatus.Pending ? null : $"Not sent: the token was {status.ToString()!.ToLowerInvariant()} before the invitation could be sent.";
+    }
+
+    /// <summary>Sent, or refused for good: either way the sealed link is erased and the lease given up.</summary>
+    private async Task FinishAsync(CertPortalDbContext db, OutboundMessage message, string? failedBecause, CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        var changed = await db.OutboundMessages.Where(m => m.Id == message.Id && m.LeasedBy == NodeId)
+            .ExecuteUpdateAsync(s => s
+                .SetProperty(m => m.SentAt, failedBecause == null ? now : null)
+                .SetProperty(m => m.FailedAt, failedBecause == null ? null : now)
+                .SetProperty(m => m.LastError, failedBecause == null ? null : Truncate(failedBecause, 1000))
+                .SetProperty(m => m.Attempts, m => m.Attempts + 1)
+                .SetProperty(m => m.SealedLink, (byte[]?)null)
+                .SetProperty(m => m.LeasedBy, (string?)null)
+                .SetProperty(m => m.LeaseExpiresAt, (DateTimeOffset?)null), CancellationToken.None);
+        if (changed == 0)
+            logger.LogWarning("Mail message {Id} was taken over by another node while this one sent it (lease {Lease} too short?)", message.Id, options.Lease);
+        else if (failedBecause is null)
+            logger.LogInformation("Sent {Kind} message {Id} to {Recipient}", message.Kind, message.Id, message.Recipient);
+        else
+            logger.LogWarning("{Kind} message {Id} to {Recipient} failed for good: {Error}", message.Kind, message.Id, message.Recipient, failedBecause);
+    }
+
+    private async Task RetryLaterAsync(CertPortalDbContext db, OutboundMessage message, string error, CancellationToken ct)
+    {
+        var attempts = message.Attempts + 1;
+        var delay = TimeSpan.FromTicks(Math.Min(options.RetryMaxDelay.Ticks, options.RetryBaseDelay.Ticks * (1L << Math.Min(attempts - 1, 20))));
+        var next = time.GetUtcNow() + delay;
+        var lastError = Truncate(error, 1000);
+        await db.OutboundMessages.Where(m => m.Id == message.Id && m.LeasedBy == NodeId)
+            .ExecuteUpdateAsync(s => s
+                .SetProperty(m => m.Attempts, attempts)
+                .SetProperty(m => m.LastError, lastError)
+                .SetProperty(m => m.NextAttemptAt, next)
+                .SetProperty(m => m.LeasedBy, (string?)null)
+                .SetProperty(m => m.LeaseExpiresAt, (DateTimeOffset?)null), CancellationToken.None);
+        logger.LogWarning("Mail message {Id} not sent, attempt {Attempts}, next in {Delay}: {Error}", message.Id, attempts, delay, lastError);
+    }
+
+    private MimeMessage Compose(OutboundMessage message, string? link)
+    {
+        var rendered = MailTemplates.Render(message.Kind, MessageModel.FromJson(message.Model), link, options.OrganizationName);
+        var mime = new MimeMessage();
+        mime.From.Add(new MailboxAddress(options.OrganizationName, options.From));
+        mime.To.Add(new MailboxAddress(MessageModel.FromJson(message.Model).DisplayName, message.Recipient));
+        mime.Subject = rendered.Subject;
+        // The same Message-ID on every attempt: if a node dies after the server took a message but before it
+        // recorded that, the copy sent by the next node is recognisably the same message.
+        mime.MessageId = $"certportal.{message.Kind}.{message.Id}@{Mailbox.Domain(options.From)}";
+        mime.Date = message.CreatedAt;
+        // RFC 3834: no out-of-office replies to machine-sent mail.
+        mime.Headers.Add("Auto-Submitted", "auto-generated");
+        mime.Body = new BodyBuilder { TextBody = rendered.Text, HtmlBody = rendered.Html }.ToMessageBody();
+        return mime;
+    }
+
+    /// <summary>Queues the expiry reminders that have come due (see <see cref="ExpiryReminders"/>).</summary>
+    private async Task<int> QueueRemindersAsync(CancellationToken ct)
+    {
+        if (options.ReminderDays.Count == 0) return 0;
+        await using var scope = scopes.CreateAsyncScope();
+        var reminders = scope.ServiceProvider.GetRequiredService<ExpiryReminders>();
+        return await reminders.QueueDueAsync(ct);
+    }
+
+    private static string Truncate(string s, int max) => s.Length <= max ? s : s[..max];
+}

@@ -1,0 +1,42 @@
+using CertPortal.Data;
+using Microsoft.EntityFrameworkCore;
+
+namespace CertPortal.Mail;
+
+/// <summary>A queued, sent or failed message as operators see it: never the link it carries.</summary>
+public sealed record NotificationView(long Id, string Kind, string Recipient, string Subject, string Status, DateTimeOffset CreatedAt,
+    int Attempts, DateTimeOffset? NextAttemptAt, string? LastError, DateTimeOffset? SentAt, DateTimeOffset? FailedAt);
+
+public sealed record NotificationPage(int Page, int PageSize, int Total, IReadOnlyList<NotificationView> Notifications);
+
+/// <summary>The mail outbox for the console and <c>GET /api/v1/notifications</c>.</summary>
+public sealed class Notifications(CertPortalDbContext db)
+{
+    public static readonly IReadOnlyList<string> Statuses = ["queued", "sent", "failed"];
+
+    public async Task<Outcome<NotificationPage>> ListAsync(string? status, string? kind, string? recipient, int? page, int? pageSize, CancellationToken ct)
+    {
+        if (!string.IsNullOrWhiteSpace(status) && !Statuses.Contains(status))
+            return Failure.BadRequest($"status must be one of {string.Join(", ", Statuses)}.");
+        if (!string.IsNullOrWhiteSpace(kind) && !OutboundMessageKinds.All.Contains(kind))
+            return Failure.BadRequest($"kind must be one of {string.Join(", ", OutboundMessageKinds.All)}.");
+        var p = page ?? 1;
+        var size = pageSize ?? 50;
+        if (p < 1 || size is < 1 or > 500) return Failure.BadRequest("page must be at least 1 and pageSize between 1 and 500.");
+
+        var q = db.OutboundMessages.AsNoTracking();
+        q = status switch
+        {
+            "queued" => q.Where(m => m.SentAt == null && m.FailedAt == null),
+            "sent" => q.Where(m => m.SentAt != null),
+            "failed" => q.Where(m => m.FailedAt != null),
+            _ => q,
+        };
+        if (!string.IsNullOrWhiteSpace(kind)) q = q.Where(m => m.Kind == kind);
+        if (!string.IsNullOrWhiteSpace(recipient)) q = q.Where(m => m.Recipient == recipient.Trim());
+        var total = await q.CountAsync(ct);
+        var rows = await q.OrderByDescending(m => m.Id).Skip((p - 1) * size).Take(size).ToListAsync(ct);
+        return new NotificationPage(p, size, total, rows.Select(m => new NotificationView(m.Id, m.Kind, m.Recipient, m.Subject, m.Status,
+            m.CreatedAt, m.Attempts, m.Status == "queued" ? m.NextAttemptAt : null, m.LastError, m.SentAt, m.FailedAt)).ToList());
+    }
+}
