@@ -35,7 +35,10 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
     /// <summary>X.520 ub-common-name: in DisplayName mode the display name is the certificate's CN.</summary>
     public const int MaxCommonNameLength = 64;
 
-    public async Task<Outcome<CreatedToken>> CreateAsync(CreateTokenRequest request, string actor, CancellationToken ct)
+    /// <param name="alsoWrite">Adds rows that must commit with the token (an invitation's message); runs in the
+    /// writer's transaction, possibly twice (see <see cref="GroupCommitWriter.WriteAsync{T}"/>).</param>
+    public async Task<Outcome<CreatedToken>> CreateAsync(CreateTokenRequest request, string actor, CancellationToken ct,
+        Action<CertPortalDbContext, CreatedToken>? alsoWrite = null)
     {
         if (!Mailbox.TryNormalize(request.Email, out var email, out var error))
             return Failure.Unprocessable("Invalid email.", error);
@@ -58,6 +61,7 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
         var hash = Hash(secret);
         var now = time.GetUtcNow();
         var id = Guid.CreateVersion7(now);
+        var created = new CreatedToken(id, secret, email, displayName, Names.Of(profile), now.AddHours(hours), options.EnrollmentUrl(secret));
         // Through the group writer: a burst of token creations (a department onboarded at once) shares commits.
         await writer.WriteAsync((w, _) =>
         {
@@ -73,9 +77,10 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
                 ExpiresAt = now.AddHours(hours),
             });
             AuditLog.Record(w, now, actor, AuditActions.TokenCreated, $"token:{id}", new { Email = email, profile = Names.Of(profile), ExpiresAt = now.AddHours(hours) });
+            alsoWrite?.Invoke(w, created);
             return Task.FromResult(true);
         });
-        return new CreatedToken(id, secret, email, displayName, Names.Of(profile), now.AddHours(hours), options.EnrollmentUrl(secret));
+        return created;
     }
 
     public async Task<IReadOnlyList<TokenView>> ListAsync(string? email, string? status, CancellationToken ct)

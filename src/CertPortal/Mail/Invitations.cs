@@ -17,7 +17,7 @@ public sealed record BulkInvitationResult(int Invited, int Failed, IReadOnlyList
 /// <summary>Invitations: an enrollment token whose link is mailed to the person instead of shown to the admin.
 /// Token, audit record and queued message commit together, so there is never a token whose invitation was lost,
 /// nor an invitation for a token that does not exist. The SMTP server is not contacted here: the outbox sends.</summary>
-public sealed class Invitations(CertPortalDbContext db, EnrollmentTokens tokens, MailQueue queue, MailOutbox outbox, MailOptions mail,
+public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOutbox outbox, MailOptions mail,
     TimeProvider time)
 {
     /// <summary>Rows per bulk call; larger lists are sent in several calls (the body limit is 256 KiB anyway).</summary>
@@ -67,17 +67,15 @@ public sealed class Invitations(CertPortalDbContext db, EnrollmentTokens tokens,
 
     private async Task<Outcome<(CreatedToken Token, long MessageId)>> InviteOneAsync(CreateTokenRequest request, string actor, CancellationToken ct)
     {
-        db.ChangeTracker.Clear();
-        await using var tx = await db.Database.BeginTransactionAsync(ct);
-        var created = await tokens.CreateAsync(request, actor, ct);
+        OutboundMessage? message = null;
+        var created = await tokens.CreateAsync(request, actor, ct, (w, token) =>
+        {
+            var now = time.GetUtcNow();
+            message = queue.Enqueue(w, OutboundMessageKinds.Invitation, token.Id.ToString(),
+                new MessageModel(token.Email, token.DisplayName, token.Profile, ExpiresAt: token.ExpiresAt), mail.OrganizationName, now, token.EnrollmentUrl);
+            AuditLog.Record(w, now, actor, AuditActions.InvitationQueued, $"token:{token.Id}", new { token.Email });
+        });
         if (created.Failure is { } f) return f;
-        var token = created.Value!;
-        var now = time.GetUtcNow();
-        var message = queue.Enqueue(db, OutboundMessageKinds.Invitation, token.Id.ToString(),
-            new MessageModel(token.Email, token.DisplayName, token.Profile, ExpiresAt: token.ExpiresAt), mail.OrganizationName, now, token.EnrollmentUrl);
-        AuditLog.Record(db, now, actor, AuditActions.InvitationQueued, $"token:{token.Id}", new { token.Email });
-        await db.SaveChangesAsync(ct);
-        await tx.CommitAsync(ct);
-        return (token, message.Id);
+        return (created.Value!, message!.Id);
     }
 }

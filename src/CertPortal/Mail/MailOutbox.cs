@@ -30,6 +30,9 @@ public sealed class MailQueue(KeyEncryptionSecret kek)
     /// <exception cref="CryptographicException">Altered, moved to another row, or sealed under another passphrase.</exception>
     public string OpenLink(OutboundMessage message) => Encoding.UTF8.GetString(kek.Open(message.SealedLink!, LinkPurpose(message)));
 
+    /// <summary>Derives the sealing key now (PBKDF2, slow on purpose) rather than inside the first invitation's commit.</summary>
+    public void Warm() => kek.Seal([], "mail-link:warm-up");
+
     private static string LinkPurpose(OutboundMessage m) => $"mail-link:{m.Kind}:{m.DedupeKey}:{m.Recipient}";
 
     private static string Truncate(string s, int max) => s.Length <= max ? s : s[..max];
@@ -40,7 +43,7 @@ public sealed class MailQueue(KeyEncryptionSecret kek)
 /// a node that dies mid-send leaves the message to another once the lease runs out. An SMTP server that is
 /// down delays messages (retries with exponential backoff) and never fails or slows the API call that queued
 /// them. Each pass first queues the expiry reminders that have come due.</summary>
-public sealed class MailOutbox(IServiceScopeFactory scopes, MailOptions options, TimeProvider time, ILogger<MailOutbox> logger) : BackgroundService
+public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, MailOptions options, TimeProvider time, ILogger<MailOutbox> logger) : BackgroundService
 {
     public const string MeterName = "CertPortal.Mail";
     private static readonly Meter Meter = new(MeterName);
@@ -64,6 +67,8 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailOptions options,
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (!options.Enabled) return;
+        await Task.Yield(); // off the start-up path: the key derivation below takes a moment
+        queue.Warm();
         logger.LogInformation("Sending mail through {Host}:{Port} ({Security}) as {From}", options.Host, options.EffectivePort, options.Security, options.From);
         using var timer = new PeriodicTimer(options.PollInterval, time);
         Task<bool>? tick = null, wake = null;
@@ -104,7 +109,6 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailOptions options,
         int sent = 0, retried = 0, failed = 0;
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-        var queue = scope.ServiceProvider.GetRequiredService<MailQueue>();
         var now = time.GetUtcNow();
         await db.OutboundMessages.Where(m => (m.SentAt != null && m.SentAt < now - Retention) || (m.FailedAt != null && m.FailedAt < now - Retention))
             .ExecuteDeleteAsync(ct);

@@ -29,6 +29,27 @@ public static partial class ConsoleSignIn
         return status == HttpStatusCode.Redirect && session;
     }
 
+    /// <summary>A client holding a console session (cookies kept, redirects not followed), for posting console forms.</summary>
+    public static async Task<HttpClient> SignedInClientAsync(string baseUrl, string name, string password)
+    {
+        var handler = new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false };
+        var http = new HttpClient(handler, disposeHandler: true) { BaseAddress = new Uri(baseUrl), Timeout = TimeSpan.FromSeconds(60) };
+        var r = await http.PostAsync("/account/login", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["Name"] = name, ["Password"] = password, ["__RequestVerificationToken"] = await AntiforgeryTokenAsync(http, "/account/login"),
+        }));
+        Assert.Equal(HttpStatusCode.Redirect, r.StatusCode);
+        return http;
+    }
+
+    /// <summary>The antiforgery field of the form on <paramref name="path"/> (its cookie stays in the client).</summary>
+    public static async Task<string> AntiforgeryTokenAsync(HttpClient http, string path)
+    {
+        var token = AntiforgeryField().Match(await http.GetStringAsync(path)).Groups[1].Value;
+        Assert.NotEmpty(token);
+        return token;
+    }
+
     [GeneratedRegex("name=\"__RequestVerificationToken\" type=\"hidden\" value=\"([^\"]+)\"")]
     private static partial Regex AntiforgeryField();
 }

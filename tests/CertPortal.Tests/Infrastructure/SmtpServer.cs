@@ -56,11 +56,11 @@ public sealed class SmtpServer : IAsyncLifetime
         _process = null;
     }
 
-    /// <summary>Every message delivered so far.</summary>
+    /// <summary>Every message delivered so far, in the order of delivery.</summary>
     public IReadOnlyList<MimeMessage> Messages()
     {
         var files = new[] { "new", "cur" }.Select(d => Path.Combine(Maildir, d)).Where(Directory.Exists)
-            .SelectMany(Directory.GetFiles).Order(StringComparer.Ordinal);
+            .SelectMany(Directory.GetFiles).OrderBy(File.GetLastWriteTimeUtc).ThenBy(f => f, StringComparer.Ordinal);
         return files.Select(f => MimeMessage.Load(f)).ToList();
     }
 

@@ -1,5 +1,6 @@
 using CertPortal.Auditing;
 using CertPortal.Enrollment;
+using CertPortal.Mail;
 using CertPortal.Security;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Mvc;
@@ -8,12 +9,16 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 namespace CertPortal.Pages.Admin;
 
 [Authorize(Policy = Policies.Audit)]
-public sealed class TokensModel(EnrollmentTokens tokens, CertPortalOptions options) : PageModel
+public sealed class TokensModel(EnrollmentTokens tokens, Invitations invitations, MailOptions mail, CertPortalOptions options) : PageModel
 {
     [BindProperty] public string? Email { get; set; }
     [BindProperty] public string? DisplayName { get; set; }
     [BindProperty] public string Profile { get; set; } = "dual";
     [BindProperty] public int ValidHours { get; set; }
+    /// <summary>Mail the link to the person (an invitation) instead of showing it here.</summary>
+    [BindProperty] public bool Send { get; set; }
+    [BindProperty] public bool ShowLink { get; set; }
+    public bool MailEnabled => mail.Enabled;
     public CreatedToken? Created { get; private set; }
     public string? EnrollmentLink { get; private set; }
     public string? Error { get; private set; }
@@ -29,7 +34,8 @@ public sealed class TokensModel(EnrollmentTokens tokens, CertPortalOptions optio
     public async Task<IActionResult> OnPostCreateAsync(CancellationToken ct)
     {
         if (!User.IsInRole(Roles.Administrator)) return Forbid();
-        var outcome = await tokens.CreateAsync(new CreateTokenRequest(Email, DisplayName, Profile, ValidHours), AuditLog.ActorOf(User), ct);
+        var request = new CreateTokenRequest(Email, DisplayName, Profile, ValidHours, Send, ShowLink);
+        var outcome = Send ? await invitations.InviteAsync(request, AuditLog.ActorOf(User), ct) : await tokens.CreateAsync(request, AuditLog.ActorOf(User), ct);
         if (outcome.Failure is { } f) Error = InFormWords(f);
         else
         {

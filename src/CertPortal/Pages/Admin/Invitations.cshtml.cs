@@ -1,0 +1,88 @@
+using System.Globalization;
+using System.Text;
+using CertPortal.Auditing;
+using CertPortal.Mail;
+using CertPortal.Security;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Mvc.RazorPages;
+
+namespace CertPortal.Pages.Admin;
+
+/// <summary>Bulk invitations from a CSV upload: the console's face of <c>POST /api/v1/invitations</c>.</summary>
+[Authorize(Policy = Policies.Admin)]
+public sealed class InvitationsModel(Invitations invitations, MailOptions mail, CertPortalOptions options) : PageModel
+{
+    /// <summary>1000 rows of mailbox, name, profile and hours fit easily.</summary>
+    private const long MaxCsvBytes = 200 * 1024;
+
+    [BindProperty] public IFormFile? Csv { get; set; }
+    [BindProperty] public string Profile { get; set; } = "dual";
+    [BindProperty] public int ValidHours { get; set; }
+    public bool MailEnabled => mail.Enabled;
+    public string? Error { get; private set; }
+    public BulkInvitationResult? Result { get; private set; }
+
+    public void OnGet() => ValidHours = options.Issuance.DefaultTokenValidHours;
+
+    public async Task<IActionResult> OnPostAsync(CancellationToken ct)
+    {
+        if (Csv is null || Csv.Length == 0) Error = "Choose a CSV file with one person per line.";
+        else if (Csv.Length > MaxCsvBytes) Error = $"The file is larger than {MaxCsvBytes / 1024} KiB; split it.";
+        else
+        {
+            string text;
+            using (var reader = new StreamReader(Csv.OpenReadStream(), Encoding.UTF8, detectEncodingFromByteOrderMarks: true))
+                text = await reader.ReadToEndAsync(ct);
+            var rows = InvitationCsv.Parse(text);
+            var outcome = await invitations.InviteManyAsync(new BulkInvitationRequest(rows, Profile, ValidHours), AuditLog.ActorOf(User), ct);
+            if (outcome.Failure is { } f) Error = f.Detail; else Result = outcome.Value;
+        }
+        return Page();
+    }
+}
+
+/// <summary>Reads <c>email,displayName,profile,validHours</c> lines (RFC 4180 quoting, so a name may hold a comma).
+/// Blank lines are skipped; a first line starting with "email" is a header. A line that cannot be read becomes a
+/// row without a mailbox, which the invitation then reports as failed.</summary>
+public static class InvitationCsv
+{
+    public static IReadOnlyList<InvitationRow?> Parse(string text)
+    {
+        var rows = new List<InvitationRow?>();
+        var lines = text.ReplaceLineEndings("\n").Split('\n');
+        for (var i = 0; i < lines.Length; i++)
+        {
+            var line = lines[i];
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            var fields = Fields(line);
+            if (rows.Count == 0 && i == 0 && fields[0].Trim().Equals("email", StringComparison.OrdinalIgnoreCase)) continue;
+            string? Field(int n) => fields.Count > n && !string.IsNullOrWhiteSpace(fields[n]) ? fields[n].Trim() : null;
+            int? hours = int.TryParse(Field(3), NumberStyles.None, CultureInfo.InvariantCulture, out var h) ? h : null;
+            rows.Add(new InvitationRow(Field(0), Field(1), Field(2), Field(3) is null ? null : hours ?? -1));
+        }
+        return rows;
+    }
+
+    private static List<string> Fields(string line)
+    {
+        var fields = new List<string>();
+        var current = new StringBuilder();
+        var quoted = false;
+        for (var i = 0; i < line.Length; i++)
+        {
+            var c = line[i];
+            if (quoted)
+            {
+                if (c == '"' && i + 1 < line.Length && line[i + 1] == '"') { current.Append('"'); i++; }
+                else if (c == '"') quoted = false;
+                else current.Append(c);
+            }
+            else if (c == '"') quoted = true;
+            else if (c == ',') { fields.Add(current.ToString()); current.Clear(); }
+            else current.Append(c);
+        }
+        fields.Add(current.ToString());
+        return fields;
+    }
+}
