@@ -1,3 +1,7 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
@@ -10,6 +14,19 @@ using CertPortal.Revocation;
 
 // CertPortal benchmark: the signing hot path, end-to-end enrollments over HTTP, CRL signing, memory.
 // Usage: dotnet run -c Release --project bench/CertPortal.Bench -- [--quick]
+//        ... -- --serve-bytes FILE URL   the look-up's reference for bench/compare.sh: a bare Kestrel minimal API
+//                                        answering GET /api/v1/directory/{email}/certificates with FILE's bytes
+if (args is ["--serve-bytes", var bodyFile, var listenUrl])
+{
+    var body = await File.ReadAllBytesAsync(bodyFile);
+    var web = WebApplication.CreateSlimBuilder();
+    web.WebHost.UseUrls(listenUrl);
+    web.Logging.ClearProviders();
+    var baseline = web.Build();
+    baseline.MapGet("/api/v1/directory/{email}/certificates", () => Results.Bytes(body, "application/json"));
+    await baseline.RunAsync();
+    return;
+}
 var quick = args.Contains("--quick");
 var rows = new List<(string What, string Result)>();
 var temp = Directory.CreateTempSubdirectory("certportal-bench");

@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# CertPortal side by side with its references, in one run on one machine (issue 12):
+#   enrollment (EC-P256 and RSA-3072 issuing CA) on SQLite and PostgreSQL  vs  cfssl serve (P-256 CA) signing the
+#   same CSRs over REST, and openssl speed -multi <cores> rsa3072;
+#   token creation (target 1,000/s); recipient look-up with wrk at 32 connections vs a bare Kestrel minimal API
+#   returning the same bytes; optionally (--revocation) revocations over the API.
+# Every figure is printed with its ratio to its reference. The service runs as built for production (Release,
+# SQLite WAL + synchronous=FULL, PostgreSQL with fsync on); the load generators (curl --parallel, wrk) run on the
+# same machine and take their share of the cores.
+#
+# Usage: bench/compare.sh [--quick] [--revocation] [--no-postgres]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+quick=0; revocation=0; postgres=1
+for a in "$@"; do
+  case "$a" in
+    --quick) quick=1 ;;
+    --revocation) revocation=1 ;;
+    --no-postgres) postgres=0 ;;
+    *) echo "unknown option $a" >&2; exit 2 ;;
+  esac
+done
+enrollments=$([ $quick = 1 ] && echo 600 || echo 2000)
+rsa_enrollments=$([ $quick = 1 ] && echo 300 || echo 1000)
+revocations=$([ $quick = 1 ] && echo 1000 || echo 5000)
+wrk_seconds=$([ $quick = 1 ] && echo 5 || echo 10)
+clients=8
+cores=$(nproc)
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "bench/compare.sh needs $1 (Debian package $2)" >&2; exit 1; }; }
+need curl curl; need jq jq; need openssl openssl; need wrk wrk; need cfssl golang-cfssl
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+if [ $postgres = 1 ] && [ -z "$pgbin" ]; then echo "PostgreSQL not installed (package postgresql); use --no-postgres" >&2; exit 1; fi
+
+work=$(mktemp -d /tmp/certportal-compare.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${pgdata:-}" ] && [ -d "$pgdata" ]; then runuser -u postgres -- "$pgbin/pg_ctl" stop -D "$pgdata" -m fast -w >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 600); do curl -fs -o /dev/null "$1" && return 0; sleep 0.2; done; echo "no answer from $1" >&2; return 1; }
+
+echo "Building (Release)..." >&2
+dotnet build -c Release src/CertPortal -v q -nologo >/dev/null
+dotnet build -c Release bench/CertPortal.Bench -v q -nologo >/dev/null
+portal_dll=$root/src/CertPortal/bin/Release/net10.0/CertPortal.dll
+bench_dll=$root/bench/CertPortal.Bench/bin/Release/net10.0/CertPortal.Bench.dll
+admin_key=bench-admin-key-0123456789abcdef
+
+# ---- subscriber CSRs (P-256), made once, used by every enrollment run and by cfssl -------------------------------
+echo "Making $enrollments P-256 CSRs..." >&2
+mkdir -p "$work/csr"
+seq 1 "$enrollments" | xargs -P "$cores" -I{} openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout /dev/null -subj "/CN=bench{}@example.com" -out "$work/csr/{}.pem" 2>/dev/null
+
+# A curl config of POSTs, one body file each: curl_config OUT URL AUTH BODYDIR N
+curl_config() {
+  local out=$1 url=$2 auth=$3 dir=$4 n=$5
+  : > "$out"
+  for i in $(seq 1 "$n"); do
+    {
+      echo "url = \"$url\""
+      echo 'header = "Content-Type: application/json"'
+      [ -n "$auth" ] && echo "header = \"Authorization: Bearer $auth\""
+      echo "data = \"@$dir/$i.json\""
+      echo "output = \"$dir/$i.out\""
+      echo 'write-out = "%{http_code} %{time_total}\n"'
+      echo next
+    } >> "$out"
+  done
+}
+
+# run_load NAME CONFIG EXPECTED_STATUS -> "rate p50 p99" (rate per second, latencies in ms); fails on a wrong status
+run_load() {
+  local name=$1 config=$2 expected=$3 start end
+  start=$(date +%s.%N)
+  curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max "$clients" -K "$config" > "$work/$name.times"
+  end=$(date +%s.%N)
+  local bad; bad=$(awk -v e="$expected" '$1 != e' "$work/$name.times" | wc -l)
+  if [ "$bad" -gt 0 ]; then echo "$name: $bad requests did not answer $expected:" >&2; awk -v e="$expected" '$1 != e' "$work/$name.times" | sort | uniq -c | head >&2; fi
+  local n; n=$(wc -l < "$work/$name.times")
+  awk '{print $2*1000}' "$work/$name.times" | sort -n > "$work/$name.sorted"
+  local p50 p99
+  p50=$(awk -v n="$n" 'NR==int(n*0.50+0.5){print; exit}' "$work/$name.sorted")
+  p99=$(awk -v n="$n" 'NR==int(n*0.99+0.5){print; exit}' "$work/$name.sorted")
+  echo "$(echo "$n / ($end - $start)" | bc -l) $p50 $p99"
+}
+
+# wrk_run URL -> "rate p99_ms"
+wrk_run() {
+  local out; out=$(wrk -t2 -c32 -d"${wrk_seconds}s" --latency "$1")
+  local rate p99
+  rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
+  echo "$rate $p99"
+}
+
+declare -A result
+rows=()
+
+# ---- CertPortal: one configuration ---------------------------------------------------------------------------------
+# portal_run LABEL PROVIDER ISSUING_ALG N
+portal_run() {
+  local label=$1 provider=$2 alg=$3 n=$4
+  local data="$work/portal-$label" port; port=$(free_port)
+  mkdir -p "$data"
+  local env=(CertPortal__DataDirectory="$data" CertPortal__AdminApiKey="$admin_key" CertPortal__PublicBaseUrl="http://127.0.0.1:$port"
+             CertPortal__Ca__KeyPassphrase=bench-passphrase-0123 CertPortal__Ca__IssuingKeyAlgorithm="$alg"
+             CertPortal__Ca__RootKeyAlgorithm="$([ "$alg" = EC-P256 ] && echo EC-P384 || echo RSA-4096)"
+             ASPNETCORE_URLS="http://127.0.0.1:$port" ASPNETCORE_ENVIRONMENT=Production Logging__LogLevel__Default=Warning)
+  if [ "$provider" = Postgres ]; then
+    local dbname="bench_${label//-/_}"
+    runuser -u postgres -- "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U postgres "$dbname"
+    env+=(CertPortal__Database__Provider=Postgres CertPortal__Database__ConnectionString="Host=127.0.0.1;Port=$pgport;Username=postgres;Database=$dbname;Maximum Pool Size=64")
+  fi
+  (cd "$data" && exec env "${env[@]}" dotnet "$portal_dll" > "$data/log" 2>&1) &
+  local pid=$!; pids+=("$pid")
+  wait_http "http://127.0.0.1:$port/healthz"
+  local base="http://127.0.0.1:$port"
+
+  # Warm-up: JIT, connection pools.
+  for i in $(seq 1 20); do
+    curl -fs -o /dev/null -H "Authorization: Bearer $admin_key" -H 'Content-Type: application/json' \
+      -d "{\"email\":\"warm$i@example.com\",\"profile\":\"encryption\"}" "$base/api/v1/tokens"
+  done
+
+  # Token creation: n tokens, 8 clients.
+  mkdir -p "$data/tokens"
+  for i in $(seq 1 "$n"); do echo "{\"email\":\"bench$i@example.com\",\"displayName\":\"Bench $i\",\"profile\":\"encryption\",\"validHours\":24}" > "$data/tokens/$i.json"; done
+  curl_config "$data/tokens.cfg" "$base/api/v1/tokens" "$admin_key" "$data/tokens" "$n"
+  read -r rate p50 p99 < <(run_load "tokens-$label" "$data/tokens.cfg" 201)
+  result["tokens-$label"]="$rate $p99"
+
+  # Enrollment: the same CSRs, one pre-made token each, 8 clients.
+  mkdir -p "$data/enroll"
+  for i in $(seq 1 "$n"); do
+    jq -n --arg token "$(jq -r .token "$data/tokens/$i.out")" --rawfile csr "$work/csr/$i.pem" '{token:$token,csr:$csr}' > "$data/enroll/$i.json"
+  done
+  curl_config "$data/enroll.cfg" "$base/api/v1/enrollments" "" "$data/enroll" "$n"
+  read -r rate p50 p99 < <(run_load "enroll-$label" "$data/enroll.cfg" 201)
+  result["enroll-$label"]="$rate $p99"
+
+  # Look-up: one mailbox with one certificate, wrk at 32 connections.
+  local url="$base/api/v1/directory/bench1@example.com/certificates?usage=encryption"
+  curl -fs -o "$work/lookup-body-$label.json" "$url"
+  read -r rate p99 < <(wrk_run "$url")
+  result["lookup-$label"]="$rate $p99"
+  cp "$work/lookup-body-$label.json" "$work/lookup-body.json"
+
+  if [ $revocation = 1 ]; then
+    local m=$(( revocations < n ? revocations : n ))
+    mkdir -p "$data/revoke"
+    : > "$data/revoke.cfg"
+    for i in $(seq 1 "$m"); do
+      local serial; serial=$(jq -r .serialNumber "$data/enroll/$i.out")
+      echo '{"reason":"keyCompromise"}' > "$data/revoke/$i.json"
+      { echo "url = \"$base/api/v1/certificates/$serial/revoke\""; echo 'header = "Content-Type: application/json"'
+        echo "header = \"Authorization: Bearer $admin_key\""; echo "data = \"@$data/revoke/$i.json\""
+        echo "output = \"$data/revoke/$i.out\""; echo 'write-out = "%{http_code} %{time_total}\n"'; echo next; } >> "$data/revoke.cfg"
+    done
+    read -r rate p50 p99 < <(run_load "revoke-$label" "$data/revoke.cfg" 200)
+    result["revoke-$label"]="$rate $p99"
+    result["revoke-n-$label"]="$m"
+  fi
+
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+# ---- PostgreSQL: a private cluster, durable settings (fsync on) -----------------------------------------------------
+if [ $postgres = 1 ]; then
+  id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+  pgdata="$work/pgdata"; pgport=$(free_port)
+  mkdir -p "$pgdata"; chown postgres "$pgdata"
+  runuser -u postgres -- "$pgbin/initdb" -D "$pgdata" -A trust -U postgres -E UTF8 --locale=C >/dev/null
+  runuser -u postgres -- "$pgbin/pg_ctl" start -D "$pgdata" -w -l "$work/pg.log" \
+    -o "-p $pgport -k $work -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null
+fi
+
+echo "CertPortal, SQLite, issuing CA EC-P256..." >&2
+portal_run sqlite-ec Sqlite EC-P256 "$enrollments"
+if [ $postgres = 1 ]; then
+  echo "CertPortal, PostgreSQL, issuing CA EC-P256..." >&2
+  portal_run pg-ec Postgres EC-P256 "$enrollments"
+fi
+echo "CertPortal, SQLite, issuing CA RSA-3072..." >&2
+portal_run sqlite-rsa Sqlite RSA-3072 "$rsa_enrollments"
+
+# ---- cfssl serve: a P-256 CA, the same CSRs over its REST sign endpoint -------------------------------------------
+echo "cfssl serve..." >&2
+cf="$work/cfssl"; mkdir -p "$cf/sign"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$cf/ca-key.pem" -out "$cf/ca.pem" -days 365 \
+  -subj "/CN=cfssl bench CA" 2>/dev/null
+echo '{"signing":{"default":{"expiry":"8760h","usages":["digital signature","key agreement","email protection"]}}}' > "$cf/config.json"
+cfport=$(free_port)
+cfssl serve -address=127.0.0.1 -port="$cfport" -ca="$cf/ca.pem" -ca-key="$cf/ca-key.pem" -config="$cf/config.json" > "$cf/log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$cfport/api/v1/cfssl/sign" && break; sleep 0.1; done
+for i in $(seq 1 "$enrollments"); do jq -n --rawfile csr "$work/csr/$i.pem" '{certificate_request:$csr}' > "$cf/sign/$i.json"; done
+curl_config "$cf/sign.cfg" "http://127.0.0.1:$cfport/api/v1/cfssl/sign" "" "$cf/sign" "$enrollments"
+read -r rate p50 p99 < <(run_load cfssl "$cf/sign.cfg" 200)
+result[cfssl]="$rate $p99"
+jq -e '.success and (.result.certificate | startswith("-----BEGIN CERTIFICATE"))' "$cf/sign/1.out" >/dev/null || { echo "cfssl did not sign" >&2; exit 1; }
+
+# ---- bare Kestrel returning the look-up's bytes ---------------------------------------------------------------------
+echo "Kestrel baseline..." >&2
+kport=$(free_port)
+ASPNETCORE_ENVIRONMENT=Production dotnet "$bench_dll" --serve-bytes "$work/lookup-body.json" "http://127.0.0.1:$kport" > "$work/kestrel.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$kport/api/v1/directory/bench1@example.com/certificates"
+read -r rate p99 < <(wrk_run "http://127.0.0.1:$kport/api/v1/directory/bench1@example.com/certificates?usage=encryption")
+result[kestrel]="$rate $p99"
+
+# ---- openssl speed: RSA-3072 signatures on every core ---------------------------------------------------------------
+echo "openssl speed -multi $cores rsa3072..." >&2
+rsa_signs=$(openssl speed -seconds 5 -multi "$cores" rsa3072 2>/dev/null | awk '/^rsa 3072 bits/ {v=$(NF-1)} END {print v}')
+result[openssl]="$rsa_signs"
+
+# ---- the table ------------------------------------------------------------------------------------------------------
+f() { printf "%'.0f" "$1"; }
+ms() { printf "%.1f" "$1"; }
+ratio() { printf "%.0f %%" "$(echo "100 * $1 / $2" | bc -l)"; }
+read -r cf_rate cf_p99 <<< "${result[cfssl]}"
+read -r k_rate k_p99 <<< "${result[kestrel]}"
+echo
+echo "| path | CertPortal | reference | ratio | target |"
+echo "|---|---|---|---|---|"
+for label in sqlite-ec pg-ec; do
+  [ -n "${result[enroll-$label]:-}" ] || continue
+  read -r r p <<< "${result[enroll-$label]}"
+  db=$([ "$label" = sqlite-ec ] && echo SQLite || echo PostgreSQL)
+  echo "| enrollment, issuing CA EC-P256, $db, $clients clients | $(f "$r")/s, p99 $(ms "$p") ms | cfssl serve: $(f "$cf_rate")/s, p99 $(ms "$cf_p99") ms | $(ratio "$r" "$cf_rate") | ≥ 50 %, p99 ≤ 50 ms |"
+done
+read -r r p <<< "${result[enroll-sqlite-rsa]}"
+echo "| enrollment, issuing CA RSA-3072, SQLite, $clients clients | $(f "$r")/s, p99 $(ms "$p") ms | openssl speed -multi $cores rsa3072: $(f "$rsa_signs") signs/s | $(ratio "$r" "$rsa_signs") | ≥ 70 % |"
+for label in sqlite-ec pg-ec sqlite-rsa; do
+  [ -n "${result[tokens-$label]:-}" ] || continue
+  read -r r p <<< "${result[tokens-$label]}"
+  echo "| token creation ($label), $clients clients | $(f "$r")/s, p99 $(ms "$p") ms | 1,000/s | $(ratio "$r" 1000) | ≥ 100 % |"
+done
+for label in sqlite-ec pg-ec; do
+  [ -n "${result[lookup-$label]:-}" ] || continue
+  read -r r p <<< "${result[lookup-$label]}"
+  echo "| look-up ($label), wrk 32 connections | $(f "$r")/s, p99 $(ms "$p") ms | Kestrel, same bytes: $(f "$k_rate")/s, p99 $(ms "$k_p99") ms | $(ratio "$r" "$k_rate") | ≥ 50 %, p99 ≤ 10 ms |"
+done
+if [ $revocation = 1 ]; then
+  for label in sqlite-ec pg-ec sqlite-rsa; do
+    [ -n "${result[revoke-$label]:-}" ] || continue
+    read -r r p <<< "${result[revoke-$label]}"
+    echo "| revocation ($label), ${result[revoke-n-$label]} in a row, $clients clients | $(f "$r")/s, p99 $(ms "$p") ms | 100,000 in 60 s: 1,667/s | $(ratio "$r" 1667) | ≥ 100 % |"
+  done
+fi
+echo
+echo "$(nproc) cores, $(dotnet --version) SDK, $(openssl version | cut -d' ' -f1-2), cfssl $(cfssl version 2>/dev/null | awk '/Version/ {print $2}'), $(date -u +%Y-%m-%d)"
