@@ -125,7 +125,14 @@ public sealed class CrlOptions
     /// <summary>The root CRL (only ever lists a revoked issuing CA) lives longer.</summary>
     public TimeSpan RootLifetime { get; set; } = TimeSpan.FromDays(180);
 
-    public TimeSpan CheckInterval { get; set; } = TimeSpan.FromMinutes(5);
+    /// <summary>How often each node looks for revocations made on other nodes, CRLs other nodes signed (to serve
+    /// them) and CRLs due for <see cref="RefreshAfter"/>. Bounds how late another node's change reaches this one.</summary>
+    public TimeSpan CheckInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long the publisher waits after a revocation before signing, so a burst of revocations makes one
+    /// CRL. A revocation is in the CRL about PublishDelay (+ CheckInterval on other nodes) after it was confirmed.
+    /// Zero: the CRL is signed before the revocation call returns (tests; tiny installations).</summary>
+    public TimeSpan PublishDelay { get; set; } = TimeSpan.FromSeconds(3);
 }
 
 public enum KeyGenerationPolicy { Refused, Allowed, Required }
@@ -253,6 +260,8 @@ public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOpti
             errors.Add($"{p}:Escrow:EncryptionKeyGeneration and DualKeyGeneration must be Refused, Allowed or Required.");
         if (o.Crl.CheckInterval <= TimeSpan.Zero)
             errors.Add($"{p}:Crl:CheckInterval must be positive.");
+        if (o.Crl.PublishDelay < TimeSpan.Zero || o.Crl.PublishDelay > TimeSpan.FromHours(1))
+            errors.Add($"{p}:Crl:PublishDelay must be between zero and one hour (S/MIME BR: revocation in the CRL within 24 hours, sooner is better).");
 
         if (o.Lookup.MaxMailboxes is < 0 or > 10_000_000)
             errors.Add($"{p}:Lookup:MaxMailboxes must be between 0 (no cache) and 10000000.");

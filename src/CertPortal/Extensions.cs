@@ -74,8 +74,8 @@ public static class Extensions
         services.AddScoped<EnrollmentService>();
         services.AddScoped<CrlSigner>();
         services.AddScoped<RevocationService>();
-        services.AddSingleton<CrlRefreshWorker>();
-        services.AddHostedService(sp => sp.GetRequiredService<CrlRefreshWorker>());
+        services.AddSingleton<CrlPublisher>();
+        services.AddHostedService(sp => sp.GetRequiredService<CrlPublisher>());
 
         services.AddSingleton(sp =>
         {
@@ -155,7 +155,7 @@ public static class Extensions
         });
         app.Services.GetRequiredService<AdminApiKey>();
         var ca = app.Services.GetRequiredService<CaHierarchy>();
-        await app.Services.GetRequiredService<CrlRefreshWorker>().RefreshDueAsync(CancellationToken.None);
+        await app.Services.GetRequiredService<CrlPublisher>().PublishAsync(CancellationToken.None);
         app.Logger.LogInformation("CertPortal ready: issuing CA {Issuer}, public base URL {BaseUrl}, data in {DataDirectory}",
             ca.Issuing.Certificate.Subject, ca.Urls.BaseUrl, options.ResolvedDataDirectory);
     }

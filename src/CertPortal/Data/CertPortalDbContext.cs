@@ -13,6 +13,7 @@ public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(
     public DbSet<EnrollmentToken> EnrollmentTokens => Set<EnrollmentToken>();
     public DbSet<IssuedCertificate> Certificates => Set<IssuedCertificate>();
     public DbSet<CrlRecord> Crls => Set<CrlRecord>();
+    public DbSet<CrlChange> CrlChanges => Set<CrlChange>();
     public DbSet<AuditEvent> AuditEvents => Set<AuditEvent>();
     public DbSet<CertificateChange> CertificateChanges => Set<CertificateChange>();
     public DbSet<Account> Accounts => Set<Account>();
@@ -98,6 +99,15 @@ internal sealed class CrlRecordConfiguration : IEntityTypeConfiguration<CrlRecor
     {
         // The key makes CRL numbers unique per CA, so two concurrent signers cannot both publish number N.
         b.HasKey(c => new { c.Authority, c.Number });
+        b.Property(c => c.Authority).HasMaxLength(16);
+    }
+}
+
+internal sealed class CrlChangeConfiguration : IEntityTypeConfiguration<CrlChange>
+{
+    public void Configure(EntityTypeBuilder<CrlChange> b)
+    {
+        b.HasKey(c => c.Id);
         b.Property(c => c.Authority).HasMaxLength(16);
     }
 }

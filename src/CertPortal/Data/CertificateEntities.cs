@@ -60,7 +60,8 @@ public sealed class IssuedCertificate
 
 public enum CertificateStatus { Valid, Revoked, OnHold, Expired, NotYetValid }
 
-/// <summary>Every CRL a CA signed; the newest (highest number) is the one served.</summary>
+/// <summary>The latest CRL of a CA (one row per CA: the publisher deletes the one it replaces, so storage grows
+/// with the revocations, not with their square).</summary>
 public sealed class CrlRecord
 {
     public string Authority { get; set; } = "";
@@ -69,6 +70,16 @@ public sealed class CrlRecord
     public DateTimeOffset NextUpdate { get; set; }
     public int EntryCount { get; set; }
     public byte[] Der { get; set; } = [];
+}
+
+/// <summary>A revocation, hold or release the next CRL of <see cref="Authority"/> must show. Written in the
+/// change's own transaction (insert-only, so concurrent revocations never wait for each other) and deleted by the
+/// CRL publisher in the transaction of the CRL that shows it; a row present means a CRL is owed.</summary>
+public sealed class CrlChange
+{
+    public long Id { get; set; }
+    public string Authority { get; set; } = "";
+    public DateTimeOffset At { get; set; }
 }
 
 /// <summary>Who did what, when: tokens, issuance, revocation, configuration.</summary>

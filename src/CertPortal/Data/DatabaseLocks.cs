@@ -54,7 +54,8 @@ public static class DatabaseLocks
         // Unpooled: a pooled connection returned to the pool would keep the session, and with it the lock.
         var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(db.Database.GetConnectionString()) { Pooling = false }.ConnectionString);
         await connection.OpenAsync(ct);
-        await using (var take = new NpgsqlCommand("SELECT pg_advisory_lock(hashtext('certportal:startup'))", connection))
+        // No command timeout: the wait lasts as long as another node's migrations and CA creation.
+        await using (var take = new NpgsqlCommand("SELECT pg_advisory_lock(hashtext('certportal:startup'))", connection) { CommandTimeout = 0 })
             await take.ExecuteNonQueryAsync(ct);
         return connection; // closing the session releases its advisory locks
     }

@@ -22,6 +22,9 @@ public sealed class DirectoryPublication
     public int Attempts { get; set; }
     public string? LastError { get; set; }
     public DateTimeOffset? CompletedAt { get; set; }
+    /// <summary>The node working on this row until <see cref="LeaseExpiresAt"/>; null when unclaimed.</summary>
+    public string? LeasedBy { get; set; }
+    public DateTimeOffset? LeaseExpiresAt { get; set; }
 }
 
 public static class DirectoryPublicationKinds
@@ -44,6 +47,7 @@ internal sealed class DirectoryPublicationConfiguration : IEntityTypeConfigurati
         b.Property(p => p.Reason).HasMaxLength(32);
         b.Property(p => p.SerialNumber).HasMaxLength(64);
         b.Property(p => p.LastError).HasMaxLength(1024);
+        b.Property(p => p.LeasedBy).HasMaxLength(64);
         b.HasIndex(p => new { p.CompletedAt, p.NextAttemptAt });
         b.HasIndex(p => p.Key);
     }

@@ -82,6 +82,10 @@ public sealed class DirectoryOptions
     /// <summary>Timeout for connecting and for each LDAP operation, in seconds.</summary>
     public int TimeoutSeconds { get; set; } = 10;
 
+    /// <summary>How long a node owns the outbox rows it claimed. Another node takes them over only after this,
+    /// so it must outlast one pass (a node that died mid-pass delays its entries by at most this).</summary>
+    public TimeSpan ClaimLease { get; set; } = TimeSpan.FromMinutes(2);
+
     /// <summary>True when a Url is configured.</summary>
     public bool IsEnabled => !string.IsNullOrWhiteSpace(Url);
 
@@ -193,6 +197,11 @@ public sealed class DirectoryOptions
         if (TimeoutSeconds is < 1 or > 300)
         {
             errors.Add($"{p}TimeoutSeconds must be between 1 and 300");
+        }
+
+        if (ClaimLease < TimeSpan.FromSeconds(2 * TimeoutSeconds) || ClaimLease > TimeSpan.FromHours(1))
+        {
+            errors.Add($"{p}ClaimLease must be at least twice TimeoutSeconds and at most one hour");
         }
 
         return errors;

@@ -42,6 +42,14 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
     private static readonly Counter<long> Outcomes = Meter.CreateCounter<long>("certportal.directory.publications",
         description: "Directory publications handled, by outcome (published, retried).");
     private const int BatchSize = 200;
+    /// <summary>Names this process in leases: a random part first (a restarted process is another node, and
+    /// cutting to the column's 64 characters keeps it unique), then process id and host for operators.</summary>
+    private static readonly string NodeId = Truncate($"{Guid.NewGuid():N}:{Environment.ProcessId}:{Environment.MachineName}", 64);
+
+    private static string Truncate(string s, int length) => s.Length <= length ? s : s[..length];
+
+    // One pass at a time in this process (the worker, resync, tests): leases name the process, not the pass.
+    private readonly SemaphoreSlim _pass = new(1, 1);
 
     public sealed record PassResult(int Published, int Retried, int Skipped);
 
@@ -71,20 +79,37 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
         while (await timer.WaitForNextTickAsync(stoppingToken));
     }
 
-    /// <summary>One pass over the due rows. Public so tests and resync can drive it directly.</summary>
+    /// <summary>One pass over the due rows this node could claim. Public so tests and resync can drive it directly.</summary>
     public async Task<PassResult> ProcessDueAsync(CancellationToken ct)
+    {
+        await _pass.WaitAsync(ct);
+        try
+        {
+            return await ProcessClaimedAsync(ct);
+        }
+        finally
+        {
+            _pass.Release();
+        }
+    }
+
+    public override void Dispose()
+    {
+        _pass.Dispose();
+        base.Dispose();
+    }
+
+    private async Task<PassResult> ProcessClaimedAsync(CancellationToken ct)
     {
         using var scope = scopes.CreateScope();
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
         var publisher = scope.ServiceProvider.GetRequiredService<DirectoryPublisher>();
         var now = time.GetUtcNow();
-        // Fetched before any entry is read: every row here was committed before its entry is reconciled,
-        // so one reconciliation satisfies all due rows of that entry in the batch.
-        var due = await db.DirectoryPublications
-            .Where(p => p.CompletedAt == null && p.NextAttemptAt <= now)
-            .OrderBy(p => p.Id).Take(BatchSize).ToListAsync(ct);
         // Delivered rows are kept a month for operators, then dropped.
         await db.DirectoryPublications.Where(p => p.CompletedAt != null && p.CompletedAt < now.AddDays(-30)).ExecuteDeleteAsync(ct);
+        // Claimed before any entry is read: every row here was committed before its entry is reconciled,
+        // so one reconciliation satisfies all claimed rows of that entry.
+        var due = await ClaimAsync(db, now, ct);
         if (due.Count == 0) return new PassResult(0, 0, 0);
 
         int published = 0, retried = 0, skipped = 0;
@@ -119,12 +144,44 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
                     row.Id, row.Kind, row.Key, row.Attempts, delay, row.LastError);
             }
         }
+        foreach (var row in due)
+        {
+            // Done, failed (its retry time set) or waiting behind a failure: any node may take it up next.
+            row.LeasedBy = null;
+            row.LeaseExpiresAt = null;
+        }
         await db.SaveChangesAsync(CancellationToken.None);
         Outcomes.Add(published, new KeyValuePair<string, object?>("outcome", "published"));
         Outcomes.Add(retried, new KeyValuePair<string, object?>("outcome", "retried"));
         logger.LogInformation("Directory outbox pass: {Published} published, {Retried} retried, {Skipped} waiting behind a failure",
             published, retried, skipped);
         return new PassResult(published, retried, skipped);
+    }
+
+    /// <summary>Leases up to a batch of due rows to this node, skipping every entry (kind and key) on which another
+    /// node holds a live lease: two nodes reconciling one entry at once could interleave their reads and writes
+    /// and leave a revoked certificate published. Row locks alone (FOR UPDATE SKIP LOCKED) cannot give that, since
+    /// the rows of one entry are different rows; so claims take a short cluster-wide lock and check the entry's
+    /// other rows, then mark theirs with a conditional UPDATE. A node that dies leaves its rows to others once the
+    /// lease (Directory:ClaimLease) ends.</summary>
+    private async Task<List<DirectoryPublication>> ClaimAsync(CertPortalDbContext db, DateTimeOffset now, CancellationToken ct)
+    {
+        var node = NodeId;
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        await db.LockNamedAsync("directory-outbox-claim", ct);
+        var heldElsewhere = db.DirectoryPublications.Where(q =>
+            q.CompletedAt == null && q.LeasedBy != null && q.LeasedBy != node && q.LeaseExpiresAt > now);
+        var ids = await db.DirectoryPublications
+            .Where(p => p.CompletedAt == null && p.NextAttemptAt <= now)
+            .Where(p => !heldElsewhere.Any(q => q.Kind == p.Kind && q.Key == p.Key))
+            .OrderBy(p => p.Id).Select(p => p.Id).Take(BatchSize).ToListAsync(ct);
+        if (ids.Count == 0) return [];
+        var until = now + options.ClaimLease;
+        await db.DirectoryPublications
+            .Where(p => ids.Contains(p.Id) && p.CompletedAt == null && (p.LeasedBy == null || p.LeasedBy == node || p.LeaseExpiresAt <= now))
+            .ExecuteUpdateAsync(s => s.SetProperty(p => p.LeasedBy, node).SetProperty(p => p.LeaseExpiresAt, until), ct);
+        await tx.CommitAsync(ct);
+        return await db.DirectoryPublications.Where(p => ids.Contains(p.Id) && p.LeasedBy == node).OrderBy(p => p.Id).ToListAsync(ct);
     }
 
     private async Task HandleAsync(CertPortalDbContext db, DirectoryPublisher publisher, DirectoryPublication row, CancellationToken ct)

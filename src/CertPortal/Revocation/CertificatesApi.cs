@@ -40,8 +40,11 @@ public static class CertificatesApi
             .WithSummary("The current CRL of each CA: number, thisUpdate, nextUpdate, entries.");
 
         // The URLs written into certificates (CRL DP, AIA caIssuers): public, DER, cacheable.
-        app.MapGet(CaUrls.IssuingCrlPath, (CertPortalDbContext db, CancellationToken ct) => ServeCrl(db, CertificateAuthority.IssuingName, ct)).WithTags("Revocation").WithName("IssuingCrl");
-        app.MapGet(CaUrls.RootCrlPath, (CertPortalDbContext db, CancellationToken ct) => ServeCrl(db, CertificateAuthority.RootName, ct)).WithTags("Revocation").WithName("RootCrl");
+        // HEAD too: CRL fetchers (dirmngr, proxies) check freshness without the body; conditional GETs get 304.
+        app.MapMethods(CaUrls.IssuingCrlPath, [HttpMethods.Get, HttpMethods.Head], (CrlPublisher crls, CancellationToken ct) => ServeCrl(crls, CertificateAuthority.IssuingName, ct))
+            .WithTags("Revocation").WithName("IssuingCrl");
+        app.MapMethods(CaUrls.RootCrlPath, [HttpMethods.Get, HttpMethods.Head], (CrlPublisher crls, CancellationToken ct) => ServeCrl(crls, CertificateAuthority.RootName, ct))
+            .WithTags("Revocation").WithName("RootCrl");
         app.MapGet(CaUrls.IssuingCertPath, (CaHierarchy ca) => TypedResults.Bytes(ca.Issuing.Certificate.RawData, "application/pkix-cert", "issuing.crt")).WithTags("CA").WithName("IssuingCaCertificate");
         app.MapGet(CaUrls.RootCertPath, (CaHierarchy ca) => TypedResults.Bytes(ca.Root.Certificate.RawData, "application/pkix-cert", "root.crt")).WithTags("CA").WithName("RootCaCertificate");
         app.MapGet(CaUrls.RootPemPath, (CaHierarchy ca) => TypedResults.Text(ca.Root.Certificate.ExportCertificatePem() + "\n", "application/x-pem-file")).WithTags("CA").WithName("RootCaCertificatePem");
@@ -118,19 +121,22 @@ public static class CertificatesApi
         return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Ok(CertificateView.From(outcome.Value!, time.GetUtcNow()));
     }
 
-    private static async Task<Results<FileContentHttpResult, ProblemHttpResult>> ServeCrl(CertPortalDbContext db, string authority, CancellationToken ct)
+    /// <summary>From memory (the publisher keeps the latest CRL of each CA), with ETag and Last-Modified so
+    /// conditional requests get 304 Not Modified.</summary>
+    private static async Task<Results<FileContentHttpResult, ProblemHttpResult>> ServeCrl(CrlPublisher crls, string authority, CancellationToken ct)
     {
-        var crl = await CrlSigner.LatestAsync(db, authority, ct);
+        var crl = await crls.ServedAsync(authority, ct);
         return crl is null
             ? Failure.NotFound("No CRL has been signed yet.").ToProblem()
-            : TypedResults.File(crl.Der, "application/pkix-crl", $"{authority}.crl", lastModified: crl.ThisUpdate);
+            : TypedResults.File(crl.Der, "application/pkix-crl", $"{authority}.crl", lastModified: crl.ThisUpdate,
+                entityTag: new Microsoft.Net.Http.Headers.EntityTagHeaderValue(crl.ETag));
     }
 
-    private static async Task<Ok<List<CrlStatus>>> CrlStatusList(CertPortalDbContext db, CaHierarchy ca, CancellationToken ct)
+    private static async Task<Ok<List<CrlStatus>>> CrlStatusList(CrlPublisher crls, CaHierarchy ca, CancellationToken ct)
     {
         var list = new List<CrlStatus>();
         foreach (var (authority, url) in new[] { (CertificateAuthority.IssuingName, ca.Urls.IssuingCrl), (CertificateAuthority.RootName, ca.Urls.RootCrl) })
-            if (await CrlSigner.LatestAsync(db, authority, ct) is { } crl)
+            if (await crls.ServedAsync(authority, ct) is { } crl)
                 list.Add(new CrlStatus(authority, crl.Number, crl.ThisUpdate, crl.NextUpdate, crl.EntryCount, url));
         return TypedResults.Ok(list);
     }

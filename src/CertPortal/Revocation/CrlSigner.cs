@@ -6,17 +6,24 @@ using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Revocation;
 
-/// <summary>Signs CRLs (RFC 5280 §5) into the caller's transaction. The CRL number is the previous
-/// number + 1; the (authority, number) key makes a concurrent duplicate fail instead of publishing twice.</summary>
+/// <summary>Signs CRLs (RFC 5280 §5) into the caller's transaction, under a cluster-wide lock per CA, so one node
+/// signs each CRL: the number is the previous + 1 and thisUpdate at least one second after the previous one
+/// (CRL times have whole seconds, and relying parties answer conditional requests by Last-Modified), however
+/// the nodes' clocks differ. The CRL replaces the previous one: only the latest is kept.</summary>
 public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, IEnumerable<ICertificateEvents> observers)
 {
     public async Task<CrlRecord> SignAsync(CertPortalDbContext db, string authority, DateTimeOffset now, string actor, CancellationToken ct)
     {
         var signer = ca[authority];
-        // Without this, concurrent revocations on PostgreSQL read the same last number and all but one fail on
-        // the key (the caller's retries could run out under load). Held until the caller's transaction ends.
+        // Held until the caller's transaction ends: the next signer reads this one's number and thisUpdate.
         await db.LockNamedAsync("crl:" + authority, ct);
-        var lastNumber = await db.Crls.Where(c => c.Authority == authority).MaxAsync(c => (long?)c.Number, ct) ?? 0;
+        var previous = await db.Crls.AsNoTracking().Where(c => c.Authority == authority).OrderByDescending(c => c.Number)
+            .Select(c => new { c.Number, c.ThisUpdate }).FirstOrDefaultAsync(ct);
+        var thisUpdate = WholeSeconds(now);
+        if (previous is not null && thisUpdate < WholeSeconds(previous.ThisUpdate).AddSeconds(1))
+            thisUpdate = WholeSeconds(previous.ThisUpdate).AddSeconds(1);
+        var number = (previous?.Number ?? 0) + 1;
+
         var entries = new List<CrlEntry>();
         if (authority == CertificateAuthority.IssuingName)
         {
@@ -34,11 +41,12 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, IEnumer
             }
         }
         var lifetime = authority == CertificateAuthority.RootName ? options.Crl.RootLifetime : options.Crl.Lifetime;
-        var der = CrlEncoder.Build(signer, lastNumber + 1, now, now + lifetime, entries);
+        var der = CrlEncoder.Build(signer, number, thisUpdate, thisUpdate + lifetime, entries);
         var record = new CrlRecord
         {
-            Authority = authority, Number = lastNumber + 1, ThisUpdate = now, NextUpdate = now + lifetime, EntryCount = entries.Count, Der = der,
+            Authority = authority, Number = number, ThisUpdate = thisUpdate, NextUpdate = thisUpdate + lifetime, EntryCount = entries.Count, Der = der,
         };
+        await db.Crls.Where(c => c.Authority == authority && c.Number < number).ExecuteDeleteAsync(ct);
         db.Crls.Add(record);
         AuditLog.Record(db, now, actor, AuditActions.CrlSigned, $"crl:{authority}:{record.Number}", new { entries = entries.Count, record.NextUpdate });
         foreach (var o in observers) o.OnCrlSigned(db, record, now);
@@ -47,4 +55,7 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, IEnumer
 
     public static Task<CrlRecord?> LatestAsync(CertPortalDbContext db, string authority, CancellationToken ct) =>
         db.Crls.AsNoTracking().Where(c => c.Authority == authority).OrderByDescending(c => c.Number).FirstOrDefaultAsync(ct);
+
+    private static DateTimeOffset WholeSeconds(DateTimeOffset t) =>
+        new(t.UtcTicks - t.UtcTicks % TimeSpan.TicksPerSecond, TimeSpan.Zero);
 }

@@ -7,9 +7,10 @@ namespace CertPortal.Revocation;
 
 public sealed record RevokeRequest(string? Reason);
 
-/// <summary>Revoke, hold and release. Each change commits together with the new CRL that shows it, so
-/// the served CRL never lags a confirmed revocation.</summary>
-public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, TimeProvider time,
+/// <summary>Revoke, hold and release. A change returns once it is durable: the certificate's new state, its audit
+/// record, its directory outbox row and a <see cref="CrlChange"/> commit together; <see cref="CrlPublisher"/> signs the
+/// CRL that shows it after Crl:PublishDelay (with a zero delay, before this returns).</summary>
+public sealed class RevocationService(CertPortalDbContext db, CrlPublisher crls, CertPortalOptions options, TimeProvider time,
     IEnumerable<ICertificateEvents> observers, ILogger<RevocationService> logger)
 {
     public async Task<Outcome<IssuedCertificate>> RevokeAsync(string? serialInput, RevokeRequest request, string actor, CancellationToken ct)
@@ -53,31 +54,25 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
         if (read.Failure is { } unreadable) return unreadable;
         var (spki, algorithm) = read.Value;
 
-        for (var attempt = 1; ; attempt++)
+        db.ChangeTracker.Clear();
+        BlockedKey key;
+        bool created;
+        List<IssuedCertificate> revoked;
+        await using (var tx = await db.Database.BeginTransactionAsync(ct))
         {
-            db.ChangeTracker.Clear();
-            await using var tx = await db.Database.BeginTransactionAsync(ct);
             await db.LockNamedAsync(CompromisedKeys.LockName(spki), ct);
             var now = time.GetUtcNow();
-            var (key, created, revoked) = await CompromisedKeys.BlockAsync(db, spki, algorithm, "report", string.IsNullOrEmpty(comment) ? null : comment,
+            (key, created, revoked) = await CompromisedKeys.BlockAsync(db, spki, algorithm, "report", string.IsNullOrEmpty(comment) ? null : comment,
                 actor, now, observers, null, ct);
             if (!created && revoked.Count == 0)
                 return (new BlockKeyResult(BlockedKeyView.From(key), []), false);
+            if (revoked.Count > 0) db.CrlChanges.Add(new CrlChange { Authority = CertificateAuthority.IssuingName, At = now });
             await db.SaveChangesAsync(ct);
-            if (revoked.Count > 0) await crls.SignAsync(db, CertificateAuthority.IssuingName, now, actor, ct);
-            try
-            {
-                await db.SaveChangesAsync(ct);
-                await tx.CommitAsync(ct);
-            }
-            catch (DbUpdateException) when (attempt < 5)
-            {
-                await tx.RollbackAsync(ct);
-                continue;
-            }
-            logger.LogWarning("Key {SpkiSha256} blocked as compromised by {Actor}; {Count} certificates revoked for keyCompromise", spki, actor, revoked.Count);
-            return (new BlockKeyResult(BlockedKeyView.From(key), revoked.Select(c => c.SerialNumber).ToList()), created);
+            await tx.CommitAsync(ct);
         }
+        if (revoked.Count > 0) await CrlOwedAsync(ct);
+        logger.LogWarning("Key {SpkiSha256} blocked as compromised by {Actor}; {Count} certificates revoked for keyCompromise", spki, actor, revoked.Count);
+        return (new BlockKeyResult(BlockedKeyView.From(key), revoked.Select(c => c.SerialNumber).ToList()), created);
     }
 
     public async Task<Outcome<IssuedCertificate>> ReleaseHoldAsync(string? serialInput, string actor, CancellationToken ct)
@@ -99,12 +94,12 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
     private async Task<Outcome<IssuedCertificate>> ChangeAsync(string serial, string actor, CancellationToken ct,
         Func<IssuedCertificate, (DateTimeOffset? RevokedAt, RevocationReason? Reason, string Action)?> decide, bool keyCompromised = false)
     {
-        // Retried only when a concurrent signer took the same CRL number: a safety net, since CrlSigner queues signers
-        // on PostgreSQL and SQLite serialises writers.
-        for (var attempt = 1; ; attempt++)
+        db.ChangeTracker.Clear();
+        IssuedCertificate? cert;
+        (DateTimeOffset? RevokedAt, RevocationReason? Reason, string Action)? change;
+        var siblings = 0;
+        await using (var tx = await db.Database.BeginTransactionAsync(ct))
         {
-            db.ChangeTracker.Clear();
-            await using var tx = await db.Database.BeginTransactionAsync(ct);
             // keyCompromise blocks the key and revokes its other certificates: take the key's lock before any row
             // lock, the order every holder of both takes them (a sibling's revocation would otherwise deadlock with ours).
             var spki = keyCompromised ? await SpkiOfAsync(serial, ct) : null;
@@ -113,9 +108,9 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
             // certificate would otherwise both read "on hold" and the release could overwrite the revocation,
             // making a compromised certificate valid again. Lock the row first; the read below sees the other change.
             await db.LockCertificateAsync(serial, ct);
-            var cert = await db.Certificates.FirstOrDefaultAsync(c => c.SerialNumber == serial, ct);
+            cert = await db.Certificates.FirstOrDefaultAsync(c => c.SerialNumber == serial, ct);
             if (cert is null) return Failure.NotFound($"No certificate with serial number {serial} was issued by this CA.");
-            var change = decide(cert);
+            change = decide(cert);
 
             var now = time.GetUtcNow();
             var changed = false;
@@ -129,7 +124,6 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
                 foreach (var o in observers) o.OnStatusChanged(db, cert, now);
                 changed = true;
             }
-            var siblings = 0;
             if (spki is not null)
             {
                 var blocked = await CompromisedKeys.BlockAsync(db, spki, cert.KeyAlgorithm, $"certificate:{serial}", null, actor, now, observers, serial, ct);
@@ -138,22 +132,21 @@ public sealed class RevocationService(CertPortalDbContext db, CrlSigner crls, Ti
             }
             if (!changed) return cert;
 
+            if (change is not null || siblings > 0) db.CrlChanges.Add(new CrlChange { Authority = CertificateAuthority.IssuingName, At = now });
             await db.SaveChangesAsync(ct);
-            await crls.SignAsync(db, CertificateAuthority.IssuingName, now, actor, ct);
-            try
-            {
-                await db.SaveChangesAsync(ct);
-                await tx.CommitAsync(ct);
-            }
-            catch (DbUpdateException) when (attempt < 5)
-            {
-                await tx.RollbackAsync(ct);
-                continue;
-            }
-            logger.LogInformation("{Action} {Serial} for {Email} (reason {Reason}); {Siblings} other certificates with the key revoked",
-                change?.Action ?? AuditActions.KeyBlocked, serial, cert.Email, cert.RevocationReason, siblings);
-            return cert;
+            await tx.CommitAsync(ct);
         }
+        if (change is not null || siblings > 0) await CrlOwedAsync(ct);
+        logger.LogInformation("{Action} {Serial} for {Email} (reason {Reason}); {Siblings} other certificates with the key revoked",
+            change?.Action ?? AuditActions.KeyBlocked, serial, cert.Email, cert.RevocationReason, siblings);
+        return cert;
+    }
+
+    /// <summary>After the commit: the publisher signs after Crl:PublishDelay, or now when that is zero.</summary>
+    private async Task CrlOwedAsync(CancellationToken ct)
+    {
+        crls.ChangeCommitted();
+        if (options.Crl.PublishDelay == TimeSpan.Zero) await crls.PublishAsync(ct);
     }
 
     /// <summary>From the certificate itself, so a configuration changed since its issuance cannot change the answer.</summary>

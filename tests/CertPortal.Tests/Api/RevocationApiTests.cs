@@ -99,7 +99,7 @@ public class RevocationApiTests(ClockedApp app) : IClassFixture<ClockedApp>
     {
         var first = await CrlAsync();
         app.Clock!.Advance(TimeSpan.FromDays(1) + TimeSpan.FromMinutes(10));
-        await app.Service<CertPortal.Revocation.CrlRefreshWorker>().RefreshDueAsync(CancellationToken.None);
+        await app.Service<CertPortal.Revocation.CrlPublisher>().PublishAsync(CancellationToken.None);
         var second = await CrlAsync();
         Assert.True(second.Number > first.Number);
         Assert.True(second.NextUpdate > first.NextUpdate);

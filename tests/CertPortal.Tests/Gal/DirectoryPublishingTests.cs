@@ -81,6 +81,8 @@ public sealed class DirectoryPublishingTests(DirectoryApp app) : IClassFixture<D
             await db.SaveChangesAsync();
             await tx.CommitAsync();
         }
+        // Served from memory: the publisher loads a CRL another signer made within Crl:CheckInterval; now, here.
+        await app.Service<CrlPublisher>().PublishAsync(default);
         await app.WaitForDirectoryAsync();
         var served = await app.Client.GetByteArrayAsync("/crl/root.crl");
         var after = Assert.Single(Slapd.BinaryValues(app.Ldap.Search(Slapd.RootPkiDn, "(objectClass=*)", "*"), "certificateRevocationList;binary"));

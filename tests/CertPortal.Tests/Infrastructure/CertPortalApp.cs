@@ -67,6 +67,8 @@ public class CertPortalApp : IAsyncLifetime
             b.UseSetting("CertPortal:PublicBaseUrl", BaseUrl);
             b.UseSetting("CertPortal:AdminApiKey", AdminKey);
             b.UseSetting("CertPortal:Ca:KeyPassphrase", "test-ca-passphrase-0123");
+            // The CRL is signed before a revocation returns, so a test can revoke and fetch the CRL at once.
+            b.UseSetting("CertPortal:Crl:PublishDelay", "00:00:00");
             foreach (var (k, v) in Settings) b.UseSetting("CertPortal:" + k, v);
             b.ConfigureLogging(l => l.SetMinimumLevel(LogLevel.Warning));
             b.ConfigureTestServices(services =>

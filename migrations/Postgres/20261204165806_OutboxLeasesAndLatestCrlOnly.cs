@@ -1,0 +1,64 @@
+﻿using System;
+using Microsoft.EntityFrameworkCore.Migrations;
+using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
+
+#nullable disable
+
+namespace CertPortal.Migrations.Postgres
+{
+    /// <inheritdoc />
+    public partial class OutboxLeasesAndLatestCrlOnly : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.AddColumn<DateTimeOffset>(
+                name: "LeaseExpiresAt",
+                table: "DirectoryPublications",
+                type: "timestamp with time zone",
+                nullable: true);
+
+            migrationBuilder.AddColumn<string>(
+                name: "LeasedBy",
+                table: "DirectoryPublications",
+                type: "character varying(64)",
+                maxLength: 64,
+                nullable: true);
+
+            migrationBuilder.CreateTable(
+                name: "CrlChanges",
+                columns: table => new
+                {
+                    Id = table.Column<long>(type: "bigint", nullable: false)
+                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityByDefaultColumn),
+                    Authority = table.Column<string>(type: "character varying(16)", maxLength: 16, nullable: false),
+                    At = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_CrlChanges", x => x.Id);
+                });
+
+            // Only the latest CRL of each CA is kept from now on (CrlPublisher deletes the one it replaces):
+            // drop the copies earlier versions stored for every revocation.
+            migrationBuilder.Sql("""
+                DELETE FROM "Crls" WHERE "Number" < (SELECT MAX(c."Number") FROM "Crls" c WHERE c."Authority" = "Crls"."Authority");
+                """);
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropTable(
+                name: "CrlChanges");
+
+            migrationBuilder.DropColumn(
+                name: "LeaseExpiresAt",
+                table: "DirectoryPublications");
+
+            migrationBuilder.DropColumn(
+                name: "LeasedBy",
+                table: "DirectoryPublications");
+        }
+    }
+}
