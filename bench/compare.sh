@@ -67,13 +67,14 @@ curl_config() {
   : > "$out"
   for i in $(seq 1 "$n"); do
     {
+      # "next" separates requests; one after the last would start an empty request (curl: no URL specified).
+      [ "$i" -gt 1 ] && echo next
       echo "url = \"$url\""
       echo 'header = "Content-Type: application/json"'
       [ -n "$auth" ] && echo "header = \"Authorization: Bearer $auth\""
       echo "data = \"@$dir/$i.json\""
       echo "output = \"$dir/$i.out\""
       echo 'write-out = "%{http_code} %{time_total}\n"'
-      echo next
     } >> "$out"
   done
 }
@@ -162,9 +163,9 @@ portal_run() {
     for i in $(seq 1 "$m"); do
       local serial; serial=$(jq -r .serialNumber "$data/enroll/$i.out")
       echo '{"reason":"keyCompromise"}' > "$data/revoke/$i.json"
-      { echo "url = \"$base/api/v1/certificates/$serial/revoke\""; echo 'header = "Content-Type: application/json"'
+      { [ "$i" -gt 1 ] && echo next; echo "url = \"$base/api/v1/certificates/$serial/revoke\""; echo 'header = "Content-Type: application/json"'
         echo "header = \"Authorization: Bearer $admin_key\""; echo "data = \"@$data/revoke/$i.json\""
-        echo "output = \"$data/revoke/$i.out\""; echo 'write-out = "%{http_code} %{time_total}\n"'; echo next; } >> "$data/revoke.cfg"
+        echo "output = \"$data/revoke/$i.out\""; echo 'write-out = "%{http_code} %{time_total}\n"'; } >> "$data/revoke.cfg"
     done
     read -r rate p50 p99 < <(run_load "revoke-$label" "$data/revoke.cfg" 200)
     result["revoke-$label"]="$rate $p99"
@@ -180,8 +181,8 @@ if [ $postgres = 1 ]; then
   pgdata="$work/pgdata"; pgport=$(free_port)
   mkdir -p "$pgdata"; chown postgres "$pgdata"
   runuser -u postgres -- "$pgbin/initdb" -D "$pgdata" -A trust -U postgres -E UTF8 --locale=C >/dev/null
-  runuser -u postgres -- "$pgbin/pg_ctl" start -D "$pgdata" -w -l "$work/pg.log" \
-    -o "-p $pgport -k $work -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null
+  runuser -u postgres -- "$pgbin/pg_ctl" start -D "$pgdata" -w -l "$pgdata/server.log" \
+    -o "-p $pgport -k $pgdata -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null
 fi
 
 echo "CertPortal, SQLite, issuing CA EC-P256..." >&2
