@@ -69,6 +69,9 @@ public class CertPortalApp : IAsyncLifetime
             b.UseSetting("CertPortal:Ca:KeyPassphrase", "test-ca-passphrase-0123");
             // The CRL is signed before a revocation returns, so a test can revoke and fetch the CRL at once.
             b.UseSetting("CertPortal:Crl:PublishDelay", "00:00:00");
+            // With a fake clock, FakeTimeProvider.Advance fires every due timer in turn: the CRL publisher's
+            // 1 s check re-armed through a 366-day jump is tens of millions of wake-ups (the test hung).
+            if (Clock is not null) b.UseSetting("CertPortal:Crl:CheckInterval", "01:00:00");
             foreach (var (k, v) in Settings) b.UseSetting("CertPortal:" + k, v);
             b.ConfigureLogging(l => l.SetMinimumLevel(LogLevel.Warning));
             b.ConfigureTestServices(services =>
