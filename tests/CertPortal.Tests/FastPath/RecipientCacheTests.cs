@@ -23,6 +23,8 @@ public sealed class RecipientCacheAcrossNodesTests(PostgresServer postgres) : IC
             ["Database:ConnectionString"] = postgres.ConnectionString("lookup_" + Guid.NewGuid().ToString("N")[..8]),
             ["Lookup:PollInterval"] = "00:00:00.5",
             ["Lookup:MaxStaleness"] = "00:10:00",
+            // The test places a hold, which the BR allow only for multipurpose (not strict) certificates.
+            ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose,
         };
         await using var a = new CertPortalNode("a", settings);
         a.Start();
