@@ -7,9 +7,11 @@ using Microsoft.EntityFrameworkCore;
 namespace CertPortal.Revocation;
 
 /// <summary>Signs CRLs (RFC 5280 §5) into the caller's transaction, under a cluster-wide lock per CA, so one node
-/// signs each CRL: the number is the previous + 1 and thisUpdate at least one second after the previous one
-/// (CRL times have whole seconds, and relying parties answer conditional requests by Last-Modified), however
-/// the nodes' clocks differ. The CRL replaces the previous one: only the latest is kept.</summary>
+/// signs each CRL: the number is the previous + 1, and thisUpdate is now (whole seconds), never before the previous
+/// one's however the nodes' clocks differ, and never after now: a CRL whose thisUpdate is still to come is "not yet
+/// valid" to OpenSSL and NSS, so the revocations in it would not count. Two CRLs signed within one second share
+/// thisUpdate (and so Last-Modified); <see cref="CrlPublisher"/> avoids that by waiting for the next second, and the
+/// ETag (the CRL number) tells them apart regardless. The CRL replaces the previous one: only the latest is kept.</summary>
 public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, IEnumerable<ICertificateEvents> observers)
 {
     public async Task<CrlRecord> SignAsync(CertPortalDbContext db, string authority, DateTimeOffset now, string actor, CancellationToken ct)
@@ -20,8 +22,9 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, IEnumer
         var previous = await db.Crls.AsNoTracking().Where(c => c.Authority == authority).OrderByDescending(c => c.Number)
             .Select(c => new { c.Number, c.ThisUpdate }).FirstOrDefaultAsync(ct);
         var thisUpdate = WholeSeconds(now);
-        if (previous is not null && thisUpdate < WholeSeconds(previous.ThisUpdate).AddSeconds(1))
-            thisUpdate = WholeSeconds(previous.ThisUpdate).AddSeconds(1);
+        // Only a node whose clock lags the previous signer's takes the previous time: order over freshness.
+        if (previous is not null && thisUpdate < WholeSeconds(previous.ThisUpdate))
+            thisUpdate = WholeSeconds(previous.ThisUpdate);
         var number = (previous?.Number ?? 0) + 1;
 
         var entries = new List<CrlEntry>();
@@ -56,6 +59,6 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, IEnumer
     public static Task<CrlRecord?> LatestAsync(CertPortalDbContext db, string authority, CancellationToken ct) =>
         db.Crls.AsNoTracking().Where(c => c.Authority == authority).OrderByDescending(c => c.Number).FirstOrDefaultAsync(ct);
 
-    private static DateTimeOffset WholeSeconds(DateTimeOffset t) =>
+    internal static DateTimeOffset WholeSeconds(DateTimeOffset t) =>
         new(t.UtcTicks - t.UtcTicks % TimeSpan.TicksPerSecond, TimeSpan.Zero);
 }

@@ -82,3 +82,26 @@ public sealed class CrlPublisherTests(CoalescingApp app) : IClassFixture<Coalesc
         }
     }
 }
+
+/// <summary>With Crl:PublishDelay 0 every revocation signs a CRL before it returns: a quick series must not push
+/// thisUpdate past the clock, or OpenSSL and NSS call the CRL "not yet valid" and ignore the revocations in it.</summary>
+public sealed class SynchronousCrlTests(CertPortalApp app) : IClassFixture<CertPortalApp>
+{
+    [Fact]
+    public async Task A_quick_series_of_revocations_never_signs_a_crl_dated_in_the_future()
+    {
+        var serials = new List<string>();
+        for (var i = 0; i < 6; i++) serials.Add((await app.IssueAsync($"series{i}@example.test", "signing")).Cert.SerialNumber);
+
+        long previous = 0;
+        foreach (var serial in serials)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await app.RevokeAsync(serial, "keyCompromise")).StatusCode);
+            var crl = ParsedCrl.Parse(await app.Client.GetByteArrayAsync("/crl/issuing.crl"));
+            Assert.True(crl.ThisUpdate <= DateTimeOffset.UtcNow, $"CRL {crl.Number} thisUpdate {crl.ThisUpdate:O} is after now");
+            Assert.True(crl.Number > previous, "CRL numbers increase");
+            Assert.True(crl.Entries.ContainsKey(serial), $"{serial} is in the CRL signed before the revocation returned");
+            previous = crl.Number;
+        }
+    }
+}
