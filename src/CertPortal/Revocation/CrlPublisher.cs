@@ -52,7 +52,6 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
                 await tick.CancelAsync();
                 if (first == woken && _wake.Reader.TryRead(out _) && options.Crl.PublishDelay > TimeSpan.Zero)
                     await Task.Delay(options.Crl.PublishDelay, time, stoppingToken);
-                await NextSecondAsync(stoppingToken);
                 await PublishAsync(stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -83,6 +82,8 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
             {
                 if (await OwesCrlAsync(db, authority, ct))
                 {
+                    // Before the transaction: on SQLite it holds the write lock, which enrollments need meanwhile.
+                    await CrlSigner.WaitForNextSecondAsync(db, authority, time, ct);
                     await using var tx = await db.Database.BeginTransactionAsync(ct);
                     // The signer's lock is taken first thing in SignAsync; what is read after it is what the previous
                     // signer committed. Changes are read before the certificates: each was committed with its
@@ -112,17 +113,6 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
         {
             _pass.Release();
         }
-    }
-
-    /// <summary>CRL times have whole seconds: a CRL signed in the same second as the one served would repeat its
-    /// thisUpdate, and a client revalidating with If-Modified-Since alone would keep the older one. Waiting (at most a
-    /// second, here off the revocation path) keeps Last-Modified increasing.</summary>
-    private async Task NextSecondAsync(CancellationToken ct)
-    {
-        var now = time.GetUtcNow();
-        var latest = _served.Values.Select(c => c.ThisUpdate).DefaultIfEmpty(DateTimeOffset.MinValue).Max();
-        var wait = latest.AddSeconds(1) - now;
-        if (wait > TimeSpan.Zero && wait <= TimeSpan.FromSeconds(1)) await Task.Delay(wait, time, ct);
     }
 
     private async Task<bool> OwesCrlAsync(CertPortalDbContext db, string authority, CancellationToken ct)

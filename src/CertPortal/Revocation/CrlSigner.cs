@@ -9,10 +9,10 @@ namespace CertPortal.Revocation;
 /// <summary>Signs CRLs (RFC 5280 §5) into the caller's transaction, under a cluster-wide lock per CA, so one node
 /// signs each CRL: the number is the previous + 1, and thisUpdate is now (whole seconds), never before the previous
 /// one's however the nodes' clocks differ, and never after now: a CRL whose thisUpdate is still to come is "not yet
-/// valid" to OpenSSL and NSS, so the revocations in it would not count. Two CRLs signed within one second share
-/// thisUpdate (and so Last-Modified); <see cref="CrlPublisher"/> avoids that by waiting for the next second, and the
-/// ETag (the CRL number) tells them apart regardless. The CRL replaces the previous one: only the latest is kept.</summary>
-public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, IEnumerable<ICertificateEvents> observers)
+/// valid" to OpenSSL and NSS, so the revocations in it would not count. To keep thisUpdate (and so Last-Modified,
+/// by which clients revalidate) strictly increasing as well, a CRL due in the second of the previous one waits for the
+/// next second (at most one). The CRL replaces the previous one: only the latest is kept.</summary>
+public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimeProvider time, IEnumerable<ICertificateEvents> observers)
 {
     public async Task<CrlRecord> SignAsync(CertPortalDbContext db, string authority, DateTimeOffset now, string actor, CancellationToken ct)
     {
@@ -21,6 +21,10 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, IEnumer
         await db.LockNamedAsync("crl:" + authority, ct);
         var previous = await db.Crls.AsNoTracking().Where(c => c.Authority == authority).OrderByDescending(c => c.Number)
             .Select(c => new { c.Number, c.ThisUpdate }).FirstOrDefaultAsync(ct);
+        // PostgreSQL: another node may have signed in this second after the caller's wait. Waiting here holds only
+        // this CA's advisory lock (SQLite has one node, and its transaction would block every writer).
+        if (previous is not null && db.HasConcurrentWriters() && await WaitForSecondAfterAsync(previous.ThisUpdate, ct))
+            now = time.GetUtcNow();
         var thisUpdate = WholeSeconds(now);
         // Only a node whose clock lags the previous signer's takes the previous time: order over freshness.
         if (previous is not null && thisUpdate < WholeSeconds(previous.ThisUpdate))
@@ -54,6 +58,34 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, IEnumer
         AuditLog.Record(db, now, actor, AuditActions.CrlSigned, $"crl:{authority}:{record.Number}", new { entries = entries.Count, record.NextUpdate });
         foreach (var o in observers) o.OnCrlSigned(db, record, now);
         return record;
+    }
+
+    /// <summary>Waits until the clock is past the second of the latest CRL of <paramref name="authority"/>.</summary>
+    public static async Task WaitForNextSecondAsync(CertPortalDbContext db, string authority, TimeProvider time, CancellationToken ct)
+    {
+        var latest = await db.Crls.AsNoTracking().Where(c => c.Authority == authority).OrderByDescending(c => c.Number)
+            .Select(c => (DateTimeOffset?)c.ThisUpdate).FirstOrDefaultAsync(ct);
+        if (latest is not null) await WaitForSecondAfterAsync(time, latest.Value, ct);
+    }
+
+    private Task<bool> WaitForSecondAfterAsync(DateTimeOffset previous, CancellationToken ct) => WaitForSecondAfterAsync(time, previous, ct);
+
+    /// <summary>True when it waited. At most about a second of real time: a clock that does not move (a test's fake
+    /// clock) or lags the previous signer's gives up, and the CRL then shares the previous one's thisUpdate rather
+    /// than being dated in the future; the ETag (CRL number) still tells them apart.</summary>
+    private static async Task<bool> WaitForSecondAfterAsync(TimeProvider time, DateTimeOffset previous, CancellationToken ct)
+    {
+        var next = WholeSeconds(previous).AddSeconds(1);
+        var waited = false;
+        for (var i = 0; i < 12; i++)
+        {
+            var left = next - time.GetUtcNow();
+            if (left <= TimeSpan.Zero) break;
+            // Real time on purpose (not TimeProvider.Delay): a fake clock would never fire it.
+            await Task.Delay(left < TimeSpan.FromMilliseconds(100) ? left : TimeSpan.FromMilliseconds(100), ct);
+            waited = true;
+        }
+        return waited;
     }
 
     public static Task<CrlRecord?> LatestAsync(CertPortalDbContext db, string authority, CancellationToken ct) =>

@@ -84,7 +84,8 @@ public sealed class CrlPublisherTests(CoalescingApp app) : IClassFixture<Coalesc
 }
 
 /// <summary>With Crl:PublishDelay 0 every revocation signs a CRL before it returns: a quick series must not push
-/// thisUpdate past the clock, or OpenSSL and NSS call the CRL "not yet valid" and ignore the revocations in it.</summary>
+/// thisUpdate past the clock, or OpenSSL and NSS call the CRL "not yet valid" and ignore the revocations in it;
+/// and thisUpdate still increases, since clients revalidate by Last-Modified.</summary>
 public sealed class SynchronousCrlTests(CertPortalApp app) : IClassFixture<CertPortalApp>
 {
     [Fact]
@@ -94,14 +95,17 @@ public sealed class SynchronousCrlTests(CertPortalApp app) : IClassFixture<CertP
         for (var i = 0; i < 6; i++) serials.Add((await app.IssueAsync($"series{i}@example.test", "signing")).Cert.SerialNumber);
 
         long previous = 0;
+        var previousThisUpdate = DateTimeOffset.MinValue;
         foreach (var serial in serials)
         {
             Assert.Equal(HttpStatusCode.OK, (await app.RevokeAsync(serial, "keyCompromise")).StatusCode);
             var crl = ParsedCrl.Parse(await app.Client.GetByteArrayAsync("/crl/issuing.crl"));
             Assert.True(crl.ThisUpdate <= DateTimeOffset.UtcNow, $"CRL {crl.Number} thisUpdate {crl.ThisUpdate:O} is after now");
             Assert.True(crl.Number > previous, "CRL numbers increase");
+            Assert.True(crl.ThisUpdate > previousThisUpdate, "thisUpdate increases (Last-Modified revalidation)");
             Assert.True(crl.Entries.ContainsKey(serial), $"{serial} is in the CRL signed before the revocation returned");
             previous = crl.Number;
+            previousThisUpdate = crl.ThisUpdate;
         }
     }
 }
