@@ -9,7 +9,7 @@ public sealed class RecoveryExpiryWorker(IServiceScopeFactory scopes, TimeProvid
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(Interval, time);
+        using var timer = PollTimer.Create(Interval);
         do
         {
             try

@@ -63,7 +63,7 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
     {
         if (!options.IsEnabled) return;
         logger.LogInformation("Publishing to LDAP directory {Directory}", options.Url);
-        using var timer = new PeriodicTimer(options.PollInterval, time);
+        using var timer = PollTimer.Create(options.PollInterval);
         do
         {
             try

@@ -161,8 +161,7 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (options.Lookup.MaxMailboxes == 0) return;
-        // Wall-clock time on purpose: how soon another node's change is seen is real latency, not business time.
-        using var timer = new PeriodicTimer(options.Lookup.PollInterval);
+        using var timer = PollTimer.Create(options.Lookup.PollInterval);
         do
         {
             try

@@ -70,7 +70,7 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         await Task.Yield(); // off the start-up path: the key derivation below takes a moment
         queue.Warm();
         logger.LogInformation("Sending mail through {Host}:{Port} ({Security}) as {From}", options.Host, options.EffectivePort, options.Security, options.From);
-        using var timer = new PeriodicTimer(options.PollInterval, time);
+        using var timer = PollTimer.Create(options.PollInterval);
         Task<bool>? tick = null, wake = null;
         while (!stoppingToken.IsCancellationRequested)
         {

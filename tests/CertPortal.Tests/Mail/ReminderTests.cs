@@ -1,0 +1,152 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using CertPortal.Mail;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
+
+namespace CertPortal.Tests.Mail;
+
+/// <summary>One node of several in this process: the same database, the same fake clock, the same SMTP server.</summary>
+public sealed class MailNode : CertPortalApp
+{
+    private readonly Dictionary<string, string?> _settings;
+
+    public MailNode(FakeTimeProvider clock, Dictionary<string, string?> settings)
+    {
+        Clock = clock;
+        _settings = settings;
+    }
+
+    protected override IDictionary<string, string?> Settings => _settings;
+
+    public Task<MailOutbox.PassResult> PassAsync() => Service<MailOutbox>().RunOnceAsync(CancellationToken.None);
+}
+
+/// <summary>Expiry reminders and revocation notices, with time moved by a fake clock and two nodes sending at once:
+/// each reminder arrives exactly once, across both nodes and a restart, on SQLite and on PostgreSQL.</summary>
+public sealed class ReminderTests(PostgresServer postgres) : IClassFixture<PostgresServer>
+{
+    [Fact]
+    public async Task Reminders_and_notices_arrive_once_with_two_nodes_on_one_sqlite_file()
+    {
+        var shared = TempDir.Create("mail-nodes");
+        try
+        {
+            await RemindersAndNoticesAsync(new Dictionary<string, string?> { ["DataDirectory"] = shared });
+        }
+        finally
+        {
+            TempDir.Delete(shared);
+        }
+    }
+
+    [Fact]
+    public async Task Reminders_and_notices_arrive_once_with_two_nodes_on_postgresql()
+    {
+        await RemindersAndNoticesAsync(new Dictionary<string, string?>
+        {
+            ["Database:Provider"] = "Postgres",
+            ["Database:ConnectionString"] = postgres.ConnectionString("mail_" + Guid.NewGuid().ToString("N")[..8]),
+        });
+    }
+
+    private static async Task RemindersAndNoticesAsync(Dictionary<string, string?> database)
+    {
+        var smtp = new SmtpServer();
+        await smtp.InitializeAsync();
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var settings = new Dictionary<string, string?>(MailApp.MailSettings(smtp.Port))
+        {
+            ["Mail:ExpiryReminderDays:0"] = "7",
+            ["Mail:ExpiryReminderDays:1"] = "30",
+            // Multipurpose: the notices below include a hold, which S/MIME BR 7.2.2 forbid for strict certificates.
+            ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose,
+            // The test drives the passes itself (the workers poll on the wall clock, so only a wake-up after a
+            // commit starts one of theirs).
+            ["Mail:PollInterval"] = "1.00:00:00",
+        };
+        foreach (var (k, v) in database) settings[k] = v;
+        var a = new MailNode(clock, settings);
+        var b = new MailNode(clock, settings);
+        try
+        {
+            await a.InitializeAsync();
+            await b.InitializeAsync();
+            var run = Guid.NewGuid().ToString("N")[..6];
+            var holder = $"holder.{run}@example.test";
+            var renewer = $"renewer.{run}@example.test";
+            var (expiring, _) = await a.IssueAsync(holder, "signing");
+            var (replaced, _) = await b.IssueAsync(renewer, "signing");
+            clock.Advance(TimeSpan.FromDays(1));
+            var (successor, _) = await a.IssueAsync(renewer, "signing");
+
+            async Task PassesAsync()
+            {
+                // Both nodes at once, twice: each finds the same due reminders and races to queue and send them.
+                await Task.WhenAll(a.PassAsync(), b.PassAsync(), a.PassAsync(), b.PassAsync());
+                await Task.WhenAll(a.PassAsync(), b.PassAsync());
+            }
+            void MoveTo(DateTimeOffset t) => clock.Advance(t - clock.GetUtcNow());
+
+            MoveTo(expiring.NotAfter.AddDays(-31));
+            await PassesAsync();
+            Assert.Empty(smtp.MessagesTo(holder));
+
+            MoveTo(expiring.NotAfter.AddDays(-30).AddHours(1));
+            await PassesAsync();
+            var first = Assert.Single(await smtp.WaitForMessagesToAsync(holder));
+            Assert.Equal($"Your digital ID for {holder} expires in 30 days", first.Subject);
+            Assert.Contains(expiring.SerialNumber, first.TextBody);
+            Assert.Contains("ask your administrator for a new invitation", first.TextBody);
+
+            // A restart of one node and more passes: nothing is sent again.
+            await a.StopAsync();
+            a.Start();
+            await PassesAsync();
+            await Task.Delay(1000);
+            Assert.Single(smtp.MessagesTo(holder));
+
+            MoveTo(expiring.NotAfter.AddDays(-7).AddHours(1));
+            await PassesAsync();
+            var both = await smtp.WaitForMessagesToAsync(holder, 2);
+            Assert.Equal($"Your digital ID for {holder} expires in 7 days", both[1].Subject);
+            MoveTo(expiring.NotAfter.AddHours(-1));
+            await PassesAsync();
+            await Task.Delay(1000);
+            Assert.Equal(2, smtp.MessagesTo(holder).Count);
+            // The renewer's older certificate gets no reminder: a newer one of the same profile exists.
+            Assert.DoesNotContain(smtp.MessagesTo(renewer), m => (m.TextBody ?? "").Contains(replaced.SerialNumber, StringComparison.Ordinal));
+            await smtp.WaitForAsync(all => all.Any(m => (m.TextBody ?? "").Contains(successor.SerialNumber, StringComparison.Ordinal)));
+
+            var listed = await a.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={holder}", Http.Json);
+            Assert.Equal(2, listed.GetProperty("total").GetInt32());
+            Assert.All(listed.GetProperty("notifications").EnumerateArray(), n => Assert.Equal("sent", n.GetProperty("status").GetString()));
+
+            // Hold, release, revocation: one notice each, saying what happened; revoking again sends nothing.
+            var person = $"revoked.{run}@example.test";
+            var (cert, _) = await b.IssueAsync(person, "dual");
+            await Http.EnsureStatus(await a.RevokeAsync(cert.SerialNumber, "certificateHold"), HttpStatusCode.OK);
+            await PassesAsync();
+            Assert.Contains("suspended", Assert.Single(await smtp.WaitForMessagesToAsync(person)).Subject);
+            await Http.EnsureStatus(await b.Admin.PostAsync($"/api/v1/certificates/{cert.SerialNumber}/release", null), HttpStatusCode.OK);
+            await PassesAsync();
+            Assert.Contains("valid again", (await smtp.WaitForMessagesToAsync(person, 2))[1].Subject);
+            await Http.EnsureStatus(await a.RevokeAsync(cert.SerialNumber, "keyCompromise"), HttpStatusCode.OK);
+            await Http.EnsureStatus(await b.RevokeAsync(cert.SerialNumber, "keyCompromise"), HttpStatusCode.OK);
+            await PassesAsync();
+            var notice = (await smtp.WaitForMessagesToAsync(person, 3))[2];
+            Assert.Equal($"Your digital ID for {person} has been revoked", notice.Subject);
+            Assert.Contains("compromised", notice.TextBody ?? "");
+            Assert.Contains("compromised", notice.HtmlBody ?? "");
+            await Task.Delay(1000);
+            Assert.Equal(3, smtp.MessagesTo(person).Count);
+        }
+        finally
+        {
+            await a.DisposeAsync();
+            await b.DisposeAsync();
+            await smtp.DisposeAsync();
+        }
+    }
+}
