@@ -73,16 +73,19 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
     /// <summary>True when it waited. At most about a second of real time: a clock that does not move (a test's fake
     /// clock) or lags the previous signer's gives up, and the CRL then shares the previous one's thisUpdate rather
     /// than being dated in the future; the ETag (CRL number) still tells them apart.</summary>
-    private static async Task<bool> WaitForSecondAfterAsync(TimeProvider time, DateTimeOffset previous, CancellationToken ct)
+    internal static async Task<bool> WaitForSecondAfterAsync(TimeProvider time, DateTimeOffset previous, CancellationToken ct)
     {
         var next = WholeSeconds(previous).AddSeconds(1);
         var waited = false;
-        for (var i = 0; i < 12; i++)
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        while (System.Diagnostics.Stopwatch.GetElapsedTime(started) < TimeSpan.FromSeconds(1.2))
         {
             var left = next - time.GetUtcNow();
             if (left <= TimeSpan.Zero) break;
-            // Real time on purpose (not TimeProvider.Delay): a fake clock would never fire it.
-            await Task.Delay(left < TimeSpan.FromMilliseconds(100) ? left : TimeSpan.FromMilliseconds(100), ct);
+            // Real time on purpose (not TimeProvider.Delay): a fake clock would never fire it. Timers count whole
+            // milliseconds on a coarse clock and may fire a little before the wall clock's moment: round up and check
+            // again (a truncated Task.Delay(0) ended the old counted loop in the last millisecond of the second).
+            await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(100, Math.Ceiling(left.TotalMilliseconds) + 1)), ct);
             waited = true;
         }
         return waited;
