@@ -35,6 +35,7 @@ public sealed class CertPortalOptions
     public CrlOptions Crl { get; set; } = new();
     public EscrowOptions Escrow { get; set; } = new();
     public LookupOptions Lookup { get; set; } = new();
+    public Ocsp.OcspOptions Ocsp { get; set; } = new();
 
     public string ResolvedDataDirectory => Path.GetFullPath(DataDirectory);
 
@@ -269,6 +270,8 @@ public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOpti
             errors.Add($"{p}:Lookup:PollInterval must be between 50 ms and 60 s.");
         if (o.Lookup.MaxStaleness < o.Lookup.PollInterval || o.Lookup.MaxStaleness > TimeSpan.FromHours(1))
             errors.Add($"{p}:Lookup:MaxStaleness must be at least {p}:Lookup:PollInterval and at most 1 hour.");
+
+        o.Ocsp.Validate($"{p}:Ocsp", errors);
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }

@@ -7,6 +7,7 @@ using CertPortal.Enrollment;
 using CertPortal.Escrow;
 using CertPortal.Gal;
 using CertPortal.Mail;
+using CertPortal.Ocsp;
 using CertPortal.Pages;
 using CertPortal.Revocation;
 using CertPortal.Security;
@@ -76,6 +77,7 @@ public static class Extensions
         services.AddScoped<RevocationService>();
         services.AddSingleton<CrlPublisher>();
         services.AddHostedService(sp => sp.GetRequiredService<CrlPublisher>());
+        services.AddOcspResponder();
 
         services.AddSingleton(sp =>
         {
@@ -152,6 +154,7 @@ public static class Extensions
         {
             await app.Services.GetRequiredService<SharedCa>().LoadOrCreateAsync(db, new CaUrls(options.PublicBaseUrl!), ct);
             await app.Services.GetRequiredService<RecoverySessionKey>().LoadOrCreateAsync(db, ct);
+            await app.Services.GetRequiredService<OcspSigners>().RefreshAsync(db, ct);
         });
         app.Services.GetRequiredService<AdminApiKey>();
         var ca = app.Services.GetRequiredService<CaHierarchy>();
@@ -194,6 +197,7 @@ public static class Extensions
         app.MapHealthChecks("/healthz");
         app.MapEnrollmentApi();
         app.MapCertificatesApi();
+        app.MapOcspApi();
         app.MapBlockedKeysApi();
         app.MapRecipientLookupApi();
         app.MapAuditApi();

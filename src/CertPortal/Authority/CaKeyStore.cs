@@ -106,7 +106,7 @@ public sealed class CaKeyStore(CertPortalOptions options, TimeProvider time)
         req.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(req.PublicKey, X509SubjectKeyIdentifierHashAlgorithm.Sha1, false));
         req.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromSubjectKeyIdentifier(root.SubjectKeyIdentifier));
         req.CertificateExtensions.Add(CertificateRevocationListBuilder.BuildCrlDistributionPointExtension([urls.RootCrl], false));
-        req.CertificateExtensions.Add(new X509AuthorityInformationAccessExtension(null, [urls.RootCert], false));
+        req.CertificateExtensions.Add(new X509AuthorityInformationAccessExtension([urls.Ocsp], [urls.RootCert], false));
         req.CertificateExtensions.Add(CertificatePolicies.Build(options.Issuance.EffectivePolicyOids));
         var now = time.GetUtcNow();
         var notAfter = now.AddYears(options.Ca.IssuingValidityYears);
@@ -124,7 +124,7 @@ public sealed class CaKeyStore(CertPortalOptions options, TimeProvider time)
         return b.Build();
     }
 
-    private static CertificateRequest NewRequest(X500DistinguishedName subject, AsymmetricAlgorithm key) => key switch
+    internal static CertificateRequest NewRequest(X500DistinguishedName subject, AsymmetricAlgorithm key) => key switch
     {
         RSA rsa => new CertificateRequest(subject, rsa, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1),
         ECDsa ec => new CertificateRequest(subject, ec, HashAlgorithmName.SHA256),

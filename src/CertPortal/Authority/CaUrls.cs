@@ -1,6 +1,6 @@
 namespace CertPortal.Authority;
 
-/// <summary>The http URLs written into certificates (CRL DP, AIA caIssuers) and served by the CRL endpoints.
+/// <summary>The http URLs written into certificates (CRL DP, AIA caIssuers and OCSP) and served by the CRL endpoints.
 /// Paths are fixed so a URL in a certificate keeps working for the certificate's whole life.</summary>
 public sealed class CaUrls(string publicBaseUrl)
 {
@@ -11,10 +11,13 @@ public sealed class CaUrls(string publicBaseUrl)
     public const string ChainPemPath = "/ca/chain.pem";
     /// <summary>The root in PEM, for people to trust (Thunderbird and Linux tools import PEM; Windows, macOS, iOS and Android take root.crt).</summary>
     public const string RootPemPath = "/ca/root.pem";
+    /// <summary>One OCSP URL for both CAs: the CertID in each request names the issuer (Ocsp/OcspResponder).</summary>
+    public const string OcspPath = "/ocsp";
 
     public string BaseUrl { get; } = publicBaseUrl.TrimEnd('/');
     public string IssuingCrl => BaseUrl + IssuingCrlPath;
     public string RootCrl => BaseUrl + RootCrlPath;
     public string IssuingCert => BaseUrl + IssuingCertPath;
     public string RootCert => BaseUrl + RootCertPath;
+    public string Ocsp => BaseUrl + OcspPath;
 }

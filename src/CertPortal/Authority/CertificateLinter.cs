@@ -55,8 +55,9 @@ public static class CertificateLinter
             p.Add("authorityKeyIdentifier must hold the key identifier only");
         if (exts.GetValueOrDefault(Oids.CrlDistributionPoints) is not { Critical: false }) p.Add("CRL distribution point missing or critical");
         if (exts.GetValueOrDefault(Oids.AuthorityInfoAccess) is not X509AuthorityInformationAccessExtension aia || aia.Critical ||
-            !aia.EnumerateCAIssuersUris().Any() || aia.EnumerateCAIssuersUris().Any(u => !u.StartsWith("http://", StringComparison.Ordinal)))
-            p.Add("AIA caIssuers missing, critical or not http://");
+            !aia.EnumerateCAIssuersUris().Any() || !aia.EnumerateOcspUris().Any() ||
+            aia.EnumerateCAIssuersUris().Concat(aia.EnumerateOcspUris()).Any(u => !u.StartsWith("http://", StringComparison.Ordinal)))
+            p.Add("AIA caIssuers or OCSP missing, critical or not http://");
         if (exts.GetValueOrDefault(Oids.CertificatePolicies) is not { Critical: false } cp ||
             !CertificatePolicies.Read(cp).SequenceEqual(options.Issuance.EffectivePolicyOids))
             p.Add("certificatePolicies missing, critical or not the configured policies");

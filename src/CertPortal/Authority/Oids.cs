@@ -36,6 +36,18 @@ public static class Oids
     public const string EmailProtection = "1.3.6.1.5.5.7.3.4";
     public const string AccessMethodCaIssuers = "1.3.6.1.5.5.7.48.2";
 
+    // OCSP (RFC 6960): the AIA access method, the responder's EKU and no-check extension, the basic response
+    // type and the nonce; and the hash algorithms a CertID may name (SHA-1 is what RFC 5019 clients send).
+    public const string AccessMethodOcsp = "1.3.6.1.5.5.7.48.1";
+    public const string OcspSigning = "1.3.6.1.5.5.7.3.9";
+    public const string OcspNoCheck = "1.3.6.1.5.5.7.48.1.5";
+    public const string OcspBasicResponse = "1.3.6.1.5.5.7.48.1.1";
+    public const string OcspNonce = "1.3.6.1.5.5.7.48.1.2";
+    public const string Sha1 = "1.3.14.3.2.26";
+    public const string Sha256 = "2.16.840.1.101.3.4.2.1";
+    public const string Sha384 = "2.16.840.1.101.3.4.2.2";
+    public const string Sha512 = "2.16.840.1.101.3.4.2.3";
+
     /// <summary>CA/Browser Forum S/MIME BR, mailbox-validated, strict (2.23.140.1.5.1.3).</summary>
     public const string PolicyMailboxValidatedStrict = "2.23.140.1.5.1.3";
     public const string PolicyMailboxValidatedMultipurpose = "2.23.140.1.5.1.2";

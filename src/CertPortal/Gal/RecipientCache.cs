@@ -92,13 +92,18 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
         lock (_pending) _pending.Remove(db);
     }
 
-    private void Invalidate(IEnumerable<string> keys)
+    /// <summary>The mailboxes whose certificates changed: on this node when the change commits, for other nodes' changes
+    /// at the poll that reads them. The OCSP responder drops its signed answers for them too.</summary>
+    public event Action<IReadOnlyCollection<string>>? MailboxesChanged;
+
+    private void Invalidate(IReadOnlyCollection<string> keys)
     {
         lock (_gate)
         {
             if (_epoch != 0) _epoch++;
             foreach (var k in keys) _entries.TryRemove(k, out _);
         }
+        MailboxesChanged?.Invoke(keys);
     }
 
     private async Task<Entry> LoadAsync(string key, DateTimeOffset now, CancellationToken ct)
@@ -160,7 +165,7 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (options.Lookup.MaxMailboxes == 0) return;
+        // Polled even with the look-up cache off (MaxMailboxes 0): MailboxesChanged keeps the OCSP responder current.
         using var timer = PollTimer.Create(options.Lookup.PollInterval);
         do
         {

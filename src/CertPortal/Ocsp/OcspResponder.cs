@@ -1,0 +1,260 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
+using System.Security.Cryptography;
+using CertPortal.Authority;
+using CertPortal.Data;
+using CertPortal.Gal;
+using Microsoft.EntityFrameworkCore;
+
+namespace CertPortal.Ocsp;
+
+/// <summary>An answer to send: the DER OCSPResponse and, for a signed response that may be cached by HTTP caches,
+/// its validity and entity tag (null for error responses and responses carrying a nonce).</summary>
+public sealed record OcspAnswer(byte[] Der, DateTimeOffset? ThisUpdate = null, DateTimeOffset? NextUpdate = null, string? ETag = null);
+
+/// <summary>Answers OCSP requests (RFC 6960, RFC 5019 profile) for both CAs, from memory: each certificate's signed
+/// response is kept per (CA, CertID hash algorithm, serial), so a relying party's question costs a dictionary look-up.
+/// <para>Kept correct on every node with the look-up cache's change log: issuance, revocation, hold and release write a
+/// CertificateChange row in their transaction, and <see cref="RecipientCache.MailboxesChanged"/> (at commit on this node,
+/// at the next poll on the others) drops the responses of that mailbox's certificates. A response read while such a
+/// change was under way is answered but not kept. Responses are signed again <c>Ocsp:RefreshAfter</c> after their
+/// thisUpdate (in the background, or at the next request), and whenever the signing certificate was renewed.</para>
+/// <para>Serials this CA never issued get <c>unknown</c> (RFC 6960 2.2), signed per request and never kept, so a flood
+/// of made-up serials cannot fill the memory. A request with a nonce gets a freshly signed response carrying it, with
+/// the status from memory; so does a request for several certificates.</para></summary>
+public sealed class OcspResponder : BackgroundService
+{
+    // How often signers are checked for renewal (or another node's renewal) and old responses re-signed. The old signer
+    // stays valid for Ocsp:SignerRenewBefore, so a minute's lag is harmless.
+    private static readonly TimeSpan CheckInterval = TimeSpan.FromMinutes(1);
+    private static readonly TimeSpan RefreshMargin = TimeSpan.FromMinutes(5);
+    private const int MaxRememberedChanges = 10_000;
+
+    private static readonly OcspAnswer Malformed = new(OcspResponseEncoder.Error(OcspResponseStatus.MalformedRequest));
+    private static readonly OcspAnswer Unauthorized = new(OcspResponseEncoder.Error(OcspResponseStatus.Unauthorized));
+    private static readonly OcspAnswer InternalError = new(OcspResponseEncoder.Error(OcspResponseStatus.InternalError));
+
+    private readonly OcspSigners _signers;
+    private readonly CaHierarchy _ca;
+    private readonly RecipientCache _changes;
+    private readonly IServiceScopeFactory _scopes;
+    private readonly OcspOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger<OcspResponder> _logger;
+    private readonly IssuerHashes[] _issuers;
+
+    private readonly ConcurrentDictionary<Key, Entry> _entries = new();
+    private readonly Lock _gate = new();
+    // Under _gate: which cached responses belong to a mailbox, and the generation at which each mailbox last changed.
+    private readonly Dictionary<string, HashSet<Key>> _byMailbox = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long> _changedAt = new(StringComparer.Ordinal);
+    private long _generation;
+    private long _floor;
+
+    private readonly record struct Key(string Authority, string HashAlgorithm, string Serial);
+
+    private sealed class Entry(CertId id, string? mailbox, CertificateStatusAnswer answer, OcspSigner signer, byte[] der, DateTimeOffset thisUpdate, DateTimeOffset nextUpdate)
+    {
+        public CertId Id { get; } = id;
+        public string? Mailbox { get; } = mailbox;
+        public CertificateStatusAnswer Answer { get; } = answer;
+        public OcspSigner Signer { get; } = signer;
+        public OcspAnswer Http { get; } = new(der, thisUpdate, nextUpdate, "\"" + Convert.ToHexString(SHA256.HashData(der), 0, 16) + "\"");
+        public DateTimeOffset ThisUpdate { get; } = thisUpdate;
+    }
+
+    private sealed record IssuerHashes(string Authority, string HashAlgorithm, byte[] NameHash, byte[] KeyHash);
+
+    public OcspResponder(OcspSigners signers, CaHierarchy ca, RecipientCache changes, IServiceScopeFactory scopes, CertPortalOptions options,
+        TimeProvider time, ILogger<OcspResponder> logger)
+    {
+        _signers = signers;
+        _ca = ca;
+        _changes = changes;
+        _scopes = scopes;
+        _options = options.Ocsp;
+        _time = time;
+        _logger = logger;
+        _issuers = [.. Issuers(ca.Issuing), .. Issuers(ca.Root)];
+        changes.MailboxesChanged += OnMailboxesChanged;
+    }
+
+    /// <summary>Signed responses held in memory.</summary>
+    public int Count => _entries.Count;
+
+    public async ValueTask<OcspAnswer> RespondAsync(ReadOnlyMemory<byte> der, CancellationToken ct)
+    {
+        var request = OcspRequest.TryRead(der);
+        if (request is null) return Malformed;
+        // One responder signs the whole response, so every CertID must name the same CA (RFC 5019 clients ask for one).
+        string? authority = null;
+        foreach (var id in request.Certificates)
+        {
+            var issuer = IssuerOf(id);
+            if (issuer is null || (authority is not null && issuer != authority)) return Unauthorized;
+            authority = issuer;
+        }
+        try
+        {
+            if (request.Certificates.Count == 1 && request.Nonce is null)
+                return (await EntryAsync(authority!, request.Certificates[0], ct)).Http;
+
+            var answers = new List<(CertId, CertificateStatusAnswer)>(request.Certificates.Count);
+            foreach (var id in request.Certificates)
+            {
+                var key = new Key(authority!, id.HashAlgorithm, id.SerialHex);
+                answers.Add((id, _entries.TryGetValue(key, out var cached) ? cached.Answer : (await ReadStatusAsync(authority!, id, ct)).Answer));
+            }
+            var now = _time.GetUtcNow();
+            return new OcspAnswer(OcspResponseEncoder.Build(_signers.For(authority!), now, answers, now, now + _options.ResponseLifetime, request.Nonce));
+        }
+        catch (Exception e) when (e is DbException or InvalidOperationException or CryptographicException)
+        {
+            // RFC 6960 4.2.1: internalError, so the client falls back to the CRL instead of reading a 500 as an answer.
+            _logger.LogError(e, "OCSP response for the {Authority} CA failed", authority);
+            return InternalError;
+        }
+    }
+
+    /// <summary>The cached response, or a new one (kept unless it is unknown or a change overlapped its read).</summary>
+    private async ValueTask<Entry> EntryAsync(string authority, CertId id, CancellationToken ct)
+    {
+        var key = new Key(authority, id.HashAlgorithm, id.SerialHex);
+        if (_entries.TryGetValue(key, out var entry) && Fresh(entry, authority)) return entry;
+        return await LoadAsync(key, id, ct);
+    }
+
+    private bool Fresh(Entry entry, string authority) =>
+        ReferenceEquals(entry.Signer, _signers.For(authority)) && _time.GetUtcNow() - entry.ThisUpdate < _options.RefreshAfter;
+
+    private async Task<Entry> LoadAsync(Key key, CertId id, CancellationToken ct)
+    {
+        var generation = Volatile.Read(ref _generation);
+        var (mailbox, answer) = await ReadStatusAsync(key.Authority, id, ct);
+        var now = _time.GetUtcNow();
+        var nextUpdate = now + _options.ResponseLifetime;
+        var signer = _signers.For(key.Authority);
+        var der = OcspResponseEncoder.Build(signer, now, [(id, answer)], now, nextUpdate, null);
+        var entry = new Entry(id, mailbox, answer, signer, der, now, nextUpdate);
+        if (answer.Status != OcspCertStatus.Unknown && _options.MaxCachedResponses > 0 && _changes.Watching) Keep(key, entry, generation);
+        return entry;
+    }
+
+    private void Keep(Key key, Entry entry, long generation)
+    {
+        lock (_gate)
+        {
+            // A change to this mailbox since the read began (or one forgotten since): the read may predate it.
+            if (generation < _floor) return;
+            if (entry.Mailbox is not null && _changedAt.TryGetValue(entry.Mailbox, out var changed) && changed > generation) return;
+            if (_entries.Count >= _options.MaxCachedResponses && !_entries.ContainsKey(key)) EvictSome();
+            _entries[key] = entry;
+            if (entry.Mailbox is null) return;
+            if (!_byMailbox.TryGetValue(entry.Mailbox, out var keys)) _byMailbox[entry.Mailbox] = keys = [];
+            keys.Add(key);
+        }
+    }
+
+    /// <summary>Drops a tenth (whichever the dictionary yields first); under _gate.</summary>
+    private void EvictSome()
+    {
+        foreach (var (key, entry) in _entries.Take(Math.Max(1, _options.MaxCachedResponses / 10)).ToList())
+        {
+            _entries.TryRemove(key, out _);
+            if (entry.Mailbox is not null && _byMailbox.TryGetValue(entry.Mailbox, out var keys) && keys.Remove(key) && keys.Count == 0)
+                _byMailbox.Remove(entry.Mailbox);
+        }
+    }
+
+    private void OnMailboxesChanged(IReadOnlyCollection<string> mailboxes)
+    {
+        lock (_gate)
+        {
+            var generation = ++_generation;
+            foreach (var mailbox in mailboxes)
+            {
+                _changedAt[mailbox] = generation;
+                if (!_byMailbox.Remove(mailbox, out var keys)) continue;
+                foreach (var key in keys) _entries.TryRemove(key, out _);
+            }
+            if (_changedAt.Count > MaxRememberedChanges)
+            {
+                // Forget the per-mailbox generations; reads that began before now are then not kept at all.
+                _changedAt.Clear();
+                _floor = generation + 1;
+            }
+        }
+    }
+
+    /// <summary>The issuing CA answers for the certificates in the Certificates table; the root only for the issuing CA
+    /// certificate (no CA revocation exists here, so it is good).</summary>
+    private async Task<(string? Mailbox, CertificateStatusAnswer Answer)> ReadStatusAsync(string authority, CertId id, CancellationToken ct)
+    {
+        var serial = id.SerialHex;
+        if (authority == CertificateAuthority.RootName)
+            return (null, new CertificateStatusAnswer(serial == _ca.Issuing.Certificate.SerialNumber ? OcspCertStatus.Good : OcspCertStatus.Unknown, null, null));
+        if (serial.Length > 64) return (null, new CertificateStatusAnswer(OcspCertStatus.Unknown, null, null));
+
+        await using var scope = _scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var row = await db.Certificates.AsNoTracking().Where(c => c.SerialNumber == serial)
+            .Select(c => new { c.Email, c.RevokedAt, c.RevocationReason }).FirstOrDefaultAsync(ct);
+        if (row is null) return (null, new CertificateStatusAnswer(OcspCertStatus.Unknown, null, null));
+        var mailbox = row.Email.ToLowerInvariant();
+        if (row.RevokedAt is null) return (mailbox, new CertificateStatusAnswer(OcspCertStatus.Good, null, null));
+        // A hold is revoked with reason certificateHold (RFC 6960 2.2); "unspecified" is left out, as in the CRL (S/MIME BR 7.2.2).
+        var reason = row.RevocationReason is null or RevocationReason.Unspecified ? null : row.RevocationReason;
+        return (mailbox, new CertificateStatusAnswer(OcspCertStatus.Revoked, row.RevokedAt, reason));
+    }
+
+    private string? IssuerOf(CertId id)
+    {
+        foreach (var issuer in _issuers)
+            if (issuer.HashAlgorithm == id.HashAlgorithm && issuer.NameHash.AsSpan().SequenceEqual(id.IssuerNameHash) &&
+                issuer.KeyHash.AsSpan().SequenceEqual(id.IssuerKeyHash))
+                return issuer.Authority;
+        return null;
+    }
+
+    /// <summary>issuerNameHash and issuerKeyHash (RFC 6960 4.1.1) of one CA in every hash a client may choose.</summary>
+    private static IEnumerable<IssuerHashes> Issuers(CertificateAuthority ca)
+    {
+        var name = ca.Certificate.SubjectName.RawData;
+        var key = ca.Certificate.PublicKey.EncodedKeyValue.RawData;
+        yield return new IssuerHashes(ca.Name, Oids.Sha1, OcspResponseEncoder.Sha1(name), OcspResponseEncoder.Sha1(key));
+        yield return new IssuerHashes(ca.Name, Oids.Sha256, SHA256.HashData(name), SHA256.HashData(key));
+        yield return new IssuerHashes(ca.Name, Oids.Sha384, SHA384.HashData(name), SHA384.HashData(key));
+        yield return new IssuerHashes(ca.Name, Oids.Sha512, SHA512.HashData(name), SHA512.HashData(key));
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = PollTimer.Create(CheckInterval);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            try
+            {
+                await CheckAsync(stoppingToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // Responses in memory stay valid until their nextUpdate; the next tick tries again.
+                _logger.LogWarning(e, "OCSP signer check or response refresh failed");
+            }
+        }
+    }
+
+    /// <summary>Renews (or picks up another node's renewal of) the signing certificates, then signs again the responses
+    /// that are due (<c>Ocsp:RefreshAfter</c>, a few minutes early) or were signed by a replaced certificate.</summary>
+    public async Task CheckAsync(CancellationToken ct)
+    {
+        await using (var scope = _scopes.CreateAsyncScope())
+            await _signers.RefreshAsync(scope.ServiceProvider.GetRequiredService<CertPortalDbContext>(), ct);
+        var now = _time.GetUtcNow();
+        foreach (var (key, entry) in _entries)
+        {
+            if (ReferenceEquals(entry.Signer, _signers.For(key.Authority)) && now - entry.ThisUpdate < _options.RefreshAfter - RefreshMargin) continue;
+            await LoadAsync(key, entry.Id, ct);
+        }
+    }
+}
