@@ -1,9 +1,11 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using CertPortal.Authority;
 using CertPortal.Tests.Escrow;
+using CertPortal.Tests.Ocsp;
 using CertPortal.Tests.Infrastructure;
 
 namespace CertPortal.Tests.Standards;
@@ -11,7 +13,8 @@ namespace CertPortal.Tests.Standards;
 /// <summary>DigiCert's pkilint, the reference S/MIME BR linter, over everything CertPortal signs, in every
 /// configuration: issuing CA RSA-3072 / EC-P256 × CN Mailbox / DisplayName, every profile × RSA-2048/3072 and
 /// P-256/P-384 CSR keys, server-generated keys, the root and issuing CA certificates (pkix), and the CRLs
-/// (<c>crl -p PKIX</c>; <c>-p BR</c> for the issuing CA's), with revocations in them. No WARNING or worse.
+/// (<c>crl -p PKIX</c>; <c>-p BR</c> for the issuing CA's), with revocations in them, the delegated OCSP responder
+/// certificates (pkix) and OCSP responses (lint_ocsp_response). No WARNING or worse.
 /// <para>pkilint lives outside the repository (<c>../shared/tools/pkilint</c>). Where it is absent the test is
 /// skipped and says so; <c>CERTPORTAL_REQUIRE_PKILINT=1</c> (set by <c>.ci/run</c>) makes that a failure.</para></summary>
 public sealed class PkilintMatrixTests
@@ -81,9 +84,29 @@ public sealed class PkilintMatrixTests
         jobs.Add(new("issuing CRL (BR)", "crl", ["-t", "CRL", "-p", "BR"], issuingCrl));
         jobs.Add(new("root CRL (PKIX)", "crl", ["-t", "ARL", "-p", "PKIX"], rootCrl));
 
+        // OCSP: both delegated responder certificates (pkix), and responses: good, revoked with a reason, the root's answer
+        // for the issuing CA, and one carrying a nonce.
+        using var issuingCa = X509CertificateLoader.LoadCertificate(await app.Client.GetByteArrayAsync("/ca/issuing.crt"));
+        using var rootCa = X509CertificateLoader.LoadCertificate(await app.Client.GetByteArrayAsync("/ca/root.crt"));
+        var ocspCases = new (string Name, byte[] Request)[]
+        {
+            ("good", OcspProbe.Request(issuingCa, serials[0])),
+            ("revoked", OcspProbe.Request(issuingCa, serials[1])),
+            ("issuing CA by the root", OcspProbe.Request(rootCa, issuingCa.SerialNumber)),
+            ("with nonce", OcspProbe.Request(issuingCa, serials[2], RandomNumberGenerator.GetBytes(16))),
+        };
+        foreach (var (name, request) in ocspCases)
+        {
+            var response = await OcspProbe.PostAsync(app.Client, request);
+            jobs.Add(new($"OCSP response {name}", "ocsp", [], dir.Write($"ocsp-{jobs.Count}.der", response)));
+            if (name is "good" or "issuing CA by the root")
+                jobs.Add(new($"OCSP responder certificate ({name})", "pkix", [],
+                    dir.Write($"responder-{jobs.Count}.pem", Pem("CERTIFICATE", OcspProbe.Read(response).Basic.GetCerts()[0].GetEncoded()))));
+        }
+
         var findings = pkilint.Run(jobs, dir);
         Assert.True(findings.Count == 0, $"pkilint ({issuingKey} issuing CA, CN {commonName}):\n" + string.Join("\n", findings));
-        Assert.Equal(12 + 3 + 2 + 3, jobs.Count);
+        Assert.Equal(12 + 3 + 2 + 3 + 4 + 2, jobs.Count);
     }
 
     [SkippableFact]
@@ -102,6 +125,8 @@ public sealed class PkilintMatrixTests
         [
             new("multipurpose certificate", "smime", ["-d"], dir.Write("held.pem", issued.CertificatePem)),
             new("issuing CRL with a hold (PKIX)", "crl", ["-t", "CRL", "-p", "PKIX"], crl),
+            new("OCSP response for a held certificate", "ocsp", [], dir.Write("held.ocsp.der", await OcspProbe.PostAsync(app.Client,
+                OcspProbe.Request(X509CertificateLoader.LoadCertificate(await app.Client.GetByteArrayAsync("/ca/issuing.crt")), issued.SerialNumber)))),
         ], dir);
         Assert.Empty(findings);
     }
@@ -134,7 +159,7 @@ public sealed class PkilintMatrixTests
     }
 }
 
-/// <summary>Runs pkilint's own command-line entry points (lint_cabf_smime_cert, lint_pkix_cert, lint_crl) for many
+/// <summary>Runs pkilint's own command-line entry points (lint_cabf_smime_cert, lint_pkix_cert, lint_crl, lint_ocsp_response) for many
 /// files in one Python process: the wrapper starts one per file, which takes seconds each on a loaded machine.</summary>
 public sealed class Pkilint(string libDirectory)
 {
@@ -181,8 +206,8 @@ public sealed class Pkilint(string libDirectory)
 
     private const string Driver = """
         import contextlib, io, json, sys
-        from pkilint.bin import lint_cabf_smime_cert, lint_pkix_cert, lint_crl
-        entry = {"smime": lint_cabf_smime_cert.main, "pkix": lint_pkix_cert.main, "crl": lint_crl.main}
+        from pkilint.bin import lint_cabf_smime_cert, lint_pkix_cert, lint_crl, lint_ocsp_response
+        entry = {"smime": lint_cabf_smime_cert.main, "pkix": lint_pkix_cert.main, "crl": lint_crl.main, "ocsp": lint_ocsp_response.main}
         results = []
         for job in json.load(open(sys.argv[1])):
             out = io.StringIO()

@@ -1,0 +1,79 @@
+using System.Security.Cryptography.X509Certificates;
+using CertPortal.Data;
+using CertPortal.Ocsp;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+
+namespace CertPortal.Tests.Ocsp;
+
+/// <summary>Time moves on a fake clock: a cached response is signed again after Ocsp:RefreshAfter (long before its
+/// nextUpdate), and the delegated signing certificate is replaced once less than Ocsp:SignerRenewBefore is left, in
+/// the database too, with every later response signed by the new one.</summary>
+public sealed class OcspRenewalTests
+{
+    private sealed class ClockedOcspApp : CertPortalApp
+    {
+        public ClockedOcspApp() => Clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+
+        protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
+        {
+            ["Ocsp:ResponseLifetime"] = "08:00:00",
+            ["Ocsp:RefreshAfter"] = "04:00:00",
+            ["Ocsp:SignerValidity"] = "1.00:00:00",
+            ["Ocsp:SignerRenewBefore"] = "12:00:00",
+        };
+    }
+
+    [Fact]
+    public async Task Responses_are_resigned_before_nextUpdate_and_the_signer_is_renewed_before_it_expires()
+    {
+        var app = new ClockedOcspApp();
+        await app.InitializeAsync();
+        try
+        {
+            await RenewAsync(app);
+        }
+        finally
+        {
+            await app.DisposeAsync();
+        }
+    }
+
+    private static async Task RenewAsync(ClockedOcspApp app)
+    {
+        var clock = app.Clock!;
+        var (issued, _) = await app.IssueAsync("renewal@example.test", "signing");
+        using var issuing = X509CertificateLoader.LoadCertificate(await app.Client.GetByteArrayAsync("/ca/issuing.crt"));
+        var path = OcspProbe.GetPath(OcspProbe.Request(issuing, issued.SerialNumber));
+        var responder = app.Service<OcspResponder>();
+
+        var (first, firstBasic) = OcspProbe.Read(await app.Client.GetByteArrayAsync(path));
+        var firstSigner = firstBasic.GetCerts()[0];
+        Assert.Equal(first.ThisUpdate, OcspProbe.Read(await app.Client.GetByteArrayAsync(path)).Answer.ThisUpdate); // cached
+
+        // Past RefreshAfter, well before nextUpdate: the background pass signs it again with the same signer.
+        clock.Advance(TimeSpan.FromHours(5));
+        await responder.CheckAsync(CancellationToken.None);
+        var (refreshed, refreshedBasic) = OcspProbe.Read(await app.Client.GetByteArrayAsync(path));
+        Assert.InRange((refreshed.ThisUpdate - first.ThisUpdate).TotalHours, 4.99, 5.01);
+        Assert.Equal(firstSigner.GetEncoded(), refreshedBasic.GetCerts()[0].GetEncoded());
+
+        // 13 h after creation the 1-day signer has 11 h left, less than SignerRenewBefore (12 h): replaced.
+        clock.Advance(TimeSpan.FromHours(8));
+        await responder.CheckAsync(CancellationToken.None);
+        var (renewed, renewedBasic) = OcspProbe.Read(await app.Client.GetByteArrayAsync(path));
+        var newSigner = renewedBasic.GetCerts()[0];
+        Assert.NotEqual(firstSigner.SerialNumber, newSigner.SerialNumber);
+        Assert.Equal("good", OcspProbe.Describe(renewed));
+        Assert.InRange((newSigner.NotAfter - clock.GetUtcNow().UtcDateTime).TotalHours, 23.9, 24.1);
+        using var scope = app.Services.CreateScope();
+        var stored = await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().SharedSecrets.AsNoTracking()
+            .SingleAsync(s => s.Name == "ocsp:issuing");
+        var text = System.Text.Encoding.UTF8.GetString(stored.Value);
+        Assert.Equal(newSigner.GetEncoded(), X509Certificate2.CreateFromPem(text).RawData);
+        // The key is sealed, never stored as plain PKCS#8.
+        Assert.DoesNotContain("PRIVATE KEY-----", text.Replace("CERTPORTAL SEALED PRIVATE KEY", ""));
+    }
+}
