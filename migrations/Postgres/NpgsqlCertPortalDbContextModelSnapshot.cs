@@ -436,6 +436,14 @@ namespace CertPortal.Migrations.Postgres
                         .HasMaxLength(16)
                         .HasColumnType("character varying(16)");
 
+                    b.Property<string>("RenewalOf")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
+                    b.Property<string>("RenewedBy")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)");
+
                     b.Property<string>("RevocationReason")
                         .HasMaxLength(32)
                         .HasColumnType("character varying(32)");
@@ -463,6 +471,9 @@ namespace CertPortal.Migrations.Postgres
                     b.HasKey("SerialNumber");
 
                     b.HasIndex("Email");
+
+                    b.HasIndex("RenewalOf")
+                        .IsUnique();
 
                     b.HasIndex("Sha256Fingerprint")
                         .IsUnique();

@@ -423,6 +423,14 @@ namespace CertPortal.Migrations.Sqlite
                         .HasMaxLength(16)
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("RenewalOf")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("RenewedBy")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("RevocationReason")
                         .HasMaxLength(32)
                         .HasColumnType("TEXT");
@@ -450,6 +458,9 @@ namespace CertPortal.Migrations.Sqlite
                     b.HasKey("SerialNumber");
 
                     b.HasIndex("Email");
+
+                    b.HasIndex("RenewalOf")
+                        .IsUnique();
 
                     b.HasIndex("Sha256Fingerprint")
                         .IsUnique();

@@ -8,6 +8,7 @@ using CertPortal.Escrow;
 using CertPortal.Gal;
 using CertPortal.Mail;
 using CertPortal.Ocsp;
+using CertPortal.Renewal;
 using CertPortal.Pages;
 using CertPortal.Revocation;
 using CertPortal.Security;
@@ -58,6 +59,7 @@ public static class Extensions
         services.AddScoped<SignInThrottle>();
         builder.AddDirectoryPublishing();
         builder.AddMail();
+        builder.AddRenewal();
         services.AddSingleton(sp => new AgentShareEncryption(new AgentCertificateValidator(sp.GetRequiredService<TimeProvider>())));
         services.AddSingleton<KeyArchive>();
         services.AddSingleton<RecoverySessionKey>();
@@ -205,6 +207,7 @@ public static class Extensions
         app.MapDirectoryPublicationApi();
         app.MapEscrowApi();
         app.MapMailApi();
+        app.MapRenewalApi();
         app.MapRazorPages();
     }
 }

@@ -379,6 +379,154 @@ export async function buildPkcs12(keyPair, certificatePem, chainPems, password, 
 }
 
 // ---------------------------------------------------------------------------
+// Renewal: open the current digital ID, prove its key
+
+const OID_PKCS8_SHROUDED_KEY_BAG = "1.2.840.113549.1.12.10.1.2";
+const OID_KEY_BAG = "1.2.840.113549.1.12.10.1.1";
+const OID_CERT_BAG = "1.2.840.113549.1.12.10.1.3";
+const OID_RSA = "1.2.840.113549.1.1.1";
+const OID_EC = "1.2.840.10045.2.1";
+const OID_SUBJECT_ALT_NAME = "2.5.29.17";
+const OID_BASIC_CONSTRAINTS = "2.5.29.19";
+const OID_CMS_DATA = "1.2.840.113549.1.7.1";
+const OID_CMS_SIGNED_DATA = "1.2.840.113549.1.7.2";
+const CURVES = { "1.2.840.10045.3.1.7": "P-256", "1.3.132.0.34": "P-384" };
+
+function attributeValue(attrs, type) {
+  const a = (attrs || []).find((x) => x.type === type);
+  return a && a.values && a.values[0];
+}
+
+function mailboxOf(cert) {
+  const ext = (cert.extensions || []).find((e) => e.extnID === OID_SUBJECT_ALT_NAME);
+  const names = ext && ext.parsedValue && ext.parsedValue.altNames ? ext.parsedValue.altNames : [];
+  const rfc822 = names.find((n) => n.type === 1);
+  return rfc822 ? String(rfc822.value) : commonNameOf(cert);
+}
+
+function isCa(cert) {
+  const ext = (cert.extensions || []).find((e) => e.extnID === OID_BASIC_CONSTRAINTS);
+  return !!(ext && ext.parsedValue && ext.parsedValue.cA);
+}
+
+function importParamsFor(privateKeyInfo) {
+  const alg = privateKeyInfo.privateKeyAlgorithm;
+  if (alg.algorithmId === OID_RSA) return { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
+  if (alg.algorithmId === OID_EC) {
+    const curve = alg.algorithmParams && CURVES[alg.algorithmParams.valueBlock.toString()];
+    if (curve) return { name: "ECDSA", namedCurve: curve };
+  }
+  throw new Error("The key in this file is neither RSA nor an EC P-256/P-384 key.");
+}
+
+/**
+ * Opens a password-protected PKCS#12 (PBES2, as this page, CertPortal and OpenSSL 3 write them) in the
+ * browser; nothing leaves the page. Returns the private key (usable for signing only), its certificate and
+ * the mailbox it is for.
+ * @param {Uint8Array|ArrayBuffer} bytes the .p12 file
+ * @param {string} password
+ * @returns {Promise<{privateKey: CryptoKey, certificateDer: Uint8Array, email: string, friendlyName: string}>}
+ */
+export async function openPkcs12(bytes, password) {
+  const engine = getEngine();
+  const c = getSubtleCrypto();
+  const passwordBytes = new TextEncoder().encode(password);
+  let pfx;
+  try {
+    pfx = pkijs.PFX.fromBER(toUint8Array(bytes, "PKCS#12"));
+  } catch {
+    throw new Error("This file is not a digital ID (.p12 / .pfx) file.");
+  }
+  try {
+    await pfx.parseInternalValues({ password: passwordBytes, checkIntegrity: true }, engine);
+  } catch {
+    throw new Error("The password does not open this file (or the file is damaged).");
+  }
+  const safe = pfx.parsedValue.authenticatedSafe;
+  const parts = safe.safeContents.length;
+  try {
+    await safe.parseInternalValues({ safeContents: Array.from({ length: parts }, () => ({ password: passwordBytes })) }, engine);
+  } catch {
+    throw new Error("This file's contents cannot be opened here (it may use old encryption: export it again with AES).");
+  }
+  const keys = [];
+  const certs = [];
+  for (const part of safe.parsedValue.safeContents) {
+    for (const bag of part.value.safeBags) {
+      const localKeyId = attributeValue(bag.bagAttributes, OID_PKCS9_LOCAL_KEY_ID);
+      const friendly = attributeValue(bag.bagAttributes, OID_PKCS9_FRIENDLY_NAME);
+      const ids = {
+        localKeyId: localKeyId ? new Uint8Array(localKeyId.valueBlock.valueHexView) : null,
+        friendlyName: friendly ? String(friendly.valueBlock.value) : "",
+      };
+      if (bag.bagId === OID_PKCS8_SHROUDED_KEY_BAG) {
+        await bag.bagValue.parseInternalValues({ password: passwordBytes }, engine);
+        keys.push({ info: bag.bagValue.parsedValue, ...ids });
+      } else if (bag.bagId === OID_KEY_BAG) {
+        keys.push({ info: bag.bagValue, ...ids });
+      } else if (bag.bagId === OID_CERT_BAG && bag.bagValue.parsedValue) {
+        certs.push({ cert: bag.bagValue.parsedValue, ...ids });
+      }
+    }
+  }
+  if (keys.length !== 1) throw new Error("This file does not hold exactly one private key.");
+  const key = keys[0];
+  const match = (key.localKeyId && certs.find((x) => x.localKeyId && bytesEqual(x.localKeyId, key.localKeyId))) ||
+    certs.find((x) => !isCa(x.cert));
+  if (!match) throw new Error("This file holds no certificate for its key.");
+  const pkcs8 = new Uint8Array(key.info.toSchema().toBER(false));
+  const privateKey = await c.subtle.importKey("pkcs8", pkcs8, importParamsFor(key.info), false, ["sign"]);
+  return {
+    privateKey,
+    certificateDer: new Uint8Array(match.cert.toSchema(true).toBER(false)),
+    email: mailboxOf(match.cert),
+    friendlyName: key.friendlyName || match.friendlyName,
+  };
+}
+
+/**
+ * The renewal request CertPortal's POST /api/v1/renewals takes: a CMS SignedData (RFC 5652) whose content
+ * is the new CSR (DER), signed by the current certificate's key with signingTime, carrying that certificate.
+ * The same as `openssl cms -sign -nodetach -binary -in new.csr.der -signer old.pem -inkey old.key`.
+ * @param {CryptoKey} privateKey the current key (from openPkcs12)
+ * @param {Uint8Array} certificateDer the current certificate
+ * @param {string} csrPem the new request (from createCsrPem)
+ * @returns {Promise<string>} base64 DER ContentInfo
+ */
+export async function signRenewalRequest(privateKey, certificateDer, csrPem) {
+  const engine = getEngine();
+  const c = getSubtleCrypto();
+  const cert = pkijs.Certificate.fromBER(toUint8Array(certificateDer, "certificate"));
+  const csrDer = pemToDer(csrPem, "CERTIFICATE REQUEST");
+  const digest = await c.subtle.digest("SHA-256", csrDer);
+  const signedData = new pkijs.SignedData({
+    version: 1,
+    encapContentInfo: new pkijs.EncapsulatedContentInfo({
+      eContentType: OID_CMS_DATA,
+      eContent: new asn1js.OctetString({ valueHex: csrDer }),
+    }),
+    signerInfos: [
+      new pkijs.SignerInfo({
+        version: 1,
+        sid: new pkijs.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }),
+        signedAttrs: new pkijs.SignedAndUnsignedAttributes({
+          type: 0,
+          attributes: [
+            new pkijs.Attribute({ type: "1.2.840.113549.1.9.3", values: [new asn1js.ObjectIdentifier({ value: OID_CMS_DATA })] }),
+            new pkijs.Attribute({ type: "1.2.840.113549.1.9.5", values: [new asn1js.UTCTime({ valueDate: new Date() })] }),
+            new pkijs.Attribute({ type: "1.2.840.113549.1.9.4", values: [new asn1js.OctetString({ valueHex: digest })] }),
+          ],
+        }),
+      }),
+    ],
+    certificates: [cert],
+  });
+  await signedData.sign(privateKey, 0, "SHA-256", undefined, engine);
+  const contentInfo = new pkijs.ContentInfo({ contentType: OID_CMS_SIGNED_DATA, content: signedData.toSchema(true) });
+  return base64Encode(new Uint8Array(contentInfo.toSchema().toBER(false)));
+}
+
+// ---------------------------------------------------------------------------
 // Page helper
 
 /**

@@ -31,6 +31,7 @@ public static class AuditActions
     public const string InvitationQueued = "invitation.queued";
     public const string CertificateIssued = "certificate.issued";
     public const string CertificateRevoked = "certificate.revoked";
+    public const string CertificateRenewed = "certificate.renewed";
     public const string CertificateHoldReleased = "certificate.hold-released";
     public const string KeyBlocked = "key.blocked";
     public const string CrlSigned = "crl.signed";

@@ -66,4 +66,8 @@ public static class Oids
     public const string GivenName = "2.5.4.42";
     public const string Surname = "2.5.4.4";
     public const string Pseudonym = "2.5.4.65";
+
+    // CMS (RFC 5652): a renewal request is SignedData over id-data holding the new CSR.
+    public const string CmsData = "1.2.840.113549.1.7.1";
+    public const string SigningTime = "1.2.840.113549.1.9.5";
 }

@@ -90,6 +90,10 @@ internal sealed class IssuedCertificateConfiguration : IEntityTypeConfiguration<
         b.HasIndex(c => c.SpkiSha256);
         // One token, one certificate: the database itself refuses a second.
         b.HasIndex(c => c.TokenId).IsUnique();
+        b.Property(c => c.RenewalOf).HasMaxLength(64);
+        b.Property(c => c.RenewedBy).HasMaxLength(64);
+        // One renewal, one certificate, as with tokens.
+        b.HasIndex(c => c.RenewalOf).IsUnique();
     }
 }
 

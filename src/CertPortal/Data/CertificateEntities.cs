@@ -50,6 +50,10 @@ public sealed class IssuedCertificate
     public string? SpkiSha256 { get; set; }
     public DateTimeOffset? RevokedAt { get; set; }
     public RevocationReason? RevocationReason { get; set; }
+    /// <summary>Self-service renewal: the certificate this one renewed (its holder proved that key).</summary>
+    public string? RenewalOf { get; set; }
+    /// <summary>The certificate that renewed this one; set once, by a conditional update, so a certificate is renewed once.</summary>
+    public string? RenewedBy { get; set; }
 
     public CertificateStatus StatusAt(DateTimeOffset now) =>
         RevokedAt is not null ? (RevocationReason == Authority.RevocationReason.CertificateHold ? CertificateStatus.OnHold : CertificateStatus.Revoked)

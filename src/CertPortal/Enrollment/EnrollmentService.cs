@@ -29,6 +29,12 @@ public sealed record EnrollmentResult(string SerialNumber, string Email, string 
     public bool Collected { get; init; }
 }
 
+/// <summary>What a certificate is issued for, and the one-time permission its issuance spends (in the transaction
+/// that records it; false when it was spent or withdrawn meanwhile): an enrollment token, or the certificate a
+/// renewal replaces.</summary>
+internal sealed record IssuanceGrant(string Email, string DisplayName, CertificateProfileName Profile, Guid? TokenId, string? RenewalOf,
+    Func<CertPortalDbContext, string, DateTimeOffset, CancellationToken, Task<bool>> SpendAsync);
+
 /// <summary>Turns a token and a CSR into a certificate. The certificate is signed first, outside any
 /// transaction (a certificate whose recording fails is simply discarded: its random serial was never used);
 /// then the token spend, the certificate record, the audit event and the outbox rows commit together through
@@ -67,9 +73,32 @@ public sealed class EnrollmentService(
         Func<IssuedCertificate, bool> sameRequest,
         Func<string, X509Certificate2, DateTimeOffset, Func<CertPortalDbContext, CancellationToken, Task>>? prepare, CancellationToken ct)
     {
+        // The conditional UPDATE is the single point where concurrent enrollments with one token are decided
+        // (SQLite serialises writers; PostgreSQL re-checks the WHERE after the row lock, also across nodes).
+        var grant = new IssuanceGrant(token.Email, token.DisplayName, token.Profile, token.Id, RenewalOf: null,
+            async (w, serialHex, now, wct) => await w.EnrollmentTokens
+                .Where(t => t.Id == token.Id && t.UsedAt == null && t.RevokedAt == null && t.ExpiresAt > now)
+                .ExecuteUpdateAsync(s => s.SetProperty(t => t.UsedAt, now).SetProperty(t => t.CertificateSerial, serialHex), wct) == 1);
+        var issued = await SignAndRecordAsync(grant, key, actor, prepare, ct);
+        if (issued.Failure is { } refused) return refused; // the token stays unspent
+        if (issued.Value is { } record) return Result(record);
+
+        // Spent, expired or revoked since we looked: if the spend was this very request (a concurrent
+        // duplicate), hand out its certificate; our own signed certificate is discarded unused.
+        var current = await tokens.FindByIdAsync(token.Id, ct);
+        if (current?.UsedAt is not null && await CollectAsync(token.Id, sameRequest, ct) is { } collected) return collected;
+        return current is null ? EnrollmentTokens.Unknown : EnrollmentTokens.RefusalAt(current, time.GetUtcNow()) ?? EnrollmentTokens.AlreadyUsed;
+    }
+
+    /// <summary>Signs a certificate for <paramref name="grant"/>, then records it through the group writer in one
+    /// transaction with the grant's spend, the audit record and every observer's rows. The value is null when the
+    /// grant could not be spent (someone else spent it first); a failure when the key is blocked.</summary>
+    internal async Task<Outcome<IssuedCertificate?>> SignAndRecordAsync(IssuanceGrant grant, SubscriberKey key, string actor,
+        Func<string, X509Certificate2, DateTimeOffset, Func<CertPortalDbContext, CancellationToken, Task>>? prepare, CancellationToken ct)
+    {
         // A token made before DisplayName mode was switched on may lack the name that mode's profile requires.
         if (options.Issuance.SubjectCommonName == SubjectCommonName.DisplayName &&
-            token.DisplayName.Trim().Length is 0 or > EnrollmentTokens.MaxCommonNameLength)
+            grant.DisplayName.Trim().Length is 0 or > EnrollmentTokens.MaxCommonNameLength)
             return Failure.Unprocessable("Token without a usable display name.",
                 $"This CA puts the person's name in the certificate, and this token's display name is empty or longer than {EnrollmentTokens.MaxCommonNameLength} characters. Ask your administrator for a new token.");
         var now = time.GetUtcNow();
@@ -77,7 +106,7 @@ public sealed class EnrollmentService(
         var serialHex = SerialNumber.ToHex(serial);
 
         // A minute of backdating absorbs clock skew between us and relying parties (S/MIME BR allow up to 48 h).
-        var order = new CertificateOrder(token.Email, token.DisplayName, token.Profile, key, serial,
+        var order = new CertificateOrder(grant.Email, grant.DisplayName, grant.Profile, key, serial,
             now.AddMinutes(-1), now.AddDays(options.Issuance.ValidityDays));
         using var cert = issuer.Issue(order);
         var der = cert.RawData;
@@ -94,49 +123,37 @@ public sealed class EnrollmentService(
             await w.LockNamedAsync(CompromisedKeys.LockName(key.SpkiSha256), wct);
             blocked = await CompromisedKeys.RefuseIfBlockedAsync(w, key.SpkiSha256, wct);
             if (blocked is not null) return null;
-            // The conditional UPDATE is the single point where concurrent enrollments with one token are decided
-            // (SQLite serialises writers; PostgreSQL re-checks the WHERE after the row lock, also across nodes).
-            var spent = await w.EnrollmentTokens
-                .Where(t => t.Id == token.Id && t.UsedAt == null && t.RevokedAt == null && t.ExpiresAt > now)
-                .ExecuteUpdateAsync(s => s.SetProperty(t => t.UsedAt, now).SetProperty(t => t.CertificateSerial, serialHex), wct);
-            if (spent != 1) return null;
+            if (!await grant.SpendAsync(w, serialHex, now, wct)) return null;
             var added = new IssuedCertificate
             {
                 SerialNumber = serialHex,
-                Email = token.Email,
-                DisplayName = token.DisplayName,
-                Profile = token.Profile,
+                Email = grant.Email,
+                DisplayName = grant.DisplayName,
+                Profile = grant.Profile,
                 KeyAlgorithm = key.Algorithm,
                 SubjectDn = subject,
                 NotBefore = notBefore,
                 NotAfter = notAfter,
                 IssuedAt = now,
-                TokenId = token.Id,
+                TokenId = grant.TokenId,
+                RenewalOf = grant.RenewalOf,
                 Der = der,
                 Sha256Fingerprint = Convert.ToHexString(SHA256.HashData(der)),
                 SpkiSha256 = key.SpkiSha256,
             };
             w.Certificates.Add(added);
             AuditLog.Record(w, now, actor, AuditActions.CertificateIssued, $"certificate:{serialHex}",
-                new { added.Email, profile = Names.Of(added.Profile), added.KeyAlgorithm, tokenId = token.Id, added.NotAfter });
+                new { added.Email, profile = Names.Of(added.Profile), added.KeyAlgorithm, tokenId = grant.TokenId, renewalOf = grant.RenewalOf, added.NotAfter });
             foreach (var o in observers) o.OnIssued(w, added, now);
             if (addRows is not null) await addRows(w, wct);
             return added;
         });
 
-        if (blocked is not null) return blocked; // the token stays unspent
-        if (record is null)
-        {
-            // Spent, expired or revoked since we looked: if the spend was this very request (a concurrent
-            // duplicate), hand out its certificate; our own signed certificate is discarded unused.
-            var current = await tokens.FindByIdAsync(token.Id, ct);
-            if (current?.UsedAt is not null && await CollectAsync(token.Id, sameRequest, ct) is { } collected) return collected;
-            return current is null ? EnrollmentTokens.Unknown : EnrollmentTokens.RefusalAt(current, time.GetUtcNow()) ?? EnrollmentTokens.AlreadyUsed;
-        }
-
-        logger.LogInformation("Issued {Profile} certificate {Serial} for {Email} ({KeyAlgorithm})",
-            record.Profile, serialHex, record.Email, record.KeyAlgorithm);
-        return Result(record);
+        if (blocked is not null) return blocked;
+        if (record is not null)
+            logger.LogInformation("Issued {Profile} certificate {Serial} for {Email} ({KeyAlgorithm})",
+                record.Profile, serialHex, record.Email, record.KeyAlgorithm);
+        return record;
     }
 
     /// <summary>The certificate already issued for a spent token, when <paramref name="sameRequest"/> recognises it; else null.</summary>
@@ -147,7 +164,7 @@ public sealed class EnrollmentService(
         return Result(issued) with { Collected = true };
     }
 
-    private EnrollmentResult Result(IssuedCertificate c) =>
+    internal EnrollmentResult Result(IssuedCertificate c) =>
         new(c.SerialNumber, c.Email, Names.Of(c.Profile), Pem.Certificate(c.Der), ca.ChainPem, c.NotBefore, c.NotAfter);
 
     /// <summary>A repeated CSR proves possession of the same key (its signature is checked again); the CSR bytes may

@@ -11,7 +11,8 @@ namespace CertPortal.Mail;
 /// nearest one: a 30-day reminder after the 7-day one would mislead. A window longer than the certificate's whole
 /// life is skipped (a 5-day certificate gets no "30 days left" on the day it is issued), and so is a certificate
 /// whose holder already has a newer valid one of the same profile: they have renewed.</para></summary>
-public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, MailOptions options, TimeProvider time, ILogger<ExpiryReminders> logger)
+public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, MailOptions options, CertPortalOptions portal, Renewal.RenewalOptions renewal,
+    TimeProvider time, ILogger<ExpiryReminders> logger)
 {
     // Bounds the parameters of one IN (...) list (SQLite allows 32766; PostgreSQL 65535).
     private const int Chunk = 500;
@@ -58,7 +59,8 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
             {
                 var daysLeft = (int)Math.Ceiling((cert.NotAfter - now).TotalDays);
                 var message = queue.Enqueue(db, OutboundMessageKinds.ExpiryReminder, key,
-                    new MessageModel(cert.Email, cert.DisplayName, cert.Profile, cert.SerialNumber, NotAfter: cert.NotAfter, Days: daysLeft),
+                    new MessageModel(cert.Email, cert.DisplayName, cert.Profile, cert.SerialNumber, NotAfter: cert.NotAfter, Days: daysLeft,
+                        RenewalUrl: renewal.Enabled ? Renewal.RenewalService.LinkFor(portal, cert.SerialNumber) : null),
                     options.OrganizationName, now);
                 try
                 {

@@ -18,7 +18,8 @@ public sealed record MessageModel(
     DateTimeOffset? NotAfter = null,
     string? Reason = null,
     int? Days = null,
-    DateTimeOffset? At = null)
+    DateTimeOffset? At = null,
+    string? RenewalUrl = null)
 {
     public string ToJson() => JsonSerializer.Serialize(this, JsonSerializerOptions.Web);
     public static MessageModel FromJson(string json) => JsonSerializer.Deserialize<MessageModel>(json, JsonSerializerOptions.Web)!;
@@ -45,6 +46,9 @@ public static class MailTemplates
     /// <param name="link">The enrollment link of an invitation; null for every other kind.</param>
     public static RenderedMessage Render(string kind, MessageModel m, string? link, string organization)
     {
+        // A reminder's renewal link is no secret (the person proves their key on that page); it is shown the same way.
+        var label = link is null ? "Renew your digital ID" : "Get your digital ID";
+        link ??= kind == OutboundMessageKinds.ExpiryReminder ? m.RenewalUrl : null;
         var greeting = string.IsNullOrWhiteSpace(m.DisplayName) ? "Hello," : $"Hello {m.DisplayName},";
         var (before, after) = Paragraphs(kind, m, organization);
         var text = new StringBuilder().Append(greeting).Append("\n\n");
@@ -54,7 +58,7 @@ public static class MailTemplates
         if (link is not null)
         {
             text.Append(link).Append("\n\n");
-            html.Append("<p><a href=\"").Append(Encode(link)).Append("\">Get your digital ID</a></p>")
+            html.Append("<p><a href=\"").Append(Encode(link)).Append("\">").Append(label).Append("</a></p>")
                 .Append("<p style=\"font-size:90%;color:#555\">").Append(Encode(link)).Append("</p>");
         }
         foreach (var p in after) Paragraph(p);
@@ -85,10 +89,13 @@ public static class MailTemplates
             OutboundMessageKinds.ExpiryReminder => (
                 [
                     $"Your digital ID for {m.Email} ({certificate}) expires on {Time(m.NotAfter)}, in {m.Days} days. After that you can no longer sign mail with it, and others cannot encrypt new mail to you with it.",
-                    "To renew it, ask your administrator for a new invitation: you will receive a link by e-mail and get a new digital ID in your browser.",
-                    "Keep your current digital ID after it expires: you still need its key to read mail that was encrypted to it.",
+                    m.RenewalUrl is null
+                        ? "To renew it, ask your administrator for a new invitation: you will receive a link by e-mail and get a new digital ID in your browser."
+                        : "To renew it yourself, open this page in your browser and choose your current digital ID file (.p12) with its password. The file never leaves your computer; the page makes your new digital ID there.",
                 ],
-                []),
+                [
+                    "Keep your current digital ID after it expires: you still need its key to read mail that was encrypted to it.",
+                ]),
             OutboundMessageKinds.RevocationNotice => (
                 [
                     $"Your digital ID for {m.Email} ({certificate}) was revoked on {Time(m.At)}{ReasonWords(m.Reason)}. Mail clients no longer accept signatures made with it, and others can no longer encrypt mail to you with it.",

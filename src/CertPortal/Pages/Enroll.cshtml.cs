@@ -105,7 +105,7 @@ public sealed class EnrollModel(EnrollmentTokens tokens, KeyArchive archive, Cer
         new string(email.Select(c => char.IsAsciiLetterOrDigit(c) || c is '@' or '.' or '-' or '_' or '+' ? c : '_').ToArray()) +
         "-" + Pkcs12Files.Purpose(profile).Replace(' ', '-') + ".p12";
 
-    private static bool IsLoopbackHost(string host) =>
+    internal static bool IsLoopbackHost(string host) =>
         host.Equals("localhost", StringComparison.OrdinalIgnoreCase) ||
         (System.Net.IPAddress.TryParse(host.Trim('[', ']'), out var ip) && System.Net.IPAddress.IsLoopback(ip));
 

@@ -1,0 +1,233 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using CertPortal.Tests.Gal;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
+
+namespace CertPortal.Tests.Renewal;
+
+/// <summary>A CA whose certificates live 30 days and may be renewed in their last 20, publishing to slapd. Its clock
+/// starts 11 days in the past, so certificates issued at first are too young to renew until the test moves the clock
+/// to the real present, where OpenSSL's signingTime is fresh.</summary>
+public sealed class RenewalApp : DirectoryApp
+{
+    public RenewalApp() => Clock = new FakeTimeProvider(DateTimeOffset.UtcNow.AddDays(-11));
+
+    protected override IDictionary<string, string?> Settings
+    {
+        get
+        {
+            var settings = base.Settings;
+            settings["Issuance:ValidityDays"] = "30";
+            settings["Renewal:OpensBeforeExpiry"] = "20.00:00:00";
+            return settings;
+        }
+    }
+}
+
+/// <summary>Renewal as an API client does it (EST re-enroll style): the new CSR inside a CMS SignedData made by
+/// `openssl cms -sign` with the current certificate and key. What a person with a valid certificate gets, and every
+/// way a request that is not theirs, or comes too early or too late, is refused.</summary>
+public sealed class RenewalApiTests(RenewalApp app) : IClassFixture<RenewalApp>
+{
+    private readonly string _run = Guid.NewGuid().ToString("N")[..6];
+
+    [Fact]
+    public async Task Renewal_signed_with_the_current_key_by_openssl_gives_a_new_certificate_once_and_the_directory_gets_it()
+    {
+        Tool.Require("openssl", "openssl");
+        using var dir = new ToolDir("renewal");
+        var alice = $"alice.{_run}@example.com";
+        var (current, currentKey) = await app.IssueAsync(alice, "signing");
+
+        // Thirty days left at issue: the renewal window (the last twenty) is not open yet.
+        var next = SubscriberKeyPair.Generate("EC-P256");
+        var tooEarly = await RenewAsync(dir, next.CreateCsrPem(alice), current.CertificatePem, currentKey);
+        var problem = await Http.AssertProblem(tooEarly, HttpStatusCode.UnprocessableEntity);
+        Assert.Equal("Too early to renew.", problem.GetProperty("title").GetString());
+
+        app.Clock!.SetUtcNow(DateTimeOffset.UtcNow);
+        var response = await RenewAsync(dir, next.CreateCsrPem(alice), current.CertificatePem, currentKey);
+        await Http.EnsureStatus(response, HttpStatusCode.Created);
+        var renewed = (await response.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!;
+        Assert.NotEqual(current.SerialNumber, renewed.SerialNumber);
+        using (var issued = X509Certificate2.CreateFromPem(renewed.CertificatePem))
+        using (var nextKey = next.Load())
+        {
+            // Same mailbox and profile, the new key, a full new lifetime.
+            Assert.Equal(alice, issued.GetNameInfo(X509NameType.EmailName, false));
+            Assert.Equal(((ECDsa)nextKey).ExportSubjectPublicKeyInfo(), issued.PublicKey.ExportSubjectPublicKeyInfo());
+            Assert.True(renewed.NotAfter > current.NotAfter.AddDays(10));
+        }
+        var newCert = await app.GetCertificateAsync(renewed.SerialNumber);
+        Assert.Equal("signing", newCert.Profile);
+        Assert.Equal("valid", newCert.Status);
+        // The old certificate stays valid until it expires.
+        Assert.Equal("valid", (await app.GetCertificateAsync(current.SerialNumber)).Status);
+
+        // A client that lost the answer sends the same renewal again and collects the same certificate.
+        var again = await RenewAsync(dir, next.CreateCsrPem(alice), current.CertificatePem, currentKey);
+        await Http.EnsureStatus(again, HttpStatusCode.OK);
+        Assert.Equal(renewed.SerialNumber, (await again.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!.SerialNumber);
+
+        // Spent: a certificate is renewed once; a second renewal with another key is refused.
+        var spent = await RenewAsync(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(alice), current.CertificatePem, currentKey);
+        Assert.Contains(renewed.SerialNumber, (await Http.AssertProblem(spent, HttpStatusCode.Conflict)).GetProperty("detail").GetString());
+
+        // The directory holds the new certificate only (PublishOnlyNewest).
+        await app.WaitForDirectoryAsync();
+        var published = Assert.Single(app.PublishedCertificates(alice));
+        using var newest = X509Certificate2.CreateFromPem(renewed.CertificatePem);
+        Assert.Equal(newest.RawData, published);
+
+        var audit = await app.Admin.GetStringAsync($"/api/v1/audit?target=certificate:{current.SerialNumber}");
+        Assert.Contains("certificate.renewed", audit);
+
+        // Expired: signed while it was valid, sent after it expired. Its key proves nothing any more.
+        var late = RenewalRequests.Sign(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(alice), current.CertificatePem, currentKey);
+        app.Clock.SetUtcNow(current.NotAfter.AddMinutes(1));
+        var expired = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = late });
+        Assert.Equal("Certificate expired.", (await Http.AssertProblem(expired, HttpStatusCode.Forbidden)).GetProperty("title").GetString());
+    }
+
+    private Task<HttpResponseMessage> RenewAsync(ToolDir dir, string csrPem, string certificatePem, SubscriberKeyPair key) =>
+        app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = RenewalRequests.Sign(dir, csrPem, certificatePem, key) });
+}
+
+/// <summary>Real time, and a window that is always open (it is longer than the certificates live).</summary>
+public sealed class OpenRenewalApp : CertPortalApp
+{
+    protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Renewal:OpensBeforeExpiry"] = "400.00:00:00",
+    };
+}
+
+public sealed class RenewalRefusalTests(OpenRenewalApp app) : IClassFixture<OpenRenewalApp>
+{
+    private readonly string _run = Guid.NewGuid().ToString("N")[..6];
+
+    [Fact]
+    public async Task Renewals_not_proven_by_a_valid_certificates_own_key_are_refused()
+    {
+        Tool.Require("openssl", "openssl");
+        using var dir = new ToolDir("renewal-refused");
+        var bob = $"bob.{_run}@example.com";
+        var carol = $"carol.{_run}@example.com";
+        var (bobCert, bobKey) = await app.IssueAsync(bob, "signing");
+        var (carolCert, carolKey) = await app.IssueAsync(carol, "signing");
+
+        // Another person's key: Bob signs a request for Carol's mailbox with his own valid certificate.
+        var forCarol = await RenewAsync(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(carol), bobCert.CertificatePem, bobKey);
+        var wrongPerson = await Http.AssertProblem(forCarol, HttpStatusCode.UnprocessableEntity);
+        Assert.Equal("CSR names another mailbox.", wrongPerson.GetProperty("title").GetString());
+
+        // A forged certificate with Carol's issuer and serial but Bob's key: the signature verifies with the forgery,
+        // not with Carol's real certificate, so it proves nothing.
+        var forged = RenewalRequests.Forge(carolCert.CertificatePem, bobKey);
+        var forgery = await RenewAsync(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(carol), forged, bobKey);
+        var wrongKey = await Http.AssertProblem(forgery, HttpStatusCode.Forbidden);
+        Assert.Equal("Not signed by the certificate's key.", wrongKey.GetProperty("title").GetString());
+
+        // A certificate from another CA entirely.
+        var (stranger, strangerKey) = RenewalRequests.SelfSigned(carol);
+        var foreign = await RenewAsync(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(carol), stranger, strangerKey);
+        await Http.AssertProblem(foreign, HttpStatusCode.Forbidden);
+
+        // Renewing with the same key is off by default.
+        var sameKey = await RenewAsync(dir, carolKey.CreateCsrPem(carol), carolCert.CertificatePem, carolKey);
+        Assert.Equal("New key required.", (await Http.AssertProblem(sameKey, HttpStatusCode.UnprocessableEntity)).GetProperty("title").GetString());
+
+        // Revoked: its key proves nothing any more.
+        await Http.EnsureStatus(await app.RevokeAsync(bobCert.SerialNumber, "affiliationChanged"), HttpStatusCode.OK);
+        var revoked = await RenewAsync(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(bob), bobCert.CertificatePem, bobKey);
+        Assert.Equal("Certificate revoked.", (await Http.AssertProblem(revoked, HttpStatusCode.Forbidden)).GetProperty("title").GetString());
+
+        // Not a CMS message at all, or an empty one: 422, never 500.
+        await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = "bm90IGNtcw==" }), HttpStatusCode.UnprocessableEntity);
+        await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = (string?)null }), HttpStatusCode.UnprocessableEntity);
+    }
+
+    private Task<HttpResponseMessage> RenewAsync(ToolDir dir, string csrPem, string certificatePem, SubscriberKeyPair key) =>
+        app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = RenewalRequests.Sign(dir, csrPem, certificatePem, key) });
+}
+
+/// <summary>Renewal requests as clients make them, and the forgeries an attacker would try.</summary>
+public static class RenewalRequests
+{
+    /// <summary>What an API client does: the CSR in DER, signed with the current certificate and key (signingTime included).</summary>
+    public static string Sign(ToolDir dir, string csrPem, string certificatePem, SubscriberKeyPair key)
+    {
+        var id = Guid.NewGuid().ToString("N")[..8];
+        dir.Write($"{id}.csr", csrPem);
+        dir.Write($"{id}.crt", certificatePem);
+        dir.Write($"{id}.key", key.PrivateKeyPem);
+        Tool.Run("openssl", ["req", "-in", dir.File($"{id}.csr"), "-outform", "DER", "-out", dir.File($"{id}.der")]).EnsureSuccess();
+        Tool.Run("openssl", ["cms", "-sign", "-nodetach", "-binary", "-in", dir.File($"{id}.der"), "-signer", dir.File($"{id}.crt"),
+            "-inkey", dir.File($"{id}.key"), "-outform", "DER", "-out", dir.File($"{id}.p7")]).EnsureSuccess();
+        return Convert.ToBase64String(File.ReadAllBytes(dir.File($"{id}.p7")));
+    }
+
+    /// <summary>A certificate naming the victim's issuer and serial, self-made for the attacker's key.</summary>
+    public static string Forge(string victimPem, SubscriberKeyPair attackerKey)
+    {
+        using var victim = X509Certificate2.CreateFromPem(victimPem);
+        using var key = (ECDsa)attackerKey.Load();
+        var request = new CertificateRequest(victim.SubjectName, key, HashAlgorithmName.SHA256);
+        using var forged = request.Create(victim.IssuerName, X509SignatureGenerator.CreateForECDsa(key),
+            victim.NotBefore, victim.NotAfter, victim.GetSerialNumber().Reverse().ToArray());
+        return forged.ExportCertificatePem();
+    }
+
+    public static (string Pem, SubscriberKeyPair Key) SelfSigned(string email)
+    {
+        var key = SubscriberKeyPair.Generate("EC-P256");
+        using var ecdsa = (ECDsa)key.Load();
+        using var cert = new CertificateRequest($"CN={email}", ecdsa, HashAlgorithmName.SHA256)
+            .CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(10));
+        return (cert.ExportCertificatePem(), key);
+    }
+
+}
+
+/// <summary>Renewed certificates are superseded a day after their successor was issued.</summary>
+public sealed class SupersedingRenewalApp : CertPortalApp
+{
+    public SupersedingRenewalApp() => Clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+
+    protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Renewal:OpensBeforeExpiry"] = "400.00:00:00",
+        ["Renewal:SupersedeAfter"] = "1.00:00:00",
+    };
+}
+
+public sealed class SupersedeAfterRenewalTests(SupersedingRenewalApp app) : IClassFixture<SupersedingRenewalApp>
+{
+    [Fact]
+    public async Task The_old_certificate_is_revoked_as_superseded_after_the_grace_period()
+    {
+        Tool.Require("openssl", "openssl");
+        using var dir = new ToolDir("renewal-supersede");
+        var frank = $"frank.{Guid.NewGuid().ToString("N")[..6]}@example.com";
+        var (old, key) = await app.IssueAsync(frank, "signing");
+        var cms = RenewalRequests.Sign(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(frank), old.CertificatePem, key);
+        var response = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms });
+        await Http.EnsureStatus(response, HttpStatusCode.Created);
+        var renewed = (await response.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!;
+        var worker = app.Service<CertPortal.Renewal.SupersedeWorker>();
+
+        Assert.Equal(0, await worker.RunOnceAsync(CancellationToken.None));
+        Assert.Equal("valid", (await app.GetCertificateAsync(old.SerialNumber)).Status);
+
+        app.Clock!.Advance(TimeSpan.FromDays(1) + TimeSpan.FromMinutes(1));
+        Assert.Equal(1, await worker.RunOnceAsync(CancellationToken.None));
+        var superseded = await app.GetCertificateAsync(old.SerialNumber);
+        Assert.Equal("revoked", superseded.Status);
+        Assert.Equal("superseded", superseded.RevocationReason);
+        Assert.Equal("valid", (await app.GetCertificateAsync(renewed.SerialNumber)).Status);
+        Assert.Equal(0, await worker.RunOnceAsync(CancellationToken.None));
+    }
+}
