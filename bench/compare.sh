@@ -2,7 +2,7 @@
 # CertPortal side by side with its references, in one run on one machine (issue 12):
 #   enrollment (EC-P256 and RSA-3072 issuing CA) on SQLite and PostgreSQL  vs  cfssl serve (P-256 CA) signing the
 #   same CSRs over REST, and openssl speed -multi <cores> rsa3072;
-#   token creation (target 1,000/s); recipient look-up with wrk at 32 connections vs a bare Kestrel minimal API
+#   token creation (target 1,000/s); recipient look-up and OCSP GET with wrk at 32 connections vs a bare Kestrel minimal API
 #   returning the same bytes; optionally (--revocation) revocations over the API.
 # Every figure is printed with its ratio to its reference. The service runs as built for production (Release,
 # SQLite WAL + synchronous=FULL, PostgreSQL with fsync on); the load generators (curl --parallel, wrk) run on the
@@ -156,6 +156,18 @@ portal_run() {
   result["lookup-$label"]="$rate $p99"
   cp "$work/lookup-body-$label.json" "$work/lookup-body.json"
 
+  # OCSP: the same certificate's status by GET (RFC 5019, no nonce), answered from the responder's cache.
+  jq -r .certificatePem "$data/enroll/1.out" > "$data/ocsp-leaf.pem"
+  curl -fs "$base/ca/issuing.crt" | openssl x509 -inform der -out "$data/ocsp-issuing.pem"
+  openssl ocsp -issuer "$data/ocsp-issuing.pem" -cert "$data/ocsp-leaf.pem" -no_nonce -reqout "$data/ocsp-request.der" >/dev/null
+  ocsp_path="/ocsp/$(base64 -w0 "$data/ocsp-request.der" | jq -sRr @uri)"
+  curl -fs -o "$work/ocsp-body-$label.der" "$base$ocsp_path"
+  openssl ocsp -respin "$work/ocsp-body-$label.der" -issuer "$data/ocsp-issuing.pem" -cert "$data/ocsp-leaf.pem" -noverify 2>/dev/null \
+    | grep -q ': good' || { echo "OCSP ($label) did not answer good" >&2; exit 1; }
+  read -r rate p99 < <(wrk_run "$base$ocsp_path")
+  result["ocsp-$label"]="$rate $p99"
+  cp "$work/ocsp-body-$label.der" "$work/ocsp-body.der"
+
   if [ $revocation = 1 ]; then
     local m=$(( revocations < n ? revocations : n ))
     mkdir -p "$data/revoke"
@@ -213,11 +225,13 @@ jq -e '.success and (.result.certificate | startswith("-----BEGIN CERTIFICATE"))
 # ---- bare Kestrel returning the look-up's bytes ---------------------------------------------------------------------
 echo "Kestrel baseline..." >&2
 kport=$(free_port)
-ASPNETCORE_ENVIRONMENT=Production dotnet "$bench_dll" --serve-bytes "$work/lookup-body.json" "http://127.0.0.1:$kport" > "$work/kestrel.log" 2>&1 &
+ASPNETCORE_ENVIRONMENT=Production dotnet "$bench_dll" --serve-bytes "$work/lookup-body.json" "http://127.0.0.1:$kport" "$work/ocsp-body.der" > "$work/kestrel.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$kport/api/v1/directory/bench1@example.com/certificates"
 read -r rate p99 < <(wrk_run "http://127.0.0.1:$kport/api/v1/directory/bench1@example.com/certificates?usage=encryption")
 result[kestrel]="$rate $p99"
+read -r rate p99 < <(wrk_run "http://127.0.0.1:$kport$ocsp_path")
+result[kestrel-ocsp]="$rate $p99"
 
 # ---- openssl speed: RSA-3072 signatures on every core ---------------------------------------------------------------
 echo "openssl speed -multi $cores rsa3072..." >&2
@@ -250,6 +264,12 @@ for label in sqlite-ec pg-ec; do
   [ -n "${result[lookup-$label]:-}" ] || continue
   read -r r p <<< "${result[lookup-$label]}"
   echo "| look-up ($label), wrk 32 connections | $(f "$r")/s, p99 $(ms "$p") ms | Kestrel, same bytes: $(f "$k_rate")/s, p99 $(ms "$k_p99") ms | $(ratio "$r" "$k_rate") | ≥ 50 %, p99 ≤ 10 ms |"
+done
+read -r ko_rate ko_p99 <<< "${result[kestrel-ocsp]}"
+for label in sqlite-ec pg-ec sqlite-rsa; do
+  [ -n "${result[ocsp-$label]:-}" ] || continue
+  read -r r p <<< "${result[ocsp-$label]}"
+  echo "| OCSP GET from cache ($label), wrk 32 connections | $(f "$r")/s, p99 $(ms "$p") ms | Kestrel, same bytes: $(f "$ko_rate")/s, p99 $(ms "$ko_p99") ms | $(ratio "$r" "$ko_rate") | ≥ 10,000/s, p99 ≤ 10 ms |"
 done
 if [ $revocation = 1 ]; then
   for label in sqlite-ec pg-ec sqlite-rsa; do

@@ -14,9 +14,10 @@ using CertPortal.Revocation;
 
 // CertPortal benchmark: the signing hot path, end-to-end enrollments over HTTP, CRL signing, memory.
 // Usage: dotnet run -c Release --project bench/CertPortal.Bench -- [--quick]
-//        ... -- --serve-bytes FILE URL   the look-up's reference for bench/compare.sh: a bare Kestrel minimal API
+//        ... -- --serve-bytes FILE URL [OCSP]   the look-up's reference for bench/compare.sh: a bare Kestrel minimal API
 //                                        answering GET /api/v1/directory/{email}/certificates with FILE's bytes
-if (args is ["--serve-bytes", var bodyFile, var listenUrl])
+//                                        (and GET /ocsp/{request} with the bytes of the file OCSP)
+if (args is ["--serve-bytes", var bodyFile, var listenUrl, .. var more] && more.Length <= 1)
 {
     var body = await File.ReadAllBytesAsync(bodyFile);
     var web = WebApplication.CreateSlimBuilder();
@@ -24,6 +25,11 @@ if (args is ["--serve-bytes", var bodyFile, var listenUrl])
     web.Logging.ClearProviders();
     var baseline = web.Build();
     baseline.MapGet("/api/v1/directory/{email}/certificates", () => Results.Bytes(body, "application/json"));
+    if (more is [var ocspFile])
+    {
+        var ocsp = await File.ReadAllBytesAsync(ocspFile);
+        baseline.MapGet("/ocsp/{**request}", () => Results.Bytes(ocsp, "application/ocsp-response"));
+    }
     await baseline.RunAsync();
     return;
 }

@@ -43,6 +43,7 @@ public class EnrollmentApiTests(CertPortalApp app) : IClassFixture<CertPortalApp
         Assert.Equal(0, others);
         var aia = cert.Extensions.OfType<X509AuthorityInformationAccessExtension>().Single();
         Assert.Equal([$"{app.BaseUrl}/ca/issuing.crt"], aia.EnumerateCAIssuersUris());
+        Assert.Equal([$"{app.BaseUrl}/ocsp"], aia.EnumerateOcspUris());
         Assert.Contains($"{app.BaseUrl}/crl/issuing.crl", Encoding.ASCII.GetString(cert.Extensions.Single(e => e.Oid!.Value == Oids.CrlDistributionPoints).RawData));
         Assert.Equal([Oids.PolicyMailboxValidatedStrict], CertificatePolicies.Read(cert.Extensions.Single(e => e.Oid!.Value == Oids.CertificatePolicies)));
         Assert.NotNull(cert.Extensions.OfType<X509SubjectKeyIdentifierExtension>().SingleOrDefault());

@@ -65,6 +65,8 @@ public sealed class OcspResponderTests(OcspApp app) : IClassFixture<OcspApp>
         var (issued, _) = await app.IssueAsync($"root.{Guid.NewGuid().ToString("N")[..8]}@example.test", "signing");
         using var rp = await RelyingParty.FetchAsync(issued.CertificatePem);
         var url = app.BaseUrl + "/ocsp";
+        // The issuing CA certificate names the responder too (its AIA), so chain-checking clients find it.
+        Assert.Equal([url], rp.Issuing.Extensions.OfType<X509AuthorityInformationAccessExtension>().Single().EnumerateOcspUris());
 
         var issuing = Tool.Run("openssl", ["ocsp", "-issuer", rp.RootFile, "-cert", rp.IssuingFile, "-url", url, "-CAfile", rp.RootFile]);
         Assert.True(issuing.Output.Contains("Response verify OK") && issuing.Stdout.Contains(": good"), issuing.Output);
