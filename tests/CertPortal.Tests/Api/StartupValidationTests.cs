@@ -52,6 +52,9 @@ public sealed class StartupValidationTests
     [InlineData("Escrow:RecoveryRequestLifetime", "00:00:10", "CertPortal:Escrow:RecoveryRequestLifetime")]
     [InlineData("Escrow:Pkcs12Iterations", "1000", "CertPortal:Escrow:Pkcs12Iterations")]
     [InlineData("Escrow:EncryptionKeyGeneration", "Sometimes", "CertPortal:Escrow:EncryptionKeyGeneration")]
+    [InlineData("Ocsp:ResponseLifetime", "11.00:00:00", "CertPortal:Ocsp:ResponseLifetime")]
+    [InlineData("Ocsp:RefreshAfter", "3.20:00:00", "CertPortal:Ocsp:RefreshAfter")]
+    [InlineData("Ocsp:SignerRenewBefore", "2.00:00:00", "CertPortal:Ocsp:SignerRenewBefore")]
     public async Task Bad_setting_stops_start_up_naming_it(string key, string value, string named)
     {
         var app = new MisconfiguredApp(key, value);

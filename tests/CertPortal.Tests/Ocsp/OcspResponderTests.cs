@@ -80,6 +80,25 @@ public sealed class OcspResponderTests(OcspApp app) : IClassFixture<OcspApp>
     }
 
     [Fact]
+    public async Task Unknown_answers_are_signed_per_request_and_never_kept()
+    {
+        using var issuing = X509CertificateLoader.LoadCertificate(await app.Client.GetByteArrayAsync("/ca/issuing.crt"));
+        var responder = app.Service<CertPortal.Ocsp.OcspResponder>();
+        var before = responder.Count;
+        for (var i = 0; i < 20; i++)
+        {
+            var serial = Convert.ToHexString(RandomNumberGenerator.GetBytes(16));
+            var (answer, _) = OcspProbe.Read(await app.Client.GetByteArrayAsync(OcspProbe.GetPath(OcspProbe.Request(issuing, serial))));
+            Assert.Equal("unknown", OcspProbe.Describe(answer));
+        }
+        Assert.Equal(before, responder.Count);
+
+        var (issued, _) = await app.IssueAsync($"kept.{Guid.NewGuid().ToString("N")[..8]}@example.test", "signing");
+        OcspProbe.Read(await app.Client.GetByteArrayAsync(OcspProbe.GetPath(OcspProbe.Request(issuing, issued.SerialNumber))));
+        Assert.Equal(before + 1, responder.Count);
+    }
+
+    [Fact]
     public async Task Get_answers_carry_rfc5019_caching_headers_and_show_a_revocation_at_once()
     {
         var (issued, _) = await app.IssueAsync($"get.{Guid.NewGuid().ToString("N")[..8]}@example.test", "encryption");
