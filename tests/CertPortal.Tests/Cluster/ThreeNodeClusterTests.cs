@@ -150,8 +150,8 @@ public sealed class ThreeNodeClusterTests(ITestOutputHelper output) : IAsyncLife
     }
 
     /// <summary>Each certificate: token on one target, enrolment on the next, then revoke / hold / hold+release on the
-    /// following ones (targets: the given nodes directly, nginx, and the path to node b that loses every answer). Races: one token, 20 clients with keys of their
-    /// own spread over the targets; exactly one gets the certificate.</summary>
+    /// following ones (targets: the given nodes directly, nginx, and the path to node b that loses every answer). Races:
+    /// one token, 20 clients with keys of their own spread over the targets; exactly one gets the certificate.</summary>
     private async Task RunWorkloadAsync(int certificates, int races, CertPortalNode[] nodes)
     {
         var targets = nodes.Select(n => n.BaseUrl).Append(_nginx.BaseUrl).Append($"http://127.0.0.1:{_lossy!.Port}").ToArray();
@@ -373,31 +373,43 @@ public sealed class ThreeNodeClusterTests(ITestOutputHelper output) : IAsyncLife
         Assert.True(twice.Count == 0, $"more than one certificate for {string.Join(", ", twice)}");
     }
 
-    /// <summary>Each mailbox's entry holds exactly its valid certificates (no revoked or held one), and the issuing CA's
-    /// entry holds the latest CRL.</summary>
+    /// <summary>Each mailbox's entry holds exactly its valid certificates (no revoked or held one), in userCertificate and
+    /// in userSMIMECertificate (the PKCS#7 that Outlook reads first), and the issuing CA's entry holds the latest CRL.</summary>
     private void AssertDirectoryEqualsDatabase(Dictionary<string, Certificate> certificates)
     {
-        var published = new Dictionary<string, HashSet<string>>(StringComparer.OrdinalIgnoreCase);
-        foreach (var entry in _slapd.Search(Slapd.PeopleDn, "(mail=*)", "mail", "userCertificate;binary").Split("\n\n", StringSplitOptions.RemoveEmptyEntries))
+        var published = new Dictionary<string, (HashSet<string> Certificates, HashSet<string> Smime)>(StringComparer.OrdinalIgnoreCase);
+        foreach (var entry in _slapd.Search(Slapd.PeopleDn, "(mail=*)", "mail", "userCertificate;binary", "userSMIMECertificate").Split("\n\n", StringSplitOptions.RemoveEmptyEntries))
         {
             var mail = Slapd.TextValues(entry, "mail").FirstOrDefault();
             if (mail is null) continue;
-            published[mail] = Slapd.BinaryValues(entry, "userCertificate;binary")
-                .Select(der => Convert.ToHexString(SHA256.HashData(der))).ToHashSet(StringComparer.OrdinalIgnoreCase);
+            published[mail] = (Fingerprints(Slapd.BinaryValues(entry, "userCertificate;binary")),
+                Fingerprints(Slapd.BinaryValues(entry, "userSMIMECertificate").SelectMany(CertificatesIn)));
         }
         foreach (var mailbox in certificates.Values.GroupBy(c => c.Email))
         {
             var expected = mailbox.Where(c => c.Status == "valid").Select(c => c.Fingerprint.Replace(":", "")).ToHashSet(StringComparer.OrdinalIgnoreCase);
-            var inLdap = published.GetValueOrDefault(mailbox.Key) ?? [];
-            Assert.True(expected.SetEquals(inLdap),
-                $"{mailbox.Key}: LDAP holds {inLdap.Count} certificates, the database {expected.Count} valid ones ({string.Join(", ", mailbox.Select(c => $"{c.SerialNumber} {c.Status}"))})");
+            var (inLdap, inSmime) = published.GetValueOrDefault(mailbox.Key, ([], []));
+            var states = string.Join(", ", mailbox.Select(c => $"{c.SerialNumber} {c.Status}"));
+            Assert.True(expected.SetEquals(inLdap), $"{mailbox.Key}: userCertificate holds {inLdap.Count} certificates, the database {expected.Count} valid ones ({states})");
+            Assert.True(expected.SetEquals(inSmime), $"{mailbox.Key}: userSMIMECertificate carries {inSmime.Count} certificates, the database {expected.Count} valid ones ({states})");
         }
-        Assert.Empty(published.Where(p => p.Value.Count > 0).Select(p => p.Key).Except(certificates.Values.Select(c => c.Email), StringComparer.OrdinalIgnoreCase));
+        Assert.Empty(published.Where(p => p.Value.Certificates.Count + p.Value.Smime.Count > 0).Select(p => p.Key)
+            .Except(certificates.Values.Select(c => c.Email), StringComparer.OrdinalIgnoreCase));
 
         var pki = _slapd.Search(Slapd.PkiDn, "(objectClass=*)", "certificateRevocationList;binary");
         var crlInLdap = Slapd.BinaryValues(pki, "certificateRevocationList;binary");
         Assert.Single(crlInLdap);
         Assert.Equal(_crlsSeen.Keys.Max(), ParsedCrl.Parse(crlInLdap[0]).Number);
+    }
+
+    private static HashSet<string> Fingerprints(IEnumerable<byte[]> ders) =>
+        ders.Select(der => Convert.ToHexString(SHA256.HashData(der))).ToHashSet(StringComparer.OrdinalIgnoreCase);
+
+    private static IEnumerable<byte[]> CertificatesIn(byte[] pkcs7)
+    {
+        var cms = new System.Security.Cryptography.Pkcs.SignedCms();
+        cms.Decode(pkcs7);
+        return cms.Certificates.Select(c => c.RawData).ToList();
     }
 
     /// <summary>Every node serves the same root and issuing CA, and a CRL that openssl verifies against that issuing CA,
