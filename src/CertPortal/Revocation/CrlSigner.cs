@@ -22,9 +22,15 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         var previous = await db.Crls.AsNoTracking().Where(c => c.Authority == authority).OrderByDescending(c => c.Number)
             .Select(c => new { c.Number, c.ThisUpdate }).FirstOrDefaultAsync(ct);
         // PostgreSQL: another node may have signed in this second after the caller's wait. Waiting here holds only
-        // this CA's advisory lock (SQLite has one node, and its transaction would block every writer).
-        if (previous is not null && db.HasConcurrentWriters() && await WaitForSecondAfterAsync(previous.ThisUpdate, ct))
-            now = time.GetUtcNow();
+        // this CA's advisory lock (SQLite has one node, and its transaction would block every writer). Then the time
+        // is read again, waited or not: the caller's may be from before the previous CRL's second ended (it read the
+        // clock, then the lock and the read above took until the next second), and would repeat its thisUpdate.
+        if (previous is not null && db.HasConcurrentWriters())
+        {
+            await WaitForSecondAfterAsync(previous.ThisUpdate, ct);
+            var later = time.GetUtcNow();
+            if (later > now) now = later;
+        }
         var thisUpdate = WholeSeconds(now);
         // Only a node whose clock lags the previous signer's takes the previous time: order over freshness.
         if (previous is not null && thisUpdate < WholeSeconds(previous.ThisUpdate))

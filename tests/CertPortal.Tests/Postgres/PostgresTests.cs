@@ -85,6 +85,36 @@ public sealed class PostgresTests(PostgresApp app) : IClassFixture<PostgresApp>
     }
 
     [Fact]
+    public async Task A_crl_signed_with_the_time_read_before_the_previous_crl_still_gets_a_later_this_update_on_postgresql()
+    {
+        // A signer reads the clock, then waits for the CRL lock while another node signs in that same second, and
+        // holds the lock only once the clock has passed that second (seen in ThreeNodeClusterTests: CRLs 2 and 3 with
+        // one thisUpdate). Its CRL must still be dated after the other's.
+        const string issuing = CertPortal.Authority.CertificateAuthority.IssuingName;
+        using var scope = app.Services.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var signer = scope.ServiceProvider.GetRequiredService<CertPortal.Revocation.CrlSigner>();
+        var readBefore = TimeProvider.System.GetUtcNow();
+        CertPortal.Data.CrlRecord other, mine;
+        await using (var tx = await db.Database.BeginTransactionAsync())
+        {
+            other = await signer.SignAsync(db, issuing, TimeProvider.System.GetUtcNow(), "other node", CancellationToken.None);
+            await db.SaveChangesAsync();
+            await tx.CommitAsync();
+        }
+        while (CertPortal.Revocation.CrlSigner.WholeSeconds(TimeProvider.System.GetUtcNow()) <= other.ThisUpdate) await Task.Delay(50);
+        await using (var tx = await db.Database.BeginTransactionAsync())
+        {
+            mine = await signer.SignAsync(db, issuing, readBefore, "this node", CancellationToken.None);
+            await db.SaveChangesAsync();
+            await tx.CommitAsync();
+        }
+        Assert.Equal(other.Number + 1, mine.Number);
+        Assert.True(mine.ThisUpdate > other.ThisUpdate, $"CRL {mine.Number} thisUpdate {mine.ThisUpdate:O}, the previous one's {other.ThisUpdate:O}");
+        Assert.True(mine.ThisUpdate <= TimeProvider.System.GetUtcNow());
+    }
+
+    [Fact]
     public async Task Crl_numbers_strictly_increase_under_concurrent_revocations_on_postgresql()
     {
         var serials = new List<string>();
