@@ -16,8 +16,8 @@ public sealed record OcspAnswer(byte[] Der, DateTimeOffset? ThisUpdate = null, D
 /// response is kept per (CA, CertID hash algorithm, serial), so a relying party's question costs a dictionary look-up.
 /// <para>Kept correct on every node with the look-up cache's change log: issuance, revocation, hold and release write a
 /// CertificateChange row in their transaction, and <see cref="RecipientCache.MailboxesChanged"/> (at commit on this node,
-/// at the next poll on the others) drops the responses of that mailbox's certificates. A response read while such a
-/// change was under way is answered but not kept. Responses are signed again <c>Ocsp:RefreshAfter</c> after their
+/// at the next poll on the others) drops the responses of that mailbox's certificates and signs them again in the
+/// background. A response read while such a change was under way is answered but not kept. Responses are signed again <c>Ocsp:RefreshAfter</c> after their
 /// thisUpdate (in the background, or at the next request), and whenever the signing certificate was renewed.</para>
 /// <para>Serials this CA never issued get <c>unknown</c> (RFC 6960 2.2), signed per request and never kept, so a flood
 /// of made-up serials cannot fill the memory. A request with a nonce gets a freshly signed response carrying it, with
@@ -49,6 +49,7 @@ public sealed class OcspResponder : BackgroundService
     private readonly Dictionary<string, HashSet<Key>> _byMailbox = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _changedAt = new(StringComparer.Ordinal);
     private long _generation;
+    private readonly CancellationTokenSource _stopping = new();
     private long _floor;
 
     private readonly record struct Key(string Authority, string HashAlgorithm, string Serial);
@@ -168,6 +169,7 @@ public sealed class OcspResponder : BackgroundService
 
     private void OnMailboxesChanged(IReadOnlyCollection<string> mailboxes)
     {
+        List<(Key, CertId)>? dropped = null;
         lock (_gate)
         {
             var generation = ++_generation;
@@ -175,7 +177,8 @@ public sealed class OcspResponder : BackgroundService
             {
                 _changedAt[mailbox] = generation;
                 if (!_byMailbox.Remove(mailbox, out var keys)) continue;
-                foreach (var key in keys) _entries.TryRemove(key, out _);
+                foreach (var key in keys)
+                    if (_entries.TryRemove(key, out var entry)) (dropped ??= []).Add((key, entry.Id));
             }
             if (_changedAt.Count > MaxRememberedChanges)
             {
@@ -184,6 +187,39 @@ public sealed class OcspResponder : BackgroundService
                 _floor = generation + 1;
             }
         }
+        // Signed again with the new status at once, off the caller's thread (a commit interceptor or the change-log
+        // poll), so the next relying party that asks is answered from memory.
+        if (dropped is not null) _ = Task.Run(() => ResignAsync(dropped));
+    }
+
+    private async Task ResignAsync(List<(Key Key, CertId Id)> dropped)
+    {
+        try
+        {
+            foreach (var (key, id) in dropped) await LoadAsync(key, id, _stopping.Token);
+        }
+        catch (Exception e) when (!_stopping.IsCancellationRequested)
+        {
+            // Nothing is lost: the next request for these certificates signs their answers.
+            _logger.LogWarning(e, "Signing OCSP responses again after a status change failed");
+        }
+        catch (Exception) when (_stopping.IsCancellationRequested)
+        {
+            // Shutting down.
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        await base.StopAsync(cancellationToken);
+    }
+
+    public override void Dispose()
+    {
+        _changes.MailboxesChanged -= OnMailboxesChanged;
+        _stopping.Dispose();
+        base.Dispose();
     }
 
     /// <summary>The issuing CA answers for the certificates in the Certificates table; the root only for the issuing CA

@@ -134,7 +134,12 @@ public sealed class OcspResponderTests(OcspApp app) : IClassFixture<OcspApp>
         Assert.Equal("good", OcspProbe.Describe(sha256.Answer));
         Assert.Equal("2.16.840.1.101.3.4.2.1", sha256.Answer.GetCertID().HashAlgOid);
 
+        // The change drops the cached answer and signs it again in the background: the cache refills without a request.
+        var responder = app.Service<CertPortal.Ocsp.OcspResponder>();
+        var cachedBefore = responder.Count;
         await Http.EnsureStatus(await app.RevokeAsync(issued.SerialNumber, "superseded"), HttpStatusCode.OK);
+        for (var i = 0; i < 100 && responder.Count < cachedBefore; i++) await Task.Delay(50);
+        Assert.Equal(cachedBefore, responder.Count);
         var after = OcspProbe.Read(await app.Client.GetByteArrayAsync(path));
         Assert.Equal($"revoked:{Org.BouncyCastle.Asn1.X509.CrlReason.Superseded}", OcspProbe.Describe(after.Answer));
     }
