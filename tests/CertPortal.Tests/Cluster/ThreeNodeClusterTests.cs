@@ -30,6 +30,8 @@ public sealed class ThreeNodeClusterTests(ITestOutputHelper output) : IAsyncLife
     private readonly NginxBalancer _nginx = new();
     private readonly List<CertPortalNode> _nodes = [];
     private readonly HttpClient _http = AdminClient();
+    /// <summary>Stops the CRL watcher: after draining, or when the test fails before that.</summary>
+    private readonly CancellationTokenSource _monitor = new();
 
     /// <summary>Serial -> what the client that enrolled holds: its mailbox, and the status its last change was answered with.</summary>
     private readonly ConcurrentDictionary<string, Held> _held = new();
@@ -91,6 +93,7 @@ public sealed class ThreeNodeClusterTests(ITestOutputHelper output) : IAsyncLife
     {
         if (_disposed) return;
         _disposed = true;
+        await _monitor.CancelAsync();
         foreach (var n in _nodes) await n.DisposeAsync();
         await _nginx.StopAsync();
         _proxy?.Dispose();
@@ -99,14 +102,17 @@ public sealed class ThreeNodeClusterTests(ITestOutputHelper output) : IAsyncLife
         await _postgres.DisposeAsync();
     }
 
-    public void Dispose() => _http.Dispose();
+    public void Dispose()
+    {
+        _http.Dispose();
+        _monitor.Dispose();
+    }
 
     [Fact]
     public async Task Three_nodes_behind_nginx_lose_nothing_through_a_crash_a_directory_outage_and_latency()
     {
         var clock = Stopwatch.StartNew();
-        using var monitor = new CancellationTokenSource();
-        var watching = WatchCrlsAsync(monitor.Token);
+        var watching = WatchCrlsAsync(_monitor.Token);
         var (a, b, c) = (_nodes[0], _nodes[1], _nodes[2]);
 
         // 1. Everything spread over the nodes, with 20-way races for single tokens.
@@ -130,7 +136,7 @@ public sealed class ThreeNodeClusterTests(ITestOutputHelper output) : IAsyncLife
 
         // 4. Drain: the outbox is empty and no CRL is owed; then every node serves the latest CRL.
         await DrainAsync();
-        await monitor.CancelAsync();
+        await _monitor.CancelAsync();
         await watching;
         output.WriteLine($"{_held.Count} certificates; {_repeated} requests repeated after a lost answer, {_collected} of them enrolments " +
                          $"that had committed (collected with the same token and CSR); {_crlsSeen.Count} CRLs seen in {_crlFetches} fetches; {clock.Elapsed}");
