@@ -14,26 +14,25 @@ public sealed record CertificateOrder(
     DateTimeOffset NotBefore,
     DateTimeOffset NotAfter);
 
-/// <summary>Signs end-entity certificates with the issuing CA. Boulder's habit: the exact certificate
-/// is first signed by a throwaway key and linted; only a certificate that passes is signed for real.</summary>
+/// <summary>Signs end-entity certificates with the issuing CA. Boulder's habit: the certificate is linted before it is
+/// signed. The TBSCertificate is encoded once, linted, and those very bytes are signed, so nothing unlinted is ever
+/// signed and no throwaway signature is needed.</summary>
 public sealed class CertificateIssuer(CaHierarchy ca, CertPortalOptions options)
 {
-    // Any key will do for the lint copy; P-256 is the cheapest to sign with.
-    private static readonly ECDsa LintKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-    private static readonly X509SignatureGenerator LintSigner = X509SignatureGenerator.CreateForECDsa(LintKey);
+    private readonly byte[] _signatureAlgorithm = ca.Issuing.SignatureGenerator.GetSignatureAlgorithmIdentifier(ca.Issuing.HashAlgorithm);
 
-    public X509Certificate2 Issue(CertificateOrder order)
+    public SignedCertificate Issue(CertificateOrder order)
     {
         var notAfter = order.NotAfter > ca.Issuing.Certificate.NotAfter ? new DateTimeOffset(ca.Issuing.Certificate.NotAfter.ToUniversalTime()) : order.NotAfter;
         var request = BuildRequest(order);
-
-        using (var lintCopy = request.Create(ca.Issuing.Certificate.SubjectName, LintSigner, order.NotBefore, notAfter, order.Serial))
-        {
-            var problems = CertificateLinter.Lint(lintCopy, order, options);
-            if (problems.Count > 0)
-                throw new CertificateLintException(problems);
-        }
-        return request.Create(ca.Issuing.Certificate.SubjectName, ca.Issuing.SignatureGenerator, order.NotBefore, notAfter, order.Serial);
+        var tbs = CertificateEncoder.Tbs(request, ca.Issuing.Certificate.SubjectName, _signatureAlgorithm, order.NotBefore, notAfter, order.Serial);
+        var linted = TbsCertificate.Read(tbs);
+        var problems = CertificateLinter.Lint(linted, order, options);
+        if (problems.Count > 0)
+            throw new CertificateLintException(problems);
+        var signature = ca.Issuing.SignatureGenerator.SignData(tbs, ca.Issuing.HashAlgorithm);
+        return new SignedCertificate(CertificateEncoder.Certificate(tbs, _signatureAlgorithm, signature), linted.Subject.Name,
+            linted.NotBefore, linted.NotAfter);
     }
 
     /// <summary>Mailbox-validated (S/MIME BR 7.1.4.2.2): CN (the mailbox) and emailAddress only. Sponsor-validated
@@ -59,7 +58,7 @@ public sealed class CertificateIssuer(CaHierarchy ca, CertPortalOptions options)
         return b.Build();
     }
 
-    private CertificateRequest BuildRequest(CertificateOrder order)
+    internal CertificateRequest BuildRequest(CertificateOrder order)
     {
         var profile = CertificateProfile.For(order.Profile);
         var req = new CertificateRequest(SubjectFor(order.Mailbox, order.DisplayName), order.Key.PublicKey, ca.Issuing.HashAlgorithm, ca.Issuing.RsaPadding);

@@ -7,17 +7,23 @@ namespace CertPortal.Authority;
 /// before the real signature. Every rule here is one a relying party or an auditor would check.</summary>
 public static class CertificateLinter
 {
-    public static IReadOnlyList<string> Lint(X509Certificate2 cert, CertificateOrder order, CertPortalOptions options)
+    public static IReadOnlyList<string> Lint(X509Certificate2 cert, CertificateOrder order, CertPortalOptions options) =>
+        Lint(TbsCertificate.FromCertificate(cert.RawData), order, options);
+
+    /// <summary>Lints the TBSCertificate itself: what the issuer signs next is exactly what was checked.</summary>
+    public static IReadOnlyList<string> Lint(TbsCertificate cert, CertificateOrder order, CertPortalOptions options)
     {
         var p = new List<string>();
         var profile = CertificateProfile.For(order.Profile);
 
         if (cert.Version != 3) p.Add("not X.509 v3");
-        var serial = cert.SerialNumberBytes.Span;
+        var serial = cert.SerialNumber.AsSpan();
         if (serial.Length is < 9 or > 20 || (serial[0] & 0x80) != 0) p.Add("serial must be positive, 9-20 octets");
         if ((cert.NotAfter - cert.NotBefore).TotalDays > 825) p.Add("validity longer than 825 days");
 
-        var exts = cert.Extensions.ToDictionary(e => e.Oid!.Value!, e => e);
+        var exts = new Dictionary<string, X509Extension>();
+        foreach (var e in cert.Extensions)
+            if (!exts.TryAdd(e.Oid!.Value!, e)) p.Add($"extension {e.Oid.Value} appears twice"); // RFC 5280 §4.2
         var allowed = new HashSet<string>
         {
             Oids.KeyUsage, Oids.ExtendedKeyUsage, Oids.SubjectAltName, Oids.SubjectKeyIdentifier,
@@ -67,7 +73,7 @@ public static class CertificateLinter
     /// <summary>S/MIME BR 7.1.4.2.2. Mailbox-validated: CN may hold only the mailbox (pkilint:
     /// cabf.smime.common_name_value_unknown_source when it held a display name under 2.23.140.1.5.1.x).
     /// Sponsor-validated: organizationName required, a personal name as givenName/surname, CN the name.</summary>
-    private static void LintSubject(X509Certificate2 cert, CertificateOrder order, CertPortalOptions options, List<string> p)
+    private static void LintSubject(TbsCertificate cert, CertificateOrder order, CertPortalOptions options, List<string> p)
     {
         var sponsored = options.Issuance.SubjectCommonName == SubjectCommonName.DisplayName;
         var kind = sponsored ? "sponsor" : "mailbox";
@@ -76,7 +82,7 @@ public static class CertificateLinter
                 p.Add($"policy {policy} is {validation}-validated, but the subject is {kind}-validated");
 
         var attributes = new List<(string Type, string? Value)>();
-        foreach (var rdn in cert.SubjectName.EnumerateRelativeDistinguishedNames())
+        foreach (var rdn in cert.Subject.EnumerateRelativeDistinguishedNames())
         {
             if (rdn.HasMultipleElements) { p.Add("multi-valued subject RDN"); continue; }
             attributes.Add((rdn.GetSingleElementType().Value!, rdn.GetSingleElementValue()));

@@ -7,10 +7,14 @@ namespace CertPortal.Data;
 /// commit waits for the WAL to reach the disk: with NORMAL (what many builds default to in WAL mode) a commit
 /// that returned can vanish on power loss, and we would have handed out a certificate with no record of it.
 /// FULL fsyncs the WAL at every commit; the group writer makes that one fsync per group, not per enrollment.
-/// The setting belongs to the connection, not the file, so it is set on every connection opened.</summary>
+/// The setting belongs to the connection, not the file, so it is set on every connection: once per pooled native
+/// connection (a pooled connection keeps it), not at every open, which on the hot paths is every query.</summary>
 public sealed class SqliteDurability : DbConnectionInterceptor
 {
     public static readonly SqliteDurability Instance = new();
+
+    // Native sqlite3 handles already set; entries go with their handle.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, object> Done = [];
 
     public override void ConnectionOpened(DbConnection connection, ConnectionEndEventData eventData) => SetFull(connection);
 
@@ -23,8 +27,10 @@ public sealed class SqliteDurability : DbConnectionInterceptor
 
     private static void SetFull(DbConnection connection)
     {
+        if (connection is Microsoft.Data.Sqlite.SqliteConnection { Handle: { } handle } && Done.TryGetValue(handle, out _)) return;
         using var command = connection.CreateCommand();
         command.CommandText = "PRAGMA synchronous=FULL;";
         command.ExecuteNonQuery();
+        if (connection is Microsoft.Data.Sqlite.SqliteConnection { Handle: { } opened }) Done.AddOrUpdate(opened, Done);
     }
 }

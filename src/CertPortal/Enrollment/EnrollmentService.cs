@@ -108,20 +108,23 @@ public sealed class EnrollmentService(
         // A minute of backdating absorbs clock skew between us and relying parties (S/MIME BR allow up to 48 h).
         var order = new CertificateOrder(grant.Email, grant.DisplayName, grant.Profile, key, serial,
             now.AddMinutes(-1), now.AddDays(options.Issuance.ValidityDays));
-        using var cert = issuer.Issue(order);
-        var der = cert.RawData;
-        var subject = cert.Subject;
-        var notBefore = new DateTimeOffset(cert.NotBefore.ToUniversalTime());
-        var notAfter = new DateTimeOffset(cert.NotAfter.ToUniversalTime());
-        var addRows = prepare?.Invoke(serialHex, cert, now);
+        var signed = issuer.Issue(order);
+        var (der, subject, notBefore, notAfter) = (signed.Der, signed.Subject, signed.NotBefore, signed.NotAfter);
+        var spkiSha256 = key.SpkiSha256;
+        Func<CertPortalDbContext, CancellationToken, Task>? addRows = null;
+        if (prepare is not null)
+        {
+            using var cert = X509CertificateLoader.LoadCertificate(der);
+            addRows = prepare(serialHex, cert, now);
+        }
 
         Failure? blocked = null;
         var record = await writer.WriteAsync(async (w, wct) =>
         {
             // Under the key's lock (PostgreSQL; SQLite has one writer), so a keyCompromise revocation of the same
             // key either finds this certificate and revokes it, or has committed its block, which this read sees.
-            await w.LockNamedAsync(CompromisedKeys.LockName(key.SpkiSha256), wct);
-            blocked = await CompromisedKeys.RefuseIfBlockedAsync(w, key.SpkiSha256, wct);
+            await w.LockNamedAsync(CompromisedKeys.LockName(spkiSha256), wct);
+            blocked = await CompromisedKeys.RefuseIfBlockedAsync(w, spkiSha256, wct);
             if (blocked is not null) return null;
             if (!await grant.SpendAsync(w, serialHex, now, wct)) return null;
             var added = new IssuedCertificate
@@ -139,7 +142,7 @@ public sealed class EnrollmentService(
                 RenewalOf = grant.RenewalOf,
                 Der = der,
                 Sha256Fingerprint = Convert.ToHexString(SHA256.HashData(der)),
-                SpkiSha256 = key.SpkiSha256,
+                SpkiSha256 = spkiSha256,
             };
             w.Certificates.Add(added);
             AuditLog.Record(w, now, actor, AuditActions.CertificateIssued, $"certificate:{serialHex}",

@@ -12,9 +12,13 @@ namespace CertPortal.Escrow;
 public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption shareEncryption, TimeProvider time, ILogger<KeyArchive> logger)
 {
     /// <summary>The policy row changed through the admin API, else configuration; <see cref="EscrowPolicyRecord.MinimumAgents"/> is always resolved.</summary>
+    // Compiled once: every enrollment reads the policy.
+    private static readonly Func<CertPortalDbContext, CancellationToken, Task<EscrowPolicyRecord?>> CurrentPolicy =
+        EF.CompileAsyncQuery((CertPortalDbContext db, CancellationToken ct) => db.EscrowPolicy.AsNoTracking().OrderBy(p => p.Id).FirstOrDefault());
+
     public async Task<EscrowPolicyRecord> PolicyAsync(CertPortalDbContext db, CancellationToken ct)
     {
-        var policy = await db.EscrowPolicy.AsNoTracking().OrderBy(p => p.Id).FirstOrDefaultAsync(ct) ?? new EscrowPolicyRecord
+        var policy = await CurrentPolicy(db, ct) ?? new EscrowPolicyRecord
         {
             Threshold = options.Escrow.Threshold,
             EncryptionKeyGeneration = options.Escrow.EncryptionKeyGeneration,
