@@ -74,6 +74,11 @@ public sealed class OcspResponderTests(OcspApp app) : IClassFixture<OcspApp>
         var unknown = Tool.Run("openssl", ["ocsp", "-issuer", rp.IssuingFile, "-serial", "0x0123456789ABCDEF", "-url", url, "-CAfile", rp.RootFile]);
         Assert.True(unknown.Output.Contains("Response verify OK") && unknown.Stdout.Contains("0x0123456789ABCDEF: unknown"), unknown.Output);
 
+        // Several certificates in one request (with openssl's nonce): one freshly signed response answers each.
+        var both = Tool.Run("openssl", ["ocsp", "-issuer", rp.IssuingFile, "-cert", rp.LeafFile, "-serial", "0x0123456789ABCDEF", "-url", url, "-CAfile", rp.RootFile]);
+        Assert.True(both.Output.Contains("Response verify OK") && both.Stdout.Contains("leaf.pem: good") &&
+                    both.Stdout.Contains("0x0123456789ABCDEF: unknown") && !both.Output.Contains("WARNING"), both.Output);
+
         // A CA this responder does not serve: the leaf itself posing as an issuer.
         var foreign = Tool.Run("openssl", ["ocsp", "-issuer", rp.LeafFile, "-serial", "0x01", "-url", url, "-CAfile", rp.RootFile]);
         Assert.Contains("unauthorized (6)", foreign.Output);
