@@ -197,6 +197,9 @@ namespace CertPortal.Migrations.Postgres
                     b.Property<long>("Number")
                         .HasColumnType("bigint");
 
+                    b.Property<long?>("DeltaOf")
+                        .HasColumnType("bigint");
+
                     b.Property<byte[]>("Der")
                         .IsRequired()
                         .HasColumnType("bytea");

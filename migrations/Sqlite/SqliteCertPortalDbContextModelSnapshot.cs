@@ -186,6 +186,9 @@ namespace CertPortal.Migrations.Sqlite
                     b.Property<long>("Number")
                         .HasColumnType("INTEGER");
 
+                    b.Property<long?>("DeltaOf")
+                        .HasColumnType("INTEGER");
+
                     b.Property<byte[]>("Der")
                         .IsRequired()
                         .HasColumnType("BLOB");

@@ -134,6 +134,15 @@ public sealed class CrlOptions
     /// CRL. A revocation is in the CRL about PublishDelay (+ CheckInterval on other nodes) after it was confirmed.
     /// Zero: the CRL is signed before the revocation call returns (tests; tiny installations).</summary>
     public TimeSpan PublishDelay { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>Zero (the default): every publication signs a complete CRL, and there are no delta CRLs. Otherwise
+    /// delta CRLs are on: a complete (base) CRL is signed at most this often, and the revocations, holds and releases
+    /// in between go into delta CRLs (RFC 5280 §5.2.4) that relying parties fetch at the freshestCRL URL. Worth it when
+    /// the complete CRL is large; relying parties that ignore delta CRLs (NSS; OpenSSL without -use_deltas) then see a
+    /// revocation up to this much later.</summary>
+    public TimeSpan DeltaBaseInterval { get; set; } = TimeSpan.Zero;
+
+    public bool DeltasEnabled => DeltaBaseInterval > TimeSpan.Zero;
 }
 
 public enum KeyGenerationPolicy { Refused, Allowed, Required }
@@ -263,6 +272,8 @@ public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOpti
             errors.Add($"{p}:Crl:CheckInterval must be positive.");
         if (o.Crl.PublishDelay < TimeSpan.Zero || o.Crl.PublishDelay > TimeSpan.FromHours(1))
             errors.Add($"{p}:Crl:PublishDelay must be between zero and one hour (S/MIME BR: revocation in the CRL within 24 hours, sooner is better).");
+        if (o.Crl.DeltaBaseInterval < TimeSpan.Zero || (o.Crl.DeltasEnabled && (o.Crl.DeltaBaseInterval < TimeSpan.FromMinutes(1) || o.Crl.DeltaBaseInterval > o.Crl.RefreshAfter)))
+            errors.Add($"{p}:Crl:DeltaBaseInterval must be zero (no delta CRLs) or between one minute and Crl:RefreshAfter ({o.Crl.RefreshAfter}): relying parties without delta support see a revocation only in the next complete CRL.");
 
         if (o.Lookup.MaxMailboxes is < 0 or > 10_000_000)
             errors.Add($"{p}:Lookup:MaxMailboxes must be between 0 (no cache) and 10000000.");

@@ -6,6 +6,8 @@ public sealed class CaUrls(string publicBaseUrl)
 {
     public const string IssuingCrlPath = "/crl/issuing.crl";
     public const string RootCrlPath = "/crl/root.crl";
+    /// <summary>The issuing CA's delta CRL (RFC 5280 §5.2.4), when Crl:DeltaBaseInterval turns delta CRLs on.</summary>
+    public const string IssuingDeltaCrlPath = "/crl/issuing-delta.crl";
     public const string IssuingCertPath = "/ca/issuing.crt";
     public const string RootCertPath = "/ca/root.crt";
     public const string ChainPemPath = "/ca/chain.pem";
@@ -17,6 +19,7 @@ public sealed class CaUrls(string publicBaseUrl)
     public string BaseUrl { get; } = publicBaseUrl.TrimEnd('/');
     public string IssuingCrl => BaseUrl + IssuingCrlPath;
     public string RootCrl => BaseUrl + RootCrlPath;
+    public string IssuingDeltaCrl => BaseUrl + IssuingDeltaCrlPath;
     public string IssuingCert => BaseUrl + IssuingCertPath;
     public string RootCert => BaseUrl + RootCertPath;
     public string Ocsp => BaseUrl + OcspPath;

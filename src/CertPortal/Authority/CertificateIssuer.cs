@@ -70,6 +70,7 @@ public sealed class CertificateIssuer(CaHierarchy ca, CertPortalOptions options)
         req.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(order.Key.PublicKey, X509SubjectKeyIdentifierHashAlgorithm.Sha1, false));
         req.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromSubjectKeyIdentifier(ca.Issuing.SubjectKeyIdentifier));
         req.CertificateExtensions.Add(CertificateRevocationListBuilder.BuildCrlDistributionPointExtension([ca.Urls.IssuingCrl], false));
+        if (options.Crl.DeltasEnabled) req.CertificateExtensions.Add(FreshestCrl.Extension(ca.Urls.IssuingDeltaCrl));
         req.CertificateExtensions.Add(new X509AuthorityInformationAccessExtension([ca.Urls.Ocsp], [ca.Urls.IssuingCert], false));
         req.CertificateExtensions.Add(CertificatePolicies.Build(options.Issuance.EffectivePolicyOids));
         return req;

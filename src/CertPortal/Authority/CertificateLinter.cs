@@ -28,6 +28,7 @@ public static class CertificateLinter
         {
             Oids.KeyUsage, Oids.ExtendedKeyUsage, Oids.SubjectAltName, Oids.SubjectKeyIdentifier,
             Oids.AuthorityKeyIdentifier, Oids.CrlDistributionPoints, Oids.AuthorityInfoAccess, Oids.CertificatePolicies,
+            Oids.FreshestCrl,
         };
         foreach (var oid in exts.Keys.Where(o => !allowed.Contains(o))) p.Add($"unexpected extension {oid}");
 

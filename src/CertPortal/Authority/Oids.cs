@@ -28,6 +28,10 @@ public static class Oids
     public const string SubjectAltName = "2.5.29.17";
     public const string BasicConstraints = "2.5.29.19";
     public const string CrlDistributionPoints = "2.5.29.31";
+    /// <summary>freshestCRL (RFC 5280 §4.2.1.15, §5.2.6): where the delta CRL is, in certificates and complete CRLs.</summary>
+    public const string FreshestCrl = "2.5.29.46";
+    /// <summary>deltaCRLIndicator (RFC 5280 §5.2.4): marks a delta CRL and names its base CRL's number.</summary>
+    public const string DeltaCrlIndicator = "2.5.29.27";
     public const string CertificatePolicies = "2.5.29.32";
     public const string AuthorityKeyIdentifier = "2.5.29.35";
     public const string ExtendedKeyUsage = "2.5.29.37";

@@ -64,12 +64,16 @@ public sealed class IssuedCertificate
 
 public enum CertificateStatus { Valid, Revoked, OnHold, Expired, NotYetValid }
 
-/// <summary>The latest CRL of a CA (one row per CA: the publisher deletes the one it replaces, so storage grows
-/// with the revocations, not with their square).</summary>
+/// <summary>The latest CRL of a CA, and its latest delta CRL when delta CRLs are on (one row of each kind per CA: the
+/// publisher deletes the one it replaces, so storage grows with the revocations, not with their square). Complete and
+/// delta CRLs share one number sequence (RFC 5280 §5.2.3).</summary>
 public sealed class CrlRecord
 {
     public string Authority { get; set; } = "";
     public long Number { get; set; }
+    /// <summary>Null for a complete CRL; for a delta CRL the number of the complete CRL it updates (deltaCRLIndicator).</summary>
+    public long? DeltaOf { get; set; }
+    public bool IsDelta => DeltaOf is not null;
     public DateTimeOffset ThisUpdate { get; set; }
     public DateTimeOffset NextUpdate { get; set; }
     public int EntryCount { get; set; }

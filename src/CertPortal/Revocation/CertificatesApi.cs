@@ -20,7 +20,8 @@ public sealed record CertificateView(string SerialNumber, string Email, string D
 
 public sealed record CertificatePage(int Page, int PageSize, int Total, IReadOnlyList<CertificateView> Items);
 
-public sealed record CrlStatus(string Authority, long Number, DateTimeOffset ThisUpdate, DateTimeOffset NextUpdate, int Entries, string Url);
+/// <param name="DeltaOf">For a delta CRL, the number of the complete CRL it updates; null for a complete CRL.</param>
+public sealed record CrlStatus(string Authority, long Number, DateTimeOffset ThisUpdate, DateTimeOffset NextUpdate, int Entries, string Url, long? DeltaOf = null);
 
 public static class CertificatesApi
 {
@@ -45,6 +46,9 @@ public static class CertificatesApi
             .WithTags("Revocation").WithName("IssuingCrl");
         app.MapMethods(CaUrls.RootCrlPath, [HttpMethods.Get, HttpMethods.Head], (CrlPublisher crls, CancellationToken ct) => ServeCrl(crls, CertificateAuthority.RootName, ct))
             .WithTags("Revocation").WithName("RootCrl");
+        app.MapMethods(CaUrls.IssuingDeltaCrlPath, [HttpMethods.Get, HttpMethods.Head],
+                (CrlPublisher crls, CancellationToken ct) => ServeCrl(crls, CertificateAuthority.IssuingName, ct, delta: true))
+            .WithTags("Revocation").WithName("IssuingDeltaCrl");
         app.MapGet(CaUrls.IssuingCertPath, (CaHierarchy ca) => TypedResults.Bytes(ca.Issuing.Certificate.RawData, "application/pkix-cert", "issuing.crt")).WithTags("CA").WithName("IssuingCaCertificate");
         app.MapGet(CaUrls.RootCertPath, (CaHierarchy ca) => TypedResults.Bytes(ca.Root.Certificate.RawData, "application/pkix-cert", "root.crt")).WithTags("CA").WithName("RootCaCertificate");
         app.MapGet(CaUrls.RootPemPath, (CaHierarchy ca) => TypedResults.Text(ca.Root.Certificate.ExportCertificatePem() + "\n", "application/x-pem-file")).WithTags("CA").WithName("RootCaCertificatePem");
@@ -123,12 +127,13 @@ public static class CertificatesApi
 
     /// <summary>From memory (the publisher keeps the latest CRL of each CA), with ETag and Last-Modified so
     /// conditional requests get 304 Not Modified.</summary>
-    private static async Task<Results<FileContentHttpResult, ProblemHttpResult>> ServeCrl(CrlPublisher crls, string authority, CancellationToken ct)
+    private static async Task<Results<FileContentHttpResult, ProblemHttpResult>> ServeCrl(CrlPublisher crls, string authority, CancellationToken ct,
+        bool delta = false)
     {
-        var crl = await crls.ServedAsync(authority, ct);
+        var crl = await crls.ServedAsync(authority, ct, delta);
         return crl is null
-            ? Failure.NotFound("No CRL has been signed yet.").ToProblem()
-            : TypedResults.File(crl.Der, "application/pkix-crl", $"{authority}.crl", lastModified: crl.ThisUpdate,
+            ? Failure.NotFound(delta ? "Delta CRLs are not enabled (Crl:DeltaBaseInterval), or none has been signed yet." : "No CRL has been signed yet.").ToProblem()
+            : TypedResults.File(crl.Der, "application/pkix-crl", delta ? $"{authority}-delta.crl" : $"{authority}.crl", lastModified: crl.ThisUpdate,
                 entityTag: new Microsoft.Net.Http.Headers.EntityTagHeaderValue(crl.ETag));
     }
 
@@ -138,6 +143,9 @@ public static class CertificatesApi
         foreach (var (authority, url) in new[] { (CertificateAuthority.IssuingName, ca.Urls.IssuingCrl), (CertificateAuthority.RootName, ca.Urls.RootCrl) })
             if (await crls.ServedAsync(authority, ct) is { } crl)
                 list.Add(new CrlStatus(authority, crl.Number, crl.ThisUpdate, crl.NextUpdate, crl.EntryCount, url));
+        if (await crls.ServedAsync(CertificateAuthority.IssuingName, ct, delta: true) is { } delta)
+            list.Add(new CrlStatus(CertificateAuthority.IssuingName, delta.Number, delta.ThisUpdate, delta.NextUpdate, delta.EntryCount, ca.Urls.IssuingDeltaCrl,
+                delta.DeltaOf));
         return TypedResults.Ok(list);
     }
 }

@@ -18,8 +18,10 @@ public static class CrlEncoder
     private const string CrlNumberOid = "2.5.29.20";
     private const string ReasonCodeOid = "2.5.29.21";
 
+    /// <param name="deltaOf">A delta CRL: the number of its base CRL (deltaCRLIndicator, critical). Null: a complete CRL.</param>
+    /// <param name="freshestCrlUrl">A complete CRL's pointer to its delta CRLs (freshestCRL, RFC 5280 §5.2.6); null: none.</param>
     public static byte[] Build(CertificateAuthority ca, long crlNumber, DateTimeOffset thisUpdate, DateTimeOffset nextUpdate,
-        IReadOnlyCollection<CrlEntry> entries)
+        IReadOnlyCollection<CrlEntry> entries, long? deltaOf = null, string? freshestCrlUrl = null)
     {
         var algorithm = ca.SignatureGenerator.GetSignatureAlgorithmIdentifier(ca.HashAlgorithm);
         var tbs = new AsnWriter(AsnEncodingRules.DER);
@@ -39,6 +41,10 @@ public static class CrlEncoder
                     using (w.PushSequence()) w.WriteOctetString(ca.SubjectKeyIdentifier, new Asn1Tag(TagClass.ContextSpecific, 0));
                 });
                 WriteExtension(tbs, CrlNumberOid, w => w.WriteInteger(crlNumber));
+                if (deltaOf is { } baseNumber)
+                    WriteExtension(tbs, Oids.DeltaCrlIndicator, w => w.WriteInteger(baseNumber), critical: true); // critical: RFC 5280 §5.2.4
+                if (freshestCrlUrl is not null)
+                    tbs.WriteEncodedValue(EncodeExtension(Oids.FreshestCrl, FreshestCrl.Extension(freshestCrlUrl).RawData));
             }
         }
         var tbsBytes = tbs.Encode();
@@ -52,6 +58,44 @@ public static class CrlEncoder
             crl.WriteBitString(signature);
         }
         return crl.Encode();
+    }
+
+    /// <summary>The entries of a CRL this encoder wrote: serial (hex, as the Certificates table has it) → reason (null:
+    /// none). A delta CRL is the difference between these, the base CRL relying parties hold, and the revocations now.</summary>
+    public static Dictionary<string, X509RevocationReason?> ReadEntries(byte[] der)
+    {
+        var entries = new Dictionary<string, X509RevocationReason?>(StringComparer.Ordinal);
+        var tbs = new AsnReader(der, AsnEncodingRules.DER).ReadSequence().ReadSequence();
+        tbs.ReadInteger(); // version
+        tbs.ReadEncodedValue(); // signature algorithm
+        tbs.ReadEncodedValue(); // issuer
+        tbs.ReadEncodedValue(); // thisUpdate
+        if (tbs.HasData && tbs.PeekTag().TagValue is (int)UniversalTagNumber.UtcTime or (int)UniversalTagNumber.GeneralizedTime)
+            tbs.ReadEncodedValue(); // nextUpdate
+        if (!tbs.HasData || tbs.PeekTag() != Asn1Tag.Sequence) return entries;
+        var list = tbs.ReadSequence();
+        while (list.HasData)
+        {
+            var entry = list.ReadSequence();
+            var serial = Convert.ToHexString(entry.ReadIntegerBytes().Span);
+            entry.ReadEncodedValue(); // revocationDate
+            X509RevocationReason? reason = null;
+            if (entry.HasData)
+            {
+                var extensions = entry.ReadSequence();
+                while (extensions.HasData)
+                {
+                    var ext = extensions.ReadSequence();
+                    var oid = ext.ReadObjectIdentifier();
+                    if (ext.PeekTag() == Asn1Tag.Boolean) ext.ReadBoolean();
+                    var value = ext.ReadOctetString();
+                    if (oid == ReasonCodeOid)
+                        reason = new AsnReader(value, AsnEncodingRules.DER).ReadEnumeratedValue<X509RevocationReason>();
+                }
+            }
+            entries[serial] = reason;
+        }
+        return entries;
     }
 
     /// <summary>revokedCertificates: each entry encoded on its own into one buffer, then the SEQUENCE header
@@ -94,15 +138,27 @@ public static class CrlEncoder
         return result;
     }
 
-    private static void WriteExtension(AsnWriter w, string oid, Action<AsnWriter> value)
+    private static void WriteExtension(AsnWriter w, string oid, Action<AsnWriter> value, bool critical = false)
     {
         var inner = new AsnWriter(AsnEncodingRules.DER);
         value(inner);
         using (w.PushSequence())
         {
             w.WriteObjectIdentifier(oid);
-            w.WriteOctetString(inner.Encode()); // critical = FALSE is the DEFAULT, so omitted in DER
+            if (critical) w.WriteBoolean(true); // critical = FALSE is the DEFAULT, so omitted in DER
+            w.WriteOctetString(inner.Encode());
         }
+    }
+
+    private static byte[] EncodeExtension(string oid, byte[] value)
+    {
+        var w = new AsnWriter(AsnEncodingRules.DER);
+        using (w.PushSequence())
+        {
+            w.WriteObjectIdentifier(oid);
+            w.WriteOctetString(value);
+        }
+        return w.Encode();
     }
 
     /// <summary>RFC 5280 §5.1.2.4: UTCTime through 2049, GeneralizedTime from 2050; whole seconds.</summary>

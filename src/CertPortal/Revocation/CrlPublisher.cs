@@ -6,8 +6,9 @@ using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Revocation;
 
-/// <summary>The latest CRL of a CA as this node serves it: bytes and the validators of conditional requests.</summary>
-public sealed record PublishedCrl(string Authority, long Number, DateTimeOffset ThisUpdate, DateTimeOffset NextUpdate, int EntryCount, byte[] Der)
+/// <summary>The latest CRL (complete or delta) of a CA as this node serves it: bytes and the validators of conditional requests.</summary>
+public sealed record PublishedCrl(string Authority, long Number, DateTimeOffset ThisUpdate, DateTimeOffset NextUpdate, int EntryCount, byte[] Der,
+    long? DeltaOf = null)
 {
     /// <summary>Strong validator: a CA's CRL number names exactly one CRL.</summary>
     public string ETag => $"\"{Authority}-{Number}\"";
@@ -32,12 +33,14 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
     /// <summary>A revocation, hold or release committed on this node: sign soon (after PublishDelay).</summary>
     public void ChangeCommitted() => _wake.Writer.TryWrite(true);
 
-    /// <summary>The CRL this node serves; null only before the first one exists.</summary>
-    public async Task<PublishedCrl?> ServedAsync(string authority, CancellationToken ct)
+    /// <summary>The complete CRL (or, with <paramref name="delta"/>, the delta CRL) this node serves; null only before
+    /// the first one exists, or for delta CRLs when they are off.</summary>
+    public async Task<PublishedCrl?> ServedAsync(string authority, CancellationToken ct, bool delta = false)
     {
-        if (_served.TryGetValue(authority, out var crl)) return crl;
+        if (delta && !options.Crl.DeltasEnabled) return null;
+        if (_served.TryGetValue(Key(authority, delta), out var crl)) return crl;
         await using var scope = scopes.CreateAsyncScope();
-        return await LoadAsync(scope.ServiceProvider.GetRequiredService<CertPortalDbContext>(), authority, null, ct);
+        return await LoadAsync(scope.ServiceProvider.GetRequiredService<CertPortalDbContext>(), authority, delta, ct);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -68,7 +71,7 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
     }
 
     /// <summary>Signs a CRL for every CA that owes one (changes pending, or due for refresh), then makes sure this node
-    /// serves the latest CRL of each CA, whoever signed it. Returns how many CRLs this call signed.</summary>
+    /// serves the latest CRLs of each CA, whoever signed them. Returns how many CRLs this call signed.</summary>
     public async Task<int> PublishAsync(CancellationToken ct)
     {
         await _pass.WaitAsync(ct);
@@ -80,32 +83,44 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
             var signed = 0;
             foreach (var authority in Authorities)
             {
-                if (await OwesCrlAsync(db, authority, ct))
+                var deltas = authority == CertificateAuthority.IssuingName && options.Crl.DeltasEnabled;
+                if (await DueAsync(db, authority, deltas, await db.CrlChanges.AnyAsync(c => c.Authority == authority, ct), ct) is { } expected)
                 {
                     // Before the transaction: on SQLite it holds the write lock, which enrollments need meanwhile.
-                    await CrlSigner.WaitForNextSecondAsync(db, authority, time, ct);
+                    await CrlSigner.WaitForNextSecondAsync(db, authority, expected == CrlKind.Delta, time, ct);
                     await using var tx = await db.Database.BeginTransactionAsync(ct);
                     // The signer's lock is taken first thing in SignAsync; what is read after it is what the previous
                     // signer committed. Changes are read before the certificates: each was committed with its
                     // certificate's new state, so the CRL signed below shows every change deleted with it.
                     await db.LockNamedAsync("crl:" + authority, ct);
                     var changes = await db.CrlChanges.Where(c => c.Authority == authority).Select(c => c.Id).ToListAsync(ct);
-                    if (changes.Count > 0 || await OwesCrlAsync(db, authority, ct))
+                    if (await DueAsync(db, authority, deltas, changes.Count > 0, ct) is { } kind)
                     {
-                        var crl = await signer.SignAsync(db, authority, time.GetUtcNow(), Actor, ct);
+                        var crls = new List<CrlRecord> { await signer.SignAsync(db, authority, time.GetUtcNow(), Actor, ct, delta: kind == CrlKind.Delta) };
                         if (changes.Count > 0) await db.CrlChanges.Where(c => changes.Contains(c.Id)).ExecuteDeleteAsync(ct);
                         await db.SaveChangesAsync(ct);
+                        // A new complete CRL gets its (empty) delta at once: a delta naming an older base would be
+                        // ignored by relying parties, and would expire unrenewed.
+                        if (kind == CrlKind.Complete && deltas)
+                        {
+                            crls.Add(await signer.SignAsync(db, authority, time.GetUtcNow(), Actor, ct, delta: true));
+                            await db.SaveChangesAsync(ct);
+                        }
                         await tx.CommitAsync(ct);
                         db.ChangeTracker.Clear();
-                        _served[authority] = new PublishedCrl(authority, crl.Number, crl.ThisUpdate, crl.NextUpdate, crl.EntryCount, crl.Der);
-                        logger.LogInformation("Signed {Authority} CRL number {Number} with {Entries} entries for {Changes} changes, next update {NextUpdate}",
-                            authority, crl.Number, crl.EntryCount, changes.Count, crl.NextUpdate);
-                        signed++;
+                        foreach (var crl in crls)
+                        {
+                            Serve(crl);
+                            logger.LogInformation("Signed {Authority} {Kind} CRL number {Number} with {Entries} entries for {Changes} changes, next update {NextUpdate}",
+                                authority, crl.IsDelta ? "delta" : "complete", crl.Number, crl.EntryCount, changes.Count, crl.NextUpdate);
+                        }
+                        signed += crls.Count;
                         continue;
                     }
                     await tx.RollbackAsync(ct);
                 }
-                await LoadAsync(db, authority, _served.GetValueOrDefault(authority), ct);
+                await LoadAsync(db, authority, delta: false, ct);
+                if (deltas) await LoadAsync(db, authority, delta: true, ct);
             }
             return signed;
         }
@@ -115,26 +130,43 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
         }
     }
 
-    private async Task<bool> OwesCrlAsync(CertPortalDbContext db, string authority, CancellationToken ct)
+    private enum CrlKind { Complete, Delta }
+
+    /// <summary>Which CRL <paramref name="authority"/> owes now, if any. With delta CRLs, changes go into a delta
+    /// unless the complete CRL is older than Crl:DeltaBaseInterval; without changes a complete CRL is re-signed after
+    /// RefreshAfter (each new one followed by its delta).</summary>
+    private async Task<CrlKind?> DueAsync(CertPortalDbContext db, string authority, bool deltas, bool changes, CancellationToken ct)
     {
-        if (await db.CrlChanges.AnyAsync(c => c.Authority == authority, ct)) return true;
-        var latest = await db.Crls.AsNoTracking().Where(c => c.Authority == authority).OrderByDescending(c => c.Number)
-            .Select(c => new { c.ThisUpdate }).FirstOrDefaultAsync(ct);
+        var now = time.GetUtcNow();
+        var complete = await CrlSigner.LatestAsync(db, authority, ct);
         var refreshAfter = authority == CertificateAuthority.RootName ? options.Crl.RootLifetime / 2 : options.Crl.RefreshAfter;
-        return latest is null || latest.ThisUpdate + refreshAfter <= time.GetUtcNow();
+        if (complete is null || complete.ThisUpdate + refreshAfter <= now) return CrlKind.Complete;
+        if (!deltas) return changes ? CrlKind.Complete : null;
+        if (changes) return complete.ThisUpdate + options.Crl.DeltaBaseInterval <= now ? CrlKind.Complete : CrlKind.Delta;
+        // Delta CRLs just turned on: the complete CRL has no delta yet.
+        var delta = await CrlSigner.LatestDeltaAsync(db, authority, ct);
+        return delta?.DeltaOf == complete.Number ? null : CrlKind.Delta;
+    }
+
+    private static string Key(string authority, bool delta) => delta ? authority + "-delta" : authority;
+
+    private void Serve(CrlRecord crl)
+    {
+        var published = new PublishedCrl(crl.Authority, crl.Number, crl.ThisUpdate, crl.NextUpdate, crl.EntryCount, crl.Der, crl.DeltaOf);
+        _served.AddOrUpdate(Key(crl.Authority, crl.IsDelta), published, (_, old) => old.Number >= published.Number ? old : published);
     }
 
     /// <summary>Reads the bytes only when the database has a newer CRL than the one served.</summary>
-    private async Task<PublishedCrl?> LoadAsync(CertPortalDbContext db, string authority, PublishedCrl? current, CancellationToken ct)
+    private async Task<PublishedCrl?> LoadAsync(CertPortalDbContext db, string authority, bool delta, CancellationToken ct)
     {
-        var number = await db.Crls.Where(c => c.Authority == authority).MaxAsync(c => (long?)c.Number, ct);
+        var current = _served.GetValueOrDefault(Key(authority, delta));
+        var number = await db.Crls.Where(c => c.Authority == authority && (c.DeltaOf != null) == delta).MaxAsync(c => (long?)c.Number, ct);
         if (number is null) return null;
         if (current is not null && current.Number >= number) return current;
         var crl = await db.Crls.AsNoTracking().FirstOrDefaultAsync(c => c.Authority == authority && c.Number == number, ct);
         if (crl is null) return current; // replaced in between; the next round loads the newer one
-        var published = new PublishedCrl(authority, crl.Number, crl.ThisUpdate, crl.NextUpdate, crl.EntryCount, crl.Der);
-        _served.AddOrUpdate(authority, published, (_, old) => old.Number >= published.Number ? old : published);
-        return _served[authority];
+        Serve(crl);
+        return _served[Key(authority, delta)];
     }
 
     public override void Dispose()

@@ -14,28 +14,33 @@ namespace CertPortal.Revocation;
 /// next second (at most one). The CRL replaces the previous one: only the latest is kept.</summary>
 public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimeProvider time, IEnumerable<ICertificateEvents> observers)
 {
-    public async Task<CrlRecord> SignAsync(CertPortalDbContext db, string authority, DateTimeOffset now, string actor, CancellationToken ct)
+    /// <param name="delta">Sign a delta CRL (RFC 5280 §5.2.4) against the latest complete CRL instead of a complete one:
+    /// what was revoked, put on hold or had its reason changed since that CRL, and removeFromCRL for what left it
+    /// (released from hold, or expired).</param>
+    public async Task<CrlRecord> SignAsync(CertPortalDbContext db, string authority, DateTimeOffset now, string actor, CancellationToken ct,
+        bool delta = false)
     {
         var signer = ca[authority];
         // Held until the caller's transaction ends: the next signer reads this one's number and thisUpdate.
         await db.LockNamedAsync("crl:" + authority, ct);
-        var previous = await db.Crls.AsNoTracking().Where(c => c.Authority == authority).OrderByDescending(c => c.Number)
-            .Select(c => new { c.Number, c.ThisUpdate }).FirstOrDefaultAsync(ct);
+        // Complete and delta CRLs share the numbers; thisUpdate increases per URL (each is revalidated on its own).
+        var lastNumber = await db.Crls.Where(c => c.Authority == authority).MaxAsync(c => (long?)c.Number, ct) ?? 0;
+        var previous = await Latest(db, authority, delta).Select(c => (DateTimeOffset?)c.ThisUpdate).FirstOrDefaultAsync(ct);
         // PostgreSQL: another node may have signed in this second after the caller's wait. Waiting here holds only
         // this CA's advisory lock (SQLite has one node, and its transaction would block every writer). Then the time
         // is read again, waited or not: the caller's may be from before the previous CRL's second ended (it read the
         // clock, then the lock and the read above took until the next second), and would repeat its thisUpdate.
         if (previous is not null && db.HasConcurrentWriters())
         {
-            await WaitForSecondAfterAsync(previous.ThisUpdate, ct);
+            await WaitForSecondAfterAsync(previous.Value, ct);
             var later = time.GetUtcNow();
             if (later > now) now = later;
         }
         var thisUpdate = WholeSeconds(now);
         // Only a node whose clock lags the previous signer's takes the previous time: order over freshness.
-        if (previous is not null && thisUpdate < WholeSeconds(previous.ThisUpdate))
-            thisUpdate = WholeSeconds(previous.ThisUpdate);
-        var number = (previous?.Number ?? 0) + 1;
+        if (previous is not null && thisUpdate < WholeSeconds(previous.Value))
+            thisUpdate = WholeSeconds(previous.Value);
+        var number = lastNumber + 1;
 
         var entries = new List<CrlEntry>();
         if (authority == CertificateAuthority.IssuingName)
@@ -53,24 +58,52 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
                 entries.Add(new CrlEntry(Convert.FromHexString(r.SerialNumber), r.RevokedAt!.Value, reason));
             }
         }
+
+        long? deltaOf = null;
+        if (delta)
+        {
+            var complete = await LatestAsync(db, authority, ct)
+                ?? throw new InvalidOperationException("A delta CRL needs a complete CRL to update.");
+            deltaOf = complete.Number;
+            entries = DeltaEntries(CrlEncoder.ReadEntries(complete.Der), entries, thisUpdate);
+        }
         var lifetime = authority == CertificateAuthority.RootName ? options.Crl.RootLifetime : options.Crl.Lifetime;
-        var der = CrlEncoder.Build(signer, number, thisUpdate, thisUpdate + lifetime, entries);
+        var freshest = !delta && authority == CertificateAuthority.IssuingName && options.Crl.DeltasEnabled ? ca.Urls.IssuingDeltaCrl : null;
+        var der = CrlEncoder.Build(signer, number, thisUpdate, thisUpdate + lifetime, entries, deltaOf, freshest);
         var record = new CrlRecord
         {
-            Authority = authority, Number = number, ThisUpdate = thisUpdate, NextUpdate = thisUpdate + lifetime, EntryCount = entries.Count, Der = der,
+            Authority = authority, Number = number, DeltaOf = deltaOf, ThisUpdate = thisUpdate, NextUpdate = thisUpdate + lifetime,
+            EntryCount = entries.Count, Der = der,
         };
-        await db.Crls.Where(c => c.Authority == authority && c.Number < number).ExecuteDeleteAsync(ct);
+        await db.Crls.Where(c => c.Authority == authority && c.Number < number && (c.DeltaOf != null) == delta).ExecuteDeleteAsync(ct);
         db.Crls.Add(record);
-        AuditLog.Record(db, now, actor, AuditActions.CrlSigned, $"crl:{authority}:{record.Number}", new { entries = entries.Count, record.NextUpdate });
+        AuditLog.Record(db, now, actor, AuditActions.CrlSigned, $"crl:{authority}:{record.Number}",
+            new { entries = entries.Count, record.NextUpdate, deltaOf });
         foreach (var o in observers) o.OnCrlSigned(db, record, now);
         return record;
     }
 
-    /// <summary>Waits until the clock is past the second of the latest CRL of <paramref name="authority"/>.</summary>
-    public static async Task WaitForNextSecondAsync(CertPortalDbContext db, string authority, TimeProvider time, CancellationToken ct)
+    /// <summary>RFC 5280 §5.2.4: the delta lists every entry that is new or has another reason than in the base CRL, and
+    /// removeFromCRL (§5.3.1) for every base entry that is gone: released from hold, or expired.</summary>
+    internal static List<CrlEntry> DeltaEntries(Dictionary<string, X509RevocationReason?> baseEntries, List<CrlEntry> now, DateTimeOffset thisUpdate)
     {
-        var latest = await db.Crls.AsNoTracking().Where(c => c.Authority == authority).OrderByDescending(c => c.Number)
-            .Select(c => (DateTimeOffset?)c.ThisUpdate).FirstOrDefaultAsync(ct);
+        var delta = new List<CrlEntry>();
+        var current = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var e in now)
+        {
+            var serial = Convert.ToHexString(e.SerialNumber);
+            current.Add(serial);
+            if (!baseEntries.TryGetValue(serial, out var reason) || reason != e.Reason) delta.Add(e);
+        }
+        foreach (var serial in baseEntries.Keys.Where(s => !current.Contains(s)).Order(StringComparer.Ordinal))
+            delta.Add(new CrlEntry(Convert.FromHexString(serial), thisUpdate, X509RevocationReason.RemoveFromCrl));
+        return delta;
+    }
+
+    /// <summary>Waits until the clock is past the second of the latest CRL of this kind of <paramref name="authority"/>.</summary>
+    public static async Task WaitForNextSecondAsync(CertPortalDbContext db, string authority, bool delta, TimeProvider time, CancellationToken ct)
+    {
+        var latest = await Latest(db, authority, delta).Select(c => (DateTimeOffset?)c.ThisUpdate).FirstOrDefaultAsync(ct);
         if (latest is not null) await WaitForSecondAfterAsync(time, latest.Value, ct);
     }
 
@@ -97,8 +130,16 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         return waited;
     }
 
+    /// <summary>The latest complete CRL.</summary>
     public static Task<CrlRecord?> LatestAsync(CertPortalDbContext db, string authority, CancellationToken ct) =>
-        db.Crls.AsNoTracking().Where(c => c.Authority == authority).OrderByDescending(c => c.Number).FirstOrDefaultAsync(ct);
+        Latest(db, authority, delta: false).FirstOrDefaultAsync(ct);
+
+    /// <summary>The latest delta CRL, or null when there is none (delta CRLs off, or none signed yet).</summary>
+    public static Task<CrlRecord?> LatestDeltaAsync(CertPortalDbContext db, string authority, CancellationToken ct) =>
+        Latest(db, authority, delta: true).FirstOrDefaultAsync(ct);
+
+    private static IQueryable<CrlRecord> Latest(CertPortalDbContext db, string authority, bool delta) =>
+        db.Crls.AsNoTracking().Where(c => c.Authority == authority && (c.DeltaOf != null) == delta).OrderByDescending(c => c.Number);
 
     internal static DateTimeOffset WholeSeconds(DateTimeOffset t) =>
         new(t.UtcTicks - t.UtcTicks % TimeSpan.TicksPerSecond, TimeSpan.Zero);
