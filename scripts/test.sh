@@ -30,13 +30,18 @@ if [ -n "$trx" ]; then
   counters=$(grep -o '<Counters [^>]*>' "$trx")
   attr() { echo "$counters" | grep -o " $1=\"[0-9]*\"" | grep -o '[0-9]*'; }
   dn_pass=$(attr passed); dn_fail=$(( $(attr failed) + $(attr error) + $(attr timeout) + $(attr aborted) ))
-  dn_total=$(attr total); dn_exec=$(attr executed)
-  # Tests that never ran (a crashed test host) count as failed.
-  dn_fail=$(( dn_fail + dn_total - dn_exec ))
+  dn_total=$(attr total); dn_exec=$(attr executed); dn_skip=$(attr notExecuted)
+  # Tests that never ran (a crashed test host) count as failed; skipped ones (each says why, e.g. pkilint
+  # absent without ../shared) are reported as skipped.
+  dn_fail=$(( dn_fail + dn_total - dn_exec - ${dn_skip:-0} ))
 else
   dn_pass=0; dn_fail=1
 fi
+if [ "${dn_skip:-0}" -gt 0 ]; then
+  echo "skipped, with the reason each gave:"
+  grep -o 'SKIPPED[^<"]*' "$trx" | sort -u
+fi
 
-echo "web: $web_pass passed, $web_fail failed; dotnet: $dn_pass passed, $dn_fail failed"
+echo "web: $web_pass passed, $web_fail failed; dotnet: $dn_pass passed, $dn_fail failed, ${dn_skip:-0} skipped"
 echo "$(( web_pass + dn_pass )) passed, $(( web_fail + dn_fail )) failed"
 [ $(( web_fail + dn_fail )) -eq 0 ]
