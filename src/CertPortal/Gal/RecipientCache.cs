@@ -28,7 +28,10 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
     private const int MaxRenderedVariants = 8;
 
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
-    private readonly ConditionalWeakTable<DbContext, HashSet<string>> _pending = [];
+    private readonly ConditionalWeakTable<DbContext, List<CertificateChange>> _pending = [];
+    // Change ids this node committed and so already dropped at commit: the poll that reads them again skips them, or
+    // every local change would drop its mailbox twice and make a look-up in between read the database again.
+    private readonly ConcurrentDictionary<long, byte> _own = new();
     private readonly Lock _gate = new();
     private readonly Dictionary<long, DateTimeOffset> _gaps = [];
     // 0 until the first poll has found where the change log stands: until then nothing is kept.
@@ -71,20 +74,21 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
     /// here once the transaction has committed.</summary>
     internal void RecordChange(CertPortalDbContext db, string email, DateTimeOffset now)
     {
-        var key = email.ToLowerInvariant();
-        db.CertificateChanges.Add(new CertificateChange { Email = key, At = now });
-        lock (_pending) _pending.GetOrCreateValue(db).Add(key);
+        var change = new CertificateChange { Email = email.ToLowerInvariant(), At = now };
+        db.CertificateChanges.Add(change);
+        lock (_pending) _pending.GetOrCreateValue(db).Add(change);
     }
 
     internal void Committed(DbContext db)
     {
-        HashSet<string>? keys;
+        List<CertificateChange>? changes;
         lock (_pending)
         {
-            if (!_pending.TryGetValue(db, out keys)) return;
+            if (!_pending.TryGetValue(db, out changes)) return;
             _pending.Remove(db);
         }
-        Invalidate(keys);
+        foreach (var c in changes) if (c.Id > 0) _own.TryAdd(c.Id, 0);
+        Invalidate(changes.Select(c => c.Email).ToHashSet(StringComparer.Ordinal));
     }
 
     internal void RolledBack(DbContext db)
@@ -207,13 +211,16 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
                 if (row.Id - _watermark <= 1000)
                     for (var missing = _watermark + 1; missing < row.Id; missing++) _gaps[missing] = now;
                 _watermark = row.Id;
-                changed.Add(row.Email);
+                if (!_own.TryRemove(row.Id, out _)) changed.Add(row.Email);
             }
-            else if (_gaps.Remove(row.Id))
+            else if (_gaps.Remove(row.Id) && !_own.TryRemove(row.Id, out _))
             {
                 changed.Add(row.Email);
             }
         }
+        // Own ids the poll has passed (read before this node's commit registered them, or pruned) are of no more use.
+        foreach (var id in _own.Keys)
+            if (id <= _watermark && !_gaps.ContainsKey(id)) _own.TryRemove(id, out _);
         foreach (var (id, since) in _gaps.ToList())
             if (now - since > GapTimeout) _gaps.Remove(id);
         if (changed.Count > 0) Invalidate(changed);
