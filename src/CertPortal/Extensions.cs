@@ -205,6 +205,7 @@ public static class Extensions
         app.MapAuditApi();
         app.MapAccountsApi();
         app.MapDirectoryPublicationApi();
+        app.MapDirectoryEnrollmentApi();
         app.MapEscrowApi();
         app.MapMailApi();
         app.MapRenewalApi();

@@ -30,6 +30,7 @@ public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(
     /// a console cookie or antiforgery token made by one node is read by every other.</summary>
     public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
     public DbSet<BlockedKey> BlockedKeys => Set<BlockedKey>();
+    public DbSet<DirectoryEnrollmentRun> DirectoryEnrollmentRuns => Set<DirectoryEnrollmentRun>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(CertPortalDbContext).Assembly,

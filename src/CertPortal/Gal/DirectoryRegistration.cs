@@ -18,6 +18,12 @@ public static class DirectoryRegistration
         services.AddSingleton<ICertificateEvents, DirectoryOutboxEvents>();
         services.AddSingleton<DirectoryOutbox>();
         services.AddHostedService(sp => sp.GetRequiredService<DirectoryOutbox>());
+
+        services.AddOptions<DirectoryEnrollmentOptions>().Bind(builder.Configuration.GetSection(DirectoryEnrollmentOptions.SectionName)).ValidateOnStart();
+        services.AddSingleton<Microsoft.Extensions.Options.IValidateOptions<DirectoryEnrollmentOptions>, DirectoryEnrollmentOptionsValidator>();
+        services.AddSingleton(sp => sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<DirectoryEnrollmentOptions>>().Value);
+        services.AddScoped<DirectoryEnrollment>();
+        services.AddHostedService<DirectoryEnrollmentWorker>();
     }
 
     private sealed class DirectoryOptionsValidator : Microsoft.Extensions.Options.IValidateOptions<DirectoryOptions>

@@ -103,6 +103,47 @@ public sealed class LdapDirectory
             }
         }, cancellationToken);
 
+    /// <summary>Every person under <paramref name="baseDn"/> with a mail attribute: mail and display name (displayName,
+    /// else cn). With <paramref name="groupDn"/>, only the group's members (its member / uniqueMember values). Paged
+    /// (RFC 2696), as above. For directory-driven enrollment.</summary>
+    public Task<IReadOnlyList<(string Mail, string DisplayName)>> ListPeopleWithMailAsync(string baseDn, string? groupDn,
+        CancellationToken cancellationToken = default) =>
+        RunAsync<IReadOnlyList<(string, string)>>(conn =>
+        {
+            HashSet<string>? members = null;
+            if (!string.IsNullOrWhiteSpace(groupDn))
+            {
+                var group = (SearchResponse)SendForResponse(conn, new SearchRequest(groupDn, "(objectClass=*)", SearchScope.Base, "member", "uniqueMember"),
+                    "search", groupDn);
+                members = group.Entries.Cast<SearchResultEntry>()
+                    .SelectMany(e => BinaryValues(e, "member").Concat(BinaryValues(e, "uniqueMember")))
+                    .Select(v => NormalizeDn(Encoding.UTF8.GetString(v))).ToHashSet(StringComparer.OrdinalIgnoreCase);
+            }
+            var result = new List<(string, string)>();
+            var paging = new PageResultRequestControl(500);
+            while (true)
+            {
+                var request = new SearchRequest(baseDn, "(&(objectClass=person)(mail=*))", SearchScope.Subtree, "mail", "displayName", "cn");
+                request.Controls.Add(paging);
+                var response = (SearchResponse)SendForResponse(conn, request, "search", baseDn, ResultCode.NoSuchObject);
+                foreach (SearchResultEntry entry in response.Entries)
+                {
+                    if (members is not null && !members.Contains(NormalizeDn(entry.DistinguishedName))) continue;
+                    var mail = BinaryValues(entry, "mail").Select(b => Encoding.UTF8.GetString(b)).FirstOrDefault();
+                    var name = BinaryValues(entry, "displayName").Concat(BinaryValues(entry, "cn")).Select(b => Encoding.UTF8.GetString(b)).FirstOrDefault();
+                    if (mail is not null) result.Add((mail, name ?? ""));
+                }
+                var cookie = response.Controls.OfType<PageResultResponseControl>().FirstOrDefault()?.Cookie;
+                if (cookie is null || cookie.Length == 0) return result;
+                paging.Cookie = cookie;
+            }
+        }, cancellationToken);
+
+    /// <summary>Enough DN normalisation to compare a group's member values with entry DNs: no spaces around separators
+    /// (RFC 4514 writes none; people and some servers add them). Case is compared ignoring case.</summary>
+    private static string NormalizeDn(string dn) =>
+        string.Join(',', dn.Split(',').Select(rdn => string.Join('=', rdn.Split('=', 2).Select(p => p.Trim()))));
+
     /// <summary>
     /// Makes a PKI entry (<see cref="DirectoryOptions.PkiEntryDn"/> or <see cref="DirectoryOptions.RootPkiEntryDn"/>)
     /// hold exactly these CA certificates and CRL (and delta CRL when given).

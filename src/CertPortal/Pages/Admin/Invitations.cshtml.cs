@@ -11,7 +11,8 @@ namespace CertPortal.Pages.Admin;
 
 /// <summary>Bulk invitations from a CSV upload: the console's face of <c>POST /api/v1/invitations</c>.</summary>
 [Authorize(Policy = Policies.Admin)]
-public sealed class InvitationsModel(Invitations invitations, MailOptions mail, CertPortalOptions options) : PageModel
+public sealed class InvitationsModel(Invitations invitations, MailOptions mail, CertPortalOptions options,
+    Gal.DirectoryEnrollmentOptions fromDirectory, Gal.DirectoryEnrollment directoryEnrollment) : PageModel
 {
     /// <summary>1000 rows of mailbox, name, profile and hours fit easily.</summary>
     private const long MaxCsvBytes = 200 * 1024;
@@ -22,6 +23,8 @@ public sealed class InvitationsModel(Invitations invitations, MailOptions mail, 
     public bool MailEnabled => mail.Enabled;
     public string? Error { get; private set; }
     public BulkInvitationResult? Result { get; private set; }
+    public bool DirectoryEnrollmentEnabled => fromDirectory.Enabled;
+    public Gal.DirectoryEnrollmentReport? DirectoryResult { get; private set; }
 
     public void OnGet() => ValidHours = options.Issuance.DefaultTokenValidHours;
 
@@ -38,6 +41,15 @@ public sealed class InvitationsModel(Invitations invitations, MailOptions mail, 
             var outcome = await invitations.InviteManyAsync(new BulkInvitationRequest(rows, Profile, ValidHours), AuditLog.ActorOf(User), ct);
             if (outcome.Failure is { } f) Error = f.Detail; else Result = outcome.Value;
         }
+        return Page();
+    }
+
+    /// <summary>The console button of directory-driven enrollment: a dry run lists, a run invites.</summary>
+    public async Task<IActionResult> OnPostDirectoryAsync(bool dryRun, CancellationToken ct)
+    {
+        ValidHours = options.Issuance.DefaultTokenValidHours;
+        var outcome = await directoryEnrollment.RunAsync(new Gal.DirectoryEnrollmentRequest(dryRun), AuditLog.ActorOf(User), ct);
+        if (outcome.Failure is { } f) Error = f.Detail; else DirectoryResult = outcome.Value;
         return Page();
     }
 }

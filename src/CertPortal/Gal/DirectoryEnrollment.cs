@@ -1,0 +1,183 @@
+using CertPortal.Authority;
+using CertPortal.Data;
+using CertPortal.Enrollment;
+using CertPortal.Mail;
+using Microsoft.EntityFrameworkCore;
+
+namespace CertPortal.Gal;
+
+public sealed record DirectoryEnrollmentRequest(bool DryRun = false);
+
+/// <summary>A person a run invited (or, in a dry run, would invite), or could not.</summary>
+public sealed record DirectoryEnrollmentPerson(string Email, string DisplayName, string Status, string? Error = null);
+
+public sealed record DirectoryEnrollmentReport(long RunId, bool DryRun, string Profile, int Found, int AlreadyEnrolled, int RecentlyInvited,
+    int Invited, int Failed, int Deferred, IReadOnlyList<DirectoryEnrollmentPerson> People);
+
+public sealed record DirectoryEnrollmentRunView(long Id, DateTimeOffset StartedAt, string StartedBy, bool DryRun, DateTimeOffset? FinishedAt,
+    int Found, int AlreadyEnrolled, int RecentlyInvited, int Invited, int Failed, int Deferred, string? Error)
+{
+    public static DirectoryEnrollmentRunView From(DirectoryEnrollmentRun r) => new(r.Id, r.StartedAt, r.StartedBy, r.DryRun, r.FinishedAt,
+        r.Found, r.AlreadyEnrolled, r.RecentlyInvited, r.Invited, r.Failed, r.Deferred, r.Error);
+}
+
+/// <summary>Directory-driven enrollment: finds the people under the base DN (and in the group) who have a mailbox but
+/// no valid certificate for the profile, and mails each an invitation (<see cref="Invitations"/>), at most
+/// <see cref="DirectoryEnrollmentOptions.MaxInvitationsPerRun"/> per run. A person with a token for the profile made
+/// within <see cref="DirectoryEnrollmentOptions.ReinviteAfter"/> (by this job or an administrator) is left alone,
+/// so each is invited once per period however often the job runs. A dry run reports the same list and changes nothing.</summary>
+public sealed class DirectoryEnrollment(
+    CertPortalDbContext db, IServiceProvider services, DirectoryOptions directory, DirectoryEnrollmentOptions options, Invitations invitations,
+    CertPortalOptions portal, TimeProvider time, ILogger<DirectoryEnrollment> logger)
+{
+    public const string ScheduleActor = "schedule";
+    private const int Chunk = 500;
+
+    /// <summary>Starts a scheduled run if none started within the interval (one node wins: the check and the insert
+    /// happen under a cluster-wide lock); null when it is not this node's turn.</summary>
+    public async Task<DirectoryEnrollmentReport?> RunIfDueAsync(CancellationToken ct)
+    {
+        if (!options.Enabled || options.Interval is not { } interval) return null;
+        var now = time.GetUtcNow();
+        await using (var tx = await db.Database.BeginTransactionAsync(ct))
+        {
+            await db.LockNamedAsync("directory-enrollment", ct);
+            var due = now - interval;
+            if (await db.DirectoryEnrollmentRuns.AnyAsync(r => r.StartedBy == ScheduleActor && !r.DryRun && r.StartedAt > due, ct)) return null;
+            var run = NewRun(ScheduleActor, dryRun: false, now);
+            await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
+            return await CarryOutAsync(run, ct);
+        }
+    }
+
+    public async Task<Outcome<DirectoryEnrollmentReport>> RunAsync(DirectoryEnrollmentRequest request, string actor, CancellationToken ct)
+    {
+        if (!options.Enabled)
+            return Failure.Unprocessable("Directory-driven enrollment is off.",
+                $"Set {DirectoryEnrollmentOptions.SectionName}:Enabled (with the LDAP directory and mail configured) to invite people from the directory.");
+        var run = NewRun(actor, request.DryRun, time.GetUtcNow());
+        await db.SaveChangesAsync(ct);
+        try
+        {
+            return await CarryOutAsync(run, ct);
+        }
+        catch (DirectoryException e)
+        {
+            return Failure.Unprocessable("The directory could not be searched.", e.Message);
+        }
+    }
+
+    public async Task<IReadOnlyList<DirectoryEnrollmentRunView>> ListRunsAsync(CancellationToken ct) =>
+        (await db.DirectoryEnrollmentRuns.AsNoTracking().OrderByDescending(r => r.Id).Take(50).ToListAsync(ct)).Select(DirectoryEnrollmentRunView.From).ToList();
+
+    private DirectoryEnrollmentRun NewRun(string actor, bool dryRun, DateTimeOffset now)
+    {
+        var run = new DirectoryEnrollmentRun { StartedAt = now, StartedBy = actor, DryRun = dryRun };
+        db.DirectoryEnrollmentRuns.Add(run);
+        return run;
+    }
+
+    private async Task<DirectoryEnrollmentReport> CarryOutAsync(DirectoryEnrollmentRun run, CancellationToken ct)
+    {
+        if (!Names.TryParseProfile(options.Profile, out var profile))
+            throw new InvalidOperationException("DirectoryEnrollment:Profile was validated at start"); // a bug if reached
+        var profileName = Names.Of(profile);
+        try
+        {
+            var baseDn = string.IsNullOrWhiteSpace(options.BaseDn) ? directory.PeopleBaseDn : options.BaseDn;
+            // Resolved here, not injected: the LDAP client exists only with a directory configured, which Enabled guarantees
+            // (checked at start), while the API and the console must be able to say "off" without one.
+            var people = await services.GetRequiredService<LdapDirectory>().ListPeopleWithMailAsync(baseDn, options.GroupDn, ct);
+            // One person per mailbox, as CertPortal writes mailboxes; entries whose mail the CA would refuse are reported.
+            var candidates = new Dictionary<string, string>(StringComparer.Ordinal);
+            var report = new List<DirectoryEnrollmentPerson>();
+            foreach (var (mail, name) in people)
+            {
+                if (!Mailbox.TryNormalize(mail, out var email, out var error))
+                    report.Add(new DirectoryEnrollmentPerson(Mailbox.Sanitize(mail), name, "failed", error));
+                else if (!Mailbox.DomainAllowed(email, portal.AllowedDomains))
+                    report.Add(new DirectoryEnrollmentPerson(email, name, "failed", "The CA does not issue for this domain (CertPortal:AllowedDomains)."));
+                else candidates.TryAdd(email, name);
+            }
+            run.Found = people.Count;
+
+            var now = time.GetUtcNow();
+            var since = now - options.ReinviteAfter;
+            // Dual certificates serve signing and encryption too.
+            CertificateProfileName[] serving = profile == CertificateProfileName.Dual ? [profile] : [profile, CertificateProfileName.Dual];
+            var enrolled = new HashSet<string>(StringComparer.Ordinal);
+            var invitedLately = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var batch in candidates.Keys.Chunk(Chunk))
+            {
+                enrolled.UnionWith(await db.Certificates.AsNoTracking()
+                    .Where(c => batch.Contains(c.Email) && serving.Contains(c.Profile) && c.RevokedAt == null && c.NotBefore <= now && c.NotAfter > now)
+                    .Select(c => c.Email).ToListAsync(ct));
+                invitedLately.UnionWith(await db.EnrollmentTokens.AsNoTracking()
+                    .Where(t => batch.Contains(t.Email) && t.Profile == profile && t.CreatedAt > since && t.RevokedAt == null)
+                    .Select(t => t.Email).ToListAsync(ct));
+            }
+            run.AlreadyEnrolled = candidates.Keys.Count(enrolled.Contains);
+            run.RecentlyInvited = candidates.Keys.Count(e => !enrolled.Contains(e) && invitedLately.Contains(e));
+            var due = candidates.Where(p => !enrolled.Contains(p.Key) && !invitedLately.Contains(p.Key)).OrderBy(p => p.Key, StringComparer.Ordinal).ToList();
+            var inviting = due.Take(options.MaxInvitationsPerRun).ToList();
+            run.Deferred = due.Count - inviting.Count;
+
+            if (run.DryRun)
+                report.AddRange(inviting.Select(p => new DirectoryEnrollmentPerson(p.Key, p.Value, "would-invite")));
+            else
+            {
+                var actor = run.StartedBy == ScheduleActor ? "directory-enrollment" : run.StartedBy;
+                foreach (var batch in inviting.Chunk(Invitations.MaxRows))
+                {
+                    var outcome = await invitations.InviteManyAsync(new BulkInvitationRequest(
+                        batch.Select(p => (InvitationRow?)new InvitationRow(p.Key, p.Value, profileName, options.ValidHours)).ToList(), null, null), actor, ct);
+                    if (outcome.Failure is { } f) throw new InvalidOperationException(f.Detail); // mail switched off: checked at start
+                    report.AddRange(outcome.Value!.Results.Select(r => new DirectoryEnrollmentPerson(r.Email ?? "", batch[r.Row - 1].Value,
+                        r.Status, r.Error)));
+                }
+            }
+            run.Invited = report.Count(p => p.Status is "invited" or "would-invite");
+            run.Failed = report.Count(p => p.Status == "failed");
+            logger.LogInformation("Directory enrollment run {Run} ({Mode}): {Found} found, {Enrolled} enrolled, {Recent} invited lately, {Invited} invited, {Failed} failed, {Deferred} left for the next run",
+                run.Id, run.DryRun ? "dry run" : "for real", run.Found, run.AlreadyEnrolled, run.RecentlyInvited, run.Invited, run.Failed, run.Deferred);
+            return new DirectoryEnrollmentReport(run.Id, run.DryRun, profileName, run.Found, run.AlreadyEnrolled, run.RecentlyInvited,
+                run.Invited, run.Failed, run.Deferred, report);
+        }
+        catch (DirectoryException e)
+        {
+            run.Error = e.Message.Length > 1000 ? e.Message[..1000] : e.Message;
+            throw;
+        }
+        finally
+        {
+            run.FinishedAt = time.GetUtcNow();
+            await db.SaveChangesAsync(CancellationToken.None);
+        }
+    }
+}
+
+/// <summary>Starts the scheduled runs: every node looks once a minute, one of them runs when the interval is up.</summary>
+public sealed class DirectoryEnrollmentWorker(IServiceScopeFactory scopes, DirectoryEnrollmentOptions options, ILogger<DirectoryEnrollmentWorker> logger)
+    : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!options.Enabled || options.Interval is null) return;
+        using var timer = PollTimer.Create(TimeSpan.FromMinutes(1));
+        do
+        {
+            try
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                await scope.ServiceProvider.GetRequiredService<DirectoryEnrollment>().RunIfDueAsync(stoppingToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // The directory or database may be down; the run is recorded with its error and tried again next period.
+                logger.LogError(e, "Directory enrollment run failed");
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+}

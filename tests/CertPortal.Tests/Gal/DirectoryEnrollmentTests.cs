@@ -1,0 +1,166 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using CertPortal.Tests.Infrastructure;
+using CertPortal.Tests.Mail;
+
+namespace CertPortal.Tests.Gal;
+
+/// <summary>Publishing to slapd, mailing through aiosmtpd, and inviting the members of one LDAP group (on demand only:
+/// the test starts every run itself).</summary>
+public sealed class DirectoryEnrollmentApp : DirectoryApp
+{
+    public const string GroupDn = "cn=smime-users," + Slapd.Suffix;
+    public SmtpServer Smtp { get; } = new();
+
+    protected override IDictionary<string, string?> Settings
+    {
+        get
+        {
+            var settings = base.Settings;
+            foreach (var (k, v) in MailApp.MailSettings(Smtp.Port)) settings[k] = v;
+            settings["DirectoryEnrollment:Enabled"] = "true";
+            settings["DirectoryEnrollment:GroupDn"] = GroupDn;
+            settings["DirectoryEnrollment:Interval"] = "";
+            return settings;
+        }
+    }
+
+    public override async Task InitializeAsync()
+    {
+        await Smtp.InitializeAsync();
+        await base.InitializeAsync();
+    }
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        await Smtp.DisposeAsync();
+    }
+}
+
+/// <summary>Auto-enrollment from the directory: 500 people in the group, 100 of them enrolled already. The dry run lists
+/// the 400 others and changes nothing; the run invites exactly them (each message arrives once); the next run finds
+/// nobody to invite. People outside the group, and entries without mail, are never invited.</summary>
+public sealed class DirectoryEnrollmentTests(DirectoryEnrollmentApp app) : IClassFixture<DirectoryEnrollmentApp>
+{
+    [Fact]
+    public async Task Four_hundred_of_five_hundred_are_invited_once_and_the_dry_run_lists_the_same_people()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        string Mail(int i) => $"person{i:D3}.{run}@example.com";
+        var ldif = new StringBuilder();
+        var members = new StringBuilder();
+        for (var i = 0; i < 500; i++)
+        {
+            ldif.Append(CultureInfo.InvariantCulture, $"dn: uid=p{i:D3}-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: p{i:D3}-{run}\ncn: Person {i}\nsn: {i}\n")
+                .Append(CultureInfo.InvariantCulture, $"displayName: Person {i} Example\nmail: {Mail(i)}\n\n");
+            members.Append(CultureInfo.InvariantCulture, $"member: uid=p{i:D3}-{run},{Slapd.PeopleDn}\n");
+        }
+        // Outside the group: never invited. In the group without mail: nothing to send to.
+        ldif.Append(CultureInfo.InvariantCulture, $"dn: uid=outsider-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: outsider-{run}\ncn: Outsider\nsn: O\nmail: outsider.{run}@example.com\n\n");
+        ldif.Append(CultureInfo.InvariantCulture, $"dn: uid=nomail-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: nomail-{run}\ncn: No Mail\nsn: N\n\n");
+        ldif.Append(CultureInfo.InvariantCulture, $"dn: {DirectoryEnrollmentApp.GroupDn}\nobjectClass: groupOfNames\ncn: smime-users\n").Append(members)
+            .Append(CultureInfo.InvariantCulture, $"member: uid=nomail-{run},{Slapd.PeopleDn}\n\n");
+        app.Ldap.Modify(ldif.ToString(), add: true);
+
+        for (var i = 0; i < 100; i++) await app.IssueAsync(Mail(i), "dual");
+
+        // The dry run: the 400 without a certificate, and nothing created or sent.
+        var dry = await RunAsync(dryRun: true);
+        Assert.True(dry.GetProperty("dryRun").GetBoolean());
+        Assert.Equal(500, dry.GetProperty("found").GetInt32());
+        Assert.Equal(100, dry.GetProperty("alreadyEnrolled").GetInt32());
+        Assert.Equal(400, dry.GetProperty("invited").GetInt32());
+        var listed = People(dry, "would-invite");
+        Assert.Equal(Enumerable.Range(100, 400).Select(Mail).Order(), listed.Order());
+        Assert.Equal(0, await InvitationsQueuedAsync());
+        Assert.Empty(await app.Admin.GetFromJsonAsync<JsonElement[]>($"/api/v1/tokens?email={Mail(100)}", Http.Json) ?? []);
+
+        // The run: the same 400 are invited.
+        var real = await RunAsync(dryRun: false);
+        Assert.Equal(400, real.GetProperty("invited").GetInt32());
+        Assert.Equal(0, real.GetProperty("failed").GetInt32());
+        Assert.Equal(listed.Order(), People(real, "invited").Order());
+        Assert.Equal(400, await InvitationsQueuedAsync());
+
+        // The next run finds no one: 100 enrolled, 400 invited within the period.
+        var next = await RunAsync(dryRun: false);
+        Assert.Equal(0, next.GetProperty("invited").GetInt32());
+        Assert.Equal(400, next.GetProperty("recentlyInvited").GetInt32());
+        Assert.Equal(100, next.GetProperty("alreadyEnrolled").GetInt32());
+
+        // Every invitation arrives, once, with an enrollment link; none to the enrolled, the outsider or anyone twice.
+        var arrived = await app.Smtp.WaitForAsync(all => all.Count(m => m.To.ToString().Contains(run, StringComparison.Ordinal)) >= 400, seconds: 180);
+        var ours = arrived.Where(m => m.To.ToString().Contains(run, StringComparison.Ordinal)).ToList();
+        await Task.Delay(1000);
+        Assert.Equal(400, app.Smtp.Messages().Count(m => m.To.ToString().Contains(run, StringComparison.Ordinal)));
+        Assert.Equal(400, ours.Select(m => m.To.ToString()).Distinct().Count());
+        Assert.Empty(app.Smtp.MessagesTo($"outsider.{run}@example.com"));
+        Assert.Empty(app.Smtp.MessagesTo(Mail(0)));
+        Assert.Contains("/enroll?token=cpt_", app.Smtp.MessagesTo(Mail(250)).Single().TextBody);
+
+        var runs = await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/directory/enrollment-runs", Http.Json);
+        Assert.True(runs.GetArrayLength() >= 3);
+    }
+
+    [Fact]
+    public async Task Only_administrators_start_a_run()
+    {
+        var (_, auditor) = await app.CreateAccountAsync($"auditor-{Guid.NewGuid():N}"[..20], "auditor");
+        Assert.Equal(HttpStatusCode.Forbidden, (await auditor.PostAsJsonAsync("/api/v1/directory/enrollment-runs", new { dryRun = true })).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await app.Client.PostAsJsonAsync("/api/v1/directory/enrollment-runs", new { dryRun = true })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await auditor.GetAsync("/api/v1/directory/enrollment-runs")).StatusCode);
+    }
+
+    [Fact]
+    public async Task The_console_button_lists_who_would_be_invited()
+    {
+        var name = "dirinvite" + Guid.NewGuid().ToString("N")[..6];
+        const string password = "a long console password for the directory";
+        await Http.EnsureStatus(await app.Admin.PostAsJsonAsync("/api/v1/accounts", new { name, displayName = name, role = "administrator", password }),
+            HttpStatusCode.Created);
+        using var console = await ConsoleSignIn.SignedInClientAsync(app.BaseUrl, name, password);
+        var page = await console.GetStringAsync("/admin/invitations");
+        Assert.Contains("List who would be invited", page);
+        // A dry run only: a real one here would invite the people of the other test before its own runs.
+        var listed = await console.PostAsync("/admin/invitations?handler=Directory", new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["dryRun"] = "true",
+            ["__RequestVerificationToken"] = await ConsoleSignIn.AntiforgeryTokenAsync(console, "/admin/invitations"),
+        }));
+        var html = await listed.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, listed.StatusCode);
+        Assert.Contains("would be invited", html);
+        Assert.Contains("Nothing was created or sent.", html);
+    }
+
+    private async Task<JsonElement> RunAsync(bool dryRun)
+    {
+        var response = await app.Admin.PostAsJsonAsync("/api/v1/directory/enrollment-runs", new { dryRun });
+        await Http.EnsureStatus(response, HttpStatusCode.OK);
+        return await response.Content.ReadFromJsonAsync<JsonElement>(Http.Json);
+    }
+
+    private static List<string> People(JsonElement report, string status) =>
+        report.GetProperty("people").EnumerateArray().Where(p => p.GetProperty("status").GetString() == status)
+            .Select(p => p.GetProperty("email").GetString()!).ToList();
+
+    private async Task<int> InvitationsQueuedAsync() =>
+        (await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/notifications?kind=invitation&pageSize=1", Http.Json)).GetProperty("total").GetInt32();
+}
+
+/// <summary>Without a directory, the feature says it is off: 422, and the console page still works.</summary>
+public sealed class DirectoryEnrollmentOffTests(CertPortalApp app) : IClassFixture<CertPortalApp>
+{
+    [Fact]
+    public async Task A_run_without_the_feature_is_a_422_not_a_500()
+    {
+        var response = await app.Admin.PostAsJsonAsync("/api/v1/directory/enrollment-runs", new { dryRun = true });
+        var problem = await Http.AssertProblem(response, HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("DirectoryEnrollment:Enabled", problem.GetProperty("detail").GetString());
+        Assert.Equal("[]", await app.Admin.GetStringAsync("/api/v1/directory/enrollment-runs"));
+    }
+}
