@@ -79,10 +79,12 @@ public sealed class DigitalIdBrowserTests(BrowserApp app) : IClassFixture<Browse
         await Check("/");
         await Check("/enroll");
         await Check($"/enroll?token={Uri.EscapeDataString(token.Token)}");
+        await Check("/renew");
+        await Check($"/renew?serial={(await app.IssueAsync($"a11y.renew.{Guid.NewGuid().ToString("N")[..6]}@example.test", "signing")).Cert.SerialNumber}");
         await Check("/account/login");
         await Check("/setup");
         await app.SignInAsync(page, "a11y-admin", "a11y-password-123");
-        foreach (var url in new[] { "/admin", "/admin/tokens", "/admin/certificates", "/admin/audit", "/admin/recoveries" }) await Check(url);
+        foreach (var url in new[] { "/admin", "/admin/tokens", "/admin/certificates", "/admin/audit", "/admin/recoveries", "/admin/invitations" }) await Check(url);
         Assert.True(failures.Count == 0, string.Join('\n', failures));
 
         using var http = new HttpClient();
