@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using System.Diagnostics;
 using System.Net.Http.Headers;
@@ -31,6 +32,11 @@ if (args is ["--serve-bytes", var bodyFile, var listenUrl, .. var more] && more.
         baseline.MapGet("/ocsp/{**request}", () => Results.Bytes(ocsp, "application/ocsp-response"));
     }
     await baseline.RunAsync();
+    return;
+}
+if (args is ["--crl", var crlEntries])
+{
+    Console.WriteLine(await BigCrlAsync(int.Parse(crlEntries, System.Globalization.CultureInfo.InvariantCulture)));
     return;
 }
 var quick = args.Contains("--quick");
@@ -104,6 +110,74 @@ static SubscriberKey SubscriberKeyFor(string algorithm)
 static CertificateOrder Order(SubscriberKey key, int i) =>
     new($"user{i}@example.test", $"User {i}", CertificateProfileName.Dual, key, SerialNumber.New(),
         DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(365));
+
+// N revoked certificates written straight into the service's database (one transaction, minimal rows: the CRL reads
+// serial, revocation time and reason), then one CRL signed and stored as a revocation's publisher would.
+static async Task<string> BigCrlAsync(int n)
+{
+    var temp = Directory.CreateTempSubdirectory("certportal-crl");
+    try
+    {
+        var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateBuilder(new Microsoft.AspNetCore.Builder.WebApplicationOptions
+        {
+            Args = [$"--CertPortal:DataDirectory={temp.FullName}", "--CertPortal:AdminApiKey=bench-admin-key-0123456789abcdef",
+                "--CertPortal:Ca:KeyPassphrase=bench-passphrase-0123", "--Logging:LogLevel:Default=Warning"],
+        });
+        builder.AddCertPortal();
+        await using var app = builder.Build();
+        await app.InitializeCertPortalAsync();
+
+        var now = DateTimeOffset.UtcNow;
+        await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(temp.FullName, "certportal.db")}"))
+        {
+            await connection.OpenAsync();
+            await using var tx = await connection.BeginTransactionAsync();
+            await using var insert = connection.CreateCommand();
+            insert.CommandText = """
+                INSERT INTO "Certificates" ("SerialNumber", "Email", "DisplayName", "Profile", "KeyAlgorithm", "SubjectDn", "NotBefore", "NotAfter",
+                  "IssuedAt", "Der", "Sha256Fingerprint", "RevokedAt", "RevocationReason")
+                VALUES ($serial, $email, '', 'Signing', 'EC-P256', '', $notBefore, $notAfter, $notBefore, x'00', $fingerprint, $revokedAt, 'KeyCompromise')
+                """;
+            var serial = insert.Parameters.Add("$serial", Microsoft.Data.Sqlite.SqliteType.Text);
+            var email = insert.Parameters.Add("$email", Microsoft.Data.Sqlite.SqliteType.Text);
+            var fingerprint = insert.Parameters.Add("$fingerprint", Microsoft.Data.Sqlite.SqliteType.Text);
+            insert.Parameters.AddWithValue("$notBefore", now.AddDays(-1).UtcTicks);
+            insert.Parameters.AddWithValue("$notAfter", now.AddDays(365).UtcTicks);
+            insert.Parameters.AddWithValue("$revokedAt", now.AddHours(-1).UtcTicks);
+            for (var i = 0; i < n; i++)
+            {
+                serial.Value = SerialNumber.ToHex(SerialNumber.New());
+                email.Value = $"revoked{i}@example.com";
+                fingerprint.Value = i.ToString("X64", System.Globalization.CultureInfo.InvariantCulture);
+                await insert.ExecuteNonQueryAsync();
+            }
+            await tx.CommitAsync();
+        }
+
+        GC.Collect();
+        var before = Process.GetCurrentProcess().WorkingSet64;
+        // CPU time next to wall time: on a machine shared with other work, the wall time says more about the load.
+        var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
+        var sw = Stopwatch.StartNew();
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortal.Data.CertPortalDbContext>();
+        await using var signing = await db.Database.BeginTransactionAsync();
+        var crl = await scope.ServiceProvider.GetRequiredService<CrlSigner>().SignAsync(db, CertPortal.Authority.CertificateAuthority.IssuingName,
+            DateTimeOffset.UtcNow, "bench", CancellationToken.None);
+        await db.SaveChangesAsync();
+        await signing.CommitAsync();
+        sw.Stop();
+        var cpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
+        var peak = Process.GetCurrentProcess().PeakWorkingSet64;
+        if (crl.EntryCount != n) throw new InvalidOperationException($"the CRL lists {crl.EntryCount} entries, not {n}");
+        return $"| CRL with {n:N0} entries: CrlSigner on SQLite (read the revoked rows, encode, sign RSA-3072) and its commit | " +
+            $"{sw.Elapsed.TotalSeconds:N2} s ({cpu.TotalSeconds:N2} s CPU), {crl.Der.Length / (1024 * 1024):N0} MiB; working set {before / (1024 * 1024):N0} MiB before, peak {peak / (1024 * 1024):N0} MiB |";
+    }
+    finally
+    {
+        temp.Delete(recursive: true);
+    }
+}
 
 static async Task<List<(string, string)>> EndToEndAsync(string temp, bool quick)
 {

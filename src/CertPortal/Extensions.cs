@@ -124,8 +124,11 @@ public static class Extensions
         var db = configuration.GetSection(CertPortalOptions.Section).Get<CertPortalOptions>()?.Database ?? new DatabaseOptions();
         if (db.Provider == DatabaseProvider.Postgres)
         {
+            // Options built once (their inputs are singletons), not for every context: a request or group write
+            // creating its context paid for building them again.
             services.AddDbContext<CertPortalDbContext, NpgsqlCertPortalDbContext>((sp, o) =>
-                o.UseNpgsql(db.ConnectionString).AddInterceptors(sp.GetRequiredService<RecipientCacheInvalidation>()));
+                o.UseNpgsql(db.ConnectionString).AddInterceptors(sp.GetRequiredService<RecipientCacheInvalidation>()),
+                optionsLifetime: ServiceLifetime.Singleton);
             return;
         }
         services.AddDbContext<CertPortalDbContext, SqliteCertPortalDbContext>((sp, o) =>
@@ -135,7 +138,7 @@ public static class Extensions
                 ? $"Data Source={Path.Combine(options.ResolvedDataDirectory, "certportal.db")};Default Timeout=60"
                 : options.Database.ConnectionString;
             o.UseSqlite(cs).AddInterceptors(SqliteDurability.Instance, sp.GetRequiredService<RecipientCacheInvalidation>());
-        });
+        }, optionsLifetime: ServiceLifetime.Singleton);
     }
 
     private static string DefaultPublicBaseUrl(IConfiguration configuration)
