@@ -127,13 +127,13 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
     {
         if (string.IsNullOrWhiteSpace(secret) || secret.Length > 200) return null;
         var hash = Hash(secret.Trim());
-        var token = await ByHash(db, hash, ct);
+        var token = await ByHash.For(db)(db, hash, ct);
         return token is not null && CryptographicOperations.FixedTimeEquals(token.TokenHash, hash) ? token : null;
     }
 
     // Compiled once: every enrollment looks its token up, and translating the LINQ each time cost more than the query.
-    private static readonly Func<CertPortalDbContext, byte[], CancellationToken, Task<EnrollmentToken?>> ByHash =
-        EF.CompileAsyncQuery((CertPortalDbContext db, byte[] hash, CancellationToken ct) => db.EnrollmentTokens.AsNoTracking().FirstOrDefault(t => t.TokenHash == hash));
+    private static readonly CompiledQuery<Func<CertPortalDbContext, byte[], CancellationToken, Task<EnrollmentToken?>>> ByHash = new(() =>
+        EF.CompileAsyncQuery((CertPortalDbContext db, byte[] hash, CancellationToken ct) => db.EnrollmentTokens.AsNoTracking().FirstOrDefault(t => t.TokenHash == hash)));
 
     public async Task<EnrollmentToken?> FindByIdAsync(Guid id, CancellationToken ct) =>
         await db.EnrollmentTokens.AsNoTracking().FirstOrDefaultAsync(t => t.Id == id, ct);

@@ -13,12 +13,12 @@ public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption s
 {
     /// <summary>The policy row changed through the admin API, else configuration; <see cref="EscrowPolicyRecord.MinimumAgents"/> is always resolved.</summary>
     // Compiled once: every enrollment reads the policy.
-    private static readonly Func<CertPortalDbContext, CancellationToken, Task<EscrowPolicyRecord?>> CurrentPolicy =
-        EF.CompileAsyncQuery((CertPortalDbContext db, CancellationToken ct) => db.EscrowPolicy.AsNoTracking().OrderBy(p => p.Id).FirstOrDefault());
+    private static readonly CompiledQuery<Func<CertPortalDbContext, CancellationToken, Task<EscrowPolicyRecord?>>> CurrentPolicy = new(() =>
+        EF.CompileAsyncQuery((CertPortalDbContext db, CancellationToken ct) => db.EscrowPolicy.AsNoTracking().OrderBy(p => p.Id).FirstOrDefault()));
 
     public async Task<EscrowPolicyRecord> PolicyAsync(CertPortalDbContext db, CancellationToken ct)
     {
-        var policy = await CurrentPolicy(db, ct) ?? new EscrowPolicyRecord
+        var policy = await CurrentPolicy.For(db)(db, ct) ?? new EscrowPolicyRecord
         {
             Threshold = options.Escrow.Threshold,
             EncryptionKeyGeneration = options.Escrow.EncryptionKeyGeneration,
