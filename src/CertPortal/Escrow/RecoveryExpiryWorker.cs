@@ -9,23 +9,15 @@ public sealed class RecoveryExpiryWorker(IServiceScopeFactory scopes, TimeProvid
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = PollTimer.Create(Interval);
-        do
+        // A failed pass is retried at the next poll (or by the next recovery operation).
+        await PollTimer.RunAsync(Interval, async ct =>
         {
-            try
-            {
-                await using var scope = scopes.CreateAsyncScope();
-                var erased = await scope.ServiceProvider.GetRequiredService<KeyRecovery>().PurgeExpiredSharesAsync(stoppingToken);
-                if (erased > 0) logger.LogInformation("Erased {Count} submitted shares of expired or cancelled recovery requests", erased);
-                var packages = await ServerKeyEnrollment.PurgeRetryPackagesAsync(
-                    scope.ServiceProvider.GetRequiredService<Data.CertPortalDbContext>(), time.GetUtcNow(), stoppingToken);
-                if (packages > 0) logger.LogInformation("Erased {Count} retry copies of server-generated PKCS#12 files", packages);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                // Keep the worker alive; the next tick (or the next recovery operation) retries.
-                logger.LogError(e, "Erasing shares of expired recovery requests failed");
-            }
-        } while (await timer.WaitForNextTickAsync(stoppingToken));
+            await using var scope = scopes.CreateAsyncScope();
+            var erased = await scope.ServiceProvider.GetRequiredService<KeyRecovery>().PurgeExpiredSharesAsync(ct);
+            if (erased > 0) logger.LogInformation("Erased {Count} submitted shares of expired or cancelled recovery requests", erased);
+            var packages = await ServerKeyEnrollment.PurgeRetryPackagesAsync(
+                scope.ServiceProvider.GetRequiredService<Data.CertPortalDbContext>(), time.GetUtcNow(), ct);
+            if (packages > 0) logger.LogInformation("Erased {Count} retry copies of server-generated PKCS#12 files", packages);
+        }, logger, "Erasing shares of expired recovery requests", stoppingToken);
     }
 }

@@ -164,20 +164,11 @@ public sealed class DirectoryEnrollmentWorker(IServiceScopeFactory scopes, Direc
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (!options.Enabled || options.Interval is null) return;
-        using var timer = PollTimer.Create(TimeSpan.FromMinutes(1));
-        do
+        // The directory or database may be down: the run is recorded with its error and tried again next period.
+        await PollTimer.RunAsync(TimeSpan.FromMinutes(1), async ct =>
         {
-            try
-            {
-                await using var scope = scopes.CreateAsyncScope();
-                await scope.ServiceProvider.GetRequiredService<DirectoryEnrollment>().RunIfDueAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                // The directory or database may be down; the run is recorded with its error and tried again next period.
-                logger.LogError(e, "Directory enrollment run failed");
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+            await using var scope = scopes.CreateAsyncScope();
+            await scope.ServiceProvider.GetRequiredService<DirectoryEnrollment>().RunIfDueAsync(ct);
+        }, logger, "Directory enrollment", stoppingToken);
     }
 }

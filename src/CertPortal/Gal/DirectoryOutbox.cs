@@ -63,20 +63,7 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
     {
         if (!options.IsEnabled) return;
         logger.LogInformation("Publishing to LDAP directory {Directory}", options.Url);
-        using var timer = PollTimer.Create(options.PollInterval);
-        do
-        {
-            try
-            {
-                await ProcessDueAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                // A database hiccup must not stop publication for good; the next tick tries again.
-                logger.LogError(e, "Directory outbox pass failed");
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+        await PollTimer.RunAsync(options.PollInterval, ProcessDueAsync, logger, "Directory outbox", stoppingToken);
     }
 
     /// <summary>One pass over the due rows this node could claim. Public so tests and resync can drive it directly.</summary>

@@ -7,7 +7,31 @@ namespace CertPortal;
 /// 30-day jump is 43,200 passes, each seeing a time that is not now), so the test waits for a storm of passes
 /// that race the ones it drives itself. On the wall clock a jump costs nothing and the next pass sees the new
 /// time.</para></summary>
-public static class PollTimer
+public static partial class PollTimer
 {
     public static PeriodicTimer Create(TimeSpan interval) => new(interval);
+
+    /// <summary>A worker's loop: <paramref name="pass"/> now and then every <paramref name="interval"/> until the host
+    /// stops. A failed pass is logged and the worker stays alive; what a pass does is durable in the database, so the
+    /// next pass finds whatever the failed one left.</summary>
+    public static async Task RunAsync(TimeSpan interval, Func<CancellationToken, Task> pass, ILogger logger, string worker,
+        CancellationToken stoppingToken)
+    {
+        using var timer = Create(interval);
+        do
+        {
+            try
+            {
+                await pass(stoppingToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                PassFailed(logger, e, worker);
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Worker} pass failed; the next poll tries again")]
+    private static partial void PassFailed(ILogger logger, Exception e, string worker);
 }

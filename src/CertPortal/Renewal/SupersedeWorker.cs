@@ -16,20 +16,8 @@ public sealed class SupersedeWorker(IServiceScopeFactory scopes, RenewalOptions 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (!options.Enabled || options.SupersedeAfter is null) return;
-        using var timer = PollTimer.Create(Interval);
-        do
-        {
-            try
-            {
-                await RunOnceAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                // Nothing is lost: the renewed certificates are found again on the next pass.
-                logger.LogError(e, "Superseding renewed certificates failed");
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+        // Nothing is lost by a failed pass: the renewed certificates are found again on the next one.
+        await PollTimer.RunAsync(Interval, RunOnceAsync, logger, "Superseding renewed certificates", stoppingToken);
     }
 
     /// <summary>One pass; returns how many certificates it revoked. Public so tests can drive it.</summary>
