@@ -138,14 +138,15 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
     private async Task<CrlKind?> DueAsync(CertPortalDbContext db, string authority, bool deltas, bool changes, CancellationToken ct)
     {
         var now = time.GetUtcNow();
-        var complete = await CrlSigner.LatestAsync(db, authority, ct);
+        // Number and time only: this runs every CheckInterval, and a complete CRL may be tens of megabytes.
+        var complete = await CrlSigner.Latest(db, authority, delta: false).Select(c => new { c.Number, c.ThisUpdate }).FirstOrDefaultAsync(ct);
         var refreshAfter = authority == CertificateAuthority.RootName ? options.Crl.RootLifetime / 2 : options.Crl.RefreshAfter;
         if (complete is null || complete.ThisUpdate + refreshAfter <= now) return CrlKind.Complete;
         if (!deltas) return changes ? CrlKind.Complete : null;
         if (changes) return complete.ThisUpdate + options.Crl.DeltaBaseInterval <= now ? CrlKind.Complete : CrlKind.Delta;
         // Delta CRLs just turned on: the complete CRL has no delta yet.
-        var delta = await CrlSigner.LatestDeltaAsync(db, authority, ct);
-        return delta?.DeltaOf == complete.Number ? null : CrlKind.Delta;
+        var deltaOf = await CrlSigner.Latest(db, authority, delta: true).Select(c => c.DeltaOf).FirstOrDefaultAsync(ct);
+        return deltaOf == complete.Number ? null : CrlKind.Delta;
     }
 
     private static string Key(string authority, bool delta) => delta ? authority + "-delta" : authority;

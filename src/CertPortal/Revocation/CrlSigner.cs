@@ -138,7 +138,7 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
     public static Task<CrlRecord?> LatestDeltaAsync(CertPortalDbContext db, string authority, CancellationToken ct) =>
         Latest(db, authority, delta: true).FirstOrDefaultAsync(ct);
 
-    private static IQueryable<CrlRecord> Latest(CertPortalDbContext db, string authority, bool delta) =>
+    internal static IQueryable<CrlRecord> Latest(CertPortalDbContext db, string authority, bool delta) =>
         db.Crls.AsNoTracking().Where(c => c.Authority == authority && (c.DeltaOf != null) == delta).OrderByDescending(c => c.Number);
 
     internal static DateTimeOffset WholeSeconds(DateTimeOffset t) =>
