@@ -553,6 +553,9 @@ namespace CertPortal.Migrations.Postgres
                         .IsRequired()
                         .HasColumnType("bytea");
 
+                    b.Property<byte[]>("RetryPackage")
+                        .HasColumnType("bytea");
+
                     b.Property<string>("SerialNumber")
                         .IsRequired()
                         .HasMaxLength(64)

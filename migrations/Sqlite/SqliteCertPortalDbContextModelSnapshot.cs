@@ -538,6 +538,9 @@ namespace CertPortal.Migrations.Sqlite
                         .IsRequired()
                         .HasColumnType("BLOB");
 
+                    b.Property<byte[]>("RetryPackage")
+                        .HasColumnType("BLOB");
+
                     b.Property<string>("SerialNumber")
                         .IsRequired()
                         .HasMaxLength(64)

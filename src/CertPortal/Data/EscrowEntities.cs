@@ -28,6 +28,10 @@ public sealed class KeyEscrow
     /// <summary>Set when a re-escrow moved the key to a new data key and agent set; the old envelope is
     /// then emptied and its shares deleted, so the old agents' shares open nothing.</summary>
     public DateTimeOffset? SupersededAt { get; set; }
+    /// <summary>Self-service renewal with a requestId: the PKCS#12 handed out, sealed under a key derived from the
+    /// requestId (never stored), so a client that lost the answer can collect it. Erased after a day. (Token
+    /// enrollment keeps its copy on the token.)</summary>
+    public byte[]? RetryPackage { get; set; }
     public List<EscrowShare> Shares { get; set; } = [];
 }
 

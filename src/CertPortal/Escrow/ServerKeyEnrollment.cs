@@ -12,76 +12,102 @@ namespace CertPortal.Escrow;
 /// escrow. The key is archived in the same transaction that records the certificate, before the
 /// response leaves; the plaintext key lives only in this method's memory. With a requestId, the
 /// PKCS#12 handed out is also kept for <see cref="RetryWindow"/>, sealed under a key derived from the
-/// requestId (which only the client knows), so a client that lost the answer can collect it once more.</summary>
+/// requestId (which only the client knows), so a client that lost the answer can collect it once more. Renewal of an
+/// escrowed ID (<see cref="Renewal.ServerKeyRenewal"/>) generates and escrows its key through the same steps.</summary>
 public sealed class ServerKeyEnrollment(
     CertPortalDbContext db, EnrollmentTokens tokens, EnrollmentService enrollment, KeyArchive archive, CaHierarchy ca,
     CertPortalOptions options, TimeProvider time)
 {
-    public static readonly string[] KeyAlgorithms = ["RSA-2048", "RSA-3072", "EC-P256"];
-    public const int MinPasswordLength = 8;
+    public const int MinPasswordLength = ServerKeyParameters.MinPasswordLength;
     public static readonly TimeSpan RetryWindow = TimeSpan.FromHours(24);
 
     public async Task<Outcome<EnrollmentResult>> EnrollAsync(EnrollmentRequest request, string actor, CancellationToken ct)
     {
         var token = await tokens.FindAsync(request.Token, ct);
         if (token is null) return EnrollmentTokens.Unknown;
-        if (request.RequestId is { } rid && !RetryPackage.IsValidRequestId(rid))
-            return Failure.Unprocessable("Invalid requestId.",
-                $"requestId must be {RetryPackage.MinRequestIdLength} to {RetryPackage.MaxRequestIdLength} printable ASCII characters of a random value (a random UUID will do).");
+        if (request.RequestId is { } rid && !RetryPackage.IsValidRequestId(rid)) return InvalidRequestId;
         if (EnrollmentTokens.RefusalAt(token, time.GetUtcNow()) is { } refused)
             return token.UsedAt is not null && await CollectAsync(token.Id, request, ct) is { } collected ? collected : refused;
 
         if (!string.IsNullOrWhiteSpace(request.Csr))
             return Failure.Unprocessable("Either a CSR or a server-generated key.",
                 "Send csr (your own key) or keyAlgorithm and pkcs12Password (a key generated and escrowed by the server), not both.");
-        if (request.KeyAlgorithm is not { } algorithm || !KeyAlgorithms.Contains(algorithm))
-            return Failure.Unprocessable("Invalid keyAlgorithm.", $"keyAlgorithm must be one of {string.Join(", ", KeyAlgorithms)}.");
-        if (request.Pkcs12Password is not { } password || password.Length < MinPasswordLength || password.Length > 256 || password.Any(char.IsControl))
-            return Failure.Unprocessable("Invalid pkcs12Password.", $"pkcs12Password must be {MinPasswordLength} to 256 printable characters.");
-        if (!Pkcs12Files.TryParseFormat(request.Pkcs12Format, out var format))
-            return Failure.Unprocessable("Invalid pkcs12Format.", "pkcs12Format must be aes256 (default) or compatible-3des.");
+        var parameters = ServerKeyParameters.Check(request.KeyAlgorithm, request.Pkcs12Password, request.Pkcs12Format, request.RequestId);
+        if (parameters.Failure is { } invalid) return invalid;
+        var terms = await EscrowTermsAsync(token.Profile, ct);
+        if (terms.Failure is { } notNow) return notNow;
 
-        var policy = await archive.PolicyAsync(db, ct);
-        var generation = KeyArchive.GenerationFor(policy, token.Profile);
-        if (token.Profile == CertificateProfileName.Signing)
+        var (issued, pfx) = await IssueWithGeneratedKeyAsync(parameters.Value!, token.Email, token.DisplayName, token.Profile, terms.Value!, actor,
+            keepForRetry: (_, handedOut) =>
+            {
+                if (request.RequestId is not { } id) return null;
+                var retry = RetryPackage.Seal(handedOut, id, token.Id);
+                return async (w, wct) =>
+                    await w.EnrollmentTokens.Where(t => t.Id == token.Id).ExecuteUpdateAsync(s => s.SetProperty(t => t.RetryPackage, retry), wct);
+            },
+            issue: (key, prepare) => enrollment.IssueAsync(token, key, actor, sameRequest: _ => false, prepare, ct));
+        if (issued.Failure is { } f)
+        {
+            // A concurrent duplicate of this request may have spent the token: collect its answer.
+            var current = await tokens.FindByIdAsync(token.Id, ct);
+            return current?.UsedAt is not null && await CollectAsync(token.Id, request, ct) is { } collected ? collected : f;
+        }
+        return issued.Value! with { Pkcs12 = Convert.ToBase64String(pfx!), KeyEscrowed = true };
+    }
+
+    public static readonly Failure InvalidRequestId = Failure.Unprocessable("Invalid requestId.",
+        $"requestId must be {RetryPackage.MinRequestIdLength} to {RetryPackage.MaxRequestIdLength} printable ASCII characters of a random value (a random UUID will do).");
+
+    /// <summary>Whether the server may generate and escrow a key for <paramref name="profile"/> now: the policy, and the
+    /// agents that would receive the shares (at least N).</summary>
+    internal async Task<Outcome<EscrowTerms>> EscrowTermsAsync(CertificateProfileName profile, CancellationToken ct)
+    {
+        if (profile == CertificateProfileName.Signing)
             return Failure.Unprocessable("Signing keys are never generated by the server.",
                 "A signing key must exist only with its owner: generate it yourself and send a CSR.");
-        if (generation == KeyGenerationPolicy.Refused)
+        var policy = await archive.PolicyAsync(db, ct);
+        if (KeyArchive.GenerationFor(policy, profile) == KeyGenerationPolicy.Refused)
             return Failure.Unprocessable("Server-side key generation refused.",
-                $"Policy does not allow the server to generate {Names.Of(token.Profile)} keys: generate the key yourself and send a CSR.");
+                $"Policy does not allow the server to generate {Names.Of(profile)} keys: generate the key yourself and send a CSR.");
         var agents = await archive.UsableAgentsAsync(db, ct);
         if (KeyArchive.CheckAgents(policy, agents.Count) is { } tooFew) return tooFew;
+        return new EscrowTerms(policy, agents);
+    }
 
-        using var key = Generate(algorithm);
+    /// <summary>Generates the key and lets <paramref name="issue"/> sign and record its certificate (token enrollment
+    /// and renewal spend different permissions). Between signing and recording, the key is escrowed to the agents and
+    /// packed into the PKCS#12; the escrow, its audit record and whatever <paramref name="keepForRetry"/> adds (a sealed
+    /// copy for a lost-answer retry) commit with the certificate, so nothing leaves before the key is escrowed. The
+    /// plaintext key lives only in this method's memory.</summary>
+    internal async Task<(Outcome<T> Issued, byte[]? Pkcs12)> IssueWithGeneratedKeyAsync<T>(ServerKeyParameters parameters,
+        string email, string displayName, CertificateProfileName profile, EscrowTerms terms, string actor,
+        Func<KeyEscrow, byte[], Func<CertPortalDbContext, CancellationToken, Task>?> keepForRetry,
+        Func<SubscriberKey, Func<string, X509Certificate2, DateTimeOffset, Func<CertPortalDbContext, CancellationToken, Task>>, Task<Outcome<T>>> issue)
+    {
+        using var key = Generate(parameters.KeyAlgorithm);
         if (!SubscriberKey.TryAccept(new PublicKey(key), out var subscriberKey, out var keyError))
             throw new InvalidOperationException("generated key refused: " + keyError); // a bug, not client input
         var pkcs8 = key.ExportPkcs8PrivateKey();
         byte[]? pfx = null;
         try
         {
+            var (policy, agents) = terms;
             // Escrow and PKCS#12 are built after signing and before the write: the writer only adds the rows.
-            var issued = await enrollment.IssueAsync(token, subscriberKey, actor, sameRequest: _ => false, prepare: (serial, cert, now) =>
+            var issued = await issue(subscriberKey, (serial, cert, now) =>
             {
                 var escrow = archive.Seal(cert, serial, pkcs8, agents, policy.Threshold, now);
-                pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], password, format, options.Escrow.Pkcs12Iterations,
-                    Pkcs12Files.FriendlyName(token.DisplayName, token.Email, token.Profile, options.Ca.OrganizationName));
-                var retry = request.RequestId is { } id ? RetryPackage.Seal(pfx, id, token.Id) : null;
+                pfx = Pkcs12Files.Build(cert, pkcs8, [ca.Issuing.Certificate, ca.Root.Certificate], parameters.Pkcs12Password, parameters.Format,
+                    options.Escrow.Pkcs12Iterations, Pkcs12Files.FriendlyName(displayName, email, profile, options.Ca.OrganizationName));
+                var retry = keepForRetry(escrow, pfx);
                 return async (w, wct) =>
                 {
                     w.KeyEscrows.Add(escrow);
                     AuditLog.Record(w, now, actor, AuditActions.KeyEscrowed, $"certificate:{serial}",
                         new { escrowId = escrow.Id, threshold = policy.Threshold, agents = agents.Select(a => a.Name) });
-                    if (retry is not null)
-                        await w.EnrollmentTokens.Where(t => t.Id == token.Id).ExecuteUpdateAsync(s => s.SetProperty(t => t.RetryPackage, retry), wct);
+                    if (retry is not null) await retry(w, wct);
                 };
-            }, ct);
-            if (issued.Failure is { } f)
-            {
-                // A concurrent duplicate of this request may have spent the token: collect its answer.
-                var current = await tokens.FindByIdAsync(token.Id, ct);
-                return current?.UsedAt is not null && await CollectAsync(token.Id, request, ct) is { } collected ? collected : f;
-            }
-            return issued.Value! with { Pkcs12 = Convert.ToBase64String(pfx!), KeyEscrowed = true };
+            });
+            return (issued, pfx);
         }
         finally
         {
@@ -105,8 +131,11 @@ public sealed class ServerKeyEnrollment(
     public static async Task<int> PurgeRetryPackagesAsync(CertPortalDbContext db, DateTimeOffset now, CancellationToken ct)
     {
         var cutoff = now - RetryWindow;
-        return await db.EnrollmentTokens.Where(t => t.RetryPackage != null && (t.UsedAt < cutoff || t.ExpiresAt < now))
+        var enrollments = await db.EnrollmentTokens.Where(t => t.RetryPackage != null && (t.UsedAt < cutoff || t.ExpiresAt < now))
             .ExecuteUpdateAsync(s => s.SetProperty(t => t.RetryPackage, (byte[]?)null), ct);
+        var renewals = await db.KeyEscrows.Where(e => e.RetryPackage != null && e.CreatedAt < cutoff)
+            .ExecuteUpdateAsync(s => s.SetProperty(e => e.RetryPackage, (byte[]?)null), ct);
+        return enrollments + renewals;
     }
 
     private static AsymmetricAlgorithm Generate(string algorithm) => algorithm switch
@@ -115,4 +144,31 @@ public sealed class ServerKeyEnrollment(
         "RSA-3072" => RSA.Create(3072),
         _ => ECDsa.Create(ECCurve.NamedCurves.nistP256),
     };
+}
+
+/// <summary>The escrow policy in force and the agents that receive shares of a new escrow.</summary>
+internal sealed record EscrowTerms(EscrowPolicyRecord Policy, List<RecoveryAgent> Agents);
+
+/// <summary>What a person asks for when the server generates their key (token enrollment and renewal take the same):
+/// the key type, the password of the PKCS#12 (never logged or stored), its format, and an optional requestId for a
+/// lost-answer retry.</summary>
+public sealed record ServerKeyParameters(string KeyAlgorithm, string Pkcs12Password, Pkcs12Format Format, string? RequestId)
+{
+    public static readonly string[] KeyAlgorithms = ["RSA-2048", "RSA-3072", "EC-P256"];
+    public const int MinPasswordLength = 8;
+
+    public static Outcome<ServerKeyParameters> Check(string? keyAlgorithm, string? password, string? format, string? requestId)
+    {
+        if (keyAlgorithm is null || !KeyAlgorithms.Contains(keyAlgorithm))
+            return Failure.Unprocessable("Invalid keyAlgorithm.", $"keyAlgorithm must be one of {string.Join(", ", KeyAlgorithms)}.");
+        if (password is null || password.Length < MinPasswordLength || password.Length > 256 || password.Any(char.IsControl))
+            return Failure.Unprocessable("Invalid pkcs12Password.", $"pkcs12Password must be {MinPasswordLength} to 256 printable characters.");
+        if (!Pkcs12Files.TryParseFormat(format, out var parsed))
+            return Failure.Unprocessable("Invalid pkcs12Format.", "pkcs12Format must be aes256 (default) or compatible-3des.");
+        if (requestId is not null && !RetryPackage.IsValidRequestId(requestId)) return ServerKeyEnrollment.InvalidRequestId;
+        return new ServerKeyParameters(keyAlgorithm, password, parsed, requestId);
+    }
+
+    // The password must never reach a log through a record's generated ToString.
+    public override string ToString() => $"{KeyAlgorithm}, {Format}";
 }

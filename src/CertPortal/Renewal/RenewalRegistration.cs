@@ -12,6 +12,7 @@ public static class RenewalRegistration
         services.AddSingleton<IValidateOptions<RenewalOptions>, RenewalOptionsValidator>();
         services.AddSingleton(sp => sp.GetRequiredService<IOptions<RenewalOptions>>().Value);
         services.AddScoped<RenewalService>();
+        services.AddScoped<ServerKeyRenewal>();
         services.AddSingleton<SupersedeWorker>();
         services.AddHostedService(sp => sp.GetRequiredService<SupersedeWorker>());
     }

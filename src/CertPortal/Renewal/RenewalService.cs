@@ -12,10 +12,15 @@ using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Renewal;
 
-/// <summary><c>Cms</c>: a CMS SignedData (DER as base64, or PEM) whose encapsulated content is the new PKCS#10 request
-/// (DER or PEM), signed by the key of the certificate being renewed, with a signingTime attribute
-/// (<c>openssl cms -sign -nodetach -binary</c> makes exactly this).</summary>
-public sealed record RenewalRequest(string? Cms);
+/// <summary><c>Cms</c>: a CMS SignedData (DER as base64, or PEM) signed by the key of the certificate being renewed, with a
+/// signingTime attribute (<c>openssl cms -sign -nodetach -binary</c> makes exactly this). Its content is the new PKCS#10
+/// request (DER or PEM), or, for a key the server generates and escrows, <c>{"keyAlgorithm":"RSA-3072"}</c>; the
+/// PKCS#12 with that key is then protected by <c>Pkcs12Password</c> (same rules and options as token enrollment).</summary>
+public sealed record RenewalRequest(string? Cms, string? Pkcs12Password = null, string? Pkcs12Format = null, string? RequestId = null)
+{
+    // The password must never reach a log through a record's generated ToString.
+    public override string ToString() => $"renewal request ({Cms?.Length ?? 0} characters of CMS)";
+}
 
 /// <summary>Self-service renewal, as EST's re-enroll (RFC 7030 4.2.2) and EJBCA's renewal do it: the holder proves
 /// the current certificate's key by signing the request for the next one, so no administrator and no token is needed.
@@ -23,7 +28,8 @@ public sealed record RenewalRequest(string? Cms);
 /// certificate stays valid (until it expires, or <see cref="RenewalOptions.SupersedeAfter"/>); each certificate is
 /// renewed once, decided by a conditional update in the transaction that records the successor.</summary>
 public sealed class RenewalService(
-    CertPortalDbContext db, EnrollmentService enrollment, KeyArchive archive, RenewalOptions options, TimeProvider time, ILogger<RenewalService> logger)
+    CertPortalDbContext db, EnrollmentService enrollment, KeyArchive archive, ServerKeyRenewal serverKeys, RenewalOptions options, TimeProvider time,
+    ILogger<RenewalService> logger)
 {
     public const int MaxCmsLength = 48 * 1024;
 
@@ -84,6 +90,8 @@ public sealed class RenewalService(
             return Failure.Unprocessable("Stale renewal request.",
                 $"The request was signed at {signedAt:u}, more than {options.MaxSignatureAge.TotalMinutes:0} minutes from now ({now:u}): sign a fresh one.");
 
+        if (ServerKeyRenewal.IsServerKeyRequest(cms.ContentInfo.Content))
+            return await serverKeys.RenewAsync(current, cms.ContentInfo.Content, request, ct);
         var csrPem = CsrPem(cms.ContentInfo.Content);
         var inspected = CsrInspector.Inspect(csrPem, current.Email);
         if (inspected.Failure is { } csrFailure) return csrFailure;
@@ -95,20 +103,10 @@ public sealed class RenewalService(
             return Failure.Unprocessable("New key required.", "A renewal needs a new key pair: make a new key and certificate request (renewing with the same key is switched off).");
         if (KeyArchive.GenerationFor(await archive.PolicyAsync(db, ct), current.Profile) == KeyGenerationPolicy.Required)
             return Failure.Unprocessable("Renewal needs a server-generated key.",
-                $"Policy requires {Names.Of(current.Profile)} keys to be generated and escrowed by the server, which self-service renewal does not do: ask your administrator for an invitation.");
+                $"Policy requires {Names.Of(current.Profile)} keys to be generated and escrowed by the server: sign {ServerKeyRenewal.ExampleContent} instead of a certificate request, and send pkcs12Password with it.");
 
         var serial = current.SerialNumber;
-        var grant = new IssuanceGrant(current.Email, current.DisplayName, current.Profile, TokenId: null, RenewalOf: serial,
-            async (w, newSerial, at, wct) =>
-            {
-                var spent = await w.Certificates
-                    .Where(c => c.SerialNumber == serial && c.RenewedBy == null && c.RevokedAt == null && c.NotAfter > at)
-                    .ExecuteUpdateAsync(s => s.SetProperty(c => c.RenewedBy, newSerial), wct);
-                if (spent != 1) return false;
-                AuditLog.Record(w, at, $"holder:{current.Email}", AuditActions.CertificateRenewed, $"certificate:{serial}", new { renewedBy = newSerial });
-                return true;
-            });
-        var issued = await enrollment.SignAndRecordAsync(grant, key, $"holder:{current.Email}", prepare: null, ct);
+        var issued = await enrollment.SignAndRecordAsync(GrantFor(current), key, ActorFor(current), prepare: null, ct);
         if (issued.Failure is { } refused) return refused;
         if (issued.Value is { } record)
         {
@@ -118,15 +116,40 @@ public sealed class RenewalService(
         // Renewed (or revoked) between our look and the write: a concurrent duplicate collects, anything else is refused.
         var again = await db.Certificates.AsNoTracking().FirstAsync(c => c.SerialNumber == serial, ct);
         if (again.RenewedBy is { } winner) return await CollectOrRefuseAsync(again, winner, key, ct);
-        return Failure.Forbidden("Certificate no longer valid.", $"Certificate {serial} was revoked or expired while it was being renewed.");
+        return NoLongerValid(serial);
     }
+
+    /// <summary>The one-time permission a renewal spends: the renewed certificate's <c>RenewedBy</c>, set by a conditional
+    /// update in the transaction that records its successor, while the certificate is still valid.</summary>
+    internal static IssuanceGrant GrantFor(IssuedCertificate current)
+    {
+        var serial = current.SerialNumber;
+        return new IssuanceGrant(current.Email, current.DisplayName, current.Profile, TokenId: null, RenewalOf: serial,
+            async (w, newSerial, at, wct) =>
+            {
+                var spent = await w.Certificates
+                    .Where(c => c.SerialNumber == serial && c.RenewedBy == null && c.RevokedAt == null && c.NotAfter > at)
+                    .ExecuteUpdateAsync(s => s.SetProperty(c => c.RenewedBy, newSerial), wct);
+                if (spent != 1) return false;
+                AuditLog.Record(w, at, ActorFor(current), AuditActions.CertificateRenewed, $"certificate:{serial}", new { renewedBy = newSerial });
+                return true;
+            });
+    }
+
+    internal static string ActorFor(IssuedCertificate current) => $"holder:{current.Email}";
+
+    internal static Failure AlreadyRenewed(IssuedCertificate current, string successor) =>
+        Failure.Conflict($"Certificate {current.SerialNumber} was already renewed (by certificate {successor}); renew that one when its time comes.");
+
+    internal static Failure NoLongerValid(string serial) =>
+        Failure.Forbidden("Certificate no longer valid.", $"Certificate {serial} was revoked or expired while it was being renewed.");
 
     /// <summary>A certificate is renewed once. The same request again (same new key) collects the certificate it got.</summary>
     private async Task<Outcome<EnrollmentResult>> CollectOrRefuseAsync(IssuedCertificate current, string successor, SubscriberKey key, CancellationToken ct)
     {
         var next = await db.Certificates.AsNoTracking().FirstOrDefaultAsync(c => c.SerialNumber == successor, ct);
         if (next is not null && next.SpkiSha256 == key.SpkiSha256) return enrollment.Result(next) with { Collected = true };
-        return Failure.Conflict($"Certificate {current.SerialNumber} was already renewed (by certificate {successor}); renew that one when its time comes.");
+        return AlreadyRenewed(current, successor);
     }
 
     private static Failure WrongSigner(string detail) => Failure.Forbidden("Not signed by the certificate's key.", detail);

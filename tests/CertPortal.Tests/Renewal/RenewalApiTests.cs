@@ -162,10 +162,17 @@ public static class RenewalRequests
     {
         var id = Guid.NewGuid().ToString("N")[..8];
         dir.Write($"{id}.csr", csrPem);
-        dir.Write($"{id}.crt", certificatePem);
-        dir.Write($"{id}.key", key.PrivateKeyPem);
         Tool.Run("openssl", ["req", "-in", dir.File($"{id}.csr"), "-outform", "DER", "-out", dir.File($"{id}.der")]).EnsureSuccess();
-        Tool.Run("openssl", ["cms", "-sign", "-nodetach", "-binary", "-in", dir.File($"{id}.der"), "-signer", dir.File($"{id}.crt"),
+        return SignContent(dir, dir.File($"{id}.der"), certificatePem, key.PrivateKeyPem);
+    }
+
+    /// <summary><c>openssl cms -sign -nodetach -binary</c> over a file, with the current certificate and its key.</summary>
+    public static string SignContent(ToolDir dir, string contentFile, string certificatePem, string privateKeyPem)
+    {
+        var id = Guid.NewGuid().ToString("N")[..8];
+        dir.Write($"{id}.crt", certificatePem);
+        dir.Write($"{id}.key", privateKeyPem);
+        Tool.Run("openssl", ["cms", "-sign", "-nodetach", "-binary", "-in", contentFile, "-signer", dir.File($"{id}.crt"),
             "-inkey", dir.File($"{id}.key"), "-outform", "DER", "-out", dir.File($"{id}.p7")]).EnsureSuccess();
         return Convert.ToBase64String(File.ReadAllBytes(dir.File($"{id}.p7")));
     }

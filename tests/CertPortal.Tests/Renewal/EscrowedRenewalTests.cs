@@ -1,0 +1,217 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using CertPortal.Tests.Escrow;
+using CertPortal.Tests.Gal;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
+
+namespace CertPortal.Tests.Renewal;
+
+/// <summary>Encryption keys must be generated and escrowed by the server (policy <c>Required</c>), three recovery agents
+/// (2 of 3), renewal always open, publishing to slapd. The clock runs a few minutes ahead of the wall clock, so the agent
+/// certificates OpenSSL makes "now" are valid to the service; the signature age allowed covers the difference.</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The agents' directory is disposed in DisposeAsync (IAsyncLifetime), which xunit calls for every fixture.")]
+public sealed class EscrowedRenewalApp : DirectoryApp
+{
+    public EscrowedRenewalApp() => Clock = new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(5));
+
+    public ToolDir AgentDir { get; } = new("renewal-agents");
+    public List<Agent> Agents { get; } = [];
+
+    protected override IDictionary<string, string?> Settings
+    {
+        get
+        {
+            var settings = base.Settings;
+            settings["Escrow:EncryptionKeyGeneration"] = "Required";
+            settings["Renewal:OpensBeforeExpiry"] = "400.00:00:00";
+            settings["Renewal:MaxSignatureAge"] = "02:00:00";
+            return settings;
+        }
+    }
+
+    public override async Task InitializeAsync()
+    {
+        Tool.Require("openssl", "openssl");
+        await base.InitializeAsync();
+        Agents.Add(await this.AddRecoveryAgentAsync(AgentDir, "RSA-2048"));
+        Agents.Add(await this.AddRecoveryAgentAsync(AgentDir, "EC-P256"));
+        Agents.Add(await this.AddRecoveryAgentAsync(AgentDir, "RSA-2048"));
+    }
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        AgentDir.Dispose();
+    }
+}
+
+/// <summary>An escrowed encryption ID renews itself: an API client signs <c>{"keyAlgorithm":...}</c> with the current key
+/// (<c>openssl cms -sign</c>), and the server generates the new key, escrows it to the agents as token enrollment does, and
+/// returns it in a PKCS#12 under the password the person chose.</summary>
+public sealed class EscrowedRenewalTests(EscrowedRenewalApp app) : IClassFixture<EscrowedRenewalApp>
+{
+    private const string NewPassword = "my new p12 password";
+
+    [Fact]
+    public async Task Escrowed_encryption_id_renews_with_a_new_server_key_that_agents_can_recover_and_the_directory_publishes()
+    {
+        using var dir = new ToolDir("escrowed-renewal");
+        var email = $"ida.{Guid.NewGuid().ToString("N")[..6]}@example.test";
+        var (old, oldKeyPem) = await EnrollEscrowedAsync(dir, email);
+        app.Clock!.Advance(TimeSpan.FromMinutes(10)); // renewed later than enrolled, so "newest" is well defined
+
+        // A certificate request (a key of the person's own) is refused: policy wants the server to make and escrow the key.
+        var csrRenewal = await app.Client.PostAsJsonAsync("/api/v1/renewals",
+            new { cms = RenewalRequests.SignContent(dir, CsrDer(dir, email), old.CertificatePem, oldKeyPem) });
+        var csrProblem = await Http.AssertProblem(csrRenewal, HttpStatusCode.UnprocessableEntity);
+        Assert.Equal("Renewal needs a server-generated key.", csrProblem.GetProperty("title").GetString());
+        Assert.Contains("keyAlgorithm", csrProblem.GetProperty("detail").GetString());
+
+        var requestId = Guid.NewGuid().ToString();
+        var cms = SignServerKeyRequest(dir, "RSA-3072", old.CertificatePem, oldKeyPem);
+        var response = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms, pkcs12Password = NewPassword, requestId });
+        await Http.EnsureStatus(response, HttpStatusCode.Created);
+        var renewed = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.True(renewed.GetProperty("keyEscrowed").GetBoolean());
+        var serial = renewed.GetProperty("serialNumber").GetString()!;
+        Assert.NotEqual(old.SerialNumber, serial);
+        var pkcs12 = renewed.GetProperty("pkcs12").GetString()!;
+
+        // OpenSSL opens the PKCS#12 with the chosen password: the renewed certificate and a new RSA-3072 key that belongs to it.
+        var p12 = dir.Write("renewed.p12", Convert.FromBase64String(pkcs12));
+        var newKeyPem = KeyIn(dir, p12, NewPassword);
+        var certPem = Tool.Run("openssl", ["pkcs12", "-in", p12, "-nokeys", "-clcerts", "-passin", $"pass:{NewPassword}"]).EnsureSuccess().Stdout;
+        using (var inP12 = X509Certificate2.CreateFromPem(certPem))
+        using (var issued = X509Certificate2.CreateFromPem(renewed.GetProperty("certificatePem").GetString()!))
+        {
+            Assert.Equal(issued.RawData, inP12.RawData);
+            Assert.Equal(email, issued.GetNameInfo(X509NameType.EmailName, false));
+            Assert.Equal(3072, issued.GetRSAPublicKey()!.KeySize);
+        }
+        Assert.Equal(PublicKeyOf(dir, renewed.GetProperty("certificatePem").GetString()!), PublicKeyOfKey(dir, newKeyPem));
+        Assert.NotEqual(PublicKeyOfKey(dir, oldKeyPem), PublicKeyOfKey(dir, newKeyPem));
+        var newCert = await app.GetCertificateAsync(serial);
+        Assert.Equal("encryption", newCert.Profile);
+        // The old certificate stays valid until it expires: mail encrypted to it can still be read with the old key.
+        Assert.Equal("valid", (await app.GetCertificateAsync(old.SerialNumber)).Status);
+
+        // The client lost the answer: the same request (same requestId and password) collects the same PKCS#12.
+        var again = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms, pkcs12Password = NewPassword, requestId });
+        await Http.EnsureStatus(again, HttpStatusCode.OK);
+        var collected = await again.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(serial, collected.GetProperty("serialNumber").GetString());
+        Assert.Equal(pkcs12, collected.GetProperty("pkcs12").GetString());
+        // Renewed once: another requestId, or the right one with another password, gets nothing.
+        await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/renewals",
+            new { cms, pkcs12Password = NewPassword, requestId = Guid.NewGuid().ToString() }), HttpStatusCode.Conflict);
+        await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/renewals",
+            new { cms, pkcs12Password = "another password", requestId }), HttpStatusCode.Conflict);
+
+        // The new key is escrowed: two agents recover exactly the key the person received.
+        var recovery = await app.OpenRecoveryAsync(serial);
+        await Http.EnsureStatus(await app.ApproveAsync(app.Agents[0], recovery), HttpStatusCode.OK);
+        await Http.EnsureStatus(await app.ApproveAsync(app.Agents[1], recovery), HttpStatusCode.OK);
+        var export = await app.Admin.PostAsJsonAsync($"/api/v1/recoveries/{recovery}/pkcs12", new { password = "recovered-password-1" });
+        await Http.EnsureStatus(export, HttpStatusCode.OK);
+        var recovered = dir.Write("recovered.p12", Convert.FromBase64String((await export.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("pkcs12").GetString()!));
+        Assert.Equal(newKeyPem, KeyIn(dir, recovered, "recovered-password-1"));
+
+        // The directory gives out the new certificate only (PublishOnlyNewest).
+        await app.WaitForDirectoryAsync();
+        var published = Assert.Single(app.PublishedCertificates(email));
+        using var newest = X509Certificate2.CreateFromPem(renewed.GetProperty("certificatePem").GetString()!);
+        Assert.Equal(newest.RawData, published);
+
+        Assert.Contains("certificate.renewed", await app.Admin.GetStringAsync($"/api/v1/audit?target=certificate:{old.SerialNumber}"));
+        Assert.Contains("key.escrowed", await app.Admin.GetStringAsync($"/api/v1/audit?target=certificate:{serial}"));
+    }
+
+    [Fact]
+    public async Task Escrowed_renewal_is_refused_for_a_revoked_or_forged_signer_and_for_bad_parameters()
+    {
+        using var dir = new ToolDir("escrowed-renewal-refused");
+        var run = Guid.NewGuid().ToString("N")[..6];
+        var (carol, carolKey) = await EnrollEscrowedAsync(dir, $"carol.{run}@example.test");
+        var bob = $"bob.{run}@example.test";
+        var (bobCert, bobKey) = await app.IssueAsync(bob, "signing");
+
+        // Another person's key: Bob presents a certificate naming Carol's issuer and serial, made for his own key.
+        var forged = RenewalRequests.Forge(carol.CertificatePem, bobKey);
+        var forgery = await RenewAsync(SignServerKeyRequest(dir, "RSA-2048", forged, bobKey.PrivateKeyPem));
+        Assert.Equal("Not signed by the certificate's key.", (await Http.AssertProblem(forgery, HttpStatusCode.Forbidden)).GetProperty("title").GetString());
+        // His own signing certificate renews only itself, and never with a key the server made.
+        var signing = await RenewAsync(SignServerKeyRequest(dir, "RSA-2048", bobCert.CertificatePem, bobKey.PrivateKeyPem));
+        Assert.Equal("Signing keys are never generated by the server.",
+            (await Http.AssertProblem(signing, HttpStatusCode.UnprocessableEntity)).GetProperty("title").GetString());
+
+        // Parameters as token enrollment checks them: a known key type, a password of at least 8 characters, a JSON object.
+        var badAlgorithm = await RenewAsync(SignServerKeyRequest(dir, "DSA-1024", carol.CertificatePem, carolKey));
+        Assert.Equal("Invalid keyAlgorithm.", (await Http.AssertProblem(badAlgorithm, HttpStatusCode.UnprocessableEntity)).GetProperty("title").GetString());
+        var shortPassword = await app.Client.PostAsJsonAsync("/api/v1/renewals",
+            new { cms = SignServerKeyRequest(dir, "RSA-2048", carol.CertificatePem, carolKey), pkcs12Password = "short" });
+        Assert.Equal("Invalid pkcs12Password.", (await Http.AssertProblem(shortPassword, HttpStatusCode.UnprocessableEntity)).GetProperty("title").GetString());
+        var notJson = await RenewAsync(RenewalRequests.SignContent(dir, dir.Write("broken.json", "{keyAlgorithm: RSA"), carol.CertificatePem, carolKey));
+        Assert.Equal("Unreadable server-key renewal request.", (await Http.AssertProblem(notJson, HttpStatusCode.UnprocessableEntity)).GetProperty("title").GetString());
+
+        // Revoked: its key proves nothing any more; nothing was renewed on the way.
+        await Http.EnsureStatus(await app.RevokeAsync(carol.SerialNumber, "affiliationChanged"), HttpStatusCode.OK);
+        var revoked = await RenewAsync(SignServerKeyRequest(dir, "RSA-2048", carol.CertificatePem, carolKey));
+        Assert.Equal("Certificate revoked.", (await Http.AssertProblem(revoked, HttpStatusCode.Forbidden)).GetProperty("title").GetString());
+        Assert.DoesNotContain("certificate.renewed", await app.Admin.GetStringAsync($"/api/v1/audit?target=certificate:{carol.SerialNumber}"));
+    }
+
+    private Task<HttpResponseMessage> RenewAsync(string cms) =>
+        app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms, pkcs12Password = NewPassword });
+
+    /// <summary>An encryption ID enrolled with a server key (as policy requires), and its key as the person has it: from the PKCS#12.</summary>
+    internal static async Task<(EnrollmentResponse Cert, string KeyPem)> EnrollEscrowedAsync(CertPortalApp app, ToolDir dir, string email)
+    {
+        var enrolled = await app.EnrollServerKeyAsync(email, "RSA-2048");
+        var p12 = dir.Write(email + ".p12", Convert.FromBase64String(enrolled.GetProperty("pkcs12").GetString()!));
+        return (enrolled.Deserialize<EnrollmentResponse>(Http.Json)!, KeyIn(dir, p12, EscrowApp.Pkcs12Password));
+    }
+
+    private Task<(EnrollmentResponse Cert, string KeyPem)> EnrollEscrowedAsync(ToolDir dir, string email) => EnrollEscrowedAsync(app, dir, email);
+
+    internal static string SignServerKeyRequest(ToolDir dir, string keyAlgorithm, string certificatePem, string keyPem) =>
+        RenewalRequests.SignContent(dir, dir.Write($"{Guid.NewGuid():N}.json", $$"""{"keyAlgorithm":"{{keyAlgorithm}}"}"""), certificatePem, keyPem);
+
+    private static string CsrDer(ToolDir dir, string email)
+    {
+        var csr = dir.Write($"{Guid.NewGuid():N}.csr", SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email));
+        Tool.Run("openssl", ["req", "-in", csr, "-outform", "DER", "-out", csr + ".der"]).EnsureSuccess();
+        return csr + ".der";
+    }
+
+    /// <summary>The private key in a PKCS#12, as OpenSSL reads it (PKCS#8 PEM, so two files holding one key compare equal).</summary>
+    internal static string KeyIn(ToolDir dir, string p12, string password)
+    {
+        var raw = Tool.Run("openssl", ["pkcs12", "-in", p12, "-nocerts", "-nodes", "-passin", $"pass:{password}"]).EnsureSuccess().Stdout;
+        return Tool.Run("openssl", ["pkey", "-in", dir.Write($"{Guid.NewGuid():N}.key", raw)]).EnsureSuccess().Stdout;
+    }
+
+    private static string PublicKeyOfKey(ToolDir dir, string keyPem) =>
+        Tool.Run("openssl", ["pkey", "-pubout", "-in", dir.Write($"{Guid.NewGuid():N}.key", keyPem)]).EnsureSuccess().Stdout;
+
+    private static string PublicKeyOf(ToolDir dir, string certificatePem) =>
+        Tool.Run("openssl", ["x509", "-noout", "-pubkey", "-in", dir.Write($"{Guid.NewGuid():N}.pem", certificatePem)]).EnsureSuccess().Stdout;
+}
+
+/// <summary>An expired escrowed ID cannot renew itself. Its own fixture: the clock jumps past the certificate's life, which
+/// would also expire the agents' certificates for any test that came after.</summary>
+public sealed class EscrowedRenewalExpiryTests(EscrowedRenewalApp app) : IClassFixture<EscrowedRenewalApp>
+{
+    [Fact]
+    public async Task Renewal_signed_while_valid_but_sent_after_expiry_is_refused()
+    {
+        using var dir = new ToolDir("escrowed-renewal-expired");
+        var (cert, keyPem) = await EscrowedRenewalTests.EnrollEscrowedAsync(app, dir, $"dan.{Guid.NewGuid().ToString("N")[..6]}@example.test");
+        var cms = EscrowedRenewalTests.SignServerKeyRequest(dir, "RSA-2048", cert.CertificatePem, keyPem);
+        app.Clock!.SetUtcNow(cert.NotAfter.AddMinutes(1));
+        var expired = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms, pkcs12Password = "my new p12 password" });
+        Assert.Equal("Certificate expired.", (await Http.AssertProblem(expired, HttpStatusCode.Forbidden)).GetProperty("title").GetString());
+    }
+}
