@@ -425,7 +425,7 @@ function importParamsFor(privateKeyInfo) {
  * the mailbox it is for.
  * @param {Uint8Array|ArrayBuffer} bytes the .p12 file
  * @param {string} password
- * @returns {Promise<{privateKey: CryptoKey, certificateDer: Uint8Array, email: string, friendlyName: string}>}
+ * @returns {Promise<{privateKey: CryptoKey, certificateDer: Uint8Array, serialNumber: string, email: string, friendlyName: string}>}
  */
 export async function openPkcs12(bytes, password) {
   const engine = getEngine();
@@ -479,6 +479,9 @@ export async function openPkcs12(bytes, password) {
   return {
     privateKey,
     certificateDer: new Uint8Array(match.cert.toSchema(true).toBER(false)),
+    // Upper-case hex as CertPortal and openssl print it (the page asks the server how this ID renews).
+    serialNumber: Array.from(new Uint8Array(match.cert.serialNumber.valueBlock.valueHexView),
+      (b) => b.toString(16).padStart(2, "0")).join("").toUpperCase(),
     email: mailboxOf(match.cert),
     friendlyName: key.friendlyName || match.friendlyName,
   };
@@ -494,16 +497,28 @@ export async function openPkcs12(bytes, password) {
  * @returns {Promise<string>} base64 DER ContentInfo
  */
 export async function signRenewalRequest(privateKey, certificateDer, csrPem) {
+  return signRenewalContent(privateKey, certificateDer, pemToDer(csrPem, "CERTIFICATE REQUEST"));
+}
+
+/**
+ * The same CMS SignedData over any content: for an ID whose key the server generates and escrows, the content is
+ * the JSON text {"keyAlgorithm":"RSA-2048"} instead of a CSR.
+ * @param {CryptoKey} privateKey the current key (from openPkcs12)
+ * @param {Uint8Array} certificateDer the current certificate
+ * @param {Uint8Array} content what is signed (encapsulated, not detached)
+ * @returns {Promise<string>} base64 DER ContentInfo
+ */
+export async function signRenewalContent(privateKey, certificateDer, content) {
   const engine = getEngine();
   const c = getSubtleCrypto();
   const cert = pkijs.Certificate.fromBER(toUint8Array(certificateDer, "certificate"));
-  const csrDer = pemToDer(csrPem, "CERTIFICATE REQUEST");
-  const digest = await c.subtle.digest("SHA-256", csrDer);
+  const signed = toUint8Array(content, "content");
+  const digest = await c.subtle.digest("SHA-256", signed);
   const signedData = new pkijs.SignedData({
     version: 1,
     encapContentInfo: new pkijs.EncapsulatedContentInfo({
       eContentType: OID_CMS_DATA,
-      eContent: new asn1js.OctetString({ valueHex: csrDer }),
+      eContent: new asn1js.OctetString({ valueHex: signed }),
     }),
     signerInfos: [
       new pkijs.SignerInfo({

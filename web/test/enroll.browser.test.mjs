@@ -65,7 +65,7 @@ describe("enroll bundle in Chromium", { skip }, () => {
       algorithms: window.CertPortalEnroll.ALGORITHMS,
     }));
     assert.equal(shape.secure, true);
-    for (const fn of ["buildPkcs12", "createCsrPem", "derToPem", "downloadBlob", "generateKeyPair", "openPkcs12", "pemToDer", "signRenewalRequest"]) {
+    for (const fn of ["buildPkcs12", "createCsrPem", "derToPem", "downloadBlob", "generateKeyPair", "openPkcs12", "pemToDer", "signRenewalContent", "signRenewalRequest"]) {
       assert.ok(shape.fns.includes(fn), `missing ${fn}`);
     }
     assert.deepEqual(shape.algorithms, ALGORITHMS);

@@ -1,6 +1,8 @@
 // "Renew your digital ID" page: opens the current PKCS#12 in the browser with window.CertPortalEnroll
 // (web/src/enroll.js), makes a new key pair and CSR, signs the CSR with the current key (CMS, as the API takes it),
-// and packs the new certificate with the new key. Only the signed CSR is sent.
+// and packs the new certificate with the new key. Only the signed CSR is sent. An escrowed encryption ID (the server
+// says so for its serial) renews through the server instead: the page signs {"keyAlgorithm":...} with the current key
+// and sends it with the password, and the server returns the new key, escrowed, in a PKCS#12 under that password.
 (() => {
   "use strict";
   const form = document.getElementById("renew-form");
@@ -38,19 +40,27 @@
     try {
       say("Opening your digital ID in this browser…");
       const current = await E.openPkcs12(new Uint8Array(await file.arrayBuffer()), password);
-      say("Creating your new key pair…");
-      const keys = await E.generateKeyPair($("key-algorithm").value);
-      const csr = await E.createCsrPem(keys, current.email);
-      say("Signing the request with your current key…");
-      const cms = await E.signRenewalRequest(current.privateKey, current.certificateDer, csr);
-      say("Asking the CA for your new certificate…");
-      const response = await fetch("/api/v1/renewals", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ cms }),
-      });
-      const issued = await response.json().catch(() => ({}));
-      if (!response.ok) throw new Error((issued.title ? issued.title + " " : "") + (issued.detail || `The server answered ${response.status}.`));
-      say("Packing your new digital ID into a password-protected file…");
-      const p12 = await E.buildPkcs12(keys, issued.certificatePem, [issued.chainPem], password, current.friendlyName);
+      const algorithm = $("key-algorithm").value;
+      let issued, p12;
+      if (await serverGeneratesKey(current.serialNumber)) {
+        say("Signing the request with your current key…");
+        const content = new TextEncoder().encode(JSON.stringify({ keyAlgorithm: algorithm }));
+        const cms = await E.signRenewalContent(current.privateKey, current.certificateDer, content);
+        say("The service is making your new key and keeping a copy in escrow…");
+        // A requestId lets the retry below collect the same file if the first answer is lost on the way.
+        issued = await renew({ cms, pkcs12Password: password, requestId: crypto.randomUUID() });
+        p12 = Uint8Array.from(atob(issued.pkcs12), (c) => c.charCodeAt(0));
+      } else {
+        say("Creating your new key pair…");
+        const keys = await E.generateKeyPair(algorithm);
+        const csr = await E.createCsrPem(keys, current.email);
+        say("Signing the request with your current key…");
+        const cms = await E.signRenewalRequest(current.privateKey, current.certificateDer, csr);
+        say("Asking the CA for your new certificate…");
+        issued = await renew({ cms });
+        say("Packing your new digital ID into a password-protected file…");
+        p12 = await E.buildPkcs12(keys, issued.certificatePem, [issued.chainPem], password, current.friendlyName);
+      }
       say("");
       showSuccess(issued, p12, current.email);
     } catch (e) {
@@ -58,8 +68,34 @@
     }
   });
 
+  async function serverGeneratesKey(serial) {
+    const response = await fetch(`/renew?handler=KeySource&serial=${encodeURIComponent(serial)}`, { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`The server answered ${response.status} when asked how this digital ID renews.`);
+    return (await response.json()).serverGeneratesKey === true;
+  }
+
+  async function renew(body) {
+    const attempt = () => fetch("/api/v1/renewals", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    let response;
+    try {
+      response = await attempt();
+    } catch {
+      // The connection failed (the answer may have been lost): the same request once more, which collects it.
+      response = await attempt();
+    }
+    const json = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error((json.title ? json.title + " " : "") + (json.detail || `The server answered ${response.status}.`));
+    return json;
+  }
+
   function showSuccess(issued, p12, email) {
     form.hidden = true;
+    if (issued.keyEscrowed) {
+      $("key-in-page").hidden = true;
+      $("key-escrowed").hidden = false;
+    }
     $("cert-serial").textContent = issued.serialNumber;
     $("cert-not-after").textContent = new Date(issued.notAfter).toLocaleDateString(undefined, { dateStyle: "long" });
     let saved = false;

@@ -1,6 +1,9 @@
+using CertPortal.Authority;
 using CertPortal.Data;
 using CertPortal.Enrollment;
+using CertPortal.Escrow;
 using CertPortal.Renewal;
+using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 using Microsoft.EntityFrameworkCore;
 
@@ -8,8 +11,11 @@ namespace CertPortal.Pages;
 
 /// <summary>"Renew your digital ID": the person opens their current .p12 in this page (wwwroot/js/renew-page.js); the
 /// browser proves the old key by signing the request for a new one, and packs the new ID. The server sees neither key.
-/// The link in expiry reminders names the certificate (<c>?serial=</c>), which only lets the page say which one.</summary>
-public sealed class RenewModel(CertPortalDbContext db, RenewalOptions renewal, CertPortalOptions options, TimeProvider time) : PageModel
+/// The link in expiry reminders names the certificate (<c>?serial=</c>), which only lets the page say which one.
+/// An escrowed encryption ID is the exception: the server generates its new key (<see cref="ServerKeyRenewal"/>); the page
+/// asks which way an ID renews (<c>?handler=KeySource</c>) once it has opened the file, and says so.</summary>
+public sealed class RenewModel(
+    CertPortalDbContext db, RenewalOptions renewal, CertPortalOptions options, KeyArchive archive, ServerKeyRenewal serverKeys, TimeProvider time) : PageModel
 {
     public bool NeedsHttps { get; private set; }
     public string SecureLink { get; private set; } = "";
@@ -17,6 +23,10 @@ public sealed class RenewModel(CertPortalDbContext db, RenewalOptions renewal, C
     public IssuedCertificate? Named { get; private set; }
     public DateTimeOffset Now { get; private set; }
     public DateTimeOffset? OpensAt => Named is null ? null : Named.NotAfter - renewal.OpensBeforeExpiry;
+    /// <summary>The named ID renews with a key the server generates and escrows.</summary>
+    public bool NamedRenewsWithServerKey { get; private set; }
+    /// <summary>Policy makes the server generate encryption (or dual-use) keys: some IDs renew that way.</summary>
+    public bool SomeRenewWithServerKey { get; private set; }
 
     public async Task OnGetAsync(string? serial, CancellationToken ct)
     {
@@ -29,6 +39,19 @@ public sealed class RenewModel(CertPortalDbContext db, RenewalOptions renewal, C
         }
         if (Authority.SerialNumber.TryNormalize(serial, out var normalized))
             Named = await db.Certificates.AsNoTracking().FirstOrDefaultAsync(c => c.SerialNumber == normalized, ct);
+        NamedRenewsWithServerKey = Named is not null && await serverKeys.RenewsWithServerKeyAsync(Named, ct);
+        var policy = await archive.PolicyAsync(db, ct);
+        SomeRenewWithServerKey = KeyArchive.GenerationFor(policy, CertificateProfileName.Encryption) == KeyGenerationPolicy.Required ||
+                                 KeyArchive.GenerationFor(policy, CertificateProfileName.Dual) == KeyGenerationPolicy.Required;
+    }
+
+    /// <summary>How the ID with this serial renews: <c>{"serverGeneratesKey":true}</c> for an escrowed ID. Certificates
+    /// are public (the directory gives them out), so saying how one renews tells nobody anything secret.</summary>
+    public async Task<IActionResult> OnGetKeySourceAsync(string? serial, CancellationToken ct)
+    {
+        if (!Authority.SerialNumber.TryNormalize(serial, out var normalized)) return BadRequest();
+        var current = await RenewalService.FindBySerialAsync(db, normalized, ct);
+        return new JsonResult(new { serverGeneratesKey = current is not null && await serverKeys.RenewsWithServerKeyAsync(current, ct) });
     }
 
     public static string Purpose(IssuedCertificate c) => Names.Of(c.Profile);

@@ -191,6 +191,12 @@ public sealed class RenewalService(
             _ => null,
         };
         if (serial is null || serial.Length > 64) return null;
+        return await FindBySerialAsync(db, serial, ct);
+    }
+
+    /// <summary>Our record of a certificate named by a serial in hex as a client read it from the certificate.</summary>
+    internal static async Task<IssuedCertificate?> FindBySerialAsync(CertPortalDbContext db, string serial, CancellationToken ct)
+    {
         // DER integers may carry a leading zero byte that our hex form of the serial does not, or the other way round.
         var bare = serial.TrimStart('0');
         string[] forms = [serial.ToUpperInvariant(), bare.ToUpperInvariant(), "00" + bare.ToUpperInvariant()];

@@ -12,9 +12,19 @@ namespace CertPortal.Renewal;
 /// (<see cref="ServerKeyEnrollment"/>), spending the renewed certificate instead of a token. <see cref="RenewalService"/>
 /// has checked the signature, the certificate's state and the signing time before this runs.</summary>
 public sealed class ServerKeyRenewal(
-    CertPortalDbContext db, EnrollmentService enrollment, ServerKeyEnrollment serverKeys, ILogger<ServerKeyRenewal> logger)
+    CertPortalDbContext db, EnrollmentService enrollment, ServerKeyEnrollment serverKeys, KeyArchive archive, ILogger<ServerKeyRenewal> logger)
 {
     public const string ExampleContent = """{"keyAlgorithm":"RSA-3072"}""";
+
+    /// <summary>Whether the renewal page lets the server make the new key: always where policy requires it, and where
+    /// policy merely allows it, for an ID whose key is escrowed already (an escrowed ID stays escrowed).</summary>
+    public async Task<bool> RenewsWithServerKeyAsync(IssuedCertificate current, CancellationToken ct) =>
+        KeyArchive.GenerationFor(await archive.PolicyAsync(db, ct), current.Profile) switch
+        {
+            KeyGenerationPolicy.Required => true,
+            KeyGenerationPolicy.Allowed => await db.KeyEscrows.AsNoTracking().AnyAsync(e => e.SerialNumber == current.SerialNumber, ct),
+            _ => false,
+        };
 
     /// <summary>A JSON object rather than a PKCS#10 request (which is DER, or PEM text starting with a dash).</summary>
     public static bool IsServerKeyRequest(byte[] content)

@@ -1,0 +1,90 @@
+using System.Text.Json;
+using CertPortal.Data;
+using CertPortal.Tests.Escrow;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Playwright;
+
+namespace CertPortal.Tests.Browser;
+
+/// <summary>Encryption keys must be generated and escrowed by the server; three recovery agents; renewal always open.</summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The agents' directory is disposed in DisposeAsync (IAsyncLifetime), which xunit calls for every fixture.")]
+public sealed class EscrowedRenewalBrowserApp : BrowserApp
+{
+    private readonly ToolDir _agentDir = new("browser-renewal-agents");
+
+    protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Escrow:EncryptionKeyGeneration"] = "Required",
+        ["Renewal:OpensBeforeExpiry"] = "400.00:00:00",
+    };
+
+    public override async Task InitializeAsync()
+    {
+        Tool.Require("openssl", "openssl");
+        await base.InitializeAsync();
+        await this.AddRecoveryAgentAsync(_agentDir, "RSA-2048");
+        await this.AddRecoveryAgentAsync(_agentDir, "EC-P256");
+        await this.AddRecoveryAgentAsync(_agentDir, "RSA-2048");
+    }
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        _agentDir.Dispose();
+    }
+}
+
+/// <summary>A person renews an escrowed encryption ID in Chromium with the .p12 the service gave them: the page opens the
+/// file, learns that this ID renews through the server, signs the request with the old key, and downloads the new key the
+/// server generated and escrowed, protected by the same password.</summary>
+public sealed class EscrowedRenewalBrowserTests(EscrowedRenewalBrowserApp app) : IClassFixture<EscrowedRenewalBrowserApp>
+{
+    [Fact]
+    public async Task Person_renews_an_escrowed_encryption_id_in_the_browser_and_gets_a_new_escrowed_key()
+    {
+        using var dir = new ToolDir("browser-escrowed-renewal");
+        var email = $"iris.{Guid.NewGuid().ToString("N")[..6]}@example.test";
+        var enrolled = await app.EnrollServerKeyAsync(email, "RSA-2048");
+        var oldSerial = enrolled.GetProperty("serialNumber").GetString()!;
+        var oldP12 = dir.Write("old.p12", Convert.FromBase64String(enrolled.GetProperty("pkcs12").GetString()!));
+
+        var page = await app.NewPageAsync();
+        var sent = new List<string>();
+        page.Request += (_, request) => { if (request.Method == "POST") sent.Add(request.Url + " " + request.PostData); };
+        await page.GotoAsync($"/renew?serial={oldSerial}");
+        await Assertions.Expect(page.Locator("#escrow-notice")).ToContainTextAsync("kept in escrow");
+        await page.GetByLabel("Your digital ID file").SetInputFilesAsync(oldP12);
+        await page.GetByLabel("Its password").FillAsync(EscrowApp.Pkcs12Password);
+        await page.GetByLabel("Key type of the new digital ID").SelectOptionAsync("RSA-3072");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Renew my digital ID" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#renew-success")).ToBeVisibleAsync(new() { Timeout = 120_000 });
+        await Assertions.Expect(page.Locator("#key-escrowed")).ToBeVisibleAsync();
+        await BrowserApp.ScreenshotAsync(page, "renewal-03-escrowed");
+        var newSerial = (await page.Locator("#cert-serial").TextContentAsync())!.Trim();
+        Assert.NotEqual(oldSerial, newSerial);
+
+        var download = await page.RunAndWaitForDownloadAsync(() => page.GetByRole(AriaRole.Button, new() { Name = "Download new digital ID (.p12)" }).ClickAsync());
+        Assert.Equal($"{email}-encryption.p12", download.SuggestedFilename);
+        var newP12 = dir.File("new.p12");
+        await download.SaveAsAsync(newP12);
+
+        // OpenSSL opens the new file with the same password: an RSA-3072 key that belongs to the renewed certificate.
+        var key = Tool.Run("openssl", ["pkcs12", "-in", newP12, "-nocerts", "-nodes", "-passin", $"pass:{EscrowApp.Pkcs12Password}"]).EnsureSuccess().Stdout;
+        var keyFile = dir.Write("new.key", key);
+        Assert.Contains("3072 bit", Tool.Run("openssl", ["pkey", "-in", keyFile, "-noout", "-text"]).EnsureSuccess().Stdout);
+        var issued = await app.GetCertificateAsync(newSerial);
+        Assert.Equal("encryption", issued.Profile);
+        var certPub = Tool.Run("openssl", ["x509", "-noout", "-pubkey", "-in", dir.Write("new.pem", issued.CertificatePem)]).EnsureSuccess().Stdout;
+        Assert.Equal(certPub, Tool.Run("openssl", ["pkey", "-pubout", "-in", keyFile]).EnsureSuccess().Stdout);
+        Assert.Equal("valid", (await app.GetCertificateAsync(oldSerial)).Status);
+        using (var scope = app.Services.CreateScope())
+            Assert.True(await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().KeyEscrows.AnyAsync(e => e.SerialNumber == newSerial));
+
+        // What went to the server: the signed request, the password for the new file, a requestId; never the old file or key.
+        var renewal = Assert.Single(sent, s => s.Contains("/api/v1/renewals"));
+        var body = JsonDocument.Parse(renewal[(renewal.IndexOf(' ') + 1)..]).RootElement;
+        Assert.Equal(["cms", "pkcs12Password", "requestId"], body.EnumerateObject().Select(p => p.Name));
+    }
+}
