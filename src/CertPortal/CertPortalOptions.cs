@@ -39,8 +39,10 @@ public sealed class CertPortalOptions
 
     public string ResolvedDataDirectory => Path.GetFullPath(DataDirectory);
 
-    /// <summary>The link a person opens to get their digital ID.</summary>
-    public string EnrollmentUrl(string token) => $"{PortalUrl!.TrimEnd('/')}/enroll?token={Uri.EscapeDataString(token)}";
+    /// <summary>The link a person opens to get their digital ID. The token rides in the fragment, which browsers
+    /// never send to a server: it stays out of request lines, proxy and server logs and Referer headers, and the
+    /// enrollment page posts it (wwwroot/js/enroll-link.js).</summary>
+    public string EnrollmentUrl(string token) => $"{PortalUrl!.TrimEnd('/')}/enroll#token={Uri.EscapeDataString(token)}";
 
     public static bool IsLoopback(string? url) => Uri.TryCreate(url, UriKind.Absolute, out var u) && u.IsLoopback;
 }

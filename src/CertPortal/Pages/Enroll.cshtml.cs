@@ -2,6 +2,7 @@ using CertPortal.Authority;
 using CertPortal.Data;
 using CertPortal.Enrollment;
 using CertPortal.Escrow;
+using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 using Microsoft.EntityFrameworkCore;
 
@@ -55,10 +56,40 @@ public sealed class EnrollModel(EnrollmentTokens tokens, KeyArchive archive, Cer
     public bool ReceivesEncryptedMail => Found?.Profile is CertificateProfileName.Encryption or CertificateProfileName.Dual;
     public DateTimeOffset Now { get; private set; }
 
-    public async Task OnGetAsync(string? token, CancellationToken ct)
+    /// <summary>Holds the token between the post and the page it redirects to (and for Back, or a reload) on this
+    /// path only: HttpOnly, SameSite=Strict, an hour.</summary>
+    internal const string TokenCookie = "certportal-enroll";
+
+    /// <summary>The token comes from the cookie the post set; links sent before the token moved to the fragment
+    /// (<c>/enroll?token=…</c>) keep working.</summary>
+    public Task OnGetAsync(string? token, CancellationToken ct) => ShowAsync(ExtractToken(token) ?? ExtractToken(Request.Cookies[TokenCookie]), ct);
+
+    /// <summary>The link carries the token in its fragment (<c>/enroll#token=…</c>), which browsers never send:
+    /// wwwroot/js/enroll-link.js posts it here (the paste form too), so it stays out of request lines, proxy and
+    /// server logs, browser history and Referer headers. Post/redirect/get: Back and reload show the page again
+    /// (a spent link then explains itself) instead of asking to resend a form.</summary>
+    public IActionResult OnPost(string? token)
+    {
+        if (ExtractToken(token) is { } t)
+            Response.Cookies.Append(TokenCookie, t, new CookieOptions
+            {
+                HttpOnly = true, Secure = Request.IsHttps, SameSite = SameSiteMode.Strict, Path = Request.PathBase + "/enroll",
+                MaxAge = TimeSpan.FromHours(1), IsEssential = true,
+            });
+        return RedirectToPage();
+    }
+
+    /// <summary>"Enter a different token": forget the one in the cookie.</summary>
+    public IActionResult OnGetForget()
+    {
+        Response.Cookies.Delete(TokenCookie, new CookieOptions { Path = Request.PathBase + "/enroll" });
+        return RedirectToPage();
+    }
+
+    private async Task ShowAsync(string? token, CancellationToken ct)
     {
         Now = time.GetUtcNow();
-        Token = ExtractToken(token);
+        Token = token;
         NeedsHttps = !Request.IsHttps && !IsLoopbackHost(Request.Host.Host);
         if (NeedsHttps)
         {
@@ -87,7 +118,8 @@ public sealed class EnrollModel(EnrollmentTokens tokens, KeyArchive archive, Cer
             .Where(c => c.StatusAt(Now) == CertificateStatus.Valid).OrderBy(c => c.NotAfter).ToList();
     }
 
-    /// <summary>People paste what they were sent: the token, or the whole link (token=... in its query).</summary>
+    /// <summary>People paste what they were sent: the token, or the whole link (token=... in its fragment or, for
+    /// older links, its query).</summary>
     public static string? ExtractToken(string? input)
     {
         if (string.IsNullOrWhiteSpace(input)) return null;

@@ -9,6 +9,32 @@ namespace CertPortal.Tests.Browser;
 public sealed class DigitalIdBrowserTests(BrowserApp app) : IClassFixture<BrowserApp>
 {
     [Fact]
+    public async Task A_new_link_replaces_a_spent_one_and_enter_a_different_token_forgets_it()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        var spent = await app.CreateTokenAsync($"spent.{run}@example.test", "signing", displayName: "Spent Link");
+        await app.EnrollAsync(spent.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(spent.Email));
+        var fresh = await app.CreateTokenAsync($"fresh.{run}@example.test", "signing", displayName: "Fresh Link");
+        var page = await app.NewPageAsync();
+
+        await page.GotoAsync(spent.EnrollmentUrl);
+        await Assertions.Expect(page.Locator("#token-used")).ToContainTextAsync("already been used");
+        Assert.Equal($"{app.BaseUrl}/enroll", page.Url);
+
+        // The page remembers the spent link for this path, but a new link's fragment wins.
+        await page.GotoAsync(fresh.EnrollmentUrl);
+        await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Digital ID for Fresh Link" })).ToBeVisibleAsync();
+        await page.ReloadAsync();
+        await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Digital ID for Fresh Link" })).ToBeVisibleAsync();
+
+        await page.GotoAsync(spent.EnrollmentUrl);
+        await page.GetByRole(AriaRole.Link, new() { Name = "Enter a different token" }).ClickAsync();
+        await Assertions.Expect(page.GetByLabel("Enrollment link or token")).ToBeVisibleAsync();
+        await page.GotoAsync("/enroll");
+        await Assertions.Expect(page.GetByLabel("Enrollment link or token")).ToBeVisibleAsync();
+    }
+
+    [Fact]
     public async Task Enrollment_page_works_with_the_keyboard_alone()
     {
         var email = $"kb.{Guid.NewGuid().ToString("N")[..6]}@example.test";

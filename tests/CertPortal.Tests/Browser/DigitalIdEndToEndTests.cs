@@ -38,18 +38,24 @@ public sealed class DigitalIdEndToEndTests(BrowserApp app) : IClassFixture<Brows
         await admin.GetByLabel("Display name").FillAsync("Dana Example");
         await admin.GetByRole(AriaRole.Button, new() { Name = "Create token" }).ClickAsync();
         var link = await admin.Locator("#enrollment-link").InputValueAsync();
-        Assert.StartsWith($"{app.BaseUrl}/enroll?token=cpt_", link);
+        Assert.StartsWith($"{app.BaseUrl}/enroll#token=cpt_", link);
         await BrowserApp.ScreenshotAsync(admin, "04-token-created");
 
         // The person opens the link in their own browser.
         var person = await app.NewPageAsync();
         var sentToServer = new List<string>();
+        var requested = new List<string>();
         person.Request += (_, request) =>
         {
+            requested.Add(request.Url);
             if (request.Method == "POST") sentToServer.Add(request.Url + " " + request.PostData);
         };
         await person.GotoAsync(link);
         await Assertions.Expect(person.GetByRole(AriaRole.Heading, new() { Name = "Digital ID for Dana Example" })).ToBeVisibleAsync();
+        // The token travelled in a POST body only: in no requested URL, and gone from the address bar and history.
+        Assert.Contains(sentToServer, s => s.StartsWith($"{app.BaseUrl}/enroll ", StringComparison.Ordinal) && s.Contains("token=token%3Dcpt_", StringComparison.Ordinal));
+        Assert.DoesNotContain(requested, u => u.Contains("cpt_", StringComparison.Ordinal));
+        Assert.DoesNotContain("cpt_", person.Url);
         await BrowserApp.ScreenshotAsync(person, "05-enroll");
         await person.GetByLabel("Password for the downloaded file").FillAsync("my p12 password");
         await person.GetByLabel("Repeat the password").FillAsync("my p12 password");

@@ -100,7 +100,7 @@ public sealed class DirectoryEnrollmentTests(DirectoryEnrollmentApp app) : IClas
         Assert.Equal(400, ours.Select(m => m.To.ToString()).Distinct().Count());
         Assert.Empty(app.Smtp.MessagesTo($"outsider.{run}@example.com"));
         Assert.Empty(app.Smtp.MessagesTo(Mail(0)));
-        Assert.Contains("/enroll?token=cpt_", app.Smtp.MessagesTo(Mail(250)).Single().TextBody);
+        Assert.Contains("/enroll#token=cpt_", app.Smtp.MessagesTo(Mail(250)).Single().TextBody);
 
         var runs = await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/directory/enrollment-runs", Http.Json);
         Assert.True(runs.GetArrayLength() >= 3);

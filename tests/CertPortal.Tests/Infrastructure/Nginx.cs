@@ -20,6 +20,9 @@ public sealed class Nginx(string hostName, int backendPort) : IDisposable
     // Known before nginx starts: the service's PortalUrl names it. No retry on a lost port race here.
     public int Port { get; } = FreePort.Next();
     public string BaseUrl => $"https://{HostName}:{Port}";
+    /// <summary>nginx's access log in its default "combined" format (request line with its query, Referer), as an
+    /// organisation's proxy would keep it.</summary>
+    public string AccessLog() => File.Exists(Path.Combine(_dir, "access.log")) ? File.ReadAllText(Path.Combine(_dir, "access.log")) : "";
     /// <summary>The test CA that signed nginx's certificate (PEM).</summary>
     public string CaCertificateFile => Path.Combine(_dir, "ca.crt");
 
@@ -46,7 +49,7 @@ public sealed class Nginx(string hostName, int backendPort) : IDisposable
             error_log {{F("error.log")}} warn;
             events { worker_connections 256; }
             http {
-                access_log off;
+                access_log {{F("access.log")}} combined;
                 client_body_temp_path {{F("tmp")}}/body;
                 proxy_temp_path {{F("tmp")}}/proxy;
                 fastcgi_temp_path {{F("tmp")}}/fastcgi;

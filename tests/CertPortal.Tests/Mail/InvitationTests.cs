@@ -33,18 +33,21 @@ public sealed partial class InvitationTests(MailApp app) : IClassFixture<MailApp
         Assert.Contains(email, message.Subject);
         Assert.Equal("auto-generated", message.Headers["Auto-Submitted"]);
         var link = EnrollmentLink(message.TextBody);
-        Assert.StartsWith($"{app.BaseUrl}/enroll?token=cpt_", link);
+        // The token is in the link's fragment, which no browser sends to a server (so no access log records it).
+        Assert.StartsWith($"{app.BaseUrl}/enroll#token=cpt_", link);
         Assert.Contains($"href=\"{WebUtility.HtmlEncode(link)}\"", message.HtmlBody);
 
         // Queuing, sealing and sending logged nothing of the link (checked before the link is requested: ASP.NET Core's
         // own request log, at Information for Microsoft.AspNetCore, which appsettings.json keeps at Warning, has the URL).
-        var token = Uri.UnescapeDataString(new Uri(link).Query["?token=".Length..]);
+        var token = Uri.UnescapeDataString(new Uri(link).Fragment["#token=".Length..]);
         Assert.DoesNotContain(app.Logs, l => l.Contains(token["cpt_".Length..], StringComparison.Ordinal));
         Assert.Contains(app.Logs, l => l.Contains($"to {email}", StringComparison.Ordinal));
 
-        // The person follows the link: the page knows whose ID it is; the token in it enrols once.
+        // What a server sees of the link is /enroll alone: the paste form, nothing of the person (the browser posts the
+        // fragment's token to the page, see the browser tests); the token in it enrols once.
         var page = await app.Client.GetStringAsync(link);
-        Assert.Contains(email, page);
+        Assert.Contains("id=\"token-form\"", page);
+        Assert.DoesNotContain(email, page);
         var cert = await app.EnrollAsync(token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email));
         Assert.Equal("valid", (await app.GetCertificateAsync(cert.SerialNumber)).Status);
 
@@ -171,7 +174,7 @@ public sealed partial class InvitationTests(MailApp app) : IClassFixture<MailApp
     public static string EnrollmentLink(string? text) =>
         LinkPattern().Match(text ?? "") is { Success: true } m ? m.Value : throw new Xunit.Sdk.XunitException($"no enrollment link in: {text}");
 
-    [GeneratedRegex(@"https?://\S+/enroll\?token=\S+")]
+    [GeneratedRegex(@"https?://\S+/enroll#token=\S+")]
     private static partial Regex LinkPattern();
 }
 

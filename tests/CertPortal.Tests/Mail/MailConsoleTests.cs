@@ -34,7 +34,7 @@ public sealed class MailConsoleTests(MailApp app) : IClassFixture<MailApp>
         Assert.Contains("is being sent to", html);
         Assert.DoesNotContain("cpt_", html);
         var mailed = Assert.Single(await app.Smtp.WaitForMessagesToAsync(single));
-        Assert.StartsWith($"{app.BaseUrl}/enroll?token=cpt_", InvitationTests.EnrollmentLink(mailed.TextBody));
+        Assert.StartsWith($"{app.BaseUrl}/enroll#token=cpt_", InvitationTests.EnrollmentLink(mailed.TextBody));
 
         var csv = $"""
             email,displayName,profile,validHours

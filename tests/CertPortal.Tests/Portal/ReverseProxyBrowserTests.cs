@@ -77,10 +77,10 @@ public sealed class ReverseProxyBrowserTests(ProxiedPortalApp app) : IClassFixtu
         await admin.GetByLabel("Signing only").CheckAsync();
         await admin.GetByRole(AriaRole.Button, new() { Name = "Create token" }).ClickAsync();
         var link = await admin.Locator("#enrollment-link").InputValueAsync();
-        Assert.StartsWith($"{app.Proxy.BaseUrl}/enroll?token=cpt_", link);
+        Assert.StartsWith($"{app.Proxy.BaseUrl}/enroll#token=cpt_", link);
         var created = await (await app.Admin.PostAsJsonAsync("/api/v1/tokens", new { email = "apiurl@example.com", profile = "signing" }))
             .Content.ReadFromJsonAsync<JsonElement>();
-        Assert.Equal($"{app.Proxy.BaseUrl}/enroll?token={Uri.EscapeDataString(created.GetProperty("token").GetString()!)}",
+        Assert.Equal($"{app.Proxy.BaseUrl}/enroll#token={Uri.EscapeDataString(created.GetProperty("token").GetString()!)}",
             created.GetProperty("enrollmentUrl").GetString());
 
         // The person follows the link: a secure context on a real host name, so WebCrypto makes the key.
@@ -98,6 +98,13 @@ public sealed class ReverseProxyBrowserTests(ProxiedPortalApp app) : IClassFixtu
         var certs = Tool.Run("openssl", ["pkcs12", "-in", dir.File("id.p12"), "-nokeys", "-passin", "pass:proxied p12 pw"]).EnsureSuccess().Stdout;
         Assert.Contains(email, Tool.Run("openssl", ["x509", "-noout", "-subject"], stdin: certs).EnsureSuccess().Stdout);
 
+        // The token never reached a request line or a Referer: the proxy's access log has the page and its POST only.
+        var token = Uri.UnescapeDataString(new Uri(link).Fragment["#token=".Length..]);
+        var accessLog = app.Proxy.AccessLog();
+        Assert.Contains("\"GET /enroll HTTP/", accessLog);
+        Assert.Contains("\"POST /enroll HTTP/", accessLog);
+        Assert.DoesNotContain(token["cpt_".Length..], accessLog);
+
         // The audit log records the browser's address, not nginx's.
         var signIns = await app.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/audit?action={SignInThrottle.SucceededAction}&pageSize=500");
         var details = signIns.EnumerateArray().Select(e => e.GetProperty("details").GetString()).Single(d => d!.Contains("address"));
@@ -110,7 +117,7 @@ public sealed class ReverseProxyBrowserTests(ProxiedPortalApp app) : IClassFixtu
     {
         var token = await app.CreateTokenAsync($"plain.{Guid.NewGuid().ToString("N")[..6]}@example.com", "signing");
         var page = await app.NewPageAsync();
-        await page.GotoAsync($"http://{ProxiedPortalApp.HostName}:{app.Port}/enroll?token={Uri.EscapeDataString(token.Token)}");
+        await page.GotoAsync($"http://{ProxiedPortalApp.HostName}:{app.Port}/enroll#token={Uri.EscapeDataString(token.Token)}");
         Assert.False(await page.EvaluateAsync<bool>("() => window.isSecureContext"));
         await Assertions.Expect(page.Locator("#https-needed")).ToContainTextAsync("https");
         Assert.Equal(0, await page.Locator("#enroll-form").CountAsync());
