@@ -60,6 +60,31 @@ public static class DatabaseLocks
         return connection; // closing the session releases its advisory locks
     }
 
+    /// <summary>A named lock held across transactions by a session of its own (pg_try_advisory_lock on an unpooled
+    /// connection), or null at once when another session holds it. Released on dispose, or when the holder's process
+    /// dies, since its session ends with it: a long job is done by one node at a time and taken over after a crash
+    /// without waiting for a lease. SQLite: always granted (it is one node's database).</summary>
+    public static async Task<IAsyncDisposable?> TryHoldNamedAsync(this CertPortalDbContext db, string name, CancellationToken ct)
+    {
+        if (!db.Database.IsNpgsql()) return NoLock.Instance;
+        // Unpooled: a pooled connection returned to the pool would keep the session, and with it the lock.
+        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(db.Database.GetConnectionString()) { Pooling = false }.ConnectionString);
+        try
+        {
+            await connection.OpenAsync(ct);
+            await using var take = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtext(@name))", connection);
+            take.Parameters.AddWithValue("name", "certportal:" + name);
+            if (await take.ExecuteScalarAsync(ct) is true) return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+        await connection.DisposeAsync();
+        return null;
+    }
+
     private sealed class NoLock : IAsyncDisposable
     {
         public static readonly NoLock Instance = new();

@@ -33,22 +33,35 @@ public sealed class DirectoryEnrollment(
     public const string ScheduleActor = "schedule";
     private const int Chunk = 500;
 
-    /// <summary>Starts a scheduled run if none started within the interval (one node wins: the check and the insert
-    /// happen under a cluster-wide lock); null when it is not this node's turn.</summary>
+    /// <summary>Set on a scheduled run whose node stopped before it finished; the run that carried on says so too.</summary>
+    public const string AbandonedError = "The node running it stopped before it finished; the next run invited the rest.";
+
+    /// <summary>Starts a scheduled run if none finished within the interval; null when it is not this node's turn. The
+    /// node that runs holds a cluster-wide lock for the whole run (a database session of its own), so every other node
+    /// finds it taken and leaves the run alone. A node killed mid-run loses its session and with it the lock: the next
+    /// node to look finds the run unfinished, marks it abandoned and starts another, which skips everyone the dead one
+    /// invited (their tokens were committed one by one) and invites the rest.</summary>
     public async Task<DirectoryEnrollmentReport?> RunIfDueAsync(CancellationToken ct)
     {
         if (!options.Enabled || options.Interval is not { } interval) return null;
+        await using var running = await db.TryHoldNamedAsync("directory-enrollment", ct);
+        if (running is null) return null;
         var now = time.GetUtcNow();
-        await using (var tx = await db.Database.BeginTransactionAsync(ct))
+        var since = now - interval;
+        var latest = await db.DirectoryEnrollmentRuns
+            .Where(r => r.StartedBy == ScheduleActor && !r.DryRun && r.StartedAt > since)
+            .OrderByDescending(r => r.Id).FirstOrDefaultAsync(ct);
+        if (latest is { FinishedAt: not null }) return null;
+        if (latest is not null)
         {
-            await db.LockNamedAsync("directory-enrollment", ct);
-            var due = now - interval;
-            if (await db.DirectoryEnrollmentRuns.AnyAsync(r => r.StartedBy == ScheduleActor && !r.DryRun && r.StartedAt > due, ct)) return null;
-            var run = NewRun(ScheduleActor, dryRun: false, now);
-            await db.SaveChangesAsync(ct);
-            await tx.CommitAsync(ct);
-            return await CarryOutAsync(run, ct);
+            // Unfinished, and nobody holds the lock: its node is gone.
+            latest.FinishedAt = now;
+            latest.Error = AbandonedError;
+            logger.LogWarning("Directory enrollment run {Run} was left unfinished by a node that stopped; starting another", latest.Id);
         }
+        var run = NewRun(ScheduleActor, dryRun: false, now);
+        await db.SaveChangesAsync(ct);
+        return await CarryOutAsync(run, ct);
     }
 
     public async Task<Outcome<DirectoryEnrollmentReport>> RunAsync(DirectoryEnrollmentRequest request, string actor, CancellationToken ct)

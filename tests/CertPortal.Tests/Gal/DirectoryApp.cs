@@ -13,9 +13,12 @@ public class DirectoryApp : CertPortalApp
 
     protected DirectoryApp(bool tls) => Ldap = tls ? Slapd.WithTls() : new Slapd();
 
-    protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
+    protected override IDictionary<string, string?> Settings => DirectorySettings(Ldap);
+
+    /// <summary>Publishing to <paramref name="ldap"/>, retrying quickly (also for nodes built without this class).</summary>
+    public static Dictionary<string, string?> DirectorySettings(Slapd ldap) => new()
     {
-        ["Directory:Url"] = Ldap.Url,
+        ["Directory:Url"] = ldap.Url,
         // Tests place holds, which the BR allow only for multipurpose (not strict) certificates.
         ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose,
         ["Directory:BindDn"] = Slapd.RootDn,

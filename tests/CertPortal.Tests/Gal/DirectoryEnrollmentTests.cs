@@ -50,15 +50,10 @@ public sealed class DirectoryEnrollmentTests(DirectoryEnrollmentApp app) : IClas
     public async Task Four_hundred_of_five_hundred_are_invited_once_and_the_dry_run_lists_the_same_people()
     {
         var run = Guid.NewGuid().ToString("N")[..6];
-        string Mail(int i) => $"person{i:D3}.{run}@example.com";
-        var ldif = new StringBuilder();
+        string Mail(int i) => DirectoryPeople.Mail(run, i);
+        var ldif = DirectoryPeople.Ldif(run, 500);
         var members = new StringBuilder();
-        for (var i = 0; i < 500; i++)
-        {
-            ldif.Append(CultureInfo.InvariantCulture, $"dn: uid=p{i:D3}-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: p{i:D3}-{run}\ncn: Person {i}\nsn: {i}\n")
-                .Append(CultureInfo.InvariantCulture, $"displayName: Person {i} Example\nmail: {Mail(i)}\n\n");
-            members.Append(CultureInfo.InvariantCulture, $"member: uid=p{i:D3}-{run},{Slapd.PeopleDn}\n");
-        }
+        for (var i = 0; i < 500; i++) members.Append(CultureInfo.InvariantCulture, $"member: {DirectoryPeople.Dn(run, i)}\n");
         // Outside the group: never invited. In the group without mail: nothing to send to.
         ldif.Append(CultureInfo.InvariantCulture, $"dn: uid=outsider-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: outsider-{run}\ncn: Outsider\nsn: O\nmail: outsider.{run}@example.com\n\n");
         ldif.Append(CultureInfo.InvariantCulture, $"dn: uid=nomail-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: nomail-{run}\ncn: No Mail\nsn: N\n\n");
@@ -162,5 +157,23 @@ public sealed class DirectoryEnrollmentOffTests(CertPortalApp app) : IClassFixtu
         var problem = await Http.AssertProblem(response, HttpStatusCode.UnprocessableEntity);
         Assert.Contains("DirectoryEnrollment:Enabled", problem.GetProperty("detail").GetString());
         Assert.Equal("[]", await app.Admin.GetStringAsync("/api/v1/directory/enrollment-runs"));
+    }
+}
+
+/// <summary>People in slapd as an organisation's directory lists them: uid, names, displayName and mail.</summary>
+public static class DirectoryPeople
+{
+    public static string Mail(string run, int i) => $"person{i:D3}.{run}@example.com";
+
+    public static string Dn(string run, int i) => $"uid=p{i:D3}-{run},{Slapd.PeopleDn}";
+
+    /// <summary>LDIF adding people 0 to <paramref name="count"/> - 1 under <see cref="Slapd.PeopleDn"/>.</summary>
+    public static StringBuilder Ldif(string run, int count)
+    {
+        var ldif = new StringBuilder();
+        for (var i = 0; i < count; i++)
+            ldif.Append(CultureInfo.InvariantCulture, $"dn: {Dn(run, i)}\nobjectClass: inetOrgPerson\nuid: p{i:D3}-{run}\ncn: Person {i}\nsn: {i}\n")
+                .Append(CultureInfo.InvariantCulture, $"displayName: Person {i} Example\nmail: {Mail(run, i)}\n\n");
+        return ldif;
     }
 }
