@@ -537,6 +537,9 @@ namespace CertPortal.Migrations.Postgres
                     b.HasIndex("TokenId")
                         .IsUnique();
 
+                    b.HasIndex(new[] { "SerialNumber", "RevokedAt", "RevocationReason", "NotAfter" }, "IX_Certificates_Revoked")
+                        .HasFilter("\"RevokedAt\" IS NOT NULL");
+
                     b.ToTable("Certificates");
                 });
 

@@ -522,6 +522,9 @@ namespace CertPortal.Migrations.Sqlite
                     b.HasIndex("TokenId")
                         .IsUnique();
 
+                    b.HasIndex(new[] { "SerialNumber", "RevokedAt", "RevocationReason", "NotAfter" }, "IX_Certificates_Revoked")
+                        .HasFilter("\"RevokedAt\" IS NOT NULL");
+
                     b.ToTable("Certificates");
                 });
 

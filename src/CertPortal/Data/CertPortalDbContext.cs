@@ -95,6 +95,10 @@ internal sealed class IssuedCertificateConfiguration : IEntityTypeConfiguration<
         b.Property(c => c.RenewedBy).HasMaxLength(64);
         // One renewal, one certificate, as with tokens.
         b.HasIndex(c => c.RenewalOf).IsUnique();
+        // The CRL signer streams the revoked certificates in serial order with what each entry needs: a partial index
+        // that holds exactly those rows in that order, so a CRL of a million entries needs neither a sort nor a table read.
+        b.HasIndex(c => new { c.SerialNumber, c.RevokedAt, c.RevocationReason, c.NotAfter }, "IX_Certificates_Revoked")
+            .HasFilter("\"RevokedAt\" IS NOT NULL");
     }
 }
 

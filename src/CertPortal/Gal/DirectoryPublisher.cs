@@ -9,7 +9,8 @@ namespace CertPortal.Gal;
 /// <summary>Brings one directory entry in step with the database. Every operation reconciles state
 /// (what should be there vs what is there) instead of replaying deltas, so running it twice, late,
 /// or out of order gives the same directory.</summary>
-public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, DirectoryOptions options, CertPortalOptions portal, TimeProvider time)
+public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, DirectoryOptions options, CertPortalOptions portal, TimeProvider time,
+    CrlPublisher crls)
 {
     /// <summary>What changed in the directory: certificates added and removed.</summary>
     public sealed record Change(int Added, int Removed);
@@ -51,12 +52,14 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
     public async Task SyncPkiAsync(CertPortalDbContext db, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(options.PkiEntryDn)) return;
-        var crl = await CrlSigner.LatestAsync(db, CertificateAuthority.IssuingName, ct);
+        // The latest CRLs as the CRL publisher holds them in memory (read from the database only when newer): a complete
+        // CRL may be tens of megabytes, and every CRL signed queues a publication.
+        var crl = await crls.LatestAsync(db, CertificateAuthority.IssuingName, delta: false, ct);
         // deltaRevocationList beside the complete CRL (RFC 4523 §2.6), only while delta CRLs are on.
-        var delta = portal.Crl.DeltasEnabled ? await CrlSigner.LatestDeltaAsync(db, CertificateAuthority.IssuingName, ct) : null;
+        var delta = portal.Crl.DeltasEnabled ? await crls.LatestAsync(db, CertificateAuthority.IssuingName, delta: true, ct) : null;
         await directory.PublishCaAndCrlAsync(options.PkiEntryDn, [ca.Issuing.Certificate.RawData, ca.Root.Certificate.RawData], crl?.Der, delta?.Der, ct);
         if (string.IsNullOrWhiteSpace(options.RootPkiEntryDn)) return;
-        var rootCrl = await CrlSigner.LatestAsync(db, CertificateAuthority.RootName, ct);
+        var rootCrl = await crls.LatestAsync(db, CertificateAuthority.RootName, delta: false, ct);
         await directory.PublishCaAndCrlAsync(options.RootPkiEntryDn, [ca.Root.Certificate.RawData], rootCrl?.Der, null, ct);
     }
 

@@ -7,64 +7,135 @@ namespace CertPortal.Revocation;
 /// <summary>One revoked certificate: serial (big-endian INTEGER content bytes), time, reason (null: omitted).</summary>
 public readonly record struct CrlEntry(byte[] SerialNumber, DateTimeOffset RevokedAt, X509RevocationReason? Reason);
 
+/// <summary>The revokedCertificates of a CRL being built, as DER in one growing buffer: adding an entry allocates
+/// nothing (a million entries are 46 MB; an object each would be more than the CRL).</summary>
+public sealed class CrlEntries
+{
+    private byte[] _buffer;
+    private int _length;
+
+    public CrlEntries(int capacity = 4096) => _buffer = new byte[Math.Max(capacity, 64)];
+
+    public int Count { get; private set; }
+
+    /// <summary>The entries' DER, each a RevokedCertificate SEQUENCE, without the list's own header.</summary>
+    internal ReadOnlySpan<byte> Content => _buffer.AsSpan(0, _length);
+
+    /// <param name="serialNumber">The INTEGER's content bytes (two's complement, minimal, as in the certificate).</param>
+    /// <param name="reason">Null: no reasonCode (S/MIME BR 7.2.2: omitted rather than "unspecified").</param>
+    public void Add(ReadOnlySpan<byte> serialNumber, DateTimeOffset revokedAt, X509RevocationReason? reason)
+    {
+        if (serialNumber.IsEmpty || serialNumber.Length > 64 ||
+            (serialNumber.Length > 1 && ((serialNumber[0] == 0 && serialNumber[1] < 0x80) || (serialNumber[0] == 0xFF && serialNumber[1] >= 0x80))))
+            throw new ArgumentException("A serial number must be a minimally encoded INTEGER of at most 64 bytes.", nameof(serialNumber));
+        var generalized = CrlEncoder.IsGeneralizedTime(revokedAt);
+        var time = generalized ? 15 : 13;
+        var content = 2 + serialNumber.Length + 2 + time + (reason is null ? 0 : CrlEncoder.ReasonExtensions.Length + 1);
+        if (_length + 2 + content > _buffer.Length) Array.Resize(ref _buffer, Math.Max(_buffer.Length * 2, _length + 2 + content));
+        var to = _buffer.AsSpan(_length, 2 + content);
+        to[0] = 0x30; // content < 128: short-form lengths throughout
+        to[1] = (byte)content;
+        to[2] = 0x02;
+        to[3] = (byte)serialNumber.Length;
+        serialNumber.CopyTo(to[4..]);
+        var at = 4 + serialNumber.Length;
+        at += CrlEncoder.WriteTime(to[at..], revokedAt, generalized);
+        if (reason is { } r)
+        {
+            CrlEncoder.ReasonExtensions.CopyTo(to[at..]);
+            to[at + CrlEncoder.ReasonExtensions.Length] = (byte)r;
+        }
+        _length += 2 + content;
+        Count++;
+    }
+}
+
 /// <summary>Encodes and signs an X.509 v2 CRL (RFC 5280 §5): the same fields and extensions .NET's
 /// CertificateRevocationListBuilder writes (authority key identifier, CRL number, reasonCode per entry), but
-/// in time linear in the number of entries. The builder's cost grew superlinearly (20,000 entries 0.2 s,
-/// 40,000 1.6 s, 100,000 over 20 s on the bench machine), and a CRL is signed inside every revocation's
-/// transaction, so a large organisation's revocations would have queued behind it.</summary>
+/// in time linear in the number of entries and without an object per entry. The builder's cost grew superlinearly
+/// (20,000 entries 0.2 s, 40,000 1.6 s, 100,000 over 20 s on the bench machine); a CRL of a million entries is
+/// 46 MB, so entries are written straight into one DER buffer (<see cref="CrlEntries"/>) as the rows are read, and
+/// the signed CRL is assembled from it with one copy.</summary>
 public static class CrlEncoder
 {
     private const string AuthorityKeyIdentifierOid = "2.5.29.35";
     private const string CrlNumberOid = "2.5.29.20";
     private const string ReasonCodeOid = "2.5.29.21";
 
+    /// <summary>crlEntryExtensions holding only a non-critical reasonCode (2.5.29.21), up to the ENUMERATED's one
+    /// content byte: SEQUENCE { SEQUENCE { OID, OCTET STRING { ENUMERATED } } }.</summary>
+    internal static ReadOnlySpan<byte> ReasonExtensions => [0x30, 0x0C, 0x30, 0x0A, 0x06, 0x03, 0x55, 0x1D, 0x15, 0x04, 0x03, 0x0A, 0x01];
+
     /// <param name="deltaOf">A delta CRL: the number of its base CRL (deltaCRLIndicator, critical). Null: a complete CRL.</param>
     /// <param name="freshestCrlUrl">A complete CRL's pointer to its delta CRLs (freshestCRL, RFC 5280 §5.2.6); null: none.</param>
     public static byte[] Build(CertificateAuthority ca, long crlNumber, DateTimeOffset thisUpdate, DateTimeOffset nextUpdate,
         IReadOnlyCollection<CrlEntry> entries, long? deltaOf = null, string? freshestCrlUrl = null)
     {
-        var algorithm = ca.SignatureGenerator.GetSignatureAlgorithmIdentifier(ca.HashAlgorithm);
-        var tbs = new AsnWriter(AsnEncodingRules.DER);
-        using (tbs.PushSequence())
-        {
-            tbs.WriteInteger(1); // v2
-            tbs.WriteEncodedValue(algorithm);
-            tbs.WriteEncodedValue(ca.Certificate.SubjectName.RawData);
-            WriteTime(tbs, thisUpdate);
-            WriteTime(tbs, nextUpdate);
-            if (entries.Count > 0) tbs.WriteEncodedValue(EncodeEntries(entries));
-            using (tbs.PushSequence(new Asn1Tag(TagClass.ContextSpecific, 0))) // crlExtensions [0] EXPLICIT
-            using (tbs.PushSequence())
-            {
-                WriteExtension(tbs, AuthorityKeyIdentifierOid, w =>
-                {
-                    using (w.PushSequence()) w.WriteOctetString(ca.SubjectKeyIdentifier, new Asn1Tag(TagClass.ContextSpecific, 0));
-                });
-                WriteExtension(tbs, CrlNumberOid, w => w.WriteInteger(crlNumber));
-                if (deltaOf is { } baseNumber)
-                    WriteExtension(tbs, Oids.DeltaCrlIndicator, w => w.WriteInteger(baseNumber), critical: true); // critical: RFC 5280 §5.2.4
-                if (freshestCrlUrl is not null)
-                    tbs.WriteEncodedValue(EncodeExtension(Oids.FreshestCrl, FreshestCrl.Extension(freshestCrlUrl).RawData));
-            }
-        }
-        var tbsBytes = tbs.Encode();
-        var signature = ca.SignatureGenerator.SignData(tbsBytes, ca.HashAlgorithm);
+        var list = new CrlEntries();
+        foreach (var e in entries) list.Add(e.SerialNumber, e.RevokedAt, e.Reason);
+        return Build(ca, crlNumber, thisUpdate, nextUpdate, list, deltaOf, freshestCrlUrl);
+    }
 
-        var crl = new AsnWriter(AsnEncodingRules.DER, initialCapacity: tbsBytes.Length + signature.Length + 64);
+    /// <inheritdoc cref="Build(CertificateAuthority, long, DateTimeOffset, DateTimeOffset, IReadOnlyCollection{CrlEntry}, long?, string?)"/>
+    public static byte[] Build(CertificateAuthority ca, long crlNumber, DateTimeOffset thisUpdate, DateTimeOffset nextUpdate,
+        CrlEntries entries, long? deltaOf = null, string? freshestCrlUrl = null)
+    {
+        var algorithm = ca.SignatureGenerator.GetSignatureAlgorithmIdentifier(ca.HashAlgorithm);
+        // TBSCertList up to revokedCertificates, and after it: small, written with AsnWriter.
+        var head = new AsnWriter(AsnEncodingRules.DER);
+        head.WriteInteger(1); // v2
+        head.WriteEncodedValue(algorithm);
+        head.WriteEncodedValue(ca.Certificate.SubjectName.RawData);
+        WriteTime(head, thisUpdate);
+        WriteTime(head, nextUpdate);
+        var tail = new AsnWriter(AsnEncodingRules.DER);
+        using (tail.PushSequence(new Asn1Tag(TagClass.ContextSpecific, 0))) // crlExtensions [0] EXPLICIT
+        using (tail.PushSequence())
+        {
+            WriteExtension(tail, AuthorityKeyIdentifierOid, w =>
+            {
+                using (w.PushSequence()) w.WriteOctetString(ca.SubjectKeyIdentifier, new Asn1Tag(TagClass.ContextSpecific, 0));
+            });
+            WriteExtension(tail, CrlNumberOid, w => w.WriteInteger(crlNumber));
+            if (deltaOf is { } baseNumber)
+                WriteExtension(tail, Oids.DeltaCrlIndicator, w => w.WriteInteger(baseNumber), critical: true); // critical: RFC 5280 §5.2.4
+            if (freshestCrlUrl is not null)
+                tail.WriteEncodedValue(EncodeExtension(Oids.FreshestCrl, FreshestCrl.Extension(freshestCrlUrl).RawData));
+        }
+        var headBytes = head.Encode();
+        var tailBytes = tail.Encode();
+        var list = entries.Content;
+        // revokedCertificates is omitted when empty (RFC 5280 §5.1.2.6), not written as an empty SEQUENCE.
+        var listLength = list.Length == 0 ? 0 : 1 + LengthOfLength(list.Length) + list.Length;
+        var tbsContent = headBytes.Length + listLength + tailBytes.Length;
+        var tbs = new byte[1 + LengthOfLength(tbsContent) + tbsContent];
+        var at = WriteHeader(tbs, 0x30, tbsContent);
+        headBytes.CopyTo(tbs, at);
+        at += headBytes.Length;
+        if (list.Length > 0)
+        {
+            at += WriteHeader(tbs.AsSpan(at), 0x30, list.Length);
+            list.CopyTo(tbs.AsSpan(at));
+            at += list.Length;
+        }
+        tailBytes.CopyTo(tbs, at);
+        var signature = ca.SignatureGenerator.SignData(tbs, ca.HashAlgorithm);
+
+        var crl = new AsnWriter(AsnEncodingRules.DER, initialCapacity: tbs.Length + signature.Length + 64);
         using (crl.PushSequence())
         {
-            crl.WriteEncodedValue(tbsBytes);
+            crl.WriteEncodedValue(tbs);
             crl.WriteEncodedValue(algorithm);
             crl.WriteBitString(signature);
         }
         return crl.Encode();
     }
 
-    /// <summary>The entries of a CRL this encoder wrote: serial (hex, as the Certificates table has it) → reason (null:
-    /// none). A delta CRL is the difference between these, the base CRL relying parties hold, and the revocations now.</summary>
-    public static Dictionary<string, X509RevocationReason?> ReadEntries(byte[] der)
+    /// <summary>The entries of a CRL, in the order the CRL lists them: serial (INTEGER content bytes) and reason (null:
+    /// none). A delta CRL is the difference between these, the base CRL relying parties hold, and the revocations now.
+    /// Reads the DER in place: no object per entry.</summary>
+    public static IEnumerable<(ReadOnlyMemory<byte> SerialNumber, X509RevocationReason? Reason)> ReadEntries(ReadOnlyMemory<byte> der)
     {
-        var entries = new Dictionary<string, X509RevocationReason?>(StringComparer.Ordinal);
         var tbs = new AsnReader(der, AsnEncodingRules.DER).ReadSequence().ReadSequence();
         tbs.ReadInteger(); // version
         tbs.ReadEncodedValue(); // signature algorithm
@@ -72,70 +143,70 @@ public static class CrlEncoder
         tbs.ReadEncodedValue(); // thisUpdate
         if (tbs.HasData && tbs.PeekTag().TagValue is (int)UniversalTagNumber.UtcTime or (int)UniversalTagNumber.GeneralizedTime)
             tbs.ReadEncodedValue(); // nextUpdate
-        if (!tbs.HasData || tbs.PeekTag() != Asn1Tag.Sequence) return entries;
-        var list = tbs.ReadSequence();
-        while (list.HasData)
+        if (!tbs.HasData || tbs.PeekTag() != Asn1Tag.Sequence) yield break;
+        var list = tbs.ReadEncodedValue();
+        var at = HeaderLength(list.Span);
+        while (at < list.Length)
         {
-            var entry = list.ReadSequence();
-            var serial = Convert.ToHexString(entry.ReadIntegerBytes().Span);
-            entry.ReadEncodedValue(); // revocationDate
-            X509RevocationReason? reason = null;
-            if (entry.HasData)
-            {
-                var extensions = entry.ReadSequence();
-                while (extensions.HasData)
-                {
-                    var ext = extensions.ReadSequence();
-                    var oid = ext.ReadObjectIdentifier();
-                    if (ext.PeekTag() == Asn1Tag.Boolean) ext.ReadBoolean();
-                    var value = ext.ReadOctetString();
-                    if (oid == ReasonCodeOid)
-                        reason = new AsnReader(value, AsnEncodingRules.DER).ReadEnumeratedValue<X509RevocationReason>();
-                }
-            }
-            entries[serial] = reason;
+            // RevokedCertificate ::= SEQUENCE { userCertificate INTEGER, revocationDate Time, crlEntryExtensions Extensions OPTIONAL }
+            var (entryHeader, entryLength) = ReadHeader(list.Span[at..], 0x30);
+            var entry = list.Slice(at + entryHeader, entryLength);
+            at += entryHeader + entryLength;
+            var (serialHeader, serialLength) = ReadHeader(entry.Span, 0x02);
+            var serial = entry.Slice(serialHeader, serialLength);
+            var rest = entry[(serialHeader + serialLength)..];
+            var (timeHeader, timeLength) = ReadHeader(rest.Span, rest.Span[0]);
+            rest = rest[(timeHeader + timeLength)..];
+            yield return (serial, rest.IsEmpty ? null : ReadReason(rest));
         }
-        return entries;
     }
 
-    /// <summary>revokedCertificates: each entry encoded on its own into one buffer, then the SEQUENCE header
-    /// written in front once, so no step moves more than one entry's bytes.</summary>
-    private static byte[] EncodeEntries(IReadOnlyCollection<CrlEntry> entries)
+    private static X509RevocationReason? ReadReason(ReadOnlyMemory<byte> extensionsDer)
     {
-        var content = new MemoryStream(entries.Count * 48);
-        var entry = new AsnWriter(AsnEncodingRules.DER);
-        foreach (var e in entries)
+        // What CrlEntries writes: the reasonCode alone, non-critical. Anything else is parsed in full.
+        if (extensionsDer.Length == ReasonExtensions.Length + 1 && extensionsDer.Span.StartsWith(ReasonExtensions))
+            return (X509RevocationReason)extensionsDer.Span[^1];
+        var extensions = new AsnReader(extensionsDer, AsnEncodingRules.DER).ReadSequence();
+        while (extensions.HasData)
         {
-            entry.Reset();
-            using (entry.PushSequence())
-            {
-                entry.WriteInteger(e.SerialNumber);
-                WriteTime(entry, e.RevokedAt);
-                if (e.Reason is { } reason)
-                {
-                    using (entry.PushSequence())
-                        WriteExtension(entry, ReasonCodeOid, w => w.WriteEnumeratedValue(reason));
-                }
-            }
-            var size = entry.GetEncodedLength();
-            var start = content.Length;
-            content.SetLength(start + size);
-            entry.Encode(content.GetBuffer().AsSpan((int)start, size));
+            var ext = extensions.ReadSequence();
+            var oid = ext.ReadObjectIdentifier();
+            if (ext.PeekTag() == Asn1Tag.Boolean) ext.ReadBoolean();
+            var value = ext.ReadOctetString();
+            if (oid == ReasonCodeOid) return new AsnReader(value, AsnEncodingRules.DER).ReadEnumeratedValue<X509RevocationReason>();
         }
-        var length = (int)content.Length;
-        var header = new List<byte> { 0x30 };
-        if (length < 0x80) header.Add((byte)length);
-        else
+        return null;
+    }
+
+    /// <summary>DER header (tag, definite length) of a value this encoder wrote: its size and the content length.</summary>
+    private static (int Header, int Length) ReadHeader(ReadOnlySpan<byte> der, byte tag)
+    {
+        if (der.Length < 2 || der[0] != tag) throw new AsnContentException("Unexpected tag in a CRL entry.");
+        if (der[1] < 0x80) return (2, der[1]);
+        var count = der[1] & 0x7F;
+        if (count is 0 or > 4 || der.Length < 2 + count) throw new AsnContentException("Bad length in a CRL entry.");
+        var length = 0;
+        for (var i = 0; i < count; i++) length = (length << 8) | der[2 + i];
+        return (2 + count, length);
+    }
+
+    private static int HeaderLength(ReadOnlySpan<byte> der) => der[1] < 0x80 ? 2 : 2 + (der[1] & 0x7F);
+
+    private static int LengthOfLength(int length) => length < 0x80 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : length < 0x1000000 ? 4 : 5;
+
+    /// <summary>Writes tag and DER definite length; returns the bytes written.</summary>
+    internal static int WriteHeader(Span<byte> to, byte tag, int length)
+    {
+        to[0] = tag;
+        if (length < 0x80)
         {
-            var bytes = new List<byte>();
-            for (var n = length; n > 0; n >>= 8) bytes.Insert(0, (byte)n);
-            header.Add((byte)(0x80 | bytes.Count));
-            header.AddRange(bytes);
+            to[1] = (byte)length;
+            return 2;
         }
-        var result = new byte[header.Count + length];
-        header.CopyTo(result);
-        content.GetBuffer().AsSpan(0, length).CopyTo(result.AsSpan(header.Count));
-        return result;
+        var count = LengthOfLength(length) - 1;
+        to[1] = (byte)(0x80 | count);
+        for (var i = 0; i < count; i++) to[2 + i] = (byte)(length >> (8 * (count - 1 - i)));
+        return 2 + count;
     }
 
     private static void WriteExtension(AsnWriter w, string oid, Action<AsnWriter> value, bool critical = false)
@@ -168,5 +239,32 @@ public static class CrlEncoder
         t = new DateTimeOffset(t.Ticks - t.Ticks % TimeSpan.TicksPerSecond, TimeSpan.Zero);
         if (t.Year < 2050) w.WriteUtcTime(t);
         else w.WriteGeneralizedTime(t, omitFractionalSeconds: true);
+    }
+
+    internal static bool IsGeneralizedTime(DateTimeOffset t) => t.UtcDateTime.Year >= 2050;
+
+    /// <summary>The same encoding as <see cref="WriteTime(AsnWriter, DateTimeOffset)"/>, written in place: YYMMDDHHMMSSZ
+    /// (UTCTime) or YYYYMMDDHHMMSSZ (GeneralizedTime). Returns the bytes written.</summary>
+    internal static int WriteTime(Span<byte> to, DateTimeOffset t, bool generalized)
+    {
+        var u = t.UtcDateTime;
+        var at = 2;
+        to[0] = generalized ? (byte)0x18 : (byte)0x17;
+        to[1] = generalized ? (byte)15 : (byte)13;
+        if (generalized) Two(to, ref at, u.Year / 100);
+        Two(to, ref at, u.Year % 100);
+        Two(to, ref at, u.Month);
+        Two(to, ref at, u.Day);
+        Two(to, ref at, u.Hour);
+        Two(to, ref at, u.Minute);
+        Two(to, ref at, u.Second);
+        to[at++] = (byte)'Z';
+        return at;
+
+        static void Two(Span<byte> to, ref int at, int value)
+        {
+            to[at++] = (byte)('0' + value / 10);
+            to[at++] = (byte)('0' + value % 10);
+        }
     }
 }

@@ -157,6 +157,11 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
         _served.AddOrUpdate(Key(crl.Authority, crl.IsDelta), published, (_, old) => old.Number >= published.Number ? old : published);
     }
 
+    /// <summary>The latest CRL in the database (which another node may have signed), from memory unless it is newer than
+    /// the one this node serves: the number is read, the bytes only when they changed.</summary>
+    public Task<PublishedCrl?> LatestAsync(CertPortalDbContext db, string authority, bool delta, CancellationToken ct) =>
+        LoadAsync(db, authority, delta, ct);
+
     /// <summary>Reads the bytes only when the database has a newer CRL than the one served.</summary>
     private async Task<PublishedCrl?> LoadAsync(CertPortalDbContext db, string authority, bool delta, CancellationToken ct)
     {

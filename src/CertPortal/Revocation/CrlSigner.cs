@@ -3,6 +3,7 @@ using CertPortal.Auditing;
 using CertPortal.Authority;
 using CertPortal.Data;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 
 namespace CertPortal.Revocation;
 
@@ -42,30 +43,21 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
             thisUpdate = WholeSeconds(previous.Value);
         var number = lastNumber + 1;
 
-        var entries = new List<CrlEntry>();
-        if (authority == CertificateAuthority.IssuingName)
-        {
-            // Entries stay until the certificate expires (RFC 5280 §3.3 allows removal after that).
-            var revoked = await db.Certificates.AsNoTracking()
-                .Where(c => c.RevokedAt != null && c.NotAfter > now)
-                .Select(c => new { c.SerialNumber, c.RevokedAt, c.RevocationReason })
-                .ToListAsync(ct);
-            foreach (var r in revoked.OrderBy(r => r.SerialNumber, StringComparer.Ordinal))
-            {
-                // S/MIME BR 7.2.2: the reasonCode is omitted rather than "unspecified".
-                X509RevocationReason? reason = r.RevocationReason is null or RevocationReason.Unspecified
-                    ? null : (X509RevocationReason)(int)r.RevocationReason.Value;
-                entries.Add(new CrlEntry(Convert.FromHexString(r.SerialNumber), r.RevokedAt!.Value, reason));
-            }
-        }
-
         long? deltaOf = null;
+        byte[]? baseDer = null;
         if (delta)
         {
             var complete = await LatestAsync(db, authority, ct)
                 ?? throw new InvalidOperationException("A delta CRL needs a complete CRL to update.");
             deltaOf = complete.Number;
-            entries = DeltaEntries(CrlEncoder.ReadEntries(complete.Der), entries, thisUpdate);
+            baseDer = complete.Der;
+        }
+        var entries = new CrlEntries(authority == CertificateAuthority.IssuingName && !delta ? 1 << 16 : 4096);
+        // The root CA's CRL lists no subscriber certificates: its entries would be revoked issuing CAs.
+        if (authority == CertificateAuthority.IssuingName)
+        {
+            if (baseDer is null) await ReadRevokedAsync(db, now, entries.Add, ct);
+            else await DeltaEntriesAsync(db, now, baseDer, entries, thisUpdate, ct);
         }
         var lifetime = authority == CertificateAuthority.RootName ? options.Crl.RootLifetime : options.Crl.Lifetime;
         var freshest = !delta && authority == CertificateAuthority.IssuingName && options.Crl.DeltasEnabled ? ca.Urls.IssuingDeltaCrl : null;
@@ -83,21 +75,88 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         return record;
     }
 
-    /// <summary>RFC 5280 §5.2.4: the delta lists every entry that is new or has another reason than in the base CRL, and
-    /// removeFromCRL (§5.3.1) for every base entry that is gone: released from hold, or expired.</summary>
-    internal static List<CrlEntry> DeltaEntries(Dictionary<string, X509RevocationReason?> baseEntries, List<CrlEntry> now, DateTimeOffset thisUpdate)
+    /// <summary>One revoked certificate as read: serial (INTEGER content bytes), revocation time, reason (null: none).</summary>
+    internal delegate void RevokedRow(ReadOnlySpan<byte> serialNumber, DateTimeOffset revokedAt, X509RevocationReason? reason);
+
+    /// <summary>Every revoked (or held) certificate that has not expired, in serial order, streamed from a data reader
+    /// over the partial index IX_Certificates_Revoked (serial, then what the CRL needs, so neither a sort nor a table
+    /// read): a million rows pass through without an object each, where EF Core materialised and sorted them (9.5 s
+    /// CPU, 788 MiB at a million entries). Entries stay until the certificate expires (RFC 5280 §3.3 allows removal
+    /// after that).</summary>
+    internal static async Task ReadRevokedAsync(CertPortalDbContext db, DateTimeOffset now, RevokedRow each, CancellationToken ct)
     {
-        var delta = new List<CrlEntry>();
-        var current = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var e in now)
+        var certificates = db.Model.FindEntityType(typeof(IssuedCertificate))!;
+        await db.Database.OpenConnectionAsync(ct);
+        try
         {
-            var serial = Convert.ToHexString(e.SerialNumber);
-            current.Add(serial);
-            if (!baseEntries.TryGetValue(serial, out var reason) || reason != e.Reason) delta.Add(e);
+            await using var command = db.Database.GetDbConnection().CreateCommand();
+            command.Transaction = db.Database.CurrentTransaction?.GetDbTransaction();
+            command.CommandTimeout = 600;
+            command.CommandText = RevokedQuery;
+            // The provider's own mapping writes the parameter (ticks on SQLite, timestamptz on PostgreSQL).
+            command.Parameters.Add(certificates.FindProperty(nameof(IssuedCertificate.NotAfter))!.GetRelationalTypeMapping()
+                .CreateParameter(command, "@now", now));
+            await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, ct);
+            var ticks = reader.GetFieldType(1) == typeof(long);
+            var serial = new byte[64];
+            while (await reader.ReadAsync(ct))
+            {
+                if (System.Buffers.OperationStatus.Done != Convert.FromHexString(reader.GetString(0), serial, out _, out var length))
+                    throw new InvalidOperationException("A certificate's serial number in the database is not hexadecimal.");
+                var revokedAt = ticks ? new DateTimeOffset(reader.GetInt64(1), TimeSpan.Zero)
+                    : new DateTimeOffset(reader.GetFieldValue<DateTime>(1).ToUniversalTime().Ticks, TimeSpan.Zero);
+                X509RevocationReason? reason = reader.IsDBNull(2) ? null : (X509RevocationReason)reader.GetInt32(2);
+                each(serial.AsSpan(0, length), revokedAt, reason);
+            }
         }
-        foreach (var serial in baseEntries.Keys.Where(s => !current.Contains(s)).Order(StringComparer.Ordinal))
-            delta.Add(new CrlEntry(Convert.FromHexString(serial), thisUpdate, X509RevocationReason.RemoveFromCrl));
-        return delta;
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
+    }
+
+    /// <summary>The reason as the CRL's reasonCode number, mapped in SQL so no string is read per row; S/MIME BR 7.2.2:
+    /// "unspecified" is omitted (NULL).</summary>
+    private static readonly string RevokedQuery =
+        "SELECT \"SerialNumber\", \"RevokedAt\", CASE \"RevocationReason\" " +
+        string.Concat(Enum.GetValues<RevocationReason>().Where(r => r != RevocationReason.Unspecified)
+            .Select(r => $"WHEN '{r}' THEN {(int)r} ")) +
+        "ELSE NULL END FROM \"Certificates\" WHERE \"RevokedAt\" IS NOT NULL AND \"NotAfter\" > @now ORDER BY \"SerialNumber\"";
+
+    /// <summary>RFC 5280 §5.2.4: the delta lists every entry that is new or has another reason than in the base CRL, and
+    /// removeFromCRL (§5.3.1) for every base entry that is gone: released from hold, or expired. Both lists are in serial
+    /// order (the base was written from the same query), so one pass merges them.</summary>
+    internal static async Task DeltaEntriesAsync(CertPortalDbContext db, DateTimeOffset now, byte[] baseDer, CrlEntries delta,
+        DateTimeOffset thisUpdate, CancellationToken ct)
+    {
+        using var based = CrlEncoder.ReadEntries(baseDer).GetEnumerator();
+        var more = based.MoveNext();
+        var previous = new byte[64];
+        var previousLength = -1;
+        await ReadRevokedAsync(db, now, (serial, revokedAt, reason) =>
+        {
+            // The merge needs the database's order to be the bytes' order. Serials are upper-case hexadecimal of one length,
+            // which every collation sorts alike; a database that does not would otherwise make a wrong delta.
+            if (previousLength >= 0 && serial.SequenceCompareTo(previous.AsSpan(0, previousLength)) <= 0)
+                throw new InvalidOperationException("The database returned serial numbers out of order; a delta CRL cannot be computed.");
+            serial.CopyTo(previous);
+            previousLength = serial.Length;
+            while (more && based.Current.SerialNumber.Span.SequenceCompareTo(serial) < 0)
+            {
+                delta.Add(based.Current.SerialNumber.Span, thisUpdate, X509RevocationReason.RemoveFromCrl);
+                more = based.MoveNext();
+            }
+            if (more && based.Current.SerialNumber.Span.SequenceEqual(serial))
+            {
+                if (based.Current.Reason != reason) delta.Add(serial, revokedAt, reason);
+                more = based.MoveNext();
+            }
+            else
+            {
+                delta.Add(serial, revokedAt, reason);
+            }
+        }, ct);
+        for (; more; more = based.MoveNext()) delta.Add(based.Current.SerialNumber.Span, thisUpdate, X509RevocationReason.RemoveFromCrl);
     }
 
     /// <summary>Waits until the clock is past the second of the latest CRL of this kind of <paramref name="authority"/>.</summary>
@@ -133,6 +192,14 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
     /// <summary>The latest complete CRL.</summary>
     public static Task<CrlRecord?> LatestAsync(CertPortalDbContext db, string authority, CancellationToken ct) =>
         Latest(db, authority, delta: false).FirstOrDefaultAsync(ct);
+
+    /// <summary>The latest complete CRL's number, times and entry count, without its bytes (tens of megabytes at a
+    /// million entries) for pages that show its status.</summary>
+    public static Task<CrlRecord?> LatestWithoutBytesAsync(CertPortalDbContext db, string authority, CancellationToken ct) =>
+        Latest(db, authority, delta: false).Select(c => new CrlRecord
+        {
+            Authority = c.Authority, Number = c.Number, DeltaOf = c.DeltaOf, ThisUpdate = c.ThisUpdate, NextUpdate = c.NextUpdate, EntryCount = c.EntryCount,
+        }).FirstOrDefaultAsync(ct);
 
     /// <summary>The latest delta CRL, or null when there is none (delta CRLs off, or none signed yet).</summary>
     public static Task<CrlRecord?> LatestDeltaAsync(CertPortalDbContext db, string authority, CancellationToken ct) =>

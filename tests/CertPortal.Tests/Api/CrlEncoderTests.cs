@@ -61,7 +61,28 @@ public sealed class CrlEncoderTests
         Assert.Contains("Next Update: Jan  2 23:00:00 2050 GMT", text.Stdout);
     }
 
-    /// <summary>Serials with and without a leading zero byte (high bit set), every reason kind and none.</summary>
+    [Fact]
+    public void Entries_read_back_in_order_with_their_reasons_from_the_der_in_place()
+    {
+        using var ca = NewCa(ECDsa.Create(ECCurve.NamedCurves.nistP256));
+        var entries = Entries(600);
+        var der = CrlEncoder.Build(ca, 9, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(7), entries);
+
+        var read = CrlEncoder.ReadEntries(der).Select(e => (Convert.ToHexString(e.SerialNumber.Span), e.Reason)).ToList();
+        Assert.Equal(entries.Select(e => (Convert.ToHexString(e.SerialNumber), e.Reason)), read);
+        Assert.Empty(CrlEncoder.ReadEntries(CrlEncoder.Build(ca, 10, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(7), [])));
+    }
+
+    [Fact]
+    public void A_serial_that_is_not_a_minimal_integer_is_refused()
+    {
+        var entries = new CrlEntries();
+        Assert.Throws<ArgumentException>(() => entries.Add([0x00, 0x12], DateTimeOffset.UtcNow, null));
+        Assert.Throws<ArgumentException>(() => entries.Add([], DateTimeOffset.UtcNow, null));
+        Assert.Equal(0, entries.Count);
+    }
+
+    /// <summary>Serials with and without a leading zero byte (high bit set), every reason kind and none, UTCTime and GeneralizedTime.</summary>
     private static List<CrlEntry> Entries(int count)
     {
         var reasons = new X509RevocationReason?[] { null, X509RevocationReason.KeyCompromise, X509RevocationReason.CertificateHold,
@@ -75,7 +96,9 @@ public sealed class CrlEncoderTests
             serial[0] = (byte)(serial[0] | 0x01);
             if (i % 2 == 0) serial = [0x00, (byte)(serial[0] | 0x80), .. serial[1..]];
             else serial[0] &= 0x7F;
-            list.Add(new CrlEntry(serial, new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero).AddSeconds(i * 3607.25), reasons[i % reasons.Length]));
+            // Every seventh from 2050 on: GeneralizedTime in the entry (RFC 5280 §5.1.2.6).
+            var revokedAt = new DateTimeOffset(i % 7 == 3 ? 2050 : 2026, 1, 1, 0, 0, 0, TimeSpan.Zero).AddSeconds(i * 3607.25);
+            list.Add(new CrlEntry(serial, revokedAt, reasons[i % reasons.Length]));
         }
         return list;
     }

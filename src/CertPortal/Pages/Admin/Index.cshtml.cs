@@ -24,7 +24,7 @@ public sealed class IndexModel(CertPortalDbContext db, DirectoryOptions director
     {
         Now = time.GetUtcNow();
         foreach (var authority in new[] { CertificateAuthority.IssuingName, CertificateAuthority.RootName })
-            if (await CrlSigner.LatestAsync(db, authority, ct) is { } crl) Crls.Add(crl);
+            if (await CrlSigner.LatestWithoutBytesAsync(db, authority, ct) is { } crl) Crls.Add(crl);
         Valid = await db.Certificates.CountAsync(c => c.RevokedAt == null && c.NotAfter > Now, ct);
         Revoked = await db.Certificates.CountAsync(c => c.RevokedAt != null, ct);
         PendingTokens = await db.EnrollmentTokens.CountAsync(t => t.UsedAt == null && t.RevokedAt == null && t.ExpiresAt > Now, ct);
