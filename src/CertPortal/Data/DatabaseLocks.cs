@@ -63,10 +63,14 @@ public static class DatabaseLocks
     /// <summary>A named lock held across transactions by a session of its own (pg_try_advisory_lock on an unpooled
     /// connection), or null at once when another session holds it. Released on dispose, or when the holder's process
     /// dies, since its session ends with it: a long job is done by one node at a time and taken over after a crash
-    /// without waiting for a lease. SQLite: always granted (it is one node's database).</summary>
+    /// without waiting for a lease. SQLite (one node's database): a lock of this process.</summary>
     public static async Task<IAsyncDisposable?> TryHoldNamedAsync(this CertPortalDbContext db, string name, CancellationToken ct)
     {
-        if (!db.Database.IsNpgsql()) return NoLock.Instance;
+        if (!db.Database.IsNpgsql())
+        {
+            var local = ProcessLocks.GetOrAdd(name, _ => new SemaphoreSlim(1, 1));
+            return local.Wait(0, CancellationToken.None) ? new ProcessLock(local) : null; // a try: it never waits
+        }
         // Unpooled: a pooled connection returned to the pool would keep the session, and with it the lock.
         var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(db.Database.GetConnectionString()) { Pooling = false }.ConnectionString);
         try
@@ -83,6 +87,17 @@ public static class DatabaseLocks
         }
         await connection.DisposeAsync();
         return null;
+    }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> ProcessLocks = new();
+
+    private sealed class ProcessLock(SemaphoreSlim held) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync()
+        {
+            held.Release();
+            return ValueTask.CompletedTask;
+        }
     }
 
     private sealed class NoLock : IAsyncDisposable

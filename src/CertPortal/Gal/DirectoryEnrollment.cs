@@ -31,6 +31,9 @@ public sealed class DirectoryEnrollment(
     CertPortalOptions portal, TimeProvider time, ILogger<DirectoryEnrollment> logger)
 {
     public const string ScheduleActor = "schedule";
+    /// <summary>Held by the node carrying out a run that invites (scheduled or asked for): two such runs at once would
+    /// both find the same people not yet invited.</summary>
+    internal const string RunLock = "directory-enrollment";
     private const int Chunk = 500;
 
     /// <summary>Set on a scheduled run whose node stopped before it finished; the run that carried on says so too.</summary>
@@ -44,7 +47,7 @@ public sealed class DirectoryEnrollment(
     public async Task<DirectoryEnrollmentReport?> RunIfDueAsync(CancellationToken ct)
     {
         if (!options.Enabled || options.Interval is not { } interval) return null;
-        await using var running = await db.TryHoldNamedAsync("directory-enrollment", ct);
+        await using var running = await db.TryHoldNamedAsync(RunLock, ct);
         if (running is null) return null;
         var now = time.GetUtcNow();
         var since = now - interval;
@@ -69,6 +72,10 @@ public sealed class DirectoryEnrollment(
         if (!options.Enabled)
             return Failure.Unprocessable("Directory-driven enrollment is off.",
                 $"Set {DirectoryEnrollmentOptions.SectionName}:Enabled (with the LDAP directory and mail configured) to invite people from the directory.");
+        // A dry run changes nothing and may run beside anything; a real one waits for no one, it is refused.
+        await using var running = request.DryRun ? null : await db.TryHoldNamedAsync(RunLock, ct);
+        if (!request.DryRun && running is null)
+            return Failure.Conflict("Another directory enrollment run is inviting people right now (scheduled, or started by an administrator); try again when it has finished.");
         var run = NewRun(actor, request.DryRun, time.GetUtcNow());
         await db.SaveChangesAsync(ct);
         try

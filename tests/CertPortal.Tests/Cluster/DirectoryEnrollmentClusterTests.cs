@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net.Http.Json;
 using System.Text.Json;
+using CertPortal.Data;
 using CertPortal.Gal;
 using CertPortal.Tests.Gal;
 using CertPortal.Tests.Infrastructure;
@@ -66,6 +67,20 @@ public sealed class ScheduledDirectoryEnrollmentTests(PostgresServer postgres) :
             var arrived = smtp.Messages().Where(m => m.To.ToString().Contains(run, StringComparison.Ordinal)).Select(m => m.To.ToString()).ToList();
             Assert.Equal(People, arrived.Count);
             Assert.Equal(People, arrived.Distinct().Count());
+
+            // (After the messages are out: moving the fake clock mid-send would expire the senders' leases.)
+            // While a node carries out a run (here: the test holds its lock through node a), a run that would invite
+            // is refused on the other node (409) and its scheduler waits; a dry run changes nothing and may go ahead.
+            await using (var scope = a.Services.CreateAsyncScope())
+            await using (var held = await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>()
+                             .TryHoldNamedAsync(DirectoryEnrollment.RunLock, CancellationToken.None))
+            {
+                Assert.NotNull(held);
+                await Http.AssertProblem(await b.Admin.PostAsJsonAsync("/api/v1/directory/enrollment-runs", new { dryRun = false }), System.Net.HttpStatusCode.Conflict);
+                await Http.EnsureStatus(await b.Admin.PostAsJsonAsync("/api/v1/directory/enrollment-runs", new { dryRun = true }), System.Net.HttpStatusCode.OK);
+                clock.Advance(TimeSpan.FromDays(1) + TimeSpan.FromMinutes(1));
+                Assert.Null(await RunIfDueAsync(b));
+            }
         }
         finally
         {

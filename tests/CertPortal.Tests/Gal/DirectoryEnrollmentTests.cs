@@ -3,8 +3,10 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using CertPortal.Data;
 using CertPortal.Tests.Infrastructure;
 using CertPortal.Tests.Mail;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace CertPortal.Tests.Gal;
 
@@ -99,6 +101,20 @@ public sealed class DirectoryEnrollmentTests(DirectoryEnrollmentApp app) : IClas
 
         var runs = await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/directory/enrollment-runs", Http.Json);
         Assert.True(runs.GetArrayLength() >= 3);
+    }
+
+    [Fact]
+    public async Task A_run_that_would_invite_is_refused_while_another_is_under_way_and_a_dry_run_is_not()
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        await using (var held = await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>()
+                         .TryHoldNamedAsync(CertPortal.Gal.DirectoryEnrollment.RunLock, CancellationToken.None))
+        {
+            Assert.NotNull(held);
+            var refused = await app.Admin.PostAsJsonAsync("/api/v1/directory/enrollment-runs", new { dryRun = false });
+            Assert.Contains("inviting people right now", (await Http.AssertProblem(refused, HttpStatusCode.Conflict)).GetProperty("detail").GetString());
+            await Http.EnsureStatus(await app.Admin.PostAsJsonAsync("/api/v1/directory/enrollment-runs", new { dryRun = true }), HttpStatusCode.OK);
+        }
     }
 
     [Fact]
