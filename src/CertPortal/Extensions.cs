@@ -124,21 +124,20 @@ public static class Extensions
         var db = configuration.GetSection(CertPortalOptions.Section).Get<CertPortalOptions>()?.Database ?? new DatabaseOptions();
         if (db.Provider == DatabaseProvider.Postgres)
         {
-            // Options built once (their inputs are singletons), not for every context: a request or group write
-            // creating its context paid for building them again.
-            services.AddDbContext<CertPortalDbContext, NpgsqlCertPortalDbContext>((sp, o) =>
-                o.UseNpgsql(db.ConnectionString).AddInterceptors(sp.GetRequiredService<RecipientCacheInvalidation>()),
-                optionsLifetime: ServiceLifetime.Singleton);
+            // Pooled contexts (options built once, their inputs are singletons): every request and every group write
+            // uses a context, and creating one from scratch cost more than the query it ran.
+            services.AddDbContextPool<CertPortalDbContext, NpgsqlCertPortalDbContext>((sp, o) =>
+                o.UseNpgsql(db.ConnectionString).AddInterceptors(sp.GetRequiredService<RecipientCacheInvalidation>()));
             return;
         }
-        services.AddDbContext<CertPortalDbContext, SqliteCertPortalDbContext>((sp, o) =>
+        services.AddDbContextPool<CertPortalDbContext, SqliteCertPortalDbContext>((sp, o) =>
         {
             var options = sp.GetRequiredService<CertPortalOptions>();
             var cs = string.IsNullOrWhiteSpace(options.Database.ConnectionString)
                 ? $"Data Source={Path.Combine(options.ResolvedDataDirectory, "certportal.db")};Default Timeout=60"
                 : options.Database.ConnectionString;
             o.UseSqlite(cs).AddInterceptors(SqliteDurability.Instance, sp.GetRequiredService<RecipientCacheInvalidation>());
-        }, optionsLifetime: ServiceLifetime.Singleton);
+        });
     }
 
     private static string DefaultPublicBaseUrl(IConfiguration configuration)

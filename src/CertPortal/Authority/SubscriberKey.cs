@@ -30,23 +30,37 @@ public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, Pub
 
     public static bool TryAccept(PublicKey key, out SubscriberKey accepted, out string error)
     {
+        var ok = TryAccept(key, out accepted, out error, out var read);
+        read?.Dispose();
+        return ok;
+    }
+
+    /// <summary>As <see cref="TryAccept(PublicKey, out SubscriberKey, out string)"/>, handing the caller the key as read
+    /// (an <see cref="RSA"/> or <see cref="ECDsa"/>, the caller's to dispose; null when refused), so a CSR's signature is
+    /// verified without reading the key a second time: with OpenSSL 3 each read of a P-256 key costs about 0.1 ms of
+    /// CPU, as much as the signature check itself.</summary>
+    public static bool TryAccept(PublicKey key, out SubscriberKey accepted, out string error, out AsymmetricAlgorithm? read)
+    {
         accepted = null!;
         error = "";
+        read = null;
         switch (key.Oid.Value)
         {
             case Oids.RsaEncryption:
             {
-                using var rsa = key.GetRSAPublicKey();
+                var rsa = key.GetRSAPublicKey();
                 if (rsa is null) { error = "The RSA public key could not be read."; return false; }
                 var p = rsa.ExportParameters(false);
                 var bits = rsa.KeySize;
-                if (bits < MinRsaBits) { error = $"RSA keys must be at least {MinRsaBits} bits; this one has {bits}."; return false; }
-                if (bits > MaxRsaBits) { error = $"RSA keys larger than {MaxRsaBits} bits are not supported; this one has {bits}."; return false; }
-                if (bits % 8 != 0) { error = $"RSA modulus size must be a multiple of 8 bits; this one has {bits}."; return false; }
-                var weakness = WeakKeys.CheckRsa(new BigInteger(p.Modulus, isUnsigned: true, isBigEndian: true),
-                    new BigInteger(p.Exponent, isUnsigned: true, isBigEndian: true));
-                if (weakness is not null) { error = weakness; return false; }
+                var weakness =
+                    bits < MinRsaBits ? $"RSA keys must be at least {MinRsaBits} bits; this one has {bits}."
+                    : bits > MaxRsaBits ? $"RSA keys larger than {MaxRsaBits} bits are not supported; this one has {bits}."
+                    : bits % 8 != 0 ? $"RSA modulus size must be a multiple of 8 bits; this one has {bits}."
+                    : WeakKeys.CheckRsa(new BigInteger(p.Modulus, isUnsigned: true, isBigEndian: true),
+                        new BigInteger(p.Exponent, isUnsigned: true, isBigEndian: true));
+                if (weakness is not null) { error = weakness; rsa.Dispose(); return false; }
                 accepted = new SubscriberKey(SubscriberKeyType.Rsa, $"RSA-{bits}", key);
+                read = rsa;
                 return true;
             }
             case Oids.EcPublicKey:
@@ -57,9 +71,10 @@ public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, Pub
                 // Before .NET reads the key: an off-curve point is refused by name, not as "could not be read".
                 var offCurve = WeakKeys.CheckEcPoint(curve!, key.EncodedKeyValue.RawData);
                 if (offCurve is not null) { error = offCurve; return false; }
-                using var ec = key.GetECDsaPublicKey();
+                var ec = key.GetECDsaPublicKey();
                 if (ec is null) { error = "The EC public key could not be read."; return false; }
                 accepted = new SubscriberKey(SubscriberKeyType.Ec, name, key);
+                read = ec;
                 return true;
             }
             default:

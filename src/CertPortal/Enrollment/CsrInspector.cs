@@ -63,9 +63,10 @@ public static class CsrInspector
 
         SubscriberKey? key;
         string keyError;
+        AsymmetricAlgorithm? read;
         try
         {
-            if (!SubscriberKey.TryAccept(request.PublicKey, out key, out keyError))
+            if (!SubscriberKey.TryAccept(request.PublicKey, out key, out keyError, out read))
                 return Failure.Unprocessable("Unsupported key.", keyError);
         }
         catch (Exception e) when (IsUnparseable(e))
@@ -73,21 +74,70 @@ public static class CsrInspector
             return Failure.Unprocessable("Unsupported key.", "The CSR's public key could not be read.");
         }
 
-        try
+        bool signed;
+        using (read)
         {
-            CertificateRequest.LoadSigningRequest(der, HashAlgorithmName.SHA256, out _, CertificateRequestLoadOptions.UnsafeLoadCertificateExtensions);
+            try
+            {
+                signed = VerifySignature(der, read!);
+            }
+            catch (Exception e) when (IsUnparseable(e))
+            {
+                signed = false;
+            }
         }
-        catch (Exception e) when (IsUnparseable(e))
-        {
+        if (!signed)
             return Failure.Unprocessable("CSR signature invalid.",
                 "The CSR's signature does not verify with its public key (no proof of possession).");
-        }
 
         foreach (var named in MailboxesNamedIn(request))
             if (!string.Equals(named, tokenMailbox, StringComparison.OrdinalIgnoreCase))
                 return Failure.Unprocessable("CSR names another mailbox.",
                     $"The CSR names '{Mailbox.Sanitize(named)}', but this enrollment token is for {tokenMailbox}. Leave the mailbox out or use {tokenMailbox}.");
         return key;
+    }
+
+    /// <summary>The CSR's self-signature (RFC 2986 §4.2) checked with the key already read for the key policy. ECDSA and
+    /// RSA PKCS#1 v1.5 (all but a few CSRs) are checked here; RSA-PSS, whose parameters name the hash, mask and salt, is
+    /// left to .NET's own CSR loader, which reads the key once more.</summary>
+    private static bool VerifySignature(byte[] der, AsymmetricAlgorithm key)
+    {
+        var request = new AsnReader(der, AsnEncodingRules.DER).ReadSequence();
+        var info = request.ReadEncodedValue();
+        var algorithm = request.ReadSequence();
+        var oid = algorithm.ReadObjectIdentifier();
+        var parameters = algorithm.HasData ? algorithm.ReadEncodedValue() : ReadOnlyMemory<byte>.Empty;
+        algorithm.ThrowIfNotEmpty();
+        var signature = request.ReadBitString(out var unusedBits);
+        request.ThrowIfNotEmpty();
+        if (unusedBits != 0) return false;
+
+        // RFC 5758 §3.2: ECDSA signature algorithms have no parameters. RFC 4055 §5: PKCS#1 v1.5 ones have NULL (or none).
+        var hash = oid switch
+        {
+            Oids.EcdsaWithSha256 or Oids.Sha256WithRsa => HashAlgorithmName.SHA256,
+            Oids.EcdsaWithSha384 or Oids.Sha384WithRsa => HashAlgorithmName.SHA384,
+            Oids.EcdsaWithSha512 or Oids.Sha512WithRsa => HashAlgorithmName.SHA512,
+            _ => default,
+        };
+        var pkcs1 = oid is Oids.Sha256WithRsa or Oids.Sha384WithRsa or Oids.Sha512WithRsa;
+        return key switch
+        {
+            ECDsa ec when hash.Name is not null && !pkcs1 && parameters.IsEmpty =>
+                ec.VerifyData(info.Span, signature, hash, DSASignatureFormat.Rfc3279DerSequence),
+            RSA rsa when pkcs1 && (parameters.IsEmpty || parameters.Span.SequenceEqual(Asn1Null)) =>
+                rsa.VerifyData(info.Span, signature, hash, RSASignaturePadding.Pkcs1),
+            RSA when oid == Oids.RsaPss => VerifiedByDotNet(der),
+            _ => false, // a signature algorithm that does not fit the key
+        };
+    }
+
+    private static readonly byte[] Asn1Null = [0x05, 0x00];
+
+    private static bool VerifiedByDotNet(byte[] der)
+    {
+        CertificateRequest.LoadSigningRequest(der, HashAlgorithmName.SHA256, out _, CertificateRequestLoadOptions.UnsafeLoadCertificateExtensions);
+        return true; // it throws when the signature does not verify
     }
 
     private static bool IsUnparseable(Exception e) =>
