@@ -12,7 +12,7 @@ namespace CertPortal.Mail;
 /// life is skipped (a 5-day certificate gets no "30 days left" on the day it is issued), and so is a certificate
 /// whose holder already has a newer valid one of the same profile: they have renewed.</para></summary>
 public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, MailOptions options, CertPortalOptions portal, Renewal.RenewalOptions renewal,
-    TimeProvider time, ILogger<ExpiryReminders> logger)
+    Escrow.KeyArchive archive, TimeProvider time, ILogger<ExpiryReminders> logger)
 {
     // Bounds the parameters of one IN (...) list (SQLite allows 32766; PostgreSQL 65535).
     private const int Chunk = 500;
@@ -49,18 +49,25 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
         }
 
         var queued = 0;
+        var policy = due.Count == 0 ? null : await archive.PolicyAsync(db, ct);
         foreach (var batch in due.Chunk(Chunk))
         {
             var keys = batch.Select(d => d.Key).ToList();
             var existing = (await db.OutboundMessages.AsNoTracking()
                 .Where(m => m.Kind == OutboundMessageKinds.ExpiryReminder && keys.Contains(m.DedupeKey))
                 .Select(m => m.DedupeKey).ToListAsync(ct)).ToHashSet();
+            // Whether the renewal page will give each its new key from the server (escrowed IDs): the reminder says so.
+            var serials = batch.Select(d => d.Cert.SerialNumber).ToList();
+            var escrowed = (await db.KeyEscrows.AsNoTracking().Where(e => serials.Contains(e.SerialNumber)).Select(e => e.SerialNumber).ToListAsync(ct))
+                .ToHashSet(StringComparer.Ordinal);
             foreach (var (key, window, cert) in batch.Where(d => !existing.Contains(d.Key)))
             {
+                var serverKey = Names.TryParseProfile(cert.Profile, out var profile) &&
+                                Renewal.ServerKeyRenewal.RenewsWithServerKey(Escrow.KeyArchive.GenerationFor(policy!, profile), escrowed.Contains(cert.SerialNumber));
                 var daysLeft = (int)Math.Ceiling((cert.NotAfter - now).TotalDays);
                 var message = queue.Enqueue(db, OutboundMessageKinds.ExpiryReminder, key,
                     new MessageModel(cert.Email, cert.DisplayName, cert.Profile, cert.SerialNumber, NotAfter: cert.NotAfter, Days: daysLeft,
-                        RenewalUrl: renewal.Enabled ? Renewal.RenewalService.LinkFor(portal, cert.SerialNumber) : null),
+                        RenewalUrl: renewal.Enabled ? Renewal.RenewalService.LinkFor(portal, cert.SerialNumber) : null, ServerKey: serverKey ? true : null),
                     options.OrganizationName, now);
                 try
                 {

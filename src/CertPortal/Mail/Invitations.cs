@@ -18,7 +18,7 @@ public sealed record BulkInvitationResult(int Invited, int Failed, IReadOnlyList
 /// Token, audit record and queued message commit together, so there is never a token whose invitation was lost,
 /// nor an invitation for a token that does not exist. The SMTP server is not contacted here: the outbox sends.</summary>
 public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOutbox outbox, MailOptions mail,
-    TimeProvider time)
+    CertPortalDbContext db, Escrow.KeyArchive archive, TimeProvider time)
 {
     /// <summary>Rows per bulk call; larger lists are sent in several calls (the body limit is 256 KiB anyway).</summary>
     public const int MaxRows = 1000;
@@ -29,7 +29,7 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
     public async Task<Outcome<CreatedToken>> InviteAsync(CreateTokenRequest request, string actor, CancellationToken ct)
     {
         if (!mail.Enabled) return MailOff;
-        var outcome = await InviteOneAsync(request, actor, ct);
+        var outcome = await InviteOneAsync(request, await archive.PolicyAsync(db, ct), actor, ct);
         if (outcome.Failure is { } f) return f;
         outbox.Wake();
         var (token, messageId) = outcome.Value;
@@ -46,6 +46,7 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
             return Failure.Unprocessable("Too many invitations.", $"At most {MaxRows} invitations per call; send the rest in another call.");
 
         var results = new List<InvitationResult>(rows.Count);
+        var policy = await archive.PolicyAsync(db, ct);
         for (var i = 0; i < rows.Count; i++)
         {
             var row = rows[i];
@@ -55,7 +56,7 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
                 continue;
             }
             var outcome = await InviteOneAsync(new CreateTokenRequest(row.Email, row.DisplayName, row.Profile ?? request.Profile,
-                row.ValidHours ?? request.ValidHours, Send: true), actor, ct);
+                row.ValidHours ?? request.ValidHours, Send: true), policy, actor, ct);
             results.Add(outcome.Failure is { } f
                 ? new InvitationResult(i + 1, row.Email, "failed", null, null, f.Detail)
                 : new InvitationResult(i + 1, outcome.Value.Token.Email, "invited", outcome.Value.Token.Id, outcome.Value.MessageId, null));
@@ -65,14 +66,20 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
         return new BulkInvitationResult(invited, results.Count - invited, results);
     }
 
-    private async Task<Outcome<(CreatedToken Token, long MessageId)>> InviteOneAsync(CreateTokenRequest request, string actor, CancellationToken ct)
+    /// <param name="policy">The escrow policy: where it requires escrow for the profile, the enrollment page has the server
+    /// make the key, and the message says so.</param>
+    private async Task<Outcome<(CreatedToken Token, long MessageId)>> InviteOneAsync(CreateTokenRequest request, EscrowPolicyRecord policy, string actor,
+        CancellationToken ct)
     {
         OutboundMessage? message = null;
         var created = await tokens.CreateAsync(request, actor, ct, (w, token) =>
         {
             var now = time.GetUtcNow();
+            var serverKey = Names.TryParseProfile(token.Profile, out var profile) &&
+                            Escrow.KeyArchive.GenerationFor(policy, profile) == KeyGenerationPolicy.Required;
             message = queue.Enqueue(w, OutboundMessageKinds.Invitation, token.Id.ToString(),
-                new MessageModel(token.Email, token.DisplayName, token.Profile, ExpiresAt: token.ExpiresAt), mail.OrganizationName, now, token.EnrollmentUrl);
+                new MessageModel(token.Email, token.DisplayName, token.Profile, ExpiresAt: token.ExpiresAt, ServerKey: serverKey ? true : null),
+                mail.OrganizationName, now, token.EnrollmentUrl);
             AuditLog.Record(w, now, actor, AuditActions.InvitationQueued, $"token:{token.Id}", new { token.Email });
         });
         if (created.Failure is { } f) return f;

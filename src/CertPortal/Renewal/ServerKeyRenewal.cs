@@ -18,13 +18,17 @@ public sealed class ServerKeyRenewal(
 
     /// <summary>Whether the renewal page lets the server make the new key: always where policy requires it, and where
     /// policy merely allows it, for an ID whose key is escrowed already (an escrowed ID stays escrowed).</summary>
-    public async Task<bool> RenewsWithServerKeyAsync(IssuedCertificate current, CancellationToken ct) =>
-        KeyArchive.GenerationFor(await archive.PolicyAsync(db, ct), current.Profile) switch
-        {
-            KeyGenerationPolicy.Required => true,
-            KeyGenerationPolicy.Allowed => await db.KeyEscrows.AsNoTracking().AnyAsync(e => e.SerialNumber == current.SerialNumber, ct),
-            _ => false,
-        };
+    public async Task<bool> RenewsWithServerKeyAsync(IssuedCertificate current, CancellationToken ct)
+    {
+        var generation = KeyArchive.GenerationFor(await archive.PolicyAsync(db, ct), current.Profile);
+        return RenewsWithServerKey(generation,
+            generation == KeyGenerationPolicy.Allowed && await db.KeyEscrows.AsNoTracking().AnyAsync(e => e.SerialNumber == current.SerialNumber, ct));
+    }
+
+    /// <summary>The same decision from the policy for the ID's profile and whether its key is escrowed (the expiry
+    /// reminder says which way the renewal page will go).</summary>
+    public static bool RenewsWithServerKey(KeyGenerationPolicy generation, bool escrowed) =>
+        generation == KeyGenerationPolicy.Required || (generation == KeyGenerationPolicy.Allowed && escrowed);
 
     /// <summary>A JSON object rather than a PKCS#10 request (which is DER, or PEM text starting with a dash).</summary>
     public static bool IsServerKeyRequest(byte[] content)

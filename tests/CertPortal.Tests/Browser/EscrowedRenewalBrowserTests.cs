@@ -24,9 +24,7 @@ public sealed class EscrowedRenewalBrowserApp : BrowserApp
     {
         Tool.Require("openssl", "openssl");
         await base.InitializeAsync();
-        await this.AddRecoveryAgentAsync(_agentDir, "RSA-2048");
-        await this.AddRecoveryAgentAsync(_agentDir, "EC-P256");
-        await this.AddRecoveryAgentAsync(_agentDir, "RSA-2048");
+        await this.AddThreeRecoveryAgentsAsync(_agentDir);
     }
 
     public override async Task DisposeAsync()

@@ -58,6 +58,14 @@ public static class RecoveryAgents
         return new Agent(registered.GetProperty("id").GetGuid(), name, client, keyFile);
     }
 
+    /// <summary>The agents escrow needs by default (N = 3, M = 2): RSA, EC and RSA keys made by openssl.</summary>
+    public static async Task<List<Agent>> AddThreeRecoveryAgentsAsync(this CertPortalApp app, ToolDir agentDir) =>
+    [
+        await app.AddRecoveryAgentAsync(agentDir, "RSA-2048"),
+        await app.AddRecoveryAgentAsync(agentDir, "EC-P256"),
+        await app.AddRecoveryAgentAsync(agentDir, "RSA-2048"),
+    ];
+
     /// <summary>An agent made the way docs/escrow.md tells agents to: <c>certportal-kra create-agent</c> with a
     /// passphrase-protected key, registered by the admin from the certificate it wrote.</summary>
     public static async Task<Agent> AddCliRecoveryAgentAsync(this CertPortalApp app, ToolDir agentDir, string algorithm = "EC-P256")

@@ -36,9 +36,7 @@ public sealed class EscrowedRenewalApp : DirectoryApp
     {
         Tool.Require("openssl", "openssl");
         await base.InitializeAsync();
-        Agents.Add(await this.AddRecoveryAgentAsync(AgentDir, "RSA-2048"));
-        Agents.Add(await this.AddRecoveryAgentAsync(AgentDir, "EC-P256"));
-        Agents.Add(await this.AddRecoveryAgentAsync(AgentDir, "RSA-2048"));
+        Agents.AddRange(await this.AddThreeRecoveryAgentsAsync(AgentDir));
     }
 
     public override async Task DisposeAsync()
