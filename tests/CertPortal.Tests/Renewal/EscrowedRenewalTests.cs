@@ -2,9 +2,13 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
+using CertPortal.Data;
+using CertPortal.Escrow;
 using CertPortal.Tests.Escrow;
 using CertPortal.Tests.Gal;
 using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 
 namespace CertPortal.Tests.Renewal;
@@ -159,6 +163,35 @@ public sealed class EscrowedRenewalTests(EscrowedRenewalApp app) : IClassFixture
         var revoked = await RenewAsync(SignServerKeyRequest(dir, "RSA-2048", carol.CertificatePem, carolKey));
         Assert.Equal("Certificate revoked.", (await Http.AssertProblem(revoked, HttpStatusCode.Forbidden)).GetProperty("title").GetString());
         Assert.DoesNotContain("certificate.renewed", await app.Admin.GetStringAsync($"/api/v1/audit?target=certificate:{carol.SerialNumber}"));
+    }
+
+    [Fact]
+    public async Task Concurrent_repeats_of_one_renewal_get_one_certificate_and_the_same_pkcs12_until_the_retry_copy_is_erased()
+    {
+        using var dir = new ToolDir("escrowed-renewal-race");
+        var (old, keyPem) = await EnrollEscrowedAsync(dir, $"rae.{Guid.NewGuid().ToString("N")[..6]}@example.test");
+        var cms = SignServerKeyRequest(dir, "EC-P256", old.CertificatePem, keyPem);
+        var requestId = Guid.NewGuid().ToString();
+
+        // A client that timed out and retried four times at once: one renewal, every answer the same PKCS#12.
+        var answers = await Task.WhenAll(Enumerable.Range(0, 5).Select(_ =>
+            app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms, pkcs12Password = NewPassword, requestId })));
+        Assert.Single(answers, a => a.StatusCode == HttpStatusCode.Created);
+        Assert.All(answers, a => Assert.Contains(a.StatusCode, new[] { HttpStatusCode.Created, HttpStatusCode.OK }));
+        var bodies = await Task.WhenAll(answers.Select(a => a.Content.ReadFromJsonAsync<JsonElement>()));
+        Assert.Single(bodies.Select(b => b.GetProperty("serialNumber").GetString()).Distinct());
+        Assert.Single(bodies.Select(b => b.GetProperty("pkcs12").GetString()).Distinct());
+
+        // The sealed copy lives a day (ServerKeyEnrollment.RetryWindow); after the purge the repeat is only "already renewed".
+        using (var scope = app.Services.CreateScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            Assert.Equal(1, await db.Certificates.CountAsync(c => c.RenewalOf == old.SerialNumber));
+            await ServerKeyEnrollment.PurgeRetryPackagesAsync(db, app.Clock!.GetUtcNow() + ServerKeyEnrollment.RetryWindow + TimeSpan.FromMinutes(1), default);
+            Assert.Null(await db.KeyEscrows.Where(e => e.SerialNumber == bodies[0].GetProperty("serialNumber").GetString()).Select(e => e.RetryPackage).SingleAsync());
+        }
+        await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms, pkcs12Password = NewPassword, requestId }),
+            HttpStatusCode.Conflict);
     }
 
     private Task<HttpResponseMessage> RenewAsync(string cms) =>
