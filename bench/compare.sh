@@ -3,7 +3,9 @@
 #   enrollment (EC-P256 and RSA-3072 issuing CA) on SQLite and PostgreSQL  vs  cfssl serve (P-256 CA) signing the
 #   same CSRs over REST, and openssl speed -multi <cores> rsa3072;
 #   token creation (target 1,000/s); recipient look-up and OCSP GET with wrk at 32 connections vs a bare Kestrel minimal API
-#   returning the same bytes; optionally (--revocation) revocations over the API.
+#   returning the same bytes; optionally (--revocation) 100,000 revocations over the API (10,000 with --quick) of
+#   certificates seeded by CertPortal.Bench --seed-certificates, the time until the CRL lists them all, and the database's
+#   size afterwards.
 # Every figure is printed with its ratio to its reference. The service runs as built for production (Release,
 # SQLite WAL + synchronous=FULL, PostgreSQL with fsync on); the load generators (curl --parallel, wrk) run on the
 # same machine and take their share of the cores.
@@ -29,7 +31,7 @@ for a in "$@"; do
 done
 enrollments=$([ $quick = 1 ] && echo 600 || echo 2000)
 rsa_enrollments=$([ $quick = 1 ] && echo 300 || echo 1000)
-revocations=$([ $quick = 1 ] && echo 1000 || echo 5000)
+revocations=$([ $quick = 1 ] && echo 10000 || echo 100000)
 wrk_seconds=$([ $quick = 1 ] && echo 5 || echo 10)
 warmup=300
 clients=8
@@ -188,23 +190,71 @@ portal_run() {
   result["ocsp-$label"]="$rate $p99"
   cp "$work/ocsp-body-$label.der" "$work/ocsp-body.der"
 
-  if [ $revocation = 1 ]; then
-    local m=$(( revocations < n ? revocations : n ))
-    mkdir -p "$data/revoke"
-    : > "$data/revoke.cfg"
-    for i in $(seq 1 "$m"); do
-      local serial; serial=$(jq -r .serialNumber "$data/enroll/$i.out")
-      echo '{"reason":"keyCompromise"}' > "$data/revoke/$i.json"
-      { [ "$i" -gt 1 ] && echo next; echo "url = \"$base/api/v1/certificates/$serial/revoke\""; echo 'header = "Content-Type: application/json"'
-        echo "header = \"Authorization: Bearer $admin_key\""; echo "data = \"@$data/revoke/$i.json\""
-        echo "output = \"$data/revoke/$i.out\""; echo 'write-out = "%{http_code} %{time_total}\n"'; } >> "$data/revoke.cfg"
-    done
-    read -r rate p50 p99 cpu < <(run_load "revoke-$label" "$data/revoke.cfg" 200 "$pid")
-    result["revoke-$label"]="$rate $p99 $cpu"
-    result["revoke-n-$label"]="$m"
-  fi
-
   kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+# ---- Revocation at scale: one configuration ---------------------------------------------------------------------------
+# revocation_run LABEL PROVIDER N: N certificates seeded straight into the database (signed by the service's issuing CA;
+# issuing them over HTTP first would take longer than the run), $warmup of them revoked unmeasured, then N revoked with
+# POST /api/v1/certificates/{serial}/revoke by 8 clients; then how long until the served CRL lists them all, and the
+# database's size beside its rows.
+revocation_run() {
+  local label=$1 provider=$2 n=$3
+  local data="$work/revoke-$label" port; port=$(free_port)
+  mkdir -p "$data"
+  local env=(CertPortal__DataDirectory="$data" CertPortal__AdminApiKey="$admin_key" CertPortal__PublicBaseUrl="http://127.0.0.1:$port"
+             CertPortal__Ca__KeyPassphrase=bench-passphrase-0123 CertPortal__Ca__IssuingKeyAlgorithm=EC-P256 CertPortal__Ca__RootKeyAlgorithm=EC-P384
+             ASPNETCORE_URLS="http://127.0.0.1:$port" ASPNETCORE_ENVIRONMENT=Production Logging__LogLevel__Default=Warning)
+  local dbname="revoke_${label//-/_}"
+  if [ "$provider" = Postgres ]; then
+    runuser -u postgres -- "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U postgres "$dbname"
+    env+=(CertPortal__Database__Provider=Postgres CertPortal__Database__ConnectionString="Host=127.0.0.1;Port=$pgport;Username=postgres;Database=$dbname;Maximum Pool Size=64")
+  fi
+  (cd "$data" && env "${env[@]}" dotnet "$bench_dll" --seed-certificates $((n + warmup)) > "$data/serials")
+  (cd "$data" && exec env "${env[@]}" dotnet "$portal_dll" > "$data/log" 2>&1) &
+  local pid=$!; pids+=("$pid")
+  wait_http "http://127.0.0.1:$port/healthz"
+  local base="http://127.0.0.1:$port"
+  echo '{"reason":"keyCompromise"}' > "$data/revoke.json"
+  # revoke_config OUT FIRST COUNT: POSTs for serials FIRST..FIRST+COUNT-1 of the seeded list
+  revoke_config() {
+    awk -v first="$2" -v last=$(($2 + $3 - 1)) -v base="$base" -v key="$admin_key" -v body="$data/revoke.json" '
+      NR < first || NR > last { next }
+      NR > first { print "next" }
+      { print "url = \"" base "/api/v1/certificates/" $1 "/revoke\""; print "header = \"Content-Type: application/json\""
+        print "header = \"Authorization: Bearer " key "\""; print "data = \"@" body "\""; print "output = \"/dev/null\""
+        print "write-out = \"%{http_code} %{time_total}\\n\"" }' "$data/serials" > "$1"
+  }
+  revoke_config "$data/warm.cfg" 1 "$warmup"
+  run_load "warm-revoke-$label" "$data/warm.cfg" 200 "$pid" > /dev/null
+  revoke_config "$data/revoke.cfg" $((warmup + 1)) "$n"
+  read -r rate p50 p99 cpu < <(run_load "revoke-$label" "$data/revoke.cfg" 200 "$pid")
+  result["revoke-$label"]="$rate $p99 $cpu"
+  # The CRL: seconds from the last answer until the served CRL lists every revocation.
+  local answered; answered=$(date +%s.%N)
+  local total=$((n + warmup)) entries=0
+  for _ in $(seq 1 1200); do
+    entries=$(curl -fs "$base/api/v1/crls" | jq '[.[] | select(.authority == "issuing" and .deltaOf == null)][0].entries')
+    [ "$entries" -ge "$total" ] && break
+    sleep 0.1
+  done
+  local listed; listed=$(echo "$(date +%s.%N) - $answered" | bc -l)
+  curl -fs -o "$data/issuing.crl" "$base/crl/issuing.crl"
+  local counted; counted=$(openssl crl -inform DER -in "$data/issuing.crl" -noout -text | grep -c 'Serial Number:' || true)
+  [ "$counted" -eq "$total" ] || { echo "revocation ($label): the CRL lists $counted entries, not $total" >&2; exit 1; }
+  result["revoke-crl-$label"]="$listed $counted $(stat -c %s "$data/issuing.crl")"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  # Size after the service stopped (SQLite checkpoints its WAL into the file on close).
+  if [ "$provider" = Postgres ]; then
+    result["revoke-size-$label"]=$("$pgbin/psql" -h 127.0.0.1 -p "$pgport" -U postgres -d "$dbname" -At -F ' ' -c "
+      SELECT pg_database_size(current_database()),
+             pg_total_relation_size('\"Certificates\"'), pg_total_relation_size('\"Crls\"'), pg_total_relation_size('\"AuditEvents\"'),
+             (SELECT count(*) FROM \"Certificates\"), (SELECT count(*) FROM \"Crls\"), (SELECT count(*) FROM \"AuditEvents\")")
+  else
+    local file="$data/certportal.db" wal=0
+    [ -f "$file-wal" ] && wal=$(stat -c %s "$file-wal")
+    result["revoke-size-$label"]="$(stat -c %s "$file") $wal"
+  fi
 }
 
 # ---- PostgreSQL: a private cluster, durable settings (fsync on) -----------------------------------------------------
@@ -225,6 +275,14 @@ if [ $postgres = 1 ]; then
 fi
 echo "CertPortal, SQLite, issuing CA RSA-3072..." >&2
 portal_run sqlite-rsa Sqlite RSA-3072 "$rsa_enrollments"
+if [ $revocation = 1 ]; then
+  echo "Revocation, SQLite, $revocations certificates..." >&2
+  revocation_run sqlite-ec Sqlite "$revocations"
+  if [ $postgres = 1 ]; then
+    echo "Revocation, PostgreSQL, $revocations certificates..." >&2
+    revocation_run pg-ec Postgres "$revocations"
+  fi
+fi
 
 # ---- cfssl serve: a P-256 CA, the same CSRs over its REST sign endpoint -------------------------------------------
 echo "cfssl serve..." >&2
@@ -299,10 +357,20 @@ for label in sqlite-ec pg-ec sqlite-rsa; do
   echo "| OCSP GET from cache ($label), wrk 32 connections | $(f "$r")/s, p99 $(ms "$p") ms | Kestrel, same bytes: $(f "$ko_rate")/s, p99 $(ms "$ko_p99") ms | $(ratio "$r" "$ko_rate") | ≥ 10,000/s, p99 ≤ 10 ms |"
 done
 if [ $revocation = 1 ]; then
-  for label in sqlite-ec pg-ec sqlite-rsa; do
+  mib() { printf "%.1f MiB" "$(echo "$1 / 1048576" | bc -l)"; }
+  for label in sqlite-ec pg-ec; do
     [ -n "${result[revoke-$label]:-}" ] || continue
     read -r r p c <<< "${result[revoke-$label]}"
-    echo "| revocation ($label), ${result[revoke-n-$label]} in a row, $clients clients | $(f "$r")/s, p99 $(ms "$p") ms, $(ms2 "$c") ms CPU | 100,000 in 60 s: 1,667/s | $(ratio "$r" 1667) | ≥ 100 % |"
+    read -r listed counted crlbytes <<< "${result[revoke-crl-$label]}"
+    echo "| revocation ($label), $(f "$revocations") with $clients clients (keyCompromise) | $(f "$r")/s, p99 $(ms "$p") ms, $(ms2 "$c") ms CPU; $(printf "%.1f" "$(echo "$revocations / $r" | bc -l)") s | 100,000 in 60 s: 1,667/s | $(ratio "$r" 1667) | ≥ 100 % |"
+    echo "| CRL lists every revocation ($label) | $(printf "%.1f" "$listed") s after the last answer ($(f "$counted") entries, $(mib "$crlbytes")) | Crl:PublishDelay 3 s | | |"
+    if [ "$label" = pg-ec ]; then
+      read -r dbsize certs crls audit ncerts ncrls naudit <<< "${result[revoke-size-$label]}"
+      echo "| database after it ($label) | $(mib "$dbsize"): Certificates $(mib "$certs") ($(f "$ncerts") rows), AuditEvents $(mib "$audit") ($(f "$naudit") rows), Crls $(mib "$crls") ($ncrls rows) | | | rows, not CRL copies |"
+    else
+      read -r file wal <<< "${result[revoke-size-$label]}"
+      echo "| database after it ($label) | SQLite file $(mib "$file") (WAL $(mib "$wal")) for $(f "$counted") revoked certificates; the CRL is $(mib "$crlbytes") | | | rows, not CRL copies |"
+    fi
   done
 fi
 [ -n "${result[crl]:-}" ] && echo "${result[crl]% |} | | | ≤ 5 s, < 1 GiB peak |"

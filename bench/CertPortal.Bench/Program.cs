@@ -15,6 +15,8 @@ using CertPortal.Revocation;
 
 // CertPortal benchmark: the signing hot path, end-to-end enrollments over HTTP, CRL signing, memory.
 // Usage: dotnet run -c Release --project bench/CertPortal.Bench -- [--quick]
+//        ... -- --seed-certificates N            N issued certificates for revocation runs (bench/compare.sh --revocation), in the
+//                                        database the CertPortal__* environment variables name (the service's own settings)
 //        ... -- --serve-bytes FILE URL [OCSP]   the look-up's reference for bench/compare.sh: a bare Kestrel minimal API
 //                                        answering GET /api/v1/directory/{email}/certificates with FILE's bytes
 //                                        (and GET /ocsp/{request} with the bytes of the file OCSP)
@@ -32,6 +34,11 @@ if (args is ["--serve-bytes", var bodyFile, var listenUrl, .. var more] && more.
         baseline.MapGet("/ocsp/{**request}", () => Results.Bytes(ocsp, "application/ocsp-response"));
     }
     await baseline.RunAsync();
+    return;
+}
+if (args is ["--seed-certificates", var seedCount])
+{
+    await SeedCertificatesAsync(int.Parse(seedCount, System.Globalization.CultureInfo.InvariantCulture));
     return;
 }
 if (args is ["--crl", var crlEntries])
@@ -179,6 +186,52 @@ static async Task<string> BigCrlAsync(int n)
     {
         temp.Delete(recursive: true);
     }
+}
+
+// N real certificates, each for its own new P-256 key, signed by the service's issuing CA with the product's issuer and
+// inserted in batches (one transaction per batch) with the columns an enrollment writes; no tokens, audit or outbox
+// rows, which revocation does not read. Issuing them over HTTP first would take longer than revoking them.
+// Prints the serial numbers, one a line.
+static async Task SeedCertificatesAsync(int n)
+{
+    var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateBuilder(new Microsoft.AspNetCore.Builder.WebApplicationOptions
+    {
+        Args = ["--Logging:LogLevel:Default=Warning"],
+    });
+    builder.AddCertPortal();
+    await using var app = builder.Build();
+    await app.InitializeCertPortalAsync();
+    var issuer = app.Services.GetRequiredService<CertificateIssuer>();
+    var sw = Stopwatch.StartNew();
+    const int batch = 2000;
+    for (var start = 0; start < n; start += batch)
+    {
+        var rows = new CertPortal.Data.IssuedCertificate[Math.Min(batch, n - start)];
+        var now = DateTimeOffset.UtcNow;
+        Parallel.For(0, rows.Length, i =>
+        {
+            var number = start + i;
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            if (!SubscriberKey.TryAccept(new PublicKey(key), out var accepted, out var error)) throw new InvalidOperationException(error);
+            var serial = SerialNumber.New();
+            var signed = issuer.Issue(new CertificateOrder($"seed{number}@example.com", $"Seed {number}", CertificateProfileName.Signing, accepted, serial,
+                now.AddMinutes(-1), now.AddDays(365)));
+            rows[i] = new CertPortal.Data.IssuedCertificate
+            {
+                SerialNumber = SerialNumber.ToHex(serial), Email = $"seed{number}@example.com", DisplayName = $"Seed {number}",
+                Profile = CertificateProfileName.Signing, KeyAlgorithm = accepted.Algorithm, SubjectDn = signed.Subject,
+                NotBefore = signed.NotBefore, NotAfter = signed.NotAfter, IssuedAt = now, Der = signed.Der,
+                Sha256Fingerprint = Convert.ToHexString(SHA256.HashData(signed.Der)), SpkiSha256 = accepted.SpkiSha256,
+            };
+        });
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortal.Data.CertPortalDbContext>();
+        db.ChangeTracker.AutoDetectChangesEnabled = false;
+        db.Certificates.AddRange(rows);
+        await db.SaveChangesAsync();
+        foreach (var row in rows) Console.Out.Write(row.SerialNumber + "\n");
+    }
+    Console.Error.WriteLine($"Seeded {n:N0} certificates in {sw.Elapsed.TotalSeconds:N1} s");
 }
 
 static async Task<List<(string, string)>> EndToEndAsync(string temp, bool quick)

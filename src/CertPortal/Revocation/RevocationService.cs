@@ -9,9 +9,11 @@ public sealed record RevokeRequest(string? Reason);
 
 /// <summary>Revoke, hold and release. A change returns once it is durable: the certificate's new state, its audit
 /// record, its directory outbox row and a <see cref="CrlChange"/> commit together; <see cref="CrlPublisher"/> signs the
-/// CRL that shows it after Crl:PublishDelay (with a zero delay, before this returns).</summary>
-public sealed class RevocationService(CertPortalDbContext db, CrlPublisher crls, CertPortalOptions options, TimeProvider time,
-    IEnumerable<ICertificateEvents> observers, ILogger<RevocationService> logger)
+/// CRL that shows it after Crl:PublishDelay (with a zero delay, before this returns). Changes go through the
+/// <see cref="GroupCommitWriter"/>: a mass revocation commits its changes in groups, one durable commit each, instead of
+/// one transaction per certificate whose writers queue for SQLite's lock and back off.</summary>
+public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter writer, CrlPublisher crls, CertPortalOptions options,
+    TimeProvider time, IEnumerable<ICertificateEvents> observers, ILogger<RevocationService> logger)
 {
     public async Task<Outcome<IssuedCertificate>> RevokeAsync(string? serialInput, RevokeRequest request, string actor, CancellationToken ct)
     {
@@ -82,6 +84,7 @@ public sealed class RevocationService(CertPortalDbContext db, CrlPublisher crls,
         Failure? notOnHold = null;
         var outcome = await ChangeAsync(serial, actor, ct, cert =>
         {
+            notOnHold = null; // decided again if the writer retries the change alone
             if (cert.RevocationReason == RevocationReason.CertificateHold) return (null, null, AuditActions.CertificateHoldReleased);
             notOnHold = Failure.Conflict(cert.RevokedAt is null
                 ? $"Certificate {serial} is not on hold."
@@ -91,55 +94,68 @@ public sealed class RevocationService(CertPortalDbContext db, CrlPublisher crls,
         return notOnHold ?? outcome;
     }
 
+    /// <summary>What one change did, from inside the writer's transaction: the certificate as it now is (null: none with
+    /// that serial), whether anything was written, whether a CRL is owed, and how many other certificates with the same
+    /// key a keyCompromise revoked.</summary>
+    private sealed record Changed(IssuedCertificate? Certificate, bool Written, bool CrlOwed, string? Action, int Siblings);
+
     private async Task<Outcome<IssuedCertificate>> ChangeAsync(string serial, string actor, CancellationToken ct,
         Func<IssuedCertificate, (DateTimeOffset? RevokedAt, RevocationReason? Reason, string Action)?> decide, bool keyCompromised = false)
     {
-        db.ChangeTracker.Clear();
-        IssuedCertificate? cert;
-        (DateTimeOffset? RevokedAt, RevocationReason? Reason, string Action)? change;
-        var siblings = 0;
-        await using (var tx = await db.Database.BeginTransactionAsync(ct))
+        // keyCompromise blocks the key and revokes its other certificates: the key is looked up first, outside the writer.
+        var spki = keyCompromised ? await SpkiOfAsync(serial, ct) : null;
+        // Runs in the writer's transaction (possibly a second time, alone, if its group fails), so it decides only from
+        // what it reads there.
+        var done = await writer.WriteAsync(async (w, wct) =>
         {
-            // keyCompromise blocks the key and revokes its other certificates: take the key's lock before any row
-            // lock, the order every holder of both takes them (a sibling's revocation would otherwise deadlock with ours).
-            var spki = keyCompromised ? await SpkiOfAsync(serial, ct) : null;
-            if (spki is not null) await db.LockNamedAsync(CompromisedKeys.LockName(spki), ct);
+            // Units of one group share the transaction but decide by queries, which see only what is saved: flush the
+            // units before this one (an enrollment of this key must be found and revoked) and, at the end, this one
+            // (an enrollment after it must see the block). Saving is not committing: the group still commits once.
+            if (w.ChangeTracker.HasChanges()) await w.SaveChangesAsync(wct);
+            // The key's lock before any row lock: the order every holder of both takes them (a sibling's revocation
+            // would otherwise deadlock with ours).
+            if (spki is not null) await w.LockNamedAsync(CompromisedKeys.LockName(spki), wct);
             // decide() must see the state its change replaces: a release and a permanent revocation of a held
             // certificate would otherwise both read "on hold" and the release could overwrite the revocation,
-            // making a compromised certificate valid again. Lock the row first; the read below sees the other change.
-            await db.LockCertificateAsync(serial, ct);
-            cert = await db.Certificates.FirstOrDefaultAsync(c => c.SerialNumber == serial, ct);
-            if (cert is null) return Failure.NotFound($"No certificate with serial number {serial} was issued by this CA.");
-            change = decide(cert);
-
+            // making a compromised certificate valid again. Lock the row first; the read below sees the other change
+            // (and, in one group, the writer's context already holds an earlier unit's change to the same row).
+            await w.LockCertificateAsync(serial, wct);
+            var cert = await w.Certificates.FirstOrDefaultAsync(c => c.SerialNumber == serial, wct);
+            if (cert is null) return new Changed(null, false, false, null, 0);
+            var change = decide(cert);
             var now = time.GetUtcNow();
-            var changed = false;
+            var written = false;
             if (change is not null)
             {
                 var before = cert.RevocationReason;
                 cert.RevokedAt = change.Value.RevokedAt;
                 cert.RevocationReason = change.Value.Reason;
-                AuditLog.Record(db, now, actor, change.Value.Action, $"certificate:{serial}",
+                AuditLog.Record(w, now, actor, change.Value.Action, $"certificate:{serial}",
                     new { cert.Email, reason = cert.RevocationReason?.ToRfcName(), previousReason = before?.ToRfcName() });
-                foreach (var o in observers) o.OnStatusChanged(db, cert, now);
-                changed = true;
+                foreach (var o in observers) o.OnStatusChanged(w, cert, now);
+                written = true;
             }
+            var siblings = 0;
             if (spki is not null)
             {
-                var blocked = await CompromisedKeys.BlockAsync(db, spki, cert.KeyAlgorithm, $"certificate:{serial}", null, actor, now, observers, serial, ct);
+                var blocked = await CompromisedKeys.BlockAsync(w, spki, cert.KeyAlgorithm, $"certificate:{serial}", null, actor, now, observers, serial, wct);
                 siblings = blocked.Revoked.Count;
-                changed |= blocked.Created || siblings > 0;
+                written |= blocked.Created || siblings > 0;
             }
-            if (!changed) return cert;
-
-            if (change is not null || siblings > 0) db.CrlChanges.Add(new CrlChange { Authority = CertificateAuthority.IssuingName, At = now });
-            await db.SaveChangesAsync(ct);
-            await tx.CommitAsync(ct);
-        }
-        if (change is not null || siblings > 0) await CrlOwedAsync(ct);
+            var crlOwed = change is not null || siblings > 0;
+            if (crlOwed) w.CrlChanges.Add(new CrlChange { Authority = CertificateAuthority.IssuingName, At = now });
+            if (written) await w.SaveChangesAsync(wct);
+            // Everything tracked is saved now: let it go, or every later unit's save would compare all of it again
+            // (a group of 256 revocations tracks about 1,500 entities).
+            w.ChangeTracker.Clear();
+            return new Changed(cert, written, crlOwed, change?.Action, siblings);
+        });
+        if (done.Certificate is not { } certificate) return Failure.NotFound($"No certificate with serial number {serial} was issued by this CA.");
+        if (!done.Written) return certificate;
+        if (done.CrlOwed) await CrlOwedAsync(ct);
         logger.LogInformation("{Action} {Serial} for {Email} (reason {Reason}); {Siblings} other certificates with the key revoked",
-            change?.Action ?? AuditActions.KeyBlocked, serial, cert.Email, cert.RevocationReason, siblings);
-        return cert;
+            done.Action ?? AuditActions.KeyBlocked, serial, certificate.Email, certificate.RevocationReason, done.Siblings);
+        return certificate;
     }
 
     /// <summary>After the commit: the publisher signs after Crl:PublishDelay, or now when that is zero.</summary>
