@@ -36,8 +36,8 @@ public sealed class DirectoryEnrollment(
     internal const string RunLock = "directory-enrollment";
     private const int Chunk = 500;
 
-    /// <summary>Set on a scheduled run whose node stopped before it finished; the run that carried on says so too.</summary>
-    public const string AbandonedError = "The node running it stopped before it finished; the next run invited the rest.";
+    /// <summary>Set on a run whose node stopped before it finished (found by the next node to take the run lock).</summary>
+    public const string AbandonedError = "The node running it stopped before it finished; the next run invites the rest.";
 
     /// <summary>Starts a scheduled run if none finished within the interval; null when it is not this node's turn. The
     /// node that runs holds a cluster-wide lock for the whole run (a database session of its own), so every other node
@@ -50,18 +50,13 @@ public sealed class DirectoryEnrollment(
         await using var running = await db.TryHoldNamedAsync(RunLock, ct);
         if (running is null) return null;
         var now = time.GetUtcNow();
+        await CloseAbandonedRunsAsync(now, ct);
         var since = now - interval;
-        var latest = await db.DirectoryEnrollmentRuns
+        var latest = await db.DirectoryEnrollmentRuns.AsNoTracking()
             .Where(r => r.StartedBy == ScheduleActor && !r.DryRun && r.StartedAt > since)
             .OrderByDescending(r => r.Id).FirstOrDefaultAsync(ct);
-        if (latest is { FinishedAt: not null }) return null;
-        if (latest is not null)
-        {
-            // Unfinished, and nobody holds the lock: its node is gone.
-            latest.FinishedAt = now;
-            latest.Error = AbandonedError;
-            logger.LogWarning("Directory enrollment run {Run} was left unfinished by a node that stopped; starting another", latest.Id);
-        }
+        // Done for this period, unless its node stopped half-way: then the rest are invited now, not a period later.
+        if (latest is not null && latest.Error != AbandonedError) return null;
         var run = NewRun(ScheduleActor, dryRun: false, now);
         await db.SaveChangesAsync(ct);
         return await CarryOutAsync(run, ct);
@@ -76,6 +71,7 @@ public sealed class DirectoryEnrollment(
         await using var running = request.DryRun ? null : await db.TryHoldNamedAsync(RunLock, ct);
         if (!request.DryRun && running is null)
             return Failure.Conflict("Another directory enrollment run is inviting people right now (scheduled, or started by an administrator); try again when it has finished.");
+        if (running is not null) await CloseAbandonedRunsAsync(time.GetUtcNow(), ct);
         var run = NewRun(actor, request.DryRun, time.GetUtcNow());
         await db.SaveChangesAsync(ct);
         try
@@ -86,6 +82,17 @@ public sealed class DirectoryEnrollment(
         {
             return Failure.Unprocessable("The directory could not be searched.", e.Message);
         }
+    }
+
+    /// <summary>Called holding the run lock: a run that invites and has not finished, while nobody holds the lock, was
+    /// left by a node that stopped (crash, kill, restart). It is closed as abandoned, so the console shows what happened
+    /// and the scheduler runs again.</summary>
+    private async Task CloseAbandonedRunsAsync(DateTimeOffset now, CancellationToken ct)
+    {
+        var abandoned = await db.DirectoryEnrollmentRuns.Where(r => !r.DryRun && r.FinishedAt == null)
+            .ExecuteUpdateAsync(s => s.SetProperty(r => r.FinishedAt, now).SetProperty(r => r.Error, AbandonedError), ct);
+        if (abandoned > 0)
+            logger.LogWarning("Closed {Count} directory enrollment runs left unfinished by a node that stopped", abandoned);
     }
 
     public async Task<IReadOnlyList<DirectoryEnrollmentRunView>> ListRunsAsync(CancellationToken ct) =>

@@ -81,6 +81,23 @@ public sealed class ScheduledDirectoryEnrollmentTests(PostgresServer postgres) :
                 clock.Advance(TimeSpan.FromDays(1) + TimeSpan.FromMinutes(1));
                 Assert.Null(await RunIfDueAsync(b));
             }
+
+            // An administrator's run whose node died half-way (its row never finished): the next run that takes the lock
+            // closes it as abandoned, so the console does not show it running for ever.
+            long orphan;
+            await using (var scope = a.Services.CreateAsyncScope())
+            {
+                var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+                var row = new DirectoryEnrollmentRun { StartedAt = clock.GetUtcNow(), StartedBy = "admin-on-a-dead-node" };
+                db.DirectoryEnrollmentRuns.Add(row);
+                await db.SaveChangesAsync();
+                orphan = row.Id;
+            }
+            await Http.EnsureStatus(await b.Admin.PostAsJsonAsync("/api/v1/directory/enrollment-runs", new { dryRun = false }), System.Net.HttpStatusCode.OK);
+            var closed = (await b.Admin.GetFromJsonAsync<JsonElement[]>("/api/v1/directory/enrollment-runs", Http.Json))!
+                .Single(r => r.GetProperty("id").GetInt64() == orphan);
+            Assert.Equal(DirectoryEnrollment.AbandonedError, closed.GetProperty("error").GetString());
+            Assert.NotEqual(JsonValueKind.Null, closed.GetProperty("finishedAt").ValueKind);
         }
         finally
         {
