@@ -9,14 +9,22 @@ namespace CertPortal.Auditing;
 public static class AuditLog
 {
     public static void Record(CertPortalDbContext db, DateTimeOffset at, string actor, string action, string target, object? details = null) =>
-        db.AuditEvents.Add(new AuditEvent
-        {
-            At = at,
-            Actor = Truncate(actor, 128),
-            Action = action,
-            Target = Truncate(target, 256),
-            Details = details is null ? null : JsonSerializer.Serialize(details, JsonSerializerOptions.Web),
-        });
+        db.AuditEvents.Add(Event(at, actor, action, target, details));
+
+    /// <summary>Writes the event at once, in the caller's transaction (see <see cref="DirectSql"/>): the hot paths'
+    /// way, with the same row as <see cref="Record"/>.</summary>
+    public static Task RecordNowAsync(CertPortalDbContext db, DateTimeOffset at, string actor, string action, string target, object? details,
+        CancellationToken ct) =>
+        DirectSql.InsertAuditAsync(db, Event(at, actor, action, target, details), ct);
+
+    private static AuditEvent Event(DateTimeOffset at, string actor, string action, string target, object? details) => new()
+    {
+        At = at,
+        Actor = Truncate(actor, 128),
+        Action = action,
+        Target = Truncate(target, 256),
+        Details = details is null ? null : JsonSerializer.Serialize(details, JsonSerializerOptions.Web),
+    };
 
     public static string ActorOf(ClaimsPrincipal? user) =>
         user?.Identity?.IsAuthenticated == true ? user.Identity.Name ?? "unknown" : "anonymous";

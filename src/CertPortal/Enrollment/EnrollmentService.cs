@@ -76,9 +76,7 @@ public sealed class EnrollmentService(
         // The conditional UPDATE is the single point where concurrent enrollments with one token are decided
         // (SQLite serialises writers; PostgreSQL re-checks the WHERE after the row lock, also across nodes).
         var grant = new IssuanceGrant(token.Email, token.DisplayName, token.Profile, token.Id, RenewalOf: null,
-            async (w, serialHex, now, wct) => await w.EnrollmentTokens
-                .Where(t => t.Id == token.Id && t.UsedAt == null && t.RevokedAt == null && t.ExpiresAt > now)
-                .ExecuteUpdateAsync(s => s.SetProperty(t => t.UsedAt, now).SetProperty(t => t.CertificateSerial, serialHex), wct) == 1);
+            (w, serialHex, now, wct) => DirectSql.SpendTokenAsync(w, token.Id, serialHex, now, wct));
         var issued = await SignAndRecordAsync(grant, key, actor, prepare, ct);
         if (issued.Failure is { } refused) return refused; // the token stays unspent
         if (issued.Value is { } record) return Result(record);
@@ -144,9 +142,10 @@ public sealed class EnrollmentService(
                 Sha256Fingerprint = Convert.ToHexString(SHA256.HashData(der)),
                 SpkiSha256 = spkiSha256,
             };
-            w.Certificates.Add(added);
-            AuditLog.Record(w, now, actor, AuditActions.CertificateIssued, $"certificate:{serialHex}",
-                new { added.Email, profile = Names.Of(added.Profile), added.KeyAlgorithm, tokenId = grant.TokenId, renewalOf = grant.RenewalOf, added.NotAfter });
+            // The certificate and its audit record as plain inserts (DirectSql): the busiest rows, without change tracking.
+            await DirectSql.InsertCertificateAsync(w, added, wct);
+            await AuditLog.RecordNowAsync(w, now, actor, AuditActions.CertificateIssued, $"certificate:{serialHex}",
+                new { added.Email, profile = Names.Of(added.Profile), added.KeyAlgorithm, tokenId = grant.TokenId, renewalOf = grant.RenewalOf, added.NotAfter }, wct);
             foreach (var o in observers) o.OnIssued(w, added, now);
             if (addRows is not null) await addRows(w, wct);
             return added;

@@ -63,9 +63,10 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
         var id = Guid.CreateVersion7(now);
         var created = new CreatedToken(id, secret, email, displayName, Names.Of(profile), now.AddHours(hours), options.EnrollmentUrl(secret));
         // Through the group writer: a burst of token creations (a department onboarded at once) shares commits.
-        await writer.WriteAsync((w, _) =>
+        await writer.WriteAsync(async (w, wct) =>
         {
-            w.EnrollmentTokens.Add(new EnrollmentToken
+            // Plain inserts (DirectSql): a burst of token creations is the other hot write path.
+            await DirectSql.InsertTokenAsync(w, new EnrollmentToken
             {
                 Id = id,
                 TokenHash = hash,
@@ -75,10 +76,11 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
                 CreatedAt = now,
                 CreatedBy = actor,
                 ExpiresAt = now.AddHours(hours),
-            });
-            AuditLog.Record(w, now, actor, AuditActions.TokenCreated, $"token:{id}", new { Email = email, profile = Names.Of(profile), ExpiresAt = now.AddHours(hours) });
+            }, wct);
+            await AuditLog.RecordNowAsync(w, now, actor, AuditActions.TokenCreated, $"token:{id}",
+                new { Email = email, profile = Names.Of(profile), ExpiresAt = now.AddHours(hours) }, wct);
             alsoWrite?.Invoke(w, created);
-            return Task.FromResult(true);
+            return true;
         });
         return created;
     }
@@ -127,13 +129,10 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
     {
         if (string.IsNullOrWhiteSpace(secret) || secret.Length > 200) return null;
         var hash = Hash(secret.Trim());
-        var token = await ByHash.For(db)(db, hash, ct);
+        // One plain query (DirectSql): every enrollment looks its token up.
+        var token = await DirectSql.FindTokenByHashAsync(db, hash, ct);
         return token is not null && CryptographicOperations.FixedTimeEquals(token.TokenHash, hash) ? token : null;
     }
-
-    // Compiled once: every enrollment looks its token up, and translating the LINQ each time cost more than the query.
-    private static readonly CompiledQuery<Func<CertPortalDbContext, byte[], CancellationToken, Task<EnrollmentToken?>>> ByHash = new(() =>
-        EF.CompileAsyncQuery((CertPortalDbContext db, byte[] hash, CancellationToken ct) => db.EnrollmentTokens.AsNoTracking().FirstOrDefault(t => t.TokenHash == hash)));
 
     public async Task<EnrollmentToken?> FindByIdAsync(Guid id, CancellationToken ct) =>
         await db.EnrollmentTokens.AsNoTracking().FirstOrDefaultAsync(t => t.Id == id, ct);

@@ -28,16 +28,13 @@ public static class CompromisedKeys
     /// <summary>Taken before any certificate row (by revocation) and after the token (by enrollment): one order, no deadlock.</summary>
     public static string LockName(string spkiSha256) => "spki:" + spkiSha256;
 
-    /// <summary>In the caller's transaction, after <see cref="LockName"/> is held.</summary>
-    // Compiled once: every enrollment asks, inside the group writer's transaction.
-    private static readonly CompiledQuery<Func<CertPortalDbContext, string, CancellationToken, Task<BlockedKey?>>> BlockedBySpki = new(() =>
-        EF.CompileAsyncQuery((CertPortalDbContext db, string spki, CancellationToken ct) => db.BlockedKeys.AsNoTracking().FirstOrDefault(k => k.SpkiSha256 == spki)));
-
+    /// <summary>In the caller's transaction, after <see cref="LockName"/> is held. Every enrollment asks, inside the group
+    /// writer's transaction: one plain command (see <see cref="DirectSql"/>).</summary>
     public static async Task<Failure?> RefuseIfBlockedAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
     {
-        var blocked = await BlockedBySpki.For(db)(db, spkiSha256, ct);
-        return blocked is null ? null : Failure.Unprocessable("Key blocked as compromised.",
-            $"This public key was reported compromised on {blocked.BlockedAt:yyyy-MM-dd} and can never be certified again " +
+        var blockedAt = await DirectSql.BlockedAtAsync(db, spkiSha256, ct);
+        return blockedAt is not { } at ? null : Failure.Unprocessable("Key blocked as compromised.",
+            $"This public key was reported compromised on {at:yyyy-MM-dd} and can never be certified again " +
             "(S/MIME BR 6.1.1.3): generate a new key pair and a new CSR.");
     }
 

@@ -8,36 +8,20 @@ namespace CertPortal.Tests.Api;
 
 /// <summary>A database failure after signing (disk full, crash) must leave no trace: no certificate
 /// record, the token unspent, the serial never handed out.</summary>
-public class EnrollmentAtomicityTests : IClassFixture<EnrollmentAtomicityTests.FailingApp>
+public class EnrollmentAtomicityTests : IClassFixture<CertPortalApp>
 {
-    private readonly FailingApp _app;
-    public EnrollmentAtomicityTests(FailingApp app) => _app = app;
+    private readonly CertPortalApp _app;
+    public EnrollmentAtomicityTests(CertPortalApp app) => _app = app;
 
-    public sealed class FailingApp : CertPortalApp
+    /// <summary>SQLite itself refuses the certificate's insert (a trigger that aborts it), whichever way the row is written.</summary>
+    private async Task FailCertificateInsertsAsync(string email, bool armed)
     {
-        public FailOnCertificateInsert Interceptor { get; } = new();
-        protected override void ConfigureServices(IServiceCollection services) =>
-            services.ConfigureDbContext<SqliteCertPortalDbContext>(o => o.AddInterceptors(Interceptor));
-    }
-
-    public sealed class FailOnCertificateInsert : Microsoft.EntityFrameworkCore.Diagnostics.DbCommandInterceptor
-    {
-        private volatile bool _armed;
-        public bool Armed { get => _armed; set => _armed = value; }
-        public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader>> ReaderExecutingAsync(
-            System.Data.Common.DbCommand command, Microsoft.EntityFrameworkCore.Diagnostics.CommandEventData eventData,
-            Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<System.Data.Common.DbDataReader> result, CancellationToken cancellationToken = default)
-        {
-            if (Armed && command.CommandText.Contains("INSERT INTO \"Certificates\"", StringComparison.Ordinal)) throw new IOException("simulated disk failure");
-            return base.ReaderExecutingAsync(command, eventData, result, cancellationToken);
-        }
-        public override ValueTask<Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int>> NonQueryExecutingAsync(
-            System.Data.Common.DbCommand command, Microsoft.EntityFrameworkCore.Diagnostics.CommandEventData eventData,
-            Microsoft.EntityFrameworkCore.Diagnostics.InterceptionResult<int> result, CancellationToken cancellationToken = default)
-        {
-            if (Armed && command.CommandText.Contains("INSERT INTO \"Certificates\"", StringComparison.Ordinal)) throw new IOException("simulated disk failure");
-            return base.NonQueryExecutingAsync(command, eventData, result, cancellationToken);
-        }
+        await using var scope = _app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        await db.Database.ExecuteSqlRawAsync(armed
+            ? $"CREATE TRIGGER fail_certificate_insert BEFORE INSERT ON \"Certificates\" WHEN NEW.\"Email\" = '{email}' " +
+              "BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END"
+            : "DROP TRIGGER fail_certificate_insert");
     }
 
     [Fact]
@@ -45,9 +29,9 @@ public class EnrollmentAtomicityTests : IClassFixture<EnrollmentAtomicityTests.F
     {
         var token = await _app.CreateTokenAsync("atomic@example.test", "signing");
         var csr = SubscriberKeyPair.Generate("EC-P256").CreateCsrPem("atomic@example.test");
-        _app.Interceptor.Armed = true;
+        await FailCertificateInsertsAsync("atomic@example.test", armed: true);
         var failed = await _app.PostEnrollmentAsync(token.Token, csr);
-        _app.Interceptor.Armed = false;
+        await FailCertificateInsertsAsync("atomic@example.test", armed: false);
         var problem = await Http.AssertProblem(failed, HttpStatusCode.InternalServerError);
         Assert.DoesNotContain("simulated", problem.ToString()); // no internals leak
 
