@@ -8,26 +8,13 @@ using MimeKit;
 
 namespace CertPortal.Tests.Browser;
 
-/// <summary>The service mailing through a real SMTP server (aiosmtpd), with a 30-day expiry reminder and a clock the test moves.</summary>
+/// <summary>The service mailing through a real SMTP server (aiosmtpd), its links on its own address.</summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The SMTP server is disposed in DisposeAsync (IAsyncLifetime), which xunit calls for every fixture.")]
-public sealed class MailBrowserApp : BrowserApp
+public class SmtpBrowserApp : BrowserApp
 {
-    public MailBrowserApp() => Clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
-
     public SmtpServer Smtp { get; } = new();
 
-    protected override IDictionary<string, string?> Settings
-    {
-        get
-        {
-            var settings = MailApp.MailSettings(Smtp.Port);
-            settings["Mail:ExpiryReminderDays:0"] = "30";
-            // The address people would see in a real deployment (the links are checked, not followed).
-            settings["PortalUrl"] = "https://pki.example.com";
-            settings["Mail:OrganizationName"] = "Example Corporation";
-            return settings;
-        }
-    }
+    protected override IDictionary<string, string?> Settings => MailApp.MailSettings(Smtp.Port);
 
     public override async Task InitializeAsync()
     {
@@ -39,6 +26,25 @@ public sealed class MailBrowserApp : BrowserApp
     {
         await base.DisposeAsync();
         await Smtp.DisposeAsync();
+    }
+}
+
+/// <summary>Mailing through aiosmtpd, with a 30-day expiry reminder and a clock the test moves.</summary>
+public sealed class MailBrowserApp : SmtpBrowserApp
+{
+    public MailBrowserApp() => Clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+
+    protected override IDictionary<string, string?> Settings
+    {
+        get
+        {
+            var settings = base.Settings;
+            settings["Mail:ExpiryReminderDays:0"] = "30";
+            // The address people would see in a real deployment (the links are checked, not followed).
+            settings["PortalUrl"] = "https://pki.example.com";
+            settings["Mail:OrganizationName"] = "Example Corporation";
+            return settings;
+        }
     }
 }
 
