@@ -14,18 +14,21 @@
 # follow the load, the CPU cost per request much less.
 # --crl: the product's CRL path with 1,000,000 revoked certificates (CertPortal.Bench --crl), against the target.
 #
-# Usage: bench/compare.sh [--quick] [--revocation] [--crl] [--no-postgres]
+# --memory: the service's resident set size over a 10-minute mixed run (3 minutes with --quick; CertPortal.Bench --mixed-load).
+#
+# Usage: bench/compare.sh [--quick] [--revocation] [--crl] [--memory] [--no-postgres]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-quick=0; revocation=0; postgres=1; bigcrl=0
+quick=0; revocation=0; postgres=1; bigcrl=0; memory=0
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
     --revocation) revocation=1 ;;
     --no-postgres) postgres=0 ;;
     --crl) bigcrl=1 ;;
+    --memory) memory=1 ;;
     *) echo "unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -33,6 +36,7 @@ enrollments=$([ $quick = 1 ] && echo 600 || echo 2000)
 rsa_enrollments=$([ $quick = 1 ] && echo 300 || echo 1000)
 revocations=$([ $quick = 1 ] && echo 10000 || echo 100000)
 wrk_seconds=$([ $quick = 1 ] && echo 5 || echo 10)
+memory_seconds=$([ $quick = 1 ] && echo 180 || echo 600)
 warmup=300
 clients=8
 cores=$(nproc)
@@ -322,6 +326,21 @@ if [ $bigcrl = 1 ]; then
   result[crl]=$(dotnet "$bench_dll" --crl 1000000)
 fi
 
+# ---- memory over a mixed run ----------------------------------------------------------------------------------------
+if [ $memory = 1 ]; then
+  echo "Memory, $memory_seconds s mixed run..." >&2
+  data="$work/memory"; port=$(free_port); mkdir -p "$data"
+  (cd "$data" && exec env CertPortal__DataDirectory="$data" CertPortal__AdminApiKey="$admin_key" CertPortal__PublicBaseUrl="http://127.0.0.1:$port" \
+    CertPortal__Ca__KeyPassphrase=bench-passphrase-0123 CertPortal__Ca__IssuingKeyAlgorithm=EC-P256 CertPortal__Ca__RootKeyAlgorithm=EC-P384 \
+    ASPNETCORE_URLS="http://127.0.0.1:$port" ASPNETCORE_ENVIRONMENT=Production Logging__LogLevel__Default=Warning dotnet "$portal_dll" > "$data/log" 2>&1) &
+  mempid=$!; pids+=("$mempid")
+  wait_http "http://127.0.0.1:$port/healthz"
+  dotnet "$bench_dll" --mixed-load "http://127.0.0.1:$port" "$memory_seconds" "$mempid" > "$work/memory.out"
+  result[memory]=$(grep '^| memory' "$work/memory.out")
+  grep '^RSS' "$work/memory.out" >&2
+  kill "$mempid"; wait "$mempid" 2>/dev/null || true
+fi
+
 # ---- the table ------------------------------------------------------------------------------------------------------
 f() { printf "%'.0f" "$1"; }
 ms() { printf "%.1f" "$1"; }
@@ -374,6 +393,7 @@ if [ $revocation = 1 ]; then
   done
 fi
 [ -n "${result[crl]:-}" ] && echo "${result[crl]% |} | | | ≤ 5 s, < 1 GiB peak |"
+[ -n "${result[memory]:-}" ] && echo "${result[memory]}"
 echo
 echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine)"
 echo "$(nproc) cores, $(dotnet --version) SDK, $(openssl version | cut -d' ' -f1-2), cfssl $(cfssl version 2>/dev/null | awk '/Version/ {print $2}'), $(date -u +%Y-%m-%d)"

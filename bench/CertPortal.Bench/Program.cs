@@ -15,6 +15,8 @@ using CertPortal.Revocation;
 
 // CertPortal benchmark: the signing hot path, end-to-end enrollments over HTTP, CRL signing, memory.
 // Usage: dotnet run -c Release --project bench/CertPortal.Bench -- [--quick]
+//        ... -- --mixed-load URL SECONDS PID     8 clients enrol, look up, revoke, ask OCSP and fetch the CRL of the service at
+//                                        URL (process PID) for SECONDS; its RSS every 10 s (bench/compare.sh --memory)
 //        ... -- --seed-certificates N            N issued certificates for revocation runs (bench/compare.sh --revocation), in the
 //                                        database the CertPortal__* environment variables name (the service's own settings)
 //        ... -- --serve-bytes FILE URL [OCSP]   the look-up's reference for bench/compare.sh: a bare Kestrel minimal API
@@ -39,6 +41,12 @@ if (args is ["--serve-bytes", var bodyFile, var listenUrl, .. var more] && more.
 if (args is ["--seed-certificates", var seedCount])
 {
     await SeedCertificatesAsync(int.Parse(seedCount, System.Globalization.CultureInfo.InvariantCulture));
+    return;
+}
+if (args is ["--mixed-load", var mixedUrl, var mixedSeconds, var mixedPid])
+{
+    await MixedLoadAsync(new Uri(mixedUrl), int.Parse(mixedSeconds, System.Globalization.CultureInfo.InvariantCulture),
+        int.Parse(mixedPid, System.Globalization.CultureInfo.InvariantCulture));
     return;
 }
 if (args is ["--crl", var crlEntries])
@@ -232,6 +240,121 @@ static async Task SeedCertificatesAsync(int n)
         foreach (var row in rows) Console.Out.Write(row.SerialNumber + "\n");
     }
     Console.Error.WriteLine($"Seeded {n:N0} certificates in {sw.Elapsed.TotalSeconds:N1} s");
+}
+
+// The memory run: 8 clients loop over a mix of what a deployment sees (per round: token + enrollment, five look-ups of
+// mailboxes enrolled before, OCSP for one certificate by GET, the CRL, and every fourth round a revocation) while the
+// service's resident set size is read from /proc every 10 s. The first minute is warm-up (JIT, pools, caches filling);
+// growth is measured from its end. Mailboxes and certificates are new all the time, so caches keyed by them meet their
+// bounds.
+static async Task MixedLoadAsync(Uri baseUrl, int seconds, int pid)
+{
+    const int clients = 8;
+    using var http = new HttpClient { BaseAddress = baseUrl };
+    var auth = new AuthenticationHeaderValue("Bearer", Environment.GetEnvironmentVariable("CERTPORTAL_BENCH_ADMIN_KEY") ?? "bench-admin-key-0123456789abcdef");
+    var issuer = X509CertificateLoader.LoadCertificate(await http.GetByteArrayAsync("/ca/issuing.crt"));
+#pragma warning disable CA5350 // RFC 5019: CertIDs use SHA-1; it names the issuer, it protects nothing
+    var nameHash = SHA1.HashData(issuer.SubjectName.RawData);
+    var keyHash = SHA1.HashData(issuer.PublicKey.EncodedKeyValue.RawData);
+#pragma warning restore CA5350
+    // CSRs for 64 keys, reused round robin (the client's key generation is not the service's work), with an empty
+    // subject: the token names the mailbox.
+    var csrs = Enumerable.Range(0, 64).Select(i =>
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        return new CertificateRequest(new X500DistinguishedName(""), key, HashAlgorithmName.SHA256).CreateSigningRequestPem();
+    }).ToArray();
+    var enrolled = new List<(string Email, string Serial)>();
+    long rounds = 0, failures = 0;
+    var stop = DateTime.UtcNow.AddSeconds(seconds);
+    var samples = new List<(double At, long Rss)>();
+    var started = Stopwatch.StartNew();
+
+    async Task<HttpResponseMessage> AdminPost(string path, object body)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent.Create(body) };
+        request.Headers.Authorization = auth;
+        return await http.SendAsync(request);
+    }
+
+    var sampler = Task.Run(async () =>
+    {
+        while (DateTime.UtcNow < stop)
+        {
+            samples.Add((started.Elapsed.TotalSeconds, ResidentBytes(pid)));
+            await Task.Delay(TimeSpan.FromSeconds(10));
+        }
+        samples.Add((started.Elapsed.TotalSeconds, ResidentBytes(pid)));
+    });
+    await Task.WhenAll(Enumerable.Range(0, clients).Select(client => Task.Run(async () =>
+    {
+        var random = new Random(client);
+        while (DateTime.UtcNow < stop)
+        {
+            var n = Interlocked.Increment(ref rounds);
+            var email = $"mem{n}@example.com";
+            using var t = await AdminPost("/api/v1/tokens", new { email, profile = "signing", validHours = 1 });
+            var token = (await t.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString();
+            using var e = await http.PostAsJsonAsync("/api/v1/enrollments", new { token, csr = csrs[n % csrs.Length] });
+            if ((int)e.StatusCode != 201) { Interlocked.Increment(ref failures); continue; }
+            var serial = (await e.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("serialNumber").GetString()!;
+            (string Email, string Serial)[] known;
+            lock (enrolled)
+            {
+                enrolled.Add((email, serial));
+                known = [.. Enumerable.Range(0, 5).Select(_ => enrolled[random.Next(enrolled.Count)])];
+            }
+            foreach (var (mailbox, _) in known)
+            {
+                using var lookup = await http.GetAsync($"/api/v1/directory/{mailbox}/certificates?usage=signing");
+                if ((int)lookup.StatusCode is not (200 or 404)) Interlocked.Increment(ref failures);
+            }
+            using (var ocsp = await http.GetAsync("/ocsp/" + Uri.EscapeDataString(Convert.ToBase64String(OcspRequestFor(nameHash, keyHash, known[0].Serial)))))
+                if (!ocsp.IsSuccessStatusCode) Interlocked.Increment(ref failures);
+            using (var crl = await http.GetAsync("/crl/issuing.crl"))
+                if (!crl.IsSuccessStatusCode) Interlocked.Increment(ref failures);
+            if (n % 4 == 0)
+            {
+                using var revoke = await AdminPost($"/api/v1/certificates/{known[1].Serial}/revoke", new { reason = "superseded" });
+                if (!revoke.IsSuccessStatusCode) Interlocked.Increment(ref failures);
+            }
+        }
+    })));
+    await sampler;
+    var warm = samples.First(s => s.At >= Math.Min(60, seconds / 2.0));
+    var end = samples[^1];
+    var peak = samples.Where(s => s.At >= warm.At).Max(s => s.Rss);
+    const double MiB = 1024 * 1024;
+    Console.WriteLine($"RSS every 10 s (MiB): {string.Join(' ', samples.Select(s => (s.Rss / MiB).ToString("N0", System.Globalization.CultureInfo.InvariantCulture)))}");
+    Console.WriteLine($"| memory, {seconds / 60.0:N0} minutes mixed ({rounds:N0} rounds: enrollment, 5 look-ups, OCSP, CRL, every 4th a revocation; {failures} failed), {clients} clients | " +
+        $"RSS after {warm.At:N0} s warm-up {warm.Rss / MiB:N0} MiB, at the end {end.Rss / MiB:N0} MiB (peak {peak / MiB:N0} MiB): " +
+        $"{100.0 * (end.Rss - warm.Rss) / warm.Rss:+0.0;-0.0} % | | | growth < 20 % |");
+
+    static long ResidentBytes(int pid) =>
+        File.ReadLines($"/proc/{pid}/status").Where(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))
+            .Select(l => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024).First();
+
+    // RFC 6960 OCSPRequest for one certificate, SHA-1 CertID (what RFC 5019 clients send), no nonce.
+    static byte[] OcspRequestFor(byte[] nameHash, byte[] keyHash, string serialHex)
+    {
+        var w = new System.Formats.Asn1.AsnWriter(System.Formats.Asn1.AsnEncodingRules.DER);
+        using (w.PushSequence())            // OCSPRequest
+        using (w.PushSequence())            // TBSRequest
+        using (w.PushSequence())            // requestList
+        using (w.PushSequence())            // Request
+        using (w.PushSequence())            // CertID
+        {
+            using (w.PushSequence())
+            {
+                w.WriteObjectIdentifier("1.3.14.3.2.26");
+                w.WriteNull();
+            }
+            w.WriteOctetString(nameHash);
+            w.WriteOctetString(keyHash);
+            w.WriteInteger(Convert.FromHexString(serialHex));
+        }
+        return w.Encode();
+    }
 }
 
 static async Task<List<(string, string)>> EndToEndAsync(string temp, bool quick)
