@@ -117,6 +117,9 @@ public sealed class OcspResponder : BackgroundService
         }
     }
 
+    /// <summary>Signed responses held in memory now: at most <see cref="OcspOptions.MaxCachedResponses"/>.</summary>
+    internal int CachedResponses => _entries.Count;
+
     /// <summary>The cached response, or a new one (kept unless it is unknown or a change overlapped its read).</summary>
     private async ValueTask<Entry> EntryAsync(string authority, CertId id, CancellationToken ct)
     {
