@@ -9,5 +9,13 @@ public interface ICertificateEvents
     /// <summary>Revoked, put on hold, or released from hold.</summary>
     void OnStatusChanged(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now) { }
 
+    /// <summary>What revocation calls: it writes its own rows at once (<see cref="DirectSql"/>), and an observer may do the
+    /// same instead of adding tracked entities for a later save. By default, <see cref="OnStatusChanged"/>.</summary>
+    ValueTask OnStatusChangedAsync(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now, CancellationToken ct)
+    {
+        OnStatusChanged(db, certificate, now);
+        return ValueTask.CompletedTask;
+    }
+
     void OnCrlSigned(CertPortalDbContext db, CrlRecord crl, DateTimeOffset now) { }
 }

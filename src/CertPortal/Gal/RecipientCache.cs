@@ -79,6 +79,14 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
         lock (_pending) _pending.GetOrCreateValue(db).Add(change);
     }
 
+    /// <summary><see cref="RecordChange"/> written at once with a plain command (the revocation path's way).</summary>
+    internal async Task RecordChangeNowAsync(CertPortalDbContext db, string email, DateTimeOffset now, CancellationToken ct)
+    {
+        var change = new CertificateChange { Email = email.ToLowerInvariant(), At = now };
+        change.Id = await DirectSql.InsertCertificateChangeAsync(db, change, ct);
+        lock (_pending) _pending.GetOrCreateValue(db).Add(change);
+    }
+
     internal void Committed(DbContext db)
     {
         List<CertificateChange>? changes;
@@ -240,6 +248,9 @@ public sealed class RecipientCacheEvents(RecipientCache cache) : ICertificateEve
     public void OnIssued(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now) => cache.RecordChange(db, certificate.Email, now);
 
     public void OnStatusChanged(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now) => cache.RecordChange(db, certificate.Email, now);
+
+    public ValueTask OnStatusChangedAsync(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now, CancellationToken ct) =>
+        new(cache.RecordChangeNowAsync(db, certificate.Email, now, ct));
 }
 
 /// <summary>Tells the cache when a transaction that recorded changes has committed (drop those mailboxes now, on

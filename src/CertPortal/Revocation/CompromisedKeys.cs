@@ -39,12 +39,13 @@ public static class CompromisedKeys
     }
 
     /// <summary>Blocks the key (if it is not already) and revokes every other unexpired certificate for it for
-    /// keyCompromise, each audited. The caller holds the key's lock and commits together with a new CRL.</summary>
+    /// keyCompromise, each audited. The caller holds the key's lock and commits together with a new CRL. Rows are written
+    /// at once with plain commands (<see cref="DirectSql"/>): a mass revocation runs this for every certificate.</summary>
     internal static async Task<(BlockedKey Key, bool Created, List<IssuedCertificate> Revoked)> BlockAsync(
         CertPortalDbContext db, string spkiSha256, string keyAlgorithm, string source, string? comment, string actor, DateTimeOffset now,
         IEnumerable<ICertificateEvents> observers, string? alreadyHandledSerial, CancellationToken ct)
     {
-        var key = await db.BlockedKeys.FirstOrDefaultAsync(k => k.SpkiSha256 == spkiSha256, ct);
+        var key = await DirectSql.FindBlockedKeyAsync(db, spkiSha256, ct);
         var created = key is null;
         if (key is null)
         {
@@ -52,28 +53,25 @@ public static class CompromisedKeys
             {
                 SpkiSha256 = spkiSha256, KeyAlgorithm = keyAlgorithm, BlockedAt = now, BlockedBy = actor, Source = source, Comment = comment,
             };
-            db.BlockedKeys.Add(key);
-            AuditLog.Record(db, now, actor, AuditActions.KeyBlocked, $"key:{spkiSha256}", new { keyAlgorithm, source, comment });
+            await DirectSql.InsertBlockedKeyAsync(db, key, ct);
+            await AuditLog.RecordNowAsync(db, now, actor, AuditActions.KeyBlocked, $"key:{spkiSha256}", new { keyAlgorithm, source, comment }, ct);
         }
 
-        var serials = await db.Certificates.AsNoTracking()
-            .Where(c => c.SpkiSha256 == spkiSha256 && c.SerialNumber != alreadyHandledSerial && c.NotAfter > now &&
-                        (c.RevokedAt == null || c.RevocationReason == RevocationReason.CertificateHold))
-            .Select(c => c.SerialNumber).ToListAsync(ct);
+        var serials = await DirectSql.UnrevokedSerialsWithKeyAsync(db, spkiSha256, alreadyHandledSerial, now, ct);
         var revoked = new List<IssuedCertificate>();
         foreach (var serial in serials.Order(StringComparer.Ordinal))
         {
             // Re-read under the row lock: a concurrent revocation of this certificate may have committed since.
             await db.LockCertificateAsync(serial, ct);
-            var sibling = await db.Certificates.FirstAsync(c => c.SerialNumber == serial, ct);
-            await db.Entry(sibling).ReloadAsync(ct);
+            if (await DirectSql.FindCertificateAsync(db, serial, ct) is not { } sibling) continue;
             if (sibling.RevokedAt is not null && sibling.RevocationReason != RevocationReason.CertificateHold) continue;
             var before = sibling.RevocationReason;
             sibling.RevokedAt ??= now;
             sibling.RevocationReason = RevocationReason.KeyCompromise;
-            AuditLog.Record(db, now, actor, AuditActions.CertificateRevoked, $"certificate:{serial}",
-                new { sibling.Email, reason = RevocationReason.KeyCompromise.ToRfcName(), previousReason = before?.ToRfcName(), sameKeyAs = source });
-            foreach (var o in observers) o.OnStatusChanged(db, sibling, now);
+            await DirectSql.WriteRevocationAsync(db, sibling, ct);
+            await AuditLog.RecordNowAsync(db, now, actor, AuditActions.CertificateRevoked, $"certificate:{serial}",
+                new { sibling.Email, reason = RevocationReason.KeyCompromise.ToRfcName(), previousReason = before?.ToRfcName(), sameKeyAs = source }, ct);
+            foreach (var o in observers) await o.OnStatusChangedAsync(db, sibling, now, ct);
             revoked.Add(sibling);
         }
         return (key, created, revoked);

@@ -26,13 +26,14 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             return Failure.Unprocessable("Use release.", "To take a certificate off hold, POST to /api/v1/certificates/{serialNumber}/release.");
         if (!RevocationReasons.ForSubscribers.Contains(reason))
             return Failure.Unprocessable("Reason not applicable.", $"{reason.ToRfcName()} describes a CA, not a subscriber certificate.");
-        if (reason == RevocationReason.CertificateHold && await IsStrictAsync(serial, ct))
+        if (await DirectSql.FindCertificateAsync(db, serial, ct) is not { } known) return NotFound(serial);
+        if (reason == RevocationReason.CertificateHold && IsStrict(known))
             return Failure.Unprocessable("Hold not allowed for this certificate.",
                 "This certificate was issued under a strict S/MIME BR policy (2.23.140.1.5.x.3), and S/MIME BR 7.2.2 forbid certificateHold " +
                 "for strict certificates. Revoke it with a permanent reason instead; holds are available for certificates issued under a " +
                 "multipurpose policy (CertPortal:Issuance:PolicyOids).");
 
-        return await ChangeAsync(serial, actor, ct, cert =>
+        return await ChangeAsync(known, actor, ct, cert =>
         {
             // Already permanently revoked: revoking again changes nothing, except that a reason may become
             // keyCompromise (as the TLS BR 7.2.2 allow) when the compromise is learnt later, which also blocks the key.
@@ -68,7 +69,8 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
                 actor, now, observers, null, ct);
             if (!created && revoked.Count == 0)
                 return (new BlockKeyResult(BlockedKeyView.From(key), []), false);
-            if (revoked.Count > 0) db.CrlChanges.Add(new CrlChange { Authority = CertificateAuthority.IssuingName, At = now });
+            if (revoked.Count > 0) await DirectSql.InsertCrlChangeAsync(db, CertificateAuthority.IssuingName, now, ct);
+            // Observers that add tracked rows (directory outbox, mail) are saved here.
             await db.SaveChangesAsync(ct);
             await tx.CommitAsync(ct);
         }
@@ -81,8 +83,9 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
     {
         if (!SerialNumber.TryNormalize(serialInput, out var serial))
             return Failure.BadRequest("The serial number must be hexadecimal (colons allowed).");
+        if (await DirectSql.FindCertificateAsync(db, serial, ct) is not { } known) return NotFound(serial);
         Failure? notOnHold = null;
-        var outcome = await ChangeAsync(serial, actor, ct, cert =>
+        var outcome = await ChangeAsync(known, actor, ct, cert =>
         {
             notOnHold = null; // decided again if the writer retries the change alone
             if (cert.RevocationReason == RevocationReason.CertificateHold) return (null, null, AuditActions.CertificateHoldReleased);
@@ -99,18 +102,23 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
     /// key a keyCompromise revoked.</summary>
     private sealed record Changed(IssuedCertificate? Certificate, bool Written, bool CrlOwed, string? Action, int Siblings);
 
-    private async Task<Outcome<IssuedCertificate>> ChangeAsync(string serial, string actor, CancellationToken ct,
+    private static Failure NotFound(string serial) => Failure.NotFound($"No certificate with serial number {serial} was issued by this CA.");
+
+    /// <param name="known">The certificate as read before the change was queued (its revocation state is read again inside
+    /// the writer's transaction: only that changes).</param>
+    private async Task<Outcome<IssuedCertificate>> ChangeAsync(IssuedCertificate known, string actor, CancellationToken ct,
         Func<IssuedCertificate, (DateTimeOffset? RevokedAt, RevocationReason? Reason, string Action)?> decide, bool keyCompromised = false)
     {
-        // keyCompromise blocks the key and revokes its other certificates: the key is looked up first, outside the writer.
-        var spki = keyCompromised ? await SpkiOfAsync(serial, ct) : null;
+        var serial = known.SerialNumber;
+        // keyCompromise blocks the key and revokes its other certificates: the key's lock comes first, so it is known now.
+        var spki = keyCompromised ? known.SpkiSha256 ?? SpkiOf(known.Der) : null;
         // Runs in the writer's transaction (possibly a second time, alone, if its group fails), so it decides only from
-        // what it reads there.
+        // what it reads there. Its rows are plain commands (DirectSql), visible at once to the units after it in the group
+        // (an enrollment of this key must see the block), with nothing tracked for the group's save to compare.
         var done = await writer.WriteAsync(async (w, wct) =>
         {
-            // Units of one group share the transaction but decide by queries, which see only what is saved: flush the
-            // units before this one (an enrollment of this key must be found and revoked) and, at the end, this one
-            // (an enrollment after it must see the block). Saving is not committing: the group still commits once.
+            // Units of one group share the transaction but decide by queries, which see only what is saved: flush what
+            // units before this one left tracked (an enrollment of this key must be found and revoked).
             if (w.ChangeTracker.HasChanges()) await w.SaveChangesAsync(wct);
             // The key's lock before any row lock: the order every holder of both takes them (a sibling's revocation
             // would otherwise deadlock with ours).
@@ -118,10 +126,10 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             // decide() must see the state its change replaces: a release and a permanent revocation of a held
             // certificate would otherwise both read "on hold" and the release could overwrite the revocation,
             // making a compromised certificate valid again. Lock the row first; the read below sees the other change
-            // (and, in one group, the writer's context already holds an earlier unit's change to the same row).
+            // (and, in one group, an earlier unit's change to the same row).
             await w.LockCertificateAsync(serial, wct);
-            var cert = await w.Certificates.FirstOrDefaultAsync(c => c.SerialNumber == serial, wct);
-            if (cert is null) return new Changed(null, false, false, null, 0);
+            if (!await DirectSql.ReadRevocationAsync(w, known, wct)) return new Changed(null, false, false, null, 0);
+            var cert = known;
             var change = decide(cert);
             var now = time.GetUtcNow();
             var written = false;
@@ -130,9 +138,10 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
                 var before = cert.RevocationReason;
                 cert.RevokedAt = change.Value.RevokedAt;
                 cert.RevocationReason = change.Value.Reason;
-                AuditLog.Record(w, now, actor, change.Value.Action, $"certificate:{serial}",
-                    new { cert.Email, reason = cert.RevocationReason?.ToRfcName(), previousReason = before?.ToRfcName() });
-                foreach (var o in observers) o.OnStatusChanged(w, cert, now);
+                await DirectSql.WriteRevocationAsync(w, cert, wct);
+                await AuditLog.RecordNowAsync(w, now, actor, change.Value.Action, $"certificate:{serial}",
+                    new { cert.Email, reason = cert.RevocationReason?.ToRfcName(), previousReason = before?.ToRfcName() }, wct);
+                foreach (var o in observers) await o.OnStatusChangedAsync(w, cert, now, wct);
                 written = true;
             }
             var siblings = 0;
@@ -143,14 +152,17 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
                 written |= blocked.Created || siblings > 0;
             }
             var crlOwed = change is not null || siblings > 0;
-            if (crlOwed) w.CrlChanges.Add(new CrlChange { Authority = CertificateAuthority.IssuingName, At = now });
-            if (written) await w.SaveChangesAsync(wct);
-            // Everything tracked is saved now: let it go, or every later unit's save would compare all of it again
-            // (a group of 256 revocations tracks about 1,500 entities).
-            w.ChangeTracker.Clear();
+            if (crlOwed) await DirectSql.InsertCrlChangeAsync(w, CertificateAuthority.IssuingName, now, wct);
+            // Observers that add tracked rows (directory outbox, mail): saved now, for the units after this one, and let
+            // go, or every later unit's save would compare them again.
+            if (w.ChangeTracker.HasChanges())
+            {
+                await w.SaveChangesAsync(wct);
+                w.ChangeTracker.Clear();
+            }
             return new Changed(cert, written, crlOwed, change?.Action, siblings);
         });
-        if (done.Certificate is not { } certificate) return Failure.NotFound($"No certificate with serial number {serial} was issued by this CA.");
+        if (done.Certificate is not { } certificate) return NotFound(serial);
         if (!done.Written) return certificate;
         if (done.CrlOwed) await CrlOwedAsync(ct);
         logger.LogInformation("{Action} {Serial} for {Email} (reason {Reason}); {Siblings} other certificates with the key revoked",
@@ -166,22 +178,17 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
     }
 
     /// <summary>From the certificate itself, so a configuration changed since its issuance cannot change the answer.</summary>
-    private async Task<bool> IsStrictAsync(string serial, CancellationToken ct)
+    private static bool IsStrict(IssuedCertificate certificate)
     {
-        var der = await db.Certificates.AsNoTracking().Where(c => c.SerialNumber == serial).Select(c => c.Der).FirstOrDefaultAsync(ct);
-        if (der is null) return false; // the change itself answers 404
-        using var cert = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(der);
+        using var cert = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(certificate.Der);
         return cert.Extensions.FirstOrDefault(e => e.Oid?.Value == Oids.CertificatePolicies) is { } policies &&
                CertificatePolicies.IsStrict(CertificatePolicies.Read(policies));
     }
 
-    private async Task<string?> SpkiOfAsync(string serial, CancellationToken ct)
+    /// <summary>For rows written before SpkiSha256 existed and not yet backfilled.</summary>
+    private static string SpkiOf(byte[] der)
     {
-        var row = await db.Certificates.AsNoTracking().Where(c => c.SerialNumber == serial)
-            .Select(c => new { c.SpkiSha256, c.Der }).FirstOrDefaultAsync(ct);
-        if (row is null) return null;
-        if (row.SpkiSha256 is not null) return row.SpkiSha256;
-        using var cert = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(row.Der);
+        using var cert = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(der);
         return SubscriberKey.SpkiHash(cert.PublicKey);
     }
 }
