@@ -17,15 +17,17 @@ public static class DatabaseLocks
     public static async Task LockCertificateAsync(this CertPortalDbContext db, string serialNumber, CancellationToken ct)
     {
         if (!db.Database.IsNpgsql()) return;
-        await db.Database.ExecuteSqlAsync($"SELECT 1 FROM \"Certificates\" WHERE \"SerialNumber\" = {serialNumber} FOR UPDATE", ct);
+        await DirectSql.LockCertificateAsync(db, serialNumber, ct);
     }
 
     /// <summary>A transaction-scoped named lock (pg_advisory_xact_lock): held until the caller's transaction
-    /// commits or rolls back, so whoever takes it next reads what the holder committed.</summary>
+    /// commits or rolls back, so whoever takes it next reads what the holder committed. A plain command; in the group
+    /// writer it travels with the next command that reads (see <see cref="DirectSql"/>), which still runs after the lock
+    /// is granted: statements of a batch run one after another, each with its own snapshot.</summary>
     public static async Task LockNamedAsync(this CertPortalDbContext db, string name, CancellationToken ct)
     {
         if (!db.Database.IsNpgsql()) return;
-        await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtext({"certportal:" + name}))", ct);
+        await DirectSql.LockNamedAsync(db, "certportal:" + name, ct);
     }
 
     /// <summary>True where concurrent writers can interleave (PostgreSQL): work queues must then claim rows

@@ -1,8 +1,12 @@
 using System.Data.Common;
+using System.Runtime.CompilerServices;
 using CertPortal.Authority;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Storage;
+using Npgsql;
 
 namespace CertPortal.Data;
 
@@ -11,7 +15,14 @@ namespace CertPortal.Data;
 /// enrollment path EF Core's SaveChanges, its LINQ-to-SQL for the token spend and its materialisers cost more CPU than
 /// the database work itself. Everything else keeps using EF Core. The SQL is the same for both providers (quoted
 /// identifiers, named parameters); only how values are stored differs, and that mirrors the EF Core model exactly:
-/// SQLite keeps times as UTC ticks (INTEGER) and GUIDs as upper-case TEXT, PostgreSQL has timestamptz and uuid.</summary>
+/// SQLite keeps times as UTC ticks (INTEGER) and GUIDs as upper-case TEXT, PostgreSQL has timestamptz and uuid.
+/// <para>On PostgreSQL every command is a network round trip, and in the group writer each one waits for a server
+/// process to be scheduled: under load that wait, not the work, set the writer's pace (a group of token creations took two
+/// round trips per token). So inside the writer's transaction (<see cref="BeginDeferring"/>) commands whose answer nobody
+/// reads (inserts, locks) are held back and sent, in order, in one batch with the next command that needs an answer
+/// (a read, the token spend, any EF Core command, the commit). Order and transaction are unchanged, so every statement
+/// sees what the ones before it did; a failing insert fails that batch and with it the group, which the writer retries
+/// in halves as before.</para></summary>
 public static class DirectSql
 {
     private const string TokenColumns =
@@ -23,11 +34,9 @@ public static class DirectSql
         await db.Database.OpenConnectionAsync(ct);
         try
         {
-            await using var command = Command(db, $"SELECT {TokenColumns} FROM \"EnrollmentTokens\" WHERE \"TokenHash\" = @hash", out var sqlite);
+            var command = Command(db, $"SELECT {TokenColumns} FROM \"EnrollmentTokens\" WHERE \"TokenHash\" = @hash", out var sqlite);
             Add(command, "hash", hash);
-            await using var reader = await command.ExecuteReaderAsync(ct);
-            if (!await reader.ReadAsync(ct)) return null;
-            return new EnrollmentToken
+            return await ReadAsync(command, async (reader, rct) => !await reader.ReadAsync(rct) ? null : new EnrollmentToken
             {
                 Id = reader.GetGuid(0),
                 TokenHash = (byte[])reader[1],
@@ -41,7 +50,7 @@ public static class DirectSql
                 RevokedAt = reader.IsDBNull(9) ? null : Time(reader, 9, sqlite),
                 CertificateSerial = reader.IsDBNull(10) ? null : reader.GetString(10),
                 RetryPackage = reader.IsDBNull(11) ? null : (byte[])reader[11],
-            };
+            }, ct);
         }
         finally
         {
@@ -73,21 +82,20 @@ public static class DirectSql
     /// re-checks the WHERE after taking the row lock, across nodes too). True when this call spent it.</summary>
     public static async Task<bool> SpendTokenAsync(CertPortalDbContext db, Guid id, string serial, DateTimeOffset now, CancellationToken ct)
     {
-        await using var command = Command(db, "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial " +
+        var command = Command(db, "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial " +
             "WHERE \"Id\" = @id AND \"UsedAt\" IS NULL AND \"RevokedAt\" IS NULL AND \"ExpiresAt\" > @now", out var sqlite);
         Add(command, "now", Time(now, sqlite));
         Add(command, "serial", serial);
         Add(command, "id", Id(id, sqlite));
-        return await command.ExecuteNonQueryAsync(ct) == 1;
+        return await CountAsync(command, ct) == 1;
     }
 
     /// <summary>When the key with this SPKI hash was blocked as compromised, or null.</summary>
     public static async Task<DateTimeOffset?> BlockedAtAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
     {
-        await using var command = Command(db, "SELECT \"BlockedAt\" FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki", out var sqlite);
+        var command = Command(db, "SELECT \"BlockedAt\" FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki", out var sqlite);
         Add(command, "spki", spkiSha256);
-        await using var reader = await command.ExecuteReaderAsync(ct);
-        return await reader.ReadAsync(ct) ? Time(reader, 0, sqlite) : null;
+        return await ReadAsync(command, async (reader, rct) => await reader.ReadAsync(rct) ? Time(reader, 0, sqlite) : (DateTimeOffset?)null, ct);
     }
 
     public static Task InsertCertificateAsync(CertPortalDbContext db, IssuedCertificate c, CancellationToken ct)
@@ -139,11 +147,9 @@ public static class DirectSql
         await db.Database.OpenConnectionAsync(ct);
         try
         {
-            await using var command = Command(db, $"SELECT {CertificateColumns} FROM \"Certificates\" WHERE \"SerialNumber\" = @serial", out var sqlite);
+            var command = Command(db, $"SELECT {CertificateColumns} FROM \"Certificates\" WHERE \"SerialNumber\" = @serial", out var sqlite);
             Add(command, "serial", serial);
-            await using var reader = await command.ExecuteReaderAsync(ct);
-            if (!await reader.ReadAsync(ct)) return null;
-            return new IssuedCertificate
+            return await ReadAsync(command, async (reader, rct) => !await reader.ReadAsync(rct) ? null : new IssuedCertificate
             {
                 SerialNumber = reader.GetString(0),
                 Email = reader.GetString(1),
@@ -162,7 +168,7 @@ public static class DirectSql
                 RevocationReason = reader.IsDBNull(14) ? null : Enum.Parse<RevocationReason>(reader.GetString(14)),
                 RenewalOf = reader.IsDBNull(15) ? null : reader.GetString(15),
                 RenewedBy = reader.IsDBNull(16) ? null : reader.GetString(16),
-            };
+            }, ct);
         }
         finally
         {
@@ -174,13 +180,15 @@ public static class DirectSql
     /// its row lock): the state a revoke, hold or release decides from. False when there is no such certificate.</summary>
     public static async Task<bool> ReadRevocationAsync(CertPortalDbContext db, IssuedCertificate certificate, CancellationToken ct)
     {
-        await using var command = Command(db, "SELECT \"RevokedAt\", \"RevocationReason\" FROM \"Certificates\" WHERE \"SerialNumber\" = @serial", out var sqlite);
+        var command = Command(db, "SELECT \"RevokedAt\", \"RevocationReason\" FROM \"Certificates\" WHERE \"SerialNumber\" = @serial", out var sqlite);
         Add(command, "serial", certificate.SerialNumber);
-        await using var reader = await command.ExecuteReaderAsync(ct);
-        if (!await reader.ReadAsync(ct)) return false;
-        certificate.RevokedAt = reader.IsDBNull(0) ? null : Time(reader, 0, sqlite);
-        certificate.RevocationReason = reader.IsDBNull(1) ? null : Enum.Parse<RevocationReason>(reader.GetString(1));
-        return true;
+        return await ReadAsync(command, async (reader, rct) =>
+        {
+            if (!await reader.ReadAsync(rct)) return false;
+            certificate.RevokedAt = reader.IsDBNull(0) ? null : Time(reader, 0, sqlite);
+            certificate.RevocationReason = reader.IsDBNull(1) ? null : Enum.Parse<RevocationReason>(reader.GetString(1));
+            return true;
+        }, ct);
     }
 
     public static Task WriteRevocationAsync(CertPortalDbContext db, IssuedCertificate certificate, CancellationToken ct)
@@ -198,27 +206,27 @@ public static class DirectSql
     public static async Task<List<string>> UnrevokedSerialsWithKeyAsync(CertPortalDbContext db, string spkiSha256, string? exceptSerial,
         DateTimeOffset now, CancellationToken ct)
     {
-        await using var command = Command(db, "SELECT \"SerialNumber\" FROM \"Certificates\" WHERE \"SpkiSha256\" = @spki AND \"SerialNumber\" <> @except " +
+        var command = Command(db, "SELECT \"SerialNumber\" FROM \"Certificates\" WHERE \"SpkiSha256\" = @spki AND \"SerialNumber\" <> @except " +
             "AND \"NotAfter\" > @now AND (\"RevokedAt\" IS NULL OR \"RevocationReason\" = @hold)", out var sqlite);
         Add(command, "spki", spkiSha256);
         // Serials are never empty: "" excludes nothing (and keeps the parameter typed on PostgreSQL).
         Add(command, "except", exceptSerial ?? "");
         Add(command, "now", Time(now, sqlite));
         Add(command, "hold", nameof(RevocationReason.CertificateHold));
-        var serials = new List<string>();
-        await using var reader = await command.ExecuteReaderAsync(ct);
-        while (await reader.ReadAsync(ct)) serials.Add(reader.GetString(0));
-        return serials;
+        return await ReadAsync(command, async (reader, rct) =>
+        {
+            var serials = new List<string>();
+            while (await reader.ReadAsync(rct)) serials.Add(reader.GetString(0));
+            return serials;
+        }, ct);
     }
 
     public static async Task<BlockedKey?> FindBlockedKeyAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
     {
-        await using var command = Command(db, "SELECT \"KeyAlgorithm\", \"BlockedAt\", \"BlockedBy\", \"Source\", \"Comment\" FROM \"BlockedKeys\" " +
+        var command = Command(db, "SELECT \"KeyAlgorithm\", \"BlockedAt\", \"BlockedBy\", \"Source\", \"Comment\" FROM \"BlockedKeys\" " +
             "WHERE \"SpkiSha256\" = @spki", out var sqlite);
         Add(command, "spki", spkiSha256);
-        await using var reader = await command.ExecuteReaderAsync(ct);
-        if (!await reader.ReadAsync(ct)) return null;
-        return new BlockedKey
+        return await ReadAsync(command, async (reader, rct) => !await reader.ReadAsync(rct) ? null : new BlockedKey
         {
             SpkiSha256 = spkiSha256,
             KeyAlgorithm = reader.GetString(0),
@@ -226,7 +234,7 @@ public static class DirectSql
             BlockedBy = reader.GetString(2),
             Source = reader.GetString(3),
             Comment = reader.IsDBNull(4) ? null : reader.GetString(4),
-        };
+        }, ct);
     }
 
     public static Task InsertBlockedKeyAsync(CertPortalDbContext db, BlockedKey k, CancellationToken ct)
@@ -255,12 +263,19 @@ public static class DirectSql
     /// the cache needs to recognise its own change when its poll reads it.</summary>
     public static async Task<long> InsertCertificateChangeAsync(CertPortalDbContext db, CertificateChange c, CancellationToken ct)
     {
-        await using var command = Command(db, "INSERT INTO \"CertificateChanges\" (\"Email\", \"At\") VALUES (@email, @at) RETURNING \"Id\"", out var sqlite);
+        var command = Command(db, "INSERT INTO \"CertificateChanges\" (\"Email\", \"At\") VALUES (@email, @at) RETURNING \"Id\"", out var sqlite);
         Add(command, "email", c.Email);
         Add(command, "at", Time(c.At, sqlite));
-        return Convert.ToInt64(await command.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture);
+        return await ReadAsync(command, async (reader, rct) =>
+        {
+            await reader.ReadAsync(rct);
+            return reader.GetInt64(0);
+        }, ct);
     }
 
+    /// <summary>A command on the context's connection and transaction. Run it only through <see cref="ExecuteAsync"/>,
+    /// <see cref="CountAsync"/> or <see cref="ReadAsync"/>: in the writer on PostgreSQL they send the held-back commands
+    /// first, where the command's own Execute* would overtake them (a read before the lock it depends on).</summary>
     private static DbCommand Command(CertPortalDbContext db, string sql, out bool sqlite)
     {
         var connection = db.Database.GetDbConnection();
@@ -271,9 +286,204 @@ public static class DirectSql
         return command;
     }
 
-    private static async Task ExecuteAsync(DbCommand command, CancellationToken ct)
+    /// <summary>A transaction-scoped PostgreSQL advisory lock (see <see cref="DatabaseLocks.LockNamedAsync"/>), as a plain
+    /// command: held back with the writer's other unanswered commands, and without EF Core's SQL generation.</summary>
+    internal static async Task LockNamedAsync(CertPortalDbContext db, string key, CancellationToken ct)
     {
-        await using (command) await command.ExecuteNonQueryAsync(ct);
+        await db.Database.OpenConnectionAsync(ct);
+        try
+        {
+            var command = Command(db, "SELECT pg_advisory_xact_lock(hashtext(@key))", out _);
+            Add(command, "key", key);
+            await ExecuteAsync(command, ct, returnsRows: true);
+        }
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
+    }
+
+    /// <summary>Locks a certificate row until the transaction ends (see <see cref="DatabaseLocks.LockCertificateAsync"/>).</summary>
+    internal static async Task LockCertificateAsync(CertPortalDbContext db, string serialNumber, CancellationToken ct)
+    {
+        await db.Database.OpenConnectionAsync(ct);
+        try
+        {
+            var command = Command(db, "SELECT 1 FROM \"Certificates\" WHERE \"SerialNumber\" = @serial FOR UPDATE", out _);
+            Add(command, "serial", serialNumber);
+            await ExecuteAsync(command, ct, returnsRows: true);
+        }
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
+    }
+
+    /// <summary>The writer's transaction on PostgreSQL: from now on, commands whose answer is not read are held back and
+    /// sent with the next command that needs one (see the class summary). No-op on SQLite, where a command is a function
+    /// call. Ends with <see cref="EndDeferring"/>; call <see cref="FlushAsync(CertPortalDbContext, CancellationToken)"/> before committing.</summary>
+    public static void BeginDeferring(CertPortalDbContext db)
+    {
+        if (db.Database.GetDbConnection() is not NpgsqlConnection connection ||
+            db.Database.CurrentTransaction?.GetDbTransaction() is not NpgsqlTransaction tx) return;
+        // Without the interceptor EF Core's commands would overtake the held-back ones (a read before its lock).
+        var interceptors = db.GetService<IDbContextOptions>().FindExtension<CoreOptionsExtension>()?.Interceptors;
+        if (interceptors is null || !interceptors.Contains(FlushBeforeEfCommands)) return;
+        Deferrals.AddOrUpdate(connection, new Deferred(tx));
+    }
+
+    /// <summary>Stops holding commands back on this context's connection; what is still held is dropped (the transaction
+    /// was rolled back, or everything was flushed before the commit).</summary>
+    public static void EndDeferring(CertPortalDbContext db) => Deferrals.Remove(db.Database.GetDbConnection());
+
+    /// <summary>Sends the commands held back on this connection, if any, in one round trip.</summary>
+    public static async Task FlushAsync(DbConnection connection, CancellationToken ct)
+    {
+        if (Take(connection, null, out _) is { } batch)
+            await using (batch) await batch.ExecuteNonQueryAsync(ct);
+    }
+
+    public static Task FlushAsync(CertPortalDbContext db, CancellationToken ct) => FlushAsync(db.Database.GetDbConnection(), ct);
+
+    private static void Flush(DbConnection connection)
+    {
+        if (Take(connection, null, out _) is { } batch)
+            using (batch) batch.ExecuteNonQuery();
+    }
+
+    /// <summary>Flushes held-back commands before EF Core sends one of its own on that connection, so EF Core's reads and
+    /// writes (change-log rows, revocations, the saves of a group) come after them, as they were issued.</summary>
+    public static readonly IInterceptor FlushBeforeEfCommands = new FlushInterceptor();
+
+    private sealed class Deferred(NpgsqlTransaction transaction)
+    {
+        public NpgsqlTransaction Transaction { get; } = transaction;
+        public List<NpgsqlBatchCommand> Commands { get; } = [];
+        /// <summary>Held-back statements that return rows (locks are SELECTs): result sets ahead of a read's own.</summary>
+        public int RowSets { get; set; }
+    }
+
+    private static readonly ConditionalWeakTable<DbConnection, Deferred> Deferrals = [];
+
+    /// <summary>The held-back commands (and <paramref name="last"/>) as one batch, or null when there is nothing to send.</summary>
+    private static NpgsqlBatch? Take(DbConnection connection, DbCommand? last, out int rowSetsBefore)
+    {
+        rowSetsBefore = 0;
+        // Nothing held back: the command goes alone, as a plain command.
+        if (!Deferrals.TryGetValue(connection, out var held) || held.Commands.Count == 0) return null;
+        if (last is not null && last.Transaction != held.Transaction) return null;
+        var batch = new NpgsqlBatch((NpgsqlConnection)connection, held.Transaction);
+        foreach (var c in held.Commands) batch.BatchCommands.Add(c);
+        if (last is not null) batch.BatchCommands.Add(ToBatchCommand(last));
+        rowSetsBefore = held.RowSets;
+        held.Commands.Clear();
+        held.RowSets = 0;
+        return batch;
+    }
+
+    private static NpgsqlBatchCommand ToBatchCommand(DbCommand command)
+    {
+        var batched = new NpgsqlBatchCommand(command.CommandText);
+        // A parameter belongs to one collection: take them off the command first.
+        var parameters = command.Parameters.Cast<NpgsqlParameter>().ToList();
+        command.Parameters.Clear();
+        batched.Parameters.AddRange(parameters.ToArray());
+        return batched;
+    }
+
+    /// <summary>Runs a command whose answer is not read: held back inside the writer's transaction on PostgreSQL,
+    /// else executed now.</summary>
+    private static async Task ExecuteAsync(DbCommand command, CancellationToken ct, bool returnsRows = false)
+    {
+        await using (command)
+        {
+            if (command.Connection is { } connection && Deferrals.TryGetValue(connection, out var held) && command.Transaction == held.Transaction)
+            {
+                held.Commands.Add(ToBatchCommand(command));
+                if (returnsRows) held.RowSets++;
+                return;
+            }
+            await command.ExecuteNonQueryAsync(ct);
+        }
+    }
+
+    /// <summary>Rows affected by <paramref name="command"/>, sent with whatever was held back before it.</summary>
+    private static async Task<int> CountAsync(DbCommand command, CancellationToken ct)
+    {
+        await using (command)
+        {
+            if (Take(command.Connection!, command, out _) is { } batch)
+            {
+                await using (batch)
+                {
+                    await batch.ExecuteNonQueryAsync(ct);
+                    return batch.BatchCommands[^1].RecordsAffected;
+                }
+            }
+            return await command.ExecuteNonQueryAsync(ct);
+        }
+    }
+
+    /// <summary>Reads <paramref name="command"/>'s rows with <paramref name="read"/>, sent with whatever was held back before it.</summary>
+    private static async Task<T> ReadAsync<T>(DbCommand command, Func<DbDataReader, CancellationToken, Task<T>> read, CancellationToken ct)
+    {
+        await using (command)
+        {
+            if (Take(command.Connection!, command, out var skip) is { } batch)
+            {
+                await using (batch)
+                {
+                    await using var batched = await batch.ExecuteReaderAsync(ct);
+                    // Statements without rows (inserts) have no result set; held-back locks have one each.
+                    for (var i = 0; i < skip; i++) await batched.NextResultAsync(ct);
+                    return await read(batched, ct);
+                }
+            }
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            return await read(reader, ct);
+        }
+    }
+
+    private sealed class FlushInterceptor : DbCommandInterceptor
+    {
+        public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
+        {
+            Flush(command.Connection!);
+            return result;
+        }
+
+        public override InterceptionResult<int> NonQueryExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<int> result)
+        {
+            Flush(command.Connection!);
+            return result;
+        }
+
+        public override InterceptionResult<object> ScalarExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<object> result)
+        {
+            Flush(command.Connection!);
+            return result;
+        }
+
+        public override async ValueTask<InterceptionResult<DbDataReader>> ReaderExecutingAsync(DbCommand command, CommandEventData eventData,
+            InterceptionResult<DbDataReader> result, CancellationToken cancellationToken = default)
+        {
+            await FlushAsync(command.Connection!, cancellationToken);
+            return result;
+        }
+
+        public override async ValueTask<InterceptionResult<int>> NonQueryExecutingAsync(DbCommand command, CommandEventData eventData,
+            InterceptionResult<int> result, CancellationToken cancellationToken = default)
+        {
+            await FlushAsync(command.Connection!, cancellationToken);
+            return result;
+        }
+
+        public override async ValueTask<InterceptionResult<object>> ScalarExecutingAsync(DbCommand command, CommandEventData eventData,
+            InterceptionResult<object> result, CancellationToken cancellationToken = default)
+        {
+            await FlushAsync(command.Connection!, cancellationToken);
+            return result;
+        }
     }
 
     private static void Add(DbCommand command, string name, object? value)

@@ -1,0 +1,152 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using CertPortal.Data;
+using CertPortal.Enrollment;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+
+namespace CertPortal.Tests.Postgres;
+
+/// <summary>The group writer on PostgreSQL sends what nobody reads the answer of (inserts, locks) with the next command
+/// that needs one: a group of writes costs a few round trips, not several per write, and still behaves as if each
+/// command had gone alone.</summary>
+public sealed class PostgresWriterTests(PostgresApp app) : IClassFixture<PostgresApp>
+{
+    [Fact]
+    public async Task A_group_of_token_creations_goes_to_postgresql_in_one_batch_and_later_reads_in_the_group_see_it()
+    {
+        var writer = app.Service<GroupCommitWriter>();
+        var marker = Guid.NewGuid().ToString("N")[..8];
+        await using var commands = new NpgsqlCommands(Database());
+
+        // Hold the writer in a unit of its own, queue 64 token creations and a read behind it: they form one group.
+        var (started, release, gate) = Gate(writer);
+        await started;
+        var scopes = new List<AsyncServiceScope>();
+        var creations = Enumerable.Range(0, 64).Select(i =>
+        {
+            var scope = app.Services.CreateAsyncScope();
+            scopes.Add(scope);
+            return scope.ServiceProvider.GetRequiredService<EnrollmentTokens>()
+                .CreateAsync(new CreateTokenRequest($"batch{i}.{marker}@example.test", "Batch", "signing", 24), "test", CancellationToken.None);
+        }).ToList();
+        // An EF Core read in the same transaction, after the inserts were queued: it must see all of them.
+        var seen = writer.WriteAsync((db, ct) => db.EnrollmentTokens.CountAsync(t => t.Email.EndsWith($".{marker}@example.test"), ct));
+        var commitsBefore = writer.Commits;
+        release();
+        await gate;
+        var created = await Task.WhenAll(creations);
+        Assert.Equal(64, await seen);
+        Assert.Equal(2, writer.Commits - commitsBefore); // the gate's group, then one for the 65 writes
+        foreach (var scope in scopes) await scope.DisposeAsync();
+
+        Assert.Equal(64, created.Select(c => c.Value!.Id).Distinct().Count());
+        await using (var scope = app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            Assert.Equal(64, await db.EnrollmentTokens.CountAsync(t => t.Email.EndsWith($".{marker}@example.test")));
+            Assert.Equal(64, await db.AuditEvents.CountAsync(a => a.Action == "token.created" && a.Details!.Contains(marker)));
+        }
+        // 128 inserts went out in at most two batches (one before the EF Core read, one before the commit), not one each.
+        var inserts = commands.Texts.Count(t => t.Contains("INSERT INTO \"EnrollmentTokens\"", StringComparison.Ordinal));
+        Assert.InRange(inserts, 1, 2);
+    }
+
+    [Fact]
+    public async Task A_held_back_insert_that_fails_fails_only_its_own_write_and_nothing_of_it_is_stored()
+    {
+        var writer = app.Service<GroupCommitWriter>();
+        var marker = Guid.NewGuid().ToString("N")[..8];
+        // PostgreSQL itself refuses the audit row of one token creation; the error arrives with a later batch.
+        await ExecuteAsync($"""
+            CREATE FUNCTION refuse_{marker}() RETURNS trigger AS $$ BEGIN
+              IF NEW."Details" LIKE '%poison.{marker}%' THEN RAISE EXCEPTION 'poisoned audit row {marker}'; END IF; RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER refuse_{marker} BEFORE INSERT ON "AuditEvents" FOR EACH ROW EXECUTE FUNCTION refuse_{marker}();
+            """);
+        try
+        {
+            var (started, release, gate) = Gate(writer);
+            await started;
+            var scopes = new List<AsyncServiceScope>();
+            var emails = Enumerable.Range(0, 20).Select(i => i == 7 ? $"poison.{marker}@example.test" : $"fine{i}.{marker}@example.test").ToList();
+            var creations = emails.Select(email =>
+            {
+                var scope = app.Services.CreateAsyncScope();
+                scopes.Add(scope);
+                return scope.ServiceProvider.GetRequiredService<EnrollmentTokens>()
+                    .CreateAsync(new CreateTokenRequest(email, "", "signing", 24), "test", CancellationToken.None);
+            }).ToList();
+            release();
+            await gate;
+
+            var refused = await Assert.ThrowsAnyAsync<Exception>(() => creations[7]);
+            Assert.Contains($"poisoned audit row {marker}", refused.ToString(), StringComparison.Ordinal);
+            for (var i = 0; i < creations.Count; i++)
+                if (i != 7) Assert.Equal(emails[i], (await creations[i]).Value!.Email);
+            foreach (var scope in scopes) await scope.DisposeAsync();
+
+            await using var check = app.Services.CreateAsyncScope();
+            var db = check.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            var stored = await db.EnrollmentTokens.Where(t => t.Email.EndsWith($".{marker}@example.test")).Select(t => t.Email).ToListAsync();
+            Assert.Equal(emails.Where((_, i) => i != 7).Order(), stored.Order());
+            Assert.Equal(19, await db.AuditEvents.CountAsync(a => a.Action == "token.created" && a.Details!.Contains(marker)));
+        }
+        finally
+        {
+            await ExecuteAsync($"DROP TRIGGER refuse_{marker} ON \"AuditEvents\"; DROP FUNCTION refuse_{marker}();");
+        }
+    }
+
+    /// <summary>A unit that holds the writer until released, so the writes queued meanwhile form the next group.</summary>
+    private static (Task Started, Action Release, Task Done) Gate(GroupCommitWriter writer)
+    {
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var done = writer.WriteAsync(async (_, _) =>
+        {
+            started.TrySetResult();
+            await release.Task;
+            return true;
+        });
+        return (started.Task, () => release.TrySetResult(), done);
+    }
+
+    private string Database() => new NpgsqlConnectionStringBuilder(app.Service<CertPortalOptions>().Database.ConnectionString).Database!;
+
+    private async Task ExecuteAsync(string sql)
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().Database.ExecuteSqlRawAsync(sql);
+    }
+
+    /// <summary>The text of every command or batch Npgsql sends to one database while it lives (Npgsql's ActivitySource:
+    /// one activity per command or batch).</summary>
+    private sealed class NpgsqlCommands : IAsyncDisposable
+    {
+        private readonly ActivityListener _listener;
+        public ConcurrentQueue<string> Texts { get; } = new();
+
+        public NpgsqlCommands(string database)
+        {
+            _listener = new ActivityListener
+            {
+                ShouldListenTo = s => s.Name == "Npgsql",
+                Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllData,
+                ActivityStopped = a =>
+                {
+                    var values = a.TagObjects.Select(t => t.Value as string).OfType<string>().ToList();
+                    if (values.Any(v => v.Contains(database, StringComparison.Ordinal))) Texts.Enqueue(string.Join('\n', values));
+                },
+            };
+            ActivitySource.AddActivityListener(_listener);
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            _listener.Dispose();
+            return ValueTask.CompletedTask;
+        }
+    }
+}
