@@ -21,6 +21,7 @@ public static class WebUi
         // Secure whenever the request is https (directly or through a configured proxy), like the session cookie.
         services.AddMemoryCache();
         services.AddSingleton<ConsoleSessions>();
+        services.AddSingleton<ApiKeyAccounts>();
         services.AddAntiforgery(o => o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest);
         return services.AddAuthentication(SmartScheme)
             .AddPolicyScheme(SmartScheme, "API key or cookie", o =>

@@ -23,7 +23,7 @@ public sealed record AccountView(Guid Id, string Name, string DisplayName, strin
 /// <summary>Administrator, auditor and key-recovery-agent accounts. API keys carry 256 random bits,
 /// so they are stored as SHA-256 and looked up by that hash: the lookup compares hashes of a secret
 /// nobody can guess, which leaks nothing through timing.</summary>
-public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time, ConsoleSessions sessions)
+public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time, ConsoleSessions sessions, ApiKeyAccounts apiKeys)
 {
     public const string ApiKeyPrefix = "cpk_";
     public static readonly string[] AllRoles = [Roles.Administrator, Roles.Auditor, Roles.RecoveryAgent];
@@ -100,6 +100,7 @@ public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time, 
             AuditLog.Record(db, account.DisabledAt.Value, actor, AuditActions.AccountDisabled, $"account:{account.Id}", new { account.Name });
             await db.SaveChangesAsync(ct);
             sessions.Forget(account.Id);
+            apiKeys.Forget(account);
         }
         return AccountView.From(account);
     }
@@ -118,15 +119,14 @@ public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time, 
             AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.AccountRoleChanged, $"account:{account.Id}", new { account.Name, previous, role });
             await db.SaveChangesAsync(ct);
             sessions.Forget(account.Id);
+            apiKeys.Forget(account);
         }
         return AccountView.From(account);
     }
 
-    public Task<Account?> FindByApiKeyAsync(string apiKey, CancellationToken ct)
-    {
-        var hash = HashApiKey(apiKey);
-        return db.Accounts.AsNoTracking().FirstOrDefaultAsync(a => a.ApiKeyHash == hash && a.DisabledAt == null, ct);
-    }
+    /// <summary>The enabled account with this API key hash (see <see cref="ApiKeyAccounts"/>, which remembers it).</summary>
+    public Task<Account?> FindByApiKeyHashAsync(byte[] hash, CancellationToken ct) =>
+        db.Accounts.AsNoTracking().FirstOrDefaultAsync(a => a.ApiKeyHash == hash && a.DisabledAt == null, ct);
 
     /// <summary>The account when the password is right and the account enabled. Unknown names cost
     /// the same PBKDF2 work, so response time does not reveal which names exist.</summary>

@@ -60,8 +60,8 @@ public sealed class ApiKeyAuthenticationHandler(
         }
         if (presented.StartsWith(Accounts.ApiKeyPrefix, StringComparison.Ordinal))
         {
-            var accounts = Context.RequestServices.GetRequiredService<Accounts>();
-            if (await accounts.FindByApiKeyAsync(presented, Context.RequestAborted) is { } account)
+            var known = Context.RequestServices.GetRequiredService<ApiKeyAccounts>();
+            if (await known.FindAsync(presented, Context.RequestServices, Context.RequestAborted) is { } account)
                 return AuthenticateResult.Success(new AuthenticationTicket(Accounts.PrincipalFor(account, SchemeName), SchemeName));
         }
         return AuthenticateResult.Fail("invalid API key");

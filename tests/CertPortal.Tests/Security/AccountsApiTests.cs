@@ -60,6 +60,38 @@ public sealed class AccountsApiTests(CertPortalApp app) : IClassFixture<CertPort
         Assert.Contains("account.created", audit);
     }
 
+    [Fact]
+    public async Task Role_change_applies_to_the_account_key_at_its_next_request()
+    {
+        var (id, client) = await app.CreateAccountAsync("demoted-" + Guid.NewGuid().ToString("N")[..8], Roles.Administrator);
+        // The key has been used (and its account remembered) before the change.
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/accounts")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await app.Admin.PutAsJsonAsync($"/api/v1/accounts/{id}/role", new { role = Roles.Auditor })).StatusCode);
+        await Http.AssertProblem(await client.GetAsync("/api/v1/accounts"), HttpStatusCode.Forbidden);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/audit")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Account_disabled_outside_this_node_loses_its_key_within_the_cache_time()
+    {
+        var (id, client) = await app.CreateAccountAsync("elsewhere-" + Guid.NewGuid().ToString("N")[..8], Roles.Administrator);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/accounts")).StatusCode);
+        // As another node (or the accounts command) would: straight into the shared database, nothing evicted here.
+        using (var scope = app.Services.CreateScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            var account = await db.Accounts.SingleAsync(a => a.Id == id);
+            account.DisabledAt = DateTimeOffset.UtcNow;
+            await db.SaveChangesAsync();
+        }
+        var changed = System.Diagnostics.Stopwatch.StartNew();
+        HttpStatusCode status;
+        while ((status = (await client.GetAsync("/api/v1/accounts")).StatusCode) == HttpStatusCode.OK && changed.Elapsed < TimeSpan.FromSeconds(30))
+            await Task.Delay(200);
+        Assert.Equal(HttpStatusCode.Unauthorized, status);
+        Assert.True(changed.Elapsed < ApiKeyAccounts.CacheFor + TimeSpan.FromSeconds(2), $"the disabled key worked for {changed.Elapsed}");
+    }
+
     [Theory]
     [InlineData("""{"name":"","role":"administrator"}""", "name")]
     [InlineData("""{"name":"Bad Name!","role":"administrator"}""", "name")]
