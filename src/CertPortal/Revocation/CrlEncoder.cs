@@ -1,4 +1,6 @@
 using System.Formats.Asn1;
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using CertPortal.Authority;
 
@@ -7,14 +9,26 @@ namespace CertPortal.Revocation;
 /// <summary>One revoked certificate: serial (big-endian INTEGER content bytes), time, reason (null: omitted).</summary>
 public readonly record struct CrlEntry(byte[] SerialNumber, DateTimeOffset RevokedAt, X509RevocationReason? Reason);
 
-/// <summary>The revokedCertificates of a CRL being built, as DER in one growing buffer: adding an entry allocates
-/// nothing (a million entries are 46 MB; an object each would be more than the CRL).</summary>
+/// <summary>The revokedCertificates of a CRL being built, as DER in one buffer: adding an entry allocates nothing (a
+/// million entries are 46 MB; an object each would be more than the CRL). Sized from the expected count, the buffer
+/// is not copied as it fills.</summary>
 public sealed class CrlEntries
 {
+    /// <summary>What an entry takes with a 16-byte serial and a reasonCode (SerialNumber.New), for sizing.</summary>
+    internal const int TypicalEntryBytes = 49;
+
     private byte[] _buffer;
     private int _length;
+    // The last revocation time written, whole seconds, and its encoding: mass revocations share their seconds.
+    private long _timeSecond = long.MinValue;
+    private readonly byte[] _time = new byte[17];
+    private int _timeLength;
 
-    public CrlEntries(int capacity = 4096) => _buffer = new byte[Math.Max(capacity, 64)];
+    public CrlEntries(int capacity = 4096) => _buffer = GC.AllocateUninitializedArray<byte>(Math.Max(capacity, 64));
+
+    /// <summary>Room for about <paramref name="entries"/> typical entries (and some more), so the buffer need not grow.</summary>
+    public static CrlEntries ForAbout(int entries) =>
+        new((int)Math.Min(Array.MaxLength, (long)Math.Max(entries, 0) * TypicalEntryBytes * 11 / 10 + 4096));
 
     public int Count { get; private set; }
 
@@ -23,15 +37,21 @@ public sealed class CrlEntries
 
     /// <param name="serialNumber">The INTEGER's content bytes (two's complement, minimal, as in the certificate).</param>
     /// <param name="reason">Null: no reasonCode (S/MIME BR 7.2.2: omitted rather than "unspecified").</param>
+    // Called a million times from one loop: optimised at once rather than first run as tier-0 code (RevokedCertificates).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Add(ReadOnlySpan<byte> serialNumber, DateTimeOffset revokedAt, X509RevocationReason? reason)
     {
         if (serialNumber.IsEmpty || serialNumber.Length > 64 ||
             (serialNumber.Length > 1 && ((serialNumber[0] == 0 && serialNumber[1] < 0x80) || (serialNumber[0] == 0xFF && serialNumber[1] >= 0x80))))
             throw new ArgumentException("A serial number must be a minimally encoded INTEGER of at most 64 bytes.", nameof(serialNumber));
-        var generalized = CrlEncoder.IsGeneralizedTime(revokedAt);
-        var time = generalized ? 15 : 13;
-        var content = 2 + serialNumber.Length + 2 + time + (reason is null ? 0 : CrlEncoder.ReasonExtensions.Length + 1);
-        if (_length + 2 + content > _buffer.Length) Array.Resize(ref _buffer, Math.Max(_buffer.Length * 2, _length + 2 + content));
+        var second = revokedAt.UtcTicks / TimeSpan.TicksPerSecond;
+        if (second != _timeSecond)
+        {
+            _timeLength = CrlEncoder.WriteTime(_time, revokedAt, CrlEncoder.IsGeneralizedTime(revokedAt));
+            _timeSecond = second;
+        }
+        var content = 2 + serialNumber.Length + _timeLength + (reason is null ? 0 : CrlEncoder.ReasonExtensions.Length + 1);
+        if (_length + 2 + content > _buffer.Length) Grow(2 + content);
         var to = _buffer.AsSpan(_length, 2 + content);
         to[0] = 0x30; // content < 128: short-form lengths throughout
         to[1] = (byte)content;
@@ -39,7 +59,8 @@ public sealed class CrlEntries
         to[3] = (byte)serialNumber.Length;
         serialNumber.CopyTo(to[4..]);
         var at = 4 + serialNumber.Length;
-        at += CrlEncoder.WriteTime(to[at..], revokedAt, generalized);
+        _time.AsSpan(0, _timeLength).CopyTo(to[at..]);
+        at += _timeLength;
         if (reason is { } r)
         {
             CrlEncoder.ReasonExtensions.CopyTo(to[at..]);
@@ -47,6 +68,13 @@ public sealed class CrlEntries
         }
         _length += 2 + content;
         Count++;
+    }
+
+    private void Grow(int needed)
+    {
+        var bigger = GC.AllocateUninitializedArray<byte>((int)Math.Min(Array.MaxLength, Math.Max((long)_buffer.Length * 2, (long)_length + needed)));
+        _buffer.AsSpan(0, _length).CopyTo(bigger);
+        _buffer = bigger;
     }
 }
 
@@ -78,8 +106,17 @@ public static class CrlEncoder
 
     /// <inheritdoc cref="Build(CertificateAuthority, long, DateTimeOffset, DateTimeOffset, IReadOnlyCollection{CrlEntry}, long?, string?)"/>
     public static byte[] Build(CertificateAuthority ca, long crlNumber, DateTimeOffset thisUpdate, DateTimeOffset nextUpdate,
-        CrlEntries entries, long? deltaOf = null, string? freshestCrlUrl = null)
+        CrlEntries entries, long? deltaOf = null, string? freshestCrlUrl = null) =>
+        BuildFromParts(ca, crlNumber, thisUpdate, nextUpdate, [entries], deltaOf, freshestCrlUrl);
+
+    /// <summary>The CRL of the entries of <paramref name="parts"/>, in that order (each part in serial order, every
+    /// serial of a part before those of the next: what the CRL signer reads in parallel). The TBSCertList is hashed
+    /// piece by piece where it lies and the signed CRL written once, in one array of its exact size: the entries are
+    /// copied once, however many there are.</summary>
+    public static byte[] BuildFromParts(CertificateAuthority ca, long crlNumber, DateTimeOffset thisUpdate, DateTimeOffset nextUpdate,
+        IReadOnlyList<CrlEntries> parts, long? deltaOf = null, string? freshestCrlUrl = null)
     {
+        if (ca.HashAlgorithm != HashAlgorithmName.SHA256) throw new NotSupportedException("CRLs are signed with SHA-256.");
         var algorithm = ca.SignatureGenerator.GetSignatureAlgorithmIdentifier(ca.HashAlgorithm);
         // TBSCertList up to revokedCertificates, and after it: small, written with AsnWriter.
         var head = new AsnWriter(AsnEncodingRules.DER);
@@ -104,31 +141,50 @@ public static class CrlEncoder
         }
         var headBytes = head.Encode();
         var tailBytes = tail.Encode();
-        var list = entries.Content;
+        long listContent = 0;
+        foreach (var part in parts) listContent += part.Content.Length;
         // revokedCertificates is omitted when empty (RFC 5280 §5.1.2.6), not written as an empty SEQUENCE.
-        var listLength = list.Length == 0 ? 0 : 1 + LengthOfLength(list.Length) + list.Length;
-        var tbsContent = headBytes.Length + listLength + tailBytes.Length;
-        var tbs = new byte[1 + LengthOfLength(tbsContent) + tbsContent];
-        var at = WriteHeader(tbs, 0x30, tbsContent);
-        headBytes.CopyTo(tbs, at);
-        at += headBytes.Length;
-        if (list.Length > 0)
-        {
-            at += WriteHeader(tbs.AsSpan(at), 0x30, list.Length);
-            list.CopyTo(tbs.AsSpan(at));
-            at += list.Length;
-        }
-        tailBytes.CopyTo(tbs, at);
-        var signature = ca.SignatureGenerator.SignData(tbs, ca.HashAlgorithm);
+        var listHeader = new byte[6];
+        var listHeaderLength = listContent == 0 ? 0 : WriteHeader(listHeader, 0x30, Checked(listContent));
+        var tbsContent = Checked(headBytes.Length + listHeaderLength + listContent + tailBytes.Length);
+        var tbsHeader = new byte[6];
+        var tbsHeaderLength = WriteHeader(tbsHeader, 0x30, tbsContent);
 
-        var crl = new AsnWriter(AsnEncodingRules.DER, initialCapacity: tbs.Length + signature.Length + 64);
-        using (crl.PushSequence())
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        hash.AppendData(tbsHeader, 0, tbsHeaderLength);
+        hash.AppendData(headBytes);
+        hash.AppendData(listHeader, 0, listHeaderLength);
+        foreach (var part in parts) hash.AppendData(part.Content);
+        hash.AppendData(tailBytes);
+        var signature = ca.SignSha256Hash(hash.GetHashAndReset());
+
+        // Certificate-like outer SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue BIT STRING (no unused bits) }.
+        var bitString = 1 + signature.Length;
+        var crlContent = Checked((long)tbsHeaderLength + tbsContent + algorithm.Length + 1 + LengthOfLength(bitString) + bitString);
+        // Every byte is written below: no need to clear 46 MB first.
+        var crl = GC.AllocateUninitializedArray<byte>(Checked(1L + LengthOfLength(crlContent) + crlContent));
+        var to = crl.AsSpan();
+        var at = WriteHeader(to, 0x30, crlContent);
+        at += Put(to[at..], tbsHeader.AsSpan(0, tbsHeaderLength));
+        at += Put(to[at..], headBytes);
+        at += Put(to[at..], listHeader.AsSpan(0, listHeaderLength));
+        foreach (var part in parts) at += Put(to[at..], part.Content);
+        at += Put(to[at..], tailBytes);
+        at += Put(to[at..], algorithm);
+        at += WriteHeader(to[at..], 0x03, bitString);
+        to[at++] = 0; // unused bits
+        at += Put(to[at..], signature);
+        if (at != crl.Length) throw new InvalidOperationException("CRL length miscounted.");
+        return crl;
+
+        static int Put(Span<byte> to, ReadOnlySpan<byte> bytes)
         {
-            crl.WriteEncodedValue(tbs);
-            crl.WriteEncodedValue(algorithm);
-            crl.WriteBitString(signature);
+            bytes.CopyTo(to);
+            return bytes.Length;
         }
-        return crl.Encode();
+
+        static int Checked(long length) => length <= Array.MaxLength - 16
+            ? (int)length : throw new InvalidOperationException("The CRL would be larger than an array can hold.");
     }
 
     /// <summary>The entries of a CRL, in the order the CRL lists them: serial (INTEGER content bytes) and reason (null:

@@ -3,7 +3,6 @@ using CertPortal.Auditing;
 using CertPortal.Authority;
 using CertPortal.Data;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.EntityFrameworkCore.Storage;
 
 namespace CertPortal.Revocation;
 
@@ -15,6 +14,10 @@ namespace CertPortal.Revocation;
 /// next second (at most one). The CRL replaces the previous one: only the latest is kept.</summary>
 public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimeProvider time, IEnumerable<ICertificateEvents> observers)
 {
+    /// <summary>Signs the next CRL of <paramref name="authority"/> into <paramref name="db"/>'s transaction. For a complete
+    /// CRL, call it before the transaction writes anything: a large one is read in parallel on connections of its own
+    /// (<see cref="RevokedCertificates.ReadPartsAsync"/>), which see what is committed. A delta CRL reads on the
+    /// transaction's connection (the publisher signs it after the complete CRL it updates, in one transaction).</summary>
     /// <param name="delta">Sign a delta CRL (RFC 5280 §5.2.4) against the latest complete CRL instead of a complete one:
     /// what was revoked, put on hold or had its reason changed since that CRL, and removeFromCRL for what left it
     /// (released from hold, or expired).</param>
@@ -52,76 +55,41 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
             deltaOf = complete.Number;
             baseDer = complete.Der;
         }
-        var entries = new CrlEntries(authority == CertificateAuthority.IssuingName && !delta ? 1 << 16 : 4096);
+        CrlEntries[] parts;
         // The root CA's CRL lists no subscriber certificates: its entries would be revoked issuing CAs.
-        if (authority == CertificateAuthority.IssuingName)
+        if (authority != CertificateAuthority.IssuingName)
         {
-            if (baseDer is null) await ReadRevokedAsync(db, now, entries.Add, ct);
-            else await DeltaEntriesAsync(db, now, baseDer, entries, thisUpdate, ct);
+            parts = [new CrlEntries()];
         }
+        else if (baseDer is not null)
+        {
+            parts = [new CrlEntries()];
+            await DeltaEntriesAsync(db, now, baseDer, parts[0], thisUpdate, ct);
+        }
+        else
+        {
+            // Buffers sized from the previous CRL, so they are not copied as they fill.
+            var expected = await Latest(db, authority, delta: false).Select(c => c.EntryCount).FirstOrDefaultAsync(ct);
+            var count = RevokedCertificates.Parts(db);
+            parts = [.. Enumerable.Range(0, count).Select(_ => CrlEntries.ForAbout(expected / count))];
+            await RevokedCertificates.ReadPartsAsync(db, now, count, part => parts[part].Add, ct);
+        }
+        var entryCount = parts.Sum(p => p.Count);
         var lifetime = authority == CertificateAuthority.RootName ? options.Crl.RootLifetime : options.Crl.Lifetime;
         var freshest = !delta && authority == CertificateAuthority.IssuingName && options.Crl.DeltasEnabled ? ca.Urls.IssuingDeltaCrl : null;
-        var der = CrlEncoder.Build(signer, number, thisUpdate, thisUpdate + lifetime, entries, deltaOf, freshest);
+        var der = CrlEncoder.BuildFromParts(signer, number, thisUpdate, thisUpdate + lifetime, parts, deltaOf, freshest);
         var record = new CrlRecord
         {
             Authority = authority, Number = number, DeltaOf = deltaOf, ThisUpdate = thisUpdate, NextUpdate = thisUpdate + lifetime,
-            EntryCount = entries.Count, Der = der,
+            EntryCount = entryCount, Der = der,
         };
         await db.Crls.Where(c => c.Authority == authority && c.Number < number && (c.DeltaOf != null) == delta).ExecuteDeleteAsync(ct);
         db.Crls.Add(record);
         AuditLog.Record(db, now, actor, AuditActions.CrlSigned, $"crl:{authority}:{record.Number}",
-            new { entries = entries.Count, record.NextUpdate, deltaOf });
+            new { entries = entryCount, record.NextUpdate, deltaOf });
         foreach (var o in observers) o.OnCrlSigned(db, record, now);
         return record;
     }
-
-    /// <summary>One revoked certificate as read: serial (INTEGER content bytes), revocation time, reason (null: none).</summary>
-    internal delegate void RevokedRow(ReadOnlySpan<byte> serialNumber, DateTimeOffset revokedAt, X509RevocationReason? reason);
-
-    /// <summary>Every revoked (or held) certificate that has not expired, in serial order, streamed from a data reader
-    /// over the partial index IX_Certificates_Revoked (serial, then what the CRL needs, so neither a sort nor a table
-    /// read): a million rows pass through without an object each, where EF Core materialised and sorted them (9.5 s
-    /// CPU, 788 MiB at a million entries). Entries stay until the certificate expires (RFC 5280 §3.3 allows removal
-    /// after that).</summary>
-    internal static async Task ReadRevokedAsync(CertPortalDbContext db, DateTimeOffset now, RevokedRow each, CancellationToken ct)
-    {
-        var certificates = db.Model.FindEntityType(typeof(IssuedCertificate))!;
-        await db.Database.OpenConnectionAsync(ct);
-        try
-        {
-            await using var command = db.Database.GetDbConnection().CreateCommand();
-            command.Transaction = db.Database.CurrentTransaction?.GetDbTransaction();
-            command.CommandTimeout = 600;
-            command.CommandText = RevokedQuery;
-            // The provider's own mapping writes the parameter (ticks on SQLite, timestamptz on PostgreSQL).
-            command.Parameters.Add(certificates.FindProperty(nameof(IssuedCertificate.NotAfter))!.GetRelationalTypeMapping()
-                .CreateParameter(command, "@now", now));
-            await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, ct);
-            var ticks = reader.GetFieldType(1) == typeof(long);
-            var serial = new byte[64];
-            while (await reader.ReadAsync(ct))
-            {
-                if (System.Buffers.OperationStatus.Done != Convert.FromHexString(reader.GetString(0), serial, out _, out var length))
-                    throw new InvalidOperationException("A certificate's serial number in the database is not hexadecimal.");
-                var revokedAt = ticks ? new DateTimeOffset(reader.GetInt64(1), TimeSpan.Zero)
-                    : new DateTimeOffset(reader.GetFieldValue<DateTime>(1).ToUniversalTime().Ticks, TimeSpan.Zero);
-                X509RevocationReason? reason = reader.IsDBNull(2) ? null : (X509RevocationReason)reader.GetInt32(2);
-                each(serial.AsSpan(0, length), revokedAt, reason);
-            }
-        }
-        finally
-        {
-            await db.Database.CloseConnectionAsync();
-        }
-    }
-
-    /// <summary>The reason as the CRL's reasonCode number, mapped in SQL so no string is read per row; S/MIME BR 7.2.2:
-    /// "unspecified" is omitted (NULL).</summary>
-    private static readonly string RevokedQuery =
-        "SELECT \"SerialNumber\", \"RevokedAt\", CASE \"RevocationReason\" " +
-        string.Concat(Enum.GetValues<RevocationReason>().Where(r => r != RevocationReason.Unspecified)
-            .Select(r => $"WHEN '{r}' THEN {(int)r} ")) +
-        "ELSE NULL END FROM \"Certificates\" WHERE \"RevokedAt\" IS NOT NULL AND \"NotAfter\" > @now ORDER BY \"SerialNumber\"";
 
     /// <summary>RFC 5280 §5.2.4: the delta lists every entry that is new or has another reason than in the base CRL, and
     /// removeFromCRL (§5.3.1) for every base entry that is gone: released from hold, or expired. Both lists are in serial
@@ -133,7 +101,7 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         var more = based.MoveNext();
         var previous = new byte[64];
         var previousLength = -1;
-        await ReadRevokedAsync(db, now, (serial, revokedAt, reason) =>
+        await RevokedCertificates.ReadAsync(db, now, (serial, revokedAt, reason) =>
         {
             // The merge needs the database's order to be the bytes' order. Serials are upper-case hexadecimal of one length,
             // which every collation sorts alike; a database that does not would otherwise make a wrong delta.
