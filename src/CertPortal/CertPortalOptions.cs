@@ -171,8 +171,12 @@ public sealed class EscrowOptions
 /// <summary>The recipient look-up's in-memory cache (section <c>CertPortal:Lookup</c>).</summary>
 public sealed class LookupOptions
 {
-    /// <summary>Mailboxes whose answers are kept in memory (about 2 KiB each per certificate); 0 turns the cache off.</summary>
+    /// <summary>Mailboxes whose answers are kept in memory; 0 turns the cache off.</summary>
     public int MaxMailboxes { get; set; } = 100_000;
+    /// <summary>Bytes the cached answers may take (certificates, JSON answers and their bookkeeping, about 2.5 KiB for a
+    /// mailbox with one EC certificate asked for one way, 4 KiB with RSA); the bound that decides the memory, since a
+    /// mailbox's size depends on its certificates. 0 turns the cache off.</summary>
+    public long MaxCacheBytes { get; set; } = 64L << 20;
     /// <summary>How often every node reads the changes made by all nodes: the usual bound on staleness across nodes.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(500);
     /// <summary>An answer is read again from the database at least this often, whatever happened.</summary>
@@ -279,6 +283,8 @@ public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOpti
 
         if (o.Lookup.MaxMailboxes is < 0 or > 10_000_000)
             errors.Add($"{p}:Lookup:MaxMailboxes must be between 0 (no cache) and 10000000.");
+        if (o.Lookup.MaxCacheBytes is < 0 or > 64L << 30)
+            errors.Add($"{p}:Lookup:MaxCacheBytes must be between 0 (no cache) and 68719476736 (64 GiB).");
         if (o.Lookup.PollInterval < TimeSpan.FromMilliseconds(50) || o.Lookup.PollInterval > TimeSpan.FromSeconds(60))
             errors.Add($"{p}:Lookup:PollInterval must be between 50 ms and 60 s.");
         if (o.Lookup.MaxStaleness < o.Lookup.PollInterval || o.Lookup.MaxStaleness > TimeSpan.FromHours(1))

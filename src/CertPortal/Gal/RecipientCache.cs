@@ -38,6 +38,8 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
     private long _epoch;
     private long _watermark;
     private long _loads;
+    // Under _gate: the bytes of the entries in _entries (Entry.Size), bounded by Lookup:MaxCacheBytes.
+    private long _bytes;
     private DateTimeOffset _lastPrune = DateTimeOffset.MinValue;
 
     /// <summary>Database reads made for look-ups (cache misses).</summary>
@@ -46,14 +48,43 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
     /// <summary>True once the change log is being followed; until then every look-up reads the database.</summary>
     public bool Watching => Volatile.Read(ref _epoch) != 0;
 
-    public sealed record Cert(string SerialNumber, CertificateProfileName Profile, DateTimeOffset NotBefore, DateTimeOffset NotAfter, string Pem);
+    /// <summary>Bytes the cache holds now, as counted against <c>Lookup:MaxCacheBytes</c>.</summary>
+    public long CachedBytes { get { lock (_gate) return _bytes; } }
 
-    private sealed class Entry(IReadOnlyList<Cert> certificates, DateTimeOffset validUntil)
+    /// <summary>The entries' sizes summed afresh: equal to <see cref="CachedBytes"/> unless the running count drifted.</summary>
+    internal long RecountBytes() { lock (_gate) return _entries.Values.Sum(e => e.Size); }
+
+    /// <summary>A certificate as the answers need it: its DER (PEM is made when an answer is rendered, at twice the
+    /// size as a UTF-16 string).</summary>
+    private sealed record Cert(string SerialNumber, CertificateProfileName Profile, DateTimeOffset NotBefore, DateTimeOffset NotAfter, byte[] Der);
+
+    /// <summary>What an entry costs besides its byte arrays: the objects, the dictionary node, the key and serial
+    /// strings (measured with a heap dump: 300-400 bytes for a mailbox with one certificate).</summary>
+    private const int EntryOverhead = 256;
+    private const int CertOverhead = 160;
+    private const int VariantOverhead = 64;
+
+    private sealed class Entry(string key, IReadOnlyList<Cert> certificates, DateTimeOffset validUntil)
     {
         public IReadOnlyList<Cert> Certificates { get; } = certificates;
         public DateTimeOffset ValidUntil { get; } = validUntil;
-        /// <summary>JSON answers by (mailbox as asked, usage); null: no valid certificate (404).</summary>
-        public ConcurrentDictionary<(string, CertificateUsage?), byte[]?> Rendered { get; } = new();
+        /// <summary>JSON answers by mailbox as asked and usage (bytes null: no valid certificate, 404); replaced, never
+        /// changed, under the cache's lock. A few at most: an array is smaller than a dictionary per mailbox.</summary>
+        public (string Mailbox, CertificateUsage? Usage, byte[]? Bytes)[] Rendered { get; set; } = [];
+        /// <summary>Counted against the cache's bound: the arrays, the strings and the objects around them.</summary>
+        public long Size { get; set; } = EntryOverhead + 2L * key.Length + certificates.Sum(c => CertOverhead + 2L * c.SerialNumber.Length + c.Der.Length);
+
+        public bool TryGet(string mailbox, CertificateUsage? usage, out byte[]? bytes)
+        {
+            foreach (var r in Rendered)
+                if (r.Usage == usage && string.Equals(r.Mailbox, mailbox, StringComparison.Ordinal))
+                {
+                    bytes = r.Bytes;
+                    return true;
+                }
+            bytes = null;
+            return false;
+        }
     }
 
     /// <summary>The JSON answer for a normalised mailbox and usage; null when it has no valid certificate for it.</summary>
@@ -63,10 +94,23 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
         var now = time.GetUtcNow();
         if (!_entries.TryGetValue(key, out var entry) || entry.ValidUntil <= now)
             entry = await LoadAsync(key, now, ct);
-        if (entry.Rendered.TryGetValue((mailbox, usage), out var bytes)) return bytes;
+        if (entry.TryGet(mailbox, usage, out var bytes)) return bytes;
         bytes = Render(entry, mailbox, usage, now);
-        // A few spellings per mailbox at most: varying the case of an address must not grow memory without bound.
-        if (entry.Rendered.Count < MaxRenderedVariants) entry.Rendered.TryAdd((mailbox, usage), bytes);
+        lock (_gate)
+        {
+            // Kept only while the entry is the cache's (not dropped or replaced meanwhile), so every byte counted is
+            // one the cache holds. A few spellings per mailbox at most: varying the case of an address must not grow
+            // memory without bound.
+            if (entry.Rendered.Length < MaxRenderedVariants && _entries.TryGetValue(key, out var kept) && ReferenceEquals(kept, entry) &&
+                !entry.TryGet(mailbox, usage, out _))
+            {
+                entry.Rendered = [.. entry.Rendered, (mailbox, usage, bytes)];
+                var size = VariantOverhead + 2L * mailbox.Length + (bytes?.Length ?? 0);
+                entry.Size += size;
+                _bytes += size;
+                if (_bytes > options.Lookup.MaxCacheBytes) EvictSome();
+            }
+        }
         return bytes;
     }
 
@@ -113,7 +157,8 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
         lock (_gate)
         {
             if (_epoch != 0) _epoch++;
-            foreach (var k in keys) _entries.TryRemove(k, out _);
+            foreach (var k in keys)
+                if (_entries.TryRemove(k, out var dropped)) _bytes -= dropped.Size;
         }
         MailboxesChanged?.Invoke(keys);
     }
@@ -133,7 +178,7 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
             .ToListAsync(ct);
 #pragma warning restore CA1862
         var certs = rows.OrderByDescending(c => c.NotBefore).ThenByDescending(c => c.IssuedAt)
-            .Select(c => new Cert(c.SerialNumber, c.Profile, c.NotBefore, c.NotAfter, Pem.Certificate(c.Der))).ToList();
+            .Select(c => new Cert(c.SerialNumber, c.Profile, c.NotBefore, c.NotAfter, c.Der)).ToList();
         // Valid until the answer would change by time alone: a certificate expires or becomes valid.
         var validUntil = now + options.Lookup.MaxStaleness;
         foreach (var c in certs)
@@ -141,28 +186,35 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
             if (c.NotAfter < validUntil) validUntil = c.NotAfter;
             if (c.NotBefore > now && c.NotBefore < validUntil) validUntil = c.NotBefore;
         }
-        var entry = new Entry(certs, validUntil);
-        if (options.Lookup.MaxMailboxes > 0)
+        var entry = new Entry(key, certs, validUntil);
+        if (options.Lookup.MaxMailboxes > 0 && options.Lookup.MaxCacheBytes > 0)
         {
             lock (_gate)
             {
                 // An invalidation while we read means our rows may predate the change: answer, but do not keep.
                 if (epoch != 0 && epoch == _epoch)
                 {
-                    if (_entries.Count >= options.Lookup.MaxMailboxes) EvictSome();
+                    if (_entries.TryGetValue(key, out var replaced)) _bytes -= replaced.Size;
                     _entries[key] = entry;
+                    _bytes += entry.Size;
+                    if (_entries.Count > options.Lookup.MaxMailboxes || _bytes > options.Lookup.MaxCacheBytes) EvictSome();
                 }
             }
         }
         return entry;
     }
 
-    /// <summary>Drops a tenth of the entries (whichever the dictionary yields first): cheap, and a dropped entry
-    /// costs one database read when it is next asked for.</summary>
+    /// <summary>Under _gate, when a bound is passed: drops entries (whichever the dictionary yields first) until a tenth
+    /// of each bound is free again. Cheap, and a dropped entry costs one database read when it is next asked for.</summary>
     private void EvictSome()
     {
-        var drop = Math.Max(1, options.Lookup.MaxMailboxes / 10);
-        foreach (var k in _entries.Keys.Take(drop).ToList()) _entries.TryRemove(k, out _);
+        var keepCount = options.Lookup.MaxMailboxes - Math.Max(1, options.Lookup.MaxMailboxes / 10);
+        var keepBytes = options.Lookup.MaxCacheBytes - options.Lookup.MaxCacheBytes / 10;
+        foreach (var (k, entry) in _entries)
+        {
+            if (_entries.Count <= keepCount && _bytes <= keepBytes) break;
+            if (_entries.TryRemove(k, out _)) _bytes -= entry.Size;
+        }
     }
 
     private static byte[]? Render(Entry entry, string mailbox, CertificateUsage? usage, DateTimeOffset now)
@@ -172,7 +224,7 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
         if (valid.Count == 0) return null;
         return JsonSerializer.SerializeToUtf8Bytes(new RecipientCertificates(mailbox, valid.Select(c => new RecipientCertificate(c.SerialNumber,
             usage is { } x ? Names.Of(x) : (c.Profile == CertificateProfileName.Dual ? "signing,encryption" : Names.Of(c.Profile)),
-            Names.Of(c.Profile), c.NotBefore, c.NotAfter, c.Pem)).ToList()), JsonSerializerOptions.Web);
+            Names.Of(c.Profile), c.NotBefore, c.NotAfter, Pem.Certificate(c.Der))).ToList()), JsonSerializerOptions.Web);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

@@ -22,8 +22,13 @@ public sealed class OcspOptions
     /// response after the status changed. Never beyond the response's nextUpdate.</summary>
     public TimeSpan HttpMaxAge { get; set; } = TimeSpan.FromMinutes(1);
 
-    /// <summary>Signed responses kept in memory (about 2 KiB each); 0 signs every response on request.</summary>
+    /// <summary>Signed responses kept in memory; 0 signs every response on request.</summary>
     public int MaxCachedResponses { get; set; } = 100_000;
+
+    /// <summary>Bytes the kept responses may take (each response with the responder's certificate, and its
+    /// bookkeeping: about 1.7 KiB with EC keys, 2.5 KiB with RSA-2048); the bound that decides the memory. 0 signs every
+    /// response on request.</summary>
+    public long MaxCacheBytes { get; set; } = 32L << 20;
 
     internal void Validate(string section, List<string> errors)
     {
@@ -41,5 +46,7 @@ public sealed class OcspOptions
             errors.Add($"{section}:HttpMaxAge must be between zero and one day.");
         if (MaxCachedResponses is < 0 or > 10_000_000)
             errors.Add($"{section}:MaxCachedResponses must be between 0 (no cache) and 10000000.");
+        if (MaxCacheBytes is < 0 or > 64L << 30)
+            errors.Add($"{section}:MaxCacheBytes must be between 0 (no cache) and 68719476736 (64 GiB).");
     }
 }

@@ -49,6 +49,8 @@ public sealed class OcspResponder : BackgroundService
     private readonly Dictionary<string, HashSet<Key>> _byMailbox = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _changedAt = new(StringComparer.Ordinal);
     private long _generation;
+    // Under _gate: the bytes of the responses in _entries (Entry.Size), bounded by Ocsp:MaxCacheBytes.
+    private long _bytes;
     private readonly CancellationTokenSource _stopping = new();
     private long _floor;
 
@@ -62,6 +64,9 @@ public sealed class OcspResponder : BackgroundService
         public OcspSigner Signer { get; } = signer;
         public OcspAnswer Http { get; } = new(der, thisUpdate, nextUpdate, "\"" + Convert.ToHexString(SHA256.HashData(der), 0, 16) + "\"");
         public DateTimeOffset ThisUpdate { get; } = thisUpdate;
+        /// <summary>Counted against Ocsp:MaxCacheBytes: the response, and about 800 bytes of objects around it (the
+        /// CertID's arrays, the key's strings, the entity tag, the dictionary nodes; measured with a heap dump).</summary>
+        public long Size => 800 + Http.Der.Length;
     }
 
     private sealed record IssuerHashes(string Authority, string HashAlgorithm, byte[] NameHash, byte[] KeyHash);
@@ -120,6 +125,9 @@ public sealed class OcspResponder : BackgroundService
     /// <summary>Signed responses held in memory now: at most <see cref="OcspOptions.MaxCachedResponses"/>.</summary>
     internal int CachedResponses => _entries.Count;
 
+    /// <summary>Bytes the cached responses take, as counted against <see cref="OcspOptions.MaxCacheBytes"/>.</summary>
+    internal long CachedBytes { get { lock (_gate) return _bytes; } }
+
     /// <summary>The cached response, or a new one (kept unless it is unknown or a change overlapped its read).</summary>
     private async ValueTask<Entry> EntryAsync(string authority, CertId id, CancellationToken ct)
     {
@@ -140,7 +148,8 @@ public sealed class OcspResponder : BackgroundService
         var signer = _signers.For(key.Authority);
         var der = OcspResponseEncoder.Build(signer, now, [(id, answer)], now, nextUpdate, null);
         var entry = new Entry(id, mailbox, answer, signer, der, now, nextUpdate);
-        if (answer.Status != OcspCertStatus.Unknown && _options.MaxCachedResponses > 0 && _changes.Watching) Keep(key, entry, generation);
+        if (answer.Status != OcspCertStatus.Unknown && _options.MaxCachedResponses > 0 && _options.MaxCacheBytes > 0 && _changes.Watching)
+            Keep(key, entry, generation);
         return entry;
     }
 
@@ -151,20 +160,29 @@ public sealed class OcspResponder : BackgroundService
             // A change to this mailbox since the read began (or one forgotten since): the read may predate it.
             if (generation < _floor) return;
             if (entry.Mailbox is not null && _changedAt.TryGetValue(entry.Mailbox, out var changed) && changed > generation) return;
-            if (_entries.Count >= _options.MaxCachedResponses && !_entries.ContainsKey(key)) EvictSome();
+            if (_entries.TryGetValue(key, out var replaced)) _bytes -= replaced.Size;
             _entries[key] = entry;
-            if (entry.Mailbox is null) return;
-            if (!_byMailbox.TryGetValue(entry.Mailbox, out var keys)) _byMailbox[entry.Mailbox] = keys = [];
-            keys.Add(key);
+            _bytes += entry.Size;
+            if (entry.Mailbox is not null)
+            {
+                if (!_byMailbox.TryGetValue(entry.Mailbox, out var keys)) _byMailbox[entry.Mailbox] = keys = [];
+                keys.Add(key);
+            }
+            if (_entries.Count > _options.MaxCachedResponses || _bytes > _options.MaxCacheBytes) EvictSome();
         }
     }
 
-    /// <summary>Drops a tenth (whichever the dictionary yields first); under _gate.</summary>
+    /// <summary>Under _gate, when a bound is passed: drops responses (whichever the dictionary yields first) until a
+    /// tenth of each bound is free again.</summary>
     private void EvictSome()
     {
-        foreach (var (key, entry) in _entries.Take(Math.Max(1, _options.MaxCachedResponses / 10)).ToList())
+        var keepCount = _options.MaxCachedResponses - Math.Max(1, _options.MaxCachedResponses / 10);
+        var keepBytes = _options.MaxCacheBytes - _options.MaxCacheBytes / 10;
+        foreach (var (key, entry) in _entries)
         {
-            _entries.TryRemove(key, out _);
+            if (_entries.Count <= keepCount && _bytes <= keepBytes) break;
+            if (!_entries.TryRemove(key, out _)) continue;
+            _bytes -= entry.Size;
             if (entry.Mailbox is not null && _byMailbox.TryGetValue(entry.Mailbox, out var keys) && keys.Remove(key) && keys.Count == 0)
                 _byMailbox.Remove(entry.Mailbox);
         }
@@ -181,7 +199,11 @@ public sealed class OcspResponder : BackgroundService
                 _changedAt[mailbox] = generation;
                 if (!_byMailbox.Remove(mailbox, out var keys)) continue;
                 foreach (var key in keys)
-                    if (_entries.TryRemove(key, out var entry)) (dropped ??= []).Add((key, entry.Id));
+                    if (_entries.TryRemove(key, out var entry))
+                    {
+                        _bytes -= entry.Size;
+                        (dropped ??= []).Add((key, entry.Id));
+                    }
             }
             if (_changedAt.Count > MaxRememberedChanges)
             {
