@@ -21,6 +21,22 @@ public sealed class CertificateIssuer(CaHierarchy ca, CertPortalOptions options)
 {
     private readonly byte[] _signatureAlgorithm = ca.Issuing.SignatureGenerator.GetSignatureAlgorithmIdentifier(ca.Issuing.HashAlgorithm);
 
+    // The extensions every certificate of this CA carries alike, encoded once (settings are read once at start): building
+    // them per certificate cost more than the rest of the TBSCertificate (X509KeyUsageExtension's constructor alone goes
+    // through reflection). Only subjectAltName and subjectKeyIdentifier differ from one certificate to the next.
+    private readonly Dictionary<(CertificateProfileName, SubscriberKeyType), X509Extension> _keyUsage =
+        Enum.GetValues<CertificateProfileName>().SelectMany(p => Enum.GetValues<SubscriberKeyType>().Select(t => (p, t)))
+            .ToDictionary(k => k, k => (X509Extension)new X509KeyUsageExtension(CertificateProfile.For(k.p).KeyUsageFor(k.t), critical: true));
+    private readonly X509Extension _extendedKeyUsage = new X509EnhancedKeyUsageExtension([new Oid(Oids.EmailProtection)], critical: false);
+    private readonly X509Extension[] _caExtensions =
+    [
+        X509AuthorityKeyIdentifierExtension.CreateFromSubjectKeyIdentifier(ca.Issuing.SubjectKeyIdentifier),
+        CertificateRevocationListBuilder.BuildCrlDistributionPointExtension([ca.Urls.IssuingCrl], false),
+        .. options.Crl.DeltasEnabled ? [FreshestCrl.Extension(ca.Urls.IssuingDeltaCrl)] : Array.Empty<X509Extension>(),
+        new X509AuthorityInformationAccessExtension([ca.Urls.Ocsp], [ca.Urls.IssuingCert], false),
+        CertificatePolicies.Build(options.Issuance.EffectivePolicyOids),
+    ];
+
     public SignedCertificate Issue(CertificateOrder order)
     {
         var notAfter = order.NotAfter > ca.Issuing.Certificate.NotAfter ? new DateTimeOffset(ca.Issuing.Certificate.NotAfter.ToUniversalTime()) : order.NotAfter;
@@ -60,19 +76,15 @@ public sealed class CertificateIssuer(CaHierarchy ca, CertPortalOptions options)
 
     internal CertificateRequest BuildRequest(CertificateOrder order)
     {
-        var profile = CertificateProfile.For(order.Profile);
         var req = new CertificateRequest(SubjectFor(order.Mailbox, order.DisplayName), order.Key.PublicKey, ca.Issuing.HashAlgorithm, ca.Issuing.RsaPadding);
-        req.CertificateExtensions.Add(new X509KeyUsageExtension(profile.KeyUsageFor(order.Key.Type), critical: true));
-        req.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(Oids.EmailProtection)], critical: false));
+        // Order: keyUsage, extendedKeyUsage, subjectAltName, subjectKeyIdentifier, then the CA's (AKI, CRL DP, [freshestCRL], AIA, policies).
+        req.CertificateExtensions.Add(_keyUsage[(order.Profile, order.Key.Type)]);
+        req.CertificateExtensions.Add(_extendedKeyUsage);
         var san = new SubjectAlternativeNameBuilder();
         san.AddEmailAddress(order.Mailbox);
         req.CertificateExtensions.Add(san.Build(critical: false));
         req.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(order.Key.PublicKey, X509SubjectKeyIdentifierHashAlgorithm.Sha1, false));
-        req.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromSubjectKeyIdentifier(ca.Issuing.SubjectKeyIdentifier));
-        req.CertificateExtensions.Add(CertificateRevocationListBuilder.BuildCrlDistributionPointExtension([ca.Urls.IssuingCrl], false));
-        if (options.Crl.DeltasEnabled) req.CertificateExtensions.Add(FreshestCrl.Extension(ca.Urls.IssuingDeltaCrl));
-        req.CertificateExtensions.Add(new X509AuthorityInformationAccessExtension([ca.Urls.Ocsp], [ca.Urls.IssuingCert], false));
-        req.CertificateExtensions.Add(CertificatePolicies.Build(options.Issuance.EffectivePolicyOids));
+        foreach (var e in _caExtensions) req.CertificateExtensions.Add(e);
         return req;
     }
 }

@@ -98,6 +98,24 @@ public static class DirectSql
         return await ReadAsync(command, async (reader, rct) => await reader.ReadAsync(rct) ? Time(reader, 0, sqlite) : (DateTimeOffset?)null, ct);
     }
 
+    /// <summary>The escrow policy's key generation for encryption (or, with <paramref name="dual"/>, dual-use) keys, as the
+    /// admin API stored it; null when no policy row exists (configuration applies).</summary>
+    public static async Task<KeyGenerationPolicy?> KeyGenerationAsync(CertPortalDbContext db, bool dual, CancellationToken ct)
+    {
+        await db.Database.OpenConnectionAsync(ct);
+        try
+        {
+            await using var command = Command(db, dual
+                ? "SELECT \"DualKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1"
+                : "SELECT \"EncryptionKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1", out _);
+            return await command.ExecuteScalarAsync(ct) is string stored ? Enum.Parse<KeyGenerationPolicy>(stored) : null;
+        }
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
+    }
+
     public static Task InsertCertificateAsync(CertPortalDbContext db, IssuedCertificate c, CancellationToken ct)
     {
         var command = Command(db, "INSERT INTO \"Certificates\" (\"SerialNumber\", \"Email\", \"DisplayName\", \"Profile\", \"KeyAlgorithm\", " +

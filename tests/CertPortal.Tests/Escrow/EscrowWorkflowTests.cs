@@ -247,6 +247,19 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
             var dual = await app.Client.PostAsJsonAsync("/api/v1/enrollments", dualBody);
             await Http.EnsureStatus(dual, HttpStatusCode.Created);
             Assert.True((await dual.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("keyEscrowed").GetBoolean());
+            // Required for dual keys only: a dual token's CSR is refused; an encryption token's (Allowed) and a signing token's
+            // are issued.
+            await Http.EnsureStatus(await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy",
+                new { encryptionKeyGeneration = "Allowed", dualKeyGeneration = "Required" }), HttpStatusCode.OK);
+            var dualCsr = await app.CreateTokenAsync(NewMailbox(), "dual");
+            await Http.AssertProblem(await app.PostEnrollmentAsync(dualCsr.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(dualCsr.Email)),
+                HttpStatusCode.UnprocessableEntity);
+            var encryptionCsr = await app.CreateTokenAsync(NewMailbox(), "encryption");
+            await Http.EnsureStatus(await app.PostEnrollmentAsync(encryptionCsr.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(encryptionCsr.Email)),
+                HttpStatusCode.Created);
+            var signingCsr = await app.CreateTokenAsync(NewMailbox(), "signing");
+            await Http.EnsureStatus(await app.PostEnrollmentAsync(signingCsr.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(signingCsr.Email)),
+                HttpStatusCode.Created);
         }
         finally
         {
