@@ -127,7 +127,7 @@ public static class Extensions
             // Pooled contexts (options built once, their inputs are singletons): every request and every group write
             // uses a context, and creating one from scratch cost more than the query it ran.
             services.AddDbContextPool<CertPortalDbContext, NpgsqlCertPortalDbContext>((sp, o) =>
-                o.UseNpgsql(db.ConnectionString).AddInterceptors(sp.GetRequiredService<RecipientCacheInvalidation>(), DirectSql.FlushBeforeEfCommands));
+                o.UseNpgsql(PostgresConnections.Tune(db.ConnectionString)).AddInterceptors(sp.GetRequiredService<RecipientCacheInvalidation>(), DirectSql.FlushBeforeEfCommands));
             return;
         }
         services.AddDbContextPool<CertPortalDbContext, SqliteCertPortalDbContext>((sp, o) =>

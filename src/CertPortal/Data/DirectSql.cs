@@ -105,10 +105,11 @@ public static class DirectSql
         await db.Database.OpenConnectionAsync(ct);
         try
         {
-            await using var command = Command(db, dual
+            var command = Command(db, dual
                 ? "SELECT \"DualKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1"
                 : "SELECT \"EncryptionKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1", out _);
-            return await command.ExecuteScalarAsync(ct) is string stored ? Enum.Parse<KeyGenerationPolicy>(stored) : null;
+            return await ReadAsync(command, async (reader, rct) =>
+                await reader.ReadAsync(rct) && !reader.IsDBNull(0) ? Enum.Parse<KeyGenerationPolicy>(reader.GetString(0)) : (KeyGenerationPolicy?)null, ct);
         }
         finally
         {

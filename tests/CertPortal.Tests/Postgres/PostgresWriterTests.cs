@@ -31,13 +31,22 @@ public sealed class PostgresWriterTests(PostgresApp app) : IClassFixture<Postgre
             return scope.ServiceProvider.GetRequiredService<EnrollmentTokens>()
                 .CreateAsync(new CreateTokenRequest($"batch{i}.{marker}@example.test", "Batch", "signing", 24), "test", CancellationToken.None);
         }).ToList();
-        // An EF Core read in the same transaction, after the inserts were queued: it must see all of them.
-        var seen = writer.WriteAsync((db, ct) => db.EnrollmentTokens.CountAsync(t => t.Email.EndsWith($".{marker}@example.test"), ct));
+        // An EF Core read in the same transaction, after the inserts were queued: it must see all of them. And a row
+        // through EF Core's change tracker, saved with the group (without a savepoint: nothing resumes a failed group).
+        var seen = writer.WriteAsync((db, ct) =>
+        {
+            db.EnrollmentTokens.Add(new EnrollmentToken
+            {
+                Id = Guid.NewGuid(), TokenHash = Guid.NewGuid().ToByteArray(), Email = $"tracked.{marker}@example.test",
+                CreatedAt = DateTimeOffset.UtcNow, CreatedBy = "test", ExpiresAt = DateTimeOffset.UtcNow.AddHours(1),
+            });
+            return db.EnrollmentTokens.CountAsync(t => t.Email.EndsWith($".{marker}@example.test"), ct);
+        });
         var commitsBefore = writer.Commits;
         release();
         await gate;
         var created = await Task.WhenAll(creations);
-        Assert.Equal(64, await seen);
+        Assert.Equal(64, await seen); // the tracked row is saved at the group's end
         Assert.Equal(2, writer.Commits - commitsBefore); // the gate's group, then one for the 65 writes
         foreach (var scope in scopes) await scope.DisposeAsync();
 
@@ -45,12 +54,36 @@ public sealed class PostgresWriterTests(PostgresApp app) : IClassFixture<Postgre
         await using (var scope = app.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-            Assert.Equal(64, await db.EnrollmentTokens.CountAsync(t => t.Email.EndsWith($".{marker}@example.test")));
+            Assert.Equal(65, await db.EnrollmentTokens.CountAsync(t => t.Email.EndsWith($".{marker}@example.test")));
             Assert.Equal(64, await db.AuditEvents.CountAsync(a => a.Action == "token.created" && a.Details!.Contains(marker)));
         }
-        // 128 inserts went out in at most two batches (one before the EF Core read, one before the commit), not one each.
+        // 128 inserts went out in one batch before the EF Core read (the tracked row follows in EF Core's own), not one each.
         var inserts = commands.Texts.Count(t => t.Contains("INSERT INTO \"EnrollmentTokens\"", StringComparison.Ordinal));
-        Assert.InRange(inserts, 1, 2);
+        Assert.InRange(inserts, 1, 3);
+        Assert.DoesNotContain(commands.Texts, t => t.Contains("SAVEPOINT", StringComparison.OrdinalIgnoreCase));
+    }
+
+    [Theory]
+    [InlineData("Host=db;Database=certportal", 64, true)]
+    [InlineData("Host=db;Database=certportal;Max Auto Prepare=0;No Reset On Close=false", 0, false)]
+    [InlineData("Host=db;Database=certportal;maxautoprepare=8;NoResetOnClose=false", 8, false)]
+    public void The_service_prepares_hot_commands_and_skips_the_pool_reset_unless_the_connection_string_says_otherwise(
+        string given, int maxAutoPrepare, bool noResetOnClose)
+    {
+        var tuned = new NpgsqlConnectionStringBuilder(PostgresConnections.Tune(given));
+        Assert.Equal(maxAutoPrepare, tuned.MaxAutoPrepare);
+        Assert.Equal(noResetOnClose, tuned.NoResetOnClose);
+        Assert.Equal("db", tuned.Host);
+        Assert.Equal("certportal", tuned.Database);
+    }
+
+    [Fact]
+    public async Task The_running_service_uses_the_tuned_connection_string()
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        var used = new NpgsqlConnectionStringBuilder(scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().Database.GetConnectionString());
+        Assert.Equal(64, used.MaxAutoPrepare);
+        Assert.True(used.NoResetOnClose);
     }
 
     [Fact]
