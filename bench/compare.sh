@@ -371,7 +371,7 @@ for label in sqlite-ec pg-ec; do
   db=$([ "$label" = sqlite-ec ] && echo SQLite || echo PostgreSQL)
   echo "| enrollment, issuing CA EC-P256, $db, $clients clients | $(f "$r")/s, p99 $(ms "$p") ms, $(ms2 "$c") ms CPU$(pgms "$label" "$pc") | cfssl serve: $(f "$cf_rate")/s, p99 $(ms "$cf_p99") ms, $(ms2 "$cf_cpu") ms CPU | $(ratio "$r" "$cf_rate") | ≥ 50 %, p99 ≤ 50 ms |"
 done
-read -r r p c <<< "${result[enroll-sqlite-rsa]}"
+read -r r p c _ <<< "${result[enroll-sqlite-rsa]}"
 echo "| enrollment, issuing CA RSA-3072, SQLite, $clients clients | $(f "$r")/s, p99 $(ms "$p") ms, $(ms2 "$c") ms CPU | openssl speed -multi $cores rsa3072: $(f "$rsa_signs") signs/s | $(ratio "$r" "$rsa_signs") | ≥ 70 % |"
 for label in sqlite-ec pg-ec sqlite-rsa; do
   [ -n "${result[tokens-$label]:-}" ] || continue
