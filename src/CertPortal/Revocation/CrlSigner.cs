@@ -21,8 +21,10 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
     /// <param name="delta">Sign a delta CRL (RFC 5280 §5.2.4) against the latest complete CRL instead of a complete one:
     /// what was revoked, put on hold or had its reason changed since that CRL, and removeFromCRL for what left it
     /// (released from hold, or expired).</param>
+    /// <param name="knownComplete">For a delta: the complete CRL the caller holds in memory. Used when it is the latest
+    /// (compared by number), so the base's bytes (46 MB at a million entries) are not read from the database again.</param>
     public async Task<CrlRecord> SignAsync(CertPortalDbContext db, string authority, DateTimeOffset now, string actor, CancellationToken ct,
-        bool delta = false)
+        bool delta = false, (long Number, byte[] Der)? knownComplete = null)
     {
         var signer = ca[authority];
         // Held until the caller's transaction ends: the next signer reads this one's number and thisUpdate.
@@ -50,10 +52,11 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         byte[]? baseDer = null;
         if (delta)
         {
-            var complete = await LatestAsync(db, authority, ct)
+            deltaOf = await Latest(db, authority, delta: false).Select(c => (long?)c.Number).FirstOrDefaultAsync(ct)
                 ?? throw new InvalidOperationException("A delta CRL needs a complete CRL to update.");
-            deltaOf = complete.Number;
-            baseDer = complete.Der;
+            baseDer = knownComplete is { } known && known.Number == deltaOf
+                ? known.Der
+                : await Latest(db, authority, delta: false).Where(c => c.Number == deltaOf).Select(c => c.Der).FirstAsync(ct);
         }
         CrlEntries[] parts;
         // The root CA's CRL lists no subscriber certificates: its entries would be revoked issuing CAs.
