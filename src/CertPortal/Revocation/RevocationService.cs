@@ -26,14 +26,13 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             return Failure.Unprocessable("Use release.", "To take a certificate off hold, POST to /api/v1/certificates/{serialNumber}/release.");
         if (!RevocationReasons.ForSubscribers.Contains(reason))
             return Failure.Unprocessable("Reason not applicable.", $"{reason.ToRfcName()} describes a CA, not a subscriber certificate.");
-        if (await DirectSql.FindCertificateAsync(db, serial, ct) is not { } known) return NotFound(serial);
-        if (reason == RevocationReason.CertificateHold && IsStrict(known))
-            return Failure.Unprocessable("Hold not allowed for this certificate.",
+        Func<IssuedCertificate, Failure?>? refuse = reason != RevocationReason.CertificateHold ? null : cert => !IsStrict(cert) ? null :
+            Failure.Unprocessable("Hold not allowed for this certificate.",
                 "This certificate was issued under a strict S/MIME BR policy (2.23.140.1.5.x.3), and S/MIME BR 7.2.2 forbid certificateHold " +
                 "for strict certificates. Revoke it with a permanent reason instead; holds are available for certificates issued under a " +
                 "multipurpose policy (CertPortal:Issuance:PolicyOids).");
 
-        return await ChangeAsync(known, actor, ct, cert =>
+        return await ChangeAsync(serial, actor, ct, refuse, cert =>
         {
             // Already permanently revoked: revoking again changes nothing, except that a reason may become
             // keyCompromise (as the TLS BR 7.2.2 allow) when the compromise is learnt later, which also blocks the key.
@@ -83,9 +82,8 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
     {
         if (!SerialNumber.TryNormalize(serialInput, out var serial))
             return Failure.BadRequest("The serial number must be hexadecimal (colons allowed).");
-        if (await DirectSql.FindCertificateAsync(db, serial, ct) is not { } known) return NotFound(serial);
         Failure? notOnHold = null;
-        var outcome = await ChangeAsync(known, actor, ct, cert =>
+        var outcome = await ChangeAsync(serial, actor, ct, null, cert =>
         {
             notOnHold = null; // decided again if the writer retries the change alone
             if (cert.RevocationReason == RevocationReason.CertificateHold) return (null, null, AuditActions.CertificateHoldReleased);
@@ -98,20 +96,27 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
     }
 
     /// <summary>What one change did, from inside the writer's transaction: the certificate as it now is (null: none with
-    /// that serial), whether anything was written, whether a CRL is owed, and how many other certificates with the same
-    /// key a keyCompromise revoked.</summary>
-    private sealed record Changed(IssuedCertificate? Certificate, bool Written, bool CrlOwed, string? Action, int Siblings);
+    /// that serial), whether anything was written, whether a CRL is owed, how many other certificates with the same
+    /// key a keyCompromise revoked, or why the change was refused.</summary>
+    private sealed record Changed(IssuedCertificate? Certificate, bool Written, bool CrlOwed, string? Action, int Siblings, Failure? Refused = null);
 
     private static Failure NotFound(string serial) => Failure.NotFound($"No certificate with serial number {serial} was issued by this CA.");
 
-    /// <param name="known">The certificate as read before the change was queued (its revocation state is read again inside
-    /// the writer's transaction: only that changes).</param>
-    private async Task<Outcome<IssuedCertificate>> ChangeAsync(IssuedCertificate known, string actor, CancellationToken ct,
+    /// <param name="refuse">Why the certificate (as read) cannot take this change at all, or null.</param>
+    private async Task<Outcome<IssuedCertificate>> ChangeAsync(string serial, string actor, CancellationToken ct, Func<IssuedCertificate, Failure?>? refuse,
         Func<IssuedCertificate, (DateTimeOffset? RevokedAt, RevocationReason? Reason, string Action)?> decide, bool keyCompromised = false)
     {
-        var serial = known.SerialNumber;
-        // keyCompromise blocks the key and revokes its other certificates: the key's lock comes first, so it is known now.
-        var spki = keyCompromised ? known.SpkiSha256 ?? SpkiOf(known.Der) : null;
+        // Where other writers exist (PostgreSQL, several nodes) the certificate is read before the change is queued, in
+        // parallel with the writer's work, and its state read again under the locks. On SQLite the writer's transaction
+        // holds the database's write lock, so the row is read once, inside it, on the writer's connection: its page cache
+        // stays warm, while a pooled read connection drops its cache at every commit and reads the pages again.
+        IssuedCertificate? known = null;
+        if (db.HasConcurrentWriters())
+        {
+            known = await DirectSql.FindCertificateAsync(db, serial, ct);
+            if (known is null) return NotFound(serial);
+            if (refuse?.Invoke(known) is { } refused) return refused;
+        }
         // Runs in the writer's transaction (possibly a second time, alone, if its group fails), so it decides only from
         // what it reads there. Its rows are plain commands (DirectSql), visible at once to the units after it in the group
         // (an enrollment of this key must see the block), with nothing tracked for the group's save to compare.
@@ -120,6 +125,15 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             // Units of one group share the transaction but decide by queries, which see only what is saved: flush what
             // units before this one left tracked (an enrollment of this key must be found and revoked).
             if (w.ChangeTracker.HasChanges()) await w.SaveChangesAsync(wct);
+            var cert = known;
+            if (cert is null)
+            {
+                cert = await DirectSql.FindCertificateAsync(w, serial, wct);
+                if (cert is null) return new Changed(null, false, false, null, 0);
+                if (refuse?.Invoke(cert) is { } refused) return new Changed(cert, false, false, null, 0, refused);
+            }
+            // keyCompromise blocks the key and revokes its other certificates.
+            var spki = keyCompromised ? cert.SpkiSha256 ?? SpkiOf(cert.Der) : null;
             // The key's lock before any row lock: the order every holder of both takes them (a sibling's revocation
             // would otherwise deadlock with ours).
             if (spki is not null) await w.LockNamedAsync(CompromisedKeys.LockName(spki), wct);
@@ -128,8 +142,7 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             // making a compromised certificate valid again. Lock the row first; the read below sees the other change
             // (and, in one group, an earlier unit's change to the same row).
             await w.LockCertificateAsync(serial, wct);
-            if (!await DirectSql.ReadRevocationAsync(w, known, wct)) return new Changed(null, false, false, null, 0);
-            var cert = known;
+            if (known is not null && !await DirectSql.ReadRevocationAsync(w, cert, wct)) return new Changed(null, false, false, null, 0);
             var change = decide(cert);
             var now = time.GetUtcNow();
             var written = false;
@@ -162,6 +175,7 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             }
             return new Changed(cert, written, crlOwed, change?.Action, siblings);
         });
+        if (done.Refused is { } refusal) return refusal;
         if (done.Certificate is not { } certificate) return NotFound(serial);
         if (!done.Written) return certificate;
         if (done.CrlOwed) await CrlOwedAsync(ct);
