@@ -102,11 +102,18 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
         int published = 0, retried = 0, skipped = 0;
         var failedKeys = new HashSet<(string, string)>();
         var directoryDown = false;
+        // The claim is ours until now + ClaimLease; after that another node may claim these entries and reconcile them
+        // while we still do, and the slower of two interleaved reconciliations can put back a certificate the other just
+        // removed as revoked. A slow directory (a batch of entries at a few hundred ms per operation) made passes outlast
+        // the lease. So no entry is started after half the lease: the rest are released at the end of this pass for the
+        // next one (on any node), and the entry started last still has at least half the lease (≥ TimeoutSeconds) to finish.
+        var startNoEntryAfter = now + options.ClaimLease / 2;
         foreach (var row in due)
         {
             if (row.CompletedAt is not null) continue;
             // In order per entry: a later row never overtakes an earlier one that failed.
             if (directoryDown || failedKeys.Contains((row.Kind, row.Key))) { skipped++; continue; }
+            if (time.GetUtcNow() >= startNoEntryAfter) { skipped++; continue; }
             try
             {
                 await HandleAsync(db, publisher, row, ct);
@@ -140,7 +147,7 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
         await db.SaveChangesAsync(CancellationToken.None);
         Outcomes.Add(published, new KeyValuePair<string, object?>("outcome", "published"));
         Outcomes.Add(retried, new KeyValuePair<string, object?>("outcome", "retried"));
-        logger.LogInformation("Directory outbox pass: {Published} published, {Retried} retried, {Skipped} waiting behind a failure",
+        logger.LogInformation("Directory outbox pass: {Published} published, {Retried} retried, {Skipped} left for a later pass",
             published, retried, skipped);
         return new PassResult(published, retried, skipped);
     }
