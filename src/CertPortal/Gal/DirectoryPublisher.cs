@@ -32,17 +32,22 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
     {
         if (string.IsNullOrWhiteSpace(options.PeopleBaseDn)) return new Change(0, 0);
         var desired = await DesiredAsync(db, email, ct);
-        var present = await directory.GetCertificatesAsync(email, ct);
-        var ours = present.Where(IsOurs).ToList();
+        // Both attributes: a publication or removal cut off between its two modifications (userCertificate, then
+        // userSMIMECertificate) leaves them different, and only comparing each with the database repairs that.
+        var (certificates, smime) = await directory.GetPublishedAsync(email, ct);
+        var ours = certificates.Where(IsOurs).ToList();
+        var oursSmime = smime.Where(IsOurs).ToList();
+        static bool In(List<byte[]> set, byte[] der) => set.Any(o => o.AsSpan().SequenceEqual(der));
 
         var added = 0;
-        foreach (var cert in desired.Where(d => !ours.Any(o => o.AsSpan().SequenceEqual(d.Der))))
+        // Publishing is idempotent per attribute: it adds only what is missing from each.
+        foreach (var cert in desired.Where(d => !In(ours, d.Der) || !In(oursSmime, d.Der)))
         {
             await directory.PublishCertificateAsync(email, cert.DisplayName, cert.Der, ct);
             added++;
         }
         var removed = 0;
-        foreach (var der in ours.Where(o => !desired.Any(d => d.Der.AsSpan().SequenceEqual(o))))
+        foreach (var der in ours.Concat(oursSmime.Where(s => !In(ours, s))).Where(o => !desired.Any(d => d.Der.AsSpan().SequenceEqual(o))))
         {
             if (await directory.RemoveCertificateAsync(email, der, ct)) removed++;
         }

@@ -78,6 +78,25 @@ public sealed class LdapDirectory
         return RunAsync<IReadOnlyList<byte[]>>(conn => FindPerson(conn, mail)?.Certificates ?? [], cancellationToken);
     }
 
+    /// <summary>The certificates the person with <paramref name="mail"/> carries in each attribute: userCertificate's values, and
+    /// the certificates inside userSMIMECertificate's PKCS#7 values (unreadable values skipped). The two are written by
+    /// separate modifications, so a write cut off between them (a timeout, a crash, an outage) leaves them different, and
+    /// a reconciliation must look at both.</summary>
+    public Task<(IReadOnlyList<byte[]> Certificates, IReadOnlyList<byte[]> SmimeCertificates)> GetPublishedAsync(string mail,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(mail);
+        return RunAsync<(IReadOnlyList<byte[]>, IReadOnlyList<byte[]>)>(conn =>
+        {
+            var person = FindPerson(conn, mail);
+            if (person is null) return ([], []);
+            var carried = person.SmimeValues
+                .SelectMany(v => SmimeCertificateBundle.TryReadCertificates(v, out var certs) ? certs : [])
+                .ToList();
+            return (person.Certificates, carried);
+        }, cancellationToken);
+    }
+
     /// <summary>Every person under PeopleBaseDn that holds any userCertificate: its mail and certificates
     /// (for resync, which must find our certificates on entries the database no longer expects).
     /// Paged (RFC 2696) so servers' size limits (OpenLDAP: 500) do not truncate the answer.</summary>
