@@ -307,29 +307,20 @@ public static class DirectSql
 
     /// <summary>A transaction-scoped PostgreSQL advisory lock (see <see cref="DatabaseLocks.LockNamedAsync"/>), as a plain
     /// command: held back with the writer's other unanswered commands, and without EF Core's SQL generation.</summary>
-    internal static async Task LockNamedAsync(CertPortalDbContext db, string key, CancellationToken ct)
-    {
-        await db.Database.OpenConnectionAsync(ct);
-        try
-        {
-            var command = Command(db, "SELECT pg_advisory_xact_lock(hashtext(@key))", out _);
-            Add(command, "key", key);
-            await ExecuteAsync(command, ct, returnsRows: true);
-        }
-        finally
-        {
-            await db.Database.CloseConnectionAsync();
-        }
-    }
+    internal static Task LockNamedAsync(CertPortalDbContext db, string key, CancellationToken ct) =>
+        LockAsync(db, "SELECT pg_advisory_xact_lock(hashtext(@value))", key, ct);
 
     /// <summary>Locks a certificate row until the transaction ends (see <see cref="DatabaseLocks.LockCertificateAsync"/>).</summary>
-    internal static async Task LockCertificateAsync(CertPortalDbContext db, string serialNumber, CancellationToken ct)
+    internal static Task LockCertificateAsync(CertPortalDbContext db, string serialNumber, CancellationToken ct) =>
+        LockAsync(db, "SELECT 1 FROM \"Certificates\" WHERE \"SerialNumber\" = @value FOR UPDATE", serialNumber, ct);
+
+    private static async Task LockAsync(CertPortalDbContext db, string sql, string value, CancellationToken ct)
     {
         await db.Database.OpenConnectionAsync(ct);
         try
         {
-            var command = Command(db, "SELECT 1 FROM \"Certificates\" WHERE \"SerialNumber\" = @serial FOR UPDATE", out _);
-            Add(command, "serial", serialNumber);
+            var command = Command(db, sql, out _);
+            Add(command, "value", value);
             await ExecuteAsync(command, ct, returnsRows: true);
         }
         finally
