@@ -229,6 +229,9 @@ revocation_run() {
     env+=(CertPortal__Database__Provider=Postgres CertPortal__Database__ConnectionString="Host=127.0.0.1;Port=$pgport;Username=postgres;Database=$dbname;Maximum Pool Size=64")
   fi
   (cd "$data" && env "${env[@]}" dotnet "$bench_dll" --seed-certificates $((n + warmup)) > "$data/serials")
+  local lines seeded; lines=$(wc -l < "$data/serials"); seeded=$(grep -cE '^[0-9A-Fa-f]+$' "$data/serials" || true)
+  [ "$lines" -eq $((n + warmup)) ] && [ "$seeded" -eq "$lines" ] \
+    || { echo "revocation ($label): the seeding printed $lines lines, $seeded of them serial numbers, not $((n + warmup))" >&2; exit 1; }
   (cd "$data" && exec env "${env[@]}" dotnet "$portal_dll" > "$data/log" 2>&1) &
   local pid=$!; pids+=("$pid")
   wait_http "http://127.0.0.1:$port/healthz"

@@ -216,6 +216,10 @@ static async Task SeedCertificatesAsync(int n)
     {
         Args = ["--Logging:LogLevel:Default=Warning"],
     });
+    // Standard output carries only the serials: on a new PostgreSQL database EF Core logs its failed read of the
+    // migrations table (an error it expects) before creating it, and those lines would be taken for serial numbers.
+    builder.Logging.ClearProviders();
+    builder.Logging.AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
     builder.AddCertPortal();
     await using var app = builder.Build();
     await app.InitializeCertPortalAsync();
