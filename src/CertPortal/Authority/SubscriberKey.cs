@@ -71,7 +71,7 @@ public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, Pub
                 // Before .NET reads the key: an off-curve point is refused by name, not as "could not be read".
                 var offCurve = WeakKeys.CheckEcPoint(curve!, key.EncodedKeyValue.RawData);
                 if (offCurve is not null) { error = offCurve; return false; }
-                var ec = key.GetECDsaPublicKey();
+                var ec = EcPublicKeys.Read(key);
                 if (ec is null) { error = "The EC public key could not be read."; return false; }
                 accepted = new SubscriberKey(SubscriberKeyType.Ec, name, key);
                 read = ec;
