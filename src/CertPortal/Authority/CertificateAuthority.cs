@@ -76,8 +76,9 @@ public sealed class CaHierarchy(CertificateAuthority root, CertificateAuthority 
         _ => throw new ArgumentOutOfRangeException(nameof(name)),
     };
 
-    /// <summary>Issuing CA first, then the root: the order S/MIME clients expect in a chain file.</summary>
-    public string ChainPem => Issuing.Certificate.ExportCertificatePem() + "\n" + Root.Certificate.ExportCertificatePem() + "\n";
+    /// <summary>Issuing CA first, then the root: the order S/MIME clients expect in a chain file. Made once: every
+    /// enrollment's answer carries it.</summary>
+    public string ChainPem { get; } = issuing.Certificate.ExportCertificatePem() + "\n" + root.Certificate.ExportCertificatePem() + "\n";
 
     public void Dispose()
     {

@@ -144,7 +144,7 @@ public sealed class EnrollmentService(
             await DirectSql.InsertCertificateAsync(w, added, wct);
             await AuditLog.RecordNowAsync(w, now, actor, AuditActions.CertificateIssued, $"certificate:{serialHex}",
                 new { added.Email, profile = Names.Of(added.Profile), added.KeyAlgorithm, tokenId = grant.TokenId, renewalOf = grant.RenewalOf, added.NotAfter }, wct);
-            foreach (var o in observers) o.OnIssued(w, added, now);
+            foreach (var o in observers) await o.OnIssuedAsync(w, added, now, wct);
             if (addRows is not null) await addRows(w, wct);
             return added;
         });

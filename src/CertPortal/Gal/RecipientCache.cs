@@ -299,6 +299,10 @@ public sealed class RecipientCacheEvents(RecipientCache cache) : ICertificateEve
 {
     public void OnIssued(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now) => cache.RecordChange(db, certificate.Email, now);
 
+    // Every enrollment writes this row: as a plain command, not through EF Core's SaveChanges (~5 % of an enrollment's CPU).
+    public ValueTask OnIssuedAsync(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now, CancellationToken ct) =>
+        new(cache.RecordChangeNowAsync(db, certificate.Email, now, ct));
+
     public void OnStatusChanged(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now) => cache.RecordChange(db, certificate.Email, now);
 
     public ValueTask OnStatusChangedAsync(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now, CancellationToken ct) =>
