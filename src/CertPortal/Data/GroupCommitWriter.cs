@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Data;
 
@@ -44,12 +45,19 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var group = new List<IUnit>(MaxGroup);
-        // Deliberately not cancelled by stoppingToken: queued units belong to requests waiting for their answer.
-        while (await _queue.Reader.WaitToReadAsync(CancellationToken.None))
+        try
         {
-            while (group.Count < MaxGroup && _queue.Reader.TryRead(out var unit)) group.Add(unit);
-            await CommitAsync(group);
-            group.Clear();
+            // Deliberately not cancelled by stoppingToken: queued units belong to requests waiting for their answer.
+            while (await _queue.Reader.WaitToReadAsync(CancellationToken.None))
+            {
+                while (group.Count < MaxGroup && _queue.Reader.TryRead(out var unit)) group.Add(unit);
+                await CommitAsync(group);
+                group.Clear();
+            }
+        }
+        finally
+        {
+            await ForgetContextAsync();
         }
     }
 
@@ -74,14 +82,51 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
         }
     }
 
-    private async Task RunAsync(IReadOnlyList<IUnit> units)
+    /// <summary>The writer's context, kept with its connection open from one successful group to the next: SQLite then
+    /// keeps the compiled statements (<see cref="DirectSql"/>) and the page cache of the connection that does nearly all
+    /// the writing, where a pooled connection per group compiled every statement again and re-read pages another
+    /// connection's commit had made stale. Any failure drops it: a retried unit runs on a fresh context and connection.</summary>
+    private AsyncServiceScope? _scope;
+    private CertPortalDbContext? _db;
+
+    private async Task<CertPortalDbContext> ContextAsync()
     {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-        await using var tx = await db.Database.BeginTransactionAsync(CancellationToken.None);
+        if (_db is not null) return _db;
+        _scope = scopes.CreateAsyncScope();
+        _db = _scope.Value.ServiceProvider.GetRequiredService<CertPortalDbContext>();
         // No savepoint around each SaveChanges (two more statements, on PostgreSQL two more round trips, per save): a
         // failed save fails the group, which is retried in halves on fresh transactions, never resumed.
-        db.Database.AutoSavepointsEnabled = false;
+        _db.Database.AutoSavepointsEnabled = false;
+        await _db.Database.OpenConnectionAsync(CancellationToken.None);
+        return _db;
+    }
+
+    private async Task ForgetContextAsync()
+    {
+        _db = null;
+        if (_scope is { } scope)
+        {
+            _scope = null;
+            await scope.DisposeAsync();
+        }
+    }
+
+    private async Task RunAsync(IReadOnlyList<IUnit> units)
+    {
+        try
+        {
+            await RunOnAsync(await ContextAsync(), units);
+        }
+        catch
+        {
+            await ForgetContextAsync();
+            throw;
+        }
+    }
+
+    private async Task RunOnAsync(CertPortalDbContext db, IReadOnlyList<IUnit> units)
+    {
+        await using var tx = await db.Database.BeginTransactionAsync(CancellationToken.None);
         // PostgreSQL: inserts and locks travel with the next command that needs an answer (DirectSql), so a group
         // costs a few round trips rather than several per unit.
         DirectSql.BeginDeferring(db);
@@ -97,6 +142,8 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
             DirectSql.EndDeferring(db);
         }
         await tx.CommitAsync(CancellationToken.None);
+        // What the units left tracked is committed; the next group starts with nothing to compare.
+        db.ChangeTracker.Clear();
         Interlocked.Increment(ref _commits);
         Interlocked.Add(ref _units, units.Count);
         for (var i = 0; i < units.Count; i++) units[i].Complete(results[i]);

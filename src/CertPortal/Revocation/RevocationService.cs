@@ -2,6 +2,7 @@ using CertPortal.Auditing;
 using CertPortal.Authority;
 using CertPortal.Data;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 
 namespace CertPortal.Revocation;
 
@@ -165,7 +166,7 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
                 written |= blocked.Created || siblings > 0;
             }
             var crlOwed = change is not null || siblings > 0;
-            if (crlOwed) await DirectSql.InsertCrlChangeAsync(w, CertificateAuthority.IssuingName, now, wct);
+            if (crlOwed && FirstCrlChangeOf(w)) await DirectSql.InsertCrlChangeAsync(w, CertificateAuthority.IssuingName, now, wct);
             // Observers that add tracked rows (directory outbox, mail): saved now, for the units after this one, and let
             // go, or every later unit's save would compare them again.
             if (w.ChangeTracker.HasChanges())
@@ -183,6 +184,16 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             done.Action ?? AuditActions.KeyBlocked, serial, certificate.Email, certificate.RevocationReason, done.Siblings);
         return certificate;
     }
+
+    /// <summary>Whether this is the first change of the writer's transaction to owe a CRL. One <see cref="CrlChange"/> row per
+    /// transaction is enough (the publisher signs when any exists and deletes the ones it read), so a group of revocations
+    /// writes one instead of one each. A group that fails is retried on new transactions, which write their own. Keyed by
+    /// EF Core's transaction object, which is new for every transaction (Npgsql reuses its own transaction objects).</summary>
+    private static bool FirstCrlChangeOf(CertPortalDbContext w) =>
+        w.Database.CurrentTransaction is not { } transaction || CrlOwedIn.TryAdd(transaction, Owed);
+
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<IDbContextTransaction, object> CrlOwedIn = [];
+    private static readonly object Owed = new();
 
     /// <summary>After the commit: the publisher signs after Crl:PublishDelay, or now when that is zero.</summary>
     private async Task CrlOwedAsync(CancellationToken ct)
