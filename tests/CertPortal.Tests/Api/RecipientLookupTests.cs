@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using CertPortal.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace CertPortal.Tests.Api;
 
@@ -45,6 +47,15 @@ public class RecipientLookupTests(ClockedApp app) : IClassFixture<ClockedApp>
         var gone = await Http.AssertProblem(await app.Client.GetAsync($"/api/v1/directory/{carol}/certificates?usage=encryption"), HttpStatusCode.NotFound);
         Assert.Contains(carol, gone.GetProperty("detail").GetString());
         Assert.Equal("expired", (await app.GetCertificateAsync(dual.SerialNumber)).Status);
+    }
+
+    [Fact]
+    public void The_request_log_is_off_unless_configured()
+    {
+        // While ASP.NET Core's request log category is enabled at any level, every request starts an Activity and a log
+        // scope (and the log would print full URLs); Extensions turns it off when the configuration does not name it.
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Microsoft.AspNetCore.Hosting.Diagnostics");
+        Assert.False(logger.IsEnabled(LogLevel.Critical));
     }
 
     [Theory]
