@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using CertPortal.Authority;
@@ -112,6 +113,17 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
             }
         }
         return bytes;
+    }
+
+    /// <summary>The answer from memory when <paramref name="asked"/> is a mailbox exactly as an earlier look-up normalised
+    /// it, as clients send it: a normalised mailbox normalises to itself, so the validation and IDNA conversion of
+    /// <see cref="Mailbox.TryNormalize"/> can be skipped. False for anything else and for an answer of "none" (the caller
+    /// then takes the full path, which words the 404).</summary>
+    public bool TryAnswerAsAsked(string asked, CertificateUsage? usage, [NotNullWhen(true)] out byte[]? bytes)
+    {
+        bytes = null;
+        return _entries.TryGetValue(asked, out var entry) && entry.ValidUntil > time.GetUtcNow() && entry.TryGet(asked, usage, out bytes) &&
+            bytes is not null;
     }
 
     /// <summary>Called inside the transaction of a change: the rows every node reads, and a note to drop the mailbox

@@ -25,9 +25,17 @@ public static class OcspApi
             .WithSummary("OCSP request (application/ocsp-request body) → OCSP response; nonces are echoed.")
             // No Accepts<>(): its content-type constraint would answer 415 to clients that label the body otherwise.
             .Produces(StatusCodes.Status200OK, contentType: ResponseMediaType);
-        app.MapGet(CaUrls.OcspPath + "/{**request}", Get).WithTags("Revocation").WithName("OcspGet")
+        // Singletons taken once: resolving them per request would create a request scope for nothing.
+        var responder = app.ServiceProvider.GetRequiredService<OcspResponder>();
+        var maxAge = app.ServiceProvider.GetRequiredService<CertPortalOptions>().Ocsp.HttpMaxAge;
+        var time = app.ServiceProvider.GetRequiredService<TimeProvider>();
+        app.MapGet(CaUrls.OcspPath + "/{**request}", (HttpContext http, CancellationToken ct) => GetAsync(http, responder, maxAge, time, ct))
+            .WithTags("Revocation").WithName("OcspGet")
             .WithSummary("OCSP request as base64 in the path (RFC 5019) → OCSP response with Cache-Control, ETag, Last-Modified, Expires.")
-            .Produces(StatusCodes.Status200OK, contentType: ResponseMediaType).Produces(StatusCodes.Status304NotModified);
+            .Produces(StatusCodes.Status200OK, contentType: ResponseMediaType).Produces(StatusCodes.Status304NotModified)
+            // Relying parties ask anonymously, often: the answer runs straight after routing, without the middleware
+            // that pages and the authenticated API need (authentication, status-code pages, Swagger, the pages' headers).
+            .ShortCircuit();
         return app;
     }
 
@@ -38,11 +46,11 @@ public static class OcspApi
         return new OcspResult(answer, null, time);
     }
 
-    private static async Task<IResult> Get(HttpContext http, OcspResponder responder, CertPortalOptions options, TimeProvider time, CancellationToken ct)
+    private static async ValueTask<IResult> GetAsync(HttpContext http, OcspResponder responder, TimeSpan maxAge, TimeProvider time, CancellationToken ct)
     {
         var der = DecodePath(http.Request.Path.Value);
         var answer = await responder.RespondAsync(der ?? ReadOnlyMemory<byte>.Empty, ct);
-        return new OcspResult(answer, options.Ocsp.HttpMaxAge, time);
+        return new OcspResult(answer, maxAge, time);
     }
 
     /// <summary>Null when the body is larger than any OCSP request.</summary>
@@ -76,16 +84,15 @@ public static class OcspApi
         {
             var response = http.Response;
             var headers = response.Headers;
+            headers.XContentTypeOptions = "nosniff";
             if (maxAge is { } limit && answer.ETag is { } etag && answer.NextUpdate is { } nextUpdate)
             {
-                var now = time.GetUtcNow();
-                var age = nextUpdate - now < limit ? nextUpdate - now : limit;
-                if (age < TimeSpan.Zero) age = TimeSpan.Zero;
-                headers.CacheControl = $"max-age={(long)age.TotalSeconds}, public, no-transform, must-revalidate";
+                var caching = HttpCaching.For(answer, nextUpdate, limit, time.GetUtcNow());
+                headers.CacheControl = caching.CacheControl;
                 headers.ETag = etag;
-                headers.LastModified = answer.ThisUpdate!.Value.ToString("R", CultureInfo.InvariantCulture);
-                headers.Expires = (now + age).ToString("R", CultureInfo.InvariantCulture);
-                if (http.Request.Headers.IfNoneMatch.Any(v => v is not null && (v == etag || v.Split(',').Any(t => t.Trim() == etag))))
+                headers.LastModified = caching.LastModified;
+                headers.Expires = caching.Expires;
+                if (Matches(http.Request.Headers.IfNoneMatch, etag))
                 {
                     response.StatusCode = StatusCodes.Status304NotModified;
                     return Task.CompletedTask;
@@ -97,6 +104,40 @@ public static class OcspApi
             response.ContentType = ResponseMediaType;
             response.ContentLength = answer.Der.Length;
             return response.Body.WriteAsync(answer.Der).AsTask();
+        }
+
+        /// <summary>If-None-Match: one of the listed tags (or a list in one header value) is the response's.</summary>
+        private static bool Matches(Microsoft.Extensions.Primitives.StringValues ifNoneMatch, string etag)
+        {
+            foreach (var value in ifNoneMatch)
+            {
+                if (value is null) continue;
+                if (value == etag) return true;
+                foreach (var tag in value.Split(','))
+                    if (tag.Trim() == etag) return true;
+            }
+            return false;
+        }
+    }
+
+    /// <summary>An answer's HTTP caching headers for one second of the clock: every GET within that second sends the same
+    /// strings, so they are formatted once a second per cached response rather than per request. max-age counts from the
+    /// end of the second, so it never reaches past nextUpdate whenever in the second it is sent.</summary>
+    internal sealed record HttpCaching(long Second, string CacheControl, string LastModified, string Expires)
+    {
+        public static HttpCaching For(OcspAnswer answer, DateTimeOffset nextUpdate, TimeSpan limit, DateTimeOffset now)
+        {
+            var second = now.ToUnixTimeSeconds();
+            if (answer.Caching is { } cached && cached.Second == second) return cached;
+            var start = DateTimeOffset.FromUnixTimeSeconds(second);
+            var left = nextUpdate - start.AddSeconds(1);
+            var age = left < limit ? left : limit;
+            if (age < TimeSpan.Zero) age = TimeSpan.Zero;
+            var made = new HttpCaching(second, $"max-age={(long)age.TotalSeconds}, public, no-transform, must-revalidate",
+                answer.ThisUpdate!.Value.ToString("R", CultureInfo.InvariantCulture), (start + age).ToString("R", CultureInfo.InvariantCulture));
+            // Racing requests may each make one; any of them is right for this second.
+            answer.Caching = made;
+            return made;
         }
     }
 }

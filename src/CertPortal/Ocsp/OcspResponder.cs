@@ -10,7 +10,11 @@ namespace CertPortal.Ocsp;
 
 /// <summary>An answer to send: the DER OCSPResponse and, for a signed response that may be cached by HTTP caches,
 /// its validity and entity tag (null for error responses and responses carrying a nonce).</summary>
-public sealed record OcspAnswer(byte[] Der, DateTimeOffset? ThisUpdate = null, DateTimeOffset? NextUpdate = null, string? ETag = null);
+public sealed record OcspAnswer(byte[] Der, DateTimeOffset? ThisUpdate = null, DateTimeOffset? NextUpdate = null, string? ETag = null)
+{
+    /// <summary>The GET answer's caching headers as last formatted (<see cref="OcspApi.HttpCaching"/>).</summary>
+    internal OcspApi.HttpCaching? Caching { get; set; }
+}
 
 /// <summary>Answers OCSP requests (RFC 6960, RFC 5019 profile) for both CAs, from memory: each certificate's signed
 /// response is kept per (CA, CertID hash algorithm, serial), so a relying party's question costs a dictionary look-up.

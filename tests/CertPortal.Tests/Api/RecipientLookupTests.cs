@@ -50,6 +50,27 @@ public class RecipientLookupTests(ClockedApp app) : IClassFixture<ClockedApp>
     }
 
     [Fact]
+    public async Task Answers_from_memory_are_the_same_for_every_spelling_and_say_nosniff()
+    {
+        const string erin = "erin.lookup@example.test";
+        var (issued, _) = await app.IssueAsync(erin, "encryption");
+        // The first look-up normalises and caches; the second, spelled as normalised, is answered without normalising;
+        // another spelling of the same mailbox is normalised again and finds the same certificate.
+        foreach (var asked in new[] { erin, erin, "erin.lookup@EXAMPLE.Test" })
+        {
+            var r = await app.Client.GetAsync($"/api/v1/directory/{asked}/certificates?usage=encryption");
+            await Http.EnsureStatus(r, HttpStatusCode.OK);
+            Assert.Equal("nosniff", r.Headers.GetValues("X-Content-Type-Options").Single());
+            Assert.Equal("application/json", r.Content.Headers.ContentType?.MediaType);
+            var doc = await r.Content.ReadFromJsonAsync<JsonElement>(Http.Json);
+            Assert.Equal(erin, doc.GetProperty("email").GetString());
+            Assert.Equal([issued.SerialNumber], doc.GetProperty("certificates").EnumerateArray().Select(c => c.GetProperty("serialNumber").GetString()));
+        }
+        await Http.AssertProblem(await app.Client.GetAsync($"/api/v1/directory/{erin}/certificates?usage=signing"), HttpStatusCode.NotFound);
+        await Http.AssertProblem(await app.Client.GetAsync($"/api/v1/directory/{erin}/certificates?usage=bogus"), HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
     public void The_request_log_is_off_unless_configured()
     {
         // While ASP.NET Core's request log category is enabled at any level, every request starts an Activity and a log
