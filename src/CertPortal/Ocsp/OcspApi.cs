@@ -48,8 +48,10 @@ public static class OcspApi
 
     private static async ValueTask<IResult> GetAsync(HttpContext http, OcspResponder responder, TimeSpan maxAge, TimeProvider time, CancellationToken ct)
     {
-        var der = DecodePath(http.Request.Path.Value);
-        var answer = await responder.RespondAsync(der ?? ReadOnlyMemory<byte>.Empty, ct);
+        var path = http.Request.Path.Value;
+        if (responder.TryAnswerByPath(path, out var known)) return new OcspResult(known, maxAge, time);
+        var der = DecodePath(path);
+        var answer = await responder.RespondAsync(der ?? ReadOnlyMemory<byte>.Empty, ct, der is null ? null : path);
         return new OcspResult(answer, maxAge, time);
     }
 

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Data.Common;
+using System.Diagnostics.CodeAnalysis;
 using System.Security.Cryptography;
 using CertPortal.Authority;
 using CertPortal.Data;
@@ -48,6 +49,12 @@ public sealed class OcspResponder : BackgroundService
     private readonly IssuerHashes[] _issuers;
 
     private readonly ConcurrentDictionary<Key, Entry> _entries = new();
+    // GET paths answered from a kept response, to that response: RFC 5019 clients send the same request bytes every time,
+    // so a repeated GET is answered without decoding or parsing it. Only kept responses are named here, each by at most
+    // MaxPathsPerResponse paths; a response leaving _entries takes its paths with it (Drop), under _gate.
+    private readonly ConcurrentDictionary<string, Entry> _byPath = new(StringComparer.Ordinal);
+    private const int MaxPathsPerResponse = 4;
+    private const int MaxRememberedPathLength = 512;
     private readonly Lock _gate = new();
     // Under _gate: which cached responses belong to a mailbox, and the generation at which each mailbox last changed.
     private readonly Dictionary<string, HashSet<Key>> _byMailbox = new(StringComparer.Ordinal);
@@ -58,19 +65,26 @@ public sealed class OcspResponder : BackgroundService
     private readonly CancellationTokenSource _stopping = new();
     private long _floor;
 
+    private const int PathOverhead = 64;
+
     private readonly record struct Key(string Authority, string HashAlgorithm, string Serial);
 
-    private sealed class Entry(CertId id, string? mailbox, CertificateStatusAnswer answer, OcspSigner signer, byte[] der, DateTimeOffset thisUpdate, DateTimeOffset nextUpdate)
+    private sealed class Entry(Key key, CertId id, string? mailbox, CertificateStatusAnswer answer, OcspSigner signer, byte[] der, DateTimeOffset thisUpdate,
+        DateTimeOffset nextUpdate)
     {
+        public Key Key { get; } = key;
         public CertId Id { get; } = id;
         public string? Mailbox { get; } = mailbox;
         public CertificateStatusAnswer Answer { get; } = answer;
         public OcspSigner Signer { get; } = signer;
         public OcspAnswer Http { get; } = new(der, thisUpdate, nextUpdate, "\"" + Convert.ToHexString(SHA256.HashData(der), 0, 16) + "\"");
         public DateTimeOffset ThisUpdate { get; } = thisUpdate;
+        /// <summary>GET paths that name this response in _byPath; replaced, never changed, under the responder's lock.</summary>
+        public string[] Paths { get; set; } = [];
         /// <summary>Counted against Ocsp:MaxCacheBytes: the response, and about 800 bytes of objects around it (the
-        /// CertID's arrays, the key's strings, the entity tag, the dictionary nodes; measured with a heap dump).</summary>
-        public long Size => 800 + Http.Der.Length;
+        /// CertID's arrays, the key's strings, the entity tag, the dictionary nodes; measured with a heap dump), and
+        /// the paths that name it (changed only under the responder's lock).</summary>
+        public long Size => 800 + Http.Der.Length + Paths.Sum(p => PathOverhead + 2L * p.Length);
     }
 
     private sealed record IssuerHashes(string Authority, string HashAlgorithm, byte[] NameHash, byte[] KeyHash);
@@ -92,7 +106,18 @@ public sealed class OcspResponder : BackgroundService
     /// <summary>Signed responses held in memory.</summary>
     public int Count => _entries.Count;
 
-    public async ValueTask<OcspAnswer> RespondAsync(ReadOnlyMemory<byte> der, CancellationToken ct)
+    /// <summary>The answer to a GET whose path was answered from a kept response before, if that response is still kept
+    /// and fresh; else false, and the caller reads the request (<see cref="RespondAsync"/> with the path).</summary>
+    public bool TryAnswerByPath(string? path, [NotNullWhen(true)] out OcspAnswer? answer)
+    {
+        answer = null;
+        if (path is null || !_byPath.TryGetValue(path, out var entry) || !Fresh(entry, entry.Key.Authority)) return false;
+        answer = entry.Http;
+        return true;
+    }
+
+    /// <param name="getPath">A GET's path: remembered for <see cref="TryAnswerByPath"/> when the answer is a kept response.</param>
+    public async ValueTask<OcspAnswer> RespondAsync(ReadOnlyMemory<byte> der, CancellationToken ct, string? getPath = null)
     {
         var request = OcspRequest.TryRead(der);
         if (request is null) return Malformed;
@@ -107,7 +132,11 @@ public sealed class OcspResponder : BackgroundService
         try
         {
             if (request.Certificates.Count == 1 && request.Nonce is null)
-                return (await EntryAsync(authority!, request.Certificates[0], ct)).Http;
+            {
+                var entry = await EntryAsync(authority!, request.Certificates[0], ct);
+                if (getPath is not null) Remember(getPath, entry);
+                return entry.Http;
+            }
 
             var answers = new List<(CertId, CertificateStatusAnswer)>(request.Certificates.Count);
             foreach (var id in request.Certificates)
@@ -151,7 +180,7 @@ public sealed class OcspResponder : BackgroundService
         var nextUpdate = now + _options.ResponseLifetime;
         var signer = _signers.For(key.Authority);
         var der = OcspResponseEncoder.Build(signer, now, [(id, answer)], now, nextUpdate, null);
-        var entry = new Entry(id, mailbox, answer, signer, der, now, nextUpdate);
+        var entry = new Entry(key, id, mailbox, answer, signer, der, now, nextUpdate);
         if (answer.Status != OcspCertStatus.Unknown && _options.MaxCachedResponses > 0 && _options.MaxCacheBytes > 0 && _changes.Watching)
             Keep(key, entry, generation);
         return entry;
@@ -164,7 +193,11 @@ public sealed class OcspResponder : BackgroundService
             // A change to this mailbox since the read began (or one forgotten since): the read may predate it.
             if (generation < _floor) return;
             if (entry.Mailbox is not null && _changedAt.TryGetValue(entry.Mailbox, out var changed) && changed > generation) return;
-            if (_entries.TryGetValue(key, out var replaced)) _bytes -= replaced.Size;
+            if (_entries.TryGetValue(key, out var replaced))
+            {
+                _bytes -= replaced.Size;
+                Drop(replaced);
+            }
             _entries[key] = entry;
             _bytes += entry.Size;
             if (entry.Mailbox is not null)
@@ -187,8 +220,31 @@ public sealed class OcspResponder : BackgroundService
             if (_entries.Count <= keepCount && _bytes <= keepBytes) break;
             if (!_entries.TryRemove(key, out _)) continue;
             _bytes -= entry.Size;
+            Drop(entry);
             if (entry.Mailbox is not null && _byMailbox.TryGetValue(entry.Mailbox, out var keys) && keys.Remove(key) && keys.Count == 0)
                 _byMailbox.Remove(entry.Mailbox);
+        }
+    }
+
+    /// <summary>Under _gate: a response leaving the cache takes its GET paths with it.</summary>
+    private void Drop(Entry entry)
+    {
+        foreach (var path in entry.Paths) _byPath.TryRemove(new KeyValuePair<string, Entry>(path, entry));
+    }
+
+    /// <summary>Names a kept response by a GET path, if it is still the cache's (not dropped by a change meanwhile) and
+    /// has room for another path; counted against the byte bound.</summary>
+    private void Remember(string path, Entry entry)
+    {
+        if (path.Length > MaxRememberedPathLength || entry.Paths.Length >= MaxPathsPerResponse || _byPath.ContainsKey(path)) return;
+        lock (_gate)
+        {
+            if (!_entries.TryGetValue(entry.Key, out var current) || !ReferenceEquals(current, entry) || entry.Paths.Length >= MaxPathsPerResponse ||
+                !_byPath.TryAdd(path, entry))
+                return;
+            entry.Paths = [.. entry.Paths, path];
+            _bytes += PathOverhead + 2L * path.Length;
+            if (_bytes > _options.MaxCacheBytes) EvictSome();
         }
     }
 
@@ -206,6 +262,7 @@ public sealed class OcspResponder : BackgroundService
                     if (_entries.TryRemove(key, out var entry))
                     {
                         _bytes -= entry.Size;
+                        Drop(entry);
                         (dropped ??= []).Add((key, entry.Id));
                     }
             }
