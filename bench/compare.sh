@@ -5,7 +5,8 @@
 #   token creation (target 1,000/s); recipient look-up and OCSP GET with wrk at 32 connections vs a bare Kestrel minimal API
 #   returning the same bytes; optionally (--revocation) 100,000 revocations over the API (10,000 with --quick) of
 #   certificates seeded by CertPortal.Bench --seed-certificates, the time until the CRL lists them all, and the database's
-#   size afterwards.
+#   size afterwards. They are revoked for keyCompromise (the dearest reason: it also blocks the key and looks for other
+#   certificates with it) unless --revocation-reason=NAME names another (superseded, cessationOfOperation, ...).
 # Every figure is printed with its ratio to its reference. The service runs as built for production (Release,
 # SQLite WAL + synchronous=FULL, PostgreSQL with fsync on); the load generators (curl --parallel, wrk) run on the
 # same machine and take their share of the cores.
@@ -16,12 +17,12 @@
 #
 # --memory: the service's resident set size over a 10-minute mixed run (3 minutes with --quick; CertPortal.Bench --mixed-load).
 #
-# Usage: bench/compare.sh [--quick] [--revocation] [--crl] [--memory] [--no-postgres]
+# Usage: bench/compare.sh [--quick] [--revocation] [--revocation-reason=NAME] [--crl] [--memory] [--no-postgres]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-quick=0; revocation=0; postgres=1; bigcrl=0; memory=0
+quick=0; revocation=0; postgres=1; bigcrl=0; memory=0; reason=keyCompromise
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
@@ -29,6 +30,7 @@ for a in "$@"; do
     --no-postgres) postgres=0 ;;
     --crl) bigcrl=1 ;;
     --memory) memory=1 ;;
+    --revocation-reason=*) reason=${a#*=} ;;
     *) echo "unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -236,7 +238,7 @@ revocation_run() {
   local pid=$!; pids+=("$pid")
   wait_http "http://127.0.0.1:$port/healthz"
   local base="http://127.0.0.1:$port"
-  echo '{"reason":"keyCompromise"}' > "$data/revoke.json"
+  echo "{\"reason\":\"$reason\"}" > "$data/revoke.json"
   # revoke_config OUT FIRST COUNT: POSTs for serials FIRST..FIRST+COUNT-1 of the seeded list
   revoke_config() {
     awk -v first="$2" -v last=$(($2 + $3 - 1)) -v base="$base" -v key="$admin_key" -v body="$data/revoke.json" '
@@ -401,7 +403,7 @@ if [ $revocation = 1 ]; then
     [ -n "${result[revoke-$label]:-}" ] || continue
     read -r r p c pc <<< "${result[revoke-$label]}"
     read -r listed counted crlbytes <<< "${result[revoke-crl-$label]}"
-    echo "| revocation ($label), $(f "$revocations") with $clients clients (keyCompromise) | $(f "$r")/s, p99 $(ms "$p") ms, $(ms2 "$c") ms CPU$(pgms "$label" "$pc"); $(printf "%.1f" "$(echo "$revocations / $r" | bc -l)") s | 100,000 in 60 s: 1,667/s | $(ratio "$r" 1667) | ≥ 100 % |"
+    echo "| revocation ($label), $(f "$revocations") with $clients clients ($reason) | $(f "$r")/s, p99 $(ms "$p") ms, $(ms2 "$c") ms CPU$(pgms "$label" "$pc"); $(printf "%.1f" "$(echo "$revocations / $r" | bc -l)") s | 100,000 in 60 s: 1,667/s | $(ratio "$r" 1667) | ≥ 100 % |"
     echo "| CRL lists every revocation ($label) | $(printf "%.1f" "$listed") s after the last answer ($(f "$counted") entries, $(mib "$crlbytes")) | Crl:PublishDelay 3 s | | |"
     if [ "$label" = pg-ec ]; then
       read -r dbsize certs crls audit ncerts ncrls naudit <<< "${result[revoke-size-$label]}"
