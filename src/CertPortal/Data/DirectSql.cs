@@ -28,28 +28,26 @@ public static class DirectSql
     private const string TokenColumns =
         "\"Id\", \"TokenHash\", \"Email\", \"DisplayName\", \"Profile\", \"CreatedAt\", \"CreatedBy\", \"ExpiresAt\", \"UsedAt\", \"RevokedAt\", \"CertificateSerial\", \"RetryPackage\"";
 
-    /// <summary>The token whose secret hashes to <paramref name="hash"/>, whatever its status, or null.</summary>
-    public static async Task<EnrollmentToken?> FindTokenByHashAsync(CertPortalDbContext db, byte[] hash, CancellationToken ct)
+    /// <summary>The token whose secret hashes to <paramref name="hash"/>, whatever its status, or null; with it the key generation
+    /// the escrow policy stores for the token's profile (null: none stored, configuration applies; always null for signing), which
+    /// every enrollment asks next: one read (on PostgreSQL one round trip) instead of two.</summary>
+    public static async Task<(EnrollmentToken? Token, KeyGenerationPolicy? StoredKeyGeneration)> FindTokenByHashAsync(CertPortalDbContext db,
+        byte[] hash, CancellationToken ct)
     {
         await db.Database.OpenConnectionAsync(ct);
         try
         {
-            var command = Command(db, $"SELECT {TokenColumns} FROM \"EnrollmentTokens\" WHERE \"TokenHash\" = @hash", out var sqlite);
+            var command = Command(db, $"SELECT {TokenColumns}, " +
+                "(SELECT \"EncryptionKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1), " +
+                "(SELECT \"DualKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1) " +
+                "FROM \"EnrollmentTokens\" WHERE \"TokenHash\" = @hash", out var sqlite);
             Add(command, "hash", hash);
-            return await ReadAsync(command, async (reader, rct) => !await reader.ReadAsync(rct) ? null : new EnrollmentToken
+            return await ReadAsync<(EnrollmentToken?, KeyGenerationPolicy?)>(command, async (reader, rct) =>
             {
-                Id = reader.GetGuid(0),
-                TokenHash = (byte[])reader[1],
-                Email = reader.GetString(2),
-                DisplayName = reader.GetString(3),
-                Profile = Enum.Parse<CertificateProfileName>(reader.GetString(4)),
-                CreatedAt = Time(reader, 5, sqlite),
-                CreatedBy = reader.GetString(6),
-                ExpiresAt = Time(reader, 7, sqlite),
-                UsedAt = reader.IsDBNull(8) ? null : Time(reader, 8, sqlite),
-                RevokedAt = reader.IsDBNull(9) ? null : Time(reader, 9, sqlite),
-                CertificateSerial = reader.IsDBNull(10) ? null : reader.GetString(10),
-                RetryPackage = reader.IsDBNull(11) ? null : (byte[])reader[11],
+                if (!await reader.ReadAsync(rct)) return (null, null);
+                var token = ReadToken(reader, sqlite);
+                var stored = token.Profile switch { CertificateProfileName.Encryption => 12, CertificateProfileName.Dual => 13, _ => -1 };
+                return (token, stored < 0 || reader.IsDBNull(stored) ? (KeyGenerationPolicy?)null : Enum.Parse<KeyGenerationPolicy>(reader.GetString(stored)));
             }, ct);
         }
         finally
@@ -57,6 +55,22 @@ public static class DirectSql
             await db.Database.CloseConnectionAsync();
         }
     }
+
+    private static EnrollmentToken ReadToken(DbDataReader reader, bool sqlite) => new()
+    {
+        Id = reader.GetGuid(0),
+        TokenHash = (byte[])reader[1],
+        Email = reader.GetString(2),
+        DisplayName = reader.GetString(3),
+        Profile = Enum.Parse<CertificateProfileName>(reader.GetString(4)),
+        CreatedAt = Time(reader, 5, sqlite),
+        CreatedBy = reader.GetString(6),
+        ExpiresAt = Time(reader, 7, sqlite),
+        UsedAt = reader.IsDBNull(8) ? null : Time(reader, 8, sqlite),
+        RevokedAt = reader.IsDBNull(9) ? null : Time(reader, 9, sqlite),
+        CertificateSerial = reader.IsDBNull(10) ? null : reader.GetString(10),
+        RetryPackage = reader.IsDBNull(11) ? null : (byte[])reader[11],
+    };
 
     public static Task InsertTokenAsync(CertPortalDbContext db, EnrollmentToken t, CancellationToken ct)
     {
@@ -90,31 +104,41 @@ public static class DirectSql
         return await CountAsync(command, ct) == 1;
     }
 
+    /// <summary>An enrollment's decision in the group writer, taken under the key's lock: when the key was blocked as compromised
+    /// (then nothing is spent), else whether the token was spent for <paramref name="serial"/> (<see cref="SpendTokenAsync"/>).
+    /// On PostgreSQL one statement whose spend is conditional on the key not being blocked, held back in the writer, so that
+    /// the decisions of a group's enrollments travel to the database together (<see cref="GroupCommitWriter"/>); the statement
+    /// starts after the lock before it is granted, so it sees a block committed by whoever held the lock. SQLite (one writer,
+    /// no round trips): the two commands.</summary>
+    public static async Task<Later<(DateTimeOffset? BlockedAt, bool Spent)>> SpendTokenUnlessBlockedAsync(CertPortalDbContext db, Guid id,
+        string spkiSha256, string serial, DateTimeOffset now, CancellationToken ct)
+    {
+        if (db.Database.GetDbConnection() is not NpgsqlConnection)
+        {
+            var blockedAt = await BlockedAtAsync(db, spkiSha256, ct);
+            return new((blockedAt, blockedAt is null && await SpendTokenAsync(db, id, serial, now, ct)));
+        }
+        var command = Command(db, "WITH blocked AS (SELECT \"BlockedAt\" FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki), " +
+            "spent AS (UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial " +
+            "WHERE \"Id\" = @id AND \"UsedAt\" IS NULL AND \"RevokedAt\" IS NULL AND \"ExpiresAt\" > @now AND NOT EXISTS (SELECT FROM blocked) " +
+            "RETURNING 1) SELECT (SELECT \"BlockedAt\" FROM blocked), (SELECT count(*) FROM spent)", out _);
+        Add(command, "spki", spkiSha256);
+        Add(command, "now", Time(now, sqlite: false));
+        Add(command, "serial", serial);
+        Add(command, "id", id);
+        return await ReadLaterAsync(command, async (reader, rct) =>
+        {
+            await reader.ReadAsync(rct);
+            return (reader.IsDBNull(0) ? (DateTimeOffset?)null : reader.GetFieldValue<DateTimeOffset>(0), reader.GetInt64(1) == 1);
+        }, ct);
+    }
+
     /// <summary>When the key with this SPKI hash was blocked as compromised, or null.</summary>
     public static async Task<DateTimeOffset?> BlockedAtAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
     {
         var command = Command(db, "SELECT \"BlockedAt\" FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki", out var sqlite);
         Add(command, "spki", spkiSha256);
         return await ReadAsync(command, async (reader, rct) => await reader.ReadAsync(rct) ? Time(reader, 0, sqlite) : (DateTimeOffset?)null, ct);
-    }
-
-    /// <summary>The escrow policy's key generation for encryption (or, with <paramref name="dual"/>, dual-use) keys, as the
-    /// admin API stored it; null when no policy row exists (configuration applies).</summary>
-    public static async Task<KeyGenerationPolicy?> KeyGenerationAsync(CertPortalDbContext db, bool dual, CancellationToken ct)
-    {
-        await db.Database.OpenConnectionAsync(ct);
-        try
-        {
-            var command = Command(db, dual
-                ? "SELECT \"DualKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1"
-                : "SELECT \"EncryptionKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1", out _);
-            return await ReadAsync(command, async (reader, rct) =>
-                await reader.ReadAsync(rct) && !reader.IsDBNull(0) ? Enum.Parse<KeyGenerationPolicy>(reader.GetString(0)) : (KeyGenerationPolicy?)null, ct);
-        }
-        finally
-        {
-            await db.Database.CloseConnectionAsync();
-        }
     }
 
     public static Task InsertCertificateAsync(CertPortalDbContext db, IssuedCertificate c, CancellationToken ct)
@@ -278,17 +302,18 @@ public static class DirectSql
         return ExecuteAsync(command, ct);
     }
 
-    /// <summary>Inserts the look-up cache's change row and returns its id (RETURNING: SQLite 3.35+ and PostgreSQL), which
-    /// the cache needs to recognise its own change when its poll reads it.</summary>
-    public static async Task<long> InsertCertificateChangeAsync(CertPortalDbContext db, CertificateChange c, CancellationToken ct)
+    /// <summary>Inserts the look-up cache's change row and sets its id (RETURNING: SQLite 3.35+ and PostgreSQL), which the cache
+    /// needs to recognise its own change when its poll reads it, after the commit. In the writer on PostgreSQL the insert is
+    /// held back like the others and the id set when its batch runs, before the commit.</summary>
+    public static async Task InsertCertificateChangeAsync(CertPortalDbContext db, CertificateChange c, CancellationToken ct)
     {
         var command = Command(db, "INSERT INTO \"CertificateChanges\" (\"Email\", \"At\") VALUES (@email, @at) RETURNING \"Id\"", out var sqlite);
         Add(command, "email", c.Email);
         Add(command, "at", Time(c.At, sqlite));
-        return await ReadAsync(command, async (reader, rct) =>
+        await ReadLaterAsync(command, async (reader, rct) =>
         {
             await reader.ReadAsync(rct);
-            return reader.GetInt64(0);
+            return c.Id = reader.GetInt64(0);
         }, ct);
     }
 
@@ -389,16 +414,35 @@ public static class DirectSql
     /// <summary>Sends the commands held back on this connection, if any, in one round trip.</summary>
     public static async Task FlushAsync(DbConnection connection, CancellationToken ct)
     {
-        if (Take(connection, null, out _) is { } batch)
-            await using (batch) await batch.ExecuteNonQueryAsync(ct);
+        if (Take(connection, null, out var rowSets) is not { } batch) return;
+        await using (batch)
+        {
+            if (rowSets.All(r => r is null))
+            {
+                await batch.ExecuteNonQueryAsync(ct);
+                return;
+            }
+            await using var reader = await batch.ExecuteReaderAsync(ct);
+            await ReadRowSetsAsync(reader, rowSets, ct);
+        }
     }
 
     public static Task FlushAsync(CertPortalDbContext db, CancellationToken ct) => FlushAsync(db.Database.GetDbConnection(), ct);
 
     private static void Flush(DbConnection connection)
     {
-        if (Take(connection, null, out _) is { } batch)
-            using (batch) batch.ExecuteNonQuery();
+        if (Take(connection, null, out var rowSets) is not { } batch) return;
+        using (batch)
+        {
+            if (rowSets.All(r => r is null))
+            {
+                batch.ExecuteNonQuery();
+                return;
+            }
+            // EF Core's synchronous calls inside the writer (none on the hot paths) wait for the held-back reads here.
+            using var reader = batch.ExecuteReader();
+            ReadRowSetsAsync(reader, rowSets, CancellationToken.None).GetAwaiter().GetResult();
+        }
     }
 
     /// <summary>Flushes held-back commands before EF Core sends one of its own on that connection, so EF Core's reads and
@@ -409,26 +453,38 @@ public static class DirectSql
     {
         public NpgsqlTransaction Transaction { get; } = transaction;
         public List<NpgsqlBatchCommand> Commands { get; } = [];
-        /// <summary>Held-back statements that return rows (locks are SELECTs): result sets ahead of a read's own.</summary>
-        public int RowSets { get; set; }
+        /// <summary>One entry per held-back statement that returns rows, in order: what reads its result set when the batch
+        /// runs (a held-back read, see <see cref="Later{T}"/>), or null for a lock's (a SELECT whose row nobody needs).</summary>
+        public List<Func<DbDataReader, CancellationToken, Task>?> RowSets { get; } = [];
     }
 
     private static readonly ConditionalWeakTable<DbConnection, Deferred> Deferrals = [];
 
-    /// <summary>The held-back commands (and <paramref name="last"/>) as one batch, or null when there is nothing to send.</summary>
-    private static NpgsqlBatch? Take(DbConnection connection, DbCommand? last, out int rowSetsBefore)
+    /// <summary>The held-back commands (and <paramref name="last"/>) as one batch, or null when there is nothing to send;
+    /// <paramref name="rowSets"/> reads the held-back statements' result sets, which come before <paramref name="last"/>'s.</summary>
+    private static NpgsqlBatch? Take(DbConnection connection, DbCommand? last, out Func<DbDataReader, CancellationToken, Task>?[] rowSets)
     {
-        rowSetsBefore = 0;
+        rowSets = [];
         // Nothing held back: the command goes alone, as a plain command.
         if (!Deferrals.TryGetValue(connection, out var held) || held.Commands.Count == 0) return null;
         if (last is not null && last.Transaction != held.Transaction) return null;
         var batch = new NpgsqlBatch((NpgsqlConnection)connection, held.Transaction);
         foreach (var c in held.Commands) batch.BatchCommands.Add(c);
         if (last is not null) batch.BatchCommands.Add(ToBatchCommand(last));
-        rowSetsBefore = held.RowSets;
+        rowSets = [.. held.RowSets];
         held.Commands.Clear();
-        held.RowSets = 0;
+        held.RowSets.Clear();
         return batch;
+    }
+
+    /// <summary>Hands each held-back statement's result set to its reader, in order; the reader ends after the last of them.</summary>
+    private static async Task ReadRowSetsAsync(DbDataReader reader, Func<DbDataReader, CancellationToken, Task>?[] rowSets, CancellationToken ct)
+    {
+        foreach (var read in rowSets)
+        {
+            if (read is not null) await read(reader, ct);
+            await reader.NextResultAsync(ct);
+        }
     }
 
     private static NpgsqlBatchCommand ToBatchCommand(DbCommand command)
@@ -450,7 +506,7 @@ public static class DirectSql
             if (command.Connection is { } connection && Deferrals.TryGetValue(connection, out var held) && command.Transaction == held.Transaction)
             {
                 held.Commands.Add(ToBatchCommand(command));
-                if (returnsRows) held.RowSets++;
+                if (returnsRows) held.RowSets.Add(null);
                 return;
             }
             await command.ExecuteNonQueryAsync(ct);
@@ -462,11 +518,16 @@ public static class DirectSql
     {
         await using (command)
         {
-            if (Take(command.Connection!, command, out _) is { } batch)
+            if (Take(command.Connection!, command, out var rowSets) is { } batch)
             {
                 await using (batch)
                 {
-                    await batch.ExecuteNonQueryAsync(ct);
+                    if (rowSets.All(r => r is null)) await batch.ExecuteNonQueryAsync(ct);
+                    else
+                    {
+                        await using var reader = await batch.ExecuteReaderAsync(ct);
+                        await ReadRowSetsAsync(reader, rowSets, ct);
+                    }
                     return batch.BatchCommands[^1].RecordsAffected;
                 }
             }
@@ -474,18 +535,33 @@ public static class DirectSql
         }
     }
 
+    /// <summary>A read whose answer is needed only later: inside the writer's transaction on PostgreSQL it is held back like an
+    /// insert and answered when its batch runs (with the next command that needs an answer, or at <see cref="FlushAsync(CertPortalDbContext, CancellationToken)"/>);
+    /// else read now.</summary>
+    private static async Task<Later<T>> ReadLaterAsync<T>(DbCommand command, Func<DbDataReader, CancellationToken, Task<T>> read, CancellationToken ct)
+    {
+        if (command.Connection is { } connection && Deferrals.TryGetValue(connection, out var held) && command.Transaction == held.Transaction)
+        {
+            var later = new Later<T>();
+            await using (command) held.Commands.Add(ToBatchCommand(command));
+            held.RowSets.Add(async (reader, rct) => later.Set(await read(reader, rct)));
+            return later;
+        }
+        return new(await ReadAsync(command, read, ct));
+    }
+
     /// <summary>Reads <paramref name="command"/>'s rows with <paramref name="read"/>, sent with whatever was held back before it.</summary>
     private static async Task<T> ReadAsync<T>(DbCommand command, Func<DbDataReader, CancellationToken, Task<T>> read, CancellationToken ct)
     {
         await using (command)
         {
-            if (Take(command.Connection!, command, out var skip) is { } batch)
+            if (Take(command.Connection!, command, out var rowSets) is { } batch)
             {
                 await using (batch)
                 {
                     await using var batched = await batch.ExecuteReaderAsync(ct);
-                    // Statements without rows (inserts) have no result set; held-back locks have one each.
-                    for (var i = 0; i < skip; i++) await batched.NextResultAsync(ct);
+                    // Statements without rows (inserts) have no result set; held-back locks and reads have one each.
+                    await ReadRowSetsAsync(batched, rowSets, ct);
                     return await read(batched, ct);
                 }
             }
@@ -554,4 +630,24 @@ public static class DirectSql
 
     private static DateTimeOffset Time(DbDataReader reader, int ordinal, bool sqlite) =>
         sqlite ? new DateTimeOffset(reader.GetInt64(ordinal), TimeSpan.Zero) : reader.GetFieldValue<DateTimeOffset>(ordinal);
+}
+
+/// <summary>The answer of a read that may have been held back (<see cref="DirectSql"/>): known once the batch it travels in has run,
+/// which in the group writer is before a two-step unit's second step (<see cref="GroupCommitWriter.WriteAsync{TFirst, T}"/>).</summary>
+public sealed class Later<T>
+{
+    private T _value = default!;
+    private bool _known;
+
+    internal Later() { }
+
+    internal Later(T value) => Set(value);
+
+    internal void Set(T value)
+    {
+        _value = value;
+        _known = true;
+    }
+
+    public T Value => _known ? _value : throw new InvalidOperationException("The read was held back and its batch has not run yet.");
 }

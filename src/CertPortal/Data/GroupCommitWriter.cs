@@ -19,10 +19,14 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
     private readonly Channel<IUnit> _queue = Channel.CreateUnbounded<IUnit>(new UnboundedChannelOptions { SingleReader = true });
     private long _commits;
     private long _units;
+    private int _queued;
 
     /// <summary>Commits made so far (groups and lone retries): with <see cref="UnitsCommitted"/>, how well grouping works.</summary>
     public long Commits => Interlocked.Read(ref _commits);
     public long UnitsCommitted => Interlocked.Read(ref _units);
+
+    /// <summary>Units queued and not yet taken into a group.</summary>
+    public int Queued => Volatile.Read(ref _queued);
 
     /// <summary>Queues <paramref name="apply"/>, which runs on the writer's context inside the group's transaction and
     /// may run a second time (alone, on a fresh context) if its group fails: it must create its entities itself and
@@ -30,9 +34,29 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
     public Task<T> WriteAsync<T>(Func<CertPortalDbContext, CancellationToken, Task<T>> apply)
     {
         var unit = new Unit<T>(apply);
-        if (!_queue.Writer.TryWrite(unit))
-            throw new InvalidOperationException("The database writer has stopped (the service is shutting down).");
+        Enqueue(unit);
         return unit.Task;
+    }
+
+    /// <summary>Queues a unit in two steps: <paramref name="first"/> issues the reads a decision needs (locks, a conditional
+    /// update) and returns their answers as <see cref="Later{T}"/> values; <paramref name="then"/> decides from them and writes.
+    /// On PostgreSQL the first steps of consecutive two-step units in a group go to the database together, in one round trip,
+    /// before any of their second steps (which run in queue order), instead of one round trip per unit; a first step must therefore
+    /// not depend on what another unit's second step writes. Both steps may run again alone, as for <see cref="WriteAsync{T}"/>.</summary>
+    public Task<T> WriteAsync<TFirst, T>(Func<CertPortalDbContext, CancellationToken, Task<TFirst>> first,
+        Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then)
+    {
+        var unit = new TwoStepUnit<TFirst, T>(first, then);
+        Enqueue(unit);
+        return unit.Task;
+    }
+
+    private void Enqueue(IUnit unit)
+    {
+        Interlocked.Increment(ref _queued);
+        if (_queue.Writer.TryWrite(unit)) return;
+        Interlocked.Decrement(ref _queued);
+        throw new InvalidOperationException("The database writer has stopped (the service is shutting down).");
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
@@ -51,6 +75,7 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
             while (await _queue.Reader.WaitToReadAsync(CancellationToken.None))
             {
                 while (group.Count < MaxGroup && _queue.Reader.TryRead(out var unit)) group.Add(unit);
+                Interlocked.Add(ref _queued, -group.Count);
                 await CommitAsync(group);
                 group.Clear();
             }
@@ -133,7 +158,22 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
         var results = new object?[units.Count];
         try
         {
-            for (var i = 0; i < units.Count; i++) results[i] = await units[i].ApplyAsync(db);
+            for (var i = 0; i < units.Count;)
+            {
+                if (!units[i].TwoStep)
+                {
+                    results[i] = await units[i].ApplyAsync(db, null);
+                    i++;
+                    continue;
+                }
+                // A run of two-step units: every first step, one flush (their reads answered in one round trip), every second step.
+                var end = i;
+                var firsts = new List<object?>();
+                for (; end < units.Count && units[end].TwoStep; end++) firsts.Add(await units[end].FirstAsync(db));
+                await DirectSql.FlushAsync(db, CancellationToken.None);
+                for (var k = i; k < end; k++) results[k] = await units[k].ApplyAsync(db, firsts[k - i]);
+                i = end;
+            }
             await db.SaveChangesAsync(CancellationToken.None);
             await DirectSql.FlushAsync(db, CancellationToken.None);
         }
@@ -151,18 +191,36 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
 
     private interface IUnit
     {
-        Task<object?> ApplyAsync(CertPortalDbContext db);
+        bool TwoStep { get; }
+        Task<object?> FirstAsync(CertPortalDbContext db);
+        Task<object?> ApplyAsync(CertPortalDbContext db, object? first);
         void Complete(object? result);
         void Fail(Exception e);
     }
 
-    private sealed class Unit<T>(Func<CertPortalDbContext, CancellationToken, Task<T>> apply) : IUnit
+    private class Unit<T> : IUnit
     {
         // Continuations run on the thread pool, not on the writer's loop.
         private readonly TaskCompletionSource<T> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly Func<CertPortalDbContext, CancellationToken, Task<T>>? _apply;
+
+        protected Unit() { }
+
+        public Unit(Func<CertPortalDbContext, CancellationToken, Task<T>> apply) => _apply = apply;
+
         public Task<T> Task => _done.Task;
-        public async Task<object?> ApplyAsync(CertPortalDbContext db) => await apply(db, CancellationToken.None);
+        public virtual bool TwoStep => false;
+        public virtual Task<object?> FirstAsync(CertPortalDbContext db) => System.Threading.Tasks.Task.FromResult<object?>(null);
+        public virtual async Task<object?> ApplyAsync(CertPortalDbContext db, object? first) => await _apply!(db, CancellationToken.None);
         public void Complete(object? result) => _done.TrySetResult((T)result!);
         public void Fail(Exception e) => _done.TrySetException(e);
+    }
+
+    private sealed class TwoStepUnit<TFirst, T>(Func<CertPortalDbContext, CancellationToken, Task<TFirst>> first,
+        Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then) : Unit<T>
+    {
+        public override bool TwoStep => true;
+        public override async Task<object?> FirstAsync(CertPortalDbContext db) => await first(db, CancellationToken.None);
+        public override async Task<object?> ApplyAsync(CertPortalDbContext db, object? answers) => await then(db, (TFirst)answers!, CancellationToken.None);
     }
 }

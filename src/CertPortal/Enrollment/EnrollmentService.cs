@@ -29,10 +29,11 @@ public sealed record EnrollmentResult(string SerialNumber, string Email, string 
 }
 
 /// <summary>What a certificate is issued for, and the one-time permission its issuance spends (in the transaction
-/// that records it; false when it was spent or withdrawn meanwhile): an enrollment token, or the certificate a
-/// renewal replaces.</summary>
+/// that records it; false when it was spent or withdrawn meanwhile): an enrollment token (<see cref="SpendAsync"/> null:
+/// spent with the blocked-key check in one statement, <see cref="DirectSql.SpendTokenUnlessBlockedAsync"/>), or the
+/// certificate a renewal replaces.</summary>
 internal sealed record IssuanceGrant(string Email, string DisplayName, CertificateProfileName Profile, Guid? TokenId, string? RenewalOf,
-    Func<CertPortalDbContext, string, DateTimeOffset, CancellationToken, Task<bool>> SpendAsync);
+    Func<CertPortalDbContext, string, DateTimeOffset, CancellationToken, Task<bool>>? SpendAsync);
 
 /// <summary>Turns a token and a CSR into a certificate. The certificate is signed first, outside any
 /// transaction (a certificate whose recording fails is simply discarded: its random serial was never used);
@@ -49,16 +50,18 @@ public sealed class EnrollmentService(
     {
         EnrollmentToken? token;
         KeyGenerationPolicy generation;
-        // The token and the escrow policy on one connection: opening a pooled SQLite connection registers EF Core's SQL
-        // functions on it and closing it removes them again, which cost more CPU than either query.
+        // The token, the escrow policy's key generation for its profile (read with it: one query) and a collection on one
+        // connection: opening a pooled SQLite connection registers EF Core's SQL functions on it and closing it removes them
+        // again, which cost more CPU than the query.
         await db.Database.OpenConnectionAsync(ct);
         try
         {
-            token = await tokens.FindAsync(request.Token, ct);
+            var found = await tokens.FindWithKeyGenerationAsync(request.Token, ct);
+            token = found.Token;
             if (token is null) return EnrollmentTokens.Unknown;
             if (EnrollmentTokens.RefusalAt(token, time.GetUtcNow()) is { } refused)
                 return token.UsedAt is not null && await CollectAsync(token.Id, SameKeyAs(request.Csr, token.Email), ct) is { } collected ? collected : refused;
-            generation = await archive.GenerationForAsync(db, token.Profile, ct);
+            generation = archive.GenerationFor(token.Profile, found.StoredKeyGeneration);
         }
         finally
         {
@@ -86,8 +89,7 @@ public sealed class EnrollmentService(
     {
         // The conditional UPDATE is the single point where concurrent enrollments with one token are decided
         // (SQLite serialises writers; PostgreSQL re-checks the WHERE after the row lock, also across nodes).
-        var grant = new IssuanceGrant(token.Email, token.DisplayName, token.Profile, token.Id, RenewalOf: null,
-            (w, serialHex, now, wct) => DirectSql.SpendTokenAsync(w, token.Id, serialHex, now, wct));
+        var grant = new IssuanceGrant(token.Email, token.DisplayName, token.Profile, token.Id, RenewalOf: null, SpendAsync: null);
         var issued = await SignAndRecordAsync(grant, key, actor, prepare, ct);
         if (issued.Failure is { } refused) return refused; // the token stays unspent
         if (issued.Value is { } record) return Result(record);
@@ -131,11 +133,22 @@ public sealed class EnrollmentService(
         var record = await writer.WriteAsync(async (w, wct) =>
         {
             // Under the key's lock (PostgreSQL; SQLite has one writer), so a keyCompromise revocation of the same
-            // key either finds this certificate and revokes it, or has committed its block, which this read sees.
+            // key either finds this certificate and revokes it, or has committed its block, which the check after the lock
+            // sees. A token is spent in the same statement as that check; a group's checks travel together (the two steps).
             await w.LockNamedAsync(CompromisedKeys.LockName(spkiSha256), wct);
-            blocked = await CompromisedKeys.RefuseIfBlockedAsync(w, spkiSha256, wct);
-            if (blocked is not null) return null;
-            if (!await grant.SpendAsync(w, serialHex, now, wct)) return null;
+            return grant.SpendAsync is null ? await DirectSql.SpendTokenUnlessBlockedAsync(w, grant.TokenId!.Value, spkiSha256, serialHex, now, wct) : null;
+        }, async (w, decided, wct) =>
+        {
+            if (decided is not null)
+            {
+                blocked = CompromisedKeys.Refusal(decided.Value.BlockedAt);
+                if (blocked is not null || !decided.Value.Spent) return null;
+            }
+            else
+            {
+                blocked = await CompromisedKeys.RefuseIfBlockedAsync(w, spkiSha256, wct);
+                if (blocked is not null || !await grant.SpendAsync!(w, serialHex, now, wct)) return null;
+            }
             var added = new IssuedCertificate
             {
                 SerialNumber = serialHex,

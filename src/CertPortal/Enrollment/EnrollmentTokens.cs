@@ -125,13 +125,17 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
     }
 
     /// <summary>The token with this secret whatever its status (a spent one lets a client collect its certificate), or null.</summary>
-    public async Task<EnrollmentToken?> FindAsync(string? secret, CancellationToken ct)
+    public async Task<EnrollmentToken?> FindAsync(string? secret, CancellationToken ct) => (await FindWithKeyGenerationAsync(secret, ct)).Token;
+
+    /// <summary><see cref="FindAsync"/>, and the key generation the escrow policy stores for the token's profile (null: configuration
+    /// applies, see <c>KeyArchive.GenerationFor</c>), read together.</summary>
+    public async Task<(EnrollmentToken? Token, KeyGenerationPolicy? StoredKeyGeneration)> FindWithKeyGenerationAsync(string? secret, CancellationToken ct)
     {
-        if (string.IsNullOrWhiteSpace(secret) || secret.Length > 200) return null;
+        if (string.IsNullOrWhiteSpace(secret) || secret.Length > 200) return (null, null);
         var hash = Hash(secret.Trim());
         // One plain query (DirectSql): every enrollment looks its token up.
-        var token = await DirectSql.FindTokenByHashAsync(db, hash, ct);
-        return token is not null && CryptographicOperations.FixedTimeEquals(token.TokenHash, hash) ? token : null;
+        var (token, stored) = await DirectSql.FindTokenByHashAsync(db, hash, ct);
+        return token is not null && CryptographicOperations.FixedTimeEquals(token.TokenHash, hash) ? (token, stored) : (null, null);
     }
 
     public async Task<EnrollmentToken?> FindByIdAsync(Guid id, CancellationToken ct) =>

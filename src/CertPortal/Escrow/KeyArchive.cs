@@ -28,17 +28,15 @@ public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption s
         return policy;
     }
 
-    /// <summary>How keys of <paramref name="profile"/> are to be made under the current policy (what <see cref="GenerationFor"/>
-    /// says of <see cref="PolicyAsync"/>), read with one plain command (<see cref="DirectSql"/>): every enrollment asks, and
-    /// the compiled EF Core query cost more CPU than the read.</summary>
-    public async Task<KeyGenerationPolicy> GenerationForAsync(CertPortalDbContext db, CertificateProfileName profile, CancellationToken ct)
+    /// <summary>How keys of <paramref name="profile"/> are to be made under the current policy (what <see cref="GenerationFor(EscrowPolicyRecord, CertificateProfileName)"/>
+    /// says of <see cref="PolicyAsync"/>), from the key generation the policy row stores for the profile (null when there is no row or
+    /// nothing stored: configuration applies), which every enrollment reads with its token (<see cref="DirectSql.FindTokenByHashAsync"/>).</summary>
+    public KeyGenerationPolicy GenerationFor(CertificateProfileName profile, KeyGenerationPolicy? stored) => profile switch
     {
-        // Signing keys are never server-generated: no read.
-        if (profile is not (CertificateProfileName.Encryption or CertificateProfileName.Dual)) return KeyGenerationPolicy.Refused;
-        var dual = profile == CertificateProfileName.Dual;
-        return await DirectSql.KeyGenerationAsync(db, dual, ct)
-            ?? (dual ? options.Escrow.DualKeyGeneration : options.Escrow.EncryptionKeyGeneration);
-    }
+        CertificateProfileName.Encryption => stored ?? options.Escrow.EncryptionKeyGeneration,
+        CertificateProfileName.Dual => stored ?? options.Escrow.DualKeyGeneration,
+        _ => KeyGenerationPolicy.Refused,
+    };
 
     /// <summary>Null when the active agents satisfy the policy (at least N, hence at least M); else why not.</summary>
     public static Failure? CheckAgents(EscrowPolicyRecord policy, int activeAgents) =>

@@ -135,11 +135,12 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
         lock (_pending) _pending.GetOrCreateValue(db).Add(change);
     }
 
-    /// <summary><see cref="RecordChange"/> written at once with a plain command (the revocation path's way).</summary>
+    /// <summary><see cref="RecordChange"/> written with a plain command (the hot paths' way; in the group writer on PostgreSQL it
+    /// travels with the next batch, and its id is known before the commit).</summary>
     internal async Task RecordChangeNowAsync(CertPortalDbContext db, string email, DateTimeOffset now, CancellationToken ct)
     {
         var change = new CertificateChange { Email = email.ToLowerInvariant(), At = now };
-        change.Id = await DirectSql.InsertCertificateChangeAsync(db, change, ct);
+        await DirectSql.InsertCertificateChangeAsync(db, change, ct);
         lock (_pending) _pending.GetOrCreateValue(db).Add(change);
     }
 

@@ -30,13 +30,14 @@ public static class CompromisedKeys
 
     /// <summary>In the caller's transaction, after <see cref="LockName"/> is held. Every enrollment asks, inside the group
     /// writer's transaction: one plain command (see <see cref="DirectSql"/>).</summary>
-    public static async Task<Failure?> RefuseIfBlockedAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
-    {
-        var blockedAt = await DirectSql.BlockedAtAsync(db, spkiSha256, ct);
-        return blockedAt is not { } at ? null : Failure.Unprocessable("Key blocked as compromised.",
+    public static async Task<Failure?> RefuseIfBlockedAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct) =>
+        Refusal(await DirectSql.BlockedAtAsync(db, spkiSha256, ct));
+
+    /// <summary>The answer to a request for a key blocked at <paramref name="blockedAt"/>; null when it is not blocked.</summary>
+    public static Failure? Refusal(DateTimeOffset? blockedAt) =>
+        blockedAt is not { } at ? null : Failure.Unprocessable("Key blocked as compromised.",
             $"This public key was reported compromised on {at:yyyy-MM-dd} and can never be certified again " +
             "(S/MIME BR 6.1.1.3): generate a new key pair and a new CSR.");
-    }
 
     /// <summary>Blocks the key (if it is not already) and revokes every other unexpired certificate for it for
     /// keyCompromise, each audited. The caller holds the key's lock and commits together with a new CRL. Rows are written

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using CertPortal.Data;
 using CertPortal.Enrollment;
+using CertPortal.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
@@ -130,6 +131,112 @@ public sealed class PostgresWriterTests(PostgresApp app) : IClassFixture<Postgre
         {
             await ExecuteAsync($"DROP TRIGGER refuse_{marker} ON \"AuditEvents\"; DROP FUNCTION refuse_{marker}();");
         }
+    }
+
+    [Fact]
+    public async Task A_group_of_enrollments_decides_every_key_check_and_token_spend_in_one_batch_and_a_refused_one_fails_alone()
+    {
+        var writer = app.Service<GroupCommitWriter>();
+        var marker = Guid.NewGuid().ToString("N")[..8];
+        // A key blocked as compromised: certified once, then revoked for keyCompromise.
+        var blockedEmail = $"blocked.{marker}@example.test";
+        var blockedKey = SubscriberKeyPair.Generate("EC-P256");
+        var first = await app.EnrollAsync((await app.CreateTokenAsync(blockedEmail, "signing")).Token, blockedKey.CreateCsrPem(blockedEmail));
+        await Http.EnsureStatus(await app.RevokeAsync(first.SerialNumber, "keyCompromise"), System.Net.HttpStatusCode.OK);
+        var blockedToken = await app.CreateTokenAsync(blockedEmail, "signing");
+        var emails = Enumerable.Range(0, 8).Select(i => $"group{i}.{marker}@example.test").ToList();
+        var tokens = await Task.WhenAll(emails.Select(e => app.CreateTokenAsync(e, "signing")));
+        await using var commands = new NpgsqlCommands(Database());
+
+        var (started, release, gate) = Gate(writer);
+        await started;
+        var scopes = new List<AsyncServiceScope>();
+        Task<Outcome<EnrollmentResult>> Enroll(string token, string csr)
+        {
+            var scope = app.Services.CreateAsyncScope();
+            scopes.Add(scope);
+            return scope.ServiceProvider.GetRequiredService<EnrollmentService>()
+                .EnrollAsync(new EnrollmentRequest(token, csr), "test", CancellationToken.None);
+        }
+        var enrollments = tokens.Select((t, i) => Enroll(t.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(emails[i]))).ToList();
+        var refusedKey = Enroll(blockedToken.Token, blockedKey.CreateCsrPem(blockedEmail));
+        // The first token a second time, with another key: decided in the same batch, after the first spend.
+        var secondSpend = Enroll(tokens[0].Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(emails[0]));
+        var commitsBefore = writer.Commits;
+        try
+        {
+            await WaitUntil(() => writer.Queued == 10);
+        }
+        finally
+        {
+            release(); // also when the wait failed: a blocked writer would fail the other tests
+        }
+        await gate;
+
+        var issued = await Task.WhenAll(enrollments);
+        Assert.All(issued, e => Assert.True(e.Succeeded, e.Failure?.Detail));
+        Assert.Equal(8, issued.Select(e => e.Value!.SerialNumber).Distinct().Count());
+        Assert.Equal(FailureKind.Unprocessable, (await refusedKey).Failure?.Kind);
+        Assert.Equal(FailureKind.Forbidden, (await secondSpend).Failure?.Kind);
+        Assert.Equal(2, writer.Commits - commitsBefore); // the gate's group, then one for the ten, not failed and retried
+        foreach (var scope in scopes) await scope.DisposeAsync();
+
+        // Ten key checks and spends in one batch (one round trip), not one each.
+        Assert.Single(commands.Texts, t => t.Contains("WITH blocked AS", StringComparison.Ordinal));
+        await using (var scope = app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            var stored = await db.Certificates.Where(c => c.Email.EndsWith($".{marker}@example.test") && c.RevokedAt == null).ToListAsync();
+            Assert.Equal(issued.Select(e => e.Value!.SerialNumber).Order(), stored.Select(c => c.SerialNumber).Order());
+            Assert.Equal(8, await db.AuditEvents.CountAsync(a => a.Action == "certificate.issued" && a.Details!.Contains($"group") && a.Details!.Contains(marker)));
+            Assert.Equal(8, await db.CertificateChanges.CountAsync(c => c.Email.StartsWith("group") && c.Email.EndsWith($".{marker}@example.test")));
+            var spent = await db.EnrollmentTokens.Where(t => t.Email.StartsWith("group") && t.Email.EndsWith($".{marker}@example.test")).ToListAsync();
+            Assert.All(spent, t => Assert.Equal(issued[emails.IndexOf(t.Email)].Value!.SerialNumber, t.CertificateSerial));
+            Assert.Null((await db.EnrollmentTokens.SingleAsync(t => t.Id == blockedToken.Id)).UsedAt);
+        }
+    }
+
+    [Fact]
+    public async Task A_key_compromise_queued_before_an_enrollment_with_that_key_in_one_group_refuses_the_enrollment()
+    {
+        var writer = app.Service<GroupCommitWriter>();
+        var email = $"order.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var key = SubscriberKeyPair.Generate("EC-P256");
+        var first = await app.EnrollAsync((await app.CreateTokenAsync(email, "signing")).Token, key.CreateCsrPem(email));
+        var token = await app.CreateTokenAsync(email, "signing");
+
+        var (started, release, gate) = Gate(writer);
+        await started;
+        await using var revokeScope = app.Services.CreateAsyncScope();
+        var revoke = revokeScope.ServiceProvider.GetRequiredService<CertPortal.Revocation.RevocationService>()
+            .RevokeAsync(first.SerialNumber, new CertPortal.Revocation.RevokeRequest("keyCompromise"), "test", CancellationToken.None);
+        await using var enrollScope = app.Services.CreateAsyncScope();
+        Task<Outcome<EnrollmentResult>> enroll;
+        try
+        {
+            await WaitUntil(() => writer.Queued == 1);
+            enroll = enrollScope.ServiceProvider.GetRequiredService<EnrollmentService>()
+                .EnrollAsync(new EnrollmentRequest(token.Token, key.CreateCsrPem(email)), "test", CancellationToken.None);
+            await WaitUntil(() => writer.Queued == 2);
+        }
+        finally
+        {
+            release();
+        }
+        await gate;
+
+        Assert.True((await revoke).Succeeded);
+        // The revocation's block comes first in the group: the enrollment's check (sent with the group's other checks) sees it.
+        Assert.Equal(FailureKind.Unprocessable, (await enroll).Failure?.Kind);
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        Assert.False(await db.Certificates.AnyAsync(c => c.Email == email && c.RevokedAt == null));
+    }
+
+    private static async Task WaitUntil(Func<bool> condition)
+    {
+        for (var i = 0; i < 600 && !condition(); i++) await Task.Delay(50);
+        Assert.True(condition(), "timed out waiting for the writer's queue");
     }
 
     /// <summary>A unit that holds the writer until released, so the writes queued meanwhile form the next group.</summary>
