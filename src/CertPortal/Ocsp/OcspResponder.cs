@@ -297,12 +297,17 @@ public sealed class OcspResponder : BackgroundService
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
-        await _stopping.CancelAsync();
+        // A stop after Dispose was seen once in the test suite (a test host shutting down): there is nothing left to cancel,
+        // and cancelling the disposed source would throw out of the host's shutdown.
+        if (!Volatile.Read(ref _disposed)) await _stopping.CancelAsync();
         await base.StopAsync(cancellationToken);
     }
 
+    private bool _disposed;
+
     public override void Dispose()
     {
+        Volatile.Write(ref _disposed, true);
         _changes.MailboxesChanged -= OnMailboxesChanged;
         _stopping.Dispose();
         base.Dispose();

@@ -323,3 +323,19 @@ public sealed class OcspEcHierarchyTests(OcspEcHierarchyTests.EcApp app) : IClas
     [Fact]
     public Task Gpgsm_follows_ocsp_under_an_ec_issuing_ca() => OcspResponderTests.GpgsmSeesGoodThenRevokedAsync(app);
 }
+
+/// <summary>The host's shutdown stopped the responder after its Dispose once in the suite; that stop must not throw out of
+/// the shutdown.</summary>
+public sealed class OcspResponderShutdownTests
+{
+    [Fact]
+    public async Task A_stop_after_dispose_does_not_throw()
+    {
+        await using var app = new CertPortalApp();
+        await app.InitializeAsync();
+        var responder = app.Service<CertPortal.Ocsp.OcspResponder>();
+        responder.Dispose();
+        Assert.Null(await Record.ExceptionAsync(() => responder.StopAsync(CancellationToken.None)));
+        Assert.Null(await Record.ExceptionAsync(app.StopAsync));
+    }
+}
