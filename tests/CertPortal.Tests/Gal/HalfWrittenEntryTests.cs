@@ -1,3 +1,4 @@
+using System.Security.Cryptography.X509Certificates;
 using CertPortal.Data;
 using CertPortal.Gal;
 using CertPortal.Tests.Infrastructure;
@@ -23,13 +24,20 @@ public sealed class HalfWrittenEntryTests(DirectoryApp app) : IClassFixture<Dire
         Slapd.BinaryValues(app.Person(email), "userSMIMECertificate")
             .SelectMany(v => SmimeCertificateBundle.TryReadCertificates(v, out var certs) ? certs : []).ToList();
 
-    [Fact]
-    public async Task A_publication_cut_off_before_userSMIMECertificate_is_completed_by_the_next_reconciliation()
+    /// <summary>A new mailbox's encryption certificate, issued and published.</summary>
+    private async Task<(string Email, EnrollmentResponse Certificate, byte[] Der)> PublishedEncryptionCertificateAsync()
     {
         var email = $"half.{Guid.NewGuid().ToString("N")[..8]}@example.test";
         var (cert, _) = await app.IssueAsync(email, "encryption");
         await app.WaitForDirectoryAsync();
-        var der = Convert.FromBase64String(string.Concat(cert.CertificatePem.Split('\n').Where(l => !l.StartsWith("-----", StringComparison.Ordinal))));
+        using var x509 = X509Certificate2.CreateFromPem(cert.CertificatePem);
+        return (email, cert, x509.RawData);
+    }
+
+    [Fact]
+    public async Task A_publication_cut_off_before_userSMIMECertificate_is_completed_by_the_next_reconciliation()
+    {
+        var (email, _, der) = await PublishedEncryptionCertificateAsync();
         Assert.Equal(der, Assert.Single(Smime(email)));
 
         app.Ldap.Modify($"dn: {Dn(email)}\nchangetype: modify\ndelete: userSMIMECertificate\n");
@@ -44,10 +52,7 @@ public sealed class HalfWrittenEntryTests(DirectoryApp app) : IClassFixture<Dire
     [Fact]
     public async Task A_removal_cut_off_before_userSMIMECertificate_is_completed_by_the_next_reconciliation()
     {
-        var email = $"half.{Guid.NewGuid().ToString("N")[..8]}@example.test";
-        var (cert, _) = await app.IssueAsync(email, "encryption");
-        await app.WaitForDirectoryAsync();
-        var der = Convert.FromBase64String(string.Concat(cert.CertificatePem.Split('\n').Where(l => !l.StartsWith("-----", StringComparison.Ordinal))));
+        var (email, cert, der) = await PublishedEncryptionCertificateAsync();
         (await app.RevokeAsync(cert.SerialNumber, "keyCompromise")).EnsureSuccessStatusCode();
         await app.WaitForDirectoryAsync();
         Assert.Empty(app.PublishedCertificates(email));
