@@ -195,6 +195,10 @@ public static class Extensions
     {
         app.UseForwardedHeaders();
         app.UseErrorPages();
+        // Routing explicitly after the error handling: left implicit, WebApplication routes first, and the endpoints that
+        // ShortCircuit() after routing (look-up, OCSP GET) then ran outside the exception handler, so a bug or a database
+        // failure there reached the client as Kestrel's empty 500 instead of problem+json.
+        app.UseRouting();
         app.UseMiddleware<RequestLimits>();
         app.UseSecurityHeaders();
         app.UseStaticFiles();
