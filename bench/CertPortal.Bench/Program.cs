@@ -22,6 +22,9 @@ using CertPortal.Revocation;
 //        ... -- --serve-bytes FILE URL [OCSP]   the look-up's reference for bench/compare.sh: a bare Kestrel minimal API
 //                                        answering GET /api/v1/directory/{email}/certificates with FILE's bytes
 //                                        (and GET /ocsp/{request} with the bytes of the file OCSP)
+//        ... -- --csrs N PREFIX FILE           N P-256 CSRs for bench/compare.sh's enrollment rows, one a line in FILE:
+//                                        the mailbox PREFIX<i>@example.com (i = 1..N, also the CSR's CN) and the PEM
+//                                        as a JSON string
 if (args is ["--serve-bytes", var bodyFile, var listenUrl, .. var more] && more.Length <= 1)
 {
     var body = await File.ReadAllBytesAsync(bodyFile);
@@ -36,6 +39,11 @@ if (args is ["--serve-bytes", var bodyFile, var listenUrl, .. var more] && more.
         baseline.MapGet("/ocsp/{**request}", () => Results.Bytes(ocsp, "application/ocsp-response"));
     }
     await baseline.RunAsync();
+    return;
+}
+if (args is ["--csrs", var csrCount, var csrPrefix, var csrFile])
+{
+    await WriteCsrsAsync(int.Parse(csrCount, System.Globalization.CultureInfo.InvariantCulture), csrPrefix, csrFile);
     return;
 }
 if (args is ["--seed-certificates", var seedCount])
@@ -113,6 +121,22 @@ static double Measure(int n, int threads, Action<int> work)
     var sw = Stopwatch.StartNew();
     Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = threads }, work);
     return n / sw.Elapsed.TotalSeconds;
+}
+
+// compare.sh made its CSRs with one openssl process each (~5 ms of CPU apiece); at the request counts wrk can drive
+// that took longer than the rows it fed. Here a key and a CSR cost a fraction of a millisecond.
+static async Task WriteCsrsAsync(int n, string prefix, string file)
+{
+    var lines = new string[n];
+    Parallel.For(0, n, i =>
+    {
+        var mailbox = $"{prefix}{i + 1}@example.com";
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var pem = new CertificateRequest($"CN={mailbox}", key, HashAlgorithmName.SHA256).CreateSigningRequestPem();
+        // A PEM is base64, dashes, spaces and line breaks: only the line breaks need escaping in a JSON string.
+        lines[i] = $"{mailbox} \"{pem.ReplaceLineEndings("\\n")}\\n\"";
+    });
+    await File.WriteAllLinesAsync(file, lines);
 }
 
 static SubscriberKey SubscriberKeyFor(string algorithm)
