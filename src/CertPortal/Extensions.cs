@@ -15,6 +15,8 @@ using CertPortal.Security;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 
@@ -183,6 +185,10 @@ public static class Extensions
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
         await using (await db.LockStartupAsync(CancellationToken.None))
         {
+            // EF Core reads the migrations table before creating it; on a new PostgreSQL database that read fails and is
+            // logged as an error at the first start of every deployment. Creating it first (what Migrate would do next)
+            // keeps the log of a healthy start free of failures.
+            await db.GetService<IHistoryRepository>().CreateIfNotExistsAsync();
             await db.Database.MigrateAsync();
             await CompromisedKeys.BackfillSpkiHashesAsync(db);
             if (db.Database.IsSqlite())

@@ -9,7 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace CertPortal.Tests.Postgres;
 
 /// <summary>The service on PostgreSQL (Npgsql) instead of SQLite: the deployment database.</summary>
-public sealed class PostgresApp : CertPortalApp
+public class PostgresApp : CertPortalApp
 {
     public PostgresServer Server { get; } = new();
     private readonly string _database = "certportal_" + Guid.NewGuid().ToString("N")[..8];
