@@ -14,8 +14,8 @@
 # The POST rows (enrollment, cfssl's sign endpoint, token creation, revocation) are driven by wrk with bench/post.lua:
 # 8 connections, each request the next of a file of pre-made requests (no body sent twice), the run over when all are
 # answered. A row fails (the script exits non-zero) on any other status than the expected one and on any socket error.
-# --client=curl drives them with curl --parallel instead, as before session 11: curl spends ~0.4 ms of CPU per
-# request, as much as the servers measured, wrk a few dozen microseconds.
+# --client=curl drives them with curl --parallel instead, as before session 11: curl spent 0.18-0.27 ms of CPU per
+# request on the 2 cores that it shares with the servers, wrk 0.055-0.10 ms.
 #
 # Server CPU per request (from /proc) is printed beside each rate: on a machine shared with other work the rates
 # follow the load, the CPU cost per request much less. The load generator's own CPU per request follows it.
