@@ -133,8 +133,8 @@ pg_cpu_seconds() {
 # "PATH BODY" (BODY one line of JSON), to BASE_URL with 8 clients (wrk and bench/post.lua; curl --parallel with
 # --client=curl), with AUTH as bearer token unless it is empty. Writes $work/NAME.result, "rate p50 p99 cpu pgcpu
 # clientcpu" (per second; ms; the server's CPU ms per request; with "pg" the PostgreSQL cluster's CPU ms per request,
-# else 0; the load generator's CPU ms per request), and with SAVE "first" or "all" the first or every response body to
-# $work/NAME.responses, one a line. Fails, and so ends the script, unless every request was answered with
+# else 0; the load generator's CPU ms per request), the time of the last answer to $work/NAME.ended (as date +%s.%N),
+# and with SAVE "first" or "all" the first or every response body to $work/NAME.responses, one a line. Fails, and so ends the script, unless every request was answered with
 # EXPECTED_STATUS without a socket error.
 run_load() {
   local name=$1 reqs=$2 expected=$3 server=$4 base=$5 auth=$6 save=$7 pg=${8:-}
@@ -162,6 +162,7 @@ run_load() {
     rate=$(echo "$n / $(kv seconds)" | bc -l)
     p50=$(echo "$(kv p50_us) / 1000" | bc -l); p99=$(echo "$(kv p99_us) / 1000" | bc -l)
     client_cpu=$(kv cpu_s) # wrk's own count: its `times` would add the analysis in done(), after the run
+    kv last_answer > "$work/$name.ended" # wrk exits after that analysis (up to a second for 100,000 requests)
   else
     local dir="$work/$name.d"; mkdir -p "$dir"
     # One body file per request ("next" separates requests; one after the last would start an empty request).
@@ -180,6 +181,7 @@ run_load() {
     curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max "$clients" -K "$work/$name.cfg" > "$work/$name.codes" || true # told below
     times > "$work/$name.times1"
     end=$(date +%s.%N); cpu1=$(cpu_seconds "$server"); [ "$pg" = pg ] && pg1=$(pg_cpu_seconds)
+    echo "$end" > "$work/$name.ended"
     local bad; bad=$(awk -v e="$expected" '$1 != e' "$work/$name.codes" | wc -l)
     if [ "$bad" -gt 0 ] || [ "$(wc -l < "$work/$name.codes")" -ne "$n" ]; then
       echo "$name: not $n answers $expected:" >&2; awk '{ print $1 }' "$work/$name.codes" | sort | uniq -c >&2; return 1
@@ -335,7 +337,7 @@ revocation_run() {
   read -r rate p50 p99 cpu pgcpu ccpu < "$work/revoke-$label.result"
   result["revoke-$label"]="$rate $p99 $cpu $pgcpu $ccpu"
   # The CRL: seconds from the last answer until the served CRL lists every revocation.
-  local answered; answered=$(date +%s.%N)
+  local answered; answered=$(cat "$work/revoke-$label.ended")
   local total=$((n + warmup)) entries=0
   for _ in $(seq 1 1200); do
     entries=$(curl -fs "$base/api/v1/crls" | jq '[.[] | select(.authority == "issuing" and .deltaOf == null)][0].entries')

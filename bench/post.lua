@@ -11,7 +11,8 @@
 -- CONNECTIONS must repeat -c. RESPONSES receives the first (or every) response body, one a line. -t1: one thread keeps
 -- the count in one place and drives 8 connections at tens of thousands of requests per second. done() prints one line,
 -- "post.lua: key=value ...", that compare.sh reads: the answers per HTTP status, wrk's socket errors, the duration,
--- p50/p99 of the latencies as measured (see done()) and wrk's own CPU time.
+-- p50/p99 of the latencies as measured (see done()), wrk's own CPU time and the time of the last answer (seconds since
+-- 1970, as `date +%s.%N`).
 
 local ffi = require("ffi")
 ffi.cdef [[
@@ -24,16 +25,16 @@ typedef struct { post_lua_timeval ru_utime, ru_stime; long ru_rest[14]; } post_l
 int getrusage(int who, post_lua_rusage *usage);
 ]]
 
-local function now_us()
+local function now_us(clock)
   local t = ffi.new("post_lua_timespec")
-  ffi.C.clock_gettime(1, t) -- CLOCK_MONOTONIC
+  ffi.C.clock_gettime(clock or 1, t) -- CLOCK_MONOTONIC unless told
   return tonumber(t.tv_sec) * 1e6 + tonumber(t.tv_nsec) / 1e3
 end
 
 -- ---- the running phase: one Lua state per wrk thread ---------------------------------------------------------------
 -- Globals, so that done() can read them with thread:get(). The answers per status are globals "status_201" and so on:
 -- wrk 4.1's thread:get() of a table pops one value too many from the thread's stack.
-total, sent, answered, connections, first_us, last_us = 0, 0, 0, 0, 0, 0
+total, sent, answered, connections, first_us, last_us, last_epoch = 0, 0, 0, 0, 0, 0, 0
 local statusName = {}
 local requests = {}
 local save, saveAll
@@ -76,7 +77,7 @@ function response(status, headers, body)
   _G[name] = (_G[name] or 0) + 1
   if save and (saveAll or answered == 1) then save:write(body, "\n") end
   if answered == total then
-    last_us = now_us()
+    last_us, last_epoch = now_us(), now_us(0) / 1e6 -- and CLOCK_REALTIME, for what follows the run (compare.sh)
     if save then save:close() end
     wrk.thread:stop()
     -- wrk's main thread sleeps for -d before it collects the threads; SIGINT (its own handler) wakes it now. Sent to
@@ -144,8 +145,8 @@ function done(summary, latency, requests)
   local recorded, mean, p50, p99 = raw_percentiles(summary, latency, conns, 0.50, 0.99)
   local e = summary.errors
   io.write(string.format(
-    "post.lua: lines=%d sent=%d answered=%d recorded=%d seconds=%.6f mean_us=%d p50_us=%d p99_us=%d cpu_s=%.6f " ..
+    "post.lua: lines=%d sent=%d answered=%d recorded=%d seconds=%.6f mean_us=%d p50_us=%d p99_us=%d cpu_s=%.6f last_answer=%.6f " ..
     "statuses=%s errors=connect:%d,read:%d,write:%d,timeout:%d\n",
-    total, math.min(sent, total), answered, recorded, seconds, mean, p50 or 0, p99 or 0, cpu,
+    total, math.min(sent, total), answered, recorded, seconds, mean, p50 or 0, p99 or 0, cpu, t:get("last_epoch"),
     table.concat(codes, ","), e.connect, e.read, e.write, e.timeout))
 end
