@@ -47,6 +47,7 @@ public static class Oids
     public const string OcspNoCheck = "1.3.6.1.5.5.7.48.1.5";
     public const string OcspBasicResponse = "1.3.6.1.5.5.7.48.1.1";
     public const string OcspNonce = "1.3.6.1.5.5.7.48.1.2";
+    public const string OcspArchiveCutoff = "1.3.6.1.5.5.7.48.1.6";
     public const string Sha1 = "1.3.14.3.2.26";
     public const string Sha256 = "2.16.840.1.101.3.4.2.1";
     public const string Sha384 = "2.16.840.1.101.3.4.2.2";

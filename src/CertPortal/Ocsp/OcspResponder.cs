@@ -70,8 +70,11 @@ public sealed class OcspResponder : BackgroundService
     private readonly record struct Key(string Authority, string HashAlgorithm, string Serial);
 
     private sealed class Entry(Key key, CertId id, string? mailbox, CertificateStatusAnswer answer, OcspSigner signer, byte[] der, DateTimeOffset thisUpdate,
-        DateTimeOffset nextUpdate)
+        DateTimeOffset nextUpdate, DateTimeOffset? expires)
     {
+        /// <summary>The certificate's notAfter while it had not passed when this was signed: from then on the answer
+        /// needs the archive cutoff, so it is signed again.</summary>
+        public DateTimeOffset? Expires { get; } = expires;
         public Key Key { get; } = key;
         public CertId Id { get; } = id;
         public string? Mailbox { get; } = mailbox;
@@ -139,12 +142,13 @@ public sealed class OcspResponder : BackgroundService
             }
 
             var answers = new List<(CertId, CertificateStatusAnswer)>(request.Certificates.Count);
+            var now = _time.GetUtcNow();
             foreach (var id in request.Certificates)
             {
                 var key = new Key(authority!, id.HashAlgorithm, id.SerialHex);
-                answers.Add((id, _entries.TryGetValue(key, out var cached) ? cached.Answer : (await ReadStatusAsync(authority!, id, ct)).Answer));
+                answers.Add((id, _entries.TryGetValue(key, out var cached) && !(cached.Expires <= now)
+                    ? cached.Answer : (await ReadStatusAsync(authority!, id, ct)).Answer));
             }
-            var now = _time.GetUtcNow();
             return new OcspAnswer(OcspResponseEncoder.Build(_signers.For(authority!), now, answers, now, now + _options.ResponseLifetime, request.Nonce));
         }
         catch (Exception e) when (e is DbException or InvalidOperationException or CryptographicException)
@@ -169,18 +173,20 @@ public sealed class OcspResponder : BackgroundService
         return await LoadAsync(key, id, ct);
     }
 
-    private bool Fresh(Entry entry, string authority) =>
-        ReferenceEquals(entry.Signer, _signers.For(authority)) && _time.GetUtcNow() - entry.ThisUpdate < _options.RefreshAfter;
+    private bool Fresh(Entry entry, string authority) => Current(entry, authority, _time.GetUtcNow(), _options.RefreshAfter);
+
+    private bool Current(Entry entry, string authority, DateTimeOffset now, TimeSpan refreshAfter) =>
+        ReferenceEquals(entry.Signer, _signers.For(authority)) && now - entry.ThisUpdate < refreshAfter && !(entry.Expires <= now);
 
     private async Task<Entry> LoadAsync(Key key, CertId id, CancellationToken ct)
     {
         var generation = Volatile.Read(ref _generation);
-        var (mailbox, answer) = await ReadStatusAsync(key.Authority, id, ct);
+        var (mailbox, answer, expires) = await ReadStatusAsync(key.Authority, id, ct);
         var now = _time.GetUtcNow();
         var nextUpdate = now + _options.ResponseLifetime;
         var signer = _signers.For(key.Authority);
         var der = OcspResponseEncoder.Build(signer, now, [(id, answer)], now, nextUpdate, null);
-        var entry = new Entry(key, id, mailbox, answer, signer, der, now, nextUpdate);
+        var entry = new Entry(key, id, mailbox, answer, signer, der, now, nextUpdate, expires);
         if (answer.Status != OcspCertStatus.Unknown && _options.MaxCachedResponses > 0 && _options.MaxCacheBytes > 0 && _changes.Watching)
             Keep(key, entry, generation);
         return entry;
@@ -314,24 +320,33 @@ public sealed class OcspResponder : BackgroundService
     }
 
     /// <summary>The issuing CA answers for the certificates in the Certificates table; the root only for the issuing CA
-    /// certificate (no CA revocation exists here, so it is good).</summary>
-    private async Task<(string? Mailbox, CertificateStatusAnswer Answer)> ReadStatusAsync(string authority, CertId id, CancellationToken ct)
+    /// certificate (no CA revocation exists here, so it is good). <c>Expires</c>: the certificate's notAfter while it is
+    /// in the future.</summary>
+    private async Task<(string? Mailbox, CertificateStatusAnswer Answer, DateTimeOffset? Expires)> ReadStatusAsync(string authority, CertId id,
+        CancellationToken ct)
     {
         var serial = id.SerialHex;
         if (authority == CertificateAuthority.RootName)
-            return (null, new CertificateStatusAnswer(serial == _ca.Issuing.Certificate.SerialNumber ? OcspCertStatus.Good : OcspCertStatus.Unknown, null, null));
-        if (serial.Length > 64) return (null, new CertificateStatusAnswer(OcspCertStatus.Unknown, null, null));
+            return (null, new CertificateStatusAnswer(serial == _ca.Issuing.Certificate.SerialNumber ? OcspCertStatus.Good : OcspCertStatus.Unknown, null, null), null);
+        if (serial.Length > 64) return (null, new CertificateStatusAnswer(OcspCertStatus.Unknown, null, null), null);
 
         await using var scope = _scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
         var row = await db.Certificates.AsNoTracking().Where(c => c.SerialNumber == serial)
-            .Select(c => new { c.Email, c.RevokedAt, c.RevocationReason }).FirstOrDefaultAsync(ct);
-        if (row is null) return (null, new CertificateStatusAnswer(OcspCertStatus.Unknown, null, null));
+            .Select(c => new { c.Email, c.RevokedAt, c.RevocationReason, c.NotAfter }).FirstOrDefaultAsync(ct);
+        if (row is null) return (null, new CertificateStatusAnswer(OcspCertStatus.Unknown, null, null), null);
         var mailbox = row.Email.ToLowerInvariant();
-        if (row.RevokedAt is null) return (mailbox, new CertificateStatusAnswer(OcspCertStatus.Good, null, null));
+        // An expired certificate keeps its last status (a signature made while it was valid can still be checked), with
+        // the archive cutoff of RFC 6960 4.4.4: as no certificate record is ever deleted, status is kept for everything
+        // this CA ever issued, so the cutoff is the CA certificate's notBefore (what ETSI EN 319 411-2 6.3.10 asks of
+        // responders that answer for expired certificates).
+        var expired = row.NotAfter <= _time.GetUtcNow();
+        DateTimeOffset? cutoff = expired ? new DateTimeOffset(_ca.Issuing.Certificate.NotBefore.ToUniversalTime(), TimeSpan.Zero) : null;
+        DateTimeOffset? expires = expired ? null : row.NotAfter;
+        if (row.RevokedAt is null) return (mailbox, new CertificateStatusAnswer(OcspCertStatus.Good, null, null, cutoff), expires);
         // A hold is revoked with reason certificateHold (RFC 6960 2.2); "unspecified" is left out, as in the CRL (S/MIME BR 7.2.2).
         var reason = row.RevocationReason is null or RevocationReason.Unspecified ? null : row.RevocationReason;
-        return (mailbox, new CertificateStatusAnswer(OcspCertStatus.Revoked, row.RevokedAt, reason));
+        return (mailbox, new CertificateStatusAnswer(OcspCertStatus.Revoked, row.RevokedAt, reason, cutoff), expires);
     }
 
     private string? IssuerOf(CertId id)
@@ -380,7 +395,7 @@ public sealed class OcspResponder : BackgroundService
         var now = _time.GetUtcNow();
         foreach (var (key, entry) in _entries)
         {
-            if (ReferenceEquals(entry.Signer, _signers.For(key.Authority)) && now - entry.ThisUpdate < _options.RefreshAfter - RefreshMargin) continue;
+            if (Current(entry, key.Authority, now, _options.RefreshAfter - RefreshMargin)) continue;
             await LoadAsync(key, entry.Id, ct);
         }
     }

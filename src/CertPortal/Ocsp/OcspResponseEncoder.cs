@@ -11,8 +11,10 @@ public enum OcspResponseStatus { Successful = 0, MalformedRequest = 1, InternalE
 public enum OcspCertStatus { Good, Revoked, Unknown }
 
 /// <summary>What the responder says about one certificate. <paramref name="Reason"/> null: no reasonCode (S/MIME BR
-/// 7.2.2 wants "unspecified" omitted, as in the CRL).</summary>
-public sealed record CertificateStatusAnswer(OcspCertStatus Status, DateTimeOffset? RevokedAt, RevocationReason? Reason);
+/// 7.2.2 wants "unspecified" omitted, as in the CRL). <paramref name="ArchiveCutoff"/>: set for a certificate that has
+/// expired, whose status is still given because no record is ever deleted (RFC 6960 4.4.4).</summary>
+public sealed record CertificateStatusAnswer(OcspCertStatus Status, DateTimeOffset? RevokedAt, RevocationReason? Reason,
+    DateTimeOffset? ArchiveCutoff = null);
 
 /// <summary>Encodes and signs OCSP responses (RFC 6960 4.2, RFC 5019 profile) with a delegated responder's .NET key,
 /// the way <see cref="CrlEncoder"/> signs CRLs: DER written with AsnWriter, the signature made by the key's
@@ -112,6 +114,18 @@ public static class OcspResponseEncoder
             }
             WriteTime(w, thisUpdate);
             using (w.PushSequence(Context0)) WriteTime(w, nextUpdate);
+            if (answer.ArchiveCutoff is { } cutoff)
+            {
+                using (w.PushSequence(Context1)) // singleExtensions
+                using (w.PushSequence())
+                using (w.PushSequence())
+                {
+                    w.WriteObjectIdentifier(Oids.OcspArchiveCutoff);
+                    var value = new AsnWriter(AsnEncodingRules.DER);
+                    WriteTime(value, cutoff);
+                    w.WriteOctetString(value.Encode());
+                }
+            }
         }
     }
 
