@@ -29,6 +29,9 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
     private const int MaxRenderedVariants = 8;
 
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+    // Reads in flight by mailbox, with the epoch they began in: misses for one mailbox at once (a gateway's burst for a
+    // recipient whose entry a change has just dropped) share one database read instead of one each.
+    private readonly ConcurrentDictionary<string, (long Epoch, Task<Entry> Load)> _loading = new(StringComparer.Ordinal);
     private readonly ConditionalWeakTable<DbContext, List<CertificateChange>> _pending = [];
     // Change ids this node committed and so already dropped at commit: the poll that reads them again skips them, or
     // every local change would drop its mailbox twice and make a look-up in between read the database again.
@@ -48,6 +51,10 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
     public int Count => _entries.Count;
     /// <summary>True once the change log is being followed; until then every look-up reads the database.</summary>
     public bool Watching => Volatile.Read(ref _epoch) != 0;
+
+    /// <summary>Counts the invalidations since the change log is followed (0 before): reads that began in an earlier one
+    /// may predate a change.</summary>
+    internal long Epoch => Volatile.Read(ref _epoch);
 
     /// <summary>Bytes the cache holds now, as counted against <c>Lookup:MaxCacheBytes</c>.</summary>
     public long CachedBytes { get { lock (_gate) return _bytes; } }
@@ -94,7 +101,7 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
         var key = mailbox.ToLowerInvariant();
         var now = time.GetUtcNow();
         if (!_entries.TryGetValue(key, out var entry) || entry.ValidUntil <= now)
-            entry = await LoadAsync(key, now, ct);
+            entry = await SharedLoadAsync(key, now, ct);
         if (entry.TryGet(mailbox, usage, out var bytes)) return bytes;
         bytes = Render(entry, mailbox, usage, now);
         lock (_gate)
@@ -174,6 +181,27 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
                 if (_entries.TryRemove(k, out var dropped)) _bytes -= dropped.Size;
         }
         MailboxesChanged?.Invoke(keys);
+    }
+
+    /// <summary>Joins a read of the same mailbox that began in the current epoch, else starts one. A read that began
+    /// before an invalidation is never joined: it may predate the change, and this node answers its own changes at once.
+    /// Until the change log is followed (epoch 0) nothing is shared, as nothing is kept.</summary>
+    private async Task<Entry> SharedLoadAsync(string key, DateTimeOffset now, CancellationToken ct)
+    {
+        var epoch = Volatile.Read(ref _epoch);
+        if (epoch == 0) return await LoadAsync(key, now, ct);
+        if (_loading.TryGetValue(key, out var running) && running.Epoch == epoch) return await running.Load.WaitAsync(ct);
+        // Not cancelled by this caller's token: others may be waiting for it (the read is bounded by the command timeout).
+        (long Epoch, Task<Entry> Load) mine = (epoch, LoadAsync(key, now, CancellationToken.None));
+        _loading[key] = mine;
+        try
+        {
+            return await mine.Load.WaitAsync(ct);
+        }
+        finally
+        {
+            _loading.TryRemove(new KeyValuePair<string, (long, Task<Entry>)>(key, mine));
+        }
     }
 
     private async Task<Entry> LoadAsync(string key, DateTimeOffset now, CancellationToken ct)
