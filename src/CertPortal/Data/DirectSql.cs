@@ -219,19 +219,19 @@ public static class DirectSql
         }
     }
 
-    /// <summary>Reads a certificate's revocation state into <paramref name="certificate"/>, in the caller's transaction (after
-    /// its row lock): the state a revoke, hold or release decides from. False when there is no such certificate.</summary>
-    public static async Task<bool> ReadRevocationAsync(CertPortalDbContext db, IssuedCertificate certificate, CancellationToken ct)
+    /// <summary>PostgreSQL: locks a certificate's row until the transaction ends and reads its revocation state under that lock
+    /// (SELECT … FOR UPDATE returns the row as the last commit left it), held back in the group writer so that the reads of a
+    /// group's revocations travel together (<see cref="GroupCommitWriter.WriteAsync{TFirst, T}"/>). Found is false when there is
+    /// no such certificate.</summary>
+    public static Task<Later<(bool Found, DateTimeOffset? RevokedAt, RevocationReason? Reason)>> LockAndReadRevocationAsync(CertPortalDbContext db,
+        string serial, CancellationToken ct)
     {
-        var command = Command(db, "SELECT \"RevokedAt\", \"RevocationReason\" FROM \"Certificates\" WHERE \"SerialNumber\" = @serial", out var sqlite);
-        Add(command, "serial", certificate.SerialNumber);
-        return await ReadAsync(command, async (reader, rct) =>
-        {
-            if (!await reader.ReadAsync(rct)) return false;
-            certificate.RevokedAt = reader.IsDBNull(0) ? null : Time(reader, 0, sqlite);
-            certificate.RevocationReason = reader.IsDBNull(1) ? null : Enum.Parse<RevocationReason>(reader.GetString(1));
-            return true;
-        }, ct);
+        var command = Command(db, "SELECT \"RevokedAt\", \"RevocationReason\" FROM \"Certificates\" WHERE \"SerialNumber\" = @serial FOR UPDATE",
+            out var sqlite);
+        Add(command, "serial", serial);
+        return ReadLaterAsync<(bool, DateTimeOffset?, RevocationReason?)>(command, async (reader, rct) => !await reader.ReadAsync(rct)
+            ? (false, null, null)
+            : (true, reader.IsDBNull(0) ? null : Time(reader, 0, sqlite), reader.IsDBNull(1) ? null : Enum.Parse<RevocationReason>(reader.GetString(1))), ct);
     }
 
     public static Task WriteRevocationAsync(CertPortalDbContext db, IssuedCertificate certificate, CancellationToken ct)
@@ -249,6 +249,21 @@ public static class DirectSql
     public static async Task<List<string>> UnrevokedSerialsWithKeyAsync(CertPortalDbContext db, string spkiSha256, string? exceptSerial,
         DateTimeOffset now, CancellationToken ct)
     {
+        var (command, read) = UnrevokedSerialsWithKey(db, spkiSha256, exceptSerial, now);
+        return await ReadAsync(command, read, ct);
+    }
+
+    /// <summary><see cref="UnrevokedSerialsWithKeyAsync"/>, held back in the group writer on PostgreSQL.</summary>
+    public static Task<Later<List<string>>> UnrevokedSerialsWithKeyLaterAsync(CertPortalDbContext db, string spkiSha256, string? exceptSerial,
+        DateTimeOffset now, CancellationToken ct)
+    {
+        var (command, read) = UnrevokedSerialsWithKey(db, spkiSha256, exceptSerial, now);
+        return ReadLaterAsync(command, read, ct);
+    }
+
+    private static (DbCommand, Func<DbDataReader, CancellationToken, Task<List<string>>>) UnrevokedSerialsWithKey(CertPortalDbContext db,
+        string spkiSha256, string? exceptSerial, DateTimeOffset now)
+    {
         var command = Command(db, "SELECT \"SerialNumber\" FROM \"Certificates\" WHERE \"SpkiSha256\" = @spki AND \"SerialNumber\" <> @except " +
             "AND \"NotAfter\" > @now AND (\"RevokedAt\" IS NULL OR \"RevocationReason\" = @hold)", out var sqlite);
         Add(command, "spki", spkiSha256);
@@ -256,20 +271,33 @@ public static class DirectSql
         Add(command, "except", exceptSerial ?? "");
         Add(command, "now", Time(now, sqlite));
         Add(command, "hold", nameof(RevocationReason.CertificateHold));
-        return await ReadAsync(command, async (reader, rct) =>
+        return (command, async (reader, rct) =>
         {
             var serials = new List<string>();
             while (await reader.ReadAsync(rct)) serials.Add(reader.GetString(0));
             return serials;
-        }, ct);
+        });
     }
 
     public static async Task<BlockedKey?> FindBlockedKeyAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
     {
+        var (command, read) = FindBlockedKey(db, spkiSha256);
+        return await ReadAsync(command, read, ct);
+    }
+
+    /// <summary><see cref="FindBlockedKeyAsync"/>, held back in the group writer on PostgreSQL.</summary>
+    public static Task<Later<BlockedKey?>> FindBlockedKeyLaterAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
+    {
+        var (command, read) = FindBlockedKey(db, spkiSha256);
+        return ReadLaterAsync(command, read, ct);
+    }
+
+    private static (DbCommand, Func<DbDataReader, CancellationToken, Task<BlockedKey?>>) FindBlockedKey(CertPortalDbContext db, string spkiSha256)
+    {
         var command = Command(db, "SELECT \"KeyAlgorithm\", \"BlockedAt\", \"BlockedBy\", \"Source\", \"Comment\" FROM \"BlockedKeys\" " +
             "WHERE \"SpkiSha256\" = @spki", out var sqlite);
         Add(command, "spki", spkiSha256);
-        return await ReadAsync(command, async (reader, rct) => !await reader.ReadAsync(rct) ? null : new BlockedKey
+        return (command, async (reader, rct) => !await reader.ReadAsync(rct) ? null : new BlockedKey
         {
             SpkiSha256 = spkiSha256,
             KeyAlgorithm = reader.GetString(0),
@@ -277,7 +305,7 @@ public static class DirectSql
             BlockedBy = reader.GetString(2),
             Source = reader.GetString(3),
             Comment = reader.IsDBNull(4) ? null : reader.GetString(4),
-        }, ct);
+        });
     }
 
     public static Task InsertBlockedKeyAsync(CertPortalDbContext db, BlockedKey k, CancellationToken ct)

@@ -55,11 +55,14 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, IHostApplicat
     /// update) and returns their answers as <see cref="Later{T}"/> values; <paramref name="then"/> decides from them and writes.
     /// On PostgreSQL the first steps of consecutive two-step units in a group go to the database together, in one round trip,
     /// before any of their second steps (which run in queue order), instead of one round trip per unit; a first step must therefore
-    /// not depend on what another unit's second step writes. Both steps may run again alone, as for <see cref="WriteAsync{T}"/>.</summary>
-    public Task<T> WriteAsync<TFirst, T>(Func<CertPortalDbContext, CancellationToken, Task<TFirst>> first,
+    /// not depend on what another unit's second step writes. Both steps may run again alone, as for <see cref="WriteAsync{T}"/>.
+    /// <paramref name="keys"/> name what the unit reads and writes (a key's lock name, a certificate): a unit sharing a key with an
+    /// earlier unit of the run starts a new run, so its first step is sent after that unit's second step and sees its writes
+    /// (a keyCompromise and an enrollment of that key, a hold and a release of one certificate).</summary>
+    public Task<T> WriteAsync<TFirst, T>(IReadOnlyCollection<string> keys, Func<CertPortalDbContext, CancellationToken, Task<TFirst>> first,
         Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then)
     {
-        var unit = new TwoStepUnit<TFirst, T>(first, then);
+        var unit = new TwoStepUnit<TFirst, T>(keys, first, then);
         Enqueue(unit);
         return unit.Task;
     }
@@ -194,9 +197,15 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, IHostApplicat
                     continue;
                 }
                 // A run of two-step units: every first step, one flush (their reads answered in one round trip), every second step.
+                // The run ends before a unit that shares a key with one in it (see WriteAsync's keys).
                 var end = i;
                 var firsts = new List<object?>();
-                for (; end < units.Count && units[end].TwoStep; end++) firsts.Add(await units[end].FirstAsync(db));
+                var keys = new HashSet<string>(StringComparer.Ordinal);
+                for (; end < units.Count && units[end].TwoStep && (end == i || !units[end].Keys.Any(keys.Contains)); end++)
+                {
+                    keys.UnionWith(units[end].Keys);
+                    firsts.Add(await units[end].FirstAsync(db));
+                }
                 await DirectSql.FlushAsync(db, CancellationToken.None);
                 for (var k = i; k < end; k++) results[k] = await units[k].ApplyAsync(db, firsts[k - i]);
                 i = end;
@@ -243,6 +252,7 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, IHostApplicat
     private interface IUnit
     {
         bool TwoStep { get; }
+        IReadOnlyCollection<string> Keys { get; }
         Task<object?> FirstAsync(CertPortalDbContext db);
         Task<object?> ApplyAsync(CertPortalDbContext db, object? first);
         void Complete(object? result);
@@ -261,16 +271,18 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, IHostApplicat
 
         public Task<T> Task => _done.Task;
         public virtual bool TwoStep => false;
+        public virtual IReadOnlyCollection<string> Keys => [];
         public virtual Task<object?> FirstAsync(CertPortalDbContext db) => System.Threading.Tasks.Task.FromResult<object?>(null);
         public virtual async Task<object?> ApplyAsync(CertPortalDbContext db, object? first) => await _apply!(db, CancellationToken.None);
         public void Complete(object? result) => _done.TrySetResult((T)result!);
         public void Fail(Exception e) => _done.TrySetException(e);
     }
 
-    private sealed class TwoStepUnit<TFirst, T>(Func<CertPortalDbContext, CancellationToken, Task<TFirst>> first,
+    private sealed class TwoStepUnit<TFirst, T>(IReadOnlyCollection<string> keys, Func<CertPortalDbContext, CancellationToken, Task<TFirst>> first,
         Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then) : Unit<T>
     {
         public override bool TwoStep => true;
+        public override IReadOnlyCollection<string> Keys => keys;
         public override async Task<object?> FirstAsync(CertPortalDbContext db) => await first(db, CancellationToken.None);
         public override async Task<object?> ApplyAsync(CertPortalDbContext db, object? answers) => await then(db, (TFirst)answers!, CancellationToken.None);
     }

@@ -130,7 +130,8 @@ public sealed class EnrollmentService(
         }
 
         Failure? blocked = null;
-        var record = await writer.WriteAsync(async (w, wct) =>
+        // The key names the unit for the writer: a revocation of a certificate with this key is not decided in the same round trip.
+        var record = await writer.WriteAsync([CompromisedKeys.LockName(spkiSha256)], async (w, wct) =>
         {
             // Under the key's lock (PostgreSQL; SQLite has one writer), so a keyCompromise revocation of the same
             // key either finds this certificate and revokes it, or has committed its block, which the check after the lock

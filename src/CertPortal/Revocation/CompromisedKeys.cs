@@ -41,12 +41,13 @@ public static class CompromisedKeys
 
     /// <summary>Blocks the key (if it is not already) and revokes every other unexpired certificate for it for
     /// keyCompromise, each audited. The caller holds the key's lock and commits together with a new CRL. Rows are written
-    /// at once with plain commands (<see cref="DirectSql"/>): a mass revocation runs this for every certificate.</summary>
+    /// at once with plain commands (<see cref="DirectSql"/>): a mass revocation runs this for every certificate.
+    /// <paramref name="read"/>: the block and the serials of <see cref="ReadAsync"/>, when the caller read them already.</summary>
     internal static async Task<(BlockedKey Key, bool Created, List<IssuedCertificate> Revoked)> BlockAsync(
         CertPortalDbContext db, string spkiSha256, string keyAlgorithm, string source, string? comment, string actor, DateTimeOffset now,
-        IEnumerable<ICertificateEvents> observers, string? alreadyHandledSerial, CancellationToken ct)
+        IEnumerable<ICertificateEvents> observers, string? alreadyHandledSerial, CancellationToken ct, KeyState? read = null)
     {
-        var key = await DirectSql.FindBlockedKeyAsync(db, spkiSha256, ct);
+        var key = read is null ? await DirectSql.FindBlockedKeyAsync(db, spkiSha256, ct) : read.Key.Value;
         var created = key is null;
         if (key is null)
         {
@@ -58,7 +59,7 @@ public static class CompromisedKeys
             await AuditLog.RecordNowAsync(db, now, actor, AuditActions.KeyBlocked, $"key:{spkiSha256}", new { keyAlgorithm, source, comment }, ct);
         }
 
-        var serials = await DirectSql.UnrevokedSerialsWithKeyAsync(db, spkiSha256, alreadyHandledSerial, now, ct);
+        var serials = read is null ? await DirectSql.UnrevokedSerialsWithKeyAsync(db, spkiSha256, alreadyHandledSerial, now, ct) : read.Serials.Value;
         var revoked = new List<IssuedCertificate>();
         foreach (var serial in serials.Order(StringComparer.Ordinal))
         {
@@ -77,6 +78,19 @@ public static class CompromisedKeys
         }
         return (key, created, revoked);
     }
+
+    /// <summary>What <see cref="BlockAsync"/> decides from: the key's block, if any, and the serials of its other unexpired
+    /// certificates that are not revoked for good.</summary>
+    internal sealed record KeyState(Later<BlockedKey?> Key, Later<List<string>> Serials);
+
+    /// <summary>Reads the <see cref="KeyState"/> of a key whose lock the caller holds: in the group writer on PostgreSQL held back
+    /// with the other reads of a group's revocations (one round trip for all of them), read by <see cref="BlockAsync"/> after the
+    /// caller's own change. Nothing in between may change the key's certificates or block: the writer keeps units with the
+    /// same key apart.</summary>
+    internal static async Task<KeyState> ReadAsync(CertPortalDbContext db, string spkiSha256, string? alreadyHandledSerial, DateTimeOffset now,
+        CancellationToken ct) =>
+        new(await DirectSql.FindBlockedKeyLaterAsync(db, spkiSha256, ct),
+            await DirectSql.UnrevokedSerialsWithKeyLaterAsync(db, spkiSha256, alreadyHandledSerial, now, ct));
 
     /// <summary>The SubjectPublicKeyInfo in a PEM public key, certificate, CSR or unencrypted private key,
     /// re-encoded by .NET so it hashes as issuance does (<see cref="SubscriberKey.SpkiHash(PublicKey)"/>).</summary>

@@ -107,75 +107,59 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
     private async Task<Outcome<IssuedCertificate>> ChangeAsync(string serial, string actor, CancellationToken ct, Func<IssuedCertificate, Failure?>? refuse,
         Func<IssuedCertificate, (DateTimeOffset? RevokedAt, RevocationReason? Reason, string Action)?> decide, bool keyCompromised = false)
     {
-        // Where other writers exist (PostgreSQL, several nodes) the certificate is read before the change is queued, in
-        // parallel with the writer's work, and its state read again under the locks. On SQLite the writer's transaction
-        // holds the database's write lock, so the row is read once, inside it, on the writer's connection: its page cache
-        // stays warm, while a pooled read connection drops its cache at every commit and reads the pages again.
-        IssuedCertificate? known = null;
+        // The change runs in the writer's transaction (possibly a second time, alone, if its group fails), so it decides only
+        // from what it reads there. Its rows are plain commands (DirectSql), visible at once to the units after it in the group
+        // (an enrollment of this key must see the block), with nothing tracked for the group's save to compare.
+        Changed done;
         if (db.HasConcurrentWriters())
         {
-            known = await DirectSql.FindCertificateAsync(db, serial, ct);
+            // Where other writers exist (PostgreSQL, several nodes) the certificate is read before the change is queued, in
+            // parallel with the writer's work, and its state read again under the locks. The locks and those reads are the
+            // unit's first step: the first steps of a group's changes go to PostgreSQL in one round trip (a change used to
+            // cost three of its own: the state, the block, the key's other certificates). The keys keep two changes of one
+            // certificate or one key (and an enrollment of that key) out of one round trip: the second reads after the first wrote.
+            var known = await DirectSql.FindCertificateAsync(db, serial, ct);
             if (known is null) return NotFound(serial);
             if (refuse?.Invoke(known) is { } refused) return refused;
-        }
-        // Runs in the writer's transaction (possibly a second time, alone, if its group fails), so it decides only from
-        // what it reads there. Its rows are plain commands (DirectSql), visible at once to the units after it in the group
-        // (an enrollment of this key must see the block), with nothing tracked for the group's save to compare.
-        var done = await writer.WriteAsync(async (w, wct) =>
-        {
-            // Units of one group share the transaction but decide by queries, which see only what is saved: flush what
-            // units before this one left tracked (an enrollment of this key must be found and revoked).
-            if (w.ChangeTracker.HasChanges()) await w.SaveChangesAsync(wct);
-            var cert = known;
-            if (cert is null)
+            var keyHash = known.SpkiSha256 ?? SpkiOf(known.Der);
+            done = await writer.WriteAsync([CompromisedKeys.LockName(keyHash), "certificate:" + serial], async (w, wct) =>
             {
-                cert = await DirectSql.FindCertificateAsync(w, serial, wct);
+                // Units of one group share the transaction but decide by queries, which see only what is saved: flush what
+                // units before this one left tracked (an enrollment of this key must be found and revoked).
+                if (w.ChangeTracker.HasChanges()) await w.SaveChangesAsync(wct);
+                // keyCompromise blocks the key and revokes its other certificates. The key's lock before any row lock: the
+                // order every holder of both takes them (a sibling's revocation would otherwise deadlock with ours).
+                if (keyCompromised) await w.LockNamedAsync(CompromisedKeys.LockName(keyHash), wct);
+                // decide() must see the state its change replaces: a release and a permanent revocation of a held
+                // certificate would otherwise both read "on hold" and the release could overwrite the revocation,
+                // making a compromised certificate valid again. The row is locked and read in one statement.
+                var state = await DirectSql.LockAndReadRevocationAsync(w, serial, wct);
+                var now = time.GetUtcNow();
+                return (State: state, Key: keyCompromised ? await CompromisedKeys.ReadAsync(w, keyHash, serial, now, wct) : null, Now: now);
+            }, async (w, read, wct) =>
+            {
+                var (found, revokedAt, reason) = read.State.Value;
+                if (!found) return new Changed(null, false, false, null, 0);
+                known.RevokedAt = revokedAt;
+                known.RevocationReason = reason;
+                return await ApplyAsync(w, known, keyCompromised ? keyHash : null, read.Key, read.Now, actor, decide, wct);
+            });
+        }
+        else
+        {
+            // SQLite: the writer's transaction holds the database's write lock, so the row is read once, inside it, on the
+            // writer's connection: its page cache stays warm, while a pooled read connection drops its cache at every commit
+            // and reads the pages again.
+            done = await writer.WriteAsync(async (w, wct) =>
+            {
+                if (w.ChangeTracker.HasChanges()) await w.SaveChangesAsync(wct);
+                var cert = await DirectSql.FindCertificateAsync(w, serial, wct);
                 if (cert is null) return new Changed(null, false, false, null, 0);
                 if (refuse?.Invoke(cert) is { } refused) return new Changed(cert, false, false, null, 0, refused);
-            }
-            // keyCompromise blocks the key and revokes its other certificates.
-            var spki = keyCompromised ? cert.SpkiSha256 ?? SpkiOf(cert.Der) : null;
-            // The key's lock before any row lock: the order every holder of both takes them (a sibling's revocation
-            // would otherwise deadlock with ours).
-            if (spki is not null) await w.LockNamedAsync(CompromisedKeys.LockName(spki), wct);
-            // decide() must see the state its change replaces: a release and a permanent revocation of a held
-            // certificate would otherwise both read "on hold" and the release could overwrite the revocation,
-            // making a compromised certificate valid again. Lock the row first; the read below sees the other change
-            // (and, in one group, an earlier unit's change to the same row).
-            await w.LockCertificateAsync(serial, wct);
-            if (known is not null && !await DirectSql.ReadRevocationAsync(w, cert, wct)) return new Changed(null, false, false, null, 0);
-            var change = decide(cert);
-            var now = time.GetUtcNow();
-            var written = false;
-            if (change is not null)
-            {
-                var before = cert.RevocationReason;
-                cert.RevokedAt = change.Value.RevokedAt;
-                cert.RevocationReason = change.Value.Reason;
-                await DirectSql.WriteRevocationAsync(w, cert, wct);
-                await AuditLog.RecordNowAsync(w, now, actor, change.Value.Action, $"certificate:{serial}",
-                    new { cert.Email, reason = cert.RevocationReason?.ToRfcName(), previousReason = before?.ToRfcName() }, wct);
-                foreach (var o in observers) await o.OnStatusChangedAsync(w, cert, now, wct);
-                written = true;
-            }
-            var siblings = 0;
-            if (spki is not null)
-            {
-                var blocked = await CompromisedKeys.BlockAsync(w, spki, cert.KeyAlgorithm, $"certificate:{serial}", null, actor, now, observers, serial, wct);
-                siblings = blocked.Revoked.Count;
-                written |= blocked.Created || siblings > 0;
-            }
-            var crlOwed = change is not null || siblings > 0;
-            if (crlOwed && FirstCrlChangeOf(w)) await DirectSql.InsertCrlChangeAsync(w, CertificateAuthority.IssuingName, now, wct);
-            // Observers that add tracked rows (directory outbox, mail): saved now, for the units after this one, and let
-            // go, or every later unit's save would compare them again.
-            if (w.ChangeTracker.HasChanges())
-            {
-                await w.SaveChangesAsync(wct);
-                w.ChangeTracker.Clear();
-            }
-            return new Changed(cert, written, crlOwed, change?.Action, siblings);
-        });
+                var spki = keyCompromised ? cert.SpkiSha256 ?? SpkiOf(cert.Der) : null;
+                return await ApplyAsync(w, cert, spki, null, time.GetUtcNow(), actor, decide, wct);
+            });
+        }
         if (done.Refused is { } refusal) return refusal;
         if (done.Certificate is not { } certificate) return NotFound(serial);
         if (!done.Written) return certificate;
@@ -183,6 +167,47 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
         logger.LogInformation("{Action} {Serial} for {Email} (reason {Reason}); {Siblings} other certificates with the key revoked",
             done.Action ?? AuditActions.KeyBlocked, serial, certificate.Email, certificate.RevocationReason, done.Siblings);
         return certificate;
+    }
+
+    /// <summary>The change itself, in the writer's transaction, once the certificate's current state is in <paramref name="cert"/>:
+    /// its new state, audit record and observers' rows, and for keyCompromise (<paramref name="spki"/> set) the key's block and
+    /// its other certificates' revocations (from <paramref name="keyState"/> when the unit read it already).</summary>
+    private async Task<Changed> ApplyAsync(CertPortalDbContext w, IssuedCertificate cert, string? spki, CompromisedKeys.KeyState? keyState,
+        DateTimeOffset now, string actor, Func<IssuedCertificate, (DateTimeOffset? RevokedAt, RevocationReason? Reason, string Action)?> decide,
+        CancellationToken ct)
+    {
+        var serial = cert.SerialNumber;
+        var change = decide(cert);
+        var written = false;
+        if (change is not null)
+        {
+            var before = cert.RevocationReason;
+            cert.RevokedAt = change.Value.RevokedAt;
+            cert.RevocationReason = change.Value.Reason;
+            await DirectSql.WriteRevocationAsync(w, cert, ct);
+            await AuditLog.RecordNowAsync(w, now, actor, change.Value.Action, $"certificate:{serial}",
+                new { cert.Email, reason = cert.RevocationReason?.ToRfcName(), previousReason = before?.ToRfcName() }, ct);
+            foreach (var o in observers) await o.OnStatusChangedAsync(w, cert, now, ct);
+            written = true;
+        }
+        var siblings = 0;
+        if (spki is not null)
+        {
+            var blocked = await CompromisedKeys.BlockAsync(w, spki, cert.KeyAlgorithm, $"certificate:{serial}", null, actor, now, observers, serial, ct,
+                keyState);
+            siblings = blocked.Revoked.Count;
+            written |= blocked.Created || siblings > 0;
+        }
+        var crlOwed = change is not null || siblings > 0;
+        if (crlOwed && FirstCrlChangeOf(w)) await DirectSql.InsertCrlChangeAsync(w, CertificateAuthority.IssuingName, now, ct);
+        // Observers that add tracked rows (directory outbox, mail): saved now, for the units after this one, and let
+        // go, or every later unit's save would compare them again.
+        if (w.ChangeTracker.HasChanges())
+        {
+            await w.SaveChangesAsync(ct);
+            w.ChangeTracker.Clear();
+        }
+        return new Changed(cert, written, crlOwed, change?.Action, siblings);
     }
 
     /// <summary>Whether this is the first change of the writer's transaction to owe a CRL. One <see cref="CrlChange"/> row per

@@ -233,6 +233,75 @@ public sealed class PostgresWriterTests(PostgresApp app) : IClassFixture<Postgre
         Assert.False(await db.Certificates.AnyAsync(c => c.Email == email && c.RevokedAt == null));
     }
 
+    [Fact]
+    public async Task A_group_of_revocations_reads_every_state_in_one_batch_and_changes_of_one_certificate_or_key_still_see_each_other()
+    {
+        var writer = app.Service<GroupCommitWriter>();
+        var marker = Guid.NewGuid().ToString("N")[..8];
+        async Task<string> IssueAsync(string name, SubscriberKeyPair key)
+        {
+            var email = $"{name}.{marker}@example.test";
+            return (await app.EnrollAsync((await app.CreateTokenAsync(email, "signing")).Token, key.CreateCsrPem(email))).SerialNumber;
+        }
+        var independent = new List<string>();
+        for (var i = 0; i < 4; i++) independent.Add(await IssueAsync($"alone{i}", SubscriberKeyPair.Generate("EC-P256")));
+        // A held certificate, revoked for keyCompromise and then released in the same group: the release must see the revocation.
+        var held = await IssueAsync("held", SubscriberKeyPair.Generate("EC-P256"));
+        await Http.EnsureStatus(await app.RevokeAsync(held, "certificateHold"), System.Net.HttpStatusCode.OK);
+        // Two certificates for one key: the keyCompromise of the first revokes the second, which a later superseded must not overwrite.
+        var shared = SubscriberKeyPair.Generate("EC-P256");
+        var (compromised, sibling) = (await IssueAsync("shared1", shared), await IssueAsync("shared2", shared));
+        await using var commands = new NpgsqlCommands(Database());
+
+        var (started, release, gate) = Gate(writer);
+        await started;
+        var scopes = new List<AsyncServiceScope>();
+        CertPortal.Revocation.RevocationService Revocations()
+        {
+            var scope = app.Services.CreateAsyncScope();
+            scopes.Add(scope);
+            return scope.ServiceProvider.GetRequiredService<CertPortal.Revocation.RevocationService>();
+        }
+        Task<Outcome<IssuedCertificate>> Revoke(string serial, string reason) =>
+            Revocations().RevokeAsync(serial, new CertPortal.Revocation.RevokeRequest(reason), "test", CancellationToken.None);
+        var changes = new List<Task<Outcome<IssuedCertificate>>>();
+        var commitsBefore = writer.Commits;
+        try
+        {
+            // One at a time, so the queue's order is the order written here.
+            async Task QueueAsync(Func<Task<Outcome<IssuedCertificate>>> change)
+            {
+                changes.Add(change());
+                await WaitUntil(() => writer.Queued == changes.Count);
+            }
+            foreach (var serial in independent) await QueueAsync(() => Revoke(serial, "keyCompromise"));
+            await QueueAsync(() => Revoke(held, "keyCompromise"));
+            await QueueAsync(() => Revoke(compromised, "keyCompromise"));
+            await QueueAsync(() => Revocations().ReleaseHoldAsync(held, "test", CancellationToken.None));
+            await QueueAsync(() => Revoke(sibling, "superseded"));
+        }
+        finally
+        {
+            release(); // also when the wait failed: a blocked writer would fail the other tests
+        }
+        await gate;
+        var outcomes = await Task.WhenAll(changes);
+        foreach (var scope in scopes) await scope.DisposeAsync();
+
+        Assert.Equal(2, writer.Commits - commitsBefore); // the gate's group, then one for the eight
+        Assert.All(outcomes[..6], o => Assert.True(o.Succeeded, o.Failure?.Detail));
+        Assert.Equal(FailureKind.Conflict, outcomes[6].Failure?.Kind); // revoked for good before the release was decided
+        Assert.True(outcomes[7].Succeeded);
+        // The first six changes read their states in one round trip; the release and the sibling's change (same certificate,
+        // same key as a change before them) in a second one, after those changes were written.
+        Assert.Equal(2, commands.Texts.Count(t => t.Contains("SELECT \"RevokedAt\", \"RevocationReason\" FROM", StringComparison.Ordinal)));
+        await using var check = app.Services.CreateAsyncScope();
+        var db = check.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var stored = await db.Certificates.Where(c => c.Email.EndsWith($".{marker}@example.test")).ToDictionaryAsync(c => c.SerialNumber);
+        Assert.All(stored.Values, c => Assert.Equal(CertPortal.Authority.RevocationReason.KeyCompromise, c.RevocationReason));
+        Assert.Equal(6, await db.BlockedKeys.CountAsync(k => stored.Values.Select(c => c.SpkiSha256).Contains(k.SpkiSha256)));
+    }
+
     private static async Task WaitUntil(Func<bool> condition)
     {
         for (var i = 0; i < 600 && !condition(); i++) await Task.Delay(50);
