@@ -7,13 +7,10 @@ namespace CertPortal.Data;
 /// expensive work (CSR checks, signing) first and hand over a small unit that adds rows or runs a conditional
 /// update; the writer applies every queued unit (up to <see cref="MaxGroup"/>) in one transaction and commits
 /// once, so a burst of enrollments costs one durable commit (one fsync) instead of one each, and writers never
-/// contend for the database lock and back off. A unit completes only after its group's commit is durable: what
-/// the caller answers is durable. On PostgreSQL that is when the commit returns; on SQLite the commit returns without
-/// syncing and <see cref="SqliteWalSync"/> syncs the WAL beside the writer, so the next groups are applied and committed
-/// while it runs, and one sync covers every group committed before it started. When a group fails (a constraint, a deadlock
-/// with another node), every unit is retried in smaller groups down to the failing unit alone, so one bad unit fails only
-/// its own request.</summary>
-public sealed class GroupCommitWriter(IServiceScopeFactory scopes, IHostApplicationLifetime lifetime, ILogger<GroupCommitWriter> logger) : BackgroundService
+/// contend for the database lock and back off. A unit completes only after its group's commit returned: what
+/// the caller answers is durable. When a group fails (a constraint, a deadlock with another node), every unit
+/// is retried in smaller groups down to the failing unit alone, so one bad unit fails only its own request.</summary>
+public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<GroupCommitWriter> logger) : BackgroundService
 {
     /// <summary>Large enough that a burst of requests shares one commit, small enough that one transaction
     /// stays short (a few ms) and a failed group is cheap to replay unit by unit.</summary>
@@ -31,19 +28,9 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, IHostApplicat
     /// <summary>Units queued and not yet taken into a group.</summary>
     public int Queued => Volatile.Read(ref _queued);
 
-    /// <summary>WAL syncs on SQLite (each covering every group committed before it started); 0 where commits are durable themselves.</summary>
-    public long Syncs => _walSync?.Syncs ?? 0;
-
-    internal SqliteWalSync? WalSync => _walSync;
-
-    /// <summary>Completes when every write this writer had begun to commit is durable. For an answer that was decided by reading,
-    /// outside the writer, what another request wrote (collecting the certificate a concurrent or earlier attempt was issued):
-    /// on SQLite a commit is visible to other connections before its sync.</summary>
-    public Task DurableAsync() => _walSync?.DurableAsync() ?? Task.CompletedTask;
-
     /// <summary>Queues <paramref name="apply"/>, which runs on the writer's context inside the group's transaction and
     /// may run a second time (alone, on a fresh context) if its group fails: it must create its entities itself and
-    /// decide only from what it reads in that transaction. The task ends once the commit is durable.</summary>
+    /// decide only from what it reads in that transaction. The task ends after the commit.</summary>
     public Task<T> WriteAsync<T>(Func<CertPortalDbContext, CancellationToken, Task<T>> apply)
     {
         var unit = new Unit<T>(apply);
@@ -98,12 +85,6 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, IHostApplicat
         }
         finally
         {
-            // The last groups' units complete when the sync that covers them ends.
-            if (_walSync is { } sync)
-            {
-                await sync.StopAsync();
-                sync.Dispose();
-            }
             await ForgetContextAsync();
         }
     }
@@ -135,8 +116,6 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, IHostApplicat
     /// connection's commit had made stale. Any failure drops it: a retried unit runs on a fresh context and connection.</summary>
     private AsyncServiceScope? _scope;
     private CertPortalDbContext? _db;
-    private SqliteWalSync? _walSync;
-    private bool _walSyncChecked;
 
     private async Task<CertPortalDbContext> ContextAsync()
     {
@@ -147,12 +126,6 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, IHostApplicat
         // failed save fails the group, which is retried in halves on fresh transactions, never resumed.
         _db.Database.AutoSavepointsEnabled = false;
         await _db.Database.OpenConnectionAsync(CancellationToken.None);
-        if (!_walSyncChecked)
-        {
-            _walSync = await SqliteWalSync.ForAsync(_db.Database.GetDbConnection(), logger, lifetime.StopApplication);
-            _walSyncChecked = true;
-        }
-        if (_walSync is not null) await SqliteWalSync.CommitWithoutSyncAsync(_db.Database.GetDbConnection());
         return _db;
     }
 
@@ -217,36 +190,12 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, IHostApplicat
         {
             DirectSql.EndDeferring(db);
         }
-        var commit = _walSync?.BeginCommit() ?? 0;
-        try
-        {
-            await tx.CommitAsync(CancellationToken.None);
-        }
-        catch
-        {
-            _walSync?.CommitReturned(commit, null);
-            throw;
-        }
+        await tx.CommitAsync(CancellationToken.None);
         // What the units left tracked is committed; the next group starts with nothing to compare.
         db.ChangeTracker.Clear();
         Interlocked.Increment(ref _commits);
         Interlocked.Add(ref _units, units.Count);
-        if (_walSync is null)
-        {
-            for (var i = 0; i < units.Count; i++) units[i].Complete(results[i]);
-            return;
-        }
-        // Not durable yet: the units complete on the sync thread, and the writer goes on with the next group (in a list it
-        // reuses: hence the copy).
-        var committed = units.ToArray();
-        _walSync.CommitReturned(commit, failure =>
-        {
-            for (var i = 0; i < committed.Length; i++)
-            {
-                if (failure is null) committed[i].Complete(results[i]);
-                else committed[i].Fail(failure);
-            }
-        });
+        for (var i = 0; i < units.Count; i++) units[i].Complete(results[i]);
     }
 
     private interface IUnit
