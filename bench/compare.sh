@@ -3,7 +3,8 @@
 #   enrollment (EC-P256 and RSA-3072 issuing CA) on SQLite and PostgreSQL  vs  cfssl serve (P-256 CA) signing the
 #   same CSRs over REST, and openssl speed -multi <cores> rsa3072;
 #   token creation (target 1,000/s); recipient look-up and OCSP GET with wrk at 32 connections vs a bare Kestrel minimal API
-#   returning the same bytes; optionally (--revocation) 100,000 revocations over the API (10,000 with --quick) of
+#   returning the same bytes; OCSP POST with a nonce (signed per request) vs openssl speed -multi <cores> rsa2048;
+#   optionally (--revocation) 100,000 revocations over the API (10,000 with --quick) of
 #   certificates seeded by CertPortal.Bench --seed-certificates, the time until the CRL lists them all, and the database's
 #   size afterwards. They are revoked for keyCompromise (the dearest reason: it also blocks the key and looks for other
 #   certificates with it) unless --revocation-reason=NAME names another (superseded, cessationOfOperation, ...).
@@ -204,12 +205,15 @@ run_load() {
 # rate and p99 follow the machine, the CPU per request much less). Run in a subshell (< <(...)), whose `times` counts
 # the wrk runs it waited for.
 wrk_run() {
-  wrk -t2 -c32 -d2s "$1" > /dev/null # warm-up (JIT), not measured
-  local cpu0 cpu1 t0="$work/wrk-times0.$BASHPID" t1="$work/wrk-times1.$BASHPID"; cpu0=$(cpu_seconds "$2")
+  local url=$1 server=$2; shift 2 # the rest: wrk's script arguments (-s FILE URL -- ARGS needs them after the URL)
+  wrk -t2 -c32 -d2s "$url" "$@" > /dev/null # warm-up (JIT), not measured
+  local cpu0 cpu1 t0="$work/wrk-times0.$BASHPID" t1="$work/wrk-times1.$BASHPID"; cpu0=$(cpu_seconds "$server")
   times > "$t0"
-  local out; out=$(wrk -t2 -c32 -d"${wrk_seconds}s" --latency "$1")
+  local out; out=$(wrk -t2 -c32 -d"${wrk_seconds}s" --latency "$url" "$@")
   times > "$t1"
-  cpu1=$(cpu_seconds "$2")
+  cpu1=$(cpu_seconds "$server")
+  # Every request must have had a 2xx answer (OCSP answers even its errors with 200: the POST row checks one answer first).
+  if echo "$out" | grep -q 'Non-2xx'; then echo "wrk: non-2xx answers from $url" >&2; echo "$out" >&2; exit 1; fi
   local rate p99 n
   rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   n=$(echo "$out" | awk '/requests in/ {print $1}')
@@ -295,6 +299,18 @@ portal_run() {
   read -r rate p99 cpu gcpu < <(wrk_run "$base$ocsp_path" "$pid")
   result["ocsp-$label"]="$rate $p99 $cpu $gcpu"
   cp "$work/ocsp-body-$label.der" "$work/ocsp-body.der"
+
+  # OCSP POST with a nonce (RFC 8954): the status still from memory, but every response signed afresh (the responder's
+  # RSA-2048 key), so the reference is openssl speed's RSA-2048 signature rate.
+  openssl ocsp -issuer "$data/ocsp-issuing.pem" -cert "$data/ocsp-leaf.pem" -reqout "$data/ocsp-nonce-request.der" >/dev/null
+  curl -fs -H 'Content-Type: application/ocsp-request' --data-binary @"$data/ocsp-nonce-request.der" -o "$work/ocsp-nonce-$label.der" "$base/ocsp"
+  openssl ocsp -reqin "$data/ocsp-nonce-request.der" -respin "$work/ocsp-nonce-$label.der" -issuer "$data/ocsp-issuing.pem" \
+    -cert "$data/ocsp-leaf.pem" -noverify 2>&1 | grep -qi 'nonce' && { echo "OCSP POST ($label): nonce not echoed" >&2; exit 1; }
+  openssl ocsp -respin "$work/ocsp-nonce-$label.der" -issuer "$data/ocsp-issuing.pem" -cert "$data/ocsp-leaf.pem" -noverify 2>/dev/null \
+    | grep -q ': good' || { echo "OCSP POST ($label) did not answer good" >&2; exit 1; }
+  read -r rate p99 cpu gcpu < <(wrk_run "$base" "$pid" -s bench/ocsp-post.lua -- "$data/ocsp-nonce-request.der")
+  [ -n "$rate" ] || { echo "OCSP POST ($label): wrk failed" >&2; exit 1; }
+  result["ocsp-nonce-$label"]="$rate $p99 $cpu $gcpu"
 
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
@@ -432,6 +448,12 @@ if wants openssl; then
   echo "openssl speed -multi $cores rsa3072..." >&2
   rsa_signs=$(openssl speed -seconds 5 -multi "$cores" rsa3072 2>/dev/null | awk '/^rsa 3072 bits/ {v=$(NF-1)} END {print v}')
 fi
+# RSA-2048, the OCSP responders' key: the reference of the OCSP-with-nonce rows (one signature per response).
+rsa2048_signs=
+if wants openssl && [ -n "${result[ocsp-nonce-sqlite-ec]:-}${result[ocsp-nonce-pg-ec]:-}${result[ocsp-nonce-sqlite-rsa]:-}" ]; then
+  echo "openssl speed -multi $cores rsa2048..." >&2
+  rsa2048_signs=$(openssl speed -seconds 5 -multi "$cores" rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {v=$(NF-1)} END {print v}')
+fi
 
 # ---- a 1,000,000-entry CRL through the product's signer -----------------------------------------------------------
 if [ $bigcrl = 1 ]; then
@@ -498,6 +520,11 @@ for label in sqlite-ec pg-ec sqlite-rsa; do
   [ -n "${result[ocsp-$label]:-}" ] || continue
   read -r r p c g <<< "${result[ocsp-$label]}"
   echo "| OCSP GET from cache ($label), wrk 32 connections | $(f "$r")/s, p99 $(ms "$p") ms, $(us "$c") µs CPU; wrk $(us "$g") µs CPU | $([ -n "${ko_rate:-}" ] && echo "Kestrel, same bytes: $(f "$ko_rate")/s, p99 $(ms "$ko_p99") ms, $(us "$ko_cpu") µs CPU; wrk $(us "$ko_gen") µs CPU" || echo "Kestrel: not measured") | $(ratio "$r" "${ko_rate:-}") | ≥ 10,000/s, p99 ≤ 10 ms |"
+done
+for label in sqlite-ec pg-ec sqlite-rsa; do
+  [ -n "${result[ocsp-nonce-$label]:-}" ] || continue
+  read -r r p c g <<< "${result[ocsp-nonce-$label]}"
+  echo "| OCSP POST with nonce, signed per request ($label), wrk 32 connections | $(f "$r")/s, p99 $(ms "$p") ms, $(us "$c") µs CPU; wrk $(us "$g") µs CPU | openssl speed -multi $cores rsa2048: $([ -n "$rsa2048_signs" ] && f "$rsa2048_signs" || echo "not measured") signs/s | $(ratio "$r" "$rsa2048_signs") | (none) |"
 done
 if [ $revocation = 1 ]; then
   mib() { printf "%.1f MiB" "$(echo "$1 / 1048576" | bc -l)"; }
