@@ -36,10 +36,10 @@ public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, Pub
     }
 
     /// <summary>As <see cref="TryAccept(PublicKey, out SubscriberKey, out string)"/>, handing the caller the key as read
-    /// (an <see cref="RSA"/> or <see cref="ECDsa"/>, the caller's to dispose; null when refused), so a CSR's signature is
-    /// verified without reading the key a second time: with OpenSSL 3 each read of a P-256 key costs about 0.1 ms of
-    /// CPU, as much as the signature check itself.</summary>
-    public static bool TryAccept(PublicKey key, out SubscriberKey accepted, out string error, out AsymmetricAlgorithm? read)
+    /// (an <see cref="RSA"/> or an <see cref="EcPublicKeys.EcVerificationKey"/>, the caller's to dispose; null when refused),
+    /// so a CSR's signature is verified without reading the key a second time: with OpenSSL 3 each read of a P-256 key
+    /// costs about 0.1 ms of CPU, as much as the signature check itself.</summary>
+    internal static bool TryAccept(PublicKey key, out SubscriberKey accepted, out string error, out IDisposable? read)
     {
         accepted = null!;
         error = "";
@@ -71,7 +71,7 @@ public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, Pub
                 // Before .NET reads the key: an off-curve point is refused by name, not as "could not be read".
                 var offCurve = WeakKeys.CheckEcPoint(curve!, key.EncodedKeyValue.RawData);
                 if (offCurve is not null) { error = offCurve; return false; }
-                var ec = EcPublicKeys.Read(key);
+                var ec = EcPublicKeys.Read(key, curve!);
                 if (ec is null) { error = "The EC public key could not be read."; return false; }
                 accepted = new SubscriberKey(SubscriberKeyType.Ec, name, key);
                 read = ec;

@@ -63,7 +63,7 @@ public static class CsrInspector
 
         SubscriberKey? key;
         string keyError;
-        AsymmetricAlgorithm? read;
+        IDisposable? read;
         try
         {
             if (!SubscriberKey.TryAccept(request.PublicKey, out key, out keyError, out read))
@@ -100,7 +100,7 @@ public static class CsrInspector
     /// <summary>The CSR's self-signature (RFC 2986 §4.2) checked with the key already read for the key policy. ECDSA and
     /// RSA PKCS#1 v1.5 (all but a few CSRs) are checked here; RSA-PSS, whose parameters name the hash, mask and salt, is
     /// left to .NET's own CSR loader, which reads the key once more.</summary>
-    private static bool VerifySignature(byte[] der, AsymmetricAlgorithm key)
+    private static bool VerifySignature(byte[] der, IDisposable key)
     {
         var request = new AsnReader(der, AsnEncodingRules.DER).ReadSequence();
         var info = request.ReadEncodedValue();
@@ -123,8 +123,8 @@ public static class CsrInspector
         var pkcs1 = oid is Oids.Sha256WithRsa or Oids.Sha384WithRsa or Oids.Sha512WithRsa;
         return key switch
         {
-            ECDsa ec when hash.Name is not null && !pkcs1 && parameters.IsEmpty =>
-                ec.VerifyData(info.Span, signature, hash, DSASignatureFormat.Rfc3279DerSequence),
+            EcPublicKeys.EcVerificationKey ec when hash.Name is not null && !pkcs1 && parameters.IsEmpty =>
+                ec.VerifyData(info.Span, signature, hash),
             RSA rsa when pkcs1 && (parameters.IsEmpty || parameters.Span.SequenceEqual(Asn1Null)) =>
                 rsa.VerifyData(info.Span, signature, hash, RSASignaturePadding.Pkcs1),
             RSA when oid == Oids.RsaPss => VerifiedByDotNet(der),

@@ -5,18 +5,19 @@ using CertPortal.Tests.Infrastructure;
 
 namespace CertPortal.Tests.Standards;
 
-/// <summary>CSR keys are read without OpenSSL's order multiplication (<see cref="EcPublicKeys"/>). The key read must be the
-/// key openssl made (same point, verifies openssl's signature, refuses a damaged one), that way of reading must be the one
-/// taken on this machine (else the saving is silently gone), and a point off the curve must still give no key.</summary>
+/// <summary>CSR keys are read without OpenSSL's order multiplication, into pooled libcrypto keys (<see cref="EcPublicKeys"/>).
+/// The key read must be the key openssl made (verifies openssl's signature, refuses a damaged one), that way of reading must
+/// be the one taken on this machine (else the saving is silently gone), a point off the curve must still give no key, and a
+/// pooled key must hold the point it was last given, whichever thread gave it.</summary>
 public sealed class EcPublicKeyTests
 {
     [Fact]
     public void Keys_are_read_by_the_libcrypto_dotnet_runs_on() => Assert.True(EcPublicKeys.ReadsWithoutKeyCheck);
 
     [Theory]
-    [InlineData("prime256v1", "-sha256")]
-    [InlineData("secp384r1", "-sha384")]
-    public void The_key_read_is_the_key_openssl_made(string curve, string digest)
+    [InlineData("prime256v1", "-sha256", Oids.CurveP256)]
+    [InlineData("secp384r1", "-sha384", Oids.CurveP384)]
+    public void The_key_read_is_the_key_openssl_made(string curve, string digest, string curveOid)
     {
         using var dir = new ToolDir("ec-public-key");
         Tool.Run("openssl", ["ecparam", "-genkey", "-name", curve, "-noout", "-out", dir.File("k.pem")]).EnsureSuccess();
@@ -27,12 +28,13 @@ public sealed class EcPublicKeyTests
         var signature = File.ReadAllBytes(dir.File("sig"));
         var hash = digest == "-sha256" ? HashAlgorithmName.SHA256 : HashAlgorithmName.SHA384;
 
-        using var key = EcPublicKeys.Read(PublicKey.CreateFromSubjectPublicKeyInfo(spki, out _));
+        using var key = EcPublicKeys.Read(PublicKey.CreateFromSubjectPublicKeyInfo(spki, out _), curveOid);
         Assert.NotNull(key);
-        Assert.Equal(spki, key.ExportSubjectPublicKeyInfo());
-        Assert.True(key.VerifyData(File.ReadAllBytes(data), signature, hash, DSASignatureFormat.Rfc3279DerSequence));
+        Assert.True(key.VerifyData(File.ReadAllBytes(data), signature, hash));
+        // Not DER any more (a byte after the signature's SEQUENCE), then a changed signature: both refused.
+        Assert.False(key.VerifyData(File.ReadAllBytes(data), [.. signature, 0x00], hash));
         signature[^1] ^= 0x01;
-        Assert.False(key.VerifyData(File.ReadAllBytes(data), signature, hash, DSASignatureFormat.Rfc3279DerSequence));
+        Assert.False(key.VerifyData(File.ReadAllBytes(data), signature, hash));
     }
 
     [Fact]
@@ -43,9 +45,35 @@ public sealed class EcPublicKeyTests
         spki[^1] ^= 0x01; // y's last byte: the point leaves the curve
         var key = PublicKey.CreateFromSubjectPublicKeyInfo(spki, out _);
         // OpenSSL's decoder refuses it, and so does .NET's import it then falls back to.
-        Assert.ThrowsAny<CryptographicException>(() => EcPublicKeys.Read(key)?.Dispose());
+        Assert.ThrowsAny<CryptographicException>(() => EcPublicKeys.Read(key, Oids.CurveP256)?.Dispose());
         // Nothing of that refusal is left on this thread for the next OpenSSL call to trip over.
-        using var fine = EcPublicKeys.Read(PublicKey.CreateFromSubjectPublicKeyInfo(ec.ExportSubjectPublicKeyInfo(), out _));
+        var data = RandomNumberGenerator.GetBytes(100);
+        using var fine = EcPublicKeys.Read(PublicKey.CreateFromSubjectPublicKeyInfo(ec.ExportSubjectPublicKeyInfo(), out _), Oids.CurveP256);
         Assert.NotNull(fine);
+        Assert.True(fine.VerifyData(data, ec.SignData(data, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence), HashAlgorithmName.SHA256));
+    }
+
+    [Fact]
+    public void A_pooled_key_verifies_for_the_point_it_was_last_given_on_any_thread()
+    {
+        var data = RandomNumberGenerator.GetBytes(100);
+        var signers = Enumerable.Range(0, 40).Select(_ => ECDsa.Create(ECCurve.NamedCurves.nistP256)).ToArray();
+        var keys = signers.Select(s => PublicKey.CreateFromSubjectPublicKeyInfo(s.ExportSubjectPublicKeyInfo(), out _)).ToArray();
+        var signatures = signers.Select(s => s.SignData(data, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence)).ToArray();
+        var mismatches = 0;
+        // Eight threads read the keys in different orders, so every pooled key passes through many points and threads.
+        Parallel.For(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 8 }, t =>
+        {
+            for (var round = 0; round < 5 * keys.Length; round++)
+            {
+                var i = (round * (t + 1) + t) % keys.Length;
+                using var key = EcPublicKeys.Read(keys[i], Oids.CurveP256)!;
+                if (!key.VerifyData(data, signatures[i], HashAlgorithmName.SHA256)
+                    || key.VerifyData(data, signatures[(i + 1) % keys.Length], HashAlgorithmName.SHA256))
+                    Interlocked.Increment(ref mismatches);
+            }
+        });
+        Assert.Equal(0, mismatches);
+        foreach (var s in signers) s.Dispose();
     }
 }
