@@ -139,13 +139,16 @@ public static class Extensions
             return;
         }
         services.AddDbContextPool<CertPortalDbContext, SqliteCertPortalDbContext>((sp, o) =>
-        {
-            var options = sp.GetRequiredService<CertPortalOptions>();
-            var cs = string.IsNullOrWhiteSpace(options.Database.ConnectionString)
-                ? $"Data Source={Path.Combine(options.ResolvedDataDirectory, "certportal.db")};Default Timeout=60"
-                : options.Database.ConnectionString;
-            o.UseSqlite(cs).AddInterceptors(SqliteDurability.Instance, sp.GetRequiredService<RecipientCacheInvalidation>());
-        });
+            o.UseSqlite(SqliteConnectionString(sp)).AddInterceptors(SqliteDurability.Instance, sp.GetRequiredService<RecipientCacheInvalidation>()));
+        services.AddSingleton(sp => new SqliteReadConnections(SqliteConnectionString(sp)));
+    }
+
+    private static string SqliteConnectionString(IServiceProvider services)
+    {
+        var options = services.GetRequiredService<CertPortalOptions>();
+        return string.IsNullOrWhiteSpace(options.Database.ConnectionString)
+            ? $"Data Source={Path.Combine(options.ResolvedDataDirectory, "certportal.db")};Default Timeout=60"
+            : options.Database.ConnectionString;
     }
 
     private static string DefaultPublicBaseUrl(IConfiguration configuration)

@@ -37,23 +37,50 @@ public static class DirectSql
         await db.Database.OpenConnectionAsync(ct);
         try
         {
-            var command = Command(db, $"SELECT {TokenColumns}, " +
-                "(SELECT \"EncryptionKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1), " +
-                "(SELECT \"DualKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1) " +
-                "FROM \"EnrollmentTokens\" WHERE \"TokenHash\" = @hash", out var sqlite);
-            Add(command, "hash", hash);
-            return await ReadAsync<(EnrollmentToken?, KeyGenerationPolicy?)>(command, async (reader, rct) =>
-            {
-                if (!await reader.ReadAsync(rct)) return (null, null);
-                var token = ReadToken(reader, sqlite);
-                var stored = token.Profile switch { CertificateProfileName.Encryption => 12, CertificateProfileName.Dual => 13, _ => -1 };
-                return (token, stored < 0 || reader.IsDBNull(stored) ? (KeyGenerationPolicy?)null : Enum.Parse<KeyGenerationPolicy>(reader.GetString(stored)));
-            }, ct);
+            return await ReadTokenByHashAsync(Command(db, TokenByHash, out var sqlite), hash, sqlite, ct);
         }
         finally
         {
             await db.Database.CloseConnectionAsync();
         }
+    }
+
+    /// <summary>As <see cref="FindTokenByHashAsync(CertPortalDbContext, byte[], CancellationToken)"/>, on SQLite, on a connection
+    /// kept open for it (with its statement compiled once).</summary>
+    public static async Task<(EnrollmentToken? Token, KeyGenerationPolicy? StoredKeyGeneration)> FindTokenByHashAsync(SqliteReadConnections readers,
+        byte[] hash, CancellationToken ct)
+    {
+        var connection = readers.Rent();
+        var healthy = false;
+        try
+        {
+            var command = Kept(connection, TokenByHash);
+            command.CommandText = TokenByHash;
+            var found = await ReadTokenByHashAsync(command, hash, sqlite: true, ct);
+            healthy = true;
+            return found;
+        }
+        finally
+        {
+            readers.Return(connection, healthy);
+        }
+    }
+
+    private const string TokenByHash = $"SELECT {TokenColumns}, " +
+        "(SELECT \"EncryptionKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1), " +
+        "(SELECT \"DualKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1) " +
+        "FROM \"EnrollmentTokens\" WHERE \"TokenHash\" = @hash";
+
+    private static Task<(EnrollmentToken?, KeyGenerationPolicy?)> ReadTokenByHashAsync(DbCommand command, byte[] hash, bool sqlite, CancellationToken ct)
+    {
+        Add(command, "hash", hash);
+        return ReadAsync<(EnrollmentToken?, KeyGenerationPolicy?)>(command, async (reader, rct) =>
+        {
+            if (!await reader.ReadAsync(rct)) return (null, null);
+            var token = ReadToken(reader, sqlite);
+            var stored = token.Profile switch { CertificateProfileName.Encryption => 12, CertificateProfileName.Dual => 13, _ => -1 };
+            return (token, stored < 0 || reader.IsDBNull(stored) ? (KeyGenerationPolicy?)null : Enum.Parse<KeyGenerationPolicy>(reader.GetString(stored)));
+        }, ct);
     }
 
     private static EnrollmentToken ReadToken(DbDataReader reader, bool sqlite) => new()

@@ -26,6 +26,9 @@ public sealed class SqliteDurability : DbConnectionInterceptor
         return Task.CompletedTask;
     }
 
+    /// <summary>Sets up a connection opened outside EF Core (<see cref="SqliteReadConnections"/>) as the interceptor does.</summary>
+    internal static void Prepare(DbConnection connection) => SetFull(connection);
+
     private static void SetFull(DbConnection connection)
     {
         if (connection is Microsoft.Data.Sqlite.SqliteConnection { Handle: { } handle } && Done.TryGetValue(handle, out _)) return;

@@ -48,25 +48,14 @@ public sealed class EnrollmentService(
 {
     public async Task<Outcome<EnrollmentResult>> EnrollAsync(EnrollmentRequest request, string actor, CancellationToken ct)
     {
-        EnrollmentToken? token;
-        KeyGenerationPolicy generation;
-        // The token, the escrow policy's key generation for its profile (read with it: one query) and a collection on one
-        // connection: opening a pooled SQLite connection registers EF Core's SQL functions on it and closing it removes them
-        // again, which cost more CPU than the query.
-        await db.Database.OpenConnectionAsync(ct);
-        try
-        {
-            var found = await tokens.FindWithKeyGenerationAsync(request.Token, ct);
-            token = found.Token;
-            if (token is null) return EnrollmentTokens.Unknown;
-            if (EnrollmentTokens.RefusalAt(token, time.GetUtcNow()) is { } refused)
-                return token.UsedAt is not null && await CollectAsync(token.Id, SameKeyAs(request.Csr, token.Email), ct) is { } collected ? collected : refused;
-            generation = archive.GenerationFor(token.Profile, found.StoredKeyGeneration);
-        }
-        finally
-        {
-            await db.Database.CloseConnectionAsync();
-        }
+        // The token and the escrow policy's key generation for its profile, read together (one query; on SQLite on a
+        // connection kept open for it, see SqliteReadConnections).
+        var found = await tokens.FindWithKeyGenerationAsync(request.Token, ct);
+        var token = found.Token;
+        if (token is null) return EnrollmentTokens.Unknown;
+        if (EnrollmentTokens.RefusalAt(token, time.GetUtcNow()) is { } refused)
+            return token.UsedAt is not null && await CollectAsync(token.Id, SameKeyAs(request.Csr, token.Email), ct) is { } collected ? collected : refused;
+        var generation = archive.GenerationFor(token.Profile, found.StoredKeyGeneration);
 
         if (generation == KeyGenerationPolicy.Required)
             return Failure.Unprocessable("Server-generated key required.",

@@ -28,7 +28,8 @@ public sealed record TokenView(Guid Id, string Email, string DisplayName, string
 
 /// <summary>Enrollment tokens: a secret shown once, stored as SHA-256 (the secret has 256 random bits,
 /// so a fast hash is enough: nothing to brute-force), spent exactly once.</summary>
-public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter writer, CertPortalOptions options, TimeProvider time)
+public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter writer, CertPortalOptions options, TimeProvider time,
+    SqliteReadConnections? readers = null)
 {
     public const string Prefix = "cpt_";
     public const int MaxDisplayNameLength = 128;
@@ -133,8 +134,8 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
     {
         if (string.IsNullOrWhiteSpace(secret) || secret.Length > 200) return (null, null);
         var hash = Hash(secret.Trim());
-        // One plain query (DirectSql): every enrollment looks its token up.
-        var (token, stored) = await DirectSql.FindTokenByHashAsync(db, hash, ct);
+        // One plain query (DirectSql): every enrollment looks its token up. On SQLite on a connection kept open for it.
+        var (token, stored) = readers is not null ? await DirectSql.FindTokenByHashAsync(readers, hash, ct) : await DirectSql.FindTokenByHashAsync(db, hash, ct);
         return token is not null && CryptographicOperations.FixedTimeEquals(token.TokenHash, hash) ? (token, stored) : (null, null);
     }
 

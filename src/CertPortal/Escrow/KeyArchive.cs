@@ -30,7 +30,7 @@ public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption s
 
     /// <summary>How keys of <paramref name="profile"/> are to be made under the current policy (what <see cref="GenerationFor(EscrowPolicyRecord, CertificateProfileName)"/>
     /// says of <see cref="PolicyAsync"/>), from the key generation the policy row stores for the profile (null when there is no row or
-    /// nothing stored: configuration applies), which every enrollment reads with its token (<see cref="DirectSql.FindTokenByHashAsync"/>).</summary>
+    /// nothing stored: configuration applies), which every enrollment reads with its token (<see cref="Enrollment.EnrollmentTokens.FindWithKeyGenerationAsync"/>).</summary>
     public KeyGenerationPolicy GenerationFor(CertificateProfileName profile, KeyGenerationPolicy? stored) => profile switch
     {
         CertificateProfileName.Encryption => stored ?? options.Escrow.EncryptionKeyGeneration,
