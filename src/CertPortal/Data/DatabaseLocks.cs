@@ -31,8 +31,20 @@ public static class DatabaseLocks
     public static async Task LockNamedAsync(this CertPortalDbContext db, string name, CancellationToken ct)
     {
         if (!OnPostgres(db)) return;
-        await DirectSql.LockNamedAsync(db, "certportal:" + name, ct);
+        await DirectSql.LockNamedAsync(db, NamePrefix + name, ct);
     }
+
+    /// <summary>PostgreSQL: <see cref="LockNamedAsync"/> of <paramref name="prefix"/> + the SpkiSha256 of the certificate
+    /// <paramref name="serialNumber"/>, the name taken by the database from the row, so that the caller needs no read first and the
+    /// lock still comes before the row's (the order every holder of both takes them). SpkiSha256 is filled for every row before the
+    /// service serves (the start-up backfill); a row without it is not locked here.</summary>
+    public static async Task LockCertificateKeyAsync(this CertPortalDbContext db, string prefix, string serialNumber, CancellationToken ct)
+    {
+        if (!OnPostgres(db)) return;
+        await DirectSql.LockNamedOfCertificateAsync(db, NamePrefix + prefix, serialNumber, ct);
+    }
+
+    private const string NamePrefix = "certportal:";
 
     /// <summary>True where concurrent writers can interleave (PostgreSQL): work queues must then claim rows
     /// (FOR UPDATE SKIP LOCKED plus a lease) instead of assuming they are the only worker.</summary>

@@ -219,26 +219,7 @@ public static class DirectSql
         {
             var command = Command(db, $"SELECT {CertificateColumns} FROM \"Certificates\" WHERE \"SerialNumber\" = @serial", out var sqlite);
             Add(command, "serial", serial);
-            return await ReadAsync(command, async (reader, rct) => !await reader.ReadAsync(rct) ? null : new IssuedCertificate
-            {
-                SerialNumber = reader.GetString(0),
-                Email = reader.GetString(1),
-                DisplayName = reader.GetString(2),
-                Profile = Enum.Parse<CertificateProfileName>(reader.GetString(3)),
-                KeyAlgorithm = reader.GetString(4),
-                SubjectDn = reader.GetString(5),
-                NotBefore = Time(reader, 6, sqlite),
-                NotAfter = Time(reader, 7, sqlite),
-                IssuedAt = Time(reader, 8, sqlite),
-                TokenId = reader.IsDBNull(9) ? null : reader.GetGuid(9),
-                Der = (byte[])reader[10],
-                Sha256Fingerprint = reader.GetString(11),
-                SpkiSha256 = reader.IsDBNull(12) ? null : reader.GetString(12),
-                RevokedAt = reader.IsDBNull(13) ? null : Time(reader, 13, sqlite),
-                RevocationReason = reader.IsDBNull(14) ? null : Enum.Parse<RevocationReason>(reader.GetString(14)),
-                RenewalOf = reader.IsDBNull(15) ? null : reader.GetString(15),
-                RenewedBy = reader.IsDBNull(16) ? null : reader.GetString(16),
-            }, ct);
+            return await ReadAsync(command, async (reader, rct) => !await reader.ReadAsync(rct) ? null : ReadCertificate(reader, sqlite), ct);
         }
         finally
         {
@@ -246,19 +227,35 @@ public static class DirectSql
         }
     }
 
-    /// <summary>PostgreSQL: locks a certificate's row until the transaction ends and reads its revocation state under that lock
-    /// (SELECT … FOR UPDATE returns the row as the last commit left it), held back in the group writer so that the reads of a
-    /// group's revocations travel together (<see cref="GroupCommitWriter.WriteAsync{TFirst, T}"/>). Found is false when there is
-    /// no such certificate.</summary>
-    public static Task<Later<(bool Found, DateTimeOffset? RevokedAt, RevocationReason? Reason)>> LockAndReadRevocationAsync(CertPortalDbContext db,
-        string serial, CancellationToken ct)
+    private static IssuedCertificate ReadCertificate(DbDataReader reader, bool sqlite) => new()
     {
-        var command = Command(db, "SELECT \"RevokedAt\", \"RevocationReason\" FROM \"Certificates\" WHERE \"SerialNumber\" = @serial FOR UPDATE",
-            out var sqlite);
+        SerialNumber = reader.GetString(0),
+        Email = reader.GetString(1),
+        DisplayName = reader.GetString(2),
+        Profile = Enum.Parse<CertificateProfileName>(reader.GetString(3)),
+        KeyAlgorithm = reader.GetString(4),
+        SubjectDn = reader.GetString(5),
+        NotBefore = Time(reader, 6, sqlite),
+        NotAfter = Time(reader, 7, sqlite),
+        IssuedAt = Time(reader, 8, sqlite),
+        TokenId = reader.IsDBNull(9) ? null : reader.GetGuid(9),
+        Der = (byte[])reader[10],
+        Sha256Fingerprint = reader.GetString(11),
+        SpkiSha256 = reader.IsDBNull(12) ? null : reader.GetString(12),
+        RevokedAt = reader.IsDBNull(13) ? null : Time(reader, 13, sqlite),
+        RevocationReason = reader.IsDBNull(14) ? null : Enum.Parse<RevocationReason>(reader.GetString(14)),
+        RenewalOf = reader.IsDBNull(15) ? null : reader.GetString(15),
+        RenewedBy = reader.IsDBNull(16) ? null : reader.GetString(16),
+    };
+
+    /// <summary>PostgreSQL: locks a certificate's row until the transaction ends and reads it under that lock (SELECT … FOR UPDATE
+    /// returns the row as the last commit left it), held back in the group writer so that the reads of a group's revocations travel
+    /// together (<see cref="GroupCommitWriter.WriteAsync{TFirst, T}"/>). Null when there is no such certificate.</summary>
+    public static Task<Later<IssuedCertificate?>> LockAndReadCertificateAsync(CertPortalDbContext db, string serial, CancellationToken ct)
+    {
+        var command = Command(db, $"SELECT {CertificateColumns} FROM \"Certificates\" WHERE \"SerialNumber\" = @serial FOR UPDATE", out var sqlite);
         Add(command, "serial", serial);
-        return ReadLaterAsync<(bool, DateTimeOffset?, RevocationReason?)>(command, async (reader, rct) => !await reader.ReadAsync(rct)
-            ? (false, null, null)
-            : (true, reader.IsDBNull(0) ? null : Time(reader, 0, sqlite), reader.IsDBNull(1) ? null : Enum.Parse<RevocationReason>(reader.GetString(1))), ct);
+        return ReadLaterAsync(command, async (reader, rct) => await reader.ReadAsync(rct) ? ReadCertificate(reader, sqlite) : null, ct);
     }
 
     public static Task WriteRevocationAsync(CertPortalDbContext db, IssuedCertificate certificate, CancellationToken ct)
@@ -276,24 +273,29 @@ public static class DirectSql
     public static async Task<List<string>> UnrevokedSerialsWithKeyAsync(CertPortalDbContext db, string spkiSha256, string? exceptSerial,
         DateTimeOffset now, CancellationToken ct)
     {
-        var (command, read) = UnrevokedSerialsWithKey(db, spkiSha256, exceptSerial, now);
+        var (command, read) = UnrevokedSerialsWithKey(db, "@spki", spkiSha256, exceptSerial, now);
         return await ReadAsync(command, read, ct);
     }
 
-    /// <summary><see cref="UnrevokedSerialsWithKeyAsync"/>, held back in the group writer on PostgreSQL.</summary>
-    public static Task<Later<List<string>>> UnrevokedSerialsWithKeyLaterAsync(CertPortalDbContext db, string spkiSha256, string? exceptSerial,
-        DateTimeOffset now, CancellationToken ct)
+    /// <summary>PostgreSQL, held back in the group writer: <see cref="UnrevokedSerialsWithKeyAsync"/> for the key of the certificate
+    /// <paramref name="serial"/> (except that one), found by the database from its row, so the caller needs no read first.</summary>
+    public static Task<Later<List<string>>> UnrevokedSerialsWithKeyOfLaterAsync(CertPortalDbContext db, string serial, DateTimeOffset now,
+        CancellationToken ct)
     {
-        var (command, read) = UnrevokedSerialsWithKey(db, spkiSha256, exceptSerial, now);
+        var (command, read) = UnrevokedSerialsWithKey(db, KeyOf, serial, serial, now);
         return ReadLaterAsync(command, read, ct);
     }
 
+    /// <summary>The SpkiSha256 of the certificate @serial, in SQL.</summary>
+    private const string KeyOf = "(SELECT \"SpkiSha256\" FROM \"Certificates\" WHERE \"SerialNumber\" = @serial)";
+
+    /// <param name="key">@spki, or <see cref="KeyOf"/> (then <paramref name="spkiSha256"/> is the serial).</param>
     private static (DbCommand, Func<DbDataReader, CancellationToken, Task<List<string>>>) UnrevokedSerialsWithKey(CertPortalDbContext db,
-        string spkiSha256, string? exceptSerial, DateTimeOffset now)
+        string key, string spkiSha256, string? exceptSerial, DateTimeOffset now)
     {
-        var command = Command(db, "SELECT \"SerialNumber\" FROM \"Certificates\" WHERE \"SpkiSha256\" = @spki AND \"SerialNumber\" <> @except " +
+        var command = Command(db, $"SELECT \"SerialNumber\" FROM \"Certificates\" WHERE \"SpkiSha256\" = {key} AND \"SerialNumber\" <> @except " +
             "AND \"NotAfter\" > @now AND (\"RevokedAt\" IS NULL OR \"RevocationReason\" = @hold)", out var sqlite);
-        Add(command, "spki", spkiSha256);
+        Add(command, key == KeyOf ? "serial" : "spki", spkiSha256);
         // Serials are never empty: "" excludes nothing (and keeps the parameter typed on PostgreSQL).
         Add(command, "except", exceptSerial ?? "");
         Add(command, "now", Time(now, sqlite));
@@ -308,25 +310,26 @@ public static class DirectSql
 
     public static async Task<BlockedKey?> FindBlockedKeyAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
     {
-        var (command, read) = FindBlockedKey(db, spkiSha256);
+        var (command, read) = FindBlockedKey(db, "@spki", spkiSha256);
         return await ReadAsync(command, read, ct);
     }
 
-    /// <summary><see cref="FindBlockedKeyAsync"/>, held back in the group writer on PostgreSQL.</summary>
-    public static Task<Later<BlockedKey?>> FindBlockedKeyLaterAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
+    /// <summary>PostgreSQL, held back in the group writer: the block of the key of the certificate <paramref name="serial"/>, if any.</summary>
+    public static Task<Later<BlockedKey?>> FindBlockedKeyOfLaterAsync(CertPortalDbContext db, string serial, CancellationToken ct)
     {
-        var (command, read) = FindBlockedKey(db, spkiSha256);
+        var (command, read) = FindBlockedKey(db, KeyOf, serial);
         return ReadLaterAsync(command, read, ct);
     }
 
-    private static (DbCommand, Func<DbDataReader, CancellationToken, Task<BlockedKey?>>) FindBlockedKey(CertPortalDbContext db, string spkiSha256)
+    /// <param name="key">@spki, or <see cref="KeyOf"/> (then <paramref name="value"/> is the serial).</param>
+    private static (DbCommand, Func<DbDataReader, CancellationToken, Task<BlockedKey?>>) FindBlockedKey(CertPortalDbContext db, string key, string value)
     {
-        var command = Command(db, "SELECT \"KeyAlgorithm\", \"BlockedAt\", \"BlockedBy\", \"Source\", \"Comment\" FROM \"BlockedKeys\" " +
-            "WHERE \"SpkiSha256\" = @spki", out var sqlite);
-        Add(command, "spki", spkiSha256);
+        var command = Command(db, "SELECT \"KeyAlgorithm\", \"BlockedAt\", \"BlockedBy\", \"Source\", \"Comment\", \"SpkiSha256\" FROM \"BlockedKeys\" " +
+            $"WHERE \"SpkiSha256\" = {key}", out var sqlite);
+        Add(command, key == KeyOf ? "serial" : "spki", value);
         return (command, async (reader, rct) => !await reader.ReadAsync(rct) ? null : new BlockedKey
         {
-            SpkiSha256 = spkiSha256,
+            SpkiSha256 = reader.GetString(5),
             KeyAlgorithm = reader.GetString(0),
             BlockedAt = Time(reader, 1, sqlite),
             BlockedBy = reader.GetString(2),
@@ -430,6 +433,26 @@ public static class DirectSql
     internal static Task LockNamedAsync(CertPortalDbContext db, string key, CancellationToken ct) =>
         LockAsync(db, "SELECT pg_advisory_xact_lock(hashtext(@value))", key, ct);
 
+    /// <summary>The transaction-scoped lock named <paramref name="prefix"/> + the SpkiSha256 of the certificate <paramref name="serial"/>
+    /// (see <see cref="DatabaseLocks.LockCertificateKeyAsync"/>), the name made by the database from the row; held back like the others.
+    /// Nothing is locked for a certificate without SpkiSha256.</summary>
+    internal static async Task LockNamedOfCertificateAsync(CertPortalDbContext db, string prefix, string serial, CancellationToken ct)
+    {
+        await db.Database.OpenConnectionAsync(ct);
+        try
+        {
+            var command = Command(db, "SELECT pg_advisory_xact_lock(hashtext(@prefix || \"SpkiSha256\")) FROM \"Certificates\" " +
+                "WHERE \"SerialNumber\" = @serial AND \"SpkiSha256\" IS NOT NULL", out _);
+            Add(command, "prefix", prefix);
+            Add(command, "serial", serial);
+            await ExecuteAsync(command, ct, returnsRows: true);
+        }
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
+    }
+
     /// <summary>Locks a certificate row until the transaction ends (see <see cref="DatabaseLocks.LockCertificateAsync"/>).</summary>
     internal static Task LockCertificateAsync(CertPortalDbContext db, string serialNumber, CancellationToken ct) =>
         LockAsync(db, "SELECT 1 FROM \"Certificates\" WHERE \"SerialNumber\" = @value FOR UPDATE", serialNumber, ct);
@@ -451,7 +474,8 @@ public static class DirectSql
 
     /// <summary>The writer's transaction on PostgreSQL: from now on, commands whose answer is not read are held back and
     /// sent with the next command that needs one (see the class summary). No-op on SQLite, where a command is a function
-    /// call. Ends with <see cref="EndDeferring"/>; call <see cref="FlushAsync(CertPortalDbContext, CancellationToken)"/> before committing.</summary>
+    /// call. Commit before <see cref="EndDeferring"/>: what is still held back then goes in the commit's round trip (the interceptor
+    /// sends it with COMMIT).</summary>
     public static void BeginDeferring(CertPortalDbContext db)
     {
         if (db.Database.GetDbConnection() is not NpgsqlConnection connection ||
@@ -463,7 +487,7 @@ public static class DirectSql
     }
 
     /// <summary>Stops holding commands back on this context's connection; what is still held is dropped (the transaction
-    /// was rolled back, or everything was flushed before the commit).</summary>
+    /// was rolled back, or everything went with the commit).</summary>
     public static void EndDeferring(CertPortalDbContext db) => Deferrals.Remove(db.Database.GetDbConnection());
 
     /// <summary>Sends the commands held back on this connection, if any, in one round trip.</summary>
@@ -625,8 +649,42 @@ public static class DirectSql
         }
     }
 
-    private sealed class FlushInterceptor : DbCommandInterceptor
+    /// <summary>Commits the writer's transaction with the commands still held back on its connection in one batch ending in
+    /// COMMIT: one round trip where a flush and then the commit took two. False when nothing is held back (or this is not
+    /// the writer's transaction): the commit then goes as usual. A failing statement of the batch stops PostgreSQL before the
+    /// COMMIT, so the transaction is left failed and rolled back, as when the flush failed before. COMMIT answers after the
+    /// commit record is flushed (synchronous_commit on), as NpgsqlTransaction.Commit does.</summary>
+    private static async Task<bool> CommitWithHeldBackAsync(DbTransaction transaction, bool async, CancellationToken ct)
     {
+        if (transaction.Connection is not { } connection || !Deferrals.TryGetValue(connection, out var held) || held.Transaction != transaction)
+            return false;
+        if (Take(connection, null, out var rowSets) is not { } batch) return false;
+        await using (batch)
+        {
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
+            if (!async)
+            {
+                using var syncReader = batch.ExecuteReader();
+                ReadRowSetsAsync(syncReader, rowSets, CancellationToken.None).GetAwaiter().GetResult();
+                return true;
+            }
+            await using var reader = await batch.ExecuteReaderAsync(ct);
+            await ReadRowSetsAsync(reader, rowSets, ct);
+        }
+        return true;
+    }
+
+    private sealed class FlushInterceptor : DbCommandInterceptor, IDbTransactionInterceptor
+    {
+        // The writer's commit: Npgsql's own COMMIT is suppressed when it was sent with the held-back commands. EF Core still
+        // raises TransactionCommitted (the look-up cache drops the mailboxes the group changed) and ends its transaction.
+        public InterceptionResult TransactionCommitting(DbTransaction transaction, TransactionEventData eventData, InterceptionResult result) =>
+            CommitWithHeldBackAsync(transaction, async: false, CancellationToken.None).GetAwaiter().GetResult() ? InterceptionResult.Suppress() : result;
+
+        public async ValueTask<InterceptionResult> TransactionCommittingAsync(DbTransaction transaction, TransactionEventData eventData,
+            InterceptionResult result, CancellationToken cancellationToken = default) =>
+            await CommitWithHeldBackAsync(transaction, async: true, cancellationToken) ? InterceptionResult.Suppress() : result;
+
         public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
         {
             Flush(command.Connection!);

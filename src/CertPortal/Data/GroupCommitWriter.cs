@@ -45,11 +45,14 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
     /// not depend on what another unit's second step writes. Both steps may run again alone, as for <see cref="WriteAsync{T}"/>.
     /// <paramref name="keys"/> name what the unit reads and writes (a key's lock name, a certificate): a unit sharing a key with an
     /// earlier unit of the run starts a new run, so its first step is sent after that unit's second step and sees its writes
-    /// (a keyCompromise and an enrollment of that key, a hold and a release of one certificate).</summary>
+    /// (a keyCompromise and an enrollment of that key, a hold and a release of one certificate).
+    /// <paramref name="learnt"/>: keys the first step's answers name, which the unit could not know before (the key of the certificate
+    /// it read). Its first step must then only lock and read, so that it can run again: when an earlier unit of the run has one of
+    /// those keys, it runs again after that unit's second step and before its own. Only such units follow it in its run.</summary>
     public Task<T> WriteAsync<TFirst, T>(IReadOnlyCollection<string> keys, Func<CertPortalDbContext, CancellationToken, Task<TFirst>> first,
-        Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then)
+        Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then, Func<TFirst, IEnumerable<string>>? learnt = null)
     {
-        var unit = new TwoStepUnit<TFirst, T>(keys, first, then);
+        var unit = new TwoStepUnit<TFirst, T>(keys, first, then, learnt);
         Enqueue(unit);
         return unit.Task;
     }
@@ -170,27 +173,49 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
                     continue;
                 }
                 // A run of two-step units: every first step, one flush (their reads answered in one round trip), every second step.
-                // The run ends before a unit that shares a key with one in it (see WriteAsync's keys).
+                // The run ends before a unit that shares a key with one in it (see WriteAsync's keys), and after a unit that learns
+                // keys, before the first unit whose first step cannot run again.
                 var end = i;
                 var firsts = new List<object?>();
                 var keys = new HashSet<string>(StringComparer.Ordinal);
-                for (; end < units.Count && units[end].TwoStep && (end == i || !units[end].Keys.Any(keys.Contains)); end++)
+                var learning = false;
+                for (; end < units.Count && units[end].TwoStep && (end == i || !units[end].Keys.Any(keys.Contains)) &&
+                       (!learning || units[end].LearnsKeys); end++)
                 {
                     keys.UnionWith(units[end].Keys);
+                    learning |= units[end].LearnsKeys;
                     firsts.Add(await units[end].FirstAsync(db));
                 }
                 await DirectSql.FlushAsync(db, CancellationToken.None);
-                for (var k = i; k < end; k++) results[k] = await units[k].ApplyAsync(db, firsts[k - i]);
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                for (var k = i; k < end; k++)
+                {
+                    var first = firsts[k - i];
+                    if (learning)
+                    {
+                        // A unit that shares a learnt key with an earlier unit of the run read before that unit wrote: its first
+                        // step runs again, now (two keyCompromise revocations of one key, a revocation after an enrollment of its key).
+                        var unitKeys = units[k].Keys.Concat(units[k].LearntKeys(first)).ToList();
+                        if (unitKeys.Any(seen.Contains))
+                        {
+                            first = await units[k].FirstAsync(db);
+                            await DirectSql.FlushAsync(db, CancellationToken.None);
+                            unitKeys = [.. units[k].Keys, .. units[k].LearntKeys(first)];
+                        }
+                        seen.UnionWith(unitKeys);
+                    }
+                    results[k] = await units[k].ApplyAsync(db, first);
+                }
                 i = end;
             }
             await db.SaveChangesAsync(CancellationToken.None);
-            await DirectSql.FlushAsync(db, CancellationToken.None);
+            // PostgreSQL: the commands still held back go with the COMMIT, in one round trip (DirectSql).
+            await tx.CommitAsync(CancellationToken.None);
         }
         finally
         {
             DirectSql.EndDeferring(db);
         }
-        await tx.CommitAsync(CancellationToken.None);
         // What the units left tracked is committed; the next group starts with nothing to compare.
         db.ChangeTracker.Clear();
         Interlocked.Increment(ref _commits);
@@ -202,6 +227,8 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
     {
         bool TwoStep { get; }
         IReadOnlyCollection<string> Keys { get; }
+        bool LearnsKeys { get; }
+        IEnumerable<string> LearntKeys(object? first);
         Task<object?> FirstAsync(CertPortalDbContext db);
         Task<object?> ApplyAsync(CertPortalDbContext db, object? first);
         void Complete(object? result);
@@ -221,6 +248,8 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
         public Task<T> Task => _done.Task;
         public virtual bool TwoStep => false;
         public virtual IReadOnlyCollection<string> Keys => [];
+        public virtual bool LearnsKeys => false;
+        public virtual IEnumerable<string> LearntKeys(object? first) => [];
         public virtual Task<object?> FirstAsync(CertPortalDbContext db) => System.Threading.Tasks.Task.FromResult<object?>(null);
         public virtual async Task<object?> ApplyAsync(CertPortalDbContext db, object? first) => await _apply!(db, CancellationToken.None);
         public void Complete(object? result) => _done.TrySetResult((T)result!);
@@ -228,10 +257,12 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
     }
 
     private sealed class TwoStepUnit<TFirst, T>(IReadOnlyCollection<string> keys, Func<CertPortalDbContext, CancellationToken, Task<TFirst>> first,
-        Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then) : Unit<T>
+        Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then, Func<TFirst, IEnumerable<string>>? learnt) : Unit<T>
     {
         public override bool TwoStep => true;
         public override IReadOnlyCollection<string> Keys => keys;
+        public override bool LearnsKeys => learnt is not null;
+        public override IEnumerable<string> LearntKeys(object? answers) => learnt is null ? [] : learnt((TFirst)answers!);
         public override async Task<object?> FirstAsync(CertPortalDbContext db) => await first(db, CancellationToken.None);
         public override async Task<object?> ApplyAsync(CertPortalDbContext db, object? answers) => await then(db, (TFirst)answers!, CancellationToken.None);
     }

@@ -42,7 +42,7 @@ public static class CompromisedKeys
     /// <summary>Blocks the key (if it is not already) and revokes every other unexpired certificate for it for
     /// keyCompromise, each audited. The caller holds the key's lock and commits together with a new CRL. Rows are written
     /// at once with plain commands (<see cref="DirectSql"/>): a mass revocation runs this for every certificate.
-    /// <paramref name="read"/>: the block and the serials of <see cref="ReadAsync"/>, when the caller read them already.</summary>
+    /// <paramref name="read"/>: the block and the serials of <see cref="ReadOfCertificateAsync"/>, when the caller read them already.</summary>
     internal static async Task<(BlockedKey Key, bool Created, List<IssuedCertificate> Revoked)> BlockAsync(
         CertPortalDbContext db, string spkiSha256, string keyAlgorithm, string source, string? comment, string actor, DateTimeOffset now,
         IEnumerable<ICertificateEvents> observers, string? alreadyHandledSerial, CancellationToken ct, KeyState? read = null)
@@ -83,14 +83,12 @@ public static class CompromisedKeys
     /// certificates that are not revoked for good.</summary>
     internal sealed record KeyState(Later<BlockedKey?> Key, Later<List<string>> Serials);
 
-    /// <summary>Reads the <see cref="KeyState"/> of a key whose lock the caller holds: in the group writer on PostgreSQL held back
-    /// with the other reads of a group's revocations (one round trip for all of them), read by <see cref="BlockAsync"/> after the
-    /// caller's own change. Nothing in between may change the key's certificates or block: the writer keeps units with the
-    /// same key apart.</summary>
-    internal static async Task<KeyState> ReadAsync(CertPortalDbContext db, string spkiSha256, string? alreadyHandledSerial, DateTimeOffset now,
-        CancellationToken ct) =>
-        new(await DirectSql.FindBlockedKeyLaterAsync(db, spkiSha256, ct),
-            await DirectSql.UnrevokedSerialsWithKeyLaterAsync(db, spkiSha256, alreadyHandledSerial, now, ct));
+    /// <summary>Reads the <see cref="KeyState"/> of the key of the certificate <paramref name="serial"/> (the others of that key), whose lock
+    /// the caller holds: in the group writer on PostgreSQL held back with the other reads of a group's revocations (one round trip for
+    /// all of them), read by <see cref="BlockAsync"/> after the caller's own change. The writer runs the read again when an earlier
+    /// change in its round trip had the same key (see <see cref="GroupCommitWriter.WriteAsync{TFirst, T}"/>'s learnt keys).</summary>
+    internal static async Task<KeyState> ReadOfCertificateAsync(CertPortalDbContext db, string serial, DateTimeOffset now, CancellationToken ct) =>
+        new(await DirectSql.FindBlockedKeyOfLaterAsync(db, serial, ct), await DirectSql.UnrevokedSerialsWithKeyOfLaterAsync(db, serial, now, ct));
 
     /// <summary>The SubjectPublicKeyInfo in a PEM public key, certificate, CSR or unencrypted private key,
     /// re-encoded by .NET so it hashes as issuance does (<see cref="SubscriberKey.SpkiHash(PublicKey)"/>).</summary>

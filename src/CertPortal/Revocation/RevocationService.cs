@@ -113,37 +113,42 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
         Changed done;
         if (db.HasConcurrentWriters())
         {
-            // Where other writers exist (PostgreSQL, several nodes) the certificate is read before the change is queued, in
-            // parallel with the writer's work, and its state read again under the locks. The locks and those reads are the
-            // unit's first step: the first steps of a group's changes go to PostgreSQL in one round trip (a change used to
-            // cost three of its own: the state, the block, the key's other certificates). The keys keep two changes of one
-            // certificate or one key (and an enrollment of that key) out of one round trip: the second reads after the first wrote.
-            var known = await DirectSql.FindCertificateAsync(db, serial, ct);
-            if (known is null) return NotFound(serial);
-            if (refuse?.Invoke(known) is { } refused) return refused;
-            var keyHash = known.SpkiSha256 ?? SpkiOf(known.Der);
-            done = await writer.WriteAsync([CompromisedKeys.LockName(keyHash), "certificate:" + serial], async (w, wct) =>
+            // Where other writers exist (PostgreSQL, several nodes) the locks and reads are the unit's first step, which the writer
+            // sends with the first steps of the other changes of its run in one round trip: for keyCompromise the key's lock, then
+            // the row's lock with the certificate as committed (SELECT … FOR UPDATE), then the key's block and its other
+            // certificates. Nothing is read before the change is queued: the database names the key from the row (its lock, the
+            // block, the others), and the certificate's key is a key the writer learns from the read, so two changes of one key
+            // (and a change after an enrollment of that key) still see each other: the writer reads again for the later one. The
+            // certificate is a key from the start: a release queued after a revocation of the same certificate reads after it.
+            done = await writer.WriteAsync(["certificate:" + serial], async (w, wct) =>
             {
                 // Units of one group share the transaction but decide by queries, which see only what is saved: flush what
                 // units before this one left tracked (an enrollment of this key must be found and revoked).
                 if (w.ChangeTracker.HasChanges()) await w.SaveChangesAsync(wct);
                 // keyCompromise blocks the key and revokes its other certificates. The key's lock before any row lock: the
                 // order every holder of both takes them (a sibling's revocation would otherwise deadlock with ours).
-                if (keyCompromised) await w.LockNamedAsync(CompromisedKeys.LockName(keyHash), wct);
+                if (keyCompromised) await w.LockCertificateKeyAsync(CompromisedKeys.LockName(""), serial, wct);
                 // decide() must see the state its change replaces: a release and a permanent revocation of a held
                 // certificate would otherwise both read "on hold" and the release could overwrite the revocation,
                 // making a compromised certificate valid again. The row is locked and read in one statement.
-                var state = await DirectSql.LockAndReadRevocationAsync(w, serial, wct);
+                var certificate = await DirectSql.LockAndReadCertificateAsync(w, serial, wct);
                 var now = time.GetUtcNow();
-                return (State: state, Key: keyCompromised ? await CompromisedKeys.ReadAsync(w, keyHash, serial, now, wct) : null, Now: now);
+                return (Certificate: certificate, Key: keyCompromised ? await CompromisedKeys.ReadOfCertificateAsync(w, serial, now, wct) : null, Now: now);
             }, async (w, read, wct) =>
             {
-                var (found, revokedAt, reason) = read.State.Value;
-                if (!found) return new Changed(null, false, false, null, 0);
-                known.RevokedAt = revokedAt;
-                known.RevocationReason = reason;
-                return await ApplyAsync(w, known, keyCompromised ? keyHash : null, read.Key, read.Now, actor, decide, wct);
-            });
+                if (read.Certificate.Value is not { } cert) return new Changed(null, false, false, null, 0);
+                if (refuse?.Invoke(cert) is { } refused) return new Changed(cert, false, false, null, 0, refused);
+                var keyState = read.Key;
+                if (keyCompromised && cert.SpkiSha256 is null)
+                {
+                    // Only before the start-up backfill has filled SpkiSha256: the database could not name the key, so its lock is
+                    // taken now, after the row's (PostgreSQL ends a deadlock this may cause; the writer retries the group), and its
+                    // state read under it.
+                    await w.LockNamedAsync(CompromisedKeys.LockName(SpkiOf(cert.Der)), wct);
+                    keyState = null;
+                }
+                return await ApplyAsync(w, cert, keyCompromised ? cert.SpkiSha256 ?? SpkiOf(cert.Der) : null, keyState, read.Now, actor, decide, wct);
+            }, read => read.Certificate.Value is { } cert ? [CompromisedKeys.LockName(cert.SpkiSha256 ?? SpkiOf(cert.Der))] : []);
         }
         else
         {

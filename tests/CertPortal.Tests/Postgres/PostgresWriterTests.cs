@@ -12,7 +12,7 @@ namespace CertPortal.Tests.Postgres;
 /// <summary>The group writer on PostgreSQL sends what nobody reads the answer of (inserts, locks) with the next command
 /// that needs one: a group of writes costs a few round trips, not several per write, and still behaves as if each
 /// command had gone alone.</summary>
-public sealed class PostgresWriterTests(PostgresApp app) : IClassFixture<PostgresApp>
+public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture<PostgresApp>
 {
     [Fact]
     public async Task A_group_of_token_creations_goes_to_postgresql_in_one_batch_and_later_reads_in_the_group_see_it()
@@ -294,12 +294,135 @@ public sealed class PostgresWriterTests(PostgresApp app) : IClassFixture<Postgre
         Assert.True(outcomes[7].Succeeded);
         // The first six changes read their states in one round trip; the release and the sibling's change (same certificate,
         // same key as a change before them) in a second one, after those changes were written.
-        Assert.Equal(2, commands.Texts.Count(t => t.Contains("SELECT \"RevokedAt\", \"RevocationReason\" FROM", StringComparison.Ordinal)));
+        Assert.Equal(2, commands.Texts.Count(t => LockAndRead().IsMatch(t)));
         await using var check = app.Services.CreateAsyncScope();
         var db = check.ServiceProvider.GetRequiredService<CertPortalDbContext>();
         var stored = await db.Certificates.Where(c => c.Email.EndsWith($".{marker}@example.test")).ToDictionaryAsync(c => c.SerialNumber);
         Assert.All(stored.Values, c => Assert.Equal(CertPortal.Authority.RevocationReason.KeyCompromise, c.RevocationReason));
         Assert.Equal(6, await db.BlockedKeys.CountAsync(k => stored.Values.Select(c => c.SpkiSha256).Contains(k.SpkiSha256)));
+    }
+
+    [Fact]
+    public async Task A_group_sends_its_last_writes_and_its_commit_in_one_batch()
+    {
+        var writer = app.Service<GroupCommitWriter>();
+        var marker = Guid.NewGuid().ToString("N")[..8];
+        var serials = new List<string>();
+        for (var i = 0; i < 4; i++)
+        {
+            var email = $"commit{i}.{marker}@example.test";
+            serials.Add((await app.EnrollAsync((await app.CreateTokenAsync(email, "signing")).Token,
+                SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email))).SerialNumber);
+        }
+        await using var commands = new NpgsqlCommands(Database());
+
+        var (started, release, gate) = Gate(writer);
+        await started;
+        var scopes = new List<AsyncServiceScope>();
+        var revocations = new List<Task<Outcome<IssuedCertificate>>>();
+        try
+        {
+            foreach (var serial in serials)
+            {
+                var scope = app.Services.CreateAsyncScope();
+                scopes.Add(scope);
+                revocations.Add(scope.ServiceProvider.GetRequiredService<CertPortal.Revocation.RevocationService>()
+                    .RevokeAsync(serial, new CertPortal.Revocation.RevokeRequest("superseded"), "test", CancellationToken.None));
+            }
+            await WaitUntil(() => writer.Queued == serials.Count);
+        }
+        finally
+        {
+            release();
+        }
+        await gate;
+        Assert.All(await Task.WhenAll(revocations), o => Assert.True(o.Succeeded, o.Failure?.Detail));
+        foreach (var scope in scopes) await scope.DisposeAsync();
+
+        // The group's reads in one batch; its writes (four certificates' new states, audit and change rows, the CRL's change row)
+        // in a second one that ends with the COMMIT: no round trip of its own for the commit.
+        var writes = Assert.Single(commands.Texts, t => t.Contains("UPDATE \"Certificates\" SET \"RevokedAt\"", StringComparison.Ordinal));
+        var commit = writes.LastIndexOf("COMMIT", StringComparison.Ordinal);
+        Assert.True(commit > writes.LastIndexOf("INSERT INTO", StringComparison.Ordinal), writes);
+        Assert.Equal(4, Occurrences(writes, "UPDATE \"Certificates\" SET \"RevokedAt\""));
+        // Committed: another connection sees every change.
+        await using var check = app.Services.CreateAsyncScope();
+        var db = check.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        Assert.Equal(4, await db.Certificates.CountAsync(c => serials.Contains(c.SerialNumber) &&
+            c.RevocationReason == CertPortal.Authority.RevocationReason.Superseded));
+    }
+
+    [Fact]
+    public async Task Changes_of_one_key_in_one_round_trip_read_again_after_the_earlier_one_wrote()
+    {
+        var writer = app.Service<GroupCommitWriter>();
+        var marker = Guid.NewGuid().ToString("N")[..8];
+        var key = SubscriberKeyPair.Generate("EC-P256");
+        async Task<string> IssueAsync(string name)
+        {
+            var email = $"{name}.{marker}@example.test";
+            return (await app.EnrollAsync((await app.CreateTokenAsync(email, "signing")).Token, key.CreateCsrPem(email))).SerialNumber;
+        }
+        var (first, second) = (await IssueAsync("one"), await IssueAsync("two"));
+        // Another certificate of the same key is being issued in the same group, before the revocations.
+        var lateEmail = $"late.{marker}@example.test";
+        var lateToken = await app.CreateTokenAsync(lateEmail, "signing");
+
+        var (started, release, gate) = Gate(writer);
+        await started;
+        var scopes = new List<AsyncServiceScope>();
+        T Service<T>() where T : notnull
+        {
+            var scope = app.Services.CreateAsyncScope();
+            scopes.Add(scope);
+            return scope.ServiceProvider.GetRequiredService<T>();
+        }
+        Task<Outcome<EnrollmentResult>> enrollment;
+        var revocations = new List<Task<Outcome<IssuedCertificate>>>();
+        var commitsBefore = writer.Commits;
+        try
+        {
+            enrollment = Service<EnrollmentService>().EnrollAsync(new EnrollmentRequest(lateToken.Token, key.CreateCsrPem(lateEmail)), "test",
+                CancellationToken.None);
+            await WaitUntil(() => writer.Queued == 1);
+            // Nothing tells the writer these share a key until their reads come back, which happen in one round trip, before any
+            // of the three writes: the second revocation must read again after the first (or it would block the key a second time
+            // and fail the group), and the first after the enrollment (or the new certificate would stay valid).
+            foreach (var serial in new[] { first, second })
+            {
+                revocations.Add(Service<CertPortal.Revocation.RevocationService>()
+                    .RevokeAsync(serial, new CertPortal.Revocation.RevokeRequest("keyCompromise"), "test", CancellationToken.None));
+                await WaitUntil(() => writer.Queued == revocations.Count + 1);
+            }
+        }
+        finally
+        {
+            release();
+        }
+        await gate;
+
+        var issued = await enrollment;
+        Assert.True(issued.Succeeded, issued.Failure?.Detail);
+        Assert.All(await Task.WhenAll(revocations), o => Assert.True(o.Succeeded, o.Failure?.Detail));
+        Assert.Equal(2, writer.Commits - commitsBefore); // the gate's group, then one for the three: none failed and was retried
+        foreach (var scope in scopes) await scope.DisposeAsync();
+        await using var check = app.Services.CreateAsyncScope();
+        var db = check.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var stored = await db.Certificates.Where(c => c.Email.EndsWith($".{marker}@example.test")).ToListAsync();
+        Assert.Equal(3, stored.Count);
+        Assert.All(stored, c => Assert.Equal(CertPortal.Authority.RevocationReason.KeyCompromise, c.RevocationReason));
+        Assert.Equal(1, await db.BlockedKeys.CountAsync(k => k.SpkiSha256 == stored[0].SpkiSha256));
+    }
+
+    /// <summary>The state read of a change in the writer: its certificate's row, locked.</summary>
+    [System.Text.RegularExpressions.GeneratedRegex("\"RenewedBy\" FROM \"Certificates\" WHERE \"SerialNumber\" = [@$]\\w+ FOR UPDATE")]
+    private static partial System.Text.RegularExpressions.Regex LockAndRead();
+
+    private static int Occurrences(string text, string part)
+    {
+        var count = 0;
+        for (var at = text.IndexOf(part, StringComparison.Ordinal); at >= 0; at = text.IndexOf(part, at + part.Length, StringComparison.Ordinal)) count++;
+        return count;
     }
 
     private static async Task WaitUntil(Func<bool> condition)
