@@ -527,7 +527,8 @@ namespace CertPortal.Migrations.Postgres
                     b.HasIndex("Email");
 
                     b.HasIndex("RenewalOf")
-                        .IsUnique();
+                        .IsUnique()
+                        .HasFilter("\"RenewalOf\" IS NOT NULL");
 
                     b.HasIndex("Sha256Fingerprint")
                         .IsUnique();
@@ -535,7 +536,8 @@ namespace CertPortal.Migrations.Postgres
                     b.HasIndex("SpkiSha256");
 
                     b.HasIndex("TokenId")
-                        .IsUnique();
+                        .IsUnique()
+                        .HasFilter("\"TokenId\" IS NOT NULL");
 
                     b.HasIndex(new[] { "SerialNumber", "RevokedAt", "RevocationReason", "NotAfter" }, "IX_Certificates_Revoked")
                         .HasFilter("\"RevokedAt\" IS NOT NULL");

@@ -512,7 +512,8 @@ namespace CertPortal.Migrations.Sqlite
                     b.HasIndex("Email");
 
                     b.HasIndex("RenewalOf")
-                        .IsUnique();
+                        .IsUnique()
+                        .HasFilter("\"RenewalOf\" IS NOT NULL");
 
                     b.HasIndex("Sha256Fingerprint")
                         .IsUnique();
@@ -520,7 +521,8 @@ namespace CertPortal.Migrations.Sqlite
                     b.HasIndex("SpkiSha256");
 
                     b.HasIndex("TokenId")
-                        .IsUnique();
+                        .IsUnique()
+                        .HasFilter("\"TokenId\" IS NOT NULL");
 
                     b.HasIndex(new[] { "SerialNumber", "RevokedAt", "RevocationReason", "NotAfter" }, "IX_Certificates_Revoked")
                         .HasFilter("\"RevokedAt\" IS NOT NULL");

@@ -414,6 +414,30 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         Assert.Equal(1, await db.BlockedKeys.CountAsync(k => k.SpkiSha256 == stored[0].SpkiSha256));
     }
 
+    [Fact]
+    public async Task Only_certificates_with_a_token_or_a_renewal_have_entries_in_those_unique_indexes_and_a_second_one_is_still_refused()
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var definitions = await db.Database.SqlQueryRaw<string>(
+            "SELECT indexdef AS \"Value\" FROM pg_indexes WHERE tablename = 'Certificates' AND indexname IN ('IX_Certificates_TokenId', 'IX_Certificates_RenewalOf')")
+            .ToListAsync();
+        Assert.Equal(2, definitions.Count);
+        Assert.All(definitions, d => Assert.Matches("CREATE UNIQUE INDEX .* WHERE \\(\"(TokenId|RenewalOf)\" IS NOT NULL\\)", d));
+
+        // Still one certificate per token: a second row naming the same token is refused by the index.
+        var email = $"unique.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var token = await app.CreateTokenAsync(email, "signing");
+        var issued = await app.EnrollAsync(token.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email));
+        var copy = await db.Certificates.AsNoTracking().SingleAsync(c => c.SerialNumber == issued.SerialNumber);
+        copy.SerialNumber = "7E" + copy.SerialNumber[2..];
+        copy.Sha256Fingerprint = new string('0', 64);
+        await db.Database.OpenConnectionAsync();
+        var refused = await Assert.ThrowsAsync<PostgresException>(() => DirectSql.InsertCertificateAsync(db, copy, CancellationToken.None));
+        Assert.Equal(PostgresErrorCodes.UniqueViolation, refused.SqlState);
+        Assert.Equal("IX_Certificates_TokenId", refused.ConstraintName);
+    }
+
     /// <summary>The state read of a change in the writer: its certificate's row, locked.</summary>
     [System.Text.RegularExpressions.GeneratedRegex("\"RenewedBy\" FROM \"Certificates\" WHERE \"SerialNumber\" = [@$]\\w+ FOR UPDATE")]
     private static partial System.Text.RegularExpressions.Regex LockAndRead();
