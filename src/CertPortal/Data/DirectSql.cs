@@ -351,6 +351,20 @@ public static class DirectSql
         return ExecuteAsync(command, ct);
     }
 
+    /// <summary>A directory outbox row (see <see cref="DirectoryPublication"/>), unclaimed and not yet attempted.</summary>
+    public static Task InsertDirectoryPublicationAsync(CertPortalDbContext db, DirectoryPublication p, CancellationToken ct)
+    {
+        var command = Command(db, "INSERT INTO \"DirectoryPublications\" (\"Kind\", \"Key\", \"Reason\", \"SerialNumber\", \"CreatedAt\", " +
+            "\"NextAttemptAt\", \"Attempts\") VALUES (@kind, @key, @reason, @serial, @created, @next, 0)", out var sqlite);
+        Add(command, "kind", p.Kind);
+        Add(command, "key", p.Key);
+        Add(command, "reason", p.Reason);
+        Add(command, "serial", p.SerialNumber);
+        Add(command, "created", Time(p.CreatedAt, sqlite));
+        Add(command, "next", Time(p.NextAttemptAt, sqlite));
+        return ExecuteAsync(command, ct);
+    }
+
     /// <summary>A CRL is owed for <paramref name="authority"/> (see <see cref="CrlChange"/>).</summary>
     public static Task InsertCrlChangeAsync(CertPortalDbContext db, string authority, DateTimeOffset at, CancellationToken ct)
     {

@@ -479,7 +479,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
 
     /// <summary>The text of every command or batch Npgsql sends to one database while it lives (Npgsql's ActivitySource:
     /// one activity per command or batch).</summary>
-    private sealed class NpgsqlCommands : IAsyncDisposable
+    internal sealed class NpgsqlCommands : IAsyncDisposable
     {
         private readonly ActivityListener _listener;
         public ConcurrentQueue<string> Texts { get; } = new();
