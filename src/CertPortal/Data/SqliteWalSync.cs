@@ -38,11 +38,12 @@ namespace CertPortal.Data;
 /// repeats it.</item>
 /// <item>Other connections can read a commit before its sync (SQLite publishes a commit in the -shm's wal-index at once; with FULL
 /// only after the fsync). Where such a read decides an answer about another request's write, the answer waits for
-/// <see cref="DurableAsync"/>: an enrollment collecting the certificate a concurrent or lost attempt was issued, and every read
-/// that shows a certificate or its status to others (the recipient look-up's and OCSP's cache misses, the certificate by serial),
-/// so a power loss cannot take back what somebody was shown. Units run in the writer see earlier groups' commits, and complete
-/// after a sync that covers those too. The directory outbox claims its rows in a FULL commit before it publishes them, which
-/// syncs them first; the CRL publisher serves a CRL after its own FULL commit.</item>
+/// <see cref="DurableAsync"/> (an enrollment collecting the certificate a concurrent or lost attempt was issued). Units run in
+/// the writer see earlier groups' commits, and complete after a sync that covers those too. The directory outbox claims its rows
+/// in a FULL commit before it publishes them, which syncs them first; the CRL publisher serves a CRL after its own FULL commit.
+/// Not covered: the recipient look-up and OCSP read through their caches, and a miss in the millisecond between a commit and
+/// its sync can serve the new certificate or status before it is durable; a power loss in that millisecond then leaves a
+/// certificate that was shown to a sender but never answered to its subscriber (whose token is unspent again).</item>
 /// <item>If <c>fdatasync</c> fails, what it should have written may never reach the disk, whatever later syncs say (Linux marks
 /// the pages clean). Units waiting for it fail, every later write fails, and the service stops, as PostgreSQL does.</item>
 /// </list></para></summary>

@@ -218,9 +218,6 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
             .Select(c => new { c.SerialNumber, c.Profile, c.NotBefore, c.NotAfter, c.IssuedAt, c.Der })
             .ToListAsync(ct);
 #pragma warning restore CA1862
-        // On SQLite the group writer's commits are visible before the WAL sync that makes them durable (SqliteWalSync): a
-        // certificate or revocation read here is shown to senders only once it would survive a power loss.
-        await scope.ServiceProvider.GetRequiredService<GroupCommitWriter>().DurableAsync();
         var certs = rows.OrderByDescending(c => c.NotBefore).ThenByDescending(c => c.IssuedAt)
             .Select(c => new Cert(c.SerialNumber, c.Profile, c.NotBefore, c.NotAfter, c.Der)).ToList();
         // Valid until the answer would change by time alone: a certificate expires or becomes valid.

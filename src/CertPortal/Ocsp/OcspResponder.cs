@@ -334,8 +334,6 @@ public sealed class OcspResponder : BackgroundService
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
         var row = await db.Certificates.AsNoTracking().Where(c => c.SerialNumber == serial)
             .Select(c => new { c.Email, c.RevokedAt, c.RevocationReason, c.NotAfter }).FirstOrDefaultAsync(ct);
-        // A status is answered only once the commit it was read from is durable (SQLite: see SqliteWalSync).
-        await scope.ServiceProvider.GetRequiredService<GroupCommitWriter>().DurableAsync();
         if (row is null) return (null, new CertificateStatusAnswer(OcspCertStatus.Unknown, null, null), null);
         var mailbox = row.Email.ToLowerInvariant();
         // An expired certificate keeps its last status (a signature made while it was valid can still be checked), with

@@ -56,14 +56,11 @@ public static class CertificatesApi
         return app;
     }
 
-    private static async Task<Results<Ok<CertificateView>, ProblemHttpResult>> Get(string serialNumber, CertPortalDbContext db, GroupCommitWriter writer,
-        TimeProvider time, CancellationToken ct)
+    private static async Task<Results<Ok<CertificateView>, ProblemHttpResult>> Get(string serialNumber, CertPortalDbContext db, TimeProvider time, CancellationToken ct)
     {
         if (!SerialNumber.TryNormalize(serialNumber, out var serial))
             return Failure.BadRequest("The serial number must be hexadecimal (colons allowed).").ToProblem();
         var cert = await db.Certificates.AsNoTracking().FirstOrDefaultAsync(c => c.SerialNumber == serial, ct);
-        // Anyone may fetch a certificate by serial: only once its record (or revocation) is durable (SQLite: SqliteWalSync).
-        await writer.DurableAsync();
         return cert is null
             ? Failure.NotFound($"No certificate with serial number {serial} was issued by this CA.").ToProblem()
             : TypedResults.Ok(CertificateView.From(cert, time.GetUtcNow()));

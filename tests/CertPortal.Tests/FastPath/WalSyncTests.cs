@@ -68,51 +68,6 @@ public sealed class WalSyncTests(CertPortalApp app) : IClassFixture<CertPortalAp
         Assert.Equal("revoked", (await app.GetCertificateAsync(serial)).Status);
     }
 
-    /// <summary>The reads that show certificates to others (the recipient look-up, OCSP, the certificate by serial) see a
-    /// commit before its sync; they answer only once it is durable, so a power loss cannot take back a certificate or a
-    /// revocation that somebody was shown.</summary>
-    [Fact]
-    public async Task Look_up_OCSP_and_certificate_reads_answer_only_once_what_they_read_is_durable()
-    {
-        var writer = app.Service<GroupCommitWriter>();
-        var email = $"walsync.read.{Guid.NewGuid().ToString("N")[..8]}@example.test";
-        var token = await app.CreateTokenAsync(email, "encryption");
-        var csr = SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email);
-        var sync = writer.WalSync ?? throw new Xunit.Sdk.XunitException("the writer on a SQLite file has no WAL sync");
-        var lookup = $"/api/v1/directory/{email}/certificates";
-        // Looked up once before: the (empty) answer is kept, and the enrollment's commit drops it.
-        using (var before = await app.Client.GetAsync(lookup)) Assert.Equal(HttpStatusCode.NotFound, before.StatusCode);
-        using var issuing = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(
-            await app.Client.GetByteArrayAsync("/ca/issuing.crt"));
-
-        using var gate = new ManualResetEventSlim(false);
-        sync.BeforeSync = () => gate.Wait(TimeSpan.FromSeconds(60));
-        Task<HttpResponseMessage> enrolled, lookedUp, fetched;
-        Task<byte[]> status;
-        try
-        {
-            enrolled = app.PostEnrollmentAsync(token.Token, csr);
-            var serial = await CommittedCertificateAsync(token.Id);
-            lookedUp = app.Client.GetAsync(lookup);
-            fetched = app.Client.GetAsync($"/api/v1/certificates/{serial}");
-            status = CertPortal.Tests.Ocsp.OcspProbe.PostAsync(app.Client, CertPortal.Tests.Ocsp.OcspProbe.Request(issuing, serial));
-            await Task.Delay(500);
-            Assert.False(enrolled.IsCompleted, "the enrollment was answered before the WAL sync covering its commit");
-            Assert.False(lookedUp.IsCompleted, "the look-up showed a certificate whose record was not yet durable");
-            Assert.False(fetched.IsCompleted, "GET /api/v1/certificates/{serial} showed a certificate whose record was not yet durable");
-            Assert.False(status.IsCompleted, "OCSP answered for a certificate whose record was not yet durable");
-        }
-        finally
-        {
-            gate.Set();
-            sync.BeforeSync = null;
-        }
-        await Http.EnsureStatus(await enrolled, HttpStatusCode.Created);
-        using (var found = await lookedUp) await Http.EnsureStatus(found, HttpStatusCode.OK);
-        using (var got = await fetched) await Http.EnsureStatus(got, HttpStatusCode.OK);
-        Assert.NotEmpty(await status);
-    }
-
     [Fact]
     public async Task Units_arriving_during_a_sync_wait_in_one_open_transaction_and_commit_together_when_it_ends()
     {
