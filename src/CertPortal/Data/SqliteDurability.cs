@@ -6,8 +6,7 @@ namespace CertPortal.Data;
 /// <summary>Makes every SQLite commit durable. In WAL mode SQLite's <c>synchronous</c> setting decides whether a
 /// commit waits for the WAL to reach the disk: with NORMAL (what many builds default to in WAL mode) a commit
 /// that returned can vanish on power loss, and we would have handed out a certificate with no record of it.
-/// FULL fsyncs the WAL at every commit. The group writer's own connection is the exception: it commits with NORMAL and
-/// answers only after <see cref="SqliteWalSync"/> has synced the WAL (one sync for every group committed before it).
+/// FULL fsyncs the WAL at every commit; the group writer makes that one fsync per group, not per enrollment.
 /// The setting belongs to the connection, not the file, so it is set on every connection: once per pooled native
 /// connection (a pooled connection keeps it), not at every open, which on the hot paths is every query. So is the busy
 /// timeout (below).</summary>
@@ -29,13 +28,6 @@ public sealed class SqliteDurability : DbConnectionInterceptor
 
     /// <summary>Sets up a connection opened outside EF Core (<see cref="SqliteReadConnections"/>) as the interceptor does.</summary>
     internal static void Prepare(DbConnection connection) => SetFull(connection);
-
-    /// <summary>The group writer's connection commits with NORMAL and makes the WAL durable itself (<see cref="SqliteWalSync"/>):
-    /// forgetting its handle here makes whoever opens it from the pool next set FULL again.</summary>
-    public static void Forget(Microsoft.Data.Sqlite.SqliteConnection connection)
-    {
-        if (connection.Handle is { } handle) Done.Remove(handle);
-    }
 
     private static void SetFull(DbConnection connection)
     {

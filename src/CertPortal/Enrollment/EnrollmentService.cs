@@ -177,14 +177,6 @@ public sealed class EnrollmentService(
     {
         var issued = await db.Certificates.AsNoTracking().FirstOrDefaultAsync(c => c.TokenId == tokenId, ct);
         if (issued is null || !sameRequest(issued)) return null;
-        return await CollectedAsync(issued);
-    }
-
-    /// <summary>A certificate issued earlier, read outside the group writer, handed out again: only once its record is durable
-    /// (on SQLite another connection reads a commit before the writer's sync has made it durable).</summary>
-    internal async Task<EnrollmentResult> CollectedAsync(IssuedCertificate issued)
-    {
-        await writer.DurableAsync();
         return Result(issued) with { Collected = true };
     }
 

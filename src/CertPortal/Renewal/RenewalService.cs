@@ -148,7 +148,7 @@ public sealed class RenewalService(
     private async Task<Outcome<EnrollmentResult>> CollectOrRefuseAsync(IssuedCertificate current, string successor, SubscriberKey key, CancellationToken ct)
     {
         var next = await db.Certificates.AsNoTracking().FirstOrDefaultAsync(c => c.SerialNumber == successor, ct);
-        if (next is not null && next.SpkiSha256 == key.SpkiSha256) return await enrollment.CollectedAsync(next);
+        if (next is not null && next.SpkiSha256 == key.SpkiSha256) return enrollment.Result(next) with { Collected = true };
         return AlreadyRenewed(current, successor);
     }
 

@@ -91,7 +91,7 @@ public sealed class ServerKeyRenewal(
             {
                 if (RetryPackage.Open(package, requestId, binding) is not { } pfx || !Pkcs12Files.PasswordOpens(pfx, parameters.Pkcs12Password)) continue;
                 var next = await db.Certificates.AsNoTracking().FirstAsync(c => c.SerialNumber == successor, ct);
-                return await enrollment.CollectedAsync(next) with { Pkcs12 = Convert.ToBase64String(pfx), KeyEscrowed = true };
+                return enrollment.Result(next) with { Pkcs12 = Convert.ToBase64String(pfx), KeyEscrowed = true, Collected = true };
             }
         }
         return RenewalService.AlreadyRenewed(current, successor);
