@@ -530,9 +530,6 @@ namespace CertPortal.Migrations.Postgres
                         .IsUnique()
                         .HasFilter("\"RenewalOf\" IS NOT NULL");
 
-                    b.HasIndex("Sha256Fingerprint")
-                        .IsUnique();
-
                     b.HasIndex("SpkiSha256");
 
                     b.HasIndex("TokenId")

@@ -515,9 +515,6 @@ namespace CertPortal.Migrations.Sqlite
                         .IsUnique()
                         .HasFilter("\"RenewalOf\" IS NOT NULL");
 
-                    b.HasIndex("Sha256Fingerprint")
-                        .IsUnique();
-
                     b.HasIndex("SpkiSha256");
 
                     b.HasIndex("TokenId")

@@ -85,7 +85,9 @@ internal sealed class IssuedCertificateConfiguration : IEntityTypeConfiguration<
         b.Property(c => c.SubjectDn).HasMaxLength(1024);
         b.Property(c => c.Sha256Fingerprint).HasMaxLength(64);
         b.HasIndex(c => c.Email);
-        b.HasIndex(c => c.Sha256Fingerprint).IsUnique();
+        // No index on Sha256Fingerprint: nothing looks a certificate up by it, and its uniqueness follows from the serial's
+        // (the DER holds the serial). An index keyed by a hash takes every insert to a random leaf page, which the group
+        // writer writes to the WAL once more per certificate.
         // A keyCompromise revocation finds every other certificate with the same key through this index.
         b.Property(c => c.SpkiSha256).HasMaxLength(64);
         b.HasIndex(c => c.SpkiSha256);

@@ -1,0 +1,36 @@
+using CertPortal.Data;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CertPortal.Tests.Data;
+
+/// <summary>Every index of Certificates is one more B-tree page the group writer writes per issued certificate (a random
+/// key such as a hash lands on a page of its own), inside the turn that issuances share one at a time. Each one here is
+/// there for a reader; the SHA-256 fingerprint has none (nothing looks a certificate up by it, and it is unique because
+/// the serial it hashes over is).</summary>
+public sealed class CertificateIndexTests(CertPortalApp app) : IClassFixture<CertPortalApp>
+{
+    [Fact]
+    public async Task Certificates_are_indexed_only_for_what_reads_them()
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var indexes = await db.Database.SqlQueryRaw<string>(
+            "SELECT name AS \"Value\" FROM sqlite_master WHERE type = 'index' AND tbl_name = 'Certificates' ORDER BY name").ToListAsync();
+        Assert.Equal(
+        [
+            "IX_Certificates_Email",            // the recipient look-up, the console
+            "IX_Certificates_RenewalOf",        // one renewal per certificate
+            "IX_Certificates_Revoked",          // the CRL signer
+            "IX_Certificates_SpkiSha256",       // keyCompromise: the key's other certificates
+            "IX_Certificates_TokenId",          // one certificate per token; a retry collects it
+            "sqlite_autoindex_Certificates_1",  // the serial number (primary key)
+        ], indexes);
+
+        // The fingerprint is still stored with each certificate.
+        var (issued, _) = await app.IssueAsync($"index.{Guid.NewGuid():N}@example.test", "signing");
+        var stored = await db.Certificates.AsNoTracking().SingleAsync(c => c.SerialNumber == issued.SerialNumber);
+        Assert.Equal(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(stored.Der)), stored.Sha256Fingerprint);
+    }
+}
