@@ -142,8 +142,16 @@ public static class DirectSql
     {
         if (db.Database.GetDbConnection() is not NpgsqlConnection)
         {
-            var blockedAt = await BlockedAtAsync(db, spkiSha256, ct);
-            return new((blockedAt, blockedAt is null && await SpendTokenAsync(db, id, serial, now, ct)));
+            // One statement on the hot path, as on PostgreSQL: the spend is conditional on the key not being blocked, and the
+            // block's time is read only when nothing was spent (the writer's statements run inside its turn, one unit after another).
+            var spend = Command(db, "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial " +
+                "WHERE \"Id\" = @id AND \"UsedAt\" IS NULL AND \"RevokedAt\" IS NULL AND \"ExpiresAt\" > @now " +
+                "AND NOT EXISTS (SELECT 1 FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki)", out var sqlite);
+            Add(spend, "now", Time(now, sqlite));
+            Add(spend, "serial", serial);
+            Add(spend, "id", Id(id, sqlite));
+            Add(spend, "spki", spkiSha256);
+            return await CountAsync(spend, ct) == 1 ? new((null, true)) : new((await BlockedAtAsync(db, spkiSha256, ct), false));
         }
         var command = Command(db, "WITH blocked AS (SELECT \"BlockedAt\" FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki), " +
             "spent AS (UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial " +

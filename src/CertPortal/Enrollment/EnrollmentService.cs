@@ -118,6 +118,29 @@ public sealed class EnrollmentService(
             addRows = prepare(serialHex, cert, now);
         }
 
+        // The rows are made before the writer's turn (the fingerprint, the audit details' JSON): that turn is the one part of an
+        // enrollment that runs one at a time, so what it does per unit bounds the rate. Plain commands write them, so a unit that
+        // runs again after its group failed writes the same objects again.
+        var added = new IssuedCertificate
+        {
+            SerialNumber = serialHex,
+            Email = grant.Email,
+            DisplayName = grant.DisplayName,
+            Profile = grant.Profile,
+            KeyAlgorithm = key.Algorithm,
+            SubjectDn = subject,
+            NotBefore = notBefore,
+            NotAfter = notAfter,
+            IssuedAt = now,
+            TokenId = grant.TokenId,
+            RenewalOf = grant.RenewalOf,
+            Der = der,
+            Sha256Fingerprint = Convert.ToHexString(SHA256.HashData(der)),
+            SpkiSha256 = spkiSha256,
+        };
+        var issuedEvent = AuditLog.Event(now, actor, AuditActions.CertificateIssued, $"certificate:{serialHex}",
+            new { added.Email, profile = Names.Of(added.Profile), added.KeyAlgorithm, tokenId = grant.TokenId, renewalOf = grant.RenewalOf, added.NotAfter });
+
         Failure? blocked = null;
         // The key names the unit for the writer: a revocation of a certificate with this key is not decided in the same round trip.
         var record = await writer.WriteAsync([CompromisedKeys.LockName(spkiSha256)], async (w, wct) =>
@@ -139,27 +162,9 @@ public sealed class EnrollmentService(
                 blocked = await CompromisedKeys.RefuseIfBlockedAsync(w, spkiSha256, wct);
                 if (blocked is not null || !await grant.SpendAsync!(w, serialHex, now, wct)) return null;
             }
-            var added = new IssuedCertificate
-            {
-                SerialNumber = serialHex,
-                Email = grant.Email,
-                DisplayName = grant.DisplayName,
-                Profile = grant.Profile,
-                KeyAlgorithm = key.Algorithm,
-                SubjectDn = subject,
-                NotBefore = notBefore,
-                NotAfter = notAfter,
-                IssuedAt = now,
-                TokenId = grant.TokenId,
-                RenewalOf = grant.RenewalOf,
-                Der = der,
-                Sha256Fingerprint = Convert.ToHexString(SHA256.HashData(der)),
-                SpkiSha256 = spkiSha256,
-            };
             // The certificate and its audit record as plain inserts (DirectSql): the busiest rows, without change tracking.
             await DirectSql.InsertCertificateAsync(w, added, wct);
-            await AuditLog.RecordNowAsync(w, now, actor, AuditActions.CertificateIssued, $"certificate:{serialHex}",
-                new { added.Email, profile = Names.Of(added.Profile), added.KeyAlgorithm, tokenId = grant.TokenId, renewalOf = grant.RenewalOf, added.NotAfter }, wct);
+            await AuditLog.RecordNowAsync(w, issuedEvent, wct);
             foreach (var o in observers) await o.OnIssuedAsync(w, added, now, wct);
             if (addRows is not null) await addRows(w, wct);
             return added;
