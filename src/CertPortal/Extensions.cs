@@ -136,6 +136,7 @@ public static class Extensions
             // uses a context, and creating one from scratch cost more than the query it ran.
             services.AddDbContextPool<CertPortalDbContext, NpgsqlCertPortalDbContext>((sp, o) =>
                 o.UseNpgsql(PostgresConnections.Tune(db.ConnectionString)).AddInterceptors(sp.GetRequiredService<RecipientCacheInvalidation>(), DirectSql.FlushBeforeEfCommands));
+            services.AddSingleton(_ => new PostgresReadConnections(db.ConnectionString!));
             return;
         }
         services.AddDbContextPool<CertPortalDbContext, SqliteCertPortalDbContext>((sp, o) =>

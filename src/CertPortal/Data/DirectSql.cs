@@ -66,21 +66,37 @@ public static class DirectSql
         }
     }
 
+    /// <summary>As <see cref="FindTokenByHashAsync(CertPortalDbContext, byte[], CancellationToken)"/>, on PostgreSQL, on the data source
+    /// kept for it, with the hash as a positional parameter (Npgsql sends such a statement as written, without parsing it).</summary>
+    public static async Task<(EnrollmentToken? Token, KeyGenerationPolicy? StoredKeyGeneration)> FindTokenByHashAsync(PostgresReadConnections readers,
+        byte[] hash, CancellationToken ct)
+    {
+        readers.Counted();
+        await using var command = readers.DataSource.CreateCommand(TokenByHashPositional);
+        command.Parameters.Add(new NpgsqlParameter { Value = hash });
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        return await ReadTokenAsync(reader, sqlite: false, ct);
+    }
+
     private const string TokenByHash = $"SELECT {TokenColumns}, " +
         "(SELECT \"EncryptionKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1), " +
         "(SELECT \"DualKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1) " +
         "FROM \"EnrollmentTokens\" WHERE \"TokenHash\" = @hash";
 
+    private static readonly string TokenByHashPositional = TokenByHash.Replace("@hash", "$1", StringComparison.Ordinal);
+
     private static Task<(EnrollmentToken?, KeyGenerationPolicy?)> ReadTokenByHashAsync(DbCommand command, byte[] hash, bool sqlite, CancellationToken ct)
     {
         Add(command, "hash", hash);
-        return ReadAsync<(EnrollmentToken?, KeyGenerationPolicy?)>(command, async (reader, rct) =>
-        {
-            if (!await reader.ReadAsync(rct)) return (null, null);
-            var token = ReadToken(reader, sqlite);
-            var stored = token.Profile switch { CertificateProfileName.Encryption => 12, CertificateProfileName.Dual => 13, _ => -1 };
-            return (token, stored < 0 || reader.IsDBNull(stored) ? (KeyGenerationPolicy?)null : Enum.Parse<KeyGenerationPolicy>(reader.GetString(stored)));
-        }, ct);
+        return ReadAsync(command, (reader, rct) => ReadTokenAsync(reader, sqlite, rct), ct);
+    }
+
+    private static async Task<(EnrollmentToken?, KeyGenerationPolicy?)> ReadTokenAsync(DbDataReader reader, bool sqlite, CancellationToken ct)
+    {
+        if (!await reader.ReadAsync(ct)) return (null, null);
+        var token = ReadToken(reader, sqlite);
+        var stored = token.Profile switch { CertificateProfileName.Encryption => 12, CertificateProfileName.Dual => 13, _ => -1 };
+        return (token, stored < 0 || reader.IsDBNull(stored) ? (KeyGenerationPolicy?)null : Enum.Parse<KeyGenerationPolicy>(reader.GetString(stored)));
     }
 
     private static EnrollmentToken ReadToken(DbDataReader reader, bool sqlite) => new()

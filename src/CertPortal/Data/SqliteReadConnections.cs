@@ -9,7 +9,7 @@ namespace CertPortal.Data;
 /// samples, as Microsoft.Data.Sqlite registered EF Core's SQL functions on every open and removed them on every close,
 /// and the statement compiled again each time, because a connection's kept statements go with its close). A connection here
 /// holds no transaction between reads (each statement reads the latest commit, as before), so checkpoints are not held
-/// up. Null on PostgreSQL, whose reads keep going through the context.</summary>
+/// up. Null on PostgreSQL, which has <see cref="PostgresReadConnections"/>.</summary>
 public sealed class SqliteReadConnections(string connectionString) : IDisposable
 {
     /// <summary>Open connections kept idle; more than this many reads at once open extra ones, closed after use.</summary>

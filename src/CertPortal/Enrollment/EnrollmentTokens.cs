@@ -29,7 +29,7 @@ public sealed record TokenView(Guid Id, string Email, string DisplayName, string
 /// <summary>Enrollment tokens: a secret shown once, stored as SHA-256 (the secret has 256 random bits,
 /// so a fast hash is enough: nothing to brute-force), spent exactly once.</summary>
 public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter writer, CertPortalOptions options, TimeProvider time,
-    SqliteReadConnections? readers = null)
+    SqliteReadConnections? readers = null, PostgresReadConnections? postgresReaders = null)
 {
     public const string Prefix = "cpt_";
     public const int MaxDisplayNameLength = 128;
@@ -134,8 +134,11 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
     {
         if (string.IsNullOrWhiteSpace(secret) || secret.Length > 200) return (null, null);
         var hash = Hash(secret.Trim());
-        // One plain query (DirectSql): every enrollment looks its token up. On SQLite on a connection kept open for it.
-        var (token, stored) = readers is not null ? await DirectSql.FindTokenByHashAsync(readers, hash, ct) : await DirectSql.FindTokenByHashAsync(db, hash, ct);
+        // One plain query (DirectSql): every enrollment looks its token up. Outside EF Core: on SQLite on a connection kept open
+        // for it, on PostgreSQL on a data source of its own.
+        var (token, stored) = readers is not null ? await DirectSql.FindTokenByHashAsync(readers, hash, ct)
+            : postgresReaders is not null ? await DirectSql.FindTokenByHashAsync(postgresReaders, hash, ct)
+            : await DirectSql.FindTokenByHashAsync(db, hash, ct);
         return token is not null && CryptographicOperations.FixedTimeEquals(token.TokenHash, hash) ? (token, stored) : (null, null);
     }
 

@@ -51,6 +51,37 @@ public sealed class PostgresTests(PostgresApp app) : IClassFixture<PostgresApp>
     }
 
     [Fact]
+    public async Task The_token_read_runs_on_its_own_data_source_and_sees_tokens_created_spent_and_revoked_after_it_opened()
+    {
+        var readers = app.Service<PostgresReadConnections>();
+        var first = await app.CreateTokenAsync(NewMailbox("read"), "signing");
+        Assert.NotNull((await FindTokenAsync(first.Token)).Token);
+        var reads = readers.Reads;
+
+        // A token created after the data source's connection was opened, then spent by an enrollment, then another one revoked.
+        var second = await app.CreateTokenAsync(NewMailbox("read"), "encryption");
+        var found = await FindTokenAsync(second.Token);
+        Assert.Equal(second.Id, found.Token?.Id);
+        Assert.Null(found.Token!.UsedAt);
+        var csr = SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(second.Email);
+        await Http.EnsureStatus(await app.PostEnrollmentAsync(second.Token, csr), HttpStatusCode.Created);
+        Assert.NotNull((await FindTokenAsync(second.Token)).Token!.UsedAt);
+        await Http.EnsureStatus(await app.Admin.DeleteAsync($"/api/v1/tokens/{first.Id}"), HttpStatusCode.OK);
+        Assert.NotNull((await FindTokenAsync(first.Token)).Token!.RevokedAt);
+        Assert.Null((await FindTokenAsync(first.Token + "x")).Token);
+
+        // Every read (four here, one in the enrollment) went through the data source, none through EF Core's context.
+        Assert.Equal(5, readers.Reads - reads);
+    }
+
+    private async Task<(EnrollmentToken? Token, KeyGenerationPolicy? Stored)> FindTokenAsync(string secret)
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<CertPortal.Enrollment.EnrollmentTokens>()
+            .FindWithKeyGenerationAsync(secret, CancellationToken.None);
+    }
+
+    [Fact]
     public async Task Issue_look_up_revoke_hold_and_release_on_postgresql()
     {
         var email = NewMailbox("pg");
