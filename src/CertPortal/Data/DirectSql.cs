@@ -23,7 +23,7 @@ namespace CertPortal.Data;
 /// (a read, the token spend, any EF Core command, the commit). Order and transaction are unchanged, so every statement
 /// sees what the ones before it did; a failing insert fails that batch and with it the group, which the writer retries
 /// in halves as before.</para></summary>
-public static class DirectSql
+public static partial class DirectSql
 {
     private const string TokenColumns =
         "\"Id\", \"TokenHash\", \"Email\", \"DisplayName\", \"Profile\", \"CreatedAt\", \"CreatedBy\", \"ExpiresAt\", \"UsedAt\", \"RevokedAt\", \"CertificateSerial\", \"RetryPackage\"";
@@ -618,6 +618,7 @@ public static class DirectSql
     /// else executed now.</summary>
     private static async Task ExecuteAsync(DbCommand command, CancellationToken ct, bool returnsRows = false)
     {
+        Positional(command);
         await using (command)
         {
             if (command.Connection is { } connection && Deferrals.TryGetValue(connection, out var held) && command.Transaction == held.Transaction)
@@ -633,6 +634,7 @@ public static class DirectSql
     /// <summary>Rows affected by <paramref name="command"/>, sent with whatever was held back before it.</summary>
     private static async Task<int> CountAsync(DbCommand command, CancellationToken ct)
     {
+        Positional(command);
         await using (command)
         {
             if (Take(command.Connection!, command, out var rowSets) is { } batch)
@@ -657,6 +659,7 @@ public static class DirectSql
     /// else read now.</summary>
     private static async Task<Later<T>> ReadLaterAsync<T>(DbCommand command, Func<DbDataReader, CancellationToken, Task<T>> read, CancellationToken ct)
     {
+        Positional(command);
         if (command.Connection is { } connection && Deferrals.TryGetValue(connection, out var held) && command.Transaction == held.Transaction)
         {
             var later = new Later<T>();
@@ -670,6 +673,7 @@ public static class DirectSql
     /// <summary>Reads <paramref name="command"/>'s rows with <paramref name="read"/>, sent with whatever was held back before it.</summary>
     private static async Task<T> ReadAsync<T>(DbCommand command, Func<DbDataReader, CancellationToken, Task<T>> read, CancellationToken ct)
     {
+        Positional(command);
         await using (command)
         {
             if (Take(command.Connection!, command, out var rowSets) is { } batch)
@@ -762,6 +766,45 @@ public static class DirectSql
             return result;
         }
     }
+
+    /// <summary>PostgreSQL: turns the command's @names into positional parameters ($1, $2, … in the order of first use, the values
+    /// reordered to match). Npgsql sends a statement with positional parameters as written, but parses the text of one with named
+    /// parameters at every execution to rewrite them (2.5 % of the service's CPU samples in a profile of EC-P256 enrollments on
+    /// PostgreSQL, the writer's statements and the token read), and finds each parameter by name. The SQL here names parameters
+    /// only with @ (no string literal or identifier holds one); each text is translated once.</summary>
+    private static void Positional(DbCommand command)
+    {
+        if (command is not NpgsqlCommand npgsql || npgsql.Parameters.Count == 0 || npgsql.Parameters[0].ParameterName.Length == 0) return;
+        var (sql, names) = PositionalTexts.GetOrAdd(command.CommandText, ToPositional);
+        var named = npgsql.Parameters.ToArray();
+        npgsql.Parameters.Clear();
+        foreach (var name in names)
+        {
+            var value = Array.Find(named, p => p.ParameterName == name) ??
+                throw new InvalidOperationException($"No value for @{name} in: {command.CommandText}");
+            value.ParameterName = "";
+            npgsql.Parameters.Add(value);
+        }
+        command.CommandText = sql;
+    }
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, (string Sql, string[] Names)> PositionalTexts =
+        new(StringComparer.Ordinal);
+
+    private static (string, string[]) ToPositional(string sql)
+    {
+        var names = new List<string>();
+        var text = ParameterName().Replace(sql, m =>
+        {
+            var at = names.IndexOf(m.Groups[1].Value);
+            if (at < 0) names.Add(m.Groups[1].Value);
+            return "$" + (at < 0 ? names.Count : at + 1).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        });
+        return (text, [.. names]);
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"@([A-Za-z_][A-Za-z0-9_]*)")]
+    private static partial System.Text.RegularExpressions.Regex ParameterName();
 
     private static void Add(DbCommand command, string name, object? value)
     {

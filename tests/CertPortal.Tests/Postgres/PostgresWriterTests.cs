@@ -183,6 +183,13 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
 
         // Ten key checks and spends in one batch (one round trip), not one each.
         Assert.Single(commands.Texts, t => t.Contains("WITH blocked AS", StringComparison.Ordinal));
+        // The token reads, the decisions and the rows went with positional parameters ($1, …), which Npgsql sends as written;
+        // with @names it parses and rewrites every statement at every execution.
+        var sent = commands.Texts.Where(t => t.Contains("WHERE \"TokenHash\" =", StringComparison.Ordinal) ||
+            t.Contains("WITH blocked AS", StringComparison.Ordinal) || t.Contains("INSERT INTO \"Certificates\"", StringComparison.Ordinal)).ToList();
+        Assert.True(sent.Count >= 12, string.Join("\n---\n", commands.Texts)); // ten token reads, the decisions, the rows
+        Assert.All(sent, t => Assert.Contains("$1", t, StringComparison.Ordinal));
+        Assert.All(sent, t => Assert.DoesNotMatch(@"@[A-Za-z_]", t));
         await using (var scope = app.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
