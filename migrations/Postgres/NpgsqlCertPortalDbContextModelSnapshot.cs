@@ -386,6 +386,8 @@ namespace CertPortal.Migrations.Postgres
                         .IsUnique();
 
                     b.ToTable("EnrollmentTokens");
+
+                    b.HasAnnotation("Npgsql:StorageParameter:fillfactor", 70);
                 });
 
             modelBuilder.Entity("CertPortal.Data.EscrowPolicyRecord", b =>

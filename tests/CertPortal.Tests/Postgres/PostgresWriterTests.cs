@@ -422,6 +422,17 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
     }
 
     [Fact]
+    public async Task Token_pages_keep_room_for_the_spend()
+    {
+        // A token row is updated once, when spent or revoked; with room in its page that update is HOT (no new index entries).
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var options = await db.Database.SqlQueryRaw<string>(
+            "SELECT array_to_string(reloptions, ',') AS \"Value\" FROM pg_class WHERE relname = 'EnrollmentTokens'").SingleAsync();
+        Assert.Equal("fillfactor=70", options);
+    }
+
+    [Fact]
     public async Task Only_certificates_with_a_token_or_a_renewal_have_entries_in_those_unique_indexes_and_a_second_one_is_still_refused()
     {
         await using var scope = app.Services.CreateAsyncScope();
