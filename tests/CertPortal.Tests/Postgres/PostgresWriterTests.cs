@@ -433,6 +433,59 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
     }
 
     [Fact]
+    public async Task The_next_group_commits_while_the_previous_commit_is_in_flight_but_not_a_unit_that_shares_a_key_with_it()
+    {
+        var writer = app.Service<GroupCommitWriter>();
+        var name = "overlap-" + Guid.NewGuid().ToString("N")[..8];
+        // Another session holds a lock that the first group's last command (held back, so sent with its COMMIT) waits for: that
+        // group stays in its commit until the lock is let go, as a group does while PostgreSQL makes its commit durable.
+        await using var holder = new NpgsqlConnection(app.Service<CertPortalOptions>().Database.ConnectionString);
+        await holder.OpenAsync();
+        await using (var take = new NpgsqlCommand("SELECT pg_advisory_lock(hashtext('certportal:' || @name))", holder))
+        {
+            take.Parameters.AddWithValue("name", name);
+            await take.ExecuteNonQueryAsync();
+        }
+        Task<int> Unit(string key, int value) => writer.WriteAsync([key], (_, _) => Task.FromResult(0), async (w, _, ct) =>
+        {
+            if (value == 0) await w.LockNamedAsync(name, ct);
+            return value;
+        });
+        var slow = Unit("test:" + name, 0);
+        await WaitUntil(() => WaitingForAdvisoryLock(name));
+        try
+        {
+            // A unit with another key: its group runs on the second connection and commits.
+            var other = Unit("test:other-" + name, 1);
+            Assert.Same(other, await Task.WhenAny(other, Task.Delay(TimeSpan.FromSeconds(30))));
+            Assert.Equal(1, await other);
+            // A unit with the slow one's key waits for it to end.
+            var sameKey = Unit("test:" + name, 2);
+            Assert.NotSame(sameKey, await Task.WhenAny(sameKey, Task.Delay(TimeSpan.FromMilliseconds(500))));
+            Assert.False(slow.IsCompleted);
+            await using var let = new NpgsqlCommand("SELECT pg_advisory_unlock(hashtext('certportal:' || @name))", holder);
+            let.Parameters.AddWithValue("name", name);
+            await let.ExecuteNonQueryAsync();
+            Assert.Equal(2, await sameKey);
+            Assert.Equal(0, await slow);
+        }
+        finally
+        {
+            await holder.CloseAsync(); // lets go of the lock if an assertion failed
+        }
+    }
+
+    private bool WaitingForAdvisoryLock(string name)
+    {
+        using var connection = new NpgsqlConnection(app.Service<CertPortalOptions>().Database.ConnectionString);
+        connection.Open();
+        using var waiting = new NpgsqlCommand("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted " +
+            "AND objid = (hashtext('certportal:' || @name))::oid", connection);
+        waiting.Parameters.AddWithValue("name", name);
+        return (long)waiting.ExecuteScalar()! > 0;
+    }
+
+    [Fact]
     public async Task Only_certificates_with_a_token_or_a_renewal_have_entries_in_those_unique_indexes_and_a_second_one_is_still_refused()
     {
         await using var scope = app.Services.CreateAsyncScope();
