@@ -134,25 +134,17 @@ public static partial class DirectSql
         return ExecuteAsync(command, ct);
     }
 
-    /// <summary>Spends the token for <paramref name="serial"/> if it is still unused, unrevoked and unexpired: the one
-    /// conditional UPDATE that decides between concurrent enrollments with one token (SQLite has one writer; PostgreSQL
-    /// re-checks the WHERE after taking the row lock, across nodes too). True when this call spent it.</summary>
-    public static async Task<bool> SpendTokenAsync(CertPortalDbContext db, Guid id, string serial, DateTimeOffset now, CancellationToken ct)
-    {
-        var command = Command(db, "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial " +
-            "WHERE \"Id\" = @id AND \"UsedAt\" IS NULL AND \"RevokedAt\" IS NULL AND \"ExpiresAt\" > @now", out var sqlite);
-        Add(command, "now", Time(now, sqlite));
-        Add(command, "serial", serial);
-        Add(command, "id", Id(id, sqlite));
-        return await CountAsync(command, ct) == 1;
-    }
+    /// <summary>The token spend: the one conditional UPDATE that decides between concurrent enrollments with one token (SQLite has
+    /// one writer; PostgreSQL re-checks the WHERE after taking the row lock, across nodes too), only while the key is not blocked.</summary>
+    private const string SpendTokenUnlessBlocked = "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial " +
+        "WHERE \"Id\" = @id AND \"UsedAt\" IS NULL AND \"RevokedAt\" IS NULL AND \"ExpiresAt\" > @now AND NOT EXISTS ";
 
     /// <summary>An enrollment's decision in the group writer, taken under the key's lock: when the key was blocked as compromised
-    /// (then nothing is spent), else whether the token was spent for <paramref name="serial"/> (<see cref="SpendTokenAsync"/>).
+    /// (then nothing is spent), else whether the token was spent for <paramref name="serial"/> (<see cref="SpendTokenUnlessBlocked"/>).
     /// On PostgreSQL one statement whose spend is conditional on the key not being blocked, held back in the writer, so that
     /// the decisions of a group's enrollments travel to the database together (<see cref="GroupCommitWriter"/>); the statement
     /// starts after the lock before it is granted, so it sees a block committed by whoever held the lock. SQLite (one writer,
-    /// no round trips): the two commands.</summary>
+    /// no round trips): the same spend, and the block's time read only when nothing was spent.</summary>
     public static async Task<Later<(DateTimeOffset? BlockedAt, bool Spent)>> SpendTokenUnlessBlockedAsync(CertPortalDbContext db, Guid id,
         string spkiSha256, string serial, DateTimeOffset now, CancellationToken ct)
     {
@@ -160,9 +152,7 @@ public static partial class DirectSql
         {
             // One statement on the hot path, as on PostgreSQL: the spend is conditional on the key not being blocked, and the
             // block's time is read only when nothing was spent (the writer's statements run inside its turn, one unit after another).
-            var spend = Command(db, "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial " +
-                "WHERE \"Id\" = @id AND \"UsedAt\" IS NULL AND \"RevokedAt\" IS NULL AND \"ExpiresAt\" > @now " +
-                "AND NOT EXISTS (SELECT 1 FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki)", out var sqlite);
+            var spend = Command(db, SpendTokenUnlessBlocked + "(SELECT 1 FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki)", out var sqlite);
             Add(spend, "now", Time(now, sqlite));
             Add(spend, "serial", serial);
             Add(spend, "id", Id(id, sqlite));
@@ -170,9 +160,7 @@ public static partial class DirectSql
             return await CountAsync(spend, ct) == 1 ? new((null, true)) : new((await BlockedAtAsync(db, spkiSha256, ct), false));
         }
         var command = Command(db, "WITH blocked AS (SELECT \"BlockedAt\" FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki), " +
-            "spent AS (UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial " +
-            "WHERE \"Id\" = @id AND \"UsedAt\" IS NULL AND \"RevokedAt\" IS NULL AND \"ExpiresAt\" > @now AND NOT EXISTS (SELECT FROM blocked) " +
-            "RETURNING 1) SELECT (SELECT \"BlockedAt\" FROM blocked), (SELECT count(*) FROM spent)", out _);
+            "spent AS (" + SpendTokenUnlessBlocked + "(SELECT FROM blocked) RETURNING 1) SELECT (SELECT \"BlockedAt\" FROM blocked), (SELECT count(*) FROM spent)", out _);
         Add(command, "spki", spkiSha256);
         Add(command, "now", Time(now, sqlite: false));
         Add(command, "serial", serial);
