@@ -173,9 +173,10 @@ public sealed class LookupOptions
 {
     /// <summary>Mailboxes whose answers are kept in memory; 0 turns the cache off.</summary>
     public int MaxMailboxes { get; set; } = 100_000;
-    /// <summary>Bytes the cached answers may take (certificates, JSON answers and their bookkeeping, about 2.5 KiB for a
+    /// <summary>Bytes the cached answers may take (certificates, JSON answers and their bookkeeping, about 2.6 KiB for a
     /// mailbox with one EC certificate asked for one way, 4 KiB with RSA); the bound that decides the memory, since a
-    /// mailbox's size depends on its certificates. 0 turns the cache off.</summary>
+    /// mailbox's size depends on its certificates. An answer leaves the cache <see cref="MaxStaleness"/> after its read,
+    /// so the cache holds the mailboxes asked for within that time, up to this bound. 0 turns the cache off.</summary>
     public long MaxCacheBytes { get; set; } = 64L << 20;
     /// <summary>How often every node reads the changes made by all nodes: the usual bound on staleness across nodes.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(500);

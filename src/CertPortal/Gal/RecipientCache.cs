@@ -45,6 +45,9 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
     // Under _gate: the bytes of the entries in _entries (Entry.Size), bounded by Lookup:MaxCacheBytes.
     private long _bytes;
     private DateTimeOffset _lastPrune = DateTimeOffset.MinValue;
+    // How often expired entries are dropped (DropExpired: one pass over the entries).
+    private static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(1);
+    private DateTimeOffset _lastSweep = DateTimeOffset.MinValue;
 
     /// <summary>Database reads made for look-ups (cache misses).</summary>
     public long Loads => Interlocked.Read(ref _loads);
@@ -283,8 +286,32 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
                 // Entries still expire after MaxStaleness; the next tick tries again.
                 logger.LogWarning(e, "Reading certificate changes for the look-up cache failed");
             }
+            var now = time.GetUtcNow();
+            if (now - _lastSweep >= SweepInterval)
+            {
+                _lastSweep = now;
+                DropExpired(now);
+            }
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    /// <summary>Drops the entries whose validity has passed. Such an entry is never answered from again (the next
+    /// look-up reads the database), so keeping it until the bound evicts it only held memory: with it gone the cache
+    /// holds the mailboxes asked for within <c>Lookup:MaxStaleness</c> (30 s by default), not every mailbox ever asked
+    /// for up to <c>Lookup:MaxCacheBytes</c>.</summary>
+    internal void DropExpired(DateTimeOffset now)
+    {
+        List<KeyValuePair<string, Entry>>? expired = null;
+        foreach (var pair in _entries)
+            if (pair.Value.ValidUntil <= now) (expired ??= []).Add(pair);
+        if (expired is null) return;
+        lock (_gate)
+        {
+            // Only the entry seen expired: one a load has put in its place since stays.
+            foreach (var pair in expired)
+                if (_entries.TryRemove(pair)) _bytes -= pair.Value.Size;
+        }
     }
 
     /// <summary>Reads the changes every node made since the last poll and drops those mailboxes.</summary>

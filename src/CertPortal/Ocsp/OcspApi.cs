@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using CertPortal.Authority;
 
@@ -104,8 +105,11 @@ public static class OcspApi
                 headers.CacheControl = "no-store";
             response.StatusCode = StatusCodes.Status200OK;
             response.ContentType = ResponseMediaType;
-            response.ContentLength = answer.Der.Length;
-            return response.Body.WriteAsync(answer.Der).AsTask();
+            response.ContentLength = answer.Length;
+            var body = response.BodyWriter;
+            body.Write(answer.Der);
+            if (answer.Certificate is { } certificate) body.Write(certificate);
+            return body.FlushAsync().AsTask();
         }
 
         /// <summary>If-None-Match: one of the listed tags (or a list in one header value) is the response's.</summary>

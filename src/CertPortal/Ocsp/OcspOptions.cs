@@ -25,9 +25,9 @@ public sealed class OcspOptions
     /// <summary>Signed responses kept in memory; 0 signs every response on request.</summary>
     public int MaxCachedResponses { get; set; } = 100_000;
 
-    /// <summary>Bytes the kept responses may take (each response with the responder's certificate, and its
-    /// bookkeeping: about 1.7 KiB with EC keys, 2.5 KiB with RSA-2048); the bound that decides the memory. 0 signs every
-    /// response on request.</summary>
+    /// <summary>Bytes the kept responses may take (each response without the responder's certificate, which they share,
+    /// and its bookkeeping: about 1.8 KiB with EC keys, 2 KiB with RSA-2048); the bound that decides the memory. 0 signs
+    /// every response on request.</summary>
     public long MaxCacheBytes { get; set; } = 32L << 20;
 
     internal void Validate(string section, List<string> errors)

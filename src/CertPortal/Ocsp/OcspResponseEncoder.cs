@@ -73,7 +73,7 @@ public static class OcspResponseEncoder
             basic.WriteBitString(signature);
             using (basic.PushSequence(Context0))
             using (basic.PushSequence())
-                basic.WriteEncodedValue(key.Certificate.RawData);
+                basic.WriteEncodedValue(signer.CertificateDer);
         }
 
         var response = new AsnWriter(AsnEncodingRules.DER);

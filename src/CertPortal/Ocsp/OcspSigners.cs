@@ -14,6 +14,9 @@ public sealed class OcspSigner(CertificateAuthority key, DateTimeOffset storedAt
 {
     public CertificateAuthority Key { get; } = key;
     public byte[] KeyHash { get; } = OcspResponseEncoder.KeyHash(key.Certificate);
+    /// <summary>The certificate's DER, which ends every response it signs: one array, shared by the responses kept in
+    /// memory (<see cref="OcspAnswer.Certificate"/>). X509Certificate2.RawData would copy it at every call.</summary>
+    public byte[] CertificateDer { get; } = key.Certificate.RawData;
     public DateTimeOffset NotAfter { get; } = new(key.Certificate.NotAfter.ToUniversalTime());
     /// <summary>When it was written to the database: a different value there means another node renewed it.</summary>
     public DateTimeOffset StoredAt { get; } = storedAt;

@@ -133,3 +133,56 @@ public sealed class RecipientCacheTests(RecipientCacheTests.SmallCacheApp app) :
         Assert.True(cache.Watching);
     }
 }
+
+/// <summary>Answers past their validity leave the cache with their bytes: the memory follows the mailboxes asked for
+/// within <c>Lookup:MaxStaleness</c>, not every mailbox ever asked for up to the bound.</summary>
+public sealed class RecipientCacheExpiryTests(RecipientCacheExpiryTests.ClockApp app) : IClassFixture<RecipientCacheExpiryTests.ClockApp>
+{
+    public sealed class ClockApp : CertPortalApp
+    {
+        public ClockApp() => Clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+    }
+
+    [Fact]
+    public async Task Answers_past_MaxStaleness_are_dropped_and_read_again_when_asked()
+    {
+        var cache = app.Service<RecipientCache>();
+        for (var i = 0; i < 200 && !cache.Watching; i++) await Task.Delay(50);
+        Assert.True(cache.Watching);
+        var run = Guid.NewGuid().ToString("N")[..6];
+        var issued = new List<(string Email, string Serial)>();
+        for (var i = 0; i < 6; i++)
+        {
+            var email = $"expiry{i}.{run}@example.test";
+            issued.Add((email, (await app.IssueAsync(email, "signing")).Cert.SerialNumber));
+        }
+
+        async Task AskAllAsync()
+        {
+            foreach (var (email, serial) in issued)
+            {
+                using var r = await app.Client.GetAsync($"/api/v1/directory/{email}/certificates?usage=signing");
+                Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+                Assert.Equal(serial, (await r.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("certificates")[0].GetProperty("serialNumber").GetString());
+            }
+        }
+
+        await AskAllAsync();
+        Assert.Equal(issued.Count, cache.Count);
+        Assert.True(cache.CachedBytes > 0);
+
+        // Past MaxStaleness (30 s) every answer is read again; within a sweep (a second, on the poll's timer) none is held.
+        app.Clock!.Advance(app.Service<CertPortalOptions>().Lookup.MaxStaleness + TimeSpan.FromSeconds(1));
+        var clock = Stopwatch.StartNew();
+        while (cache.Count > 0 && clock.Elapsed < TimeSpan.FromSeconds(10)) await Task.Delay(50);
+        Assert.Equal(0, cache.Count);
+        Assert.Equal(0, cache.CachedBytes);
+        Assert.Equal(0, cache.RecountBytes());
+
+        var loads = cache.Loads;
+        await AskAllAsync();
+        Assert.Equal(loads + issued.Count, cache.Loads);
+        Assert.Equal(issued.Count, cache.Count);
+        Assert.Equal(cache.RecountBytes(), cache.CachedBytes);
+    }
+}

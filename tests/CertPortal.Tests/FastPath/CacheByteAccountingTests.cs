@@ -1,0 +1,151 @@
+using System.Security.Cryptography.X509Certificates;
+using CertPortal.Authority;
+using CertPortal.Data;
+using CertPortal.Gal;
+using CertPortal.Ocsp;
+using CertPortal.Tests.Infrastructure;
+using CertPortal.Tests.Ocsp;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit.Abstractions;
+
+namespace CertPortal.Tests.FastPath;
+
+/// <summary>Tests that measure the process's managed heap: they run alone, with no other test allocating meanwhile.</summary>
+[CollectionDefinition(nameof(MeasuresTheHeap), DisableParallelization = true)]
+public sealed class MeasuresTheHeap;
+
+/// <summary>What the look-up and OCSP caches count against their byte bounds, held against what their entries take: the
+/// managed heap's growth (after full collections) while 2,000 mailboxes are looked up and 2,000 responses are signed and
+/// kept, with the EC-P256 issuing CA <c>bench/compare.sh --memory</c> runs. Counting too little would let a cache
+/// outgrow its bound; counting too much would keep fewer answers than the bound allows. The heap's reading varies by
+/// up to ~15 % from run to run (what else the test process frees meanwhile), hence the range: a share of an entry
+/// forgotten or counted twice (the responder's certificate, 703 bytes; a JSON answer, ~1,300) falls outside it.</summary>
+[Collection(nameof(MeasuresTheHeap))]
+public sealed class CacheByteAccountingTests(CacheByteAccountingTests.EcApp app, ITestOutputHelper output) : IClassFixture<CacheByteAccountingTests.EcApp>
+{
+    private const int Entries = 2000;
+    private const int Warm = 50;
+
+    public sealed class EcApp : CertPortalApp
+    {
+        protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
+        {
+            ["Ca:IssuingKeyAlgorithm"] = "EC-P256",
+            ["Ca:RootKeyAlgorithm"] = "EC-P384",
+            // Nothing expires while the test measures.
+            ["Lookup:MaxStaleness"] = "00:30:00",
+        };
+    }
+
+    [Fact]
+    public async Task A_lookup_entry_is_counted_at_what_it_takes()
+    {
+        var cache = app.Service<RecipientCache>();
+        for (var i = 0; i < 200 && !cache.Watching; i++) await Task.Delay(50);
+        Assert.True(cache.Watching);
+        var mailboxes = (await SeedAsync("lookup")).Select(s => s.Email).ToList();
+        foreach (var mailbox in mailboxes.Take(Warm)) Assert.NotNull(await cache.LookupAsync(mailbox, CertificateUsage.Signing, CancellationToken.None));
+
+        // Each address a new string, as each request's is: the cache keeps it.
+        var (measured, counted) = await MeasureAsync(async () =>
+        {
+            foreach (var mailbox in mailboxes.Skip(Warm))
+                Assert.NotNull(await cache.LookupAsync(new string(mailbox.AsSpan()), CertificateUsage.Signing, CancellationToken.None));
+        }, () => cache.CachedBytes);
+
+        output.WriteLine($"look-up entry: {counted:N0} bytes counted, {measured:N0} bytes on the heap");
+        Assert.Equal(Warm + Entries, cache.Count);
+        Assert.InRange(counted / measured, 0.8, 1.3);
+    }
+
+    [Fact]
+    public async Task A_kept_ocsp_response_is_counted_at_what_it_takes()
+    {
+        var responder = app.Service<OcspResponder>();
+        var cache = app.Service<RecipientCache>();
+        for (var i = 0; i < 200 && !cache.Watching; i++) await Task.Delay(50);
+        using var issuing = X509CertificateLoader.LoadCertificate(await app.Client.GetByteArrayAsync("/ca/issuing.crt"));
+        var serials = (await SeedAsync("ocsp")).Select(s => s.Serial).ToList();
+        OcspAnswer? last = null;
+        async Task AskAsync(string serial)
+        {
+            var request = OcspProbe.Request(issuing, serial);
+            var answer = await responder.RespondAsync(request, CancellationToken.None, OcspProbe.GetPath(request));
+            Assert.Equal("good", OcspProbe.Describe(OcspProbe.Read(answer.ToArray()).Answer));
+            // Kept without its own copy of the responder's certificate.
+            Assert.NotNull(answer.Certificate);
+            last = answer;
+        }
+        foreach (var serial in serials.Take(Warm)) await AskAsync(serial);
+
+        var (measured, counted) = await MeasureAsync(async () =>
+        {
+            foreach (var serial in serials.Skip(Warm)) await AskAsync(serial);
+        }, () => responder.CachedBytes);
+
+        output.WriteLine($"kept OCSP response: {counted:N0} bytes counted, {measured:N0} bytes on the heap " +
+            $"(response {last!.Der.Length} bytes without the responder's certificate of {last.Certificate!.Length})");
+        Assert.Equal(Warm + Entries, responder.CachedResponses);
+        Assert.InRange(counted / measured, 0.8, 1.3);
+    }
+
+    /// <summary>Bytes per entry: the heap's growth and the cache's count over the entries <paramref name="fill"/> adds.</summary>
+    private static async Task<(double Measured, double Counted)> MeasureAsync(Func<Task> fill, Func<long> countedBytes)
+    {
+        var heapBefore = await SettledLiveBytesAsync();
+        var countedBefore = countedBytes();
+        await fill();
+        var heap = await SettledLiveBytesAsync() - heapBefore;
+        var counted = countedBytes() - countedBefore;
+        return ((double)heap / Entries, (double)counted / Entries);
+    }
+
+    /// <summary>The live heap once two readings a moment apart agree: the fixtures of tests that ran before may still be
+    /// shutting down, and what they free while the entries are added would hide the entries' bytes.</summary>
+    private static async Task<long> SettledLiveBytesAsync()
+    {
+        var previous = LiveBytes();
+        for (var i = 0; i < 50; i++)
+        {
+            await Task.Delay(200);
+            var now = LiveBytes();
+            if (Math.Abs(now - previous) < 64 * 1024) return now;
+            previous = now;
+        }
+        return previous;
+    }
+
+    private static long LiveBytes()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        return GC.GetTotalMemory(forceFullCollection: true);
+    }
+
+    /// <summary>Warm + Entries certificate rows for new mailboxes: one issued certificate's row copied under new serials
+    /// and addresses (what the caches keep does not depend on the DER's contents, only on its size).</summary>
+    private async Task<List<(string Email, string Serial)>> SeedAsync(string kind)
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        var (issued, _) = await app.IssueAsync($"{kind}.template.{run}@example.test", "signing");
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var template = await db.Certificates.AsNoTracking().SingleAsync(c => c.SerialNumber == issued.SerialNumber);
+        var seeded = new List<(string, string)>();
+        for (var i = 0; i < Warm + Entries; i++)
+        {
+            var serial = SerialNumber.ToHex(SerialNumber.New());
+            var email = $"{kind}{i}.{run}@example.test";
+            db.Certificates.Add(new IssuedCertificate
+            {
+                SerialNumber = serial, Email = email, DisplayName = template.DisplayName, Profile = template.Profile, KeyAlgorithm = template.KeyAlgorithm,
+                SubjectDn = template.SubjectDn, NotBefore = template.NotBefore, NotAfter = template.NotAfter, IssuedAt = template.IssuedAt,
+                Der = template.Der, Sha256Fingerprint = template.Sha256Fingerprint, SpkiSha256 = template.SpkiSha256,
+            });
+            seeded.Add((email, serial));
+        }
+        await db.SaveChangesAsync();
+        return seeded;
+    }
+}
