@@ -93,7 +93,7 @@ try
         foreach (var entries in quick ? new[] { 10_000, 100_000 } : new[] { 10_000, 100_000, 1_000_000 })
         {
             var list = new List<CrlEntry>(entries);
-            for (var i = 0; i < entries; i++) list.Add(new CrlEntry(SerialNumber.New(), DateTimeOffset.UtcNow, X509RevocationReason.KeyCompromise));
+            for (var i = 0; i < entries; i++) list.Add(new CrlEntry(SerialNumber.New(DateTimeOffset.UtcNow), DateTimeOffset.UtcNow, X509RevocationReason.KeyCompromise));
             var sw = Stopwatch.StartNew();
             var crl = CrlEncoder.Build(ca.Issuing, 1, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(7), list);
             sw.Stop();
@@ -147,7 +147,7 @@ static SubscriberKey SubscriberKeyFor(string algorithm)
 }
 
 static CertificateOrder Order(SubscriberKey key, int i) =>
-    new($"user{i}@example.test", $"User {i}", CertificateProfileName.Dual, key, SerialNumber.New(),
+    new($"user{i}@example.test", $"User {i}", CertificateProfileName.Dual, key, SerialNumber.New(DateTimeOffset.UtcNow),
         DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(365));
 
 // N revoked certificates written straight into the service's database (one transaction, minimal rows: the CRL reads
@@ -191,7 +191,7 @@ static async Task<string> BigCrlAsync(int n, string? keep)
                 insert.Parameters.AddWithValue("$revokedAt", now.AddHours(-1).UtcTicks);
                 for (var i = 0; i < n; i++)
                 {
-                    serial.Value = SerialNumber.ToHex(SerialNumber.New());
+                    serial.Value = SerialNumber.ToHex(SerialNumber.New(DateTimeOffset.UtcNow));
                     email.Value = $"revoked{i}@example.com";
                     fingerprint.Value = i.ToString("X64", System.Globalization.CultureInfo.InvariantCulture);
                     await insert.ExecuteNonQueryAsync();
@@ -259,7 +259,7 @@ static async Task SeedCertificatesAsync(int n)
             var number = start + i;
             using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
             if (!SubscriberKey.TryAccept(new PublicKey(key), out var accepted, out var error)) throw new InvalidOperationException(error);
-            var serial = SerialNumber.New();
+            var serial = SerialNumber.New(now);
             var signed = issuer.Issue(new CertificateOrder($"seed{number}@example.com", $"Seed {number}", CertificateProfileName.Signing, accepted, serial,
                 now.AddMinutes(-1), now.AddDays(365)));
             rows[i] = new CertPortal.Data.IssuedCertificate

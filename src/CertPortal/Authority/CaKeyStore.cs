@@ -111,7 +111,7 @@ public sealed class CaKeyStore(CertPortalOptions options, TimeProvider time)
         var now = time.GetUtcNow();
         var notAfter = now.AddYears(options.Ca.IssuingValidityYears);
         if (notAfter > root.Certificate.NotAfter) notAfter = root.Certificate.NotAfter;
-        using var cert = req.Create(root.Certificate.SubjectName, root.SignatureGenerator, now.AddMinutes(-5), notAfter, SerialNumber.New());
+        using var cert = req.Create(root.Certificate.SubjectName, root.SignatureGenerator, now.AddMinutes(-5), notAfter, SerialNumber.New(now));
         return new CertificateAuthority(CertificateAuthority.IssuingName, X509CertificateLoader.LoadCertificate(cert.RawData), key);
     }
 

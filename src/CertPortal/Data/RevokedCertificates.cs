@@ -52,15 +52,11 @@ public static class RevokedCertificates
             await ReadAsync(db, now, each(0), ct);
             return;
         }
-        // Serials are random with the first byte 0x01-0x7F (SerialNumber.New), stored as upper-case hexadecimal: split
-        // that byte's range evenly. Other serials still land in exactly one part; only the balance would suffer.
-        var bounds = Enumerable.Range(0, parts + 1)
-            .Select(i => i == 0 ? null : i == parts ? null : (i * 0x80 / parts).ToString("X2", System.Globalization.CultureInfo.InvariantCulture))
-            .ToArray();
         var connectionString = db.Database.GetConnectionString();
         await db.Database.OpenConnectionAsync(ct);
         try
         {
+            var bounds = Bounds(SerialRange((SqliteConnection)db.Database.GetDbConnection()), parts);
             var readers = new Task[parts];
             readers[0] = Task.Run(() => ReadSqlite((SqliteConnection)db.Database.GetDbConnection(), now, bounds[0], bounds[1], each(0), ct), ct);
             for (var i = 1; i < parts; i++)
@@ -80,6 +76,45 @@ public static class RevokedCertificates
             await db.Database.CloseConnectionAsync();
         }
     }
+
+    /// <summary>The first and the last revoked serial (upper-case hexadecimal as stored), each read from one end of
+    /// IX_Certificates_Revoked; null when none is revoked.</summary>
+    private static (string? First, string? Last) SerialRange(SqliteConnection connection)
+    {
+        // Through SQLite's statement API, as the rows are read: the connection may be in the caller's transaction. Two
+        // subqueries: SQLite answers a lone min() or max() from an index's end, not both in one aggregate.
+        var handle = connection.Handle ?? throw new InvalidOperationException("The SQLite connection is not open.");
+        SqliteException.ThrowExceptionForRC(raw.sqlite3_prepare_v2(handle,
+            "SELECT (SELECT min(\"SerialNumber\") FROM \"Certificates\" WHERE \"RevokedAt\" IS NOT NULL), " +
+            "(SELECT max(\"SerialNumber\") FROM \"Certificates\" WHERE \"RevokedAt\" IS NOT NULL)", out var statement), handle);
+        using (statement)
+        {
+            var rc = raw.sqlite3_step(statement);
+            if (rc != raw.SQLITE_ROW) SqliteException.ThrowExceptionForRC(rc, handle);
+            static string? Text(sqlite3_stmt s, int column) => raw.sqlite3_column_type(s, column) == raw.SQLITE_NULL ? null : raw.sqlite3_column_text(s, column).utf8_to_string();
+            return (Text(statement, 0), Text(statement, 1));
+        }
+    }
+
+    /// <summary>The bounds of <paramref name="parts"/> consecutive serial ranges (the first and the last open) that split the
+    /// range the revoked serials span evenly by their first 8 bytes. Serials begin with their time of issue (SerialNumber.New),
+    /// so where the revoked ones lie follows when their certificates were issued (older, random serials spread over 01-7F).
+    /// Without two different first 8 bytes to split between, the first byte's range 01-7F is split. The bounds never
+    /// decrease, so every serial lands in exactly one range whatever they are: only the parts' balance depends on them.</summary>
+    internal static string?[] Bounds((string? First, string? Last) range, int parts)
+    {
+        var (first, last) = range.First is not null && range.Last is not null && TryPrefix(range.First, out var from) &&
+            TryPrefix(range.Last, out var to) && to > from ? (from, to) : (0x01UL << 56, 0x80UL << 56);
+        var bounds = new string?[parts + 1];
+        for (var i = 1; i < parts; i++)
+            bounds[i] = (first + (ulong)((UInt128)(last - first) * (ulong)i / (ulong)parts)).ToString("X16", System.Globalization.CultureInfo.InvariantCulture);
+        return bounds;
+    }
+
+    /// <summary>The first 8 bytes of a hexadecimal serial as a number (a shorter serial padded with zeros, as it sorts).</summary>
+    private static bool TryPrefix(string hex, out ulong prefix) =>
+        ulong.TryParse(hex.Length >= 16 ? hex[..16] : hex.PadRight(16, '0'), System.Globalization.NumberStyles.AllowHexSpecifier,
+            System.Globalization.CultureInfo.InvariantCulture, out prefix);
 
     /// <summary>For the data reader (PostgreSQL): the reason as the CRL's reasonCode number, mapped in SQL so no string
     /// is read per row; S/MIME BR 7.2.2: "unspecified" is omitted (NULL).</summary>

@@ -102,7 +102,7 @@ public sealed class EnrollmentService(
             return Failure.Unprocessable("Token without a usable display name.",
                 $"This CA puts the person's name in the certificate, and this token's display name is empty or longer than {EnrollmentTokens.MaxCommonNameLength} characters. Ask your administrator for a new token.");
         var now = time.GetUtcNow();
-        var serial = SerialNumber.New();
+        var serial = SerialNumber.New(now);
         var serialHex = SerialNumber.ToHex(serial);
 
         // A minute of backdating absorbs clock skew between us and relying parties (S/MIME BR allow up to 48 h).

@@ -114,7 +114,7 @@ public sealed class OcspSigners(CaHierarchy ca, KeyEncryptionSecret kek, CertPor
         var notBefore = now.AddMinutes(-5);
         var notAfter = now + options.Ocsp.SignerValidity;
         if (notAfter > issuer.Certificate.NotAfter) notAfter = issuer.Certificate.NotAfter;
-        using var cert = req.Create(issuer.Certificate.SubjectName, issuer.SignatureGenerator, notBefore, notAfter, SerialNumber.New());
+        using var cert = req.Create(issuer.Certificate.SubjectName, issuer.SignatureGenerator, notBefore, notAfter, SerialNumber.New(now));
         return new CertificateAuthority("ocsp-" + issuer.Name, X509CertificateLoader.LoadCertificate(cert.RawData), key);
     }
 

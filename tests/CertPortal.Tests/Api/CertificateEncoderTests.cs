@@ -33,7 +33,7 @@ public sealed class CertificateEncoderTests
         Assert.True(SubscriberKey.TryAccept(csr.PublicKey, out var key, out _));
         // Fractions of a second in the order, as the service makes them: both encoders drop them.
         var now = new DateTimeOffset(2026, 12, 4, 18, 0, 0, TimeSpan.Zero).AddTicks(1234567);
-        var order = new CertificateOrder("alice@example.com", "Alice Q. Example", CertificateProfileName.Dual, key, SerialNumber.New(),
+        var order = new CertificateOrder("alice@example.com", "Alice Q. Example", CertificateProfileName.Dual, key, SerialNumber.New(now),
             now.AddMinutes(-1), now.AddDays(365));
 
         var signed = issuer.Issue(order);
@@ -67,7 +67,7 @@ public sealed class CertificateEncoderTests
         using var ec = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         Assert.True(SubscriberKey.TryAccept(new PublicKey(ec), out var key, out _));
         var notBefore = new DateTimeOffset(2049, 12, 31, 23, 59, 59, TimeSpan.Zero).AddTicks(9_999_999);
-        var order = new CertificateOrder("carol@example.com", "", CertificateProfileName.Encryption, key, SerialNumber.New(), notBefore, notBefore.AddDays(30));
+        var order = new CertificateOrder("carol@example.com", "", CertificateProfileName.Encryption, key, SerialNumber.New(notBefore), notBefore, notBefore.AddDays(30));
         var request = new CertificateIssuer(ca, options).BuildRequest(order);
         var algorithm = ca.Issuing.SignatureGenerator.GetSignatureAlgorithmIdentifier(ca.Issuing.HashAlgorithm);
 
@@ -88,7 +88,7 @@ public sealed class CertificateEncoderTests
         using var ca = new CaHierarchy(root, issuing, urls);
         using var ec = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         Assert.True(SubscriberKey.TryAccept(new PublicKey(ec), out var key, out _));
-        var order = new CertificateOrder("bob@example.com", "", CertificateProfileName.Signing, key, SerialNumber.New(),
+        var order = new CertificateOrder("bob@example.com", "", CertificateProfileName.Signing, key, SerialNumber.New(DateTimeOffset.UtcNow),
             DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(900));
         // 900 days is longer than the BR allow: the TBS is refused before anything is signed.
         var refused = Assert.Throws<CertificateLintException>(() => new CertificateIssuer(ca, options).Issue(order));

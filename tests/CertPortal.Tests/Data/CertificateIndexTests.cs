@@ -33,4 +33,15 @@ public sealed class CertificateIndexTests(CertPortalApp app) : IClassFixture<Cer
         var stored = await db.Certificates.AsNoTracking().SingleAsync(c => c.SerialNumber == issued.SerialNumber);
         Assert.Equal(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(stored.Der)), stored.Sha256Fingerprint);
     }
+
+    [Fact]
+    public async Task A_certificate_issued_later_has_a_serial_that_sorts_after_the_earlier_ones()
+    {
+        // Serials begin with their time of issue: the primary key's index takes each new certificate at its right edge, one
+        // page for a group of enrollments, where a random serial sent every insert to a page of its own.
+        var (first, _) = await app.IssueAsync($"order.{Guid.NewGuid():N}@example.test", "signing");
+        await Task.Delay(2);
+        var (second, _) = await app.IssueAsync($"order.{Guid.NewGuid():N}@example.test", "signing");
+        Assert.True(string.CompareOrdinal(first.SerialNumber, second.SerialNumber) < 0, $"{first.SerialNumber} then {second.SerialNumber}");
+    }
 }
