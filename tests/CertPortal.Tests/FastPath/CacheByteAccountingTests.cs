@@ -135,7 +135,7 @@ public sealed class CacheByteAccountingTests(CacheByteAccountingTests.EcApp app,
         var seeded = new List<(string, string)>();
         for (var i = 0; i < Warm + Entries; i++)
         {
-            var serial = SerialNumber.ToHex(SerialNumber.New());
+            var serial = SerialNumber.ToHex(SerialNumber.New(DateTimeOffset.UtcNow));
             var email = $"{kind}{i}.{run}@example.test";
             db.Certificates.Add(new IssuedCertificate
             {
