@@ -19,8 +19,8 @@ public sealed class MeasuresTheHeap;
 /// managed heap's growth (after full collections) while 2,000 mailboxes are looked up and 2,000 responses are signed and
 /// kept, with the EC-P256 issuing CA <c>bench/compare.sh --memory</c> runs. Counting too little would let a cache
 /// outgrow its bound; counting too much would keep fewer answers than the bound allows. The heap's reading varies by
-/// up to ~15 % from run to run (what else the test process frees meanwhile), hence the range: a share of an entry
-/// forgotten or counted twice (the responder's certificate, 703 bytes; a JSON answer, ~1,300) falls outside it.</summary>
+/// up to ~25 % from run to run (what else the test process frees meanwhile), hence the range: a large share of an entry
+/// forgotten (a look-up's JSON answer, ~1,300 bytes) falls outside it.</summary>
 [Collection(nameof(MeasuresTheHeap))]
 public sealed class CacheByteAccountingTests(CacheByteAccountingTests.EcApp app, ITestOutputHelper output) : IClassFixture<CacheByteAccountingTests.EcApp>
 {
