@@ -27,6 +27,9 @@ public sealed record OcspAnswer(byte[] Der, DateTimeOffset? ThisUpdate = null, D
 
 /// <summary>Answers OCSP requests (RFC 6960, RFC 5019 profile) for both CAs, from memory: each certificate's signed
 /// response is kept per (CA, CertID hash algorithm, serial), so a relying party's question costs a dictionary look-up.
+/// A response is kept from the certificate's second request within a recent window on (<see cref="OcspDoorkeeper"/>):
+/// the first is signed and answered but not kept, the second is signed once more and kept, the third on is served from
+/// memory, so certificates asked about once do not fill the cache.
 /// <para>Kept correct on every node with the look-up cache's change log: issuance, revocation, hold and release write a
 /// CertificateChange row in their transaction, and <see cref="RecipientCache.MailboxesChanged"/> (at commit on this node,
 /// at the next poll on the others) drops the responses of that mailbox's certificates and signs them again in the
@@ -55,6 +58,7 @@ public sealed class OcspResponder : BackgroundService
     private readonly TimeProvider _time;
     private readonly ILogger<OcspResponder> _logger;
     private readonly IssuerHashes[] _issuers;
+    private readonly OcspDoorkeeper _doorkeeper = new();
 
     private readonly ConcurrentDictionary<Key, Entry> _entries = new();
     // GET paths answered from a kept response, to that response: RFC 5019 clients send the same request bytes every time,
@@ -187,12 +191,13 @@ public sealed class OcspResponder : BackgroundService
     /// <summary>Bytes the cached responses take, as counted against <see cref="OcspOptions.MaxCacheBytes"/>.</summary>
     internal long CachedBytes { get { lock (_gate) return _bytes; } }
 
-    /// <summary>The cached response, or a new one (kept unless it is unknown or a change overlapped its read).</summary>
+    /// <summary>The cached response, or a new one (kept unless it is unknown, a change overlapped its read, or this is
+    /// the certificate's first request lately).</summary>
     private async ValueTask<Entry> EntryAsync(string authority, CertId id, CancellationToken ct)
     {
         var key = new Key(authority, id.HashAlgorithm, id.SerialHex);
-        if (_entries.TryGetValue(key, out var entry) && Fresh(entry, authority)) return entry;
-        return await LoadAsync(key, id, ct);
+        if (!_entries.TryGetValue(key, out var entry)) return await LoadAsync(key, id, admitted: false, ct);
+        return Fresh(entry, authority) ? entry : await LoadAsync(key, id, admitted: true, ct);
     }
 
     private bool Fresh(Entry entry, string authority) => Current(entry, authority, _time.GetUtcNow(), _options.RefreshAfter);
@@ -200,7 +205,9 @@ public sealed class OcspResponder : BackgroundService
     private bool Current(Entry entry, string authority, DateTimeOffset now, TimeSpan refreshAfter) =>
         ReferenceEquals(entry.Signer, _signers.For(authority)) && now - entry.ThisUpdate < refreshAfter && !(entry.Expires <= now);
 
-    private async Task<Entry> LoadAsync(Key key, CertId id, CancellationToken ct)
+    /// <param name="admitted">The response replaces a kept one (stale, or dropped by a change); otherwise it is kept only
+    /// when the doorkeeper has seen the certificate asked about before.</param>
+    private async Task<Entry> LoadAsync(Key key, CertId id, bool admitted, CancellationToken ct)
     {
         var generation = Volatile.Read(ref _generation);
         var (mailbox, answer, expires) = await ReadStatusAsync(key.Authority, id, ct);
@@ -209,7 +216,9 @@ public sealed class OcspResponder : BackgroundService
         var signer = _signers.For(key.Authority);
         var der = OcspResponseEncoder.Build(signer, now, [(id, answer)], now, nextUpdate, null);
         var entry = new Entry(key, id, mailbox, answer, signer, der, now, nextUpdate, expires);
-        if (answer.Status != OcspCertStatus.Unknown && _options.MaxCachedResponses > 0 && _options.MaxCacheBytes > 0 && _changes.Watching)
+        // The doorkeeper is asked last, so unknown serials (a flood of made-up ones) leave no marks to push out real ones.
+        if (answer.Status != OcspCertStatus.Unknown && _options.MaxCachedResponses > 0 && _options.MaxCacheBytes > 0 && _changes.Watching &&
+            (admitted || _doorkeeper.SeenBefore(key.Authority, key.HashAlgorithm, key.Serial)))
             Keep(key, entry, generation);
         return entry;
     }
@@ -313,7 +322,7 @@ public sealed class OcspResponder : BackgroundService
     {
         try
         {
-            foreach (var (key, id) in dropped) await LoadAsync(key, id, _stopping.Token);
+            foreach (var (key, id) in dropped) await LoadAsync(key, id, admitted: true, _stopping.Token);
         }
         catch (Exception e) when (!_stopping.IsCancellationRequested)
         {
@@ -421,7 +430,7 @@ public sealed class OcspResponder : BackgroundService
         foreach (var (key, entry) in _entries)
         {
             if (Current(entry, key.Authority, now, _options.RefreshAfter - RefreshMargin)) continue;
-            await LoadAsync(key, entry.Id, ct);
+            await LoadAsync(key, entry.Id, admitted: true, ct);
         }
     }
 }

@@ -49,6 +49,8 @@ public sealed class OcspRenewalTests
         var path = OcspProbe.GetPath(OcspProbe.Request(issuing, issued.SerialNumber));
         var responder = app.Service<OcspResponder>();
 
+        // Asked twice: a response is kept from a certificate's second request on, and only kept ones are refreshed.
+        await app.Client.GetByteArrayAsync(path);
         var (first, firstBasic) = OcspProbe.Read(await app.Client.GetByteArrayAsync(path));
         var firstSigner = firstBasic.GetCerts()[0];
         Assert.Equal(first.ThisUpdate, OcspProbe.Read(await app.Client.GetByteArrayAsync(path)).Answer.ThisUpdate); // cached
