@@ -18,9 +18,11 @@ public sealed class MeasuresTheHeap;
 /// <summary>What the look-up and OCSP caches count against their byte bounds, held against what their entries take: the
 /// managed heap's growth (after full collections) while 2,000 mailboxes are looked up and 2,000 responses are signed and
 /// kept, with the EC-P256 issuing CA <c>bench/compare.sh --memory</c> runs. Counting too little would let a cache
-/// outgrow its bound; counting too much would keep fewer answers than the bound allows. The heap's reading varies by
-/// up to ~25 % from run to run (what else the test process frees meanwhile), hence the range: a large share of an entry
-/// forgotten (a look-up's JSON answer, ~1,300 bytes) falls outside it.</summary>
+/// outgrow its bound; counting too much would keep fewer answers than the bound allows. The heap's reading varies from
+/// run to run by what else the test process frees or keeps meanwhile, a disturbance of a fixed size: over these 2,000
+/// entries it moved the OCSP figure from 1,191 to 1,815 bytes per response (counted 1,588), hence the range 0.75-1.5
+/// (0.8-1.3 failed once at 1.33), which a large share of an entry forgotten (a look-up's JSON answer, ~1,300 bytes of
+/// 2,768) or counted twice still falls outside.</summary>
 [Collection(nameof(MeasuresTheHeap))]
 public sealed class CacheByteAccountingTests(CacheByteAccountingTests.EcApp app, ITestOutputHelper output) : IClassFixture<CacheByteAccountingTests.EcApp>
 {
@@ -56,7 +58,7 @@ public sealed class CacheByteAccountingTests(CacheByteAccountingTests.EcApp app,
 
         output.WriteLine($"look-up entry: {counted:N0} bytes counted, {measured:N0} bytes on the heap");
         Assert.Equal(Warm + Entries, cache.Count);
-        Assert.InRange(counted / measured, 0.8, 1.3);
+        Assert.InRange(counted / measured, 0.75, 1.5);
     }
 
     [Fact]
@@ -90,7 +92,7 @@ public sealed class CacheByteAccountingTests(CacheByteAccountingTests.EcApp app,
         output.WriteLine($"kept OCSP response: {counted:N0} bytes counted, {measured:N0} bytes on the heap " +
             $"(response {last!.Der.Length} bytes without the responder's certificate of {last.Certificate!.Length})");
         Assert.Equal(Warm + Entries, responder.CachedResponses);
-        Assert.InRange(counted / measured, 0.8, 1.3);
+        Assert.InRange(counted / measured, 0.75, 1.5);
     }
 
     /// <summary>Bytes per entry: the heap's growth and the cache's count over the entries <paramref name="fill"/> adds.</summary>
