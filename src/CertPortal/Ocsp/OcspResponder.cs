@@ -248,10 +248,20 @@ public sealed class OcspResponder : BackgroundService
 
     /// <summary>Under _gate, when a bound is passed: drops responses (whichever the dictionary yields first) until a
     /// tenth of each bound is free again.</summary>
-    private void EvictSome()
+    private void EvictSome() =>
+        EvictDownTo(_options.MaxCachedResponses - Math.Max(1, _options.MaxCachedResponses / 10), _options.MaxCacheBytes - _options.MaxCacheBytes / 10);
+
+    /// <summary>Drops every kept response (tests read the heap before and after it, to hold the byte count against what
+    /// the responses take).</summary>
+    internal void Clear()
     {
-        var keepCount = _options.MaxCachedResponses - Math.Max(1, _options.MaxCachedResponses / 10);
-        var keepBytes = _options.MaxCacheBytes - _options.MaxCacheBytes / 10;
+        lock (_gate) EvictDownTo(0, 0);
+    }
+
+    /// <summary>Under _gate: drops responses until at most <paramref name="keepCount"/> responses of at most
+    /// <paramref name="keepBytes"/> bytes are kept.</summary>
+    private void EvictDownTo(int keepCount, long keepBytes)
+    {
         foreach (var (key, entry) in _entries)
         {
             if (_entries.Count <= keepCount && _bytes <= keepBytes) break;

@@ -28,6 +28,8 @@ public sealed class CacheByteAccountingTests(CacheByteAccountingTests.EcApp app,
 {
     private const int Entries = 2000;
     private const int Warm = 50;
+    private const int Attempts = 3;
+    private const double Low = 0.75, High = 1.5;
 
     public sealed class EcApp : CertPortalApp
     {
@@ -49,16 +51,19 @@ public sealed class CacheByteAccountingTests(CacheByteAccountingTests.EcApp app,
         var mailboxes = (await SeedAsync(app, "lookup", Warm + Entries)).Select(s => s.Email).ToList();
         foreach (var mailbox in mailboxes.Take(Warm)) Assert.NotNull(await cache.LookupAsync(mailbox, CertificateUsage.Signing, CancellationToken.None));
 
-        // Each address a new string, as each request's is: the cache keeps it.
-        var (measured, counted) = await MeasureAsync(async () =>
+        var ratio = await AttemptsAsync(async attempt =>
         {
-            foreach (var mailbox in mailboxes.Skip(Warm))
-                Assert.NotNull(await cache.LookupAsync(new string(mailbox.AsSpan()), CertificateUsage.Signing, CancellationToken.None));
-        }, () => cache.CachedBytes);
-
-        output.WriteLine($"look-up entry: {counted:N0} bytes counted, {measured:N0} bytes on the heap");
-        Assert.Equal(Warm + Entries, cache.Count);
-        Assert.InRange(counted / measured, 0.75, 1.5);
+            var fresh = attempt == 0 ? mailboxes.Skip(Warm).ToList() : (await SeedAsync(app, "lookup", Entries)).Select(s => s.Email).ToList();
+            // Each address a new string, as each request's is: the cache keeps it.
+            var (measured, counted) = await MeasureAsync(async () =>
+            {
+                foreach (var mailbox in fresh)
+                    Assert.NotNull(await cache.LookupAsync(new string(mailbox.AsSpan()), CertificateUsage.Signing, CancellationToken.None));
+            }, () => (cache.CachedBytes, cache.Count), () => cache.DropExpired(DateTimeOffset.MaxValue));
+            output.WriteLine($"look-up entry: {counted:N0} bytes counted, {measured:N0} bytes on the heap");
+            return counted / measured;
+        });
+        Assert.InRange(ratio, Low, High);
     }
 
     [Fact]
@@ -84,26 +89,52 @@ public sealed class CacheByteAccountingTests(CacheByteAccountingTests.EcApp app,
         }
         foreach (var serial in serials.Take(Warm)) await AskAsync(serial);
 
-        var (measured, counted) = await MeasureAsync(async () =>
+        var ratio = await AttemptsAsync(async attempt =>
         {
-            foreach (var serial in serials.Skip(Warm)) await AskAsync(serial);
-        }, () => responder.CachedBytes);
-
-        output.WriteLine($"kept OCSP response: {counted:N0} bytes counted, {measured:N0} bytes on the heap " +
-            $"(response {last!.Der.Length} bytes without the responder's certificate of {last.Certificate!.Length})");
-        Assert.Equal(Warm + Entries, responder.CachedResponses);
-        Assert.InRange(counted / measured, 0.75, 1.5);
+            var fresh = attempt == 0 ? serials.Skip(Warm).ToList() : (await SeedAsync(app, "ocsp", Entries)).Select(s => s.Serial).ToList();
+            var (measured, counted) = await MeasureAsync(async () =>
+            {
+                foreach (var serial in fresh) await AskAsync(serial);
+            }, () => (responder.CachedBytes, responder.CachedResponses), responder.Clear);
+            output.WriteLine($"kept OCSP response: {counted:N0} bytes counted, {measured:N0} bytes on the heap " +
+                $"(response {last!.Der.Length} bytes without the responder's certificate of {last.Certificate!.Length})");
+            return counted / measured;
+        });
+        Assert.InRange(ratio, Low, High);
     }
 
-    /// <summary>Bytes per entry: the heap's growth and the cache's count over the entries <paramref name="fill"/> adds.</summary>
-    private static async Task<(double Measured, double Counted)> MeasureAsync(Func<Task> fill, Func<long> countedBytes)
+    /// <summary>The ratio of counted to measured bytes per entry, measured again with new entries (up to
+    /// <see cref="Attempts"/> times) while it falls outside the range: in the whole suite other test classes' hosts
+    /// still free and allocate megabytes while the heap is read (a look-up reading of 1,213 bytes per entry against
+    /// 2,768 counted, 2,639 alone). That noise comes and goes; a wrong count is wrong in every attempt.</summary>
+    private static async Task<double> AttemptsAsync(Func<int, Task<double>> measure)
     {
-        var heapBefore = await SettledLiveBytesAsync();
-        var countedBefore = countedBytes();
+        var ratio = double.NaN;
+        for (var attempt = 0; attempt < Attempts; attempt++)
+        {
+            ratio = await measure(attempt);
+            if (ratio is >= Low and <= High) break;
+        }
+        return ratio;
+    }
+
+    /// <summary>Bytes per entry, read as the cache empties rather than as it fills: the cache is emptied, filled by
+    /// <paramref name="fill"/> (which must add exactly <see cref="Entries"/> entries), the heap read, the cache emptied
+    /// again and the heap read again. Between the two readings only the emptying runs, a moment long, so what other test
+    /// classes' hosts free or allocate meanwhile hardly counts (read over the whole fill, it once gave -816 bytes per OCSP
+    /// response in the full suite).</summary>
+    private static async Task<(double Measured, double Counted)> MeasureAsync(Func<Task> fill, Func<(long Bytes, int Count)> cached, Action empty)
+    {
+        empty();
         await fill();
-        var heap = await SettledLiveBytesAsync() - heapBefore;
-        var counted = countedBytes() - countedBefore;
-        return ((double)heap / Entries, (double)counted / Entries);
+        var (countedFull, count) = cached();
+        Assert.Equal(Entries, count);
+        var heapFull = await SettledLiveBytesAsync();
+        empty();
+        var heapEmpty = await SettledLiveBytesAsync();
+        var (countedEmpty, left) = cached();
+        Assert.Equal(0, left);
+        return ((double)(heapFull - heapEmpty) / Entries, (double)(countedFull - countedEmpty) / Entries);
     }
 
     /// <summary>The live heap once two readings a moment apart agree: the fixtures of tests that ran before may still be
