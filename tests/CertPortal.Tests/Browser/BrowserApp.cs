@@ -62,7 +62,11 @@ public class BrowserApp : CertPortalApp
         await page.GetByLabel("Account name").FillAsync(name);
         await page.GetByLabel("Password").FillAsync(password);
         await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
-        await page.WaitForURLAsync(u => !u.Contains("/account/login"));
+        // Not WaitForURL's default (the load event): in a clean-clone run under load it waited 90 s for the load event
+        // of a document already replaced (as ConsoleSessionTests' sign-out did). The sign-out button is what the signed-in
+        // person sees, and Expect polls for it on whichever document is current.
+        await page.WaitForURLAsync(u => !u.Contains("/account/login"), new() { WaitUntil = WaitUntilState.Commit });
+        await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { NameRegex = new System.Text.RegularExpressions.Regex("^Sign out") })).ToBeVisibleAsync();
     }
 
     /// <summary>Runs axe-core (from web/'s lockfile) in the page; returns the serious and critical violations.</summary>
