@@ -212,8 +212,14 @@ public static class Extensions
         app.UseMiddleware<RequestLimits>();
         app.UseSecurityHeaders();
         app.UseStaticFiles();
-        app.UseSwagger();
-        app.UseSwaggerUI(c => c.DocumentTitle = "CertPortal API");
+        // Only under /swagger, where they answer: Swagger's middleware takes its document generator (transient, with the
+        // schema generator and their options) from the request's services for every request it sees, and a profile of
+        // enrollments had that on every POST.
+        app.UseWhen(c => c.Request.Path.StartsWithSegments("/swagger"), swagger =>
+        {
+            swagger.UseSwagger();
+            swagger.UseSwaggerUI(c => c.DocumentTitle = "CertPortal API");
+        });
         app.UseAuthentication();
         app.UseAuthorization();
         app.UsePrivatePageCaching();

@@ -27,11 +27,12 @@ public static class EnrollmentApi
     }
 
     private static async Task<Results<Created<CreatedToken>, ProblemHttpResult>> CreateToken(
-        [FromBody] CreateTokenRequest request, EnrollmentTokens tokens, Invitations invitations, HttpContext http, CancellationToken ct)
+        [FromBody] CreateTokenRequest request, EnrollmentTokens tokens, HttpContext http, CancellationToken ct)
     {
-        // "send": true mails the link (an invitation) instead of handing it to the caller.
+        // "send": true mails the link (an invitation) instead of handing it to the caller. Invitations, which holds the
+        // request's EF Core context, is resolved for those requests only (see Enroll).
         var outcome = request.Send
-            ? await invitations.InviteAsync(request, AuditLog.ActorOf(http.User), ct)
+            ? await http.RequestServices.GetRequiredService<Invitations>().InviteAsync(request, AuditLog.ActorOf(http.User), ct)
             : await tokens.CreateAsync(request, AuditLog.ActorOf(http.User), ct);
         return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Created($"/api/v1/tokens/{outcome.Value!.Id}", outcome.Value);
     }
@@ -48,11 +49,13 @@ public static class EnrollmentApi
     /// <summary>201 for a new certificate; 200 when the request repeats one that already succeeded (same token and
     /// public key, or same requestId and password for a server-generated key): the client collects what it lost.</summary>
     private static async Task<Results<Created<EnrollmentResult>, Ok<EnrollmentResult>, ProblemHttpResult>> Enroll(
-        [FromBody] EnrollmentRequest request, EnrollmentService enrollment, CertPortal.Escrow.ServerKeyEnrollment serverKeys, CancellationToken ct)
+        [FromBody] EnrollmentRequest request, EnrollmentService enrollment, HttpContext http, CancellationToken ct)
     {
         // keyAlgorithm/pkcs12Password instead of a CSR: the server generates (and escrows) the key, where policy allows.
+        // ServerKeyEnrollment is resolved for those requests only: as a parameter it was built for every enrollment, with
+        // the pooled EF Core context it holds rented and reset each time.
         var outcome = request.KeyAlgorithm is not null || request.Pkcs12Password is not null
-            ? await serverKeys.EnrollAsync(request, "enrollee", ct)
+            ? await http.RequestServices.GetRequiredService<CertPortal.Escrow.ServerKeyEnrollment>().EnrollAsync(request, "enrollee", ct)
             : await enrollment.EnrollAsync(request, "enrollee", ct);
         if (outcome.Failure is { } f) return f.ToProblem();
         return outcome.Value!.Collected ? TypedResults.Ok(outcome.Value) : TypedResults.Created($"/api/v1/certificates/{outcome.Value.SerialNumber}", outcome.Value);

@@ -41,8 +41,11 @@ internal sealed record IssuanceGrant(string Email, string DisplayName, Certifica
 /// the <see cref="GroupCommitWriter"/>, and only after that commit does the certificate leave the process.
 /// A token can be spent once; the same request repeated (same token and public key) collects the certificate
 /// it was issued, so a client that lost the answer is never locked out of its own certificate.</summary>
-public sealed class EnrollmentService(
-    CertPortalDbContext db, EnrollmentTokens tokens, CertificateIssuer issuer, CaHierarchy ca, GroupCommitWriter writer,
+/// <remarks>The request's EF Core context is taken from the request's services only on the paths that read through it
+/// (collecting a certificate already issued): a pooled context is rented and reset per request that asks for it, and a
+/// plain enrollment reads its token on a connection of its own and writes through the group writer.</remarks>
+public sealed partial class EnrollmentService(
+    IServiceProvider services, EnrollmentTokens tokens, CertificateIssuer issuer, CaHierarchy ca, GroupCommitWriter writer,
     CertPortalOptions options, TimeProvider time, IEnumerable<ICertificateEvents> observers, CertPortal.Escrow.KeyArchive archive,
     ILogger<EnrollmentService> logger)
 {
@@ -64,8 +67,9 @@ public sealed class EnrollmentService(
         var inspected = CsrInspector.Inspect(request.Csr, token.Email);
         if (inspected.Failure is { } csrFailure) return csrFailure;
 
-        var spki = inspected.Value!.PublicKey.ExportSubjectPublicKeyInfo();
-        return await IssueAsync(token, inspected.Value!, actor, c => SameKey(c, spki), prepare: null, ct);
+        // The key's encoding for comparison is made only when a concurrent duplicate is looked for (rare).
+        var key = inspected.Value!;
+        return await IssueAsync(token, key, actor, c => SameKey(c, key.PublicKey.ExportSubjectPublicKeyInfo()), prepare: null, ct);
     }
 
     /// <summary>Signs, then records through the group writer. <paramref name="prepare"/> runs after signing and
@@ -171,16 +175,19 @@ public sealed class EnrollmentService(
         });
 
         if (blocked is not null) return blocked;
-        if (record is not null)
-            logger.LogInformation("Issued {Profile} certificate {Serial} for {Email} ({KeyAlgorithm})",
-                record.Profile, serialHex, record.Email, record.KeyAlgorithm);
+        if (record is not null) LogIssued(logger, record.Profile, serialHex, record.Email, record.KeyAlgorithm);
         return record;
     }
+
+    // Generated: the level is checked before anything is boxed or looked up (LogInformation's params array, the boxed
+    // profile and the template's formatter were made for every certificate even where Information is off).
+    [LoggerMessage(Level = LogLevel.Information, Message = "Issued {Profile} certificate {Serial} for {Email} ({KeyAlgorithm})")]
+    private static partial void LogIssued(ILogger logger, CertificateProfileName profile, string serial, string email, string keyAlgorithm);
 
     /// <summary>The certificate already issued for a spent token, when <paramref name="sameRequest"/> recognises it; else null.</summary>
     internal async Task<EnrollmentResult?> CollectAsync(Guid tokenId, Func<IssuedCertificate, bool> sameRequest, CancellationToken ct)
     {
-        var issued = await db.Certificates.AsNoTracking().FirstOrDefaultAsync(c => c.TokenId == tokenId, ct);
+        var issued = await services.GetRequiredService<CertPortalDbContext>().Certificates.AsNoTracking().FirstOrDefaultAsync(c => c.TokenId == tokenId, ct);
         if (issued is null || !sameRequest(issued)) return null;
         return Result(issued) with { Collected = true };
     }

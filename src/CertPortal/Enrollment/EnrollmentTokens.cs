@@ -28,9 +28,14 @@ public sealed record TokenView(Guid Id, string Email, string DisplayName, string
 
 /// <summary>Enrollment tokens: a secret shown once, stored as SHA-256 (the secret has 256 random bits,
 /// so a fast hash is enough: nothing to brute-force), spent exactly once.</summary>
-public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter writer, CertPortalOptions options, TimeProvider time,
+/// <remarks>The request's EF Core context is taken from the request's services when a method reads through it: token
+/// creation writes through the group writer and an enrollment reads its token on a connection of its own, and a pooled
+/// context rented for them would only be reset and returned.</remarks>
+public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWriter writer, CertPortalOptions options, TimeProvider time,
     SqliteReadConnections? readers = null, PostgresReadConnections? postgresReaders = null)
 {
+    private CertPortalDbContext Db => services.GetRequiredService<CertPortalDbContext>();
+
     public const string Prefix = "cpt_";
     public const int MaxDisplayNameLength = 128;
     /// <summary>X.520 ub-common-name: in DisplayName mode the display name is the certificate's CN.</summary>
@@ -89,7 +94,7 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
     public async Task<IReadOnlyList<TokenView>> ListAsync(string? email, string? status, CancellationToken ct)
     {
         var now = time.GetUtcNow();
-        var q = db.EnrollmentTokens.AsNoTracking();
+        var q = Db.EnrollmentTokens.AsNoTracking();
         if (!string.IsNullOrWhiteSpace(email)) q = q.Where(t => t.Email == email.Trim());
         var all = await q.OrderByDescending(t => t.CreatedAt).Take(1000).ToListAsync(ct);
         return all.Select(t => TokenView.From(t, now))
@@ -100,6 +105,7 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
     public async Task<Outcome<TokenView>> RevokeAsync(Guid id, string actor, CancellationToken ct)
     {
         var now = time.GetUtcNow();
+        var db = Db;
         var token = await db.EnrollmentTokens.FirstOrDefaultAsync(t => t.Id == id, ct);
         if (token is null) return Failure.NotFound($"No enrollment token has id {id}.");
         if (token.UsedAt is not null)
@@ -138,12 +144,12 @@ public sealed class EnrollmentTokens(CertPortalDbContext db, GroupCommitWriter w
         // for it, on PostgreSQL on a data source of its own.
         var (token, stored) = readers is not null ? await DirectSql.FindTokenByHashAsync(readers, hash, ct)
             : postgresReaders is not null ? await DirectSql.FindTokenByHashAsync(postgresReaders, hash, ct)
-            : await DirectSql.FindTokenByHashAsync(db, hash, ct);
+            : await DirectSql.FindTokenByHashAsync(Db, hash, ct);
         return token is not null && CryptographicOperations.FixedTimeEquals(token.TokenHash, hash) ? (token, stored) : (null, null);
     }
 
     public async Task<EnrollmentToken?> FindByIdAsync(Guid id, CancellationToken ct) =>
-        await db.EnrollmentTokens.AsNoTracking().FirstOrDefaultAsync(t => t.Id == id, ct);
+        await Db.EnrollmentTokens.AsNoTracking().FirstOrDefaultAsync(t => t.Id == id, ct);
 
     public static Failure Unknown => Failure.Forbidden("Invalid enrollment token.", "The enrollment token is missing or unknown.");
 

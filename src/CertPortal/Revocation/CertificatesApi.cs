@@ -152,5 +152,15 @@ public static class CertificatesApi
 
 public static class Pem
 {
-    public static string Certificate(byte[] der) => new string(System.Security.Cryptography.PemEncoding.Write("CERTIFICATE", der)) + "\n";
+    private const string CertificateLabel = "CERTIFICATE";
+
+    /// <summary>The certificate as PEM with a final line feed, written straight into the one string (every enrollment
+    /// answer carries it; PemEncoding.Write's char array, a string of it and a copy with the line feed were three).</summary>
+    public static string Certificate(byte[] der) =>
+        string.Create(System.Security.Cryptography.PemEncoding.GetEncodedSize(CertificateLabel.Length, der.Length) + 1, der, static (chars, der) =>
+        {
+            if (!System.Security.Cryptography.PemEncoding.TryWrite(CertificateLabel, der, chars, out var written) || written != chars.Length - 1)
+                throw new InvalidOperationException("PEM encoding did not fill its computed size.");
+            chars[written] = '\n';
+        });
 }
