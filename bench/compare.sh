@@ -519,7 +519,8 @@ pgms() { case "$1" in pg-*) printf " + %.2f ms PostgreSQL" "$2" ;; esac; }
 # gen CLIENTCPU: the load generator's CPU per request ("; wrk 31 µs CPU")
 gen() { printf "; %s %.0f µs CPU" "$client" "$(echo "1000 * $1" | bc -l)"; }
 # ratio VALUE REFERENCE (no reference: not measured in this run, see --only)
-ratio() { if [ -n "${2:-}" ]; then printf "%.0f %%" "$(echo "100 * $1 / $2" | bc -l)"; else printf -- "-"; fi; }
+#   one decimal: a ratio of 69.7 % printed as "70 %" read as the RSA-3072 target met in session 15's final run
+ratio() { if [ -n "${2:-}" ]; then printf "%.1f %%" "$(echo "100 * $1 / $2" | bc -l)"; else printf -- "-"; fi; }
 # cfssl_cell KEY: the reference cell of cfssl's row(s) under KEY (cfssl-LABEL: the mean of the runs before and after
 # the row, each rate shown; cfssl: measured alone)
 cfssl_cell() {
