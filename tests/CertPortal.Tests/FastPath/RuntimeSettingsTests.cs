@@ -11,6 +11,7 @@ public sealed class RuntimeSettingsTests
     [InlineData("System.GC.Server", "true")]
     [InlineData("System.GC.DynamicAdaptationMode", "1")]
     [InlineData("System.GC.ConserveMemory", "9")]
+    [InlineData("System.GC.DGen0GrowthMaxFactor", "1000")]
     [InlineData("System.Runtime.TieredPGO", "false")]
     [InlineData("System.Runtime.TieredCompilation.CallCountingDelayMs", "0")]
     public void The_service_runs_with_the_measured_setting(string name, string value)
