@@ -172,6 +172,22 @@ public static partial class DirectSql
         }, ct);
     }
 
+    /// <summary>PostgreSQL, held back in the group writer: the spend of <see cref="SpendTokenUnlessBlockedAsync"/> for a unit that writes
+    /// expecting it to succeed (<see cref="GroupCommitWriter"/>): the statement fails (division by zero, 22012) when nothing was spent
+    /// (the token spent, withdrawn or expired meanwhile, or the key blocked), which stops PostgreSQL before the unit's writes and the
+    /// group's COMMIT; the writer then retries the group with each unit deciding from its answers. A division, not a function of our own:
+    /// PostgreSQL has no statement that raises an error, and a constant's error would be raised at planning, whatever the data.</summary>
+    public static Task SpendTokenOrFailAsync(CertPortalDbContext db, Guid id, string spkiSha256, string serial, DateTimeOffset now, CancellationToken ct)
+    {
+        var command = Command(db, "WITH spent AS (" + SpendTokenUnlessBlocked + "(SELECT FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki) RETURNING 1) " +
+            "SELECT 1 / (SELECT count(*) FROM spent)", out _);
+        Add(command, "now", Time(now, sqlite: false));
+        Add(command, "serial", serial);
+        Add(command, "id", id);
+        Add(command, "spki", spkiSha256);
+        return ExecuteAsync(command, ct, returnsRows: true);
+    }
+
     /// <summary>When the key with this SPKI hash was blocked as compromised, or null.</summary>
     public static async Task<DateTimeOffset?> BlockedAtAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
     {
@@ -501,15 +517,16 @@ public static partial class DirectSql
     /// <summary>The writer's transaction on PostgreSQL: from now on, commands whose answer is not read are held back and
     /// sent with the next command that needs one (see the class summary). No-op on SQLite, where a command is a function
     /// call. Commit before <see cref="EndDeferring"/>: what is still held back then goes in the commit's round trip (the interceptor
-    /// sends it with COMMIT).</summary>
-    public static void BeginDeferring(CertPortalDbContext db)
+    /// sends it with COMMIT). True when commands are held back from now on.</summary>
+    public static bool BeginDeferring(CertPortalDbContext db)
     {
         if (db.Database.GetDbConnection() is not NpgsqlConnection connection ||
-            db.Database.CurrentTransaction?.GetDbTransaction() is not NpgsqlTransaction tx) return;
+            db.Database.CurrentTransaction?.GetDbTransaction() is not NpgsqlTransaction tx) return false;
         // Without the interceptor EF Core's commands would overtake the held-back ones (a read before its lock).
         var interceptors = db.GetService<IDbContextOptions>().FindExtension<CoreOptionsExtension>()?.Interceptors;
-        if (interceptors is null || !interceptors.Contains(FlushBeforeEfCommands)) return;
+        if (interceptors is null || !interceptors.Contains(FlushBeforeEfCommands)) return false;
         Deferrals.AddOrUpdate(connection, new Deferred(tx));
+        return true;
     }
 
     /// <summary>Stops holding commands back on this context's connection; what is still held is dropped (the transaction

@@ -146,15 +146,25 @@ public sealed partial class EnrollmentService(
             new { added.Email, profile = Names.Of(added.Profile), added.KeyAlgorithm, tokenId = grant.TokenId, renewalOf = grant.RenewalOf, added.NotAfter });
 
         Failure? blocked = null;
-        // The key names the unit for the writer: a revocation of a certificate with this key is not decided in the same round trip.
-        var record = await writer.WriteAsync([CompromisedKeys.LockName(spkiSha256)], async (w, wct) =>
+        // The certificate and its audit record as plain inserts (DirectSql): the busiest rows, without change tracking.
+        async Task<IssuedCertificate?> WriteRowsAsync(CertPortalDbContext w, CancellationToken wct)
         {
-            // Under the key's lock (PostgreSQL; SQLite has one writer), so a keyCompromise revocation of the same
-            // key either finds this certificate and revokes it, or has committed its block, which the check after the lock
-            // sees. A token is spent in the same statement as that check; a group's checks travel together (the two steps).
-            await w.LockNamedAsync(CompromisedKeys.LockName(spkiSha256), wct);
+            await DirectSql.InsertCertificateAsync(w, added, wct);
+            await AuditLog.RecordNowAsync(w, issuedEvent, wct);
+            foreach (var o in observers) await o.OnIssuedAsync(w, added, now, wct);
+            if (addRows is not null) await addRows(w, wct);
+            return added;
+        }
+        // Under the key's lock (PostgreSQL; SQLite has one writer), so a keyCompromise revocation of the same
+        // key either finds this certificate and revokes it, or has committed its block, which the check after the lock
+        // sees. A token is spent in the same statement as that check; a group's checks travel together (the two steps).
+        Task LockKeyAsync(CertPortalDbContext w, CancellationToken wct) => w.LockNamedAsync(CompromisedKeys.LockName(spkiSha256), wct);
+        async Task<Later<(DateTimeOffset? BlockedAt, bool Spent)>?> DecideAsync(CertPortalDbContext w, CancellationToken wct)
+        {
+            await LockKeyAsync(w, wct);
             return grant.SpendAsync is null ? await DirectSql.SpendTokenUnlessBlockedAsync(w, grant.TokenId!.Value, spkiSha256, serialHex, now, wct) : null;
-        }, async (w, decided, wct) =>
+        }
+        async Task<IssuedCertificate?> WriteIfDecidedAsync(CertPortalDbContext w, Later<(DateTimeOffset? BlockedAt, bool Spent)>? decided, CancellationToken wct)
         {
             if (decided is not null)
             {
@@ -166,13 +176,20 @@ public sealed partial class EnrollmentService(
                 blocked = await CompromisedKeys.RefuseIfBlockedAsync(w, spkiSha256, wct);
                 if (blocked is not null || !await grant.SpendAsync!(w, serialHex, now, wct)) return null;
             }
-            // The certificate and its audit record as plain inserts (DirectSql): the busiest rows, without change tracking.
-            await DirectSql.InsertCertificateAsync(w, added, wct);
-            await AuditLog.RecordNowAsync(w, issuedEvent, wct);
-            foreach (var o in observers) await o.OnIssuedAsync(w, added, now, wct);
-            if (addRows is not null) await addRows(w, wct);
-            return added;
-        });
+            return await WriteRowsAsync(w, wct);
+        }
+        // The key names the unit for the writer: a revocation of a certificate with this key is not decided in the same round trip.
+        // A token's spend nearly always succeeds: on PostgreSQL the unit then writes without waiting for the decision (the spend
+        // fails the group where it would have refused, and the group's retry decides step by step), so a group of enrollments
+        // costs one round trip.
+        var record = grant.SpendAsync is not null
+            ? await writer.WriteAsync([CompromisedKeys.LockName(spkiSha256)], DecideAsync, WriteIfDecidedAsync)
+            : await writer.WriteExpectingSuccessAsync([CompromisedKeys.LockName(spkiSha256)], DecideAsync, WriteIfDecidedAsync, async (w, wct) =>
+            {
+                await LockKeyAsync(w, wct);
+                await DirectSql.SpendTokenOrFailAsync(w, grant.TokenId!.Value, spkiSha256, serialHex, now, wct);
+                return await WriteRowsAsync(w, wct);
+            });
 
         if (blocked is not null) return blocked;
         if (record is not null) LogIssued(logger, record.Profile, serialHex, record.Email, record.KeyAlgorithm);

@@ -134,7 +134,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
     }
 
     [Fact]
-    public async Task A_group_of_enrollments_decides_every_key_check_and_token_spend_in_one_batch_and_a_refused_one_fails_alone()
+    public async Task A_group_of_enrollments_with_a_refusal_is_retried_deciding_step_by_step_and_only_the_refused_ones_fail()
     {
         var writer = app.Service<GroupCommitWriter>();
         var marker = Guid.NewGuid().ToString("N")[..8];
@@ -178,14 +178,20 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         Assert.Equal(8, issued.Select(e => e.Value!.SerialNumber).Distinct().Count());
         Assert.Equal(FailureKind.Unprocessable, (await refusedKey).Failure?.Kind);
         Assert.Equal(FailureKind.Forbidden, (await secondSpend).Failure?.Kind);
-        Assert.Equal(2, writer.Commits - commitsBefore); // the gate's group, then one for the ten, not failed and retried
+        // The gate's group; the ten written expecting success failed at a refused spend and rolled back; then its two halves of
+        // five, each deciding step by step and committed (the second half's two refusals fail only themselves).
+        Assert.Equal(3, writer.Commits - commitsBefore);
         foreach (var scope in scopes) await scope.DisposeAsync();
 
-        // Ten key checks and spends in one batch (one round trip), not one each.
-        Assert.Single(commands.Texts, t => t.Contains("WITH blocked AS", StringComparison.Ordinal));
+        // The first attempt: the ten spends and their rows in one batch with the COMMIT, which the refused spend stopped.
+        var attempt = Assert.Single(commands.Texts, t => t.Contains("WITH spent AS", StringComparison.Ordinal));
+        Assert.Equal(10, Occurrences(attempt, "WITH spent AS"));
+        Assert.True(attempt.LastIndexOf("COMMIT", StringComparison.Ordinal) > attempt.LastIndexOf("INSERT INTO", StringComparison.Ordinal), attempt);
+        // The retries: each half's key checks and spends in one batch (one round trip), not one each.
+        Assert.Equal(2, commands.Texts.Count(t => t.Contains("WITH blocked AS", StringComparison.Ordinal)));
         // The token reads, the decisions and the rows went with positional parameters ($1, …), which Npgsql sends as written;
         // with @names it parses and rewrites every statement at every execution.
-        var sent = commands.Texts.Where(t => t.Contains("WHERE \"TokenHash\" =", StringComparison.Ordinal) ||
+        var sent = commands.Texts.Where(t => t.Contains("WHERE \"TokenHash\" =", StringComparison.Ordinal) || t.Contains("WITH spent AS", StringComparison.Ordinal) ||
             t.Contains("WITH blocked AS", StringComparison.Ordinal) || t.Contains("INSERT INTO \"Certificates\"", StringComparison.Ordinal)).ToList();
         Assert.True(sent.Count >= 12, string.Join("\n---\n", commands.Texts)); // ten token reads, the decisions, the rows
         Assert.All(sent, t => Assert.Contains("$1", t, StringComparison.Ordinal));
@@ -200,6 +206,61 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
             var spent = await db.EnrollmentTokens.Where(t => t.Email.StartsWith("group") && t.Email.EndsWith($".{marker}@example.test")).ToListAsync();
             Assert.All(spent, t => Assert.Equal(issued[emails.IndexOf(t.Email)].Value!.SerialNumber, t.CertificateSerial));
             Assert.Null((await db.EnrollmentTokens.SingleAsync(t => t.Id == blockedToken.Id)).UsedAt);
+        }
+    }
+
+    [Fact]
+    public async Task A_group_of_enrollments_that_all_succeed_is_one_round_trip_its_spends_rows_and_commit_in_one_batch()
+    {
+        var writer = app.Service<GroupCommitWriter>();
+        var marker = Guid.NewGuid().ToString("N")[..8];
+        var emails = Enumerable.Range(0, 6).Select(i => $"onetrip{i}.{marker}@example.test").ToList();
+        var tokens = await Task.WhenAll(emails.Select(e => app.CreateTokenAsync(e, "signing")));
+        await using var commands = new NpgsqlCommands(Database());
+
+        var (started, release, gate) = Gate(writer);
+        await started;
+        var scopes = new List<AsyncServiceScope>();
+        var enrollments = tokens.Select((t, i) =>
+        {
+            var scope = app.Services.CreateAsyncScope();
+            scopes.Add(scope);
+            return scope.ServiceProvider.GetRequiredService<EnrollmentService>()
+                .EnrollAsync(new EnrollmentRequest(t.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(emails[i])), "test", CancellationToken.None);
+        }).ToList();
+        var commitsBefore = writer.Commits;
+        try
+        {
+            await WaitUntil(() => writer.Queued == emails.Count);
+        }
+        finally
+        {
+            release();
+        }
+        await gate;
+        var issued = await Task.WhenAll(enrollments);
+        Assert.All(issued, e => Assert.True(e.Succeeded, e.Failure?.Detail));
+        Assert.Equal(2, writer.Commits - commitsBefore); // the gate's group, then one for the six
+        foreach (var scope in scopes) await scope.DisposeAsync();
+
+        // One batch: each key's lock, each spend and each enrollment's rows, then the COMMIT; no decision waited for before it.
+        var batch = Assert.Single(commands.Texts, t => t.Contains("INSERT INTO \"Certificates\"", StringComparison.Ordinal));
+        Assert.Equal(6, Occurrences(batch, "WITH spent AS"));
+        Assert.Equal(6, Occurrences(batch, "INSERT INTO \"Certificates\""));
+        Assert.Equal(6, Occurrences(batch, "INSERT INTO \"AuditEvents\""));
+        Assert.Equal(6, Occurrences(batch, "INSERT INTO \"CertificateChanges\""));
+        Assert.True(batch.LastIndexOf("COMMIT", StringComparison.Ordinal) > batch.LastIndexOf("INSERT INTO", StringComparison.Ordinal), batch);
+        Assert.DoesNotContain(commands.Texts, t => t.Contains("WITH spent AS", StringComparison.Ordinal) && t != batch);
+        Assert.DoesNotContain(commands.Texts, t => t.Contains("WITH blocked AS", StringComparison.Ordinal));
+        await using (var scope = app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            var stored = await db.Certificates.Where(c => c.Email.StartsWith("onetrip") && c.Email.EndsWith($".{marker}@example.test")).ToListAsync();
+            Assert.Equal(issued.Select(e => e.Value!.SerialNumber).Order(), stored.Select(c => c.SerialNumber).Order());
+            Assert.Equal(6, await db.AuditEvents.CountAsync(a => a.Action == "certificate.issued" && a.Details!.Contains("onetrip") && a.Details!.Contains(marker)));
+            Assert.Equal(6, await db.CertificateChanges.CountAsync(c => c.Email.StartsWith("onetrip") && c.Email.EndsWith($".{marker}@example.test")));
+            var spent = await db.EnrollmentTokens.Where(t => t.Email.StartsWith("onetrip") && t.Email.EndsWith($".{marker}@example.test")).ToListAsync();
+            Assert.All(spent, t => Assert.Equal(issued[emails.IndexOf(t.Email)].Value!.SerialNumber, t.CertificateSerial));
         }
     }
 
