@@ -112,7 +112,7 @@ public sealed partial class EnrollmentService(
         // A minute of backdating absorbs clock skew between us and relying parties (S/MIME BR allow up to 48 h).
         var order = new CertificateOrder(grant.Email, grant.DisplayName, grant.Profile, key, serial,
             now.AddMinutes(-1), now.AddDays(options.Issuance.ValidityDays));
-        var signed = issuer.Issue(order);
+        var signed = await issuer.IssueAsync(order);
         var (der, subject, notBefore, notAfter) = (signed.Der, signed.Subject, signed.NotBefore, signed.NotAfter);
         var spkiSha256 = key.SpkiSha256;
         Func<CertPortalDbContext, CancellationToken, Task>? addRows = null;
