@@ -578,6 +578,8 @@ public static partial class DirectSql
         /// <summary>One entry per held-back statement that returns rows, in order: what reads its result set when the batch
         /// runs (a held-back read, see <see cref="Later{T}"/>), or null for a lock's (a SELECT whose row nobody needs).</summary>
         public List<Func<DbDataReader, CancellationToken, Task>?> RowSets { get; } = [];
+        /// <summary>Committed already, by <see cref="CommitHeldBackAsync"/>.</summary>
+        public bool Committed { get; set; }
     }
 
     private static readonly ConditionalWeakTable<DbConnection, Deferred> Deferrals = [];
@@ -721,16 +723,36 @@ public static partial class DirectSql
         return true;
     }
 
+    /// <summary>Commits the context's transaction now with the commands held back (see <see cref="CommitWithHeldBackAsync"/>), outside
+    /// EF Core's commit, for a group whose failure is an expected outcome (a spend refused in a group written expecting success,
+    /// <see cref="GroupCommitWriter.WriteExpectingSuccessAsync{TFirst, T}"/>): EF Core logs a failing commit as an error, while this
+    /// failure reaches the group writer alone, which retries the group. The transaction's commit that follows is suppressed, and EF
+    /// Core still raises its committed events (the look-up cache drops the mailboxes the group changed).</summary>
+    public static async Task CommitHeldBackAsync(CertPortalDbContext db, CancellationToken ct)
+    {
+        if (db.Database.CurrentTransaction?.GetDbTransaction() is not { } transaction ||
+            !Deferrals.TryGetValue(db.Database.GetDbConnection(), out var held) || held.Transaction != transaction) return;
+        // Held per transaction (Npgsql reuses its transaction objects): EndDeferring drops it.
+        held.Committed = await CommitWithHeldBackAsync(transaction, async: true, ct);
+    }
+
+    /// <summary>Whether <paramref name="transaction"/> was committed by <see cref="CommitHeldBackAsync"/>.</summary>
+    private static bool CommittedHere(DbTransaction transaction, TransactionEventData eventData) =>
+        eventData.Context?.Database.GetDbConnection() is { } connection && Deferrals.TryGetValue(connection, out var held) &&
+        held.Transaction == transaction && held.Committed;
+
     private sealed class FlushInterceptor : DbCommandInterceptor, IDbTransactionInterceptor
     {
         // The writer's commit: Npgsql's own COMMIT is suppressed when it was sent with the held-back commands. EF Core still
         // raises TransactionCommitted (the look-up cache drops the mailboxes the group changed) and ends its transaction.
         public InterceptionResult TransactionCommitting(DbTransaction transaction, TransactionEventData eventData, InterceptionResult result) =>
-            CommitWithHeldBackAsync(transaction, async: false, CancellationToken.None).GetAwaiter().GetResult() ? InterceptionResult.Suppress() : result;
+            CommittedHere(transaction, eventData) || CommitWithHeldBackAsync(transaction, async: false, CancellationToken.None).GetAwaiter().GetResult()
+                ? InterceptionResult.Suppress() : result;
 
         public async ValueTask<InterceptionResult> TransactionCommittingAsync(DbTransaction transaction, TransactionEventData eventData,
             InterceptionResult result, CancellationToken cancellationToken = default) =>
-            await CommitWithHeldBackAsync(transaction, async: true, cancellationToken) ? InterceptionResult.Suppress() : result;
+            CommittedHere(transaction, eventData) || await CommitWithHeldBackAsync(transaction, async: true, cancellationToken)
+                ? InterceptionResult.Suppress() : result;
 
         public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
         {

@@ -236,6 +236,7 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
         // Only where nothing is waited for until the commit: on SQLite each statement runs at once, and the steps are as dear.
         expecting &= deferring;
         var results = new object?[units.Count];
+        var expected = false;
         try
         {
             for (var i = 0; i < units.Count;)
@@ -244,6 +245,7 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
                 {
                     // Its reads and writes held back with the others, its answer given only after the commit.
                     results[i] = await units[i].ApplyExpectingSuccessAsync(db);
+                    expected = true;
                     i++;
                     continue;
                 }
@@ -292,7 +294,9 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
             await db.SaveChangesAsync(CancellationToken.None);
             // From here the next group may run (PostgreSQL: on the other lane) while this one's commit becomes durable.
             committing.TrySetResult();
-            // PostgreSQL: the commands still held back go with the COMMIT, in one round trip (DirectSql).
+            // PostgreSQL: the commands still held back go with the COMMIT, in one round trip (DirectSql); where a refused spend is
+            // to fail the group, not through EF Core's commit, which would log that as an error.
+            if (expected) await DirectSql.CommitHeldBackAsync(db, CancellationToken.None);
             await tx.CommitAsync(CancellationToken.None);
         }
         finally
