@@ -25,13 +25,8 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var (started, release, gate) = Gate(writer);
         await started;
         var scopes = new List<AsyncServiceScope>();
-        var creations = Enumerable.Range(0, 64).Select(i =>
-        {
-            var scope = app.Services.CreateAsyncScope();
-            scopes.Add(scope);
-            return scope.ServiceProvider.GetRequiredService<EnrollmentTokens>()
-                .CreateAsync(new CreateTokenRequest($"batch{i}.{marker}@example.test", "Batch", "signing", 24), "test", CancellationToken.None);
-        }).ToList();
+        var creations = Enumerable.Range(0, 64).Select(i => InNewScope<EnrollmentTokens>(scopes)
+            .CreateAsync(new CreateTokenRequest($"batch{i}.{marker}@example.test", "Batch", "signing", 24), "test", CancellationToken.None)).ToList();
         // An EF Core read in the same transaction, after the inserts were queued: it must see all of them. And a row
         // through EF Core's change tracker, saved with the group (without a savepoint: nothing resumes a failed group).
         var seen = writer.WriteAsync((db, ct) =>
@@ -105,13 +100,8 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
             await started;
             var scopes = new List<AsyncServiceScope>();
             var emails = Enumerable.Range(0, 20).Select(i => i == 7 ? $"poison.{marker}@example.test" : $"fine{i}.{marker}@example.test").ToList();
-            var creations = emails.Select(email =>
-            {
-                var scope = app.Services.CreateAsyncScope();
-                scopes.Add(scope);
-                return scope.ServiceProvider.GetRequiredService<EnrollmentTokens>()
-                    .CreateAsync(new CreateTokenRequest(email, "", "signing", 24), "test", CancellationToken.None);
-            }).ToList();
+            var creations = emails.Select(email => InNewScope<EnrollmentTokens>(scopes)
+                .CreateAsync(new CreateTokenRequest(email, "", "signing", 24), "test", CancellationToken.None)).ToList();
             release();
             await gate;
 
@@ -151,13 +141,8 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var (started, release, gate) = Gate(writer);
         await started;
         var scopes = new List<AsyncServiceScope>();
-        Task<Outcome<EnrollmentResult>> Enroll(string token, string csr)
-        {
-            var scope = app.Services.CreateAsyncScope();
-            scopes.Add(scope);
-            return scope.ServiceProvider.GetRequiredService<EnrollmentService>()
-                .EnrollAsync(new EnrollmentRequest(token, csr), "test", CancellationToken.None);
-        }
+        Task<Outcome<EnrollmentResult>> Enroll(string token, string csr) =>
+            InNewScope<EnrollmentService>(scopes).EnrollAsync(new EnrollmentRequest(token, csr), "test", CancellationToken.None);
         var enrollments = tokens.Select((t, i) => Enroll(t.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(emails[i]))).ToList();
         Task<Outcome<EnrollmentResult>> refusedKey, secondSpend;
         var commitsBefore = writer.Commits;
@@ -224,13 +209,8 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var (started, release, gate) = Gate(writer);
         await started;
         var scopes = new List<AsyncServiceScope>();
-        var enrollments = tokens.Select((t, i) =>
-        {
-            var scope = app.Services.CreateAsyncScope();
-            scopes.Add(scope);
-            return scope.ServiceProvider.GetRequiredService<EnrollmentService>()
-                .EnrollAsync(new EnrollmentRequest(t.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(emails[i])), "test", CancellationToken.None);
-        }).ToList();
+        var enrollments = tokens.Select((t, i) => InNewScope<EnrollmentService>(scopes)
+            .EnrollAsync(new EnrollmentRequest(t.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(emails[i])), "test", CancellationToken.None)).ToList();
         var commitsBefore = writer.Commits;
         try
         {
@@ -327,12 +307,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var (started, release, gate) = Gate(writer);
         await started;
         var scopes = new List<AsyncServiceScope>();
-        CertPortal.Revocation.RevocationService Revocations()
-        {
-            var scope = app.Services.CreateAsyncScope();
-            scopes.Add(scope);
-            return scope.ServiceProvider.GetRequiredService<CertPortal.Revocation.RevocationService>();
-        }
+        CertPortal.Revocation.RevocationService Revocations() => InNewScope<CertPortal.Revocation.RevocationService>(scopes);
         Task<Outcome<IssuedCertificate>> Revoke(string serial, string reason) =>
             Revocations().RevokeAsync(serial, new CertPortal.Revocation.RevokeRequest(reason), "test", CancellationToken.None);
         var changes = new List<Task<Outcome<IssuedCertificate>>>();
@@ -395,9 +370,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         {
             foreach (var serial in serials)
             {
-                var scope = app.Services.CreateAsyncScope();
-                scopes.Add(scope);
-                revocations.Add(scope.ServiceProvider.GetRequiredService<CertPortal.Revocation.RevocationService>()
+                revocations.Add(InNewScope<CertPortal.Revocation.RevocationService>(scopes)
                     .RevokeAsync(serial, new CertPortal.Revocation.RevokeRequest("superseded"), "test", CancellationToken.None));
             }
             await WaitUntil(() => writer.Queued == serials.Count);
@@ -442,12 +415,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var (started, release, gate) = Gate(writer);
         await started;
         var scopes = new List<AsyncServiceScope>();
-        T Service<T>() where T : notnull
-        {
-            var scope = app.Services.CreateAsyncScope();
-            scopes.Add(scope);
-            return scope.ServiceProvider.GetRequiredService<T>();
-        }
+        T Service<T>() where T : notnull => InNewScope<T>(scopes);
         Task<Outcome<EnrollmentResult>> enrollment;
         var revocations = new List<Task<Outcome<IssuedCertificate>>>();
         var commitsBefore = writer.Commits;
@@ -582,6 +550,14 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var count = 0;
         for (var at = text.IndexOf(part, StringComparison.Ordinal); at >= 0; at = text.IndexOf(part, at + part.Length, StringComparison.Ordinal)) count++;
         return count;
+    }
+
+    /// <summary>A service from a scope of its own, as each request has, kept in <paramref name="scopes"/> to be disposed after the test.</summary>
+    private T InNewScope<T>(List<AsyncServiceScope> scopes) where T : notnull
+    {
+        var scope = app.Services.CreateAsyncScope();
+        scopes.Add(scope);
+        return scope.ServiceProvider.GetRequiredService<T>();
     }
 
     internal static async Task WaitUntil(Func<bool> condition)
