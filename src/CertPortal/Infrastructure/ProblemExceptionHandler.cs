@@ -5,9 +5,16 @@ namespace CertPortal;
 
 /// <summary>Turns what escaped a handler into problem+json. A body the framework could not read
 /// (bad JSON, too large) is the client's fault: 4xx with the reason. Anything else is our bug: a
-/// logged 500 that says nothing about internals.</summary>
-public sealed class ProblemExceptionHandler(IProblemDetailsService problems, ILogger<ProblemExceptionHandler> logger) : IExceptionHandler
+/// logged 500 that says nothing about internals, except while the service is stopping: then what failed was most
+/// likely torn down under a request that outlived the host's shutdown timeout (the CA's signing threads, the database
+/// pools), and the client is told to retry (503 with Retry-After): an enrollment repeated with the same token and CSR
+/// collects a certificate committed before the stop, and nothing was committed for one that failed before it.</summary>
+public sealed class ProblemExceptionHandler(IProblemDetailsService problems, IHostApplicationLifetime lifetime,
+    ILogger<ProblemExceptionHandler> logger) : IExceptionHandler
 {
+    /// <summary>Seconds a client is asked to wait before it retries a request refused while the service stopped.</summary>
+    public const int RetryAfterStopSeconds = 5;
+
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
         if (!Pages.WebUi.IsApiRequest(httpContext))
@@ -28,6 +35,18 @@ public sealed class ProblemExceptionHandler(IProblemDetailsService problems, ILo
                 Title = status == 413 ? "The request body is too large." : "The request body could not be read.",
                 Detail = bad.Message + reason,
             };
+        }
+        else if (lifetime.ApplicationStopping.IsCancellationRequested)
+        {
+            logger.LogWarning("{Method} {Path} failed while the service was stopping ({Exception}); answered 503",
+                httpContext.Request.Method, httpContext.Request.Path, exception.GetType().Name);
+            problem = new ProblemDetails
+            {
+                Status = StatusCodes.Status503ServiceUnavailable,
+                Title = "The service is shutting down.",
+                Detail = "Retry the request. An enrollment repeated with the same token and CSR collects a certificate issued before the stop.",
+            };
+            httpContext.Response.Headers.RetryAfter = RetryAfterStopSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
         else
         {

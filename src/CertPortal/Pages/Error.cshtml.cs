@@ -41,6 +41,7 @@ public sealed class ErrorModel(IProblemDetailsService problems) : PageModel
             403 => ("Not allowed", "Your account may not do this. Ask an administrator if you need it."),
             405 => ("Not possible here", "This page cannot be used that way. Go back and use the page's own buttons."),
             413 => ("Too large", "What you sent is too large."),
+            503 => ("The service is restarting", "Try again in a few seconds. Nothing you sent was lost: an enrollment you repeat gives you your digital ID."),
             _ when Status >= 500 => ("Something went wrong on our side", "The error has been logged. Try again in a moment; if it keeps happening, tell your administrator."),
             _ => ("The request could not be completed", "Go back and try again."),
         };

@@ -61,7 +61,9 @@ public static class WebUi
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
             ExceptionHandlingPath = "/error",
-            StatusCodeSelector = e => e is BadHttpRequestException { StatusCode: >= 400 and < 500 } bad ? bad.StatusCode : StatusCodes.Status500InternalServerError,
+            StatusCodeSelector = e => e is BadHttpRequestException { StatusCode: >= 400 and < 500 } bad ? bad.StatusCode
+                : app.Lifetime.ApplicationStopping.IsCancellationRequested ? StatusCodes.Status503ServiceUnavailable
+                : StatusCodes.Status500InternalServerError,
         });
         // One re-execute for both: the error page answers /api requests with problem+json.
         app.UseStatusCodePagesWithReExecute("/error");
