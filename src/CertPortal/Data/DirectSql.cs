@@ -78,10 +78,10 @@ public static partial class DirectSql
         return await ReadTokenAsync(reader, sqlite: false, ct);
     }
 
-    private const string TokenByHash = $"SELECT {TokenColumns}, " +
-        "(SELECT \"EncryptionKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1), " +
-        "(SELECT \"DualKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1) " +
-        "FROM \"EnrollmentTokens\" WHERE \"TokenHash\" = @hash";
+    private const string PolicyColumns = "(SELECT \"EncryptionKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1), " +
+        "(SELECT \"DualKeyGeneration\" FROM \"EscrowPolicy\" ORDER BY \"Id\" LIMIT 1)";
+
+    private const string TokenByHash = $"SELECT {TokenColumns}, {PolicyColumns} FROM \"EnrollmentTokens\" WHERE \"TokenHash\" = @hash";
 
     private static readonly string TokenByHashPositional = TokenByHash.Replace("@hash", "$1", StringComparison.Ordinal);
 
@@ -186,6 +186,33 @@ public static partial class DirectSql
         Add(command, "id", id);
         Add(command, "spki", spkiSha256);
         return ExecuteAsync(command, ct, returnsRows: true);
+    }
+
+    /// <summary>PostgreSQL, held back in the group writer: the token with this hash spent for <paramref name="serial"/> unless the key is
+    /// blocked (<see cref="SpendTokenUnlessBlocked"/>, by the hash, not an id read before), answered with the token as spent and the key
+    /// generation the escrow policy stores (as <see cref="FindTokenByHashAsync(PostgresReadConnections, byte[], CancellationToken)"/>);
+    /// no token when nothing was spent (unknown, spent, withdrawn or expired, or the key blocked): the caller then decides as before.
+    /// An enrollment's token read and its spend in one statement, in its group's first round trip.</summary>
+    public static Task<Later<(EnrollmentToken? Token, KeyGenerationPolicy? StoredKeyGeneration)>> ClaimTokenAsync(CertPortalDbContext db, byte[] hash,
+        string spkiSha256, string serial, DateTimeOffset now, CancellationToken ct)
+    {
+        var command = Command(db, "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial " +
+            "WHERE \"TokenHash\" = @hash AND \"UsedAt\" IS NULL AND \"RevokedAt\" IS NULL AND \"ExpiresAt\" > @now AND " +
+            "NOT EXISTS (SELECT FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki) RETURNING " + TokenColumns + ", " + PolicyColumns, out _);
+        Add(command, "now", Time(now, sqlite: false));
+        Add(command, "serial", serial);
+        Add(command, "hash", hash);
+        Add(command, "spki", spkiSha256);
+        return ReadLaterAsync(command, (reader, rct) => ReadTokenAsync(reader, sqlite: false, rct), ct);
+    }
+
+    /// <summary>Gives back a token spent by <see cref="ClaimTokenAsync"/> in the same transaction, for an enrollment refused after its
+    /// claim (the CSR names another mailbox, the policy wants a server-generated key, the certificate fails its lint).</summary>
+    public static Task GiveBackTokenAsync(CertPortalDbContext db, Guid id, CancellationToken ct)
+    {
+        var command = Command(db, "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = NULL, \"CertificateSerial\" = NULL WHERE \"Id\" = @id", out _);
+        Add(command, "id", id);
+        return ExecuteAsync(command, ct);
     }
 
     /// <summary>When the key with this SPKI hash was blocked as compromised, or null.</summary>

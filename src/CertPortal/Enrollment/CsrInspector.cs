@@ -27,6 +27,15 @@ public static class CsrInspector
 
     public static Outcome<SubscriberKey> Inspect(string? pem, string tokenMailbox)
     {
+        var inspected = Inspect(pem, out var named);
+        return inspected.Failure is null && OtherMailbox(named, tokenMailbox) is { } other ? other : inspected;
+    }
+
+    /// <summary>The checks of <see cref="Inspect(string?, string)"/> but the mailbox's, for a request whose token is not known yet
+    /// (read in the same statement that spends it): <paramref name="named"/> are the mailboxes the CSR names, for <see cref="OtherMailbox"/>.</summary>
+    public static Outcome<SubscriberKey> Inspect(string? pem, out IReadOnlyList<string> named)
+    {
+        named = [];
         if (string.IsNullOrWhiteSpace(pem))
             return Failure.BadRequest("csr is required (a PKCS#10 certificate request in PEM form).");
         if (pem.Length > MaxPemLength)
@@ -90,11 +99,18 @@ public static class CsrInspector
             return Failure.Unprocessable("CSR signature invalid.",
                 "The CSR's signature does not verify with its public key (no proof of possession).");
 
-        foreach (var named in MailboxesNamedIn(request))
-            if (!string.Equals(named, tokenMailbox, StringComparison.OrdinalIgnoreCase))
-                return Failure.Unprocessable("CSR names another mailbox.",
-                    $"The CSR names '{Mailbox.Sanitize(named)}', but this enrollment token is for {tokenMailbox}. Leave the mailbox out or use {tokenMailbox}.");
+        named = [.. MailboxesNamedIn(request)];
         return key;
+    }
+
+    /// <summary>The refusal when the CSR names a mailbox other than the token's, else null.</summary>
+    public static Failure? OtherMailbox(IReadOnlyList<string> named, string tokenMailbox)
+    {
+        foreach (var n in named)
+            if (!string.Equals(n, tokenMailbox, StringComparison.OrdinalIgnoreCase))
+                return Failure.Unprocessable("CSR names another mailbox.",
+                    $"The CSR names '{Mailbox.Sanitize(n)}', but this enrollment token is for {tokenMailbox}. Leave the mailbox out or use {tokenMailbox}.");
+        return null;
     }
 
     /// <summary>The CSR's self-signature (RFC 2986 §4.2) checked with the key already read for the key policy. ECDSA and

@@ -138,8 +138,7 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
     /// applies, see <c>KeyArchive.GenerationFor</c>), read together.</summary>
     public async Task<(EnrollmentToken? Token, KeyGenerationPolicy? StoredKeyGeneration)> FindWithKeyGenerationAsync(string? secret, CancellationToken ct)
     {
-        if (string.IsNullOrWhiteSpace(secret) || secret.Length > 200) return (null, null);
-        var hash = Hash(secret.Trim());
+        if (HashOf(secret) is not { } hash) return (null, null);
         // One plain query (DirectSql): every enrollment looks its token up. Outside EF Core: on SQLite on a connection kept open
         // for it, on PostgreSQL on a data source of its own.
         var (token, stored) = readers is not null ? await DirectSql.FindTokenByHashAsync(readers, hash, ct)
@@ -147,6 +146,13 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
             : await DirectSql.FindTokenByHashAsync(Db, hash, ct);
         return token is not null && CryptographicOperations.FixedTimeEquals(token.TokenHash, hash) ? (token, stored) : (null, null);
     }
+
+    /// <summary>Whether an enrollment's token is read where it is spent, in the group writer (PostgreSQL, see
+    /// <c>EnrollmentService.ClaimAndIssueAsync</c>), rather than read first on a connection of its own.</summary>
+    internal bool ClaimedInWriter => postgresReaders is not null;
+
+    /// <summary>The hash a token is looked up by, or null for what cannot be a token.</summary>
+    internal static byte[]? HashOf(string? secret) => string.IsNullOrWhiteSpace(secret) || secret.Length > 200 ? null : Hash(secret.Trim());
 
     public async Task<EnrollmentToken?> FindByIdAsync(Guid id, CancellationToken ct) =>
         await Db.EnrollmentTokens.AsNoTracking().FirstOrDefaultAsync(t => t.Id == id, ct);

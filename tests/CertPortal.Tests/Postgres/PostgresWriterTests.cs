@@ -200,31 +200,15 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
     [Fact]
     public async Task A_group_of_enrollments_that_all_succeed_is_one_round_trip_its_spends_rows_and_commit_in_one_batch()
     {
-        var writer = app.Service<GroupCommitWriter>();
         var marker = Guid.NewGuid().ToString("N")[..8];
         var emails = Enumerable.Range(0, 6).Select(i => $"onetrip{i}.{marker}@example.test").ToList();
         var tokens = await Task.WhenAll(emails.Select(e => app.CreateTokenAsync(e, "signing")));
         await using var commands = new NpgsqlCommands(Database());
 
-        var (started, release, gate) = Gate(writer);
-        await started;
-        var scopes = new List<AsyncServiceScope>();
-        var enrollments = tokens.Select((t, i) => InNewScope<EnrollmentService>(scopes)
-            .EnrollAsync(new EnrollmentRequest(t.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(emails[i])), "test", CancellationToken.None)).ToList();
-        var commitsBefore = writer.Commits;
-        try
-        {
-            await WaitUntil(() => writer.Queued == emails.Count);
-        }
-        finally
-        {
-            release();
-        }
-        await gate;
-        var issued = await Task.WhenAll(enrollments);
+        var (issued, commits) = await EnrollInOneGroupAsync(app.Services,
+            [.. tokens.Select((t, i) => (t.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(emails[i])))]);
         Assert.All(issued, e => Assert.True(e.Succeeded, e.Failure?.Detail));
-        Assert.Equal(2, writer.Commits - commitsBefore); // the gate's group, then one for the six
-        foreach (var scope in scopes) await scope.DisposeAsync();
+        Assert.Equal(2, commits); // the gate's group, then one for the six
 
         // One batch: each key's lock, each spend and each enrollment's rows, then the COMMIT; no decision waited for before it.
         var batch = Assert.Single(commands.Texts, t => t.Contains("INSERT INTO \"Certificates\"", StringComparison.Ordinal));
@@ -545,7 +529,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
     [System.Text.RegularExpressions.GeneratedRegex("\"RenewedBy\" FROM \"Certificates\" WHERE \"SerialNumber\" = [@$]\\w+ FOR UPDATE")]
     private static partial System.Text.RegularExpressions.Regex LockAndRead();
 
-    private static int Occurrences(string text, string part)
+    internal static int Occurrences(string text, string part)
     {
         var count = 0;
         for (var at = text.IndexOf(part, StringComparison.Ordinal); at >= 0; at = text.IndexOf(part, at + part.Length, StringComparison.Ordinal)) count++;
@@ -558,6 +542,37 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var scope = app.Services.CreateAsyncScope();
         scopes.Add(scope);
         return scope.ServiceProvider.GetRequiredService<T>();
+    }
+
+    /// <summary>Enrollments queued while the writer is held (<see cref="Gate"/>), so that they form one group: their outcomes, and the
+    /// commits made from just before the gate's release (the gate's own group counted).</summary>
+    internal static async Task<(Outcome<EnrollmentResult>[] Outcomes, long Commits)> EnrollInOneGroupAsync(IServiceProvider services,
+        IReadOnlyList<(string Token, string Csr)> requests)
+    {
+        var writer = services.GetRequiredService<GroupCommitWriter>();
+        var (started, release, gate) = Gate(writer);
+        await started;
+        var scopes = new List<AsyncServiceScope>();
+        var enrollments = new List<Task<Outcome<EnrollmentResult>>>();
+        var commitsBefore = writer.Commits;
+        try
+        {
+            foreach (var (token, csr) in requests)
+            {
+                var scope = services.CreateAsyncScope();
+                scopes.Add(scope);
+                enrollments.Add(scope.ServiceProvider.GetRequiredService<EnrollmentService>().EnrollAsync(new EnrollmentRequest(token, csr), "test", CancellationToken.None));
+            }
+            await WaitUntil(() => writer.Queued == requests.Count);
+        }
+        finally
+        {
+            release(); // also when the wait failed: a blocked writer would fail the other tests
+        }
+        await gate;
+        var outcomes = await Task.WhenAll(enrollments);
+        foreach (var scope in scopes) await scope.DisposeAsync();
+        return (outcomes, writer.Commits - commitsBefore);
     }
 
     internal static async Task WaitUntil(Func<bool> condition)
