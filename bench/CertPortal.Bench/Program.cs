@@ -179,13 +179,13 @@ static async Task<string> BigCrlAsync(int n, string? keep)
                 await using var insert = connection.CreateCommand();
                 insert.CommandText = """
                     INSERT INTO "Certificates" ("SerialNumber", "Email", "DisplayName", "Profile", "KeyAlgorithm", "SubjectDn", "NotBefore", "NotAfter",
-                      "IssuedAt", "Der", "Sha256Fingerprint", "SpkiSha256", "RevokedAt", "RevocationReason")
-                    VALUES ($serial, $email, '', 'Signing', 'EC-P256', '', $notBefore, $notAfter, $notBefore, x'00', $fingerprint, $fingerprint, $revokedAt,
+                      "IssuedAt", "Der", "SpkiSha256", "RevokedAt", "RevocationReason")
+                    VALUES ($serial, $email, '', 'Signing', 'EC-P256', '', $notBefore, $notAfter, $notBefore, x'00', $spki, $revokedAt,
                       'KeyCompromise')
                     """;
                 var serial = insert.Parameters.Add("$serial", Microsoft.Data.Sqlite.SqliteType.Text);
                 var email = insert.Parameters.Add("$email", Microsoft.Data.Sqlite.SqliteType.Text);
-                var fingerprint = insert.Parameters.Add("$fingerprint", Microsoft.Data.Sqlite.SqliteType.Text);
+                var spki = insert.Parameters.Add("$spki", Microsoft.Data.Sqlite.SqliteType.Text);
                 insert.Parameters.AddWithValue("$notBefore", now.AddDays(-1).UtcTicks);
                 insert.Parameters.AddWithValue("$notAfter", now.AddDays(365).UtcTicks);
                 insert.Parameters.AddWithValue("$revokedAt", now.AddHours(-1).UtcTicks);
@@ -193,7 +193,7 @@ static async Task<string> BigCrlAsync(int n, string? keep)
                 {
                     serial.Value = SerialNumber.ToHex(SerialNumber.New(DateTimeOffset.UtcNow));
                     email.Value = $"revoked{i}@example.com";
-                    fingerprint.Value = i.ToString("X64", System.Globalization.CultureInfo.InvariantCulture);
+                    spki.Value = i.ToString("X64", System.Globalization.CultureInfo.InvariantCulture);
                     await insert.ExecuteNonQueryAsync();
                 }
                 await tx.CommitAsync();
@@ -267,7 +267,7 @@ static async Task SeedCertificatesAsync(int n)
                 SerialNumber = SerialNumber.ToHex(serial), Email = $"seed{number}@example.com", DisplayName = $"Seed {number}",
                 Profile = CertificateProfileName.Signing, KeyAlgorithm = accepted.Algorithm, SubjectDn = signed.Subject,
                 NotBefore = signed.NotBefore, NotAfter = signed.NotAfter, IssuedAt = now, Der = signed.Der,
-                Sha256Fingerprint = Convert.ToHexString(SHA256.HashData(signed.Der)), SpkiSha256 = accepted.SpkiSha256,
+                SpkiSha256 = accepted.SpkiSha256,
             };
         });
         await using var scope = app.Services.CreateAsyncScope();

@@ -104,7 +104,8 @@ namespace CertPortal.Migrations.Postgres
 
                     b.HasKey("Id");
 
-                    b.HasIndex("At");
+                    b.HasIndex(new[] { "Actor", "At" }, "IX_AuditEvents_SignIns")
+                        .HasFilter("\"Action\" IN ('account.sign-in-failed', 'account.signed-in')");
 
                     b.ToTable("AuditEvents");
                 });
@@ -506,11 +507,6 @@ namespace CertPortal.Migrations.Postgres
 
                     b.Property<DateTimeOffset?>("RevokedAt")
                         .HasColumnType("timestamp with time zone");
-
-                    b.Property<string>("Sha256Fingerprint")
-                        .IsRequired()
-                        .HasMaxLength(64)
-                        .HasColumnType("character varying(64)");
 
                     b.Property<string>("SpkiSha256")
                         .HasMaxLength(64)

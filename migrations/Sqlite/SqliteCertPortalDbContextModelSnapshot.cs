@@ -97,7 +97,8 @@ namespace CertPortal.Migrations.Sqlite
 
                     b.HasKey("Id");
 
-                    b.HasIndex("At");
+                    b.HasIndex(new[] { "Actor", "At" }, "IX_AuditEvents_SignIns")
+                        .HasFilter("\"Action\" IN ('account.sign-in-failed', 'account.signed-in')");
 
                     b.ToTable("AuditEvents");
                 });
@@ -489,11 +490,6 @@ namespace CertPortal.Migrations.Sqlite
 
                     b.Property<long?>("RevokedAt")
                         .HasColumnType("INTEGER");
-
-                    b.Property<string>("Sha256Fingerprint")
-                        .IsRequired()
-                        .HasMaxLength(64)
-                        .HasColumnType("TEXT");
 
                     b.Property<string>("SpkiSha256")
                         .HasMaxLength(64)

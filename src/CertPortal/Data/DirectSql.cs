@@ -226,9 +226,9 @@ public static partial class DirectSql
     public static Task InsertCertificateAsync(CertPortalDbContext db, IssuedCertificate c, CancellationToken ct)
     {
         var command = Command(db, "INSERT INTO \"Certificates\" (\"SerialNumber\", \"Email\", \"DisplayName\", \"Profile\", \"KeyAlgorithm\", " +
-            "\"SubjectDn\", \"NotBefore\", \"NotAfter\", \"IssuedAt\", \"TokenId\", \"Der\", \"Sha256Fingerprint\", \"SpkiSha256\", \"RevokedAt\", " +
+            "\"SubjectDn\", \"NotBefore\", \"NotAfter\", \"IssuedAt\", \"TokenId\", \"Der\", \"SpkiSha256\", \"RevokedAt\", " +
             "\"RevocationReason\", \"RenewalOf\", \"RenewedBy\") VALUES (@serial, @email, @name, @profile, @alg, @subject, @nbf, @naf, @issued, " +
-            "@token, @der, @sha256, @spki, @revoked, @reason, @renewalOf, @renewedBy)", out var sqlite);
+            "@token, @der, @spki, @revoked, @reason, @renewalOf, @renewedBy)", out var sqlite);
         Add(command, "serial", c.SerialNumber);
         Add(command, "email", c.Email);
         Add(command, "name", c.DisplayName);
@@ -240,7 +240,6 @@ public static partial class DirectSql
         Add(command, "issued", Time(c.IssuedAt, sqlite));
         Add(command, "token", c.TokenId is { } token ? Id(token, sqlite) : null);
         Add(command, "der", c.Der);
-        Add(command, "sha256", c.Sha256Fingerprint);
         Add(command, "spki", c.SpkiSha256);
         Add(command, "revoked", Time(c.RevokedAt, sqlite));
         Add(command, "reason", c.RevocationReason?.ToString());
@@ -263,7 +262,7 @@ public static partial class DirectSql
 
     private const string CertificateColumns =
         "\"SerialNumber\", \"Email\", \"DisplayName\", \"Profile\", \"KeyAlgorithm\", \"SubjectDn\", \"NotBefore\", \"NotAfter\", \"IssuedAt\", " +
-        "\"TokenId\", \"Der\", \"Sha256Fingerprint\", \"SpkiSha256\", \"RevokedAt\", \"RevocationReason\", \"RenewalOf\", \"RenewedBy\"";
+        "\"TokenId\", \"Der\", \"SpkiSha256\", \"RevokedAt\", \"RevocationReason\", \"RenewalOf\", \"RenewedBy\"";
 
     /// <summary>The certificate with this serial as committed (in the context's transaction, if it has one), or null.
     /// Revocation reads it once before queueing its change: the key to lock, the policy a hold depends on, the answer.</summary>
@@ -295,12 +294,11 @@ public static partial class DirectSql
         IssuedAt = Time(reader, 8, sqlite),
         TokenId = reader.IsDBNull(9) ? null : reader.GetGuid(9),
         Der = (byte[])reader[10],
-        Sha256Fingerprint = reader.GetString(11),
-        SpkiSha256 = reader.IsDBNull(12) ? null : reader.GetString(12),
-        RevokedAt = reader.IsDBNull(13) ? null : Time(reader, 13, sqlite),
-        RevocationReason = reader.IsDBNull(14) ? null : Enum.Parse<RevocationReason>(reader.GetString(14)),
-        RenewalOf = reader.IsDBNull(15) ? null : reader.GetString(15),
-        RenewedBy = reader.IsDBNull(16) ? null : reader.GetString(16),
+        SpkiSha256 = reader.IsDBNull(11) ? null : reader.GetString(11),
+        RevokedAt = reader.IsDBNull(12) ? null : Time(reader, 12, sqlite),
+        RevocationReason = reader.IsDBNull(13) ? null : Enum.Parse<RevocationReason>(reader.GetString(13)),
+        RenewalOf = reader.IsDBNull(14) ? null : reader.GetString(14),
+        RenewedBy = reader.IsDBNull(15) ? null : reader.GetString(15),
     };
 
     /// <summary>PostgreSQL: locks a certificate's row until the transaction ends and reads it under that lock (SELECT … FOR UPDATE

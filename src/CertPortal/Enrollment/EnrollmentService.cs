@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using CertPortal.Auditing;
 using CertPortal.Authority;
@@ -177,7 +176,7 @@ public sealed partial class EnrollmentService(
             addRows = prepare(serialHex, cert, now);
         }
 
-        // The rows are made before the writer's turn (the fingerprint, the audit details' JSON): that turn is the one part of an
+        // The rows are made before the writer's turn (the audit details' JSON): that turn is the one part of an
         // enrollment that runs one at a time, so what it does per unit bounds the rate. Plain commands write them, so a unit that
         // runs again after its group failed writes the same objects again.
         var (added, issuedEvent) = Record(grant, key, serialHex, now, signed, actor);
@@ -253,7 +252,6 @@ public sealed partial class EnrollmentService(
             TokenId = grant.TokenId,
             RenewalOf = grant.RenewalOf,
             Der = signed.Der,
-            Sha256Fingerprint = Convert.ToHexString(SHA256.HashData(signed.Der)),
             SpkiSha256 = key.SpkiSha256,
         };
         var issuedEvent = AuditLog.Event(now, actor, AuditActions.CertificateIssued, $"certificate:{serialHex}",

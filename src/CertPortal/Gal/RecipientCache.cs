@@ -16,7 +16,8 @@ namespace CertPortal.Gal;
 /// certificates not revoked and not expired, and the JSON answer per usage.
 /// <para>Kept correct on every node: issuance, revocation, hold and release write a <see cref="CertificateChange"/>
 /// row in their own transaction; each node reads the new rows every <c>Lookup:PollInterval</c> and drops those
-/// mailboxes (the node that made the change drops them as soon as it commits). Expiry needs no signal: an entry is
+/// mailboxes (the node that made the change drops them as soon as it commits). On SQLite, one node per database,
+/// no row is written: the node's own drop at commit is all there is to do. Expiry needs no signal: an entry is
 /// reloaded at the first notBefore/notAfter among its certificates, and in every case after <c>Lookup:MaxStaleness</c>.
 /// A load that overlapped an invalidation is answered but not kept, so a stale read never stays in the cache.</para></summary>
 public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOptions options, TimeProvider time, ILogger<RecipientCache> logger)
@@ -136,12 +137,12 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
             bytes is not null;
     }
 
-    /// <summary>Called inside the transaction of a change: the rows every node reads, and a note to drop the mailbox
+    /// <summary>Called inside the transaction of a change: the row every node reads (none on SQLite), and a note to drop the mailbox
     /// here once the transaction has committed.</summary>
     internal void RecordChange(CertPortalDbContext db, string email, DateTimeOffset now)
     {
         var change = new CertificateChange { Email = email.ToLowerInvariant(), At = now };
-        db.CertificateChanges.Add(change);
+        if (db.SharedByNodes) db.CertificateChanges.Add(change);
         lock (_pending) _pending.GetOrCreateValue(db).Add(change);
     }
 
@@ -150,7 +151,7 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
     internal async Task RecordChangeNowAsync(CertPortalDbContext db, string email, DateTimeOffset now, CancellationToken ct)
     {
         var change = new CertificateChange { Email = email.ToLowerInvariant(), At = now };
-        await DirectSql.InsertCertificateChangeAsync(db, change, ct);
+        if (db.SharedByNodes) await DirectSql.InsertCertificateChangeAsync(db, change, ct);
         lock (_pending) _pending.GetOrCreateValue(db).Add(change);
     }
 

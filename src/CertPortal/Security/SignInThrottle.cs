@@ -25,13 +25,16 @@ public sealed class SignInThrottle(CertPortalDbContext db, TimeProvider time)
 
     public async Task<bool> IsThrottledAsync(string key, CancellationToken ct)
     {
-        var since = time.GetUtcNow() - Window;
-        // The At index narrows this to the last few minutes of audit events.
-        var recent = await db.AuditEvents.AsNoTracking()
-            .Where(e => e.At > since && e.Actor == key && (e.Action == FailedAction || e.Action == SucceededAction))
-            .Select(e => new { e.At, e.Action })
-            .ToListAsync(ct);
+        var recent = await SignInsSince(db, key, time.GetUtcNow() - Window).ToListAsync(ct);
         var lastSuccess = recent.Where(e => e.Action == SucceededAction).Select(e => (DateTimeOffset?)e.At).Max();
         return recent.Count(e => e.Action == FailedAction && (lastSuccess is null || e.At > lastSuccess)) >= MaxFailures;
     }
+
+    internal sealed record SignIn(DateTimeOffset At, string Action);
+
+    /// <summary>The account's sign-ins (failed or not) after <paramref name="since"/>, read through IX_AuditEvents_SignIns, which
+    /// holds only sign-in events: its filter is this query's Action condition, as SQLite needs to use a partial index.</summary>
+    internal static IQueryable<SignIn> SignInsSince(CertPortalDbContext db, string key, DateTimeOffset since) => db.AuditEvents.AsNoTracking()
+        .Where(e => e.At > since && e.Actor == key && (e.Action == FailedAction || e.Action == SucceededAction))
+        .Select(e => new SignIn(e.At, e.Action));
 }

@@ -12,7 +12,9 @@ namespace CertPortal.Tests.FastPath;
 
 /// <summary>Look-up misses for one mailbox at once share one database read, and a read that began before a change is
 /// never shared with a look-up made after it. A second RecipientCache reads the running service's SQLite file through a
-/// gate that holds its certificate reads until the test opens it.</summary>
+/// gate that holds its certificate reads until the test opens it. It learns of the service's changes as the node that
+/// made a change does, at its commit (<see cref="CommittedHereAsync"/>): on SQLite, one node per database, there is no
+/// change log to poll.</summary>
 public sealed class LookupSingleFlightTests(CertPortalApp app) : IClassFixture<CertPortalApp>
 {
     [Fact]
@@ -47,7 +49,8 @@ public sealed class LookupSingleFlightTests(CertPortalApp app) : IClassFixture<C
             // entry; look-up A's read is held; the first certificate is revoked; look-up B must read again.
             await Until(() => cache.Count == 1, "the answer is kept");
             var (second, _) = await app.IssueAsync(email, "encryption");
-            await Until(() => cache.Count == 0, "the new certificate dropped the entry (change log poll)");
+            await CommittedHereAsync(services, cache, email);
+            await Until(() => cache.Count == 0, "the new certificate dropped the entry");
             gate.Hold();
             var a = cache.LookupAsync(email, CertificateUsage.Encryption, CancellationToken.None).AsTask();
             await Until(() => gate.Waiting == 1, "look-up A's read reached the database");
@@ -55,7 +58,8 @@ public sealed class LookupSingleFlightTests(CertPortalApp app) : IClassFixture<C
             var loadsBefore = cache.Loads;
             var epoch = cache.Epoch;
             await Http.EnsureStatus(await app.RevokeAsync(issued.SerialNumber, "keyCompromise"), System.Net.HttpStatusCode.OK);
-            await Until(() => cache.Epoch > epoch, "the revocation reached the cache (change log poll)");
+            await CommittedHereAsync(services, cache, email);
+            await Until(() => cache.Epoch > epoch, "the revocation reached the cache");
             var b = cache.LookupAsync(email, CertificateUsage.Encryption, CancellationToken.None).AsTask();
             Assert.Equal(loadsBefore + 1, cache.Loads);
             gate.Release();
@@ -69,6 +73,15 @@ public sealed class LookupSingleFlightTests(CertPortalApp app) : IClassFixture<C
             gate.Release();
             await cache.StopAsync(CancellationToken.None);
         }
+    }
+
+    /// <summary>What a node's cache does when the node commits a change to <paramref name="email"/>'s certificates.</summary>
+    private static async Task CommittedHereAsync(IServiceProvider services, RecipientCache cache, string email)
+    {
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        cache.RecordChange(db, email, DateTimeOffset.UtcNow);
+        cache.Committed(db);
     }
 
     private static async Task Until(Func<bool> condition, string what)

@@ -518,7 +518,6 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var issued = await app.EnrollAsync(token.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email));
         var copy = await db.Certificates.AsNoTracking().SingleAsync(c => c.SerialNumber == issued.SerialNumber);
         copy.SerialNumber = "7E" + copy.SerialNumber[2..];
-        copy.Sha256Fingerprint = new string('0', 64);
         await db.Database.OpenConnectionAsync();
         var refused = await Assert.ThrowsAsync<PostgresException>(() => DirectSql.InsertCertificateAsync(db, copy, CancellationToken.None));
         Assert.Equal(PostgresErrorCodes.UniqueViolation, refused.SqlState);
