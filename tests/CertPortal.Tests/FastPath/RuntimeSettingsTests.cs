@@ -6,7 +6,7 @@ namespace CertPortal.Tests.FastPath;
 /// runtimeconfig.json that <c>dotnet CertPortal.dll</c> reads: one lost from the build would change the service's memory
 /// or CPU without any test noticing. The thread pool's spin limit is here too: 0 (session 10, set under heavy load) made
 /// every idle worker sleep at once, and on a nearly quiet 2-core machine each answer and next request then waited for a
-/// futex wake-up of an idle vCPU (CertPortal.csproj, README "the cores' idle time").</summary>
+/// futex wake-up of an idle vCPU (CertPortal.csproj, docs/benchmark-history.md "the cores' idle time").</summary>
 public sealed class RuntimeSettingsTests
 {
     [Theory]
