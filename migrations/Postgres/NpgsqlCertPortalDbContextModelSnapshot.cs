@@ -522,8 +522,6 @@ namespace CertPortal.Migrations.Postgres
 
                     b.HasKey("SerialNumber");
 
-                    b.HasIndex("Email");
-
                     b.HasIndex("RenewalOf")
                         .IsUnique()
                         .HasFilter("\"RenewalOf\" IS NOT NULL");

@@ -505,8 +505,6 @@ namespace CertPortal.Migrations.Sqlite
 
                     b.HasKey("SerialNumber");
 
-                    b.HasIndex("Email");
-
                     b.HasIndex("RenewalOf")
                         .IsUnique()
                         .HasFilter("\"RenewalOf\" IS NOT NULL");

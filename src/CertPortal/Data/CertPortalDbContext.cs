@@ -102,7 +102,12 @@ internal sealed class IssuedCertificateConfiguration : IEntityTypeConfiguration<
         b.Property(c => c.DisplayName).HasMaxLength(128);
         b.Property(c => c.KeyAlgorithm).HasMaxLength(16);
         b.Property(c => c.SubjectDn).HasMaxLength(1024);
-        b.HasIndex(c => c.Email);
+        // Mailboxes are compared without regard to case (their local parts are ASCII, so lower() is exact on both databases):
+        // the index is on lower("Email"), made by the migration EmailLowerIndex, as EF Core's model has no expression indexes.
+        // A plain index on "Email" left the recipient look-up's lower("Email") = @key to scan the table on every cache miss
+        // (a gateway asking for an unknown outside recipient: one scan per address every Lookup:MaxStaleness). Queries for one
+        // mailbox say lower("Email") = lower(@mailbox) to use it. A later migration that rebuilds Certificates on SQLite drops
+        // it with the table: create it again there (CertificateIndexTests lists it).
         // The SHA-256 fingerprint is neither stored nor indexed: it is made from the DER when shown (see IssuedCertificate).
         // An index keyed by a hash took every insert to a random leaf page, which the group writer wrote to the WAL once
         // more per certificate.

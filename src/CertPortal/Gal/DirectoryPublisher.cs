@@ -21,7 +21,7 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
     {
         if (!options.PublishPersonalData) return [];
         var now = time.GetUtcNow();
-        var candidates = await db.Certificates.AsNoTracking()
+        var candidates = await db.Certificates.AsNoTracking().OfMailbox(email)
             .Where(c => c.Email == email && c.RevokedAt == null)
             .ToListAsync(ct);
         var valid = candidates.Where(c => c.StatusAt(now) == CertificateStatus.Valid).OrderByDescending(c => c.NotBefore).ThenByDescending(c => c.IssuedAt);

@@ -208,20 +208,20 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
         }
     }
 
+    /// <summary>What a cache miss reads: the mailbox's certificates not revoked and not expired, through the index on
+    /// lower("Email") (<see cref="CertificateQueries.OfMailbox"/>), not a scan of every certificate.</summary>
+    internal static IQueryable<IssuedCertificate> ValidOf(CertPortalDbContext db, string key, DateTimeOffset now) =>
+        db.Certificates.AsNoTracking().OfMailbox(key).Where(c => c.RevokedAt == null && c.NotAfter > now);
+
     private async Task<Entry> LoadAsync(string key, DateTimeOffset now, CancellationToken ct)
     {
         var epoch = Volatile.Read(ref _epoch);
         Interlocked.Increment(ref _loads);
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-        // CA1862 would have string.Equals(..., OrdinalIgnoreCase), which EF Core cannot translate to SQL;
-        // ToLower() becomes lower() in both SQLite and PostgreSQL.
-#pragma warning disable CA1862
-        var rows = await db.Certificates.AsNoTracking()
-            .Where(c => c.Email.ToLower() == key && c.RevokedAt == null && c.NotAfter > now)
+        var rows = await ValidOf(db, key, now)
             .Select(c => new { c.SerialNumber, c.Profile, c.NotBefore, c.NotAfter, c.IssuedAt, c.Der })
             .ToListAsync(ct);
-#pragma warning restore CA1862
         var certs = rows.OrderByDescending(c => c.NotBefore).ThenByDescending(c => c.IssuedAt)
             .Select(c => new Cert(c.SerialNumber, c.Profile, c.NotBefore, c.NotAfter, c.Der)).ToList();
         // Valid until the answer would change by time alone: a certificate expires or becomes valid.

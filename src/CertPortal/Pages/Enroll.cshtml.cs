@@ -114,7 +114,7 @@ public sealed class EnrollModel(EnrollmentTokens tokens, KeyArchive archive, Cer
         var policy = await archive.PolicyAsync(db, ct);
         Mode = KeyArchive.GenerationFor(policy, Found.Profile) == KeyGenerationPolicy.Required ? "server" : "browser";
         // Renewal: show the person what they have now, and when it runs out.
-        Current = (await db.Certificates.AsNoTracking().Where(c => c.Email == Found.Email && c.RevokedAt == null).ToListAsync(ct))
+        Current = (await db.Certificates.AsNoTracking().OfMailbox(Found.Email).Where(c => c.Email == Found.Email && c.RevokedAt == null).ToListAsync(ct))
             .Where(c => c.StatusAt(Now) == CertificateStatus.Valid).OrderBy(c => c.NotAfter).ToList();
     }
 

@@ -23,7 +23,7 @@ public sealed class CertificateIndexTests(CertPortalApp app) : IClassFixture<Cer
             "SELECT name AS \"Value\" FROM sqlite_master WHERE type = 'index' AND tbl_name = 'Certificates' ORDER BY name").ToListAsync();
         Assert.Equal(
         [
-            "IX_Certificates_Email",            // the recipient look-up, the console
+            "IX_Certificates_EmailLower",       // lower("Email"): the recipient look-up, the directory entry, the enrollment page
             "IX_Certificates_RenewalOf",        // one renewal per certificate
             "IX_Certificates_Revoked",          // the CRL signer
             "IX_Certificates_SpkiSha256",       // keyCompromise: the key's other certificates
@@ -39,6 +39,47 @@ public sealed class CertificateIndexTests(CertPortalApp app) : IClassFixture<Cer
         using var certificate = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(issued.CertificatePem);
         var shown = await app.Client.GetFromJsonAsync<JsonElement>($"/api/v1/certificates/{issued.SerialNumber}");
         Assert.Equal(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(certificate.RawData)), shown.GetProperty("sha256Fingerprint").GetString());
+    }
+
+    [Fact]
+    public async Task A_mailbox_s_certificates_are_read_through_the_index_on_its_lower_case_not_by_a_scan()
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var definition = await db.Database.SqlQueryRaw<string>(
+            "SELECT sql AS \"Value\" FROM sqlite_master WHERE name = 'IX_Certificates_EmailLower'").SingleAsync();
+        Assert.Equal("CREATE INDEX \"IX_Certificates_EmailLower\" ON \"Certificates\" (lower(\"Email\"))", definition);
+
+        // The look-up's cache miss as EF Core sends it (a gateway asking for an unknown recipient), and the one-mailbox query
+        // the directory entry and the enrollment page make: each through the index, where lower("Email") against a plain
+        // index on "Email" scanned every certificate.
+        var now = DateTimeOffset.UtcNow;
+        Assert.Contains(await PlanAsync(db, CertPortal.Gal.RecipientCache.ValidOf(db, "nobody@example.test", now)),
+            d => d.Contains("USING INDEX IX_Certificates_EmailLower (<expr>=?)", StringComparison.Ordinal));
+        Assert.Contains(await PlanAsync(db, db.Certificates.OfMailbox("Nobody@Example.test").Where(c => c.Email == "Nobody@Example.test" && c.RevokedAt == null)),
+            d => d.Contains("USING INDEX IX_Certificates_EmailLower (<expr>=?)", StringComparison.Ordinal));
+
+        // And it finds a mailbox's certificates whatever the case it is asked in.
+        var mailbox = $"Case.{Guid.NewGuid():N}@example.test";
+        var (issued, _) = await app.IssueAsync(mailbox, "signing");
+        Assert.Equal([issued.SerialNumber], await db.Certificates.OfMailbox(mailbox.ToUpperInvariant()).Select(c => c.SerialNumber).ToListAsync());
+    }
+
+    /// <summary>SQLite's plan for a query as EF Core sends it, its parameters written in.</summary>
+    private static async Task<List<string>> PlanAsync<T>(CertPortalDbContext db, IQueryable<T> query)
+    {
+        var lines = query.ToQueryString().Split('\n');
+        var sql = string.Join('\n', lines.Where(l => !l.StartsWith(".param set ", StringComparison.Ordinal)));
+        foreach (var p in lines.Where(l => l.StartsWith(".param set ", StringComparison.Ordinal)).Select(l => l[".param set ".Length..].Split(' ', 2))
+            .OrderByDescending(p => p[0].Length))
+            sql = sql.Replace(p[0], p[1], StringComparison.Ordinal);
+        await db.Database.OpenConnectionAsync();
+        await using var explain = db.Database.GetDbConnection().CreateCommand();
+        explain.CommandText = "EXPLAIN QUERY PLAN " + sql;
+        var plan = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync())
+            while (await reader.ReadAsync()) plan.Add(reader.GetString(3));
+        return plan;
     }
 
     [Fact]

@@ -51,6 +51,29 @@ public sealed class PostgresTests(PostgresApp app) : IClassFixture<PostgresApp>
     }
 
     [Fact]
+    public async Task A_mailbox_s_certificates_are_read_through_the_index_on_its_lower_case()
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var definition = await db.Database.SqlQueryRaw<string>(
+            "SELECT indexdef AS \"Value\" FROM pg_indexes WHERE indexname = 'IX_Certificates_EmailLower'").SingleAsync();
+        Assert.Contains("(lower((\"Email\")::text))", definition, StringComparison.Ordinal);
+        // The look-up's cache miss as EF Core sends it can use the index (with seq scans priced out: a test table is small).
+        await db.Database.OpenConnectionAsync();
+        await using (var off = db.Database.GetDbConnection().CreateCommand())
+        {
+            off.CommandText = "SET enable_seqscan = off";
+            await off.ExecuteNonQueryAsync();
+        }
+        await using var explain = CertPortal.Gal.RecipientCache.ValidOf(db, "nobody@example.test", DateTimeOffset.UtcNow).CreateDbCommand();
+        explain.CommandText = "EXPLAIN " + explain.CommandText;
+        var plan = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync())
+            while (await reader.ReadAsync()) plan.Add(reader.GetString(0));
+        Assert.Contains(plan, l => l.Contains("IX_Certificates_EmailLower", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task The_token_read_runs_on_its_own_data_source_and_sees_tokens_created_spent_and_revoked_after_it_opened()
     {
         var readers = app.Service<PostgresReadConnections>();

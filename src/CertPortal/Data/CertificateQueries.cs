@@ -1,0 +1,17 @@
+namespace CertPortal.Data;
+
+public static class CertificateQueries
+{
+    /// <summary>The certificates of <paramref name="mailbox"/>, in any case: mailboxes compare without regard to case (their
+    /// local parts are ASCII, so lower() is exact on both databases), through <c>IX_Certificates_EmailLower</c>, an index on
+    /// lower("Email") (migration EmailLowerIndex). A query for one mailbox goes through here so that it uses that index: a
+    /// plain comparison of "Email" or any other spelling of the condition scans the table.</summary>
+    public static IQueryable<IssuedCertificate> OfMailbox(this IQueryable<IssuedCertificate> certificates, string mailbox)
+    {
+        var lowered = mailbox.ToLowerInvariant();
+        // CA1862 would have string.Equals(..., OrdinalIgnoreCase), which EF Core cannot translate; ToLower() becomes lower().
+#pragma warning disable CA1862
+        return certificates.Where(c => c.Email.ToLower() == lowered);
+#pragma warning restore CA1862
+    }
+}
