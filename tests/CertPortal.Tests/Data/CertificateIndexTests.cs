@@ -54,32 +54,15 @@ public sealed class CertificateIndexTests(CertPortalApp app) : IClassFixture<Cer
         // the directory entry and the enrollment page make: each through the index, where lower("Email") against a plain
         // index on "Email" scanned every certificate.
         var now = DateTimeOffset.UtcNow;
-        Assert.Contains(await PlanAsync(db, CertPortal.Gal.RecipientCache.ValidOf(db, "nobody@example.test", now)),
+        Assert.Contains(await SqlitePlans.PlanAsync(db, CertPortal.Gal.RecipientCache.ValidOf(db, "nobody@example.test", now)),
             d => d.Contains("USING INDEX IX_Certificates_EmailLower (<expr>=?)", StringComparison.Ordinal));
-        Assert.Contains(await PlanAsync(db, db.Certificates.OfMailbox("Nobody@Example.test").Where(c => c.Email == "Nobody@Example.test" && c.RevokedAt == null)),
+        Assert.Contains(await SqlitePlans.PlanAsync(db, db.Certificates.OfMailbox("Nobody@Example.test").Where(c => c.Email == "Nobody@Example.test" && c.RevokedAt == null)),
             d => d.Contains("USING INDEX IX_Certificates_EmailLower (<expr>=?)", StringComparison.Ordinal));
 
         // And it finds a mailbox's certificates whatever the case it is asked in.
         var mailbox = $"Case.{Guid.NewGuid():N}@example.test";
         var (issued, _) = await app.IssueAsync(mailbox, "signing");
         Assert.Equal([issued.SerialNumber], await db.Certificates.OfMailbox(mailbox.ToUpperInvariant()).Select(c => c.SerialNumber).ToListAsync());
-    }
-
-    /// <summary>SQLite's plan for a query as EF Core sends it, its parameters written in.</summary>
-    private static async Task<List<string>> PlanAsync<T>(CertPortalDbContext db, IQueryable<T> query)
-    {
-        var lines = query.ToQueryString().Split('\n');
-        var sql = string.Join('\n', lines.Where(l => !l.StartsWith(".param set ", StringComparison.Ordinal)));
-        foreach (var p in lines.Where(l => l.StartsWith(".param set ", StringComparison.Ordinal)).Select(l => l[".param set ".Length..].Split(' ', 2))
-            .OrderByDescending(p => p[0].Length))
-            sql = sql.Replace(p[0], p[1], StringComparison.Ordinal);
-        await db.Database.OpenConnectionAsync();
-        await using var explain = db.Database.GetDbConnection().CreateCommand();
-        explain.CommandText = "EXPLAIN QUERY PLAN " + sql;
-        var plan = new List<string>();
-        await using (var reader = await explain.ExecuteReaderAsync())
-            while (await reader.ReadAsync()) plan.Add(reader.GetString(3));
-        return plan;
     }
 
     [Fact]
