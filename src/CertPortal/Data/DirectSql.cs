@@ -136,8 +136,10 @@ public static partial class DirectSql
 
     /// <summary>The token spend: the one conditional UPDATE that decides between concurrent enrollments with one token (SQLite has
     /// one writer; PostgreSQL re-checks the WHERE after taking the row lock, across nodes too), only while the key is not blocked.</summary>
-    private const string SpendTokenUnlessBlocked = "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial " +
-        "WHERE \"Id\" = @id AND \"UsedAt\" IS NULL AND \"RevokedAt\" IS NULL AND \"ExpiresAt\" > @now AND NOT EXISTS ";
+    // A token's spend: still usable (not spent, withdrawn or expired) and, by the NOT EXISTS its callers complete, its key not blocked.
+    private const string SpendTokenWhere = "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial WHERE ";
+    private const string UsableUnlessBlocked = " AND \"UsedAt\" IS NULL AND \"RevokedAt\" IS NULL AND \"ExpiresAt\" > @now AND NOT EXISTS ";
+    private const string SpendTokenUnlessBlocked = SpendTokenWhere + "\"Id\" = @id" + UsableUnlessBlocked;
 
     /// <summary>An enrollment's decision in the group writer, taken under the key's lock: when the key was blocked as compromised
     /// (then nothing is spent), else whether the token was spent for <paramref name="serial"/> (<see cref="SpendTokenUnlessBlocked"/>).
@@ -196,9 +198,8 @@ public static partial class DirectSql
     public static Task<Later<(EnrollmentToken? Token, KeyGenerationPolicy? StoredKeyGeneration)>> ClaimTokenAsync(CertPortalDbContext db, byte[] hash,
         string spkiSha256, string serial, DateTimeOffset now, CancellationToken ct)
     {
-        var command = Command(db, "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = @now, \"CertificateSerial\" = @serial " +
-            "WHERE \"TokenHash\" = @hash AND \"UsedAt\" IS NULL AND \"RevokedAt\" IS NULL AND \"ExpiresAt\" > @now AND " +
-            "NOT EXISTS (SELECT FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki) RETURNING " + TokenColumns + ", " + PolicyColumns, out _);
+        var command = Command(db, SpendTokenWhere + "\"TokenHash\" = @hash" + UsableUnlessBlocked +
+            "(SELECT FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki) RETURNING " + TokenColumns + ", " + PolicyColumns, out _);
         Add(command, "now", Time(now, sqlite: false));
         Add(command, "serial", serial);
         Add(command, "hash", hash);

@@ -28,8 +28,13 @@ public static class CsrInspector
     public static Outcome<SubscriberKey> Inspect(string? pem, string tokenMailbox)
     {
         var inspected = Inspect(pem, out var named);
-        return inspected.Failure is null && OtherMailbox(named, tokenMailbox) is { } other ? other : inspected;
+        return ForMailbox(inspected, named, tokenMailbox);
     }
+
+    /// <summary>What <see cref="Inspect(string?, string)"/> answers, from a CSR already checked by <see cref="Inspect(string?, out IReadOnlyList{string})"/>
+    /// (its signature is not checked again).</summary>
+    public static Outcome<SubscriberKey> ForMailbox(Outcome<SubscriberKey> inspected, IReadOnlyList<string> named, string tokenMailbox) =>
+        inspected.Failure is null && OtherMailbox(named, tokenMailbox) is { } other ? other : inspected;
 
     /// <summary>The checks of <see cref="Inspect(string?, string)"/> but the mailbox's, for a request whose token is not known yet
     /// (read in the same statement that spends it): <paramref name="named"/> are the mailboxes the CSR names, for <see cref="OtherMailbox"/>.</summary>

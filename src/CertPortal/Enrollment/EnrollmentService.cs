@@ -54,9 +54,16 @@ public sealed partial class EnrollmentService(
 {
     public async Task<Outcome<EnrollmentResult>> EnrollAsync(EnrollmentRequest request, string actor, CancellationToken ct)
     {
-        if (tokens.ClaimedInWriter && !issuer.IssuesOnThreadsOfItsOwn && EnrollmentTokens.HashOf(request.Token) is { } hash &&
-            await ClaimAndIssueAsync(hash, request.Csr, actor) is { } claimed)
-            return claimed;
+        // The CSR checked before the claim is not checked again on the read path below, where a claim that took nothing goes.
+        Outcome<SubscriberKey>? checkedCsr = null;
+        IReadOnlyList<string> named = [];
+        if (tokens.ClaimedInWriter && !issuer.IssuesOnThreadsOfItsOwn && EnrollmentTokens.HashOf(request.Token) is { } hash)
+        {
+            var csr = CsrInspector.Inspect(request.Csr, out named);
+            checkedCsr = csr;
+            if (csr.Failure is null && await ClaimAndIssueAsync(hash, csr.Value!, named, actor) is { } claimed)
+                return claimed;
+        }
         // The token and the escrow policy's key generation for its profile, read together (one query; on SQLite on a
         // connection kept open for it, see SqliteReadConnections).
         var found = await tokens.FindWithKeyGenerationAsync(request.Token, ct);
@@ -66,7 +73,7 @@ public sealed partial class EnrollmentService(
             return token.UsedAt is not null && await CollectAsync(token.Id, SameKeyAs(request.Csr, token.Email), ct) is { } collected ? collected : refused;
         if (archive.GenerationFor(token.Profile, found.StoredKeyGeneration) == KeyGenerationPolicy.Required) return ServerKeyRequired(token.Profile);
 
-        var inspected = CsrInspector.Inspect(request.Csr, token.Email);
+        var inspected = checkedCsr is { } early ? CsrInspector.ForMailbox(early, named, token.Email) : CsrInspector.Inspect(request.Csr, token.Email);
         if (inspected.Failure is { } csrFailure) return csrFailure;
 
         // The key's encoding for comparison is made only when a concurrent duplicate is looked for (rare).
@@ -77,12 +84,9 @@ public sealed partial class EnrollmentService(
     /// <summary>PostgreSQL with an ECDSA issuing key: the token is read and spent in one statement in the group writer's first round trip
     /// (<see cref="DirectSql.ClaimTokenAsync"/>), under the key's lock; the certificate is signed for the token it returned and its rows go
     /// with the group's COMMIT (the second round trip). Null when nothing was claimed (an unknown, spent, withdrawn or expired token, a
-    /// blocked key, an unusable CSR): the request then decides as before, from the token read.</summary>
-    private async Task<Outcome<EnrollmentResult>?> ClaimAndIssueAsync(byte[] hash, string? csr, string actor)
+    /// blocked key; an unusable CSR is not claimed for): the request then decides as before, from the token read.</summary>
+    private async Task<Outcome<EnrollmentResult>?> ClaimAndIssueAsync(byte[] hash, SubscriberKey key, IReadOnlyList<string> named, string actor)
     {
-        var inspected = CsrInspector.Inspect(csr, out var named);
-        if (inspected.Failure is not null) return null;
-        var key = inspected.Value!;
         var now = time.GetUtcNow();
         var serial = SerialNumber.New(now);
         var serialHex = SerialNumber.ToHex(serial);
