@@ -6,6 +6,7 @@ using CertPortal.Data;
 using CertPortal.Enrollment;
 using CertPortal.Escrow;
 using CertPortal.Gal;
+using CertPortal.Infrastructure;
 using CertPortal.Mail;
 using CertPortal.Ocsp;
 using CertPortal.Renewal;
@@ -237,6 +238,7 @@ public static class Extensions
         app.MapEscrowApi();
         app.MapMailApi();
         app.MapRenewalApi();
+        app.MapCachesApi();
         app.MapRazorPages();
     }
 }

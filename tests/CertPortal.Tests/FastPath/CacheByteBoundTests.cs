@@ -70,6 +70,34 @@ public sealed class CacheByteBoundTests(CacheByteBoundTests.TinyCachesApp app) :
     }
 
     [Fact]
+    public async Task The_caches_endpoint_reports_what_each_cache_holds_against_its_bounds()
+    {
+        var cache = app.Service<RecipientCache>();
+        var responder = app.Service<OcspResponder>();
+        for (var i = 0; i < 200 && !cache.Watching; i++) await Task.Delay(50);
+        var email = $"reported.{Guid.NewGuid():N}@example.test";
+        await app.IssueAsync(email, "signing");
+        await Http.EnsureStatus(await app.Client.GetAsync($"/api/v1/directory/{email}/certificates?usage=signing"), HttpStatusCode.OK);
+
+        await Http.AssertProblem(await app.Client.GetAsync("/api/v1/caches"), HttpStatusCode.Unauthorized);
+        using var response = await app.Admin.GetAsync("/api/v1/caches");
+        await Http.EnsureStatus(response, HttpStatusCode.OK);
+        var report = await response.Content.ReadFromJsonAsync<JsonElement>();
+        var lookup = report.GetProperty("lookup");
+        Assert.Equal(cache.Count, lookup.GetProperty("entries").GetInt32());
+        Assert.InRange(lookup.GetProperty("entries").GetInt32(), 1, int.MaxValue);
+        Assert.Equal(cache.CachedBytes, lookup.GetProperty("bytes").GetInt64());
+        Assert.InRange(lookup.GetProperty("bytes").GetInt64(), 1, LookupBytes);
+        Assert.Equal(LookupBytes, lookup.GetProperty("maxBytes").GetInt64());
+        Assert.Equal(100_000, lookup.GetProperty("maxEntries").GetInt32());
+        Assert.Equal(cache.Loads, lookup.GetProperty("databaseReads").GetInt64());
+        var ocsp = report.GetProperty("ocsp");
+        Assert.Equal(responder.CachedResponses, ocsp.GetProperty("entries").GetInt32());
+        Assert.Equal(responder.CachedBytes, ocsp.GetProperty("bytes").GetInt64());
+        Assert.Equal(OcspBytes, ocsp.GetProperty("maxBytes").GetInt64());
+    }
+
+    [Fact]
     public async Task Ocsp_responses_for_more_certificates_than_the_bytes_hold_stay_within_them_and_answer_right()
     {
         var responder = app.Service<OcspResponder>();
