@@ -24,7 +24,8 @@
 # follow the load, the CPU cost per request much less. The load generator's own CPU per request follows it.
 # --crl: the product's CRL path with 1,000,000 revoked certificates (CertPortal.Bench --crl), against the target.
 #
-# --memory: the service's resident set size over a 10-minute mixed run (3 minutes with --quick; CertPortal.Bench --mixed-load).
+# --memory: the service's resident set size over a 10-minute mixed run (3 minutes with --quick; CertPortal.Bench --mixed-load)
+# after a warm-up that ends once the bounded look-up and OCSP caches are full or no longer growing (at most 15 minutes).
 #
 # --only=PART,...: only these of sqlite-ec, pg-ec, sqlite-rsa (CertPortal), cfssl, kestrel, openssl (the references);
 # --revocation, --crl and --memory as given.
@@ -505,7 +506,7 @@ if [ $memory = 1 ]; then
   wait_http "http://127.0.0.1:$port/healthz"
   dotnet "$bench_dll" --mixed-load "http://127.0.0.1:$port" "$memory_seconds" "$mempid" > "$work/memory.out"
   result[memory]=$(grep '^| memory' "$work/memory.out")
-  grep '^RSS' "$work/memory.out" >&2
+  grep -E '^(RSS|Look-up cache|OCSP cache|Warm-up)' "$work/memory.out" >&2
   kill "$mempid"; wait "$mempid" 2>/dev/null || true
 fi
 
