@@ -143,6 +143,7 @@ public static class Extensions
         services.AddDbContextPool<CertPortalDbContext, SqliteCertPortalDbContext>((sp, o) =>
             o.UseSqlite(SqliteConnectionString(sp)).AddInterceptors(SqliteDurability.Instance, sp.GetRequiredService<RecipientCacheInvalidation>()));
         services.AddSingleton(sp => new SqliteReadConnections(SqliteConnectionString(sp)));
+        services.AddSingleton(sp => new SqliteProcessLock(SqliteConnectionString(sp)));
     }
 
     private static string SqliteConnectionString(IServiceProvider services)
@@ -167,24 +168,36 @@ public static class Extensions
     public static async Task InitializeCertPortalAsync(this WebApplication app)
     {
         var options = app.Services.GetRequiredService<CertPortalOptions>();
-        await app.Services.PrepareDatabaseAsync(async (db, ct) =>
+        try
         {
-            await app.Services.GetRequiredService<SharedCa>().LoadOrCreateAsync(db, new CaUrls(options.PublicBaseUrl!), ct);
-            await app.Services.GetRequiredService<RecoverySessionKey>().LoadOrCreateAsync(db, ct);
-            await app.Services.GetRequiredService<OcspSigners>().RefreshAsync(db, ct);
-        });
-        app.Services.GetRequiredService<AdminApiKey>();
+            await app.Services.PrepareDatabaseAsync(async (db, ct) =>
+            {
+                await app.Services.GetRequiredService<SharedCa>().LoadOrCreateAsync(db, new CaUrls(options.PublicBaseUrl!), ct);
+                await app.Services.GetRequiredService<RecoverySessionKey>().LoadOrCreateAsync(db, ct);
+                await app.Services.GetRequiredService<OcspSigners>().RefreshAsync(db, ct);
+            });
+            app.Services.GetRequiredService<AdminApiKey>();
+            await app.Services.GetRequiredService<CrlPublisher>().PublishAsync(CancellationToken.None);
+        }
+        catch
+        {
+            // A start that failed lets go of the SQLite database at once, not when its process ends: a host started again
+            // in the same process (tests do) must not find it still held.
+            app.Services.GetService<SqliteProcessLock>()?.Dispose();
+            throw;
+        }
         var ca = app.Services.GetRequiredService<CaHierarchy>();
-        await app.Services.GetRequiredService<CrlPublisher>().PublishAsync(CancellationToken.None);
         app.Logger.LogInformation("CertPortal ready: issuing CA {Issuer}, public base URL {BaseUrl}, data in {DataDirectory}",
             ca.Issuing.Certificate.Subject, ca.Urls.BaseUrl, options.ResolvedDataDirectory);
     }
 
     /// <summary>Creates the data directory and applies migrations (all the admin commands need), then runs
     /// <paramref name="whileLocked"/>: on PostgreSQL all of it under the start-up lock, so nodes starting at
-    /// once migrate and create shared state one at a time.</summary>
+    /// once migrate and create shared state one at a time. On SQLite, first takes the database for this process until it
+    /// ends (<see cref="SqliteProcessLock"/>), or throws <see cref="DatabaseInUseException"/> having written nothing.</summary>
     public static async Task PrepareDatabaseAsync(this IServiceProvider services, Func<CertPortalDbContext, CancellationToken, Task>? whileLocked = null)
     {
+        services.GetService<SqliteProcessLock>()?.Take();
         Directory.CreateDirectory(services.GetRequiredService<CertPortalOptions>().ResolvedDataDirectory);
         await using var scope = services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();

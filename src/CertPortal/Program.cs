@@ -1,4 +1,5 @@
 using CertPortal;
+using CertPortal.Data;
 using CertPortal.Security;
 
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions
@@ -13,10 +14,20 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 builder.AddCertPortal();
 
 var app = builder.Build();
-// `CertPortal accounts ...`: an admin command on the same configuration, then exit (no web server).
-if (AccountsCommand.IsInvocation(args))
-    return await AccountsCommand.RunAsync(app, args);
-await app.InitializeCertPortalAsync();
+try
+{
+    // `CertPortal accounts ...`: an admin command on the same configuration, then exit (no web server).
+    if (AccountsCommand.IsInvocation(args))
+        return await AccountsCommand.RunAsync(app, args);
+    await app.InitializeCertPortalAsync();
+}
+catch (DatabaseInUseException e)
+{
+    // Another process serves this SQLite database: one line for the operator, and an exit code for systemd or a container
+    // runtime, rather than a stack trace.
+    Console.Error.WriteLine(e.Message);
+    return DatabaseInUseException.ExitCode;
+}
 app.UseCertPortal();
 await app.RunAsync();
 return 0;

@@ -1,11 +1,15 @@
 using System.Text;
+using CertPortal.Data;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Storage;
 
 namespace CertPortal.Security;
 
 /// <summary><c>CertPortal accounts add --name alice --role administrator</c> (password on stdin) and
-/// <c>CertPortal accounts list</c>: create the first console administrator on the server itself, without the web
-/// server running and without the admin API key. Whoever can run this can read the data directory anyway.
-/// Other settings (<c>--CertPortal:DataDirectory=...</c>, environment variables) work as for the service.</summary>
+/// <c>CertPortal accounts list</c>: create the first console administrator on the server itself, whether the service
+/// runs or not (see <see cref="PrepareAsync"/>), without the admin API key. Whoever can run this can read the data
+/// directory anyway. Other settings (<c>--CertPortal:DataDirectory=...</c>, environment variables) work as for the service.</summary>
 public static class AccountsCommand
 {
     public const string Usage = """
@@ -19,7 +23,11 @@ public static class AccountsCommand
 
     public static async Task<int> RunAsync(WebApplication app, string[] args)
     {
-        await app.Services.PrepareDatabaseAsync();
+        if (await PrepareAsync(app.Services) is { } refused)
+        {
+            Console.Error.WriteLine(refused);
+            return DatabaseInUseException.ExitCode;
+        }
         await using var scope = app.Services.CreateAsyncScope();
         var accounts = scope.ServiceProvider.GetRequiredService<Accounts>();
         switch (args.ElementAtOrDefault(1))
@@ -57,6 +65,27 @@ public static class AccountsCommand
                 Console.Error.WriteLine(Usage);
                 return 2;
         }
+    }
+
+    /// <summary>Alone on the database, prepares it as the service does (migrations included) and, on SQLite, holds the
+    /// database's process lock until the command ends, so the service cannot start beside a migration. Beside a running
+    /// service on SQLite, whose lock that is, the command still runs: it writes only its own account and audit rows, in
+    /// SQLite transactions (safe between processes), which the service reads from the database (API keys and sessions are
+    /// cached for 5 s at most). It migrates nothing there (the tables would change beneath the service) and so refuses,
+    /// with the reason, unless the service's schema is already this version's. Null when the command may go on.</summary>
+    private static async Task<string?> PrepareAsync(IServiceProvider services)
+    {
+        if (services.GetService<SqliteProcessLock>() is not { } sqlite || sqlite.TryTake())
+        {
+            await services.PrepareDatabaseAsync();
+            return null;
+        }
+        await using var scope = services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        // Asked without opening the file (opening would create it).
+        if (await db.GetService<IRelationalDatabaseCreator>().ExistsAsync() && !(await db.Database.GetPendingMigrationsAsync()).Any()) return null;
+        return $"Another CertPortal process holds the SQLite database {sqlite.DatabaseFile}, and its schema is not this version's " +
+            "(the service is starting, or is an older version): wait until it has started, or stop it, then run the command again.";
     }
 
     private static string? Option(string[] args, string name)

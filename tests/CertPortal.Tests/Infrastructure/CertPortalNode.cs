@@ -95,6 +95,12 @@ public sealed class CertPortalNode : IAsyncDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>kill -STOP: the node frozen, still holding its files, its locks and its port, doing nothing.</summary>
+    public void Freeze() => Tool.Run("kill", ["-STOP", _process!.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]).EnsureSuccess();
+
+    /// <summary>kill -CONT: the frozen node goes on.</summary>
+    public void Thaw() => Tool.Run("kill", ["-CONT", _process!.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]).EnsureSuccess();
+
     /// <summary>kill -9: no shutdown, no flush, as a crash or a power cut.</summary>
     public void Kill()
     {
