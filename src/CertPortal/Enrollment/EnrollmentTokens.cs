@@ -63,7 +63,7 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
         if (hours < 1 || hours > options.Issuance.MaxTokenValidHours)
             return Failure.Unprocessable("Invalid validHours.", $"validHours must be between 1 and {options.Issuance.MaxTokenValidHours}.");
 
-        var secret = Prefix + Base64Url.Encode(RandomNumberGenerator.GetBytes(32));
+        var secret = Prefix + Base64Url.Encode(RandomNumberGenerator.GetBytes(SecretBytes));
         var hash = Hash(secret);
         var now = time.GetUtcNow();
         var id = Guid.CreateVersion7(now);
@@ -151,8 +151,21 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
     /// <c>EnrollmentService.ClaimAndIssueAsync</c>), rather than read first on a connection of its own.</summary>
     internal bool ClaimedInWriter => postgresReaders is not null;
 
-    /// <summary>The hash a token is looked up by, or null for what cannot be a token.</summary>
-    internal static byte[]? HashOf(string? secret) => string.IsNullOrWhiteSpace(secret) || secret.Length > 200 ? null : Hash(secret.Trim());
+    /// <summary>The hash a token is looked up by, or null for what cannot be a token: every token is <see cref="Prefix"/> and
+    /// <see cref="SecretBytes"/> random bytes in base64url (43 characters), so anything else is refused as unknown without a read
+    /// (and on PostgreSQL without the CSR check and the claim in the group writer that a token's shape costs).</summary>
+    internal static byte[]? HashOf(string? secret) => secret?.Trim() is { } trimmed && IsTokenShaped(trimmed) ? Hash(trimmed) : null;
+
+    private const int SecretBytes = 32;
+    // Base64url without padding: 4 characters per 3 bytes, the last group shortened (43 for 32 bytes).
+    private const int SecretLength = (SecretBytes * 4 + 2) / 3;
+
+    private static bool IsTokenShaped(string s) =>
+        s.Length == Prefix.Length + SecretLength && s.StartsWith(Prefix, StringComparison.Ordinal) &&
+        !s.AsSpan(Prefix.Length).ContainsAnyExcept(Base64UrlAlphabet);
+
+    private static readonly System.Buffers.SearchValues<char> Base64UrlAlphabet =
+        System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
 
     public async Task<EnrollmentToken?> FindByIdAsync(Guid id, CancellationToken ct) =>
         await Db.EnrollmentTokens.AsNoTracking().FirstOrDefaultAsync(t => t.Id == id, ct);

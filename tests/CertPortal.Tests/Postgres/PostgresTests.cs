@@ -91,7 +91,8 @@ public sealed class PostgresTests(PostgresApp app) : IClassFixture<PostgresApp>
         Assert.NotNull((await FindTokenAsync(second.Token)).Token!.UsedAt);
         await Http.EnsureStatus(await app.Admin.DeleteAsync($"/api/v1/tokens/{first.Id}"), HttpStatusCode.OK);
         Assert.NotNull((await FindTokenAsync(first.Token)).Token!.RevokedAt);
-        Assert.Null((await FindTokenAsync(first.Token + "x")).Token);
+        // Unknown, of a token's shape (anything else is refused without a read).
+        Assert.Null((await FindTokenAsync(first.Token[..^1] + (first.Token[^1] == 'A' ? 'B' : 'A'))).Token);
 
         // Every read (four here, one in the enrollment) went through the data source, none through EF Core's context.
         Assert.Equal(5, readers.Reads - reads);

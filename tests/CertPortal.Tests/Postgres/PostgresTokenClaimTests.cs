@@ -72,6 +72,32 @@ public sealed class PostgresTokenClaimTests(EcPostgresApp app) : IClassFixture<E
     }
 
     [Fact]
+    public async Task What_cannot_be_a_token_is_refused_without_a_claim_or_a_token_read()
+    {
+        var writer = app.Service<GroupCommitWriter>();
+        var readers = app.Service<PostgresReadConnections>();
+        var email = $"junk.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var real = await app.CreateTokenAsync(email, "signing");
+        var secret = real.Token[EnrollmentTokens.Prefix.Length..];
+        var csr = SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email);
+        var (units, reads) = (writer.UnitsCommitted, readers.Reads);
+        // Another prefix, one character short or long, a character outside base64url, no prefix, a guess of the old test's shape.
+        foreach (var junk in new[] { "cpx_" + secret, real.Token[..^1], real.Token + "A", real.Token[..^1] + "=", secret + "abcd", "cpt_unknown-token-value" })
+            Assert.Equal(EnrollmentTokens.Unknown.Title, (await Http.AssertProblem(await app.PostEnrollmentAsync(junk, csr), HttpStatusCode.Forbidden))
+                .GetProperty("title").GetString());
+        Assert.Equal(units, writer.UnitsCommitted);
+        Assert.Equal(reads, readers.Reads);
+        // A token of the right shape that does not exist is claimed (and, the claim taking nothing, read): it might have been issued.
+        var unknown = await Http.AssertProblem(await app.PostEnrollmentAsync(real.Token[..^1] + (real.Token[^1] == 'A' ? 'B' : 'A'), csr),
+            HttpStatusCode.Forbidden);
+        Assert.Equal(EnrollmentTokens.Unknown.Title, unknown.GetProperty("title").GetString());
+        Assert.Equal(units + 1, writer.UnitsCommitted);
+        Assert.Equal(reads + 1, readers.Reads);
+        // The real one, with surrounding spaces as pasted, is issued.
+        Assert.Equal(HttpStatusCode.Created, (await app.PostEnrollmentAsync($"  {real.Token} ", csr)).StatusCode);
+    }
+
+    [Fact]
     public async Task Refusals_in_a_group_fail_alone_and_a_token_refused_after_its_claim_is_given_back()
     {
         var marker = Guid.NewGuid().ToString("N")[..8];
