@@ -186,6 +186,9 @@ public static class Extensions
             app.Services.GetService<SqliteProcessLock>()?.Dispose();
             throw;
         }
+        if (app.Services.GetService<SqliteProcessLock>()?.DatabaseFile is { } database && SqliteProcessLock.FileLockingDisabled)
+            app.Logger.LogWarning("File locking is switched off (DOTNET_SYSTEM_IO_DISABLEFILELOCKING): nothing stops a second CertPortal " +
+                "process on the SQLite database {Database}, which serves one process only", database);
         var ca = app.Services.GetRequiredService<CaHierarchy>();
         app.Logger.LogInformation("CertPortal ready: issuing CA {Issuer}, public base URL {BaseUrl}, data in {DataDirectory}",
             ca.Issuing.Certificate.Subject, ca.Urls.BaseUrl, options.ResolvedDataDirectory);

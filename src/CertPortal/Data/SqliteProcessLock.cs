@@ -21,6 +21,15 @@ public sealed class SqliteProcessLock(string connectionString) : IDisposable
     private readonly Lock _gate = new();
     private FileStream? _held;
 
+    /// <summary>True when .NET's file locking is switched off for this process (<c>DOTNET_SYSTEM_IO_DISABLEFILELOCKING</c> or the
+    /// <c>System.IO.DisableFileLocking</c> switch, as .NET reads them): FileShare.None then takes no flock, and this guard
+    /// holds nothing. Start-up says so in a warning rather than refusing: the setting is an operator's choice (some network
+    /// file systems need it).</summary>
+    public static bool FileLockingDisabled =>
+        AppContext.TryGetSwitch("System.IO.DisableFileLocking", out var disabled) ? disabled :
+        Environment.GetEnvironmentVariable("DOTNET_SYSTEM_IO_DISABLEFILELOCKING") is { } value &&
+        (value == "1" || value.Equals("true", StringComparison.OrdinalIgnoreCase));
+
     /// <summary>The database file, or null for an in-memory database (nothing another process could open).</summary>
     public string? DatabaseFile { get; } = FileOf(connectionString);
 

@@ -140,6 +140,23 @@ public sealed class OneProcessPerSqliteDatabaseTests
         }
     }
 
+    [Fact]
+    public async Task With_file_locking_switched_off_the_service_starts_and_warns_that_nothing_guards_the_database()
+    {
+        await using var node = new CertPortalNode("unlocked", Sqlite);
+        node.Environment["DOTNET_SYSTEM_IO_DISABLEFILELOCKING"] = "1";
+        node.Start();
+        await node.WaitReadyAsync();
+        Assert.Contains(node.Output.Split('\n'), line => line.Contains("File locking is switched off", StringComparison.Ordinal) &&
+            line.Contains(Path.Combine(node.DataDirectory, "certportal.db"), StringComparison.Ordinal));
+
+        // And without the setting, no such warning.
+        await using var locked = new CertPortalNode("locked", Sqlite);
+        locked.Start();
+        await locked.WaitReadyAsync();
+        Assert.DoesNotContain("File locking", locked.Output, StringComparison.Ordinal);
+    }
+
     private static async Task<string> CreateTokenAsync(HttpClient admin, string email)
     {
         var r = await admin.PostAsJsonAsync("/api/v1/tokens", new { email, displayName = "One Process", profile = "signing", validHours = 1 });

@@ -31,6 +31,8 @@ public sealed class CertPortalNode : IAsyncDisposable
     public int Port { get; }
     public string BaseUrl => $"http://127.0.0.1:{Port}";
     public string Output => string.Join('\n', _output);
+    /// <summary>Environment variables for the process besides the CertPortal settings (e.g. the runtime's own).</summary>
+    public Dictionary<string, string> Environment { get; } = [];
     public bool IsRunning => _process is { HasExited: false };
 
     public HttpClient Client(bool admin = false)
@@ -59,6 +61,7 @@ public sealed class CertPortalNode : IAsyncDisposable
         psi.Environment["CertPortal__Ca__RootKeyAlgorithm"] = "EC-P384";
         psi.Environment["CertPortal__Ca__IssuingKeyAlgorithm"] = "EC-P256";
         foreach (var (k, v) in _settings) psi.Environment["CertPortal__" + k.Replace(":", "__")] = v;
+        foreach (var (k, v) in Environment) psi.Environment[k] = v;
         _output.Clear();
         _process = HelperProcesses.Start(psi);
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) _output.Enqueue(e.Data); };
