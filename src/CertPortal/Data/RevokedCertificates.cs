@@ -30,14 +30,7 @@ public static class RevokedCertificates
     /// 8) on SQLite, where reading is this process's CPU work; one elsewhere (PostgreSQL reads on its own cores and
     /// streams the rows in order). For a small CRL the extra pooled connections cost well under a millisecond.</summary>
     public static int Parts(CertPortalDbContext db) =>
-        db.Database.GetDbConnection() is SqliteConnection sqlite && OnDisk(sqlite.ConnectionString) ? Math.Clamp(Environment.ProcessorCount, 1, 8) : 1;
-
-    /// <summary>An in-memory database is private to its connection (unless shared by name): others would see nothing.</summary>
-    private static bool OnDisk(string connectionString)
-    {
-        var builder = new SqliteConnectionStringBuilder(connectionString);
-        return builder.Mode != SqliteOpenMode.Memory && builder.DataSource is { Length: > 0 } source && source != ":memory:";
-    }
+        db.Database.GetDbConnection() is SqliteConnection sqlite && SqliteDatabaseFile.Of(sqlite.ConnectionString) is not null ? Math.Clamp(Environment.ProcessorCount, 1, 8) : 1;
 
     /// <summary>Reads the rows as <paramref name="parts"/> consecutive serial ranges at once, each in serial order, the
     /// rows of part i all before those of part i + 1; <paramref name="each"/> gets the part's number and is called

@@ -1,5 +1,3 @@
-using Microsoft.Data.Sqlite;
-
 namespace CertPortal.Data;
 
 /// <summary>SQLite serves one process. Each process keeps state of its own beside the database (the look-up and OCSP
@@ -31,7 +29,7 @@ public sealed class SqliteProcessLock(string connectionString) : IDisposable
         (value == "1" || value.Equals("true", StringComparison.OrdinalIgnoreCase));
 
     /// <summary>The database file, or null for an in-memory database (nothing another process could open).</summary>
-    public string? DatabaseFile { get; } = FileOf(connectionString);
+    public string? DatabaseFile { get; } = SqliteDatabaseFile.Of(connectionString);
 
     /// <summary>Hidden, and out of the <c>certportal.db*</c> glob that means the database's own files (the database, its WAL
     /// and shared memory) to a backup script: a .NET program that opens it for reading would meet the lock.</summary>
@@ -72,15 +70,6 @@ public sealed class SqliteProcessLock(string connectionString) : IDisposable
             _held?.Dispose();
             _held = null;
         }
-    }
-
-    private static string? FileOf(string connectionString)
-    {
-        var builder = new SqliteConnectionStringBuilder(connectionString);
-        var source = builder.DataSource;
-        if (builder.Mode == SqliteOpenMode.Memory || string.IsNullOrEmpty(source) || source == ":memory:") return null;
-        // As SQLite resolves it: relative to the working directory.
-        return Path.GetFullPath(source);
     }
 }
 

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using CertPortal.Data;
 using CertPortal.Tests.Infrastructure;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Data.Sqlite;
 
 namespace CertPortal.Tests.Data;
 
@@ -116,6 +117,61 @@ public sealed class OneProcessPerSqliteDatabaseTests
         {
             TempDir.Delete(dir);
         }
+    }
+
+    [Fact]
+    public void A_uri_data_source_locks_the_file_sqlite_opens()
+    {
+        var dir = TempDir.Create("certportal-uri");
+        try
+        {
+            var file = Path.Combine(dir, "my data", "certportal.db");
+            Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+            var encoded = file.Replace(" ", "%20", StringComparison.Ordinal);
+            string[] spellings =
+            [
+                $"Data Source={file}",
+                $"Data Source=file:{encoded}",
+                $"Data Source=file://{encoded}?cache=private",
+                $"Data Source=file://localhost{encoded}#fragment",
+            ];
+            foreach (var connectionString in spellings)
+            {
+                // The oracle: the file SQLite itself opened for that connection string.
+                Assert.Equal(file, OpenedFile(connectionString));
+                Assert.Equal(file, SqliteDatabaseFile.Of(connectionString));
+            }
+
+            // However each one spells it, the second holder is refused.
+            using var plain = new SqliteProcessLock(spellings[0]);
+            plain.Take();
+            foreach (var connectionString in spellings.Skip(1))
+            {
+                using var other = new SqliteProcessLock(connectionString);
+                Assert.Equal(Path.Combine(dir, "my data", ".certportal.db.lock"), other.LockFile);
+                Assert.False(other.TryTake(), connectionString);
+            }
+
+            // In-memory URIs open no file, so nothing to lock; a remote host is an error, as SQLite would refuse it.
+            Assert.Null(SqliteDatabaseFile.Of("Data Source=file::memory:"));
+            Assert.Null(SqliteDatabaseFile.Of("Data Source=file:certportal?mode=memory&cache=shared"));
+            Assert.Null(SqliteDatabaseFile.Of("Data Source="));
+            Assert.Contains("example.org", Assert.Throws<ArgumentException>(() => SqliteDatabaseFile.Of("Data Source=file://example.org/x.db")).Message);
+        }
+        finally
+        {
+            SqliteConnection.ClearAllPools();
+            TempDir.Delete(dir);
+        }
+    }
+
+    private static string OpenedFile(string connectionString)
+    {
+        using var connection = new SqliteConnection(connectionString + ";Pooling=False");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT file FROM pragma_database_list WHERE name = 'main'";
+        return (string)command.ExecuteScalar()!;
     }
 
     [Fact]
