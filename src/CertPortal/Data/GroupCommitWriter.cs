@@ -44,9 +44,10 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
     /// <summary>Queues <paramref name="apply"/>, which runs on the writer's context inside the group's transaction and
     /// may run a second time (alone, on a fresh context) if its group fails: it must create its entities itself and
     /// decide only from what it reads in that transaction. The task ends after the commit.</summary>
-    public Task<T> WriteAsync<T>(Func<CertPortalDbContext, CancellationToken, Task<T>> apply)
+    /// <param name="resumeOnWriter">The caller only answers after the write: see <see cref="Answers"/>.</param>
+    public Task<T> WriteAsync<T>(Func<CertPortalDbContext, CancellationToken, Task<T>> apply, bool resumeOnWriter = false)
     {
-        var unit = new Unit<T>(apply);
+        var unit = new Unit<T>(apply, Answers(resumeOnWriter));
         Enqueue(unit);
         return unit.Task;
     }
@@ -63,9 +64,9 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
     /// it read). Its first step must then only lock and read, so that it can run again: when an earlier unit of the run has one of
     /// those keys, it runs again after that unit's second step and before its own. Only such units follow it in its run.</summary>
     public Task<T> WriteAsync<TFirst, T>(IReadOnlyCollection<string> keys, Func<CertPortalDbContext, CancellationToken, Task<TFirst>> first,
-        Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then, Func<TFirst, IEnumerable<string>>? learnt = null)
+        Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then, Func<TFirst, IEnumerable<string>>? learnt = null, bool resumeOnWriter = false)
     {
-        var unit = new TwoStepUnit<TFirst, T>(keys, first, then, learnt, expectingSuccess: null);
+        var unit = new TwoStepUnit<TFirst, T>(keys, first, then, learnt, expectingSuccess: null, Answers(resumeOnWriter));
         Enqueue(unit);
         return unit.Task;
     }
@@ -78,12 +79,24 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
     /// statements and COMMIT in one batch) instead of two. When the group fails, its retries run <paramref name="first"/> and
     /// <paramref name="then"/>, which decide from the answers, so a refusal still fails nothing but its own unit.</summary>
     public Task<T> WriteExpectingSuccessAsync<TFirst, T>(IReadOnlyCollection<string> keys, Func<CertPortalDbContext, CancellationToken, Task<TFirst>> first,
-        Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then, Func<CertPortalDbContext, CancellationToken, Task<T>> expectingSuccess)
+        Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then, Func<CertPortalDbContext, CancellationToken, Task<T>> expectingSuccess,
+        bool resumeOnWriter = false)
     {
-        var unit = new TwoStepUnit<TFirst, T>(keys, first, then, learnt: null, expectingSuccess);
+        var unit = new TwoStepUnit<TFirst, T>(keys, first, then, learnt: null, expectingSuccess, Answers(resumeOnWriter));
         Enqueue(unit);
         return unit.Task;
     }
+
+    /// <summary>How a unit's caller resumes once its group has committed: on the thread pool, or, for a caller that only answers after
+    /// its write (<paramref name="resumeOnWriter"/>, an enrollment) and where groups run one at a time (SQLite), on the writer's thread
+    /// at once, before the next group begins: what the caller does until its next await (the answer handed to Kestrel, ~20 µs) then
+    /// becomes part of the writer's turn. Queued to the thread pool (RunContinuationsAsynchronously) an enrollment waited 0.2-0.45 ms
+    /// (median; 8 clients, EC-P256) for a thread while the writer's own was already in the next group's commit and fsync, so clients
+    /// came back that much later and the writer, the serial part, committed smaller groups (docs/benchmark-history.md, session 19).
+    /// Work after a write that takes longer (a PKCS#12 to build, a CRL to publish) must not hold up the writer: such callers keep the
+    /// thread pool. Where groups overlap (PostgreSQL) every caller resumes on the thread pool: not measured there.</summary>
+    private TaskCreationOptions Answers(bool resumeOnWriter) =>
+        resumeOnWriter && !_overlap ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously;
 
     private void Enqueue(IUnit unit)
     {
@@ -326,13 +339,13 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
 
     private class Unit<T> : IUnit
     {
-        // Continuations run on the thread pool, not on the writer's loop.
-        private readonly TaskCompletionSource<T> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        // Where the caller resumes: see Answers.
+        private readonly TaskCompletionSource<T> _done;
         private readonly Func<CertPortalDbContext, CancellationToken, Task<T>>? _apply;
 
-        protected Unit() { }
+        protected Unit(TaskCreationOptions answers) => _done = new(answers);
 
-        public Unit(Func<CertPortalDbContext, CancellationToken, Task<T>> apply) => _apply = apply;
+        public Unit(Func<CertPortalDbContext, CancellationToken, Task<T>> apply, TaskCreationOptions answers) : this(answers) => _apply = apply;
 
         public Task<T> Task => _done.Task;
         public virtual bool TwoStep => false;
@@ -349,7 +362,7 @@ public sealed class GroupCommitWriter(IServiceScopeFactory scopes, ILogger<Group
 
     private sealed class TwoStepUnit<TFirst, T>(IReadOnlyCollection<string> keys, Func<CertPortalDbContext, CancellationToken, Task<TFirst>> first,
         Func<CertPortalDbContext, TFirst, CancellationToken, Task<T>> then, Func<TFirst, IEnumerable<string>>? learnt,
-        Func<CertPortalDbContext, CancellationToken, Task<T>>? expectingSuccess) : Unit<T>
+        Func<CertPortalDbContext, CancellationToken, Task<T>>? expectingSuccess, TaskCreationOptions answers) : Unit<T>(answers)
     {
         public override bool TwoStep => true;
         public override IReadOnlyCollection<string> Keys => keys;

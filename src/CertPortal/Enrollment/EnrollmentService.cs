@@ -213,15 +213,17 @@ public sealed partial class EnrollmentService(
         // The key names the unit for the writer: a revocation of a certificate with this key is not decided in the same round trip.
         // A token's spend nearly always succeeds: on PostgreSQL the unit then writes without waiting for the decision (the spend
         // fails the group where it would have refused, and the group's retry decides step by step), so a group of enrollments
-        // costs one round trip.
+        // costs one round trip. Without prepare (no escrow, so no PKCS#12 to build afterwards) the caller only answers after the
+        // write, which on SQLite it does on the writer's thread (GroupCommitWriter.Answers).
+        var answersOnly = prepare is null;
         var record = grant.SpendAsync is not null
-            ? await writer.WriteAsync([CompromisedKeys.LockName(spkiSha256)], DecideAsync, WriteIfDecidedAsync)
+            ? await writer.WriteAsync([CompromisedKeys.LockName(spkiSha256)], DecideAsync, WriteIfDecidedAsync, resumeOnWriter: answersOnly)
             : await writer.WriteExpectingSuccessAsync([CompromisedKeys.LockName(spkiSha256)], DecideAsync, WriteIfDecidedAsync, async (w, wct) =>
             {
                 await LockKeyAsync(w, wct);
                 await DirectSql.SpendTokenOrFailAsync(w, grant.TokenId!.Value, spkiSha256, serialHex, now, wct);
                 return await WriteRowsAsync(w, wct);
-            });
+            }, resumeOnWriter: answersOnly);
 
         if (blocked is not null) return blocked;
         if (record is not null) LogIssued(logger, record.Profile, serialHex, record.Email, record.KeyAlgorithm);

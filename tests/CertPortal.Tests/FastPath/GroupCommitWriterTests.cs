@@ -54,6 +54,56 @@ public sealed class GroupCommitWriterTests(CertPortalApp app) : IClassFixture<Ce
         Assert.Equal(HttpStatusCode.OK, (await app.Client.GetAsync("/healthz")).StatusCode);
     }
 
+    /// <summary>On SQLite a caller that only answers after its write resumes on the writer's thread as soon as its group has committed,
+    /// before the next group begins (GroupCommitWriter.Answers): here the next group holds the writer's thread until the test lets it
+    /// go, so a caller resumed through the thread pool would resume on another thread while that group had begun. Other callers
+    /// resume on the thread pool.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task On_sqlite_a_caller_that_only_answers_resumes_on_the_writers_thread_before_the_next_group(bool resumeOnWriter)
+    {
+        var writer = app.Service<GroupCommitWriter>();
+        await writer.WriteAsync((db, _) => Task.FromResult(AddToken(db, $"writer.answers.warm.{resumeOnWriter}@example.test")));
+        using var gate = new ManualResetEventSlim();
+        var writerThread = 0;
+        var nextBegun = false;
+        Task<int>? next = null;
+        var first = writer.WriteAsync((db, _) =>
+        {
+            writerThread = Environment.CurrentManagedThreadId;
+            // Queued while this group runs: it is the next group.
+            next = writer.WriteAsync((db2, _) =>
+            {
+                Volatile.Write(ref nextBegun, true);
+                gate.Wait(TimeSpan.FromSeconds(10), CancellationToken.None);
+                return Task.FromResult(AddToken(db2, $"writer.answers.next.{resumeOnWriter}@example.test"));
+            });
+            return Task.FromResult(AddToken(db, $"writer.answers.first.{resumeOnWriter}@example.test"));
+        }, resumeOnWriter);
+        await first;
+        var resumedOn = Environment.CurrentManagedThreadId;
+        var begunBeforeResume = Volatile.Read(ref nextBegun);
+        gate.Set();
+        Assert.Equal(1, await next!);
+        if (resumeOnWriter)
+        {
+            Assert.Equal(writerThread, resumedOn);
+            Assert.False(begunBeforeResume, "the next group began before the caller of the committed one resumed");
+        }
+        else Assert.NotEqual(writerThread, resumedOn);
+    }
+
+    private static int AddToken(CertPortalDbContext db, string email)
+    {
+        db.EnrollmentTokens.Add(new EnrollmentToken
+        {
+            Id = Guid.NewGuid(), TokenHash = Guid.NewGuid().ToByteArray(), Email = email,
+            CreatedAt = DateTimeOffset.UtcNow, CreatedBy = "test", ExpiresAt = DateTimeOffset.UtcNow.AddHours(1),
+        });
+        return 1;
+    }
+
     [Fact]
     public async Task Sqlite_commits_are_durable_with_synchronous_full_in_wal_mode()
     {
