@@ -17,8 +17,8 @@ namespace CertPortal.Authority;
 /// read and check before, 53 µs now (the check alone, <c>openssl speed ecdsap256</c>: 51 µs).
 /// <para>.NET's import is not used for these keys either way: it runs <c>EC_KEY_check_key</c>, which also multiplies the
 /// point by the group order, a check that proves nothing more on P-256/P-384 (cofactor 1: every point on the curve except
-/// infinity has the group's prime order) after <see cref="WeakKeys.CheckEcPoint"/> has refused points that are compressed,
-/// infinity or off the curve. The keys are read by the very libcrypto .NET runs on (checked by version number); anywhere
+/// infinity has the group's prime order) after <see cref="WeakKeys.CheckEcPointEncoding"/> has refused compressed points and
+/// infinity and the reader points off the curve. The keys are read by the very libcrypto .NET runs on (checked by version number); anywhere
 /// else .NET's import is used.</para></summary>
 internal static partial class EcPublicKeys
 {

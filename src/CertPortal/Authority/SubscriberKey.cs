@@ -7,14 +7,15 @@ namespace CertPortal.Authority;
 public enum SubscriberKeyType { Rsa, Ec }
 
 /// <summary>A subscriber public key that passed the key policy: RSA 2048-4096 (S/MIME BR: >= 2048,
-/// modulus a multiple of 8) or ECDSA P-256/P-384, and none of the weaknesses of <see cref="WeakKeys"/>.</summary>
-public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, PublicKey PublicKey)
+/// modulus a multiple of 8) or ECDSA P-256/P-384, and none of the weaknesses of <see cref="WeakKeys"/>.
+/// <see cref="SpkiSha256"/> is the SHA-256 of the DER SubjectPublicKeyInfo (upper-case hex, <see cref="SpkiHash(PublicKey)"/>):
+/// how a key is blocked and found. It is computed once, when the key is accepted: an enrollment asks for it three times (the key's
+/// lock, the token spend with the blocked-key check, the certificate's record), and for an RSA key each computation read the key
+/// into OpenSSL again.</summary>
+public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, PublicKey PublicKey, string SpkiSha256)
 {
     public const int MinRsaBits = 2048;
     public const int MaxRsaBits = 4096;
-
-    /// <summary>SHA-256 of the DER SubjectPublicKeyInfo (upper-case hex): how a key is blocked and found.</summary>
-    public string SpkiSha256 => SpkiHash(PublicKey);
 
     /// <summary>Hashes the key as .NET re-encodes it, so one RSA key hashes alike whether its parameters were
     /// written NULL or left out. EC keys are hashed as given: issuance accepts only uncompressed named-curve
@@ -59,7 +60,7 @@ public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, Pub
                     : WeakKeys.CheckRsa(new BigInteger(p.Modulus, isUnsigned: true, isBigEndian: true),
                         new BigInteger(p.Exponent, isUnsigned: true, isBigEndian: true));
                 if (weakness is not null) { error = weakness; rsa.Dispose(); return false; }
-                accepted = new SubscriberKey(SubscriberKeyType.Rsa, $"RSA-{bits}", key);
+                accepted = new SubscriberKey(SubscriberKeyType.Rsa, $"RSA-{bits}", key, SpkiHash(rsa.ExportSubjectPublicKeyInfo()));
                 read = rsa;
                 return true;
             }
@@ -68,12 +69,24 @@ public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, Pub
                 var curve = CurveOid(key);
                 var name = curve switch { Oids.CurveP256 => "EC-P256", Oids.CurveP384 => "EC-P384", _ => null };
                 if (name is null) { error = $"Only the elliptic curves P-256 and P-384 are supported (got {curve ?? "unknown"})."; return false; }
-                // Before .NET reads the key: an off-curve point is refused by name, not as "could not be read".
-                var offCurve = WeakKeys.CheckEcPoint(curve!, key.EncodedKeyValue.RawData);
-                if (offCurve is not null) { error = offCurve; return false; }
-                var ec = EcPublicKeys.Read(key, curve!);
-                if (ec is null) { error = "The EC public key could not be read."; return false; }
-                accepted = new SubscriberKey(SubscriberKeyType.Ec, name, key);
+                // A compressed point, or one of the wrong length, is refused before the key is read (libcrypto's reader takes
+                // compressed points). The coordinates' range and the curve equation are checked by the reader (o2i_ECPublicKey,
+                // or .NET's import); the same check in managed code (BigInteger, ~4 µs per CSR) runs only for a point the reader
+                // refused, so that an off-curve point is refused by name, not as "could not be read".
+                var point = key.EncodedKeyValue.RawData;
+                var encoding = WeakKeys.CheckEcPointEncoding(curve!, point);
+                if (encoding is not null) { error = encoding; return false; }
+                EcPublicKeys.EcVerificationKey? ec;
+                try
+                {
+                    ec = EcPublicKeys.Read(key, curve!);
+                }
+                catch (CryptographicException) when (WeakKeys.CheckEcPoint(curve!, point) is not null)
+                {
+                    ec = null;
+                }
+                if (ec is null) { error = WeakKeys.CheckEcPoint(curve!, point) ?? "The EC public key could not be read."; return false; }
+                accepted = new SubscriberKey(SubscriberKeyType.Ec, name, key, SpkiHash(key.ExportSubjectPublicKeyInfo()));
                 read = ec;
                 return true;
             }

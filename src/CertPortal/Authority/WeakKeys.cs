@@ -65,18 +65,9 @@ public static class WeakKeys
     /// P-256 and P-384 have cofactor 1, so on the curve means in the right group.</summary>
     public static string? CheckEcPoint(string curveOid, ReadOnlySpan<byte> encodedPoint)
     {
-        var curve = curveOid switch
-        {
-            Oids.CurveP256 => P256,
-            Oids.CurveP384 => P384,
-            _ => null,
-        };
-        if (curve is null) return "Only the elliptic curves P-256 and P-384 are supported.";
+        if (CheckEcPointEncoding(curveOid, encodedPoint) is { } encoding) return encoding;
+        var curve = CurveOf(curveOid)!;
         var size = curve.FieldBytes;
-        if (encodedPoint.Length == 0 || encodedPoint[0] != 0x04)
-            return "The EC public key must be an uncompressed point (RFC 5480 §2.2).";
-        if (encodedPoint.Length != 1 + 2 * size)
-            return $"The EC public key has {encodedPoint.Length} bytes; an uncompressed point on this curve has {1 + 2 * size}.";
         var x = new BigInteger(encodedPoint.Slice(1, size), isUnsigned: true, isBigEndian: true);
         var y = new BigInteger(encodedPoint.Slice(1 + size, size), isUnsigned: true, isBigEndian: true);
         var p = curve.P;
@@ -86,6 +77,27 @@ public static class WeakKeys
         if (right.Sign < 0) right += p;
         return left == right ? null : "The EC public key is not a point on its curve.";
     }
+
+    /// <summary>The part of <see cref="CheckEcPoint"/> that needs no arithmetic: a supported curve, an uncompressed point (not the
+    /// point at infinity, whose encoding is one zero byte), and the curve's length. A reader that checks the coordinates' range and
+    /// the curve equation itself (libcrypto's, see <see cref="SubscriberKey"/>) still takes compressed points: this refuses them.</summary>
+    public static string? CheckEcPointEncoding(string curveOid, ReadOnlySpan<byte> encodedPoint)
+    {
+        if (CurveOf(curveOid) is not { } curve) return "Only the elliptic curves P-256 and P-384 are supported.";
+        var size = curve.FieldBytes;
+        if (encodedPoint.Length == 0 || encodedPoint[0] != 0x04)
+            return "The EC public key must be an uncompressed point (RFC 5480 §2.2).";
+        if (encodedPoint.Length != 1 + 2 * size)
+            return $"The EC public key has {encodedPoint.Length} bytes; an uncompressed point on this curve has {1 + 2 * size}.";
+        return null;
+    }
+
+    private static Curve? CurveOf(string curveOid) => curveOid switch
+    {
+        Oids.CurveP256 => P256,
+        Oids.CurveP384 => P384,
+        _ => null,
+    };
 
     private sealed record Curve(int FieldBytes, BigInteger P, BigInteger A, BigInteger B);
 

@@ -12,7 +12,9 @@ namespace CertPortal.Enrollment;
 public sealed record EnrollmentRequest(string? Token, string? Csr, string? KeyAlgorithm = null, string? Pkcs12Password = null, string? Pkcs12Format = null,
     string? RequestId = null);
 
-public sealed record EnrollmentResult(string SerialNumber, string Email, string Profile, string CertificatePem, string ChainPem,
+public sealed record EnrollmentResult(string SerialNumber, string Email, string Profile,
+    [property: System.Text.Json.Serialization.JsonConverter(typeof(PemJsonConverter))] string CertificatePem,
+    [property: System.Text.Json.Serialization.JsonConverter(typeof(PemJsonConverter.Kept))] string ChainPem,
     DateTimeOffset NotBefore, DateTimeOffset NotAfter)
 {
     /// <summary>Server-generated keys only: base64 PKCS#12 with key, certificate and chain.</summary>

@@ -99,6 +99,35 @@ public sealed class CertificateEncoderTests
         Assert.Equal(refused.Problems, CertificateLinter.Lint(cert, order, options));
     }
 
+    [Fact]
+    public void The_linters_copy_of_the_extensions_is_what_X509Certificate2_reads()
+    {
+        // TbsCertificate.Read makes its extensions with Oid objects made once (not looked up per extension): each must still be the
+        // type, OID, criticality and value .NET's own certificate reader gives, with deltas on (freshestCRL among them).
+        var options = Options("EC-P256", "Mailbox");
+        options.Crl.DeltaBaseInterval = TimeSpan.FromMinutes(30);
+        var urls = new CaUrls("http://pki.example.com");
+        var (root, issuing) = new CaKeyStore(options, TimeProvider.System).Create(urls);
+        using var ca = new CaHierarchy(root, issuing, urls);
+        using var ec = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        Assert.True(SubscriberKey.TryAccept(new PublicKey(ec), out var key, out _));
+        var now = DateTimeOffset.UtcNow;
+        var signed = new CertificateIssuer(ca, options).Issue(new CertificateOrder("dave@example.com", "", CertificateProfileName.Dual, key,
+            SerialNumber.New(now), now.AddMinutes(-1), now.AddDays(30)));
+        using var cert = X509CertificateLoader.LoadCertificate(signed.Der);
+
+        var read = TbsCertificate.FromCertificate(signed.Der).Extensions;
+        Assert.Equal(cert.Extensions.Count, read.Count);
+        Assert.Contains(read, e => e.Oid!.Value == Oids.FreshestCrl);
+        for (var i = 0; i < read.Count; i++)
+        {
+            Assert.Equal(cert.Extensions[i].GetType(), read[i].GetType());
+            Assert.Equal(cert.Extensions[i].Oid!.Value, read[i].Oid!.Value);
+            Assert.Equal(cert.Extensions[i].Critical, read[i].Critical);
+            Assert.Equal(cert.Extensions[i].RawData, read[i].RawData);
+        }
+    }
+
     private static CertPortalOptions Options(string issuingAlgorithm, string cnMode)
     {
         // Creating a CA in memory writes nothing to the data directory.

@@ -76,4 +76,58 @@ public sealed class EcPublicKeyTests
         Assert.Equal(0, mismatches);
         foreach (var s in signers) s.Dispose();
     }
+
+    /// <summary>SubscriberKey.TryAccept leaves the coordinates' range and the curve equation to the reader and names a refused
+    /// point's fault from the managed check afterwards: each fault is still refused by name, before any key is made.</summary>
+    [Theory]
+    [InlineData("off the curve", "not a point on its curve")]
+    [InlineData("x = p", "coordinates are out of range")]
+    [InlineData("compressed", "must be an uncompressed point")]
+    [InlineData("one byte short", "an uncompressed point on this curve has 65")]
+    [InlineData("infinity", "must be an uncompressed point")]
+    public void A_refused_point_is_named_by_its_fault(string fault, string named)
+    {
+        using var ec = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var point = ec.ExportParameters(false).Q;
+        byte[] encoded = fault switch
+        {
+            "off the curve" => [0x04, .. point.X!, .. point.Y![..^1], (byte)(point.Y![^1] ^ 0x01)],
+            "x = p" => [0x04, .. Convert.FromHexString("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff"), .. point.Y!],
+            "compressed" => [(byte)(0x02 | (point.Y![^1] & 1)), .. point.X!],
+            "one byte short" => [0x04, .. point.X!, .. point.Y![..^1]],
+            "infinity" => [0x00],
+            _ => throw new ArgumentOutOfRangeException(nameof(fault)),
+        };
+        Assert.False(SubscriberKey.TryAccept(P256Key(encoded), out _, out var error));
+        Assert.Contains(named, error);
+    }
+
+    [Fact]
+    public void An_accepted_key_carries_the_hash_of_its_subject_public_key_info()
+    {
+        using var ec = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var rsa = RSA.Create(2048);
+        foreach (var spki in new[] { ec.ExportSubjectPublicKeyInfo(), rsa.ExportSubjectPublicKeyInfo() })
+        {
+            var publicKey = PublicKey.CreateFromSubjectPublicKeyInfo(spki, out _);
+            Assert.True(SubscriberKey.TryAccept(publicKey, out var key, out _));
+            Assert.Equal(Convert.ToHexString(SHA256.HashData(spki)), key.SpkiSha256);
+            Assert.Equal(SubscriberKey.SpkiHash(publicKey), key.SpkiSha256);
+        }
+    }
+
+    private static PublicKey P256Key(byte[] encodedPoint)
+    {
+        var w = new System.Formats.Asn1.AsnWriter(System.Formats.Asn1.AsnEncodingRules.DER);
+        using (w.PushSequence())
+        {
+            using (w.PushSequence())
+            {
+                w.WriteObjectIdentifier(Oids.EcPublicKey);
+                w.WriteObjectIdentifier(Oids.CurveP256);
+            }
+            w.WriteBitString(encodedPoint);
+        }
+        return PublicKey.CreateFromSubjectPublicKeyInfo(w.Encode(), out _);
+    }
 }
