@@ -81,8 +81,9 @@ public sealed record SubscriberKey(SubscriberKeyType Type, string Algorithm, Pub
                 {
                     ec = EcPublicKeys.Read(key, curve!);
                 }
-                catch (CryptographicException) when (WeakKeys.CheckEcPoint(curve!, point) is not null)
+                catch (CryptographicException)
                 {
+                    // .NET's import (where the reader falls back to it) throws for what libcrypto's reader refuses.
                     ec = null;
                 }
                 if (ec is null) { error = WeakKeys.CheckEcPoint(curve!, point) ?? "The EC public key could not be read."; return false; }
