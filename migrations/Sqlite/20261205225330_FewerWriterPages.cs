@@ -14,9 +14,11 @@ namespace CertPortal.Migrations.Sqlite
                 name: "IX_AuditEvents_At",
                 table: "AuditEvents");
 
-            migrationBuilder.DropColumn(
-                name: "Sha256Fingerprint",
-                table: "Certificates");
+            // SQLite's own DROP COLUMN (3.35+), inside the migration's transaction. EF Core's DropColumn rebuilds the table
+            // instead, behind a `PRAGMA foreign_keys = 0` that cannot run in a transaction: the migration then commits in
+            // parts, and a crash between them left a database that the next start could not migrate (the index dropped,
+            // the migration not recorded). Nothing indexes or references the column since NoFingerprintIndex.
+            migrationBuilder.Sql("ALTER TABLE \"Certificates\" DROP COLUMN \"Sha256Fingerprint\";");
 
             migrationBuilder.CreateIndex(
                 name: "IX_AuditEvents_SignIns",
