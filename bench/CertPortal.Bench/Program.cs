@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using System.Diagnostics;
@@ -22,6 +23,9 @@ using CertPortal.Revocation;
 //        ... -- --serve-bytes FILE URL [OCSP]   the look-up's reference for bench/compare.sh: a bare Kestrel minimal API
 //                                        answering GET /api/v1/directory/{email}/certificates with FILE's bytes
 //                                        (and GET /ocsp/{request} with the bytes of the file OCSP)
+//        ... -- --crl N [DIR]                  a CRL of N entries signed from the database (DIR keeps the seeded database)
+//        ... -- --delta-crl N CHANGES [DIR]    then a delta CRL of CHANGES revocations since that base, from the changes and,
+//                                        as the reference in the same run, from every revoked row merged with the base
 //        ... -- --csrs N PREFIX FILE           N P-256 CSRs for bench/compare.sh's enrollment rows, one a line in FILE:
 //                                        the mailbox PREFIX<i>@example.com (i = 1..N, also the CSR's CN) and the PEM
 //                                        as a JSON string
@@ -59,7 +63,13 @@ if (args is ["--mixed-load", var mixedUrl, var mixedSeconds, var mixedPid])
 }
 if (args is ["--crl", var crlEntries, .. var crlDir] && crlDir.Length <= 1)
 {
-    Console.WriteLine(await BigCrlAsync(int.Parse(crlEntries, System.Globalization.CultureInfo.InvariantCulture), crlDir.FirstOrDefault()));
+    Console.WriteLine(await BigCrlAsync(int.Parse(crlEntries, System.Globalization.CultureInfo.InvariantCulture), crlDir.FirstOrDefault(), 0));
+    return;
+}
+if (args is ["--delta-crl", var baseEntries, var deltaChanges, .. var deltaDir] && deltaDir.Length <= 1)
+{
+    Console.WriteLine(await BigCrlAsync(int.Parse(baseEntries, System.Globalization.CultureInfo.InvariantCulture), deltaDir.FirstOrDefault(),
+        int.Parse(deltaChanges, System.Globalization.CultureInfo.InvariantCulture)));
     return;
 }
 var quick = args.Contains("--quick");
@@ -150,11 +160,55 @@ static CertificateOrder Order(SubscriberKey key, int i) =>
     new($"user{i}@example.test", $"User {i}", CertificateProfileName.Dual, key, SerialNumber.New(DateTimeOffset.UtcNow),
         DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(365));
 
+// A delta CRL against the complete CRL just signed, for CHANGES certificates revoked since (rows and their CrlChange rows in
+// a transaction rolled back at the end, so a kept database stays as seeded): signed from the changes (what the publisher does),
+// then, with a change of unknown scope added, from every revoked row merged with the base (what it did before), each three
+// times; the medians side by side.
+static async Task<string> DeltaCrlAsync(CertPortal.Data.CertPortalDbContext db, CrlSigner signer, CertPortal.Data.CrlRecord complete, int changes)
+{
+    await using var tx = await db.Database.BeginTransactionAsync();
+    var now = DateTimeOffset.UtcNow;
+    for (var i = 0; i < changes; i++)
+    {
+        var serial = SerialNumber.ToHex(SerialNumber.New(now));
+        await db.Database.ExecuteSqlRawAsync("""
+            INSERT INTO "Certificates" ("SerialNumber", "Email", "DisplayName", "Profile", "KeyAlgorithm", "SubjectDn", "NotBefore", "NotAfter",
+              "IssuedAt", "Der", "SpkiSha256", "RevokedAt", "RevocationReason")
+            VALUES ({0}, {1}, '', 'Signing', 'EC-P256', '', {2}, {3}, {2}, x'00', {4}, {5}, 'Superseded')
+            """, serial, $"changed{i}@example.com", now.AddDays(-1).UtcTicks, now.AddDays(365).UtcTicks, $"changed{i}", now.UtcTicks);
+        await CertPortal.Data.DirectSql.InsertCrlChangeAsync(db, CertPortal.Authority.CertificateAuthority.IssuingName, now, CancellationToken.None, serial);
+    }
+    async Task<(double Seconds, double Cpu, int Entries)> SignAsync()
+    {
+        var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
+        var sw = Stopwatch.StartNew();
+        var delta = await signer.SignAsync(db, CertPortal.Authority.CertificateAuthority.IssuingName, DateTimeOffset.UtcNow, "bench",
+            CancellationToken.None, delta: true, knownComplete: (complete.Number, complete.Der));
+        sw.Stop();
+        db.ChangeTracker.Clear();
+        return (sw.Elapsed.TotalSeconds, (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalSeconds, delta.EntryCount);
+    }
+    static (double Seconds, double Cpu, int Entries) Median(List<(double Seconds, double Cpu, int Entries)> runs) =>
+        runs.OrderBy(r => r.Seconds).ElementAt(runs.Count / 2);
+    var fromChanges = new List<(double, double, int)>();
+    for (var i = 0; i < 3; i++) fromChanges.Add(await SignAsync());
+    await CertPortal.Data.DirectSql.InsertCrlChangeAsync(db, CertPortal.Authority.CertificateAuthority.IssuingName, now, CancellationToken.None);
+    var fromEveryRow = new List<(double, double, int)>();
+    for (var i = 0; i < 3; i++) fromEveryRow.Add(await SignAsync());
+    await tx.RollbackAsync();
+    var (changed, merged) = (Median(fromChanges), Median(fromEveryRow));
+    if (changed.Entries != changes || merged.Entries != changes)
+        throw new InvalidOperationException($"the delta CRLs list {changed.Entries} and {merged.Entries} entries, not {changes}");
+    return $"| delta CRL of {changes:N0} changes against that base (median of 3) | from the changes {changed.Seconds * 1000:N0} ms " +
+        $"({changed.Cpu * 1000:N0} ms CPU); from every revoked row merged with the base {merged.Seconds * 1000:N0} ms ({merged.Cpu * 1000:N0} ms CPU): " +
+        $"{merged.Seconds / changed.Seconds:N1} x the time |";
+}
+
 // N revoked certificates written straight into the service's database (one transaction, minimal rows: the CRL reads
 // serial, revocation time and reason), then one CRL signed and stored as a revocation's publisher would. With DIR, the
 // database is kept there and its rows reused by the next run with the same N (writing a million rows takes minutes;
 // signing the CRL seconds), so changes to the signer can be compared back to back.
-static async Task<string> BigCrlAsync(int n, string? keep)
+static async Task<string> BigCrlAsync(int n, string? keep, int deltaChanges)
 {
     var temp = keep is null ? Directory.CreateTempSubdirectory("certportal-crl") : Directory.CreateDirectory(keep);
     var seeded = Path.Combine(temp.FullName, $"seeded-{n}");
@@ -219,10 +273,11 @@ static async Task<string> BigCrlAsync(int n, string? keep)
         var cpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
         var peak = Process.GetCurrentProcess().PeakWorkingSet64;
         if (crl.EntryCount != n) throw new InvalidOperationException($"the CRL lists {crl.EntryCount} entries, not {n}");
-        return $"| CRL with {n:N0} entries: CrlSigner on SQLite (read the revoked rows, encode, sign RSA-3072) and its commit | " +
+        var complete = $"| CRL with {n:N0} entries: CrlSigner on SQLite (read the revoked rows, encode, sign RSA-3072) and its commit | " +
             $"{sw.Elapsed.TotalSeconds:N2} s ({cpu.TotalSeconds:N2} s CPU; {signed.TotalSeconds:N2} s to read, encode and sign, " +
             $"{(saved - signed).TotalSeconds:N2} s to write it, {(sw.Elapsed - saved).TotalSeconds:N2} s to commit), " +
             $"{crl.Der.Length / (1024 * 1024):N0} MiB; working set {before / (1024 * 1024):N0} MiB before, peak {peak / (1024 * 1024):N0} MiB |";
+        return deltaChanges <= 0 ? complete : complete + "\n" + await DeltaCrlAsync(db, scope.ServiceProvider.GetRequiredService<CrlSigner>(), crl, deltaChanges);
     }
     finally
     {

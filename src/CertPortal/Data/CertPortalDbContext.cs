@@ -147,6 +147,7 @@ internal sealed class CrlChangeConfiguration : IEntityTypeConfiguration<CrlChang
     {
         b.HasKey(c => c.Id);
         b.Property(c => c.Authority).HasMaxLength(16);
+        b.Property(c => c.SerialNumber).HasMaxLength(64);
     }
 }
 

@@ -85,12 +85,20 @@ public sealed class CrlRecord
 
 /// <summary>A revocation, hold or release the next CRL of <see cref="Authority"/> must show. Written in the
 /// change's own transaction (insert-only, so concurrent revocations never wait for each other) and deleted by the
-/// CRL publisher in the transaction of the CRL that shows it; a row present means a CRL is owed.</summary>
+/// CRL publisher in the transaction of the complete CRL that shows it; a row not yet in a delta CRL means a CRL is owed.
+/// With delta CRLs off, one row per transaction says only that; with them on, one row per certificate names it, and the
+/// rows stay until the next complete CRL: they are what a delta CRL lists, so it need not read every revoked row.</summary>
 public sealed class CrlChange
 {
     public long Id { get; set; }
     public string Authority { get; set; } = "";
     public DateTimeOffset At { get; set; }
+    /// <summary>The certificate whose entry changed. Null: a change of unknown scope (delta CRLs off on the node that
+    /// wrote it, or rows from before this column), after which delta CRLs are computed from every revoked row until
+    /// the next complete CRL.</summary>
+    public string? SerialNumber { get; set; }
+    /// <summary>The number of the first delta CRL that showed this change; null while a CRL is owed for it.</summary>
+    public long? InDelta { get; set; }
 }
 
 /// <summary>Who did what, when: tokens, issuance, revocation, configuration.</summary>

@@ -419,12 +419,14 @@ public static partial class DirectSql
         return ExecuteAsync(command, ct);
     }
 
-    /// <summary>A CRL is owed for <paramref name="authority"/> (see <see cref="CrlChange"/>).</summary>
-    public static Task InsertCrlChangeAsync(CertPortalDbContext db, string authority, DateTimeOffset at, CancellationToken ct)
+    /// <summary>A CRL is owed for <paramref name="authority"/>, for the certificate <paramref name="serialNumber"/> or (null) for
+    /// changes not named (see <see cref="CrlChange"/>).</summary>
+    public static Task InsertCrlChangeAsync(CertPortalDbContext db, string authority, DateTimeOffset at, CancellationToken ct, string? serialNumber = null)
     {
-        var command = Command(db, "INSERT INTO \"CrlChanges\" (\"Authority\", \"At\") VALUES (@authority, @at)", out var sqlite);
+        var command = Command(db, "INSERT INTO \"CrlChanges\" (\"Authority\", \"At\", \"SerialNumber\") VALUES (@authority, @at, @serial)", out var sqlite);
         Add(command, "authority", authority);
         Add(command, "at", Time(at, sqlite));
+        Add(command, "serial", serialNumber);
         return ExecuteAsync(command, ct);
     }
 

@@ -167,8 +167,11 @@ public static class RevokedCertificates
     /// "unspecified" (S/MIME BR 7.2.2: omitted). Read as bytes and matched here: a CASE in SQL compared strings for
     /// every row.</summary>
     private static readonly (byte[] Name, X509RevocationReason? Code)[] Reasons =
-        [.. Enum.GetValues<RevocationReason>().Select(r => (System.Text.Encoding.UTF8.GetBytes(r.ToString()),
-            r == RevocationReason.Unspecified ? (X509RevocationReason?)null : (X509RevocationReason)(int)r))];
+        [.. Enum.GetValues<RevocationReason>().Select(r => (System.Text.Encoding.UTF8.GetBytes(r.ToString()), EntryReason(r)))];
+
+    /// <summary>A CRL entry's reasonCode for <paramref name="reason"/>; null for "unspecified" (S/MIME BR 7.2.2: omitted).</summary>
+    public static X509RevocationReason? EntryReason(RevocationReason reason) =>
+        reason == RevocationReason.Unspecified ? null : (X509RevocationReason)(int)reason;
 
     private const string SqliteColumns =
         "SELECT \"SerialNumber\", \"RevokedAt\", \"RevocationReason\" FROM \"Certificates\" WHERE \"RevokedAt\" IS NOT NULL AND \"NotAfter\" > @now";

@@ -84,7 +84,7 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
             foreach (var authority in Authorities)
             {
                 var deltas = authority == CertificateAuthority.IssuingName && options.Crl.DeltasEnabled;
-                if (await DueAsync(db, authority, deltas, await db.CrlChanges.AnyAsync(c => c.Authority == authority, ct), ct) is { } expected)
+                if (await DueAsync(db, authority, deltas, await db.CrlChanges.AnyAsync(c => c.Authority == authority && c.InDelta == null, ct), ct) is { } expected)
                 {
                     // Before the transaction: on SQLite it holds the write lock, which enrollments need meanwhile.
                     await CrlSigner.WaitForNextSecondAsync(db, authority, expected == CrlKind.Delta, time, ct);
@@ -93,8 +93,11 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
                     // signer committed. Changes are read before the certificates: each was committed with its
                     // certificate's new state, so the CRL signed below shows every change deleted with it.
                     await db.LockNamedAsync("crl:" + authority, ct);
-                    var changes = await db.CrlChanges.Where(c => c.Authority == authority).Select(c => c.Id).ToListAsync(ct);
-                    if (await DueAsync(db, authority, deltas, changes.Count > 0, ct) is { } kind)
+                    // Changes a delta CRL showed already stay until the next complete CRL (the deltas after it list them
+                    // again, against the same base) but owe no CRL.
+                    var changes = await db.CrlChanges.Where(c => c.Authority == authority).Select(c => new { c.Id, Owed = c.InDelta == null }).ToListAsync(ct);
+                    var owed = changes.Where(c => c.Owed).Select(c => c.Id).ToList();
+                    if (await DueAsync(db, authority, deltas, owed.Count > 0, ct) is { } kind)
                     {
                         // A delta's base from memory when this node serves the latest complete CRL: not 46 MB read per delta.
                         var known = _served.GetValueOrDefault(Key(authority, delta: false)) is { } served ? (served.Number, served.Der) : ((long, byte[])?)null;
@@ -102,7 +105,16 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
                         {
                             await signer.SignAsync(db, authority, time.GetUtcNow(), Actor, ct, delta: kind == CrlKind.Delta, knownComplete: known),
                         };
-                        if (changes.Count > 0) await db.CrlChanges.Where(c => changes.Contains(c.Id)).ExecuteDeleteAsync(ct);
+                        if (kind == CrlKind.Complete && changes.Count > 0)
+                        {
+                            var shown = changes.Select(c => c.Id).ToList();
+                            await db.CrlChanges.Where(c => shown.Contains(c.Id)).ExecuteDeleteAsync(ct);
+                        }
+                        else if (owed.Count > 0)
+                        {
+                            var number = crls[0].Number;
+                            await db.CrlChanges.Where(c => owed.Contains(c.Id)).ExecuteUpdateAsync(u => u.SetProperty(c => c.InDelta, number), ct);
+                        }
                         await db.SaveChangesAsync(ct);
                         // A new complete CRL gets its (empty) delta at once: a delta naming an older base would be
                         // ignored by relying parties, and would expire unrenewed.
@@ -117,7 +129,7 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
                         {
                             Serve(crl);
                             logger.LogInformation("Signed {Authority} {Kind} CRL number {Number} with {Entries} entries for {Changes} changes, next update {NextUpdate}",
-                                authority, crl.IsDelta ? "delta" : "complete", crl.Number, crl.EntryCount, changes.Count, crl.NextUpdate);
+                                authority, crl.IsDelta ? "delta" : "complete", crl.Number, crl.EntryCount, owed.Count, crl.NextUpdate);
                         }
                         signed += crls.Count;
                         continue;

@@ -67,7 +67,11 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         else if (baseDer is not null)
         {
             parts = [new CrlEntries()];
-            await DeltaEntriesAsync(db, now, baseDer, parts[0], thisUpdate, ct);
+            // The changes since the base name their certificates unless a change of unknown scope is among them.
+            if (await db.CrlChanges.AnyAsync(c => c.Authority == authority && c.SerialNumber == null, ct))
+                await DeltaEntriesAsync(db, now, baseDer, parts[0], thisUpdate, ct);
+            else
+                await ChangedEntriesAsync(db, authority, now, baseDer, parts[0], thisUpdate, ct);
         }
         else
         {
@@ -94,9 +98,70 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         return record;
     }
 
-    /// <summary>RFC 5280 §5.2.4: the delta lists every entry that is new or has another reason than in the base CRL, and
-    /// removeFromCRL (§5.3.1) for every base entry that is gone: released from hold, or expired. Both lists are in serial
-    /// order (the base was written from the same query), so one pass merges them.</summary>
+    /// <summary>RFC 5280 §5.2.4, from the certificates the <see cref="CrlChange"/> rows since the base name (each was committed
+    /// with its certificate's new state, and the base CRL's publisher deleted only the rows it had read before the
+    /// certificates): each one revoked now is listed unless the base lists it with the same reason, and each one that left
+    /// the base (released from hold, or expired as well as changed) gets removeFromCRL (§5.3.1). What it costs follows the
+    /// changes, plus one pass over the base's bytes in memory; no revoked row is read but the changed ones. A certificate
+    /// that merely expired since the base stays listed until the next complete CRL: removeFromCRL "may" say so (§5.3.1),
+    /// and an expired certificate fails validation whatever a CRL says.</summary>
+    internal static async Task ChangedEntriesAsync(CertPortalDbContext db, string authority, DateTimeOffset now, byte[] baseDer,
+        CrlEntries delta, DateTimeOffset thisUpdate, CancellationToken ct)
+    {
+        var changed = db.CrlChanges.Where(c => c.Authority == authority && c.SerialNumber != null).Select(c => c.SerialNumber!);
+        var states = await db.Certificates.AsNoTracking().Where(c => changed.Contains(c.SerialNumber))
+            .Select(c => new { c.SerialNumber, c.RevokedAt, c.RevocationReason, c.NotAfter })
+            .ToListAsync(ct);
+        if (states.Count == 0) return;
+        // Ordinal order of the upper-case hexadecimal, as the complete CRL's entries (ORDER BY "SerialNumber").
+        states.Sort((x, y) => string.CompareOrdinal(x.SerialNumber, y.SerialNumber));
+        var serials = states.Select(c => Convert.FromHexString(c.SerialNumber)).ToArray();
+        var index = new Dictionary<byte[], int>(serials.Length, SerialBytes.Instance);
+        for (var i = 0; i < serials.Length; i++) index[serials[i]] = i;
+        var find = index.GetAlternateLookup<ReadOnlySpan<byte>>();
+        var inBase = new bool[serials.Length];
+        var baseReason = new X509RevocationReason?[serials.Length];
+        foreach (var (serial, reason) in CrlEncoder.ReadEntries(baseDer))
+        {
+            if (!find.TryGetValue(serial.Span, out var i)) continue;
+            inBase[i] = true;
+            baseReason[i] = reason;
+        }
+        for (var i = 0; i < states.Count; i++)
+        {
+            var state = states[i];
+            if (state.RevokedAt is { } revokedAt && state.NotAfter > now)
+            {
+                var reason = state.RevocationReason is { } r ? RevokedCertificates.EntryReason(r) : null;
+                if (!inBase[i] || baseReason[i] != reason) delta.Add(serials[i], revokedAt, reason);
+            }
+            else if (inBase[i])
+            {
+                delta.Add(serials[i], thisUpdate, X509RevocationReason.RemoveFromCrl);
+            }
+        }
+    }
+
+    /// <summary>Serial numbers' bytes as keys, looked up by span (no array per base entry).</summary>
+    private sealed class SerialBytes : IEqualityComparer<byte[]>, IAlternateEqualityComparer<ReadOnlySpan<byte>, byte[]>
+    {
+        public static readonly SerialBytes Instance = new();
+        public bool Equals(byte[]? x, byte[]? y) => x.AsSpan().SequenceEqual(y);
+        public int GetHashCode(byte[] bytes) => GetHashCode(bytes.AsSpan());
+        public bool Equals(ReadOnlySpan<byte> alternate, byte[] other) => alternate.SequenceEqual(other);
+        public int GetHashCode(ReadOnlySpan<byte> alternate)
+        {
+            var hash = new HashCode();
+            hash.AddBytes(alternate);
+            return hash.ToHashCode();
+        }
+        public byte[] Create(ReadOnlySpan<byte> alternate) => alternate.ToArray();
+    }
+
+    /// <summary>RFC 5280 §5.2.4, from every revoked row, for changes of unknown scope (see <see cref="CrlChange.SerialNumber"/>):
+    /// the delta lists every entry that is new or has another reason than in the base CRL, and removeFromCRL (§5.3.1) for
+    /// every base entry that is gone: released from hold, or expired. Both lists are in serial order (the base was written
+    /// from the same query), so one pass merges them.</summary>
     internal static async Task DeltaEntriesAsync(CertPortalDbContext db, DateTimeOffset now, byte[] baseDer, CrlEntries delta,
         DateTimeOffset thisUpdate, CancellationToken ct)
     {

@@ -69,7 +69,7 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
                 actor, now, observers, null, ct);
             if (!created && revoked.Count == 0)
                 return (new BlockKeyResult(BlockedKeyView.From(key), []), false);
-            if (revoked.Count > 0) await DirectSql.InsertCrlChangeAsync(db, CertificateAuthority.IssuingName, now, ct);
+            if (revoked.Count > 0) await RecordCrlChangesAsync(db, revoked.Select(c => c.SerialNumber), now, ct);
             // Observers that add tracked rows (directory outbox, mail) are saved here.
             await db.SaveChangesAsync(ct);
             await tx.CommitAsync(ct);
@@ -196,15 +196,17 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             written = true;
         }
         var siblings = 0;
+        IEnumerable<string> siblingSerials = [];
         if (spki is not null)
         {
             var blocked = await CompromisedKeys.BlockAsync(w, spki, cert.KeyAlgorithm, $"certificate:{serial}", null, actor, now, observers, serial, ct,
                 keyState);
             siblings = blocked.Revoked.Count;
+            siblingSerials = blocked.Revoked.Select(c => c.SerialNumber);
             written |= blocked.Created || siblings > 0;
         }
         var crlOwed = change is not null || siblings > 0;
-        if (crlOwed && FirstCrlChangeOf(w)) await DirectSql.InsertCrlChangeAsync(w, CertificateAuthority.IssuingName, now, ct);
+        if (crlOwed) await RecordCrlChangesAsync(w, change is null ? siblingSerials : siblingSerials.Prepend(serial), now, ct);
         // Observers that add tracked rows (directory outbox, mail): saved now, for the units after this one, and let
         // go, or every later unit's save would compare them again.
         if (w.ChangeTracker.HasChanges())
@@ -215,8 +217,20 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
         return new Changed(cert, written, crlOwed, change?.Action, siblings);
     }
 
-    /// <summary>Whether this is the first change of the writer's transaction to owe a CRL. One <see cref="CrlChange"/> row per
-    /// transaction is enough (the publisher signs when any exists and deletes the ones it read), so a group of revocations
+    /// <summary>The CRL owes these certificates' changes (<see cref="CrlChange"/>). With delta CRLs, a row per certificate: a delta
+    /// lists what those rows name. Without, one row per transaction is enough (see <see cref="FirstCrlChangeOf"/>).</summary>
+    private async Task RecordCrlChangesAsync(CertPortalDbContext w, IEnumerable<string> serials, DateTimeOffset now, CancellationToken ct)
+    {
+        if (!options.Crl.DeltasEnabled)
+        {
+            if (FirstCrlChangeOf(w)) await DirectSql.InsertCrlChangeAsync(w, CertificateAuthority.IssuingName, now, ct);
+            return;
+        }
+        foreach (var serial in serials) await DirectSql.InsertCrlChangeAsync(w, CertificateAuthority.IssuingName, now, ct, serial);
+    }
+
+    /// <summary>Whether this is the first change of the writer's transaction to owe a CRL. Without delta CRLs one <see cref="CrlChange"/>
+    /// row per transaction is enough (the publisher signs when any exists and deletes the ones it read), so a group of revocations
     /// writes one instead of one each. A group that fails is retried on new transactions, which write their own. Keyed by
     /// EF Core's transaction object, which is new for every transaction (Npgsql reuses its own transaction objects).</summary>
     private static bool FirstCrlChangeOf(CertPortalDbContext w) =>
