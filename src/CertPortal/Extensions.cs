@@ -197,7 +197,9 @@ public static class Extensions
     /// <summary>Creates the data directory and applies migrations (all the admin commands need), then runs
     /// <paramref name="whileLocked"/>: on PostgreSQL all of it under the start-up lock, so nodes starting at
     /// once migrate and create shared state one at a time. On SQLite, first takes the database for this process until it
-    /// ends (<see cref="SqliteProcessLock"/>), or throws <see cref="DatabaseInUseException"/> having written nothing.</summary>
+    /// ends (<see cref="SqliteProcessLock"/>), or throws <see cref="DatabaseInUseException"/> having written nothing. A database
+    /// a newer version migrated throws <see cref="DatabaseNewerException"/>, having written nothing but the migrations table
+    /// where it was missing.</summary>
     public static async Task PrepareDatabaseAsync(this IServiceProvider services, Func<CertPortalDbContext, CancellationToken, Task>? whileLocked = null)
     {
         services.GetService<SqliteProcessLock>()?.Take();
@@ -210,6 +212,9 @@ public static class Extensions
             // logged as an error at the first start of every deployment. Creating it first (what Migrate would do next)
             // keeps the log of a healthy start free of failures.
             await db.GetService<IHistoryRepository>().CreateIfNotExistsAsync();
+            var known = db.Database.GetMigrations().ToHashSet(StringComparer.Ordinal);
+            if ((await db.Database.GetAppliedMigrationsAsync()).Where(m => !known.Contains(m)).ToList() is { Count: > 0 } unknown)
+                throw new DatabaseNewerException(unknown);
             await db.Database.MigrateAsync();
             await CompromisedKeys.BackfillSpkiHashesAsync(db);
             if (db.Database.IsSqlite())

@@ -28,6 +28,12 @@ catch (DatabaseInUseException e)
     Console.Error.WriteLine(e.Message);
     return DatabaseInUseException.ExitCode;
 }
+catch (DatabaseNewerException e)
+{
+    // An older node started on a database a newer one migrated (a node left behind in an upgrade): one line, no stack trace.
+    Console.Error.WriteLine(e.Message);
+    return DatabaseNewerException.ExitCode;
+}
 app.UseCertPortal();
 await app.RunAsync();
 return 0;
