@@ -119,14 +119,17 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         var index = new Dictionary<byte[], int>(serials.Length, SerialBytes.Instance);
         for (var i = 0; i < serials.Length; i++) index[serials[i]] = i;
         var find = index.GetAlternateLookup<ReadOnlySpan<byte>>();
+        // A base entry is looked up only when its last bytes (a serial's random part) are those of a changed serial: a million
+        // entries pass through a set of numbers, not a hash of their bytes each.
+        var tails = serials.Select(Tail).ToHashSet();
         var inBase = new bool[serials.Length];
         var baseReason = new X509RevocationReason?[serials.Length];
-        foreach (var (serial, reason) in CrlEncoder.ReadEntries(baseDer))
+        CrlEncoder.FindEntries(baseDer, serial => tails.Contains(Tail(serial)), (serial, reason) =>
         {
-            if (!find.TryGetValue(serial.Span, out var i)) continue;
+            if (!find.TryGetValue(serial, out var i)) return;
             inBase[i] = true;
             baseReason[i] = reason;
-        }
+        });
         for (var i = 0; i < states.Count; i++)
         {
             var state = states[i];
@@ -140,6 +143,16 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
                 delta.Add(serials[i], thisUpdate, X509RevocationReason.RemoveFromCrl);
             }
         }
+    }
+
+    private static ulong Tail(byte[] serial) => Tail(serial.AsSpan());
+
+    private static ulong Tail(ReadOnlySpan<byte> serial)
+    {
+        if (serial.Length >= sizeof(ulong)) return System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(serial[^sizeof(ulong)..]);
+        var tail = 0UL;
+        foreach (var b in serial) tail = (tail << 8) | b;
+        return tail;
     }
 
     /// <summary>Serial numbers' bytes as keys, looked up by span (no array per base entry).</summary>

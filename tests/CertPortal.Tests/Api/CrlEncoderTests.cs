@@ -71,6 +71,21 @@ public sealed class CrlEncoderTests
         var read = CrlEncoder.ReadEntries(der).Select(e => (Convert.ToHexString(e.SerialNumber.Span), e.Reason)).ToList();
         Assert.Equal(entries.Select(e => (Convert.ToHexString(e.SerialNumber), e.Reason)), read);
         Assert.Empty(CrlEncoder.ReadEntries(CrlEncoder.Build(ca, 10, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(7), [])));
+
+        // The in-place pass finds the same entries, each offered once, reading the reasons of those it is asked for.
+        var offered = new List<string>();
+        var found = new List<(string, X509RevocationReason?)>();
+        CrlEncoder.FindEntries(der, serial =>
+        {
+            offered.Add(Convert.ToHexString(serial));
+            return offered.Count % 7 == 0;
+        }, (serial, reason) => found.Add((Convert.ToHexString(serial), reason)));
+        Assert.Equal(read.Select(e => e.Item1), offered);
+        Assert.Equal(read.Where((_, i) => (i + 1) % 7 == 0), found);
+        Assert.Contains(found, e => e.Item2 is null);
+        Assert.Contains(found, e => e.Item2 is not null);
+        CrlEncoder.FindEntries(CrlEncoder.Build(ca, 10, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(7), []),
+            _ => throw new InvalidOperationException("an empty CRL has no entry to offer"), (_, _) => { });
     }
 
     [Fact]
