@@ -50,10 +50,12 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
 
         long? deltaOf = null;
         byte[]? baseDer = null;
+        var baseEntries = 0;
         if (delta)
         {
-            deltaOf = await Latest(db, authority, delta: false).Select(c => (long?)c.Number).FirstOrDefaultAsync(ct)
+            var based = await Latest(db, authority, delta: false).Select(c => new { c.Number, c.EntryCount }).FirstOrDefaultAsync(ct)
                 ?? throw new InvalidOperationException("A delta CRL needs a complete CRL to update.");
+            (deltaOf, baseEntries) = (based.Number, based.EntryCount);
             baseDer = knownComplete is { } known && known.Number == deltaOf
                 ? known.Der
                 : await Latest(db, authority, delta: false).Where(c => c.Number == deltaOf).Select(c => c.Der).FirstAsync(ct);
@@ -67,8 +69,13 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         else if (baseDer is not null)
         {
             parts = [new CrlEntries()];
-            // The changes since the base name their certificates unless a change of unknown scope is among them.
-            if (await db.CrlChanges.AnyAsync(c => c.Authority == authority && c.SerialNumber == null, ct))
+            // The changes since the base name their certificates unless a change of unknown scope is among them. Each named
+            // one is a look-up by key, which costs some 30 times a row of the sequential read of every revoked row (measured
+            // with 1,000,000 entries: 10,000 changes 0.32 s against 0.49 s, 100,000 changes 2.1 s against 1.1 s), so past a
+            // fiftieth of the rows the delta is made from every row too.
+            var named = await db.CrlChanges.CountAsync(c => c.Authority == authority && c.SerialNumber != null, ct);
+            if ((named > 1000 && named > (baseEntries + named) / 50) ||
+                await db.CrlChanges.AnyAsync(c => c.Authority == authority && c.SerialNumber == null, ct))
                 await DeltaEntriesAsync(db, now, baseDer, parts[0], thisUpdate, ct);
             else
                 await ChangedEntriesAsync(db, authority, now, baseDer, parts[0], thisUpdate, ct);
@@ -108,14 +115,16 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
     internal static async Task ChangedEntriesAsync(CertPortalDbContext db, string authority, DateTimeOffset now, byte[] baseDer,
         CrlEntries delta, DateTimeOffset thisUpdate, CancellationToken ct)
     {
-        var changed = await db.CrlChanges.Where(c => c.Authority == authority && c.SerialNumber != null).Select(c => c.SerialNumber!)
-            .Distinct().ToListAsync(ct);
+        var changed = (await db.CrlChanges.Where(c => c.Authority == authority && c.SerialNumber != null).Select(c => c.SerialNumber!)
+            .ToListAsync(ct)).ToHashSet(StringComparer.Ordinal);
         // By the certificates' key, a list at a time: PostgreSQL planned the join with the change rows (a table that fills
         // in a mass revocation and empties at each complete CRL) as a scan of every certificate once its statistics were
-        // from a fuller table; with the serials as an array it takes the primary key's index.
+        // from a fuller table; with the serials as an array it takes the primary key's index. One parameter for the list
+        // (EF.Parameter: an array on PostgreSQL, json_each on SQLite), not one per serial: SQLite finds a parameter by its
+        // name in a list, so thousands of them cost time with the square of their number.
         var states = new List<(string SerialNumber, DateTimeOffset? RevokedAt, RevocationReason? RevocationReason, DateTimeOffset NotAfter)>(changed.Count);
-        foreach (var chunk in changed.Chunk(5000))
-            states.AddRange((await db.Certificates.AsNoTracking().Where(c => chunk.Contains(c.SerialNumber))
+        foreach (var chunk in changed.Chunk(10_000))
+            states.AddRange((await db.Certificates.AsNoTracking().Where(c => EF.Parameter(chunk).Contains(c.SerialNumber))
                 .Select(c => new { c.SerialNumber, c.RevokedAt, c.RevocationReason, c.NotAfter }).ToListAsync(ct))
                 .Select(c => (c.SerialNumber, c.RevokedAt, c.RevocationReason, c.NotAfter)));
         if (states.Count == 0) return;
