@@ -131,17 +131,15 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         // Ordinal order of the upper-case hexadecimal, as the complete CRL's entries (ORDER BY "SerialNumber").
         states.Sort((x, y) => string.CompareOrdinal(x.SerialNumber, y.SerialNumber));
         var serials = states.Select(c => Convert.FromHexString(c.SerialNumber)).ToArray();
-        var index = new Dictionary<byte[], int>(serials.Length, SerialBytes.Instance);
-        for (var i = 0; i < serials.Length; i++) index[serials[i]] = i;
-        var find = index.GetAlternateLookup<ReadOnlySpan<byte>>();
+        var index = states.Select((c, i) => (c.SerialNumber, i)).ToDictionary(c => c.SerialNumber, c => c.i, StringComparer.OrdinalIgnoreCase);
         // A base entry is looked up only when its last bytes (a serial's random part) are those of a changed serial: a million
-        // entries pass through a set of numbers, not a hash of their bytes each.
+        // entries pass through a set of numbers, and only the few that match are made into text for the exact look-up.
         var tails = serials.Select(Tail).ToHashSet();
         var inBase = new bool[serials.Length];
         var baseReason = new X509RevocationReason?[serials.Length];
         CrlEncoder.FindEntries(baseDer, serial => tails.Contains(Tail(serial)), (serial, reason) =>
         {
-            if (!find.TryGetValue(serial, out var i)) return;
+            if (!index.TryGetValue(Convert.ToHexString(serial), out var i)) return;
             inBase[i] = true;
             baseReason[i] = reason;
         });
@@ -168,22 +166,6 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         var tail = 0UL;
         foreach (var b in serial) tail = (tail << 8) | b;
         return tail;
-    }
-
-    /// <summary>Serial numbers' bytes as keys, looked up by span (no array per base entry).</summary>
-    private sealed class SerialBytes : IEqualityComparer<byte[]>, IAlternateEqualityComparer<ReadOnlySpan<byte>, byte[]>
-    {
-        public static readonly SerialBytes Instance = new();
-        public bool Equals(byte[]? x, byte[]? y) => x.AsSpan().SequenceEqual(y);
-        public int GetHashCode(byte[] bytes) => GetHashCode(bytes.AsSpan());
-        public bool Equals(ReadOnlySpan<byte> alternate, byte[] other) => alternate.SequenceEqual(other);
-        public int GetHashCode(ReadOnlySpan<byte> alternate)
-        {
-            var hash = new HashCode();
-            hash.AddBytes(alternate);
-            return hash.ToHashCode();
-        }
-        public byte[] Create(ReadOnlySpan<byte> alternate) => alternate.ToArray();
     }
 
     /// <summary>RFC 5280 §5.2.4, from every revoked row, for changes of unknown scope (see <see cref="CrlChange.SerialNumber"/>):
