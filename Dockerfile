@@ -50,4 +50,6 @@ ENV ASPNETCORE_URLS=http://+:8080 \
 # every certificate's CRL distribution point and AIA and cannot be changed afterwards.
 EXPOSE 8080
 USER $APP_UID
+# The service bounds glibc's malloc arenas to 2 itself (MALLOC_ARENA_MAX=2, README "Deployment"); set MALLOC_ARENA_MAX with
+# -e to choose another bound.
 ENTRYPOINT ["dotnet", "CertPortal.dll"]

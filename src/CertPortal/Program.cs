@@ -1,7 +1,9 @@
 using CertPortal;
 using CertPortal.Data;
+using CertPortal.Infrastructure;
 using CertPortal.Security;
 
+MallocArenas.Bound();
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 {
     // Settings are read once at start (and validated then). Reloading appsettings.json on change needs a recursive file

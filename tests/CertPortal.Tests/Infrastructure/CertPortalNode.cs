@@ -34,6 +34,7 @@ public sealed class CertPortalNode : IAsyncDisposable
     /// <summary>Environment variables for the process besides the CertPortal settings (e.g. the runtime's own).</summary>
     public Dictionary<string, string> Environment { get; } = [];
     public bool IsRunning => _process is { HasExited: false };
+    public int ProcessId => _process!.Id;
 
     public HttpClient Client(bool admin = false)
     {
