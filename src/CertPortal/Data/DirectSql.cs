@@ -190,29 +190,30 @@ public static partial class DirectSql
         return ExecuteAsync(command, ct, returnsRows: true);
     }
 
-    /// <summary>PostgreSQL, held back in the group writer: the token with this hash spent for <paramref name="serial"/> unless the key is
+    /// <summary>In the group writer: the token with this hash spent for <paramref name="serial"/> unless the key is
     /// blocked (<see cref="SpendTokenUnlessBlocked"/>, by the hash, not an id read before), answered with the token as spent and the key
     /// generation the escrow policy stores (as <see cref="FindTokenByHashAsync(PostgresReadConnections, byte[], CancellationToken)"/>);
     /// no token when nothing was spent (unknown, spent, withdrawn or expired, or the key blocked): the caller then decides as before.
-    /// An enrollment's token read and its spend in one statement, in its group's first round trip.</summary>
+    /// An enrollment's token read and its spend in one statement: on PostgreSQL held back for its group's first round trip, on SQLite
+    /// run at once on the writer's connection.</summary>
     public static Task<Later<(EnrollmentToken? Token, KeyGenerationPolicy? StoredKeyGeneration)>> ClaimTokenAsync(CertPortalDbContext db, byte[] hash,
         string spkiSha256, string serial, DateTimeOffset now, CancellationToken ct)
     {
         var command = Command(db, SpendTokenWhere + "\"TokenHash\" = @hash" + UsableUnlessBlocked +
-            "(SELECT FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki) RETURNING " + TokenColumns + ", " + PolicyColumns, out _);
-        Add(command, "now", Time(now, sqlite: false));
+            "(SELECT 1 FROM \"BlockedKeys\" WHERE \"SpkiSha256\" = @spki) RETURNING " + TokenColumns + ", " + PolicyColumns, out var sqlite);
+        Add(command, "now", Time(now, sqlite));
         Add(command, "serial", serial);
         Add(command, "hash", hash);
         Add(command, "spki", spkiSha256);
-        return ReadLaterAsync(command, (reader, rct) => ReadTokenAsync(reader, sqlite: false, rct), ct);
+        return ReadLaterAsync(command, (reader, rct) => ReadTokenAsync(reader, sqlite, rct), ct);
     }
 
     /// <summary>Gives back a token spent by <see cref="ClaimTokenAsync"/> in the same transaction, for an enrollment refused after its
     /// claim (the CSR names another mailbox, the policy wants a server-generated key, the certificate fails its lint).</summary>
     public static Task GiveBackTokenAsync(CertPortalDbContext db, Guid id, CancellationToken ct)
     {
-        var command = Command(db, "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = NULL, \"CertificateSerial\" = NULL WHERE \"Id\" = @id", out _);
-        Add(command, "id", id);
+        var command = Command(db, "UPDATE \"EnrollmentTokens\" SET \"UsedAt\" = NULL, \"CertificateSerial\" = NULL WHERE \"Id\" = @id", out var sqlite);
+        Add(command, "id", Id(id, sqlite));
         return ExecuteAsync(command, ct);
     }
 

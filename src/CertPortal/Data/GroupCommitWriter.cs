@@ -5,7 +5,7 @@ namespace CertPortal.Data;
 
 /// <summary>One in-process writer for the hot write paths (enrollments, token creations). Callers do their
 /// expensive work (CSR checks, an RSA signature) first and hand over a small unit that adds rows or runs a conditional
-/// update (an ECDSA signature, ~35 µs, may run in a unit's second step: on PostgreSQL an enrollment signs for the token its first step claimed); the writer applies every queued unit (up to <see cref="MaxGroup"/>) in one transaction and commits
+/// update (an ECDSA signature, ~35 µs, may run in a unit's second step: an enrollment signs for the token its first step claimed); the writer applies every queued unit (up to <see cref="MaxGroup"/>) in one transaction and commits
 /// once, so a burst of enrollments costs one durable commit (one fsync) instead of one each, and writers never
 /// contend for the database lock and back off. A unit completes only after its group's commit returned: what
 /// the caller answers is durable. When a group fails (a constraint, a deadlock with another node), every unit

@@ -147,13 +147,9 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
         return token is not null && CryptographicOperations.FixedTimeEquals(token.TokenHash, hash) ? (token, stored) : (null, null);
     }
 
-    /// <summary>Whether an enrollment's token is read where it is spent, in the group writer (PostgreSQL, see
-    /// <c>EnrollmentService.ClaimAndIssueAsync</c>), rather than read first on a connection of its own.</summary>
-    internal bool ClaimedInWriter => postgresReaders is not null;
-
     /// <summary>The hash a token is looked up by, or null for what cannot be a token: every token is <see cref="Prefix"/> and
     /// <see cref="SecretBytes"/> random bytes in base64url (43 characters), so anything else is refused as unknown without a read
-    /// (and on PostgreSQL without the CSR check and the claim in the group writer that a token's shape costs).</summary>
+    /// (and, with an ECDSA issuing key, without the CSR check and the claim in the group writer that a token's shape costs).</summary>
     internal static byte[]? HashOf(string? secret) => secret?.Trim() is { } trimmed && IsTokenShaped(trimmed) ? Hash(trimmed) : null;
 
     private const int SecretBytes = 32;
