@@ -4,7 +4,8 @@ using Microsoft.Data.Sqlite;
 namespace CertPortal.Data;
 
 /// <summary>SQLite connections kept open for the enrollment's token read (<see cref="DirectSql.FindTokenByHashAsync(SqliteReadConnections, byte[], CancellationToken)"/>:
-/// RSA issuers, and tokens that an ECDSA issuer's claim in the group writer did not take), outside EF Core: a read then costs its statement and nothing else. Through a pooled context it cost more than the query
+/// RSA issuers, and tokens that an ECDSA issuer's claim in the group writer did not take), outside EF Core: a read then costs its
+/// statement and nothing else. Through a pooled context it cost more than the query
 /// (a profile of EC-P256 enrollments, session 12: EF Core's open and close of the context's connection 4.2 % of all
 /// samples, as Microsoft.Data.Sqlite registered EF Core's SQL functions on every open and removed them on every close,
 /// and the statement compiled again each time, because a connection's kept statements go with its close). A connection here

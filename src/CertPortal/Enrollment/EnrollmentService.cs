@@ -51,7 +51,8 @@ internal sealed record IssuanceGrant(string Email, string DisplayName, Certifica
 /// transaction: RSA issuers read the token first and sign on threads of their own.</para></summary>
 /// <remarks>The request's EF Core context is taken from the request's services only on the paths that read through it
 /// (collecting a certificate already issued): a pooled context is rented and reset per request that asks for it, and a
-/// plain enrollment reads its token on a connection of its own and writes through the group writer.</remarks>
+/// plain enrollment claims its token in the group writer (ECDSA) or reads it on a connection of its own and writes through the
+/// group writer (RSA).</remarks>
 public sealed partial class EnrollmentService(
     IServiceProvider services, EnrollmentTokens tokens, CertificateIssuer issuer, CaHierarchy ca, GroupCommitWriter writer,
     CertPortalOptions options, TimeProvider time, IEnumerable<ICertificateEvents> observers, CertPortal.Escrow.KeyArchive archive,
