@@ -31,7 +31,7 @@ public abstract class TokenClaimTests<TApp>(TApp app) where TApp : CertPortalApp
     public async Task What_cannot_be_a_token_is_refused_without_a_claim_or_a_token_read()
     {
         var writer = app.Service<GroupCommitWriter>();
-                var email = $"junk.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var email = $"junk.{Guid.NewGuid().ToString("N")[..8]}@example.test";
         var real = await app.CreateTokenAsync(email, "signing");
         var secret = real.Token[EnrollmentTokens.Prefix.Length..];
         var csr = SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email);
@@ -218,7 +218,6 @@ public abstract class TokenClaimTests<TApp>(TApp app) where TApp : CertPortalApp
         scopes.Add(scope);
         return scope.ServiceProvider.GetRequiredService<T>();
     }
-
 }
 
 /// <summary>On SQLite the claim runs on the writer's connection, whose page cache its own commits leave warm, and the group commits once.</summary>
