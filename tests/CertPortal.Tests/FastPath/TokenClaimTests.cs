@@ -6,7 +6,7 @@ using CertPortal.Enrollment;
 using CertPortal.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
-using static CertPortal.Tests.Postgres.PostgresWriterTests;
+using static CertPortal.Tests.Infrastructure.WriterGroups;
 
 namespace CertPortal.Tests.FastPath;
 
@@ -160,10 +160,10 @@ public abstract class TokenClaimTests<TApp>(TApp app) where TApp : CertPortalApp
         {
             // Longer than the S/MIME BR allow: the linter refuses every certificate of the group, before it is signed.
             options.Issuance.ValidityDays = 900;
-            enrollments = tokens.Select((t, i) => InNewScope<EnrollmentService>(scopes)
+            enrollments = tokens.Select((t, i) => app.Services.InNewScope<EnrollmentService>(scopes)
                 .EnrollAsync(new EnrollmentRequest(t.Token, csrs[i]), "test", CancellationToken.None)).ToList();
             // A token creation in the same group commits.
-            created = InNewScope<EnrollmentTokens>(scopes).CreateAsync(new CreateTokenRequest($"created.{marker}@example.test", "Created", "signing", 24), "test",
+            created = app.Services.InNewScope<EnrollmentTokens>(scopes).CreateAsync(new CreateTokenRequest($"created.{marker}@example.test", "Created", "signing", 24), "test",
                 CancellationToken.None);
             await WaitUntil(() => writer.Queued == 4);
         }
@@ -210,13 +210,6 @@ public abstract class TokenClaimTests<TApp>(TApp app) where TApp : CertPortalApp
         Assert.Equal(serial, (await again.Content.ReadFromJsonAsync<EnrollmentResponse>())!.SerialNumber);
         using var scope = app.Services.CreateScope();
         Assert.Equal(1, await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().Certificates.CountAsync(c => c.Email == email));
-    }
-
-    private T InNewScope<T>(List<AsyncServiceScope> scopes) where T : notnull
-    {
-        var scope = app.Services.CreateAsyncScope();
-        scopes.Add(scope);
-        return scope.ServiceProvider.GetRequiredService<T>();
     }
 }
 

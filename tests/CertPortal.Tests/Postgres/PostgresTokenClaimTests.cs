@@ -3,6 +3,7 @@ using CertPortal.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using static CertPortal.Tests.Infrastructure.WriterGroups;
 using static CertPortal.Tests.Postgres.PostgresWriterTests;
 
 namespace CertPortal.Tests.Postgres;

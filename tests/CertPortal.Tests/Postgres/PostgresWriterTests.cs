@@ -6,6 +6,7 @@ using CertPortal.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using static CertPortal.Tests.Infrastructure.WriterGroups;
 
 namespace CertPortal.Tests.Postgres;
 
@@ -25,7 +26,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var (started, release, gate) = Gate(writer);
         await started;
         var scopes = new List<AsyncServiceScope>();
-        var creations = Enumerable.Range(0, 64).Select(i => InNewScope<EnrollmentTokens>(scopes)
+        var creations = Enumerable.Range(0, 64).Select(i => app.Services.InNewScope<EnrollmentTokens>(scopes)
             .CreateAsync(new CreateTokenRequest($"batch{i}.{marker}@example.test", "Batch", "signing", 24), "test", CancellationToken.None)).ToList();
         // An EF Core read in the same transaction, after the inserts were queued: it must see all of them. And a row
         // through EF Core's change tracker, saved with the group (without a savepoint: nothing resumes a failed group).
@@ -100,7 +101,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
             await started;
             var scopes = new List<AsyncServiceScope>();
             var emails = Enumerable.Range(0, 20).Select(i => i == 7 ? $"poison.{marker}@example.test" : $"fine{i}.{marker}@example.test").ToList();
-            var creations = emails.Select(email => InNewScope<EnrollmentTokens>(scopes)
+            var creations = emails.Select(email => app.Services.InNewScope<EnrollmentTokens>(scopes)
                 .CreateAsync(new CreateTokenRequest(email, "", "signing", 24), "test", CancellationToken.None)).ToList();
             release();
             await gate;
@@ -142,7 +143,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         await started;
         var scopes = new List<AsyncServiceScope>();
         Task<Outcome<EnrollmentResult>> Enroll(string token, string csr) =>
-            InNewScope<EnrollmentService>(scopes).EnrollAsync(new EnrollmentRequest(token, csr), "test", CancellationToken.None);
+            app.Services.InNewScope<EnrollmentService>(scopes).EnrollAsync(new EnrollmentRequest(token, csr), "test", CancellationToken.None);
         var enrollments = tokens.Select((t, i) => Enroll(t.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(emails[i]))).ToList();
         Task<Outcome<EnrollmentResult>> refusedKey, secondSpend;
         var commitsBefore = writer.Commits;
@@ -291,7 +292,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var (started, release, gate) = Gate(writer);
         await started;
         var scopes = new List<AsyncServiceScope>();
-        CertPortal.Revocation.RevocationService Revocations() => InNewScope<CertPortal.Revocation.RevocationService>(scopes);
+        CertPortal.Revocation.RevocationService Revocations() => app.Services.InNewScope<CertPortal.Revocation.RevocationService>(scopes);
         Task<Outcome<IssuedCertificate>> Revoke(string serial, string reason) =>
             Revocations().RevokeAsync(serial, new CertPortal.Revocation.RevokeRequest(reason), "test", CancellationToken.None);
         var changes = new List<Task<Outcome<IssuedCertificate>>>();
@@ -354,7 +355,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         {
             foreach (var serial in serials)
             {
-                revocations.Add(InNewScope<CertPortal.Revocation.RevocationService>(scopes)
+                revocations.Add(app.Services.InNewScope<CertPortal.Revocation.RevocationService>(scopes)
                     .RevokeAsync(serial, new CertPortal.Revocation.RevokeRequest("superseded"), "test", CancellationToken.None));
             }
             await WaitUntil(() => writer.Queued == serials.Count);
@@ -399,7 +400,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var (started, release, gate) = Gate(writer);
         await started;
         var scopes = new List<AsyncServiceScope>();
-        T Service<T>() where T : notnull => InNewScope<T>(scopes);
+        T Service<T>() where T : notnull => app.Services.InNewScope<T>(scopes);
         Task<Outcome<EnrollmentResult>> enrollment;
         var revocations = new List<Task<Outcome<IssuedCertificate>>>();
         var commitsBefore = writer.Commits;
@@ -535,65 +536,6 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         return count;
     }
 
-    /// <summary>A service from a scope of its own, as each request has, kept in <paramref name="scopes"/> to be disposed after the test.</summary>
-    private T InNewScope<T>(List<AsyncServiceScope> scopes) where T : notnull
-    {
-        var scope = app.Services.CreateAsyncScope();
-        scopes.Add(scope);
-        return scope.ServiceProvider.GetRequiredService<T>();
-    }
-
-    /// <summary>Enrollments queued while the writer is held (<see cref="Gate"/>), so that they form one group: their outcomes, and the
-    /// commits made from just before the gate's release (the gate's own group counted).</summary>
-    internal static async Task<(Outcome<EnrollmentResult>[] Outcomes, long Commits)> EnrollInOneGroupAsync(IServiceProvider services,
-        IReadOnlyList<(string Token, string Csr)> requests)
-    {
-        var writer = services.GetRequiredService<GroupCommitWriter>();
-        var (started, release, gate) = Gate(writer);
-        await started;
-        var scopes = new List<AsyncServiceScope>();
-        var enrollments = new List<Task<Outcome<EnrollmentResult>>>();
-        var commitsBefore = writer.Commits;
-        try
-        {
-            foreach (var (token, csr) in requests)
-            {
-                var scope = services.CreateAsyncScope();
-                scopes.Add(scope);
-                enrollments.Add(scope.ServiceProvider.GetRequiredService<EnrollmentService>().EnrollAsync(new EnrollmentRequest(token, csr), "test", CancellationToken.None));
-            }
-            await WaitUntil(() => writer.Queued == requests.Count);
-        }
-        finally
-        {
-            release(); // also when the wait failed: a blocked writer would fail the other tests
-        }
-        await gate;
-        var outcomes = await Task.WhenAll(enrollments);
-        foreach (var scope in scopes) await scope.DisposeAsync();
-        return (outcomes, writer.Commits - commitsBefore);
-    }
-
-    internal static async Task WaitUntil(Func<bool> condition)
-    {
-        for (var i = 0; i < 600 && !condition(); i++) await Task.Delay(50);
-        Assert.True(condition(), "timed out waiting for the writer's queue");
-    }
-
-    /// <summary>A unit that holds the writer until released, so the writes queued meanwhile form the next group.</summary>
-    internal static (Task Started, Action Release, Task Done) Gate(GroupCommitWriter writer)
-    {
-        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var done = writer.WriteAsync(async (_, _) =>
-        {
-            started.TrySetResult();
-            await release.Task;
-            return true;
-        });
-        return (started.Task, () => release.TrySetResult(), done);
-    }
-
     private string Database() => new NpgsqlConnectionStringBuilder(app.Service<CertPortalOptions>().Database.ConnectionString).Database!;
 
     private async Task ExecuteAsync(string sql)
@@ -641,7 +583,7 @@ public sealed class PostgresWriterLogTests(LoggedPostgresApp app) : IClassFixtur
         var writer = app.Service<GroupCommitWriter>();
         var email = $"twice.{Guid.NewGuid().ToString("N")[..8]}@example.test";
         var token = await app.CreateTokenAsync(email, "signing");
-        var (started, release, gate) = PostgresWriterTests.Gate(writer);
+        var (started, release, gate) = Gate(writer);
         await started;
         await using var first = app.Services.CreateAsyncScope();
         await using var second = app.Services.CreateAsyncScope();
@@ -650,7 +592,7 @@ public sealed class PostgresWriterLogTests(LoggedPostgresApp app) : IClassFixtur
         var enrollments = new[] { Enroll(first), Enroll(second) };
         try
         {
-            await PostgresWriterTests.WaitUntil(() => writer.Queued == 2);
+            await WaitUntil(() => writer.Queued == 2);
         }
         finally
         {
