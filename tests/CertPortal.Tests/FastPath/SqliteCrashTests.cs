@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using CertPortal.Tests.Infrastructure;
 using Microsoft.Data.Sqlite;
@@ -13,19 +14,34 @@ namespace CertPortal.Tests.FastPath;
 /// enrol and revoke, then started again on the same data directory. Clients behave as real ones: a lost answer is
 /// repeated (the same token and CSR; the same revocation) until the node answers again. Afterwards every answer a
 /// client got is in the database as it was told (with its audit record), every token gave exactly one certificate,
-/// every revocation answered 200 is in a CRL that verifies against the CA, and the SQLite file is intact.</summary>
-public sealed class SqliteCrashTests(ITestOutputHelper output) : IAsyncLifetime, IDisposable
+/// every revocation answered 200 is in a CRL that verifies against the CA, and the SQLite file is intact. Run once per
+/// enrollment path: an ECDSA issuing CA's (the token claimed and the certificate signed in the group writer's
+/// transaction) and an RSA one's (the token read first, the certificate signed on the signing threads).</summary>
+public abstract class SqliteCrashTests : IAsyncLifetime, IDisposable
 {
     private const int People = 120;
     private const int Clients = 8;
-    private readonly CertPortalNode _node = new("sqlite", new Dictionary<string, string>
-    {
-        ["Crl:PublishDelay"] = "00:00:01",
-    });
+    private readonly ITestOutputHelper _output;
+    private readonly CertPortalNode _node;
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(30) };
     /// <summary>Serial -> what its client holds: the mailbox, and whether it was told "revoked".</summary>
     private readonly ConcurrentDictionary<string, (string Email, bool Revoked)> _held = new();
+    private readonly ConcurrentBag<string> _signatureAlgorithms = [];
     private int _inFlight, _answered, _repeated, _collected;
+
+    protected SqliteCrashTests(ITestOutputHelper output, string issuingKeyAlgorithm)
+    {
+        _output = output;
+        IssuingKeyAlgorithm = issuingKeyAlgorithm;
+        _node = new("sqlite", new Dictionary<string, string>
+        {
+            ["Crl:PublishDelay"] = "00:00:01",
+            ["Ca:IssuingKeyAlgorithm"] = issuingKeyAlgorithm,
+        });
+    }
+
+    /// <summary>The issuing CA's key algorithm, which decides the enrollment path the crash hits.</summary>
+    private string IssuingKeyAlgorithm { get; }
 
     public async Task InitializeAsync()
     {
@@ -37,7 +53,11 @@ public sealed class SqliteCrashTests(ITestOutputHelper output) : IAsyncLifetime,
 
     public async Task DisposeAsync() => await _node.DisposeAsync();
 
-    public void Dispose() => _http.Dispose();
+    public void Dispose()
+    {
+        _http.Dispose();
+        GC.SuppressFinalize(this);
+    }
 
     [Fact]
     public async Task Killed_mid_run_the_node_loses_no_answered_enrolment_or_revocation_and_collects_lost_answers()
@@ -72,13 +92,17 @@ public sealed class SqliteCrashTests(ITestOutputHelper output) : IAsyncLifetime,
         }
         var (answered, inFlight) = (Volatile.Read(ref _answered), Volatile.Read(ref _inFlight));
         _node.Kill();
-        output.WriteLine($"killed after {answered} answers, {inFlight} requests in flight");
+        _output.WriteLine($"killed after {answered} answers, {inFlight} requests in flight");
         _node.Start();
         await _node.WaitReadyAsync();
         await Task.WhenAll(clients);
-        output.WriteLine($"{_held.Count} certificates held, {_repeated} requests repeated, {_collected} lost answers collected");
+        _output.WriteLine($"{_held.Count} certificates held, {_repeated} requests repeated, {_collected} lost answers collected");
 
         Assert.Equal(People, _held.Count);
+        // The path under test: an ECDSA issuing CA signs with ecdsa-with-SHA*, an RSA one with an RSA signature.
+        Assert.Equal(People, _signatureAlgorithms.Count);
+        Assert.All(_signatureAlgorithms, oid => Assert.StartsWith(IssuingKeyAlgorithm.StartsWith("EC-", StringComparison.Ordinal)
+            ? "1.2.840.10045.4.3." : "1.2.840.113549.1.1.", oid));
         Assert.True(_repeated > 0, "the crash cost no client an answer: it did not hit the node while it was answering");
 
         // Every client holds what the database says, with the audit record written with it; one certificate per token.
@@ -134,7 +158,9 @@ public sealed class SqliteCrashTests(ITestOutputHelper output) : IAsyncLifetime,
             Interlocked.Increment(ref _collected);
         }
         else await Http.EnsureStatus(r, HttpStatusCode.Created);
-        var serial = (await r.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!.SerialNumber;
+        var issued = (await r.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!;
+        var serial = issued.SerialNumber;
+        using (var cert = X509Certificate2.CreateFromPem(issued.CertificatePem)) _signatureAlgorithms.Add(cert.SignatureAlgorithm.Value!);
         Assert.True(_held.TryAdd(serial, (email, false)), $"serial {serial} handed out twice");
         return serial;
     }
@@ -174,3 +200,11 @@ public sealed class SqliteCrashTests(ITestOutputHelper output) : IAsyncLifetime,
         }
     }
 }
+
+/// <summary>An ECDSA issuing CA: each enrollment's token is claimed, its certificate signed and its rows written in the
+/// group writer's one transaction, so the kill lands inside groups that hold claims, signatures and rows together.</summary>
+public sealed class EcSqliteCrashTests(ITestOutputHelper output) : SqliteCrashTests(output, "EC-P256");
+
+/// <summary>An RSA issuing CA (the default's algorithm): each enrollment reads its token first and is signed on the
+/// signing threads before its group's transaction spends the token.</summary>
+public sealed class RsaSqliteCrashTests(ITestOutputHelper output) : SqliteCrashTests(output, "RSA-3072");
