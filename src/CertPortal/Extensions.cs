@@ -140,6 +140,8 @@ public static class Extensions
             services.AddSingleton(_ => new PostgresReadConnections(db.ConnectionString!));
             return;
         }
+        // Before any connection opens: a commit's WAL frames in one write (see the class).
+        SqliteWalWrites.Install();
         services.AddDbContextPool<CertPortalDbContext, SqliteCertPortalDbContext>((sp, o) =>
             o.UseSqlite(SqliteConnectionString(sp)).AddInterceptors(SqliteDurability.Instance, sp.GetRequiredService<RecipientCacheInvalidation>()));
         services.AddSingleton(sp => new SqliteReadConnections(SqliteConnectionString(sp)));
