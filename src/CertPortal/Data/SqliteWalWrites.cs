@@ -49,7 +49,6 @@ internal static unsafe partial class SqliteWalWrites
         /// <summary>The file offset of Buffer[0].</summary>
         public long Start;
         public int Length;
-        public int Capacity;
         /// <summary>The last write was the header of a commit frame: the commit ends with the page that follows it.</summary>
         public int CommitFrame;
     }
@@ -187,13 +186,18 @@ internal static unsafe partial class SqliteWalWrites
             _fileWrites++;
             return ((delegate* unmanaged[Cdecl]<nint, byte*, int, long, int>)Method(file, MWrite))(Inner(file), data, amount, offset);
         }
-        if (wal->Length + amount > wal->Capacity)
+        if (wal->Buffer is null)
         {
-            // Only a connection that writes gets a buffer; readers' WAL files never do.
-            var grown = (byte*)NativeMemory.Realloc(wal->Buffer, MaxBuffer);
-            if (grown is null) return SqliteNoMem;
-            wal->Buffer = grown;
-            wal->Capacity = MaxBuffer;
+            // Only a connection that writes gets a buffer; readers' WAL files never do. The flush above keeps what it holds within it.
+            // No exception may leave a function SQLite calls: NativeMemory throws where malloc would return null.
+            try
+            {
+                wal->Buffer = (byte*)NativeMemory.Alloc(MaxBuffer);
+            }
+            catch (OutOfMemoryException)
+            {
+                return SqliteNoMem;
+            }
         }
         if (wal->Length == 0) wal->Start = offset;
         Buffer.MemoryCopy(data, wal->Buffer + wal->Length, amount, amount);
@@ -217,7 +221,6 @@ internal static unsafe partial class SqliteWalWrites
         var flushed = Flush(wal, file);
         NativeMemory.Free(wal->Buffer);
         wal->Buffer = null;
-        wal->Capacity = 0;
         var rc = ((delegate* unmanaged[Cdecl]<nint, int>)Method(file, MClose))(Inner(file));
         return flushed != SqliteOk ? flushed : rc;
     }
