@@ -239,11 +239,25 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<IDbContextTransaction, object> CrlOwedIn = [];
     private static readonly object Owed = new();
 
-    /// <summary>After the commit: the publisher signs after Crl:PublishDelay, or now when that is zero.</summary>
+    /// <summary>After the commit: the publisher signs after Crl:PublishDelay, or now when that is zero. Signed now, the change
+    /// does not also wake the publisher's own pass, which would run a second pass for it and find nothing owed (and, not awaited by
+    /// anyone, raced tests that change CRL state after a revocation); only a signing that failed here wakes it, to try again.</summary>
     private async Task CrlOwedAsync(CancellationToken ct)
     {
-        crls.ChangeCommitted();
-        if (options.Crl.PublishDelay == TimeSpan.Zero) await crls.PublishAsync(ct);
+        if (options.Crl.PublishDelay > TimeSpan.Zero)
+        {
+            crls.ChangeCommitted();
+            return;
+        }
+        try
+        {
+            await crls.PublishAsync(ct);
+        }
+        catch
+        {
+            crls.ChangeCommitted();
+            throw;
+        }
     }
 
     /// <summary>From the certificate itself, so a configuration changed since its issuance cannot change the answer.</summary>

@@ -119,9 +119,9 @@ public abstract class DeltaCrlChangesTests(CertPortalApp app)
         // delta until the next complete CRL is made from every revoked row.
         db.CrlChanges.Add(new CrlChange { Authority = CertificateAuthority.IssuingName, At = now });
         await db.SaveChangesAsync();
-        // Signed by this call, or by the publisher's own pass when that pass (woken by the last revocation, and not awaited here)
-        // takes the _pass lock first: either way a new delta is served once the call returns. Counting what this call signed
-        // failed when the machine was busy and the publisher's pass came first.
+        // Signed by this call, or by a pass of the publisher's own loop that takes its lock first (its check timer fires when the
+        // test moves the clock an hour, and a busy machine can delay that pass to here): either way a new delta is served once
+        // the call returns. Counting what this call signed failed once, when a pass woken by the revocation before came first.
         var before = delta.Number;
         await app.Service<CrlPublisher>().PublishAsync(default);
         Step();
