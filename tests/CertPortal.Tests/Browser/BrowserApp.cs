@@ -70,6 +70,15 @@ public class BrowserApp : CertPortalApp
         await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { NameRegex = new System.Text.RegularExpressions.Regex("^Sign out") })).ToBeVisibleAsync();
     }
 
+    /// <summary>Waits until the browser shows the sign-in page (a redirect after a session ended, or after setup). Not
+    /// WaitForURL, for the reasons in <see cref="SignInAsync"/>: a clean-clone run of eed5018 waited 90 s in its load-state wait
+    /// after a form post's redirect to this page. Expect polls the current URL, then the button the person sees.</summary>
+    public static async Task ExpectSignInPageAsync(IPage page)
+    {
+        await Assertions.Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/account/login"));
+        await Assertions.Expect(page.GetByRole(AriaRole.Button, new() { Name = "Sign in" })).ToBeVisibleAsync();
+    }
+
     /// <summary>Runs axe-core (from web/'s lockfile) in the page; returns the serious and critical violations.</summary>
     public static async Task<List<string>> SeriousAccessibilityViolationsAsync(IPage page)
     {

@@ -26,7 +26,7 @@ public sealed class DigitalIdEndToEndTests(BrowserApp app) : IClassFixture<Brows
         await admin.GetByLabel("Account name").FillAsync("first-admin");
         await admin.GetByLabel("Password").FillAsync(AdminPassword);
         await admin.GetByRole(AriaRole.Button, new() { Name = "Create administrator" }).ClickAsync();
-        await admin.WaitForURLAsync("**/account/login");
+        await BrowserApp.ExpectSignInPageAsync(admin);
         await BrowserApp.ScreenshotAsync(admin, "02-sign-in");
         await app.SignInAsync(admin, "first-admin", AdminPassword);
         await BrowserApp.ScreenshotAsync(admin, "03-console");

@@ -25,7 +25,7 @@ public sealed class ConsoleSessionTests(BrowserApp app) : IClassFixture<BrowserA
         await Http.EnsureStatus(await app.Admin.DeleteAsync($"/api/v1/accounts/{id}"), HttpStatusCode.OK);
         await page.GetByLabel("E-mail address").FillAsync("after-disable@example.test");
         await page.GetByRole(AriaRole.Button, new() { Name = "Create token" }).ClickAsync();
-        await page.WaitForURLAsync("**/account/login**");
+        await BrowserApp.ExpectSignInPageAsync(page);
         Assert.DoesNotContain("after-disable@example.test", await app.Admin.GetStringAsync("/api/v1/tokens"));
         Assert.DoesNotContain(await page.Context.CookiesAsync(), c => c.Name == "certportal");
     }
@@ -43,7 +43,7 @@ public sealed class ConsoleSessionTests(BrowserApp app) : IClassFixture<BrowserA
         await Http.EnsureStatus(demoted, HttpStatusCode.OK);
         await page.GetByLabel("E-mail address").FillAsync("after-demotion@example.test");
         await page.GetByRole(AriaRole.Button, new() { Name = "Create token" }).ClickAsync();
-        await page.WaitForURLAsync("**/account/login**");
+        await BrowserApp.ExpectSignInPageAsync(page);
         Assert.DoesNotContain("after-demotion@example.test", await app.Admin.GetStringAsync("/api/v1/tokens"));
 
         // Signed in again, the account is an auditor: it sees tokens but cannot create them.
