@@ -241,7 +241,10 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
 
     /// <summary>After the commit: the publisher signs after Crl:PublishDelay, or now when that is zero. Signed now, the change
     /// does not also wake the publisher's own pass, which would run a second pass for it and find nothing owed (and, not awaited by
-    /// anyone, raced tests that change CRL state after a revocation); only a signing that failed here wakes it, to try again.</summary>
+    /// anyone, raced tests that change CRL state after a revocation); only a signing that failed here wakes it, to try again at
+    /// once. Such a failure is not the caller's: the change is durable, its CrlChange row keeps the CRL owed, and the call still
+    /// answers with the change (as it does with a non-zero delay, where the signing comes later anyway). A 500 here would tell an
+    /// administrator that a committed revocation had failed.</summary>
     private async Task CrlOwedAsync(CancellationToken ct)
     {
         if (options.Crl.PublishDelay > TimeSpan.Zero)
@@ -253,10 +256,11 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
         {
             await crls.PublishAsync(ct);
         }
-        catch
+        catch (Exception e)
         {
             crls.ChangeCommitted();
-            throw;
+            if (e is OperationCanceledException && ct.IsCancellationRequested) throw;
+            logger.LogError(e, "Signing the CRL for a committed change failed; the CRL publisher tries again now");
         }
     }
 
