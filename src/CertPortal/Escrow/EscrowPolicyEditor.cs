@@ -12,7 +12,7 @@ public sealed class EscrowPolicyEditor(CertPortalDbContext db, KeyArchive archiv
     public async Task<EscrowPolicyView> GetAsync(CancellationToken ct)
     {
         var p = await archive.PolicyAsync(db, ct);
-        return new EscrowPolicyView(p.Threshold, p.MinimumAgents!.Value, await db.RecoveryAgents.CountAsync(a => a.RetiredAt == null, ct),
+        return new EscrowPolicyView(p.Threshold, p.MinimumAgents!.Value, await KeyArchive.ActiveAgents(db).CountAsync(ct),
             p.EncryptionKeyGeneration.ToString(), p.DualKeyGeneration.ToString());
     }
 

@@ -51,11 +51,19 @@ public sealed class KeyArchive(CertPortalOptions options, AgentShareEncryption s
         _ => KeyGenerationPolicy.Refused,
     };
 
-    /// <summary>Active agents whose certificate can receive a share now. An agent whose certificate has
+    /// <summary>Agents that count toward N: registered, not retired, and whose account is enabled and still a recovery agent.
+    /// A disabled account can never sign in to approve, and an account moved to another role is no longer an agent
+    /// (an administrator is never one): a share sealed to either is a share no one will submit, so counting them let an
+    /// escrow be made that M agents can no longer open.</summary>
+    public static IQueryable<RecoveryAgent> ActiveAgents(CertPortalDbContext db) =>
+        db.RecoveryAgents.Where(a => a.RetiredAt == null &&
+            db.Accounts.Any(account => account.Id == a.AccountId && account.DisabledAt == null && account.Role == Security.Roles.RecoveryAgent));
+
+    /// <summary>Active agents (<see cref="ActiveAgents"/>) whose certificate can receive a share now. An agent whose certificate has
     /// expired is left out (and logged) rather than failing every escrow; N still has to be met.</summary>
     public async Task<List<RecoveryAgent>> UsableAgentsAsync(CertPortalDbContext db, CancellationToken ct)
     {
-        var active = await db.RecoveryAgents.AsNoTracking().Where(a => a.RetiredAt == null).OrderBy(a => a.RegisteredAt).ToListAsync(ct);
+        var active = await ActiveAgents(db).AsNoTracking().OrderBy(a => a.RegisteredAt).ToListAsync(ct);
         var validator = new AgentCertificateValidator(time);
         return active.Where(agent =>
         {
