@@ -115,6 +115,20 @@ public sealed class AccountsApiTests(CertPortalApp app) : IClassFixture<CertPort
         await Http.AssertProblem(r, HttpStatusCode.Conflict);
     }
 
+    [Theory]
+    [InlineData("admin-api-key")]
+    [InlineData("Setup")]
+    [InlineData("anonymous")]
+    [InlineData("enrollee")]
+    public async Task Names_the_audit_log_uses_for_the_service_itself_are_refused(string name)
+    {
+        // An account named admin-api-key would be indistinguishable in the audit log from the admin API key.
+        var r = await app.Admin.PostAsJsonAsync("/api/v1/accounts", new { name, role = "administrator", password = "reserved-name-password-1" });
+        await Http.AssertProblem(r, HttpStatusCode.UnprocessableEntity);
+        Assert.DoesNotContain(await app.Admin.GetFromJsonAsync<List<System.Text.Json.JsonElement>>("/api/v1/accounts") ?? [],
+            a => string.Equals(a.GetProperty("name").GetString(), name, StringComparison.OrdinalIgnoreCase));
+    }
+
     [Fact]
     public async Task Unknown_account_key_is_401()
     {
