@@ -25,26 +25,38 @@ public sealed class RecoverySessionKey(KeyEncryptionSecret kek, CertPortalOption
             try
             {
                 _key = kek.Open(stored.Value, SharedSecretNames.RecoverySessionKey);
-                return;
             }
             catch (CryptographicException e)
             {
                 throw new InvalidOperationException("Cannot open the recovery session key stored in the database: this node's " +
                     "CertPortal:Ca:KeyPassphrase is not the one the other nodes use.", e);
             }
+            // A move cut short between the commit and the file's deletion.
+            if (ReadLegacyFile() is { } left && CryptographicOperations.FixedTimeEquals(left, _key)) DeleteLegacyFile();
+            return;
         }
-        var legacyFile = Path.Combine(options.ResolvedDataDirectory, "recovery-session-key");
-        _key = File.Exists(legacyFile)
-            ? System.Buffers.Text.Base64Url.DecodeFromChars(File.ReadAllText(legacyFile).Trim())
-            : RandomNumberGenerator.GetBytes(32);
+        var legacy = ReadLegacyFile();
+        _key = legacy ?? RandomNumberGenerator.GetBytes(32);
         db.SharedSecrets.Add(new SharedSecret
         {
             Name = SharedSecretNames.RecoverySessionKey, Value = kek.Seal(_key, SharedSecretNames.RecoverySessionKey), CreatedAt = time.GetUtcNow(),
         });
         await db.SaveChangesAsync(ct);
         db.ChangeTracker.Clear();
-        if (File.Exists(legacyFile))
-            logger.LogInformation("Moved the recovery session key from {Path} into the database (sealed); the file is no longer read", legacyFile);
+        // The key is in the database now, sealed: a plaintext copy left on a node's disk is what the move is for.
+        if (legacy is not null) DeleteLegacyFile();
+    }
+
+    private string LegacyFile => Path.Combine(options.ResolvedDataDirectory, "recovery-session-key");
+
+    /// <summary>The key as a version before the database kept it wrote it (base64url, in the data directory), or null.</summary>
+    private byte[]? ReadLegacyFile() =>
+        File.Exists(LegacyFile) ? System.Buffers.Text.Base64Url.DecodeFromChars(File.ReadAllText(LegacyFile).Trim()) : null;
+
+    private void DeleteLegacyFile()
+    {
+        File.Delete(LegacyFile);
+        logger.LogInformation("Moved the recovery session key from {Path} into the database (sealed) and deleted the file", LegacyFile);
     }
 
     public byte[] Seal(ReadOnlySpan<byte> plaintext, byte[] associatedData)
