@@ -21,8 +21,12 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
     {
         if (!options.PublishPersonalData) return [];
         var now = time.GetUtcNow();
+        // Every spelling of the mailbox: LDAP finds the entry by mail without regard to case, and the outbox may name it as the
+        // entry spells it (a resync sweep) or as another certificate's request did. Matching the case exactly here removed a
+        // valid certificate issued to "bob@…" when the entry was reconciled as "Bob@…", and two certificates issued under two
+        // spellings removed each other in turn.
         var candidates = await db.Certificates.AsNoTracking().OfMailbox(email)
-            .Where(c => c.Email == email && c.RevokedAt == null)
+            .Where(c => c.RevokedAt == null)
             .ToListAsync(ct);
         var valid = candidates.Where(c => c.StatusAt(now) == CertificateStatus.Valid).OrderByDescending(c => c.NotBefore).ThenByDescending(c => c.IssuedAt);
         return options.PublishOnlyNewest ? valid.GroupBy(c => c.Profile).Select(g => g.First()).ToList() : valid.ToList();

@@ -32,17 +32,21 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
         var due = new List<(string Key, int Window, (string SerialNumber, string Email, string DisplayName, string Profile, DateTimeOffset NotAfter) Cert)>();
         foreach (var batch in expiring.Chunk(Chunk))
         {
-            var mailboxes = batch.Select(c => c.Email).Distinct().ToList();
+            // A successor under another spelling of the mailbox is still the holder's (mailboxes compare without regard to case,
+            // through the index on lower("Email")).
+            var mailboxes = batch.Select(c => c.Email.ToLowerInvariant()).Distinct().ToList();
+#pragma warning disable CA1862 // EF Core translates ToLower() to lower(), not string.Equals(..., OrdinalIgnoreCase)
             var successors = await db.Certificates.AsNoTracking()
-                .Where(c => mailboxes.Contains(c.Email) && c.RevokedAt == null && c.NotAfter > now)
+                .Where(c => mailboxes.Contains(c.Email.ToLower()) && c.RevokedAt == null && c.NotAfter > now)
                 .Select(c => new { c.Email, c.Profile, c.NotBefore, c.NotAfter }).ToListAsync(ct);
+#pragma warning restore CA1862
             foreach (var c in batch)
             {
                 var remaining = c.NotAfter - now;
                 var lifetime = c.NotAfter - c.NotBefore;
                 var windows = days.Where(d => remaining <= TimeSpan.FromDays(d) && lifetime > TimeSpan.FromDays(d)).ToList();
                 if (windows.Count == 0) continue;
-                if (successors.Any(s => s.Email == c.Email && s.Profile == c.Profile && s.NotAfter > c.NotAfter && s.NotBefore <= now)) continue;
+                if (successors.Any(s => string.Equals(s.Email, c.Email, StringComparison.OrdinalIgnoreCase) && s.Profile == c.Profile && s.NotAfter > c.NotAfter && s.NotBefore <= now)) continue;
                 var window = windows.Min();
                 due.Add(($"{c.SerialNumber}:{window}", window, (c.SerialNumber, c.Email, c.DisplayName, Names.Of(c.Profile), c.NotAfter)));
             }

@@ -212,6 +212,28 @@ public sealed class DirectoryPublishingTests(DirectoryApp app) : IClassFixture<D
     }
 
     [Fact]
+    public async Task Certificates_issued_under_two_spellings_of_one_mailbox_are_both_published_and_stay_after_a_resync()
+    {
+        // LDAP finds the entry by mail without regard to case, so both certificates belong on it. Reconciling one spelling used
+        // to keep only the certificates spelt exactly so, removing the other's.
+        var email = NewMailbox("carol");
+        var capitalised = char.ToUpperInvariant(email[0]) + email[1..];
+        var (lower, _) = await app.IssueAsync(email, "signing");
+        var (upper, _) = await app.IssueAsync(capitalised, "encryption");
+        await app.WaitForDirectoryAsync();
+        var both = new[] { lower, upper }.Select(c => X509Certificate2.CreateFromPem(c.CertificatePem).RawData).ToList();
+        Assert.Equal(2, app.PublishedCertificates(email).Count);
+        Assert.All(both, der => Assert.Contains(der, app.PublishedCertificates(email)));
+
+        Assert.Equal(HttpStatusCode.Accepted, (await app.Admin.PostAsync("/api/v1/directory/resync", null)).StatusCode);
+        await app.WaitForDirectoryAsync();
+        await Task.Delay(500); // the sweep queues the entries it found for the next pass
+        await app.WaitForDirectoryAsync();
+        Assert.Equal(2, app.PublishedCertificates(capitalised).Count);
+        Assert.All(both, der => Assert.Contains(der, app.PublishedCertificates(email)));
+    }
+
+    [Fact]
     public async Task Resync_and_publication_list_need_the_right_role()
     {
         using var anonymous = new HttpClient { BaseAddress = new Uri(app.BaseUrl) };
