@@ -9,7 +9,9 @@ using SQLitePCL;
 
 namespace CertPortal.Data;
 
-/// <summary>The rows a CRL lists: every revoked (or held) certificate that has not expired, in serial order, with
+/// <summary>The rows a CRL lists: every revoked (or held) certificate that had not expired at the horizon the signer gives
+/// (<see cref="Revocation.CrlSigner.ListingHorizon"/>: RFC 5280 §3.3 keeps an entry until one CRL issued after the certificate
+/// expired has listed it), in serial order, with
 /// what its entry needs, streamed over the partial index IX_Certificates_Revoked (serial, then the CRL's columns, so
 /// neither a sort nor a table read). A million rows pass through without an object each. How they are read differs
 /// by database, and that is kept here: PostgreSQL through a data reader on the caller's transaction; SQLite through its
@@ -21,10 +23,10 @@ public static class RevokedCertificates
     public delegate void Row(ReadOnlySpan<byte> serialNumber, DateTimeOffset revokedAt, X509RevocationReason? reason);
 
     /// <summary>Reads every row in serial order on the caller's connection and transaction.</summary>
-    public static Task ReadAsync(CertPortalDbContext db, DateTimeOffset now, Row each, CancellationToken ct) =>
+    public static Task ReadAsync(CertPortalDbContext db, DateTimeOffset horizon, Row each, CancellationToken ct) =>
         db.Database.GetDbConnection() is SqliteConnection
-            ? ReadSqliteAsync(db, now, null, null, each, ct)
-            : ReadWithReaderAsync(db, now, each, ct);
+            ? ReadSqliteAsync(db, horizon, null, null, each, ct)
+            : ReadWithReaderAsync(db, horizon, each, ct);
 
     /// <summary>How many consecutive serial ranges <see cref="ReadPartsAsync"/> reads at once: one per core (at most
     /// 8) on SQLite, where reading is this process's CPU work; one elsewhere (PostgreSQL reads on its own cores and
@@ -38,11 +40,11 @@ public static class RevokedCertificates
     /// committed: on SQLite that is exactly what the caller's transaction sees as long as it has written nothing yet,
     /// since its write lock (BEGIN IMMEDIATE) keeps every other writer out. So call this before writing in the
     /// transaction, as the CRL signer does.</summary>
-    public static async Task ReadPartsAsync(CertPortalDbContext db, DateTimeOffset now, int parts, Func<int, Row> each, CancellationToken ct)
+    public static async Task ReadPartsAsync(CertPortalDbContext db, DateTimeOffset horizon, int parts, Func<int, Row> each, CancellationToken ct)
     {
         if (parts <= 1)
         {
-            await ReadAsync(db, now, each(0), ct);
+            await ReadAsync(db, horizon, each(0), ct);
             return;
         }
         var connectionString = db.Database.GetConnectionString();
@@ -51,7 +53,7 @@ public static class RevokedCertificates
         {
             var bounds = Bounds(SerialRange((SqliteConnection)db.Database.GetDbConnection()), parts);
             var readers = new Task[parts];
-            readers[0] = Task.Run(() => ReadSqlite((SqliteConnection)db.Database.GetDbConnection(), now, bounds[0], bounds[1], each(0), ct), ct);
+            readers[0] = Task.Run(() => ReadSqlite((SqliteConnection)db.Database.GetDbConnection(), horizon, bounds[0], bounds[1], each(0), ct), ct);
             for (var i = 1; i < parts; i++)
             {
                 var part = i;
@@ -59,7 +61,7 @@ public static class RevokedCertificates
                 {
                     await using var connection = new SqliteConnection(connectionString);
                     await connection.OpenAsync(ct);
-                    ReadSqlite(connection, now, bounds[part], bounds[part + 1], each(part), ct);
+                    ReadSqlite(connection, horizon, bounds[part], bounds[part + 1], each(part), ct);
                 }, ct);
             }
             await Task.WhenAll(readers);
@@ -115,14 +117,14 @@ public static class RevokedCertificates
         "SELECT \"SerialNumber\", \"RevokedAt\", CASE \"RevocationReason\" " +
         string.Concat(Enum.GetValues<RevocationReason>().Where(r => r != RevocationReason.Unspecified)
             .Select(r => $"WHEN '{r}' THEN {(int)r} ")) +
-        "ELSE NULL END FROM \"Certificates\" WHERE \"RevokedAt\" IS NOT NULL AND \"NotAfter\" > @now";
+        "ELSE NULL END FROM \"Certificates\" WHERE \"RevokedAt\" IS NOT NULL AND \"NotAfter\" >= @horizon";
 
-    private static async Task ReadSqliteAsync(CertPortalDbContext db, DateTimeOffset now, string? from, string? to, Row each, CancellationToken ct)
+    private static async Task ReadSqliteAsync(CertPortalDbContext db, DateTimeOffset horizon, string? from, string? to, Row each, CancellationToken ct)
     {
         await db.Database.OpenConnectionAsync(ct);
         try
         {
-            ReadSqlite((SqliteConnection)db.Database.GetDbConnection(), now, from, to, each, ct);
+            ReadSqlite((SqliteConnection)db.Database.GetDbConnection(), horizon, from, to, each, ct);
         }
         finally
         {
@@ -136,7 +138,7 @@ public static class RevokedCertificates
     // Optimised at once: this loop runs a million times in one call, and the first CRLs after a start would otherwise
     // run it (and the calls in it) as unoptimised tier-0 code, several times slower.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ReadSqlite(SqliteConnection connection, DateTimeOffset now, string? from, string? to, Row each, CancellationToken ct)
+    private static void ReadSqlite(SqliteConnection connection, DateTimeOffset horizon, string? from, string? to, Row each, CancellationToken ct)
     {
         var handle = connection.Handle ?? throw new InvalidOperationException("The SQLite connection is not open.");
         var sql = SqliteColumns + (from is null ? "" : " AND \"SerialNumber\" >= @from") + (to is null ? "" : " AND \"SerialNumber\" < @to") +
@@ -144,7 +146,7 @@ public static class RevokedCertificates
         SqliteException.ThrowExceptionForRC(raw.sqlite3_prepare_v2(handle, sql, out var statement), handle);
         using (statement)
         {
-            raw.sqlite3_bind_int64(statement, raw.sqlite3_bind_parameter_index(statement, "@now"), now.UtcTicks);
+            raw.sqlite3_bind_int64(statement, raw.sqlite3_bind_parameter_index(statement, "@horizon"), horizon.UtcTicks);
             if (from is not null) raw.sqlite3_bind_text(statement, raw.sqlite3_bind_parameter_index(statement, "@from"), from);
             if (to is not null) raw.sqlite3_bind_text(statement, raw.sqlite3_bind_parameter_index(statement, "@to"), to);
             Span<byte> serial = stackalloc byte[64];
@@ -174,7 +176,7 @@ public static class RevokedCertificates
         reason == RevocationReason.Unspecified ? null : (X509RevocationReason)(int)reason;
 
     private const string SqliteColumns =
-        "SELECT \"SerialNumber\", \"RevokedAt\", \"RevocationReason\" FROM \"Certificates\" WHERE \"RevokedAt\" IS NOT NULL AND \"NotAfter\" > @now";
+        "SELECT \"SerialNumber\", \"RevokedAt\", \"RevocationReason\" FROM \"Certificates\" WHERE \"RevokedAt\" IS NOT NULL AND \"NotAfter\" >= @horizon";
 
     /// <summary>Mass revocations share a reason: the previous match (<paramref name="last"/>) is tried first.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -216,7 +218,7 @@ public static class RevokedCertificates
     }
 
     /// <summary>Any other database (PostgreSQL): a data reader on the caller's connection and transaction.</summary>
-    private static async Task ReadWithReaderAsync(CertPortalDbContext db, DateTimeOffset now, Row each, CancellationToken ct)
+    private static async Task ReadWithReaderAsync(CertPortalDbContext db, DateTimeOffset horizon, Row each, CancellationToken ct)
     {
         var certificates = db.Model.FindEntityType(typeof(IssuedCertificate))!;
         await db.Database.OpenConnectionAsync(ct);
@@ -228,7 +230,7 @@ public static class RevokedCertificates
             command.CommandText = Columns + " ORDER BY \"SerialNumber\"";
             // The provider's own mapping writes the parameter (timestamptz on PostgreSQL).
             command.Parameters.Add(certificates.FindProperty(nameof(IssuedCertificate.NotAfter))!.GetRelationalTypeMapping()
-                .CreateParameter(command, "@now", now));
+                .CreateParameter(command, "@horizon", horizon));
             await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, ct);
             var serial = new byte[64];
             while (await reader.ReadAsync(ct))

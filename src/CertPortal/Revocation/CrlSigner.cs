@@ -51,11 +51,14 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         long? deltaOf = null;
         byte[]? baseDer = null;
         var baseEntries = 0;
+        // A complete CRL's horizon is the previous complete CRL's thisUpdate; a delta's, its base's (what a complete CRL signed
+        // now would list, so base + delta says the same).
+        var horizon = ListingHorizon(delta ? null : previous, now);
         if (delta)
         {
-            var based = await Latest(db, authority, delta: false).Select(c => new { c.Number, c.EntryCount }).FirstOrDefaultAsync(ct)
+            var based = await Latest(db, authority, delta: false).Select(c => new { c.Number, c.EntryCount, c.ThisUpdate }).FirstOrDefaultAsync(ct)
                 ?? throw new InvalidOperationException("A delta CRL needs a complete CRL to update.");
-            (deltaOf, baseEntries) = (based.Number, based.EntryCount);
+            (deltaOf, baseEntries, horizon) = (based.Number, based.EntryCount, ListingHorizon(based.ThisUpdate, now));
             baseDer = knownComplete is { } known && known.Number == deltaOf
                 ? known.Der
                 : await Latest(db, authority, delta: false).Where(c => c.Number == deltaOf).Select(c => c.Der).FirstAsync(ct);
@@ -76,9 +79,9 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
             var named = await db.CrlChanges.CountAsync(c => c.Authority == authority && c.SerialNumber != null, ct);
             if ((named > 1000 && named > (baseEntries + named) / 50) ||
                 await db.CrlChanges.AnyAsync(c => c.Authority == authority && c.SerialNumber == null, ct))
-                await DeltaEntriesAsync(db, now, baseDer, parts[0], thisUpdate, ct);
+                await DeltaEntriesAsync(db, horizon, baseDer, parts[0], thisUpdate, ct);
             else
-                await ChangedEntriesAsync(db, authority, now, baseDer, parts[0], thisUpdate, ct);
+                await ChangedEntriesAsync(db, authority, horizon, baseDer, parts[0], thisUpdate, ct);
         }
         else
         {
@@ -86,7 +89,7 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
             var expected = await Latest(db, authority, delta: false).Select(c => c.EntryCount).FirstOrDefaultAsync(ct);
             var count = RevokedCertificates.Parts(db);
             parts = [.. Enumerable.Range(0, count).Select(_ => CrlEntries.ForAbout(expected / count))];
-            await RevokedCertificates.ReadPartsAsync(db, now, count, part => parts[part].Add, ct);
+            await RevokedCertificates.ReadPartsAsync(db, horizon, count, part => parts[part].Add, ct);
         }
         var entryCount = parts.Sum(p => p.Count);
         var lifetime = authority == CertificateAuthority.RootName ? options.Crl.RootLifetime : options.Crl.Lifetime;
@@ -112,7 +115,7 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
     /// changes, plus one pass over the base's bytes in memory; no revoked row is read but the changed ones. A certificate
     /// that merely expired since the base stays listed until the next complete CRL: removeFromCRL "may" say so (§5.3.1),
     /// and an expired certificate fails validation whatever a CRL says.</summary>
-    internal static async Task ChangedEntriesAsync(CertPortalDbContext db, string authority, DateTimeOffset now, byte[] baseDer,
+    internal static async Task ChangedEntriesAsync(CertPortalDbContext db, string authority, DateTimeOffset horizon, byte[] baseDer,
         CrlEntries delta, DateTimeOffset thisUpdate, CancellationToken ct)
     {
         var changed = (await db.CrlChanges.Where(c => c.Authority == authority && c.SerialNumber != null).Select(c => c.SerialNumber!)
@@ -146,7 +149,7 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         for (var i = 0; i < states.Count; i++)
         {
             var state = states[i];
-            if (state.RevokedAt is { } revokedAt && state.NotAfter > now)
+            if (state.RevokedAt is { } revokedAt && state.NotAfter >= horizon)
             {
                 var reason = state.RevocationReason is { } r ? RevokedCertificates.EntryReason(r) : null;
                 if (!inBase[i] || baseReason[i] != reason) delta.Add(serials[i], revokedAt, reason);
@@ -172,14 +175,14 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
     /// the delta lists every entry that is new or has another reason than in the base CRL, and removeFromCRL (§5.3.1) for
     /// every base entry that is gone: released from hold, or expired. Both lists are in serial order (the base was written
     /// from the same query), so one pass merges them.</summary>
-    internal static async Task DeltaEntriesAsync(CertPortalDbContext db, DateTimeOffset now, byte[] baseDer, CrlEntries delta,
+    internal static async Task DeltaEntriesAsync(CertPortalDbContext db, DateTimeOffset horizon, byte[] baseDer, CrlEntries delta,
         DateTimeOffset thisUpdate, CancellationToken ct)
     {
         using var based = CrlEncoder.ReadEntries(baseDer).GetEnumerator();
         var more = based.MoveNext();
         var previous = new byte[64];
         var previousLength = -1;
-        await RevokedCertificates.ReadAsync(db, now, (serial, revokedAt, reason) =>
+        await RevokedCertificates.ReadAsync(db, horizon, (serial, revokedAt, reason) =>
         {
             // The merge needs the database's order to be the bytes' order. Serials are upper-case hexadecimal of one length,
             // which every collation sorts alike; a database that does not would otherwise make a wrong delta.
@@ -204,6 +207,15 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         }, ct);
         for (; more; more = based.MoveNext()) delta.Add(based.Current.SerialNumber.Span, thisUpdate, X509RevocationReason.RemoveFromCrl);
     }
+
+    /// <summary>Certificates that expired before this are no longer listed. RFC 5280 §3.3: an entry "MUST NOT be removed from the
+    /// CRL until it appears on one regularly scheduled CRL issued beyond the revoked certificate's validity period" (a signature
+    /// checked later as of a time before the expiry still needs it). With the previous complete CRL's thisUpdate as the horizon a
+    /// certificate that expired at E is listed by every CRL up to and including the first whose predecessor was signed after E,
+    /// i.e. the first signed after E, however long the service was down in between. Never later than now (a previous CRL dated
+    /// ahead of a clock that went back).</summary>
+    internal static DateTimeOffset ListingHorizon(DateTimeOffset? previousComplete, DateTimeOffset now) =>
+        previousComplete is { } previous && previous < now ? previous : now;
 
     /// <summary>Waits until the clock is past the second of the latest CRL of this kind of <paramref name="authority"/>.</summary>
     public static async Task WaitForNextSecondAsync(CertPortalDbContext db, string authority, bool delta, TimeProvider time, CancellationToken ct)
