@@ -47,7 +47,11 @@ public sealed class SmtpSender(MailOptions options) : IAsyncDisposable
             await _client.SendAsync(message, ct);
             return null;
         }
-        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500 && e.ErrorCode == SmtpErrorCode.RecipientNotAccepted)
+        // 5xx for the recipient (RCPT) or for this message after DATA (a content filter, a size limit): this message will never
+        // go, but the next may. Treated as the server being down, one such message was retried for ever and, as every pass
+        // stops at the first "down", held back every message queued after it. A 5xx for the sender (MAIL FROM) is still
+        // "unavailable": it is the configuration's (Mail:From), and every message waits for it to be fixed.
+        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500 && e.ErrorCode is SmtpErrorCode.RecipientNotAccepted or SmtpErrorCode.MessageNotAccepted)
         {
             return $"{(int)e.StatusCode} {e.Message}";
         }

@@ -8,12 +8,26 @@ namespace CertPortal.Tests.Infrastructure;
 
 /// <summary>A real SMTP server (Debian's python3-aiosmtpd) on a free loopback port that delivers every message
 /// into a maildir, where tests read what people would receive. It can be stopped and started again on the same
-/// port, as an outage would.</summary>
+/// port, as an outage would. A message to a mailbox whose local part begins with <see cref="RefusedAfterData"/> is
+/// accepted at RCPT and refused for good after DATA (554 5.7.1), as a content filter refuses one.</summary>
 public sealed class SmtpServer : IAsyncLifetime
 {
     private const string Python = "/usr/bin/python3";
     private readonly string _dir = TempDir.Create("smtp");
     private Process? _process;
+
+    public const string RefusedAfterData = "refused-after-data";
+
+    /// <summary>aiosmtpd's Mailbox handler with the refusal after DATA (aiosmtpd's -c takes a handler class by module path).</summary>
+    private const string Handler = $$"""
+        from aiosmtpd.handlers import Mailbox
+
+        class RefusingMailbox(Mailbox):
+            async def handle_DATA(self, server, session, envelope):
+                if any(r.lower().startswith("{{RefusedAfterData}}") for r in envelope.rcpt_tos):
+                    return "554 5.7.1 Message refused by content policy"
+                return await super().handle_DATA(server, session, envelope)
+        """;
 
     public int Port { get; } = FreePort();
     public string Maildir => Path.Combine(_dir, "maildir");
@@ -24,8 +38,10 @@ public sealed class SmtpServer : IAsyncLifetime
     {
         if (!File.Exists(Python) || Tool.Run(Python, ["-c", "import aiosmtpd"]).ExitCode != 0)
             throw new Xunit.Sdk.XunitException("python3-aiosmtpd is not installed: run the README's test command (scripts/install-test-deps.sh installs it).");
+        File.WriteAllText(Path.Combine(_dir, "certportal_test_smtp.py"), Handler);
         var psi = new ProcessStartInfo(Python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "-m", "aiosmtpd", "-n", "-l", $"127.0.0.1:{Port.ToString(CultureInfo.InvariantCulture)}", "-c", "aiosmtpd.handlers.Mailbox", Maildir })
+        psi.Environment["PYTHONPATH"] = _dir;
+        foreach (var a in new[] { "-m", "aiosmtpd", "-n", "-l", $"127.0.0.1:{Port.ToString(CultureInfo.InvariantCulture)}", "-c", "certportal_test_smtp.RefusingMailbox", Maildir })
             psi.ArgumentList.Add(a);
         _process = Process.Start(psi)!;
         _process.BeginOutputReadLine();
