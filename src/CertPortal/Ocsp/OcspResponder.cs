@@ -202,8 +202,13 @@ public sealed class OcspResponder : BackgroundService
 
     private bool Fresh(Entry entry, string authority) => Current(entry, authority, _time.GetUtcNow(), _options.RefreshAfter);
 
+    /// <summary>A kept response is current while its signer is, it is younger than <paramref name="refreshAfter"/> and its
+    /// certificate has not expired since. One dated ahead of the clock (the clock was stepped back after it was signed) is not:
+    /// relying parties refuse a thisUpdate in their future ("not yet valid" in OpenSSL beyond its 5 minutes' leeway), and a
+    /// negative age would otherwise count as fresh until the clock caught up.</summary>
     private bool Current(Entry entry, string authority, DateTimeOffset now, TimeSpan refreshAfter) =>
-        ReferenceEquals(entry.Signer, _signers.For(authority)) && now - entry.ThisUpdate < refreshAfter && !(entry.Expires <= now);
+        ReferenceEquals(entry.Signer, _signers.For(authority)) && entry.ThisUpdate <= now && now - entry.ThisUpdate < refreshAfter &&
+        !(entry.Expires <= now);
 
     /// <param name="admitted">The response replaces a kept one (stale, or dropped by a change); otherwise it is kept only
     /// when the doorkeeper has seen the certificate asked about before.</param>
