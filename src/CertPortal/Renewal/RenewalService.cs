@@ -67,8 +67,15 @@ public sealed class RenewalService(
             return WrongSigner($"The request carries a certificate that claims to be {current.SerialNumber} but is not.");
 
         var now = time.GetUtcNow();
+        // A repeat of a renewal that was made (a client that lost the answer) is collected, or refused as another request,
+        // below, whatever became of the renewed certificate since in the ordinary course: revoked as superseded by the
+        // renewal itself (Renewal:SupersedeAfter, possibly zero) or expired (a renewal made in its last minutes). Refused
+        // with the status for anything else (its key reported compromised, an administrator's revocation or hold).
+        var repeat = current.RenewedBy is not null && current.RevocationReason is null or RevocationReason.Superseded;
         switch (current.StatusAt(now))
         {
+            case CertificateStatus.Revoked or CertificateStatus.Expired when repeat:
+                break;
             case CertificateStatus.Revoked:
                 return Failure.Forbidden("Certificate revoked.", $"Certificate {current.SerialNumber} was revoked on {current.RevokedAt:u}; a revoked digital ID cannot renew itself. Ask your administrator for an invitation.");
             case CertificateStatus.OnHold:
@@ -81,7 +88,7 @@ public sealed class RenewalService(
         if (current.SpkiSha256 is { } oldKey && await db.BlockedKeys.AsNoTracking().AnyAsync(k => k.SpkiSha256 == oldKey, ct))
             return Failure.Forbidden("Key blocked as compromised.", "The key of this certificate was reported compromised, so it proves nothing. Ask your administrator for an invitation.");
         var opens = current.NotAfter - options.OpensBeforeExpiry;
-        if (now < opens)
+        if (now < opens && !repeat)
             return Failure.Unprocessable("Too early to renew.",
                 $"Certificate {current.SerialNumber} expires on {current.NotAfter:u}; it can be renewed from {opens:u} ({options.OpensBeforeExpiry.TotalDays:0} days before).");
         if (SigningTimeOf(signer) is not { } signedAt)
@@ -182,14 +189,24 @@ public sealed class RenewalService(
     /// identifier through a certificate carried in the message (found again by its serial in our records).</summary>
     private async Task<IssuedCertificate?> FindSignerCertificateAsync(SignedCms cms, SignerInfo signer, CancellationToken ct)
     {
-        string? serial = signer.SignerIdentifier.Type switch
+        string? serial;
+        try
         {
-            SubjectIdentifierType.IssuerAndSerialNumber when signer.SignerIdentifier.Value is X509IssuerSerial s => s.SerialNumber,
-            SubjectIdentifierType.SubjectKeyIdentifier when signer.SignerIdentifier.Value is string ski => cms.Certificates
-                .FirstOrDefault(c => c.Extensions.OfType<X509SubjectKeyIdentifierExtension>().Any(e => string.Equals(e.SubjectKeyIdentifier, ski, StringComparison.OrdinalIgnoreCase)))
-                ?.SerialNumber,
-            _ => null,
-        };
+            serial = signer.SignerIdentifier.Type switch
+            {
+                SubjectIdentifierType.IssuerAndSerialNumber when signer.SignerIdentifier.Value is X509IssuerSerial s => s.SerialNumber,
+                SubjectIdentifierType.SubjectKeyIdentifier when signer.SignerIdentifier.Value is string ski => cms.Certificates
+                    .FirstOrDefault(c => c.Extensions.OfType<X509SubjectKeyIdentifierExtension>().Any(e => string.Equals(e.SubjectKeyIdentifier, ski, StringComparison.OrdinalIgnoreCase)))
+                    ?.SerialNumber,
+                _ => null,
+            };
+        }
+        catch (CryptographicException)
+        {
+            // The certificates the message carries are decoded only here (a malformed one, or a malformed key identifier
+            // extension in one): the client's bytes, so no signer is found rather than a 500.
+            return null;
+        }
         if (serial is null || serial.Length > 64) return null;
         return await FindBySerialAsync(db, serial, ct);
     }

@@ -107,7 +107,8 @@ public sealed class ServerKeyRenewal(
                 ? value.GetString()
                 : null;
         }
-        catch (JsonException)
+        // GetString throws InvalidOperationException for a string JSON allows but UTF-16 cannot hold (a lone surrogate escape).
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
             return null;
         }

@@ -157,6 +157,9 @@ public sealed class EscrowedRenewalTests(EscrowedRenewalApp app) : IClassFixture
         Assert.Equal("Invalid pkcs12Password.", (await Http.AssertProblem(shortPassword, HttpStatusCode.UnprocessableEntity)).GetProperty("title").GetString());
         var notJson = await RenewAsync(RenewalRequests.SignContent(dir, dir.Write("broken.json", "{keyAlgorithm: RSA"), carol.CertificatePem, carolKey));
         Assert.Equal("Unreadable server-key renewal request.", (await Http.AssertProblem(notJson, HttpStatusCode.UnprocessableEntity)).GetProperty("title").GetString());
+        // JSON that parses but whose string UTF-16 cannot hold (a lone surrogate): refused, not a 500.
+        var loneSurrogate = await RenewAsync(RenewalRequests.SignContent(dir, dir.Write("surrogate.json", "{\"keyAlgorithm\":\"\\ud800\"}"), carol.CertificatePem, carolKey));
+        Assert.Equal("Unreadable server-key renewal request.", (await Http.AssertProblem(loneSurrogate, HttpStatusCode.UnprocessableEntity)).GetProperty("title").GetString());
 
         // Revoked: its key proves nothing any more; nothing was renewed on the way.
         await Http.EnsureStatus(await app.RevokeAsync(carol.SerialNumber, "affiliationChanged"), HttpStatusCode.OK);

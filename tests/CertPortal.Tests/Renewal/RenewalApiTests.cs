@@ -41,6 +41,7 @@ public sealed class RenewalApiTests(RenewalApp app) : IClassFixture<RenewalApp>
         using var dir = new ToolDir("renewal");
         var alice = $"alice.{_run}@example.com";
         var (current, currentKey) = await app.IssueAsync(alice, "signing");
+        var (unrenewed, unrenewedKey) = await app.IssueAsync($"alice.unrenewed.{_run}@example.com", "signing");
 
         // Thirty days left at issue: the renewal window (the last twenty) is not open yet.
         var next = SubscriberKeyPair.Generate("EC-P256");
@@ -86,10 +87,27 @@ public sealed class RenewalApiTests(RenewalApp app) : IClassFixture<RenewalApp>
         Assert.Contains("certificate.renewed", audit);
 
         // Expired: signed while it was valid, sent after it expired. Its key proves nothing any more.
-        var late = RenewalRequests.Sign(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(alice), current.CertificatePem, currentKey);
-        app.Clock.SetUtcNow(current.NotAfter.AddMinutes(1));
+        var unrenewedMailbox = $"alice.unrenewed.{_run}@example.com";
+        var late = RenewalRequests.Sign(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(unrenewedMailbox), unrenewed.CertificatePem, unrenewedKey);
+        app.Clock.SetUtcNow(unrenewed.NotAfter.AddMinutes(1));
         var expired = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = late });
         Assert.Equal("Certificate expired.", (await Http.AssertProblem(expired, HttpStatusCode.Forbidden)).GetProperty("title").GetString());
+
+        // The renewed certificate expired too: a repeat of its renewal still collects what it was given (a lost answer for a
+        // renewal made in its last minutes), and nothing else is given.
+        app.Clock.SetUtcNow(current.NotAfter.AddMinutes(1));
+        var afterExpiry = await app.Client.PostAsJsonAsync("/api/v1/renewals", new
+        {
+            cms = Convert.ToBase64String(RenewalRequests.SignByKeyIdentifier(next.CreateCsrPem(alice), current.CertificatePem, currentKey, app.Clock.GetUtcNow())),
+        });
+        await Http.EnsureStatus(afterExpiry, HttpStatusCode.OK);
+        Assert.Equal(renewed.SerialNumber, (await afterExpiry.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!.SerialNumber);
+        var otherKey = await app.Client.PostAsJsonAsync("/api/v1/renewals", new
+        {
+            cms = Convert.ToBase64String(RenewalRequests.SignByKeyIdentifier(SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(alice),
+                current.CertificatePem, currentKey, app.Clock.GetUtcNow())),
+        });
+        await Http.AssertProblem(otherKey, HttpStatusCode.Conflict);
     }
 
     private Task<HttpResponseMessage> RenewAsync(ToolDir dir, string csrPem, string certificatePem, SubscriberKeyPair key) =>
@@ -148,6 +166,14 @@ public sealed class RenewalRefusalTests(OpenRenewalApp app) : IClassFixture<Open
         // Not a CMS message at all, or an empty one: 422, never 500.
         await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = "bm90IGNtcw==" }), HttpStatusCode.UnprocessableEntity);
         await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = (string?)null }), HttpStatusCode.UnprocessableEntity);
+
+        // Signed by Carol's own key, named by its key identifier, with a malformed certificate among those the message carries
+        // (decoded only when the signer is looked up by its identifier): refused, never 500.
+        var junk = RenewalRequests.WithJunkCertificate(RenewalRequests.SignByKeyIdentifier(SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(carol),
+            carolCert.CertificatePem, carolKey));
+        var malformed = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = Convert.ToBase64String(junk) });
+        Assert.InRange((int)malformed.StatusCode, 400, 499);
+        await Http.AssertProblem(malformed, malformed.StatusCode);
     }
 
     private Task<HttpResponseMessage> RenewAsync(ToolDir dir, string csrPem, string certificatePem, SubscriberKeyPair key) =>
@@ -175,6 +201,52 @@ public static class RenewalRequests
         Tool.Run("openssl", ["cms", "-sign", "-nodetach", "-binary", "-in", contentFile, "-signer", dir.File($"{id}.crt"),
             "-inkey", dir.File($"{id}.key"), "-outform", "DER", "-out", dir.File($"{id}.p7")]).EnsureSuccess();
         return Convert.ToBase64String(File.ReadAllBytes(dir.File($"{id}.p7")));
+    }
+
+    /// <summary>As .NET's SignedCms signs: the signer named by its subject key identifier, signingTime included, the
+    /// signer's certificate carried in the message.</summary>
+    public static byte[] SignByKeyIdentifier(string csrPem, string certificatePem, SubscriberKeyPair key, DateTimeOffset? signingTime = null)
+    {
+        using var certificate = X509Certificate2.CreateFromPem(certificatePem);
+        using var ecdsa = (ECDsa)key.Load();
+        using var withKey = certificate.CopyWithPrivateKey(ecdsa);
+        var csr = Convert.FromBase64String(csrPem[PemEncoding.Find(csrPem).Base64Data]);
+        var cms = new System.Security.Cryptography.Pkcs.SignedCms(new System.Security.Cryptography.Pkcs.ContentInfo(csr), detached: false);
+        var signer = new System.Security.Cryptography.Pkcs.CmsSigner(System.Security.Cryptography.Pkcs.SubjectIdentifierType.SubjectKeyIdentifier, withKey);
+        signer.SignedAttributes.Add(new System.Security.Cryptography.Pkcs.Pkcs9SigningTime((signingTime ?? DateTimeOffset.UtcNow).UtcDateTime));
+        cms.ComputeSignature(signer);
+        return cms.Encode();
+    }
+
+    /// <summary>The SignedData with a malformed entry (SEQUENCE { INTEGER 0 }) added to its certificates: outside what the
+    /// signature covers, so the message still verifies.</summary>
+    public static byte[] WithJunkCertificate(byte[] cms)
+    {
+        var certificatesTag = new System.Formats.Asn1.Asn1Tag(System.Formats.Asn1.TagClass.ContextSpecific, 0, isConstructed: true);
+        var contentInfo = new System.Formats.Asn1.AsnReader(cms, System.Formats.Asn1.AsnEncodingRules.BER).ReadSequence();
+        var contentType = contentInfo.ReadObjectIdentifier();
+        var signedData = contentInfo.ReadSequence(certificatesTag).ReadSequence();
+        var w = new System.Formats.Asn1.AsnWriter(System.Formats.Asn1.AsnEncodingRules.BER);
+        using (w.PushSequence())
+        {
+            w.WriteObjectIdentifier(contentType);
+            using (w.PushSequence(certificatesTag))
+            using (w.PushSequence())
+            {
+                for (var i = 0; i < 3; i++) w.WriteEncodedValue(signedData.ReadEncodedValue().Span); // version, digests, content
+                using (w.PushSetOf(certificatesTag))
+                {
+                    if (signedData.PeekTag().HasSameClassAndValue(certificatesTag))
+                    {
+                        var certificates = signedData.ReadSetOf(certificatesTag);
+                        while (certificates.HasData) w.WriteEncodedValue(certificates.ReadEncodedValue().Span);
+                    }
+                    w.WriteEncodedValue([0x30, 0x03, 0x02, 0x01, 0x00]);
+                }
+                while (signedData.HasData) w.WriteEncodedValue(signedData.ReadEncodedValue().Span);
+            }
+        }
+        return w.Encode();
     }
 
     /// <summary>A certificate naming the victim's issuer and serial, self-made for the attacker's key.</summary>
@@ -220,7 +292,8 @@ public sealed class SupersedeAfterRenewalTests(SupersedingRenewalApp app) : ICla
         using var dir = new ToolDir("renewal-supersede");
         var frank = $"frank.{Guid.NewGuid().ToString("N")[..6]}@example.com";
         var (old, key) = await app.IssueAsync(frank, "signing");
-        var cms = RenewalRequests.Sign(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(frank), old.CertificatePem, key);
+        var next = SubscriberKeyPair.Generate("EC-P256");
+        var cms = RenewalRequests.Sign(dir, next.CreateCsrPem(frank), old.CertificatePem, key);
         var response = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms });
         await Http.EnsureStatus(response, HttpStatusCode.Created);
         var renewed = (await response.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!;
@@ -236,5 +309,20 @@ public sealed class SupersedeAfterRenewalTests(SupersedingRenewalApp app) : ICla
         Assert.Equal("superseded", superseded.RevocationReason);
         Assert.Equal("valid", (await app.GetCertificateAsync(renewed.SerialNumber)).Status);
         Assert.Equal(0, await worker.RunOnceAsync(CancellationToken.None));
+
+        // A client that lost the answer repeats the renewal (a fresh signature, the same new key): it still collects its
+        // certificate from the superseded one, and another key is still refused as already renewed.
+        var repeat = await app.Client.PostAsJsonAsync("/api/v1/renewals", new
+        {
+            cms = Convert.ToBase64String(RenewalRequests.SignByKeyIdentifier(next.CreateCsrPem(frank), old.CertificatePem, key, app.Clock.GetUtcNow())),
+        });
+        await Http.EnsureStatus(repeat, HttpStatusCode.OK);
+        Assert.Equal(renewed.SerialNumber, (await repeat.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!.SerialNumber);
+        var another = await app.Client.PostAsJsonAsync("/api/v1/renewals", new
+        {
+            cms = Convert.ToBase64String(RenewalRequests.SignByKeyIdentifier(SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(frank),
+                old.CertificatePem, key, app.Clock.GetUtcNow())),
+        });
+        await Http.AssertProblem(another, HttpStatusCode.Conflict);
     }
 }
