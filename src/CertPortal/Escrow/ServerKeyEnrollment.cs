@@ -127,11 +127,13 @@ public sealed class ServerKeyEnrollment(
         return collected is null ? null : collected with { Pkcs12 = Convert.ToBase64String(pfx), KeyEscrowed = true };
     }
 
-    /// <summary>Erases retry copies older than <see cref="RetryWindow"/> (their tokens were spent long enough ago).</summary>
+    /// <summary>Erases retry copies older than <see cref="RetryWindow"/> (their tokens were spent long enough ago). Counted from the
+    /// spend alone: only a spent token holds a copy, and a used token stays collectable after its expiry (it reads "used"), so
+    /// erasing at the token's expiry cut the promised window short for a token spent shortly before it expired.</summary>
     public static async Task<int> PurgeRetryPackagesAsync(CertPortalDbContext db, DateTimeOffset now, CancellationToken ct)
     {
         var cutoff = now - RetryWindow;
-        var enrollments = await db.EnrollmentTokens.Where(t => t.RetryPackage != null && (t.UsedAt < cutoff || t.ExpiresAt < now))
+        var enrollments = await db.EnrollmentTokens.Where(t => t.RetryPackage != null && t.UsedAt < cutoff)
             .ExecuteUpdateAsync(s => s.SetProperty(t => t.RetryPackage, (byte[]?)null), ct);
         var renewals = await db.KeyEscrows.Where(e => e.RetryPackage != null && e.CreatedAt < cutoff)
             .ExecuteUpdateAsync(s => s.SetProperty(e => e.RetryPackage, (byte[]?)null), ct);

@@ -61,4 +61,25 @@ public sealed class ServerKeyRetryTests(EscrowApp app) : IClassFixture<EscrowApp
         Assert.Null((await db.EnrollmentTokens.SingleAsync(t => t.Id == token.Id)).RetryPackage);
         await Http.AssertProblem(await PostAsync(token.Token, requestId), HttpStatusCode.Forbidden);
     }
+
+    [Fact]
+    public async Task A_token_that_expires_soon_after_it_was_spent_keeps_its_retry_copy_for_the_whole_window()
+    {
+        // The window is counted from the spend: a token used a minute before it expired still lets a lost answer be collected.
+        var token = await app.CreateTokenAsync($"skr.late.{Guid.NewGuid().ToString("N")[..8]}@example.test", "encryption", validHours: 1);
+        var requestId = Guid.NewGuid().ToString();
+        var first = await PostAsync(token.Token, requestId);
+        await Http.EnsureStatus(first, HttpStatusCode.Created);
+        var issued = await first.Content.ReadFromJsonAsync<JsonElement>();
+
+        await using (var scope = app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            await ServerKeyEnrollment.PurgeRetryPackagesAsync(db, DateTimeOffset.UtcNow + TimeSpan.FromHours(1) + TimeSpan.FromMinutes(1), default);
+            Assert.NotNull((await db.EnrollmentTokens.AsNoTracking().SingleAsync(t => t.Id == token.Id)).RetryPackage);
+        }
+        var again = await PostAsync(token.Token, requestId);
+        await Http.EnsureStatus(again, HttpStatusCode.OK);
+        Assert.Equal(issued.GetProperty("pkcs12").GetString(), (await again.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("pkcs12").GetString());
+    }
 }
