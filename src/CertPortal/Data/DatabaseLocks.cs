@@ -46,6 +46,21 @@ public static class DatabaseLocks
 
     private const string NamePrefix = "certportal:";
 
+    /// <summary>PostgreSQL: the transactions the caller's snapshot does not see as finished, as the oldest still running
+    /// (pg_snapshot_xmin) and the first not yet started (pg_snapshot_xmax), 64-bit transaction ids. Read in the same snapshot as the
+    /// caller's other reads (open a repeatable read transaction first), so that "every transaction running then has ended" can be
+    /// decided later: the oldest running then is at or past this xmax. Null where writers cannot interleave (SQLite).</summary>
+    public static async Task<(long OldestRunning, long FirstNotStarted)?> RunningTransactionsAsync(this CertPortalDbContext db, CancellationToken ct)
+    {
+        if (!OnPostgres(db)) return null;
+        var row = await db.Database.SqlQueryRaw<RunningTransactions>(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS \"OldestRunning\", " +
+            "pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS \"FirstNotStarted\"").SingleAsync(ct);
+        return (row.OldestRunning, row.FirstNotStarted);
+    }
+
+    private sealed record RunningTransactions(long OldestRunning, long FirstNotStarted);
+
     /// <summary>True where concurrent writers can interleave (PostgreSQL): work queues must then claim rows
     /// (FOR UPDATE SKIP LOCKED plus a lease) instead of assuming they are the only worker.</summary>
     public static bool HasConcurrentWriters(this CertPortalDbContext db) => OnPostgres(db);

@@ -23,9 +23,25 @@ namespace CertPortal.Gal;
 public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOptions options, TimeProvider time, ILogger<RecipientCache> logger)
     : BackgroundService
 {
-    /// <summary>On PostgreSQL a transaction can commit a lower change id after a higher one was read; ids skipped over
-    /// are looked for again this long (after that they were rolled back, or MaxStaleness covers them).</summary>
+    /// <summary>On PostgreSQL a transaction can commit a lower change id after a higher one was read: ids skipped over (gaps) are
+    /// looked for again until every transaction that could still commit them has ended, which the database's snapshots tell
+    /// (<see cref="Gap"/>). A fixed wait (10 s, before) lost the change of a transaction that committed later than that (a long
+    /// key block, a stalled node), and the OCSP responder, which has no MaxStaleness, then said "good" for a revoked
+    /// certificate until its response's refresh (a day). A gap is first left this long, so that a transaction that took its id
+    /// just before the poll has been given its transaction id too (nextval comes a moment before the row's insert).</summary>
+    private static readonly TimeSpan GapSettle = TimeSpan.FromSeconds(1);
+    /// <summary>Where the database cannot say (SQLite, which has no concurrent writers and writes no change rows), and for a
+    /// gap whose transactions never seem to end: the change log keeps rows for <see cref="ChangeRetention"/> anyway.</summary>
     private static readonly TimeSpan GapTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan GapLimit = TimeSpan.FromMinutes(50);
+    /// <summary>Ids skipped over in one poll beyond which they are not tracked one by one (a burst of that many changes
+    /// between two polls); the caches' MaxStaleness and the OCSP refresh are then the bound, as before.</summary>
+    private const int MaxTrackedGaps = 100_000;
+
+    /// <summary>An id not seen yet: since when, and the first transaction not yet started when it settled (0 until then). It
+    /// can be given up once the oldest transaction still running is at or past that: every transaction that could have held it
+    /// has committed (its row was then read) or rolled back.</summary>
+    private record struct Gap(DateTimeOffset Since, long Xmax);
     private static readonly TimeSpan ChangeRetention = TimeSpan.FromHours(1);
     private const int MaxRenderedVariants = 8;
 
@@ -38,7 +54,7 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
     // every local change would drop its mailbox twice and make a look-up in between read the database again.
     private readonly ConcurrentDictionary<long, byte> _own = new();
     private readonly Lock _gate = new();
-    private readonly Dictionary<long, DateTimeOffset> _gaps = [];
+    private readonly Dictionary<long, Gap> _gaps = [];
     // 0 until the first poll has found where the change log stands: until then nothing is kept.
     private long _epoch;
     private long _watermark;
@@ -321,37 +337,66 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
         var now = DateTimeOffset.UtcNow;
+        // One snapshot for the rows and for which transactions were running when they were read.
+        await using var snapshot = db.HasConcurrentWriters() ? await db.Database.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct) : null;
+        var running = await db.RunningTransactionsAsync(ct);
         if (Volatile.Read(ref _epoch) == 0)
         {
             var max = await db.CertificateChanges.MaxAsync(c => (long?)c.Id, ct) ?? 0;
-            lock (_gate) { _watermark = max; _epoch = 1; }
+            // Changes still being committed at the first poll have ids below the highest committed one: look for them as for
+            // any gap (the last thousand ids; a node starting in a burst of more than that relies on MaxStaleness).
+            var seen = (await db.CertificateChanges.AsNoTracking().Where(c => c.Id > max - 1000).Select(c => c.Id).ToListAsync(ct)).ToHashSet();
+            lock (_gate)
+            {
+                if (running is not null)
+                    for (var id = Math.Max(1, max - 999); id < max; id++)
+                        if (!seen.Contains(id)) _gaps[id] = new Gap(now, 0);
+                _watermark = max;
+                _epoch = 1;
+            }
             return;
         }
 
-        var from = _gaps.Count > 0 ? Math.Min(_gaps.Keys.Min() - 1, _watermark) : _watermark;
-        var rows = await db.CertificateChanges.AsNoTracking().Where(c => c.Id > from).OrderBy(c => c.Id)
-            .Select(c => new { c.Id, c.Email }).Take(10_000).ToListAsync(ct);
         var changed = new HashSet<string>(StringComparer.Ordinal);
+        // The gaps by their ids, apart from the new rows: read as one range from the oldest gap, a gap held open by a long
+        // transaction made every poll re-read the rows after it, and past 10,000 of them the poll no longer reached new ones.
+        if (_gaps.Count > 0)
+        {
+            var gapIds = _gaps.Keys.ToArray();
+            foreach (var row in await db.CertificateChanges.AsNoTracking().Where(c => EF.Parameter(gapIds).Contains(c.Id))
+                         .Select(c => new { c.Id, c.Email }).ToListAsync(ct))
+                if (_gaps.Remove(row.Id) && !_own.TryRemove(row.Id, out _)) changed.Add(row.Email);
+        }
+        var watermark = _watermark;
+        var rows = await db.CertificateChanges.AsNoTracking().Where(c => c.Id > watermark).OrderBy(c => c.Id)
+            .Select(c => new { c.Id, c.Email }).Take(10_000).ToListAsync(ct);
         foreach (var row in rows)
         {
-            if (row.Id > _watermark)
-            {
-                // Ids skipped over may still commit (PostgreSQL assigns them before commit): look for them again.
-                if (row.Id - _watermark <= 1000)
-                    for (var missing = _watermark + 1; missing < row.Id; missing++) _gaps[missing] = now;
-                _watermark = row.Id;
-                if (!_own.TryRemove(row.Id, out _)) changed.Add(row.Email);
-            }
-            else if (_gaps.Remove(row.Id) && !_own.TryRemove(row.Id, out _))
-            {
-                changed.Add(row.Email);
-            }
+            // Ids skipped over may still commit (PostgreSQL assigns them before commit): look for them again.
+            if (row.Id - _watermark <= (running is null ? 1000 : MaxTrackedGaps))
+                for (var missing = _watermark + 1; missing < row.Id; missing++) _gaps[missing] = new Gap(now, 0);
+            _watermark = row.Id;
+            if (!_own.TryRemove(row.Id, out _)) changed.Add(row.Email);
         }
         // Own ids the poll has passed (read before this node's commit registered them, or pruned) are of no more use.
         foreach (var id in _own.Keys)
             if (id <= _watermark && !_gaps.ContainsKey(id)) _own.TryRemove(id, out _);
-        foreach (var (id, since) in _gaps.ToList())
-            if (now - since > GapTimeout) _gaps.Remove(id);
+        foreach (var (id, gap) in _gaps.ToList())
+        {
+            if (running is not { } r)
+            {
+                if (now - gap.Since > GapTimeout) _gaps.Remove(id);
+            }
+            else if (gap.Xmax == 0)
+            {
+                if (now - gap.Since >= GapSettle) _gaps[id] = gap with { Xmax = r.FirstNotStarted };
+            }
+            else if (r.OldestRunning >= gap.Xmax || now - gap.Since > GapLimit)
+            {
+                _gaps.Remove(id);
+            }
+        }
+        if (snapshot is not null) await snapshot.CommitAsync(ct);
         if (changed.Count > 0) Invalidate(changed);
 
         if (now - _lastPrune > TimeSpan.FromMinutes(1))

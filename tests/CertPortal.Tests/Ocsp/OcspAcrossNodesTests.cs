@@ -74,6 +74,73 @@ public sealed class OcspAcrossNodesTests(PostgresServer postgres) : IClassFixtur
         Assert.True(openssl.Output.Contains("Response verify OK") && openssl.Stdout.Contains("Reason: keyCompromise"), openssl.Output);
     }
 
+    [Fact]
+    public async Task A_change_committed_long_after_a_later_one_still_reaches_the_other_node()
+    {
+        // A revoking transaction that took its change id, then took longer than the old 10 s wait for ids skipped over to
+        // commit (a long key block, a stalled node) while other changes committed after it: the other node must still see it.
+        var database = "ocsp_late_" + Guid.NewGuid().ToString("N")[..8];
+        var settings = new Dictionary<string, string>
+        {
+            ["Database:Provider"] = "Postgres",
+            ["Database:ConnectionString"] = postgres.ConnectionString(database),
+            ["Lookup:PollInterval"] = "00:00:00.5",
+        };
+        await using var a = new CertPortalNode("a", settings);
+        a.Start();
+        await a.WaitReadyAsync();
+        await using var b = new CertPortalNode("b", settings);
+        b.Start();
+        await b.WaitReadyAsync();
+        using var adminA = a.Client(admin: true);
+        using var clientA = a.Client();
+        using var clientB = b.Client();
+
+        async Task<string> EnrollAsync(string email)
+        {
+            var t = await adminA.PostAsJsonAsync("/api/v1/tokens", new { email, displayName = "Late", profile = "signing", validHours = 1 });
+            await Http.EnsureStatus(t, HttpStatusCode.Created);
+            var token = (await t.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString();
+            var e = await clientA.PostAsJsonAsync("/api/v1/enrollments", new { token, csr = SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email) });
+            await Http.EnsureStatus(e, HttpStatusCode.Created);
+            return (await e.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("serialNumber").GetString()!;
+        }
+        var email = $"late.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var serial = await EnrollAsync(email);
+        using var issuing = X509CertificateLoader.LoadCertificate(await clientB.GetByteArrayAsync("/ca/issuing.crt"));
+        var path = OcspProbe.GetPath(OcspProbe.Request(issuing, serial));
+        var lookup = $"/api/v1/directory/{Uri.EscapeDataString(email)}/certificates";
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.Equal("good", OcspProbe.Describe(OcspProbe.Read(await clientB.GetByteArrayAsync(path)).Answer));
+            Assert.Contains(serial, await clientB.GetStringAsync(lookup));
+        }
+
+        await using var slow = new Npgsql.NpgsqlConnection(postgres.ConnectionString(database));
+        await slow.OpenAsync();
+        await using var transaction = await slow.BeginTransactionAsync();
+        await using (var revoke = new Npgsql.NpgsqlCommand(
+            "UPDATE \"Certificates\" SET \"RevokedAt\" = now(), \"RevocationReason\" = 'KeyCompromise' WHERE \"SerialNumber\" = @serial; " +
+            "INSERT INTO \"CertificateChanges\" (\"Email\", \"At\") VALUES (@email, now());", slow, transaction))
+        {
+            revoke.Parameters.AddWithValue("serial", serial);
+            revoke.Parameters.AddWithValue("email", email.ToLowerInvariant());
+            await revoke.ExecuteNonQueryAsync();
+        }
+        await EnrollAsync($"after.{Guid.NewGuid().ToString("N")[..8]}@example.test"); // a later change id, committed first
+        await Task.Delay(TimeSpan.FromSeconds(12));
+        await transaction.CommitAsync();
+
+        await WithinBoundAsync(clientB, path, "revoked:1");
+        var clock = Stopwatch.StartNew();
+        // 404 once the mailbox has no valid certificate left.
+        while (await clientB.GetAsync(lookup) is { StatusCode: HttpStatusCode.OK } listed && (await listed.Content.ReadAsStringAsync()).Contains(serial, StringComparison.Ordinal))
+        {
+            Assert.True(clock.Elapsed.TotalSeconds < BoundSeconds, "node b's look-up still lists the revoked certificate");
+            await Task.Delay(25);
+        }
+    }
+
     private static async Task WithinBoundAsync(HttpClient client, string path, string expected)
     {
         var clock = Stopwatch.StartNew();
