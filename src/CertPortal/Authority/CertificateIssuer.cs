@@ -70,7 +70,8 @@ public sealed class CertificateIssuer(CaHierarchy ca, CertPortalOptions options)
 
     /// <summary>Mailbox-validated (S/MIME BR 7.1.4.2.2): CN (the mailbox) and emailAddress only. Sponsor-validated
     /// (DisplayName mode): organizationName, organizationIdentifier, the personal name as
-    /// givenName/surname and in CN, and emailAddress.</summary>
+    /// givenName/surname and in CN, and emailAddress. A mailbox longer than X.520 lets a CN be (64 characters; a mailbox may
+    /// have 254) is left out of CN: the BR make CN optional, and the mailbox is in emailAddress and the SAN anyway.</summary>
     public X500DistinguishedName SubjectFor(string mailbox, string displayName)
     {
         // The builder encodes in reverse order of the calls: the name reads O, organizationIdentifier, givenName,
@@ -79,11 +80,11 @@ public sealed class CertificateIssuer(CaHierarchy ca, CertPortalOptions options)
         b.AddEmailAddress(mailbox);
         if (options.Issuance.SubjectCommonName != SubjectCommonName.DisplayName)
         {
-            b.AddCommonName(mailbox);
+            if (CertificateLinter.FitsCommonName(mailbox)) b.AddCommonName(mailbox);
             return b.Build();
         }
         var (given, surname) = PersonalName.Split(displayName);
-        b.AddCommonName(displayName);
+        b.AddCommonName(displayName); // at most 64 characters: tokens refuse longer display names in this mode
         if (surname is not null) b.Add(Oids.Surname, surname);
         b.Add(Oids.GivenName, given);
         b.Add(Oids.OrganizationIdentifier, options.Issuance.OrganizationIdentifier!);

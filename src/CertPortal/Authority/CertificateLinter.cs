@@ -108,6 +108,12 @@ public static class CertificateLinter
     /// <summary>S/MIME BR 7.1.4.2.2. Mailbox-validated: CN may hold only the mailbox (pkilint:
     /// cabf.smime.common_name_value_unknown_source when it held a display name under 2.23.140.1.5.1.x).
     /// Sponsor-validated: organizationName required, a personal name as givenName/surname, CN the name.</summary>
+    /// <summary>RFC 5280's ub-common-name (X.520): a commonName holds at most 64 characters, which pkilint and the S/MIME BR
+    /// keep. Counted in characters (Unicode scalar values), as the bound is.</summary>
+    public const int MaxCommonNameLength = 64;
+
+    public static bool FitsCommonName(string value) => value.EnumerateRunes().Count() <= MaxCommonNameLength;
+
     private static void LintSubject(TbsCertificate cert, CertificateOrder order, CertPortalOptions options, List<string> p)
     {
         var sponsored = options.Issuance.SubjectCommonName == SubjectCommonName.DisplayName;
@@ -142,6 +148,8 @@ public static class CertificateLinter
             return null;
         }
 
+        if (Value(Oids.CommonName) is { } commonName && !FitsCommonName(commonName))
+            p.Add($"subject CN longer than {MaxCommonNameLength} characters (X.520 ub-common-name)");
         if (Value(Oids.EmailAddress) is { } email && !string.Equals(email, order.Mailbox, StringComparison.OrdinalIgnoreCase))
             p.Add("subject emailAddress differs from the SAN mailbox");
         if (!sponsored)

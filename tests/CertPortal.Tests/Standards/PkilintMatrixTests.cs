@@ -51,6 +51,14 @@ public sealed class PkilintMatrixTests
                 jobs.Add(new($"{profile} {key}", "smime", ["-d"], dir.Write($"{profile}-{key}.pem", issued.CertificatePem)));
             }
 
+        // A mailbox longer than X.520 lets a commonName be (64 characters): no CN in mailbox mode.
+        {
+            var email = new string('x', 40) + ".long@mail.engineering-department.example.com";
+            var token = await app.CreateTokenAsync(email, "signing", "Alice Example");
+            var issued = await app.EnrollAsync(token.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email));
+            jobs.Add(new("long mailbox and name", "smime", ["-d"], dir.Write("long.pem", issued.CertificatePem)));
+        }
+
         // Server-generated (escrowed) encryption keys: the escrow needs its minimum of three agents.
         using (var agents = new ToolDir("pkilint-agents"))
         {
@@ -106,7 +114,7 @@ public sealed class PkilintMatrixTests
 
         var findings = pkilint.Run(jobs, dir);
         Assert.True(findings.Count == 0, $"pkilint ({issuingKey} issuing CA, CN {commonName}):\n" + string.Join("\n", findings));
-        Assert.Equal(12 + 3 + 2 + 3 + 4 + 2, jobs.Count);
+        Assert.Equal(12 + 1 + 3 + 2 + 3 + 4 + 2, jobs.Count);
     }
 
     [SkippableFact]

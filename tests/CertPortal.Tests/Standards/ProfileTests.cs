@@ -24,6 +24,34 @@ public sealed class StrictProfileTests(CertPortalApp app) : IClassFixture<CertPo
     }
 
     [Fact]
+    public async Task A_mailbox_longer_than_a_common_name_may_be_is_in_the_san_and_emailAddress_without_a_cn()
+    {
+        // X.520 bounds commonName at 64 characters (pkilint: x520_common_name ... length); a mailbox may have 254.
+        // At most 64 characters before the @ (RFC 5321), so the length is in the domain too.
+        var email = new string('l', 40) + "." + Guid.NewGuid().ToString("N")[..8] + "@mail.engineering-department.example.test";
+        Assert.True(email.Length > 64);
+        var token = await app.CreateTokenAsync(email, "signing");
+        var issued = await app.EnrollAsync(token.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email));
+        using var cert = X509Certificate2.CreateFromPem(issued.CertificatePem);
+        var subject = cert.SubjectName.EnumerateRelativeDistinguishedNames().Select(r => (r.GetSingleElementType().Value, r.GetSingleElementValue())).ToList();
+        Assert.Equal([(Oids.EmailAddress, email)], subject);
+        Assert.Equal(email, cert.GetNameInfo(X509NameType.EmailName, forIssuer: false));
+    }
+
+    [Fact]
+    public void The_linter_refuses_a_common_name_longer_than_x520_allows()
+    {
+        var email = new string('m', 70) + "@example.test";
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN={email}, E={email}", key, HashAlgorithmName.SHA256);
+        using var cert = request.CreateSelfSigned(DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(1));
+        Assert.True(SubscriberKey.TryAccept(cert.PublicKey, out var accepted, out _));
+        var order = new CertificateOrder(email, "", CertificateProfileName.Signing, accepted, [1, 2, 3, 4, 5, 6, 7, 8, 9], DateTimeOffset.UtcNow,
+            DateTimeOffset.UtcNow.AddDays(1));
+        Assert.Contains("subject CN longer than 64 characters (X.520 ub-common-name)", CertificateLinter.Lint(cert, order, new CertPortalOptions()));
+    }
+
+    [Fact]
     public void The_linter_refuses_a_personal_name_in_cn_under_the_mailbox_validated_policy()
     {
         // What pkilint reported as cabf.smime.common_name_value_unknown_source (S/MIME BR 7.1.4.2.2 (a)).
