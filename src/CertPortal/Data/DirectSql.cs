@@ -323,21 +323,21 @@ public static partial class DirectSql
         return ExecuteAsync(command, ct);
     }
 
-    /// <summary>Serials of the unexpired certificates for this key that are not revoked for good (valid or on hold), except
-    /// <paramref name="exceptSerial"/>: what a keyCompromise must revoke too.</summary>
-    public static async Task<List<string>> UnrevokedSerialsWithKeyAsync(CertPortalDbContext db, string spkiSha256, string? exceptSerial,
+    /// <summary>Serials of the unexpired certificates for this key not yet revoked for keyCompromise (valid, on hold, or revoked for
+    /// another reason), except <paramref name="exceptSerial"/>: what a keyCompromise must revoke, or give its reason, too.</summary>
+    public static async Task<List<string>> SerialsWithKeyNotCompromisedAsync(CertPortalDbContext db, string spkiSha256, string? exceptSerial,
         DateTimeOffset now, CancellationToken ct)
     {
-        var (command, read) = UnrevokedSerialsWithKey(db, "@spki", spkiSha256, exceptSerial, now);
+        var (command, read) = SerialsWithKeyNotCompromised(db, "@spki", spkiSha256, exceptSerial, now);
         return await ReadAsync(command, read, ct);
     }
 
-    /// <summary>PostgreSQL, held back in the group writer: <see cref="UnrevokedSerialsWithKeyAsync"/> for the key of the certificate
+    /// <summary>PostgreSQL, held back in the group writer: <see cref="SerialsWithKeyNotCompromisedAsync"/> for the key of the certificate
     /// <paramref name="serial"/> (except that one), found by the database from its row, so the caller needs no read first.</summary>
-    public static Task<Later<List<string>>> UnrevokedSerialsWithKeyOfLaterAsync(CertPortalDbContext db, string serial, DateTimeOffset now,
+    public static Task<Later<List<string>>> SerialsWithKeyNotCompromisedOfLaterAsync(CertPortalDbContext db, string serial, DateTimeOffset now,
         CancellationToken ct)
     {
-        var (command, read) = UnrevokedSerialsWithKey(db, KeyOf, serial, serial, now);
+        var (command, read) = SerialsWithKeyNotCompromised(db, KeyOf, serial, serial, now);
         return ReadLaterAsync(command, read, ct);
     }
 
@@ -345,16 +345,16 @@ public static partial class DirectSql
     private const string KeyOf = "(SELECT \"SpkiSha256\" FROM \"Certificates\" WHERE \"SerialNumber\" = @serial)";
 
     /// <param name="key">@spki, or <see cref="KeyOf"/> (then <paramref name="spkiSha256"/> is the serial).</param>
-    private static (DbCommand, Func<DbDataReader, CancellationToken, Task<List<string>>>) UnrevokedSerialsWithKey(CertPortalDbContext db,
+    private static (DbCommand, Func<DbDataReader, CancellationToken, Task<List<string>>>) SerialsWithKeyNotCompromised(CertPortalDbContext db,
         string key, string spkiSha256, string? exceptSerial, DateTimeOffset now)
     {
         var command = Command(db, $"SELECT \"SerialNumber\" FROM \"Certificates\" WHERE \"SpkiSha256\" = {key} AND \"SerialNumber\" <> @except " +
-            "AND \"NotAfter\" > @now AND (\"RevokedAt\" IS NULL OR \"RevocationReason\" = @hold)", out var sqlite);
+            "AND \"NotAfter\" > @now AND (\"RevokedAt\" IS NULL OR \"RevocationReason\" <> @compromise)", out var sqlite);
         Add(command, key == KeyOf ? "serial" : "spki", spkiSha256);
         // Serials are never empty: "" excludes nothing (and keeps the parameter typed on PostgreSQL).
         Add(command, "except", exceptSerial ?? "");
         Add(command, "now", Time(now, sqlite));
-        Add(command, "hold", nameof(RevocationReason.CertificateHold));
+        Add(command, "compromise", nameof(RevocationReason.KeyCompromise));
         return (command, async (reader, rct) =>
         {
             var serials = new List<string>();

@@ -59,14 +59,18 @@ public static class CompromisedKeys
             await AuditLog.RecordNowAsync(db, now, actor, AuditActions.KeyBlocked, $"key:{spkiSha256}", new { keyAlgorithm, source, comment }, ct);
         }
 
-        var serials = read is null ? await DirectSql.UnrevokedSerialsWithKeyAsync(db, spkiSha256, alreadyHandledSerial, now, ct) : read.Serials.Value;
+        var serials = read is null ? await DirectSql.SerialsWithKeyNotCompromisedAsync(db, spkiSha256, alreadyHandledSerial, now, ct) : read.Serials.Value;
         var revoked = new List<IssuedCertificate>();
         foreach (var serial in serials.Order(StringComparer.Ordinal))
         {
             // Re-read under the row lock: a concurrent revocation of this certificate may have committed since.
             await db.LockCertificateAsync(serial, ct);
             if (await DirectSql.FindCertificateAsync(db, serial, ct) is not { } sibling) continue;
-            if (sibling.RevokedAt is not null && sibling.RevocationReason != RevocationReason.CertificateHold) continue;
+            // Revoked already for another reason (superseded, a hold, ...): the reason becomes keyCompromise, as a direct revocation
+            // learning of the compromise later makes it (TLS BR 7.2.2), keeping the revocation date. Relying parties treat
+            // keyCompromise apart (a signature made with the key before the revocation date is suspect too), and every
+            // certificate for the key is now listed so.
+            if (sibling.RevocationReason == RevocationReason.KeyCompromise) continue;
             var before = sibling.RevocationReason;
             sibling.RevokedAt ??= now;
             sibling.RevocationReason = RevocationReason.KeyCompromise;
@@ -88,7 +92,7 @@ public static class CompromisedKeys
     /// all of them), read by <see cref="BlockAsync"/> after the caller's own change. The writer runs the read again when an earlier
     /// change in its round trip had the same key (see <see cref="GroupCommitWriter.WriteAsync{TFirst, T}"/>'s learnt keys).</summary>
     internal static async Task<KeyState> ReadOfCertificateAsync(CertPortalDbContext db, string serial, DateTimeOffset now, CancellationToken ct) =>
-        new(await DirectSql.FindBlockedKeyOfLaterAsync(db, serial, ct), await DirectSql.UnrevokedSerialsWithKeyOfLaterAsync(db, serial, now, ct));
+        new(await DirectSql.FindBlockedKeyOfLaterAsync(db, serial, ct), await DirectSql.SerialsWithKeyNotCompromisedOfLaterAsync(db, serial, now, ct));
 
     /// <summary>The SubjectPublicKeyInfo in a PEM public key, certificate, CSR or unencrypted private key,
     /// re-encoded by .NET so it hashes as issuance does (<see cref="SubscriberKey.SpkiHash(PublicKey)"/>).</summary>

@@ -72,6 +72,26 @@ public sealed class KeyHygieneTests(CertPortalApp app) : IClassFixture<CertPorta
     }
 
     [Fact]
+    public async Task A_compromise_gives_its_reason_to_the_keys_certificates_revoked_before_for_another_reason()
+    {
+        // The key's older certificate was superseded; then the key is reported compromised through its newer one. Every
+        // certificate for the key says keyCompromise (relying parties distrust what the key signed before), the older one
+        // keeping its revocation time.
+        const string email = "earlier@example.test";
+        var key = SubscriberKeyPair.Generate("EC-P256");
+        var older = await app.EnrollAsync((await app.CreateTokenAsync(email, "signing")).Token, key.CreateCsrPem(email));
+        var newer = await app.EnrollAsync((await app.CreateTokenAsync(email, "encryption")).Token, key.CreateCsrPem(email));
+        await Http.EnsureStatus(await app.RevokeAsync(older.SerialNumber, "superseded"), HttpStatusCode.OK);
+        var supersededAt = (await app.GetCertificateAsync(older.SerialNumber)).RevokedAt;
+
+        await Http.EnsureStatus(await app.RevokeAsync(newer.SerialNumber, "keyCompromise"), HttpStatusCode.OK);
+        var upgraded = await app.GetCertificateAsync(older.SerialNumber);
+        Assert.Equal(("revoked", "keyCompromise", supersededAt), (upgraded.Status, upgraded.RevocationReason, upgraded.RevokedAt));
+        var crl = ParsedCrl.Parse(await app.Client.GetByteArrayAsync("/crl/issuing.crl"));
+        Assert.Equal(X509RevocationReason.KeyCompromise, crl.Entries[older.SerialNumber]);
+    }
+
+    [Fact]
     public async Task A_key_reported_compromised_is_blocked_and_its_certificates_revoked()
     {
         const string email = "reported@example.test";
