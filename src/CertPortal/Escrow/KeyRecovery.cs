@@ -151,12 +151,13 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         return await ViewAsync(requestId, ct);
     }
 
-    /// <summary>Erases the sealed shares of requests that expired or were cancelled before completing.
-    /// Run before every recovery operation and periodically by <see cref="RecoveryExpiryWorker"/>.</summary>
+    /// <summary>Erases the sealed shares of requests that completed, expired or were cancelled. Completion erases its own in its
+    /// transaction; an approval that raced it (checked the request open, then inserted after the export committed) is erased
+    /// here. Run before every recovery operation and periodically by <see cref="RecoveryExpiryWorker"/>.</summary>
     public async Task<int> PurgeExpiredSharesAsync(CancellationToken ct)
     {
         var now = time.GetUtcNow();
-        var dead = db.RecoveryRequests.Where(r => r.CompletedAt == null && (r.ExpiresAt <= now || r.CancelledAt != null));
+        var dead = db.RecoveryRequests.Where(r => r.CompletedAt != null || r.ExpiresAt <= now || r.CancelledAt != null);
         return await db.RecoveryApprovals.Where(a => a.SealedShare != null && dead.Any(r => r.Id == a.RequestId))
             .ExecuteUpdateAsync(s => s.SetProperty(a => a.SealedShare, (byte[]?)null), ct);
     }

@@ -69,6 +69,13 @@ public sealed class KeyEscrowTests(EscrowApp app) : IClassFixture<EscrowApp>, IA
         {
             var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
             Assert.All(await db.RecoveryApprovals.Where(a => a.RequestId == requestId).ToListAsync(), a => Assert.Null(a.SealedShare));
+            // An approval that raced the export (it found the request open, then inserted after the export committed) leaves a
+            // sealed share on a completed request: the purge erases it.
+            var late = (await db.RecoveryApprovals.AsNoTracking().FirstAsync(a => a.RequestId == requestId)).AgentId;
+            await db.RecoveryApprovals.Where(a => a.RequestId == requestId && a.AgentId == late).ExecuteUpdateAsync(u => u.SetProperty(a => a.SealedShare, new byte[64]));
+            Assert.True(await scope.ServiceProvider.GetRequiredService<CertPortal.Escrow.KeyRecovery>().PurgeExpiredSharesAsync(default) >= 1);
+            db.ChangeTracker.Clear();
+            Assert.All(await db.RecoveryApprovals.Where(a => a.RequestId == requestId).ToListAsync(), a => Assert.Null(a.SealedShare));
         }
         var audit = await app.Admin.GetStringAsync($"/api/v1/audit?target=recovery:{requestId}");
         foreach (var action in new[] { "recovery.requested", "recovery.share-downloaded", "recovery.approved", "recovery.completed" })
