@@ -185,14 +185,28 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         return await db.OutboundMessages.AsNoTracking().FirstAsync(m => m.Id == id, ct);
     }
 
-    /// <summary>An invitation whose token was used, revoked or expired before it could be sent is not sent:
-    /// its link would only lead to an error page.</summary>
+    /// <summary>A message that lost its point while it waited (SMTP down, backoff) is not sent. An invitation whose token was
+    /// used, revoked or expired: its link would only lead to an error page. An expiry reminder whose certificate was revoked
+    /// (or put on hold), renewed or has expired: it would tell the person to renew a digital ID that is gone or replaced.</summary>
     private async Task<string?> RefusalBeforeSendingAsync(CertPortalDbContext db, OutboundMessage message, CancellationToken ct)
     {
+        if (message.Kind == OutboundMessageKinds.ExpiryReminder) return await ReminderRefusalAsync(db, message, ct);
         if (message.Kind != OutboundMessageKinds.Invitation || !Guid.TryParse(message.DedupeKey, out var tokenId)) return null;
         var token = await db.EnrollmentTokens.AsNoTracking().FirstOrDefaultAsync(t => t.Id == tokenId, ct);
         var status = token?.StatusAt(time.GetUtcNow());
         return status is null or TokenStatus.Pending ? null : $"Not sent: the token was {status.ToString()!.ToLowerInvariant()} before the invitation could be sent.";
+    }
+
+    /// <summary>A reminder's key is "{serial}:{days}" (<see cref="ExpiryReminders"/>).</summary>
+    private async Task<string?> ReminderRefusalAsync(CertPortalDbContext db, OutboundMessage message, CancellationToken ct)
+    {
+        var serial = message.DedupeKey.Split(':')[0];
+        var certificate = await db.Certificates.AsNoTracking().Where(c => c.SerialNumber == serial)
+            .Select(c => new { c.RevokedAt, c.NotAfter, c.RenewedBy }).FirstOrDefaultAsync(ct);
+        if (certificate is null) return null;
+        var why = certificate.RevokedAt is not null ? "revoked" : certificate.RenewedBy is not null ? "renewed"
+            : certificate.NotAfter <= time.GetUtcNow() ? "expired" : null;
+        return why is null ? null : $"Not sent: the certificate was {why} before the reminder could be sent.";
     }
 
     /// <summary>Sent, or refused for good: either way the sealed link is erased and the lease given up.</summary>

@@ -1,0 +1,56 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
+
+namespace CertPortal.Tests.Mail;
+
+/// <summary>A reminder queued while the SMTP server was down, whose certificate was revoked before the server came back: it
+/// is not sent (it would ask the person to renew a digital ID that is gone), and says why.</summary>
+public sealed class StaleReminderTests
+{
+    [Fact]
+    public async Task A_reminder_for_a_certificate_revoked_while_it_waited_is_not_sent()
+    {
+        var smtp = new SmtpServer();
+        await smtp.InitializeAsync();
+        var data = TempDir.Create("stale-reminder");
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var node = new MailNode(clock, new Dictionary<string, string?>(MailApp.MailSettings(smtp.Port))
+        {
+            ["DataDirectory"] = data,
+            ["Mail:ExpiryReminderDays:0"] = "30",
+            ["Mail:PollInterval"] = "1.00:00:00",
+        });
+        try
+        {
+            await node.InitializeAsync();
+            var email = $"stale.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+            var (issued, _) = await node.IssueAsync(email, "signing");
+
+            smtp.Stop();
+            clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+            var down = await node.PassAsync();
+            Assert.Equal((1, 0, 1), (down.Queued, down.Sent, down.Retried));
+
+            await Http.EnsureStatus(await node.RevokeAsync(issued.SerialNumber, "affiliationChanged"), HttpStatusCode.OK);
+            await smtp.StartAsync();
+            clock.Advance(TimeSpan.FromHours(2)); // past the retry's backoff
+            var up = await node.PassAsync();
+            Assert.Equal(1, up.Failed); // the reminder; what was sent is the revocation notice
+            Assert.DoesNotContain(smtp.MessagesTo(email), m => (m.Subject ?? "").Contains("expires", StringComparison.Ordinal));
+
+            var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}", Http.Json);
+            var reminder = Assert.Single(listed.GetProperty("notifications").EnumerateArray());
+            Assert.Equal("failed", reminder.GetProperty("status").GetString());
+            Assert.Contains("revoked before the reminder could be sent", reminder.GetProperty("lastError").GetString());
+        }
+        finally
+        {
+            await node.DisposeAsync();
+            await smtp.DisposeAsync();
+            TempDir.Delete(data);
+        }
+    }
+}
