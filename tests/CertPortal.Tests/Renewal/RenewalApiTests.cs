@@ -96,18 +96,7 @@ public sealed class RenewalApiTests(RenewalApp app) : IClassFixture<RenewalApp>
         // The renewed certificate expired too: a repeat of its renewal still collects what it was given (a lost answer for a
         // renewal made in its last minutes), and nothing else is given.
         app.Clock.SetUtcNow(current.NotAfter.AddMinutes(1));
-        var afterExpiry = await app.Client.PostAsJsonAsync("/api/v1/renewals", new
-        {
-            cms = Convert.ToBase64String(RenewalRequests.SignByKeyIdentifier(next.CreateCsrPem(alice), current.CertificatePem, currentKey, app.Clock.GetUtcNow())),
-        });
-        await Http.EnsureStatus(afterExpiry, HttpStatusCode.OK);
-        Assert.Equal(renewed.SerialNumber, (await afterExpiry.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!.SerialNumber);
-        var otherKey = await app.Client.PostAsJsonAsync("/api/v1/renewals", new
-        {
-            cms = Convert.ToBase64String(RenewalRequests.SignByKeyIdentifier(SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(alice),
-                current.CertificatePem, currentKey, app.Clock.GetUtcNow())),
-        });
-        await Http.AssertProblem(otherKey, HttpStatusCode.Conflict);
+        await RenewalRequests.RepeatCollectsOnlyTheSameKeyAsync(app, alice, next, current.CertificatePem, currentKey, renewed.SerialNumber);
     }
 
     private Task<HttpResponseMessage> RenewAsync(ToolDir dir, string csrPem, string certificatePem, SubscriberKeyPair key) =>
@@ -201,6 +190,21 @@ public static class RenewalRequests
         Tool.Run("openssl", ["cms", "-sign", "-nodetach", "-binary", "-in", contentFile, "-signer", dir.File($"{id}.crt"),
             "-inkey", dir.File($"{id}.key"), "-outform", "DER", "-out", dir.File($"{id}.p7")]).EnsureSuccess();
         return Convert.ToBase64String(File.ReadAllBytes(dir.File($"{id}.p7")));
+    }
+
+    /// <summary>A renewal of <paramref name="certificatePem"/> repeated with the new key it was made for (signed now, by the app's
+    /// clock) collects <paramref name="renewedSerial"/> (200); with any other key it is refused as already renewed (409).</summary>
+    public static async Task RepeatCollectsOnlyTheSameKeyAsync(CertPortalApp app, string mailbox, SubscriberKeyPair newKey, string certificatePem,
+        SubscriberKeyPair key, string renewedSerial)
+    {
+        Task<HttpResponseMessage> RenewAsync(SubscriberKeyPair csrKey) => app.Client.PostAsJsonAsync("/api/v1/renewals", new
+        {
+            cms = Convert.ToBase64String(SignByKeyIdentifier(csrKey.CreateCsrPem(mailbox), certificatePem, key, app.Clock!.GetUtcNow())),
+        });
+        var repeat = await RenewAsync(newKey);
+        await Http.EnsureStatus(repeat, HttpStatusCode.OK);
+        Assert.Equal(renewedSerial, (await repeat.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!.SerialNumber);
+        await Http.AssertProblem(await RenewAsync(SubscriberKeyPair.Generate("EC-P256")), HttpStatusCode.Conflict);
     }
 
     /// <summary>As .NET's SignedCms signs: the signer named by its subject key identifier, signingTime included, the
@@ -312,17 +316,6 @@ public sealed class SupersedeAfterRenewalTests(SupersedingRenewalApp app) : ICla
 
         // A client that lost the answer repeats the renewal (a fresh signature, the same new key): it still collects its
         // certificate from the superseded one, and another key is still refused as already renewed.
-        var repeat = await app.Client.PostAsJsonAsync("/api/v1/renewals", new
-        {
-            cms = Convert.ToBase64String(RenewalRequests.SignByKeyIdentifier(next.CreateCsrPem(frank), old.CertificatePem, key, app.Clock.GetUtcNow())),
-        });
-        await Http.EnsureStatus(repeat, HttpStatusCode.OK);
-        Assert.Equal(renewed.SerialNumber, (await repeat.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!.SerialNumber);
-        var another = await app.Client.PostAsJsonAsync("/api/v1/renewals", new
-        {
-            cms = Convert.ToBase64String(RenewalRequests.SignByKeyIdentifier(SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(frank),
-                old.CertificatePem, key, app.Clock.GetUtcNow())),
-        });
-        await Http.AssertProblem(another, HttpStatusCode.Conflict);
+        await RenewalRequests.RepeatCollectsOnlyTheSameKeyAsync(app, frank, next, old.CertificatePem, key, renewed.SerialNumber);
     }
 }
