@@ -15,9 +15,18 @@ public sealed class ConsoleSessions(IMemoryCache cache)
 {
     public static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(5);
 
-    private sealed record AccountState(string Role, bool Enabled);
+    internal sealed record AccountState(string Role, bool Enabled);
 
-    public void Forget(Guid accountId) => cache.Remove(Key(accountId));
+    // Bumped by every Forget, as in ApiKeyAccounts: a read that overlapped a Forget may predate the change it follows (it read
+    // "enabled", then the disable committed and forgot), so it answers but is not remembered. Remembered, it kept a disabled
+    // account's sessions open on this node for up to CacheFor, though a change here is to apply at once.
+    private long _epoch;
+
+    public void Forget(Guid accountId)
+    {
+        Interlocked.Increment(ref _epoch);
+        cache.Remove(Key(accountId));
+    }
 
     /// <summary>The cookie handler's OnValidatePrincipal.</summary>
     public static async Task ValidateAsync(CookieValidatePrincipalContext context)
@@ -31,14 +40,18 @@ public sealed class ConsoleSessions(IMemoryCache cache)
         await context.HttpContext.SignOutAsync(CookieAuthenticationDefaults.AuthenticationScheme);
     }
 
-    private async Task<AccountState?> StateAsync(Guid id, HttpContext http)
+    private Task<AccountState?> StateAsync(Guid id, HttpContext http) =>
+        StateAsync(id, ct => http.RequestServices.GetRequiredService<CertPortalDbContext>().Accounts.AsNoTracking().Where(a => a.Id == id)
+            .Select(a => new AccountState(a.Role, a.DisabledAt == null && a.PasswordHash != null))
+            .FirstOrDefaultAsync(ct), http.RequestAborted);
+
+    /// <summary>The account's state, from the cache or <paramref name="read"/> (the database).</summary>
+    internal async Task<AccountState?> StateAsync(Guid id, Func<CancellationToken, Task<AccountState?>> read, CancellationToken ct)
     {
         if (cache.TryGetValue(Key(id), out AccountState? state)) return state;
-        var db = http.RequestServices.GetRequiredService<CertPortalDbContext>();
-        state = await db.Accounts.AsNoTracking().Where(a => a.Id == id)
-            .Select(a => new AccountState(a.Role, a.DisabledAt == null && a.PasswordHash != null))
-            .FirstOrDefaultAsync(http.RequestAborted);
-        cache.Set(Key(id), state, CacheFor);
+        var epoch = Interlocked.Read(ref _epoch);
+        state = await read(ct);
+        if (epoch == Interlocked.Read(ref _epoch)) cache.Set(Key(id), state, CacheFor);
         return state;
     }
 
