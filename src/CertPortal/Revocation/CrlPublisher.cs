@@ -54,7 +54,7 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
                 var first = await Task.WhenAny(woken, Task.Delay(options.Crl.CheckInterval, time, tick.Token));
                 await tick.CancelAsync();
                 if (first == woken && _wake.Reader.TryRead(out _) && options.Crl.PublishDelay > TimeSpan.Zero)
-                    await Task.Delay(options.Crl.PublishDelay, time, stoppingToken);
+                    await DelayServingLatestAsync(options.Crl.PublishDelay, stoppingToken);
                 await PublishAsync(stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -66,6 +66,27 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
                 // Keep the publisher alive: the next round retries. The CRL still served stays valid until its nextUpdate.
                 logger.LogError(e, "CRL publication failed");
                 await Task.Delay(options.Crl.CheckInterval, time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+    }
+
+    /// <summary>Waits out Crl:PublishDelay after a change on this node in steps of at most Crl:CheckInterval, loading between them
+    /// the CRLs other nodes signed meanwhile. Slept in one piece, the node went on serving its previous CRL for the whole delay
+    /// (3 s by default, up to an hour) after another node had signed the change into a newer one, where README promises
+    /// CheckInterval.</summary>
+    private async Task DelayServingLatestAsync(TimeSpan delay, CancellationToken ct)
+    {
+        var until = time.GetUtcNow() + delay;
+        for (var left = delay; left > TimeSpan.Zero; left = until - time.GetUtcNow())
+        {
+            await Task.Delay(left < options.Crl.CheckInterval ? left : options.Crl.CheckInterval, time, ct);
+            if (time.GetUtcNow() >= until) return;
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            foreach (var authority in Authorities)
+            {
+                await LoadAsync(db, authority, delta: false, ct);
+                if (authority == CertificateAuthority.IssuingName && options.Crl.DeltasEnabled) await LoadAsync(db, authority, delta: true, ct);
             }
         }
     }

@@ -1,0 +1,60 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using CertPortal.Tests.Api;
+using CertPortal.Tests.Infrastructure;
+
+namespace CertPortal.Tests.Cluster;
+
+/// <summary>Two node processes on one PostgreSQL database, with a long Crl:PublishDelay: the node that made a revocation waits
+/// out the delay before signing, but serves the CRL another node signed for it meanwhile within Crl:CheckInterval.</summary>
+public sealed class CrlAcrossNodesTests(PostgresServer postgres) : IClassFixture<PostgresServer>
+{
+    [Fact]
+    public async Task The_node_waiting_out_its_publish_delay_serves_the_crl_another_node_signed_meanwhile()
+    {
+        var settings = new Dictionary<string, string>
+        {
+            ["Database:Provider"] = "Postgres",
+            ["Database:ConnectionString"] = postgres.ConnectionString("crl_nodes_" + Guid.NewGuid().ToString("N")[..8]),
+            ["Crl:PublishDelay"] = "00:00:08",
+            ["Crl:CheckInterval"] = "00:00:01",
+        };
+        await using var a = new CertPortalNode("a", settings);
+        a.Start();
+        await a.WaitReadyAsync();
+        await using var b = new CertPortalNode("b", settings);
+        b.Start();
+        await b.WaitReadyAsync();
+        using var adminA = a.Client(admin: true);
+        using var clientA = a.Client();
+        using var clientB = b.Client();
+
+        const string email = "crl.nodes@example.test";
+        var t = await adminA.PostAsJsonAsync("/api/v1/tokens", new { email, displayName = "Nodes", profile = "signing", validHours = 1 });
+        await Http.EnsureStatus(t, HttpStatusCode.Created);
+        var token = (await t.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString();
+        var e = await clientA.PostAsJsonAsync("/api/v1/enrollments", new { token, csr = SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email) });
+        await Http.EnsureStatus(e, HttpStatusCode.Created);
+        var serial = (await e.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("serialNumber").GetString()!;
+
+        async Task<ParsedCrl> CrlAsync(HttpClient client) => ParsedCrl.Parse(await client.GetByteArrayAsync("/crl/issuing.crl"));
+        await Http.EnsureStatus(await adminA.PostAsJsonAsync($"/api/v1/certificates/{serial}/revoke", new { reason = "keyCompromise" }), HttpStatusCode.OK);
+
+        // Node b, which made no change, signs it at its next check; node a is still inside its 8 s publish delay.
+        var clock = Stopwatch.StartNew();
+        ParsedCrl fromB;
+        while (!(fromB = await CrlAsync(clientB)).Entries.ContainsKey(serial))
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), "node b did not sign the revocation at its next check");
+            await Task.Delay(50);
+        }
+        clock.Restart();
+        while ((await CrlAsync(clientA)).Number < fromB.Number)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3.5), "node a still serves its previous CRL (its publish delay is 8 s)");
+            await Task.Delay(50);
+        }
+    }
+}
