@@ -211,9 +211,9 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
     /// <summary>Certificates that expired before this are no longer listed. RFC 5280 §3.3: an entry "MUST NOT be removed from the
     /// CRL until it appears on one regularly scheduled CRL issued beyond the revoked certificate's validity period" (a signature
     /// checked later as of a time before the expiry still needs it). With the previous complete CRL's thisUpdate as the horizon a
-    /// certificate that expired at E is listed by every CRL up to and including the first whose predecessor was signed after E,
-    /// i.e. the first signed after E, however long the service was down in between. Never later than now (a previous CRL dated
-    /// ahead of a clock that went back).</summary>
+    /// certificate that expired at E is listed by every CRL whose predecessor was signed at or before E, that is up to and
+    /// including the first CRL signed after E, however long the service was down in between. Never later than now (a previous
+    /// CRL dated ahead of a clock that went back).</summary>
     internal static DateTimeOffset ListingHorizon(DateTimeOffset? previousComplete, DateTimeOffset now) =>
         previousComplete is { } previous && previous < now ? previous : now;
 
