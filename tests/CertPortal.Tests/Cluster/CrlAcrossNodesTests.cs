@@ -21,12 +21,8 @@ public sealed class CrlAcrossNodesTests(PostgresServer postgres) : IClassFixture
             ["Crl:PublishDelay"] = "00:00:08",
             ["Crl:CheckInterval"] = "00:00:01",
         };
-        await using var a = new CertPortalNode("a", settings);
-        a.Start();
-        await a.WaitReadyAsync();
-        await using var b = new CertPortalNode("b", settings);
-        b.Start();
-        await b.WaitReadyAsync();
+        await using var a = await CertPortalNode.StartedAsync("a", settings);
+        await using var b = await CertPortalNode.StartedAsync("b", settings);
         using var adminA = a.Client(admin: true);
         using var clientA = a.Client();
         using var clientB = b.Client();

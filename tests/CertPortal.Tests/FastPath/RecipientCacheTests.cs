@@ -29,12 +29,8 @@ public sealed class RecipientCacheAcrossNodesTests(PostgresServer postgres) : IC
             // The test places a hold, which the BR allow only for multipurpose (not strict) certificates.
             ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose,
         };
-        await using var a = new CertPortalNode("a", settings);
-        a.Start();
-        await a.WaitReadyAsync();
-        await using var b = new CertPortalNode("b", settings);
-        b.Start();
-        await b.WaitReadyAsync();
+        await using var a = await CertPortalNode.StartedAsync("a", settings);
+        await using var b = await CertPortalNode.StartedAsync("b", settings);
         using var adminA = a.Client(admin: true);
         using var clientA = a.Client();
         using var clientB = b.Client();

@@ -72,6 +72,23 @@ public sealed class CertPortalNode : IAsyncDisposable
     }
 
     /// <summary>Until /healthz answers 200; fails with the node's output when it exits first.</summary>
+    /// <summary>A node started and ready to serve; disposed again if it does not get there.</summary>
+    public static async Task<CertPortalNode> StartedAsync(string name, IDictionary<string, string> settings)
+    {
+        var node = new CertPortalNode(name, settings);
+        try
+        {
+            node.Start();
+            await node.WaitReadyAsync();
+            return node;
+        }
+        catch
+        {
+            await node.DisposeAsync();
+            throw;
+        }
+    }
+
     public async Task WaitReadyAsync(int seconds = 120)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };

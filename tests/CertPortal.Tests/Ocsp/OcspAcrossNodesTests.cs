@@ -28,8 +28,8 @@ public sealed class OcspAcrossNodesTests(PostgresServer postgres) : IClassFixtur
             // The test places a hold, which the BR allow only for multipurpose (not strict) certificates.
             ["Issuance:PolicyOids:0"] = Oids.PolicyMailboxValidatedMultipurpose,
         };
-        await using var a = await StartNodeAsync("a", settings);
-        await using var b = await StartNodeAsync("b", settings);
+        await using var a = await CertPortalNode.StartedAsync("a", settings);
+        await using var b = await CertPortalNode.StartedAsync("b", settings);
         using var adminA = a.Client(admin: true);
         using var clientA = a.Client();
         using var clientB = b.Client();
@@ -82,8 +82,8 @@ public sealed class OcspAcrossNodesTests(PostgresServer postgres) : IClassFixtur
             ["Database:ConnectionString"] = postgres.ConnectionString(database),
             ["Lookup:PollInterval"] = "00:00:00.5",
         };
-        await using var a = await StartNodeAsync("a", settings);
-        await using var b = await StartNodeAsync("b", settings);
+        await using var a = await CertPortalNode.StartedAsync("a", settings);
+        await using var b = await CertPortalNode.StartedAsync("b", settings);
         using var adminA = a.Client(admin: true);
         using var clientA = a.Client();
         using var clientB = b.Client();
@@ -130,22 +130,6 @@ public sealed class OcspAcrossNodesTests(PostgresServer postgres) : IClassFixtur
         {
             Assert.True(clock.Elapsed.TotalSeconds < BoundSeconds, "node b's look-up still lists the revoked certificate");
             await Task.Delay(25);
-        }
-    }
-
-    private static async Task<CertPortalNode> StartNodeAsync(string name, Dictionary<string, string> settings)
-    {
-        var node = new CertPortalNode(name, settings);
-        try
-        {
-            node.Start();
-            await node.WaitReadyAsync();
-            return node;
-        }
-        catch
-        {
-            await node.DisposeAsync();
-            throw;
         }
     }
 
