@@ -8,7 +8,8 @@ namespace CertPortal.Authority;
 /// database keys certificates by, so each new certificate's entry in the serial index goes to the index's right edge (one
 /// B-tree page for a whole group of enrollments) instead of to a random page per certificate, which the group writer would
 /// write to the WAL once more per certificate. The first byte is 0x01-0x7F so the DER INTEGER is positive and minimally
-/// encoded without a padding zero (it is 0x01 until 2039; the mask keeps the order).</summary>
+/// encoded without a padding zero: it is the time's own first byte from November 2004 (2^40 ms) until the year 6429 (2^47 ms),
+/// so the order holds across those years; only a clock before 2004 (a test's) has its zero byte raised to 0x01.</summary>
 public static class SerialNumber
 {
     public const int Length = 16;
@@ -20,7 +21,7 @@ public static class SerialNumber
         var milliseconds = Math.Max(0, issuedAt.ToUnixTimeMilliseconds());
         for (var i = TimeLength - 1; i >= 0; i--, milliseconds >>= 8) serial[i] = (byte)milliseconds;
         RandomNumberGenerator.Fill(serial.AsSpan(TimeLength));
-        serial[0] = (byte)((serial[0] & 0x7F) | 0x01);
+        serial[0] = (byte)Math.Max(serial[0] & 0x7F, 0x01);
         return serial;
     }
 

@@ -37,6 +37,14 @@ public sealed class SerialNumberTests
             Assert.True(string.CompareOrdinal(earlier, later) < 0, $"{earlier} does not sort before {later}");
         }
         Assert.True(string.CompareOrdinal(SerialNumber.ToHex(SerialNumber.New(Now)), SerialNumber.ToHex(SerialNumber.New(Now.AddYears(20)))) < 0);
+        // Across the first byte's steps: 0x02 begins in September 2039, 0x03 in August 2074 (an OR with 0x01 made 0x02 into
+        // 0x03, so 2073's serials sorted after 2075's).
+        foreach (var (a, b) in new[] { ("2039-09-01", "2039-10-01"), ("2073-12-31", "2075-01-01"), ("2040-01-01", "2110-01-01") })
+        {
+            var earlier = SerialNumber.ToHex(SerialNumber.New(DateTimeOffset.Parse(a + "T00:00:00Z", CultureInfo.InvariantCulture)));
+            var later = SerialNumber.ToHex(SerialNumber.New(DateTimeOffset.Parse(b + "T00:00:00Z", CultureInfo.InvariantCulture)));
+            Assert.True(string.CompareOrdinal(earlier, later) < 0, $"{a}'s {earlier} does not sort before {b}'s {later}");
+        }
     }
 
     [Fact]
