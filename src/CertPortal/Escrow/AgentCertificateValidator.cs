@@ -50,7 +50,7 @@ public sealed class AgentCertificateValidator
 
         if (algorithm == RsaEncryptionOid)
         {
-            using RSA? rsa = certificate.GetRSAPublicKey();
+            using RSA? rsa = ReadKey(certificate.GetRSAPublicKey);
             if (rsa is null)
                 return AgentCertificateValidationResult.Invalid("The agent certificate's RSA public key cannot be read.");
             if (rsa.KeySize < MinRsaKeySizeBits)
@@ -65,12 +65,48 @@ public sealed class AgentCertificateValidator
             string? curve = ReadNamedCurve(certificate.PublicKey.EncodedParameters?.RawData);
             if (curve is not (P256Oid or P384Oid))
                 return AgentCertificateValidationResult.Invalid("The agent's EC key must be on the named curve P-256 or P-384.");
+            // The point is checked here, once, as the share encryption will import it (on the curve, not the point at infinity):
+            // a key that cannot be imported would otherwise fail every server-key enrollment after it was registered.
+            using (var ecdh = ReadKey(certificate.GetECDiffieHellmanPublicKey))
+            {
+                if (ecdh is null)
+                    return AgentCertificateValidationResult.Invalid("The agent certificate's EC public key is not a point on its curve.");
+            }
             if (keyUsage is not null && !keyUsage.KeyUsages.HasFlag(X509KeyUsageFlags.KeyAgreement))
                 return AgentCertificateValidationResult.Invalid("The agent certificate's keyUsage does not allow keyAgreement, which ECDH needs.");
             return AgentCertificateValidationResult.Valid;
         }
 
         return AgentCertificateValidationResult.Invalid($"Unsupported agent key algorithm {algorithm}; use RSA (>= 2048 bits) or EC P-256/P-384.");
+    }
+
+    /// <summary>The public key as this service would encode it (SubjectPublicKeyInfo of the imported key), so that one key compares
+    /// equal however a certificate spelt it: RSA with or without its NULL parameters, an EC point compressed or not. Null when
+    /// the key cannot be read.</summary>
+    public static byte[]? CanonicalPublicKey(X509Certificate2 certificate)
+    {
+        ArgumentNullException.ThrowIfNull(certificate);
+        using AsymmetricAlgorithm? key = certificate.PublicKey.Oid.Value switch
+        {
+            RsaEncryptionOid => ReadKey(certificate.GetRSAPublicKey),
+            EcPublicKeyOid => ReadKey(certificate.GetECDiffieHellmanPublicKey),
+            _ => null,
+        };
+        return key?.ExportSubjectPublicKeyInfo();
+    }
+
+    /// <summary>A certificate's key, or null when its encoding cannot be imported (the certificate itself parsed: its key bytes
+    /// are read only now).</summary>
+    private static T? ReadKey<T>(Func<T?> read) where T : AsymmetricAlgorithm
+    {
+        try
+        {
+            return read();
+        }
+        catch (CryptographicException)
+        {
+            return null;
+        }
     }
 
     /// <summary>ECParameters ::= CHOICE { namedCurve OBJECT IDENTIFIER, ... } (RFC 5480 §2.1.1); explicit curves are rejected.</summary>

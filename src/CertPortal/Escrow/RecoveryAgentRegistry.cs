@@ -24,12 +24,13 @@ public sealed class RecoveryAgentRegistry(CertPortalDbContext db, TimeProvider t
             if (!check.IsValid) return Failure.Unprocessable("Unsuitable agent certificate.", check.Error!);
             if (await db.RecoveryAgents.AnyAsync(a => a.AccountId == account.Id && a.RetiredAt == null, ct))
                 return Failure.Conflict($"Account '{account.Name}' is already an active recovery agent; retire it first to change its certificate.");
-            // One key, one agent: the same key registered for two accounts would let one person hold two shares.
-            var publicKey = cert.PublicKey.ExportSubjectPublicKeyInfo();
+            // One key, one agent: the same key registered for two accounts would let one person hold two shares. Compared as
+            // imported, so that another encoding of the same key (RSA without its NULL parameters, a compressed EC point) is the same key.
+            var publicKey = AgentCertificateValidator.CanonicalPublicKey(cert)!; // Validate read it
             foreach (var other in await db.RecoveryAgents.AsNoTracking().Where(a => a.RetiredAt == null).ToListAsync(ct))
             {
                 using var otherCert = X509CertificateLoader.LoadCertificate(other.CertificateDer);
-                if (otherCert.PublicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(publicKey))
+                if (AgentCertificateValidator.CanonicalPublicKey(otherCert) is { } otherKey && otherKey.AsSpan().SequenceEqual(publicKey))
                     return Failure.Conflict($"This public key is already registered for recovery agent '{other.Name}'; every agent needs its own key.");
             }
             var now = time.GetUtcNow();

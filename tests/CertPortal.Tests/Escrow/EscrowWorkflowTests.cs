@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using CertPortal.Data;
 using CertPortal.Escrow;
@@ -201,6 +203,44 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
         Assert.Contains("keyEncipherment", unsuitable.GetProperty("detail").GetString());
         await Http.AssertProblem(await app.Agents[0].Client.PostAsJsonAsync("/api/v1/recovery-agents", new { accountId = agentAccount, certificatePem = taken }),
             HttpStatusCode.Forbidden);
+    }
+
+    [Fact]
+    public async Task Agent_registration_compares_keys_however_they_are_encoded_and_refuses_keys_that_cannot_be_imported()
+    {
+        var (agentAccount, _) = await app.CreateAccountAsync("kra-enc-" + Guid.NewGuid().ToString("N")[..6], "recovery-agent");
+        Task<HttpResponseMessage> RegisterAsync(PublicKey key) =>
+            app.Admin.PostAsJsonAsync("/api/v1/recovery-agents", new { accountId = agentAccount, certificatePem = AgentCertificatePem(key) });
+
+        // An agent's RSA key again, its algorithm's NULL parameters left out (RFC 3279 asks for them; a sloppy encoder omits
+        // them): other bytes, the same key, so one person would hold two shares.
+        var agent = app.Agents[1]; // RSA-2048
+        using var registered = X509Certificate2.CreateFromPem(File.ReadAllText(Path.ChangeExtension(agent.KeyFile, ".pem")));
+        using var taken = registered.GetRSAPublicKey()!;
+        var withoutNull = new PublicKey(new Oid("1.2.840.113549.1.1.1"), null, new AsnEncodedData(taken.ExportRSAPublicKey()));
+        Assert.False(withoutNull.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(registered.PublicKey.ExportSubjectPublicKeyInfo()));
+        var duplicate = await Http.AssertProblem(await RegisterAsync(withoutNull), HttpStatusCode.Conflict);
+        Assert.Contains(agent.Name, duplicate.GetProperty("detail").GetString());
+
+        // Keys whose bytes do not import: an RSA key without its exponent, and a P-256 point that is not on the curve. Both answered
+        // 500, or (the point) registered an agent to which no share could ever be encrypted.
+        var truncatedRsa = new PublicKey(new Oid("1.2.840.113549.1.1.1"), new AsnEncodedData([0x05, 0x00]), new AsnEncodedData([0x30, 0x03, 0x02, 0x01, 0x05]));
+        Assert.Contains("cannot be read", (await Http.AssertProblem(await RegisterAsync(truncatedRsa), HttpStatusCode.UnprocessableEntity)).ToString());
+        var offCurve = new PublicKey(new Oid("1.2.840.10045.2.1"), new AsnEncodedData([0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07]),
+            new AsnEncodedData([0x04, .. Enumerable.Repeat((byte)0x01, 64)]));
+        Assert.Contains("not a point", (await Http.AssertProblem(await RegisterAsync(offCurve), HttpStatusCode.UnprocessableEntity)).ToString());
+    }
+
+    /// <summary>A certificate for <paramref name="key"/>, encoded as given, signed by a throwaway RSA key (agent certificates are not
+    /// chain-checked).</summary>
+    private static string AgentCertificatePem(PublicKey key)
+    {
+        using var signer = RSA.Create(2048);
+        var request = new CertificateRequest(new X500DistinguishedName("CN=agent key encoding"), key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        var now = DateTimeOffset.UtcNow;
+        using var cert = request.Create(new X500DistinguishedName("CN=agent key encoding"), X509SignatureGenerator.CreateForRSA(signer, RSASignaturePadding.Pkcs1),
+            now.AddMinutes(-1), now.AddDays(30), [0x01, 0x02]);
+        return cert.ExportCertificatePem();
     }
 
     [Fact]
