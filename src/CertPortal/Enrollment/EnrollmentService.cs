@@ -33,8 +33,9 @@ public sealed record EnrollmentResult(string SerialNumber, string Email, string 
 /// that records it; false when it was spent or withdrawn meanwhile): an enrollment token (<see cref="SpendAsync"/> null:
 /// spent with the blocked-key check in one statement, <see cref="DirectSql.SpendTokenUnlessBlockedAsync"/>), or the
 /// certificate a renewal replaces.</summary>
+/// <param name="TokenHash">The token's hash, which names it for the group writer (<see cref="EnrollmentTokens.WriterKey"/>).</param>
 internal sealed record IssuanceGrant(string Email, string DisplayName, CertificateProfileName Profile, Guid? TokenId, string? RenewalOf,
-    Func<CertPortalDbContext, string, DateTimeOffset, CancellationToken, Task<bool>>? SpendAsync);
+    Func<CertPortalDbContext, string, DateTimeOffset, CancellationToken, Task<bool>>? SpendAsync, byte[]? TokenHash = null);
 
 /// <summary>Turns a token and a CSR into a certificate. The certificate is signed first, outside any
 /// transaction (a certificate whose recording fails is simply discarded: its random serial was never used);
@@ -98,7 +99,7 @@ public sealed partial class EnrollmentService(
         var serialHex = SerialNumber.ToHex(serial);
         var lockName = CompromisedKeys.LockName(key.SpkiSha256);
         var claim = await writer.WriteAsync<Later<(EnrollmentToken? Token, KeyGenerationPolicy? StoredKeyGeneration)>, Claim>(
-            [lockName, "token:" + Convert.ToHexString(hash)],
+            [lockName, EnrollmentTokens.WriterKey(hash)],
             async (w, wct) =>
             {
                 await w.LockNamedAsync(lockName, wct);
@@ -154,7 +155,8 @@ public sealed partial class EnrollmentService(
     {
         // The conditional UPDATE is the single point where concurrent enrollments with one token are decided
         // (SQLite serialises writers; PostgreSQL re-checks the WHERE after the row lock, also across nodes).
-        var grant = new IssuanceGrant(token.Email, token.DisplayName, token.Profile, token.Id, RenewalOf: null, SpendAsync: null);
+        var grant = new IssuanceGrant(token.Email, token.DisplayName, token.Profile, token.Id, RenewalOf: null, SpendAsync: null,
+            TokenHash: token.TokenHash);
         var issued = await SignAndRecordAsync(grant, key, actor, prepare, ct);
         if (issued.Failure is { } refused) return refused; // the token stays unspent
         if (issued.Value is { } record) return Result(record);
@@ -221,10 +223,15 @@ public sealed partial class EnrollmentService(
         // fails the group where it would have refused, and the group's retry decides step by step), so a group of enrollments
         // costs one round trip. Without prepare (no escrow, so no PKCS#12 to build afterwards) the caller only answers after the
         // write, which on SQLite it does on the writer's thread (GroupCommitWriter.Answers).
+        // The token names it too: a CSR enrollment's claim of the same token (ClaimAndIssueAsync), which may give the token back in
+        // its second step, is then never in the same run of first steps, where this spend would find the token taken.
         var answersOnly = prepare is null;
+        string[] keys = grant.TokenHash is { } tokenHash
+            ? [CompromisedKeys.LockName(spkiSha256), EnrollmentTokens.WriterKey(tokenHash)]
+            : [CompromisedKeys.LockName(spkiSha256)];
         var record = grant.SpendAsync is not null
-            ? await writer.WriteAsync([CompromisedKeys.LockName(spkiSha256)], DecideAsync, WriteIfDecidedAsync, resumeOnWriter: answersOnly)
-            : await writer.WriteExpectingSuccessAsync([CompromisedKeys.LockName(spkiSha256)], DecideAsync, WriteIfDecidedAsync, async (w, wct) =>
+            ? await writer.WriteAsync(keys, DecideAsync, WriteIfDecidedAsync, resumeOnWriter: answersOnly)
+            : await writer.WriteExpectingSuccessAsync(keys, DecideAsync, WriteIfDecidedAsync, async (w, wct) =>
             {
                 await LockKeyAsync(w, wct);
                 await DirectSql.SpendTokenOrFailAsync(w, grant.TokenId!.Value, spkiSha256, serialHex, now, wct);

@@ -152,6 +152,10 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
     /// (and, with an ECDSA issuing key, without the CSR check and the claim in the group writer that a token's shape costs).</summary>
     internal static byte[]? HashOf(string? secret) => secret?.Trim() is { } trimmed && IsTokenShaped(trimmed) ? Hash(trimmed) : null;
 
+    /// <summary>Names a token for the group writer (its units' keys): units that spend, claim or give back one token are never in one run
+    /// of first steps, so none reads the token between another's claim and its give-back.</summary>
+    internal static string WriterKey(byte[] hash) => "token:" + Convert.ToHexString(hash);
+
     private const int SecretBytes = 32;
     // Base64url without padding: 4 characters per 3 bytes, the last group shortened (43 for 32 bytes).
     private const int SecretLength = (SecretBytes * 4 + 2) / 3;

@@ -23,6 +23,10 @@ public sealed class ServerKeyRetryTests(EscrowApp app) : IClassFixture<EscrowApp
     public Task DisposeAsync() => Task.CompletedTask;
 
     private Task<HttpResponseMessage> PostAsync(string token, string? requestId, string password = EscrowApp.Pkcs12Password) =>
+        PostServerKeyEnrollmentAsync(app, token, requestId, password);
+
+    internal static Task<HttpResponseMessage> PostServerKeyEnrollmentAsync(CertPortalApp app, string token, string? requestId,
+        string password = EscrowApp.Pkcs12Password) =>
         app.Client.PostAsJsonAsync("/api/v1/enrollments", new { token, keyAlgorithm = "EC-P256", pkcs12Password = password, requestId });
 
     [Fact]
@@ -81,5 +85,56 @@ public sealed class ServerKeyRetryTests(EscrowApp app) : IClassFixture<EscrowApp
         var again = await PostAsync(token.Token, requestId);
         await Http.EnsureStatus(again, HttpStatusCode.OK);
         Assert.Equal(issued.GetProperty("pkcs12").GetString(), (await again.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("pkcs12").GetString());
+    }
+}
+
+/// <summary>Escrow with an ECDSA issuing CA: a CSR enrollment then claims its token in the group writer itself
+/// (<c>EnrollmentService.ClaimAndIssueAsync</c>), which RSA issuers never do.</summary>
+public sealed class EcEscrowApp : EscrowApp
+{
+    protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>(base.Settings)
+    {
+        ["Ca:IssuingKeyAlgorithm"] = "EC-P256",
+        ["Ca:RootKeyAlgorithm"] = "EC-P384",
+    };
+}
+
+public sealed class TokenGiveBackTests(EcEscrowApp app) : IClassFixture<EcEscrowApp>, IAsyncLifetime
+{
+    public async Task InitializeAsync()
+    {
+        Tool.Require("openssl", "openssl");
+        for (var i = 0; i < 3; i++) await app.AddAgentAsync("RSA-2048");
+    }
+
+    public Task DisposeAsync() => Task.CompletedTask;
+
+
+    [Fact]
+    public async Task A_server_key_enrollment_is_not_refused_because_csr_requests_for_its_token_were_claimed_and_given_back_beside_it()
+    {
+        // With an ECDSA issuer a CSR enrollment claims its token in the writer's group and gives it back when the CSR names another
+        // mailbox. A server-key enrollment of the same token whose spend ran in the same group, after that claim and before
+        // the give-back, was refused as "already used" though the token stayed unused.
+        for (var round = 0; round < 5; round++)
+        {
+            var email = $"skr.race{round}.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+            var token = await app.CreateTokenAsync(email, "encryption");
+            var otherMailbox = SubscriberKeyPair.Generate("EC-P256").CreateCsrPem("someone.else@example.test");
+            using var stop = new CancellationTokenSource();
+            var refused = Enumerable.Range(0, 6).Select(async _ =>
+            {
+                var statuses = new HashSet<HttpStatusCode>();
+                while (!stop.IsCancellationRequested)
+                    statuses.Add((await app.PostEnrollmentAsync(token.Token, otherMailbox)).StatusCode);
+                return statuses;
+            }).ToList();
+            await Task.Delay(50);
+            var serverKey = await ServerKeyRetryTests.PostServerKeyEnrollmentAsync(app, token.Token, Guid.NewGuid().ToString());
+            await stop.CancelAsync();
+            var statuses = (await Task.WhenAll(refused)).SelectMany(s => s).ToHashSet();
+            Assert.Equal(HttpStatusCode.Created, serverKey.StatusCode);
+            Assert.DoesNotContain(statuses, s => (int)s < 400 || (int)s >= 500);
+        }
     }
 }
