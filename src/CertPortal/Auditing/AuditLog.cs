@@ -31,7 +31,7 @@ public static class AuditLog
     };
 
     public static string ActorOf(ClaimsPrincipal? user) =>
-        user?.Identity?.IsAuthenticated == true ? user.Identity.Name ?? "unknown" : "anonymous";
+        user?.Identity?.IsAuthenticated == true ? user.Identity.Name ?? AuditActors.Unknown : AuditActors.Anonymous;
 
     private static string Truncate(string s, int max) => s.Length <= max ? s : s[..max];
 }

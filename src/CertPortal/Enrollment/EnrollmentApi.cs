@@ -55,8 +55,8 @@ public static class EnrollmentApi
         // ServerKeyEnrollment is resolved for those requests only: as a parameter it was built for every enrollment, with
         // the pooled EF Core context it holds rented and reset each time.
         var outcome = request.KeyAlgorithm is not null || request.Pkcs12Password is not null
-            ? await http.RequestServices.GetRequiredService<CertPortal.Escrow.ServerKeyEnrollment>().EnrollAsync(request, "enrollee", ct)
-            : await enrollment.EnrollAsync(request, "enrollee", ct);
+            ? await http.RequestServices.GetRequiredService<CertPortal.Escrow.ServerKeyEnrollment>().EnrollAsync(request, AuditActors.Enrollee, ct)
+            : await enrollment.EnrollAsync(request, AuditActors.Enrollee, ct);
         if (outcome.Failure is { } f) return f.ToProblem();
         return outcome.Value!.Collected ? TypedResults.Ok(outcome.Value) : TypedResults.Created($"/api/v1/certificates/{outcome.Value.SerialNumber}", outcome.Value);
     }

@@ -1,3 +1,4 @@
+using CertPortal.Auditing;
 using CertPortal.Authority;
 using CertPortal.Data;
 using CertPortal.Enrollment;
@@ -30,7 +31,7 @@ public sealed class DirectoryEnrollment(
     CertPortalDbContext db, IServiceProvider services, DirectoryOptions directory, DirectoryEnrollmentOptions options, Invitations invitations,
     CertPortalOptions portal, TimeProvider time, ILogger<DirectoryEnrollment> logger)
 {
-    public const string ScheduleActor = "schedule";
+    public const string ScheduleActor = AuditActors.Schedule;
     /// <summary>Held by the node carrying out a run that invites (scheduled or asked for): two such runs at once would
     /// both find the same people not yet invited.</summary>
     internal const string RunLock = "directory-enrollment";
@@ -154,7 +155,7 @@ public sealed class DirectoryEnrollment(
                 report.AddRange(inviting.Select(p => new DirectoryEnrollmentPerson(p.Key, p.Value, "would-invite")));
             else
             {
-                var actor = run.StartedBy == ScheduleActor ? "directory-enrollment" : run.StartedBy;
+                var actor = run.StartedBy == ScheduleActor ? AuditActors.DirectoryEnrollment : run.StartedBy;
                 foreach (var batch in inviting.Chunk(Invitations.MaxRows))
                 {
                     var outcome = await invitations.InviteManyAsync(new BulkInvitationRequest(

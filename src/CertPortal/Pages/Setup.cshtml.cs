@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using CertPortal.Auditing;
 using CertPortal.Data;
 using CertPortal.Security;
 using Microsoft.AspNetCore.Mvc;
@@ -28,7 +29,7 @@ public sealed class SetupModel(Accounts accounts, AdminApiKey adminKey, CertPort
             Error = "That is not the admin API key. It is in the file admin-api-key in the service's data directory, unless your operator configured it elsewhere.";
             return Page();
         }
-        var created = await accounts.CreateAsync(new CreateAccountRequest(Name, Name, Roles.Administrator, Password), "setup", ct);
+        var created = await accounts.CreateAsync(new CreateAccountRequest(Name, Name, Roles.Administrator, Password), AuditActors.Setup, ct);
         if (created.Failure is { } f) { Error = f.Detail; return Page(); }
         return LocalRedirect("/account/login");
     }

@@ -1,3 +1,4 @@
+using CertPortal.Auditing;
 using CertPortal.Authority;
 using CertPortal.Data;
 using CertPortal.Revocation;
@@ -36,7 +37,7 @@ public sealed class SupersedeWorker(IServiceScopeFactory scopes, RenewalOptions 
         var revoked = 0;
         foreach (var serial in due)
         {
-            var outcome = await revocation.RevokeAsync(serial, new RevokeRequest(RevocationReason.Superseded.ToRfcName()), "renewal", ct);
+            var outcome = await revocation.RevokeAsync(serial, new RevokeRequest(RevocationReason.Superseded.ToRfcName()), AuditActors.Renewal, ct);
             if (outcome.Failure is { } f) logger.LogWarning("Could not supersede renewed certificate {Serial}: {Problem}", serial, f.Detail);
             else revoked++;
         }

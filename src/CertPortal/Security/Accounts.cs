@@ -4,7 +4,6 @@ using System.Text;
 using System.Text.RegularExpressions;
 using CertPortal.Auditing;
 using CertPortal.Data;
-using CertPortal.Gal;
 using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Security;
@@ -47,15 +46,12 @@ public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time, 
     /// <summary>The audit log's actors that are not accounts (the admin API key, <see cref="AuditLog.ActorOf"/>'s fallbacks, the setup
     /// page, enrollees, the renewal and directory-enrollment workers): an account so named would be indistinguishable from them there.
     /// The others carry a colon (system:…, holder:…, cli:…), which a name cannot.</summary>
-    private static readonly string[] ReservedNames =
-        ["admin-api-key", "anonymous", "unknown", "setup", "enrollee", "renewal", DirectoryEnrollment.ScheduleActor, "directory-enrollment"];
-
     public async Task<Outcome<CreatedAccount>> CreateAsync(CreateAccountRequest request, string actor, CancellationToken ct)
     {
         var name = (request.Name ?? "").Trim().ToLowerInvariant();
         if (!NamePattern().IsMatch(name))
             return Failure.Unprocessable("Invalid name.", "name must be 1-64 characters: a-z, 0-9, '.', '_', '@', '-', starting with a letter or digit.");
-        if (ReservedNames.Contains(name))
+        if (AuditActors.All.Contains(name))
             return Failure.Unprocessable("Reserved name.", $"'{name}' names the service itself in the audit log; choose another name.");
         var displayName = (request.DisplayName ?? name).Trim();
         if (displayName.Length > 128 || displayName.Any(char.IsControl))

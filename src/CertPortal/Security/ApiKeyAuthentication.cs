@@ -2,6 +2,7 @@ using System.Security.Claims;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Encodings.Web;
+using CertPortal.Auditing;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.Extensions.Options;
 
@@ -55,7 +56,7 @@ public sealed class ApiKeyAuthenticationHandler(
         if (adminKey.Matches(presented))
         {
             var identity = new ClaimsIdentity(
-                [new Claim(ClaimTypes.Name, "admin-api-key"), new Claim(ClaimTypes.Role, Roles.Administrator)], SchemeName);
+                [new Claim(ClaimTypes.Name, AuditActors.AdminApiKey), new Claim(ClaimTypes.Role, Roles.Administrator)], SchemeName);
             return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName));
         }
         if (presented.StartsWith(Accounts.ApiKeyPrefix, StringComparison.Ordinal))
