@@ -76,3 +76,14 @@ public sealed class DirectoryEntryAmbiguousException : DirectoryException
     public string Mail { get; }
     public IReadOnlyList<string> Dns { get; }
 }
+
+/// <summary>
+/// The outbox lease on the entry being written is no longer certainly this node's for the length of one more operation
+/// (another node took it over, or renewing it failed for too long), so the write was not sent. Nothing was changed by it;
+/// whoever holds the entry now reconciles it.
+/// </summary>
+public sealed class DirectoryClaimLostException : DirectoryException
+{
+    public DirectoryClaimLostException(string entry)
+        : base($"Stopped before writing '{entry}': this node's claim on the outbox entry ended or could not be renewed") { }
+}

@@ -64,6 +64,8 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
     private static readonly Counter<long> Outcomes = Meter.CreateCounter<long>("certportal.directory.publications",
         description: "Directory publications handled, by outcome (published, retried).");
     private const int BatchSize = 200;
+    /// <summary>Taken by claims and lease renewals, so that they never interleave across nodes.</summary>
+    internal const string ClaimLockName = "directory-outbox-claim";
     /// <summary>Names this process in leases: a random part first (a restarted process is another node, and
     /// cutting to the column's 64 characters keeps it unique), then process id and host for operators.</summary>
     private static readonly string NodeId = Truncate($"{Guid.NewGuid():N}:{Environment.ProcessId}:{Environment.MachineName}", 64);
@@ -118,60 +120,107 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
         await db.DirectoryPublications.Where(p => p.CompletedAt != null && p.CompletedAt < now.AddDays(-30)).ExecuteDeleteAsync(ct);
         // Claimed before any entry is read: every row here was committed before its entry is reconciled,
         // so one reconciliation satisfies all claimed rows of that entry.
-        var due = await ClaimAsync(db, now, ct);
+        var (due, until) = await ClaimAsync(db, now, ct);
         if (due.Count == 0) return new PassResult(0, 0, 0);
 
         int published = 0, retried = 0, skipped = 0;
-        var failedKeys = new HashSet<(string, string)>();
         var directoryDown = false;
-        // The claim is ours until now + ClaimLease; after that another node may claim these entries and reconcile them
-        // while we still do, and the slower of two interleaved reconciliations can put back a certificate the other just
-        // removed as revoked. A slow directory (a batch of entries at a few hundred ms per operation) made passes outlast
-        // the lease. So no entry is started after half the lease: the rest are released at the end of this pass for the
-        // next one (on any node), and the entry started last still has at least half the lease (≥ TimeoutSeconds) to finish.
+        var oneOperation = TimeSpan.FromSeconds(options.TimeoutSeconds);
+        // The lease is renewed while the pass runs, but the rows it has not started are held from other nodes meanwhile, so a
+        // pass starts no entry after half the lease: the rest go back to the queue at its end, for the next pass on any node.
         var startNoEntryAfter = now + options.ClaimLease / 2;
-        foreach (var row in due)
+        var open = due.Select(r => r.Id).ToHashSet();
+        await using var lease = new DirectoryOutboxLease(scopes, NodeId, open, until, options.ClaimLease, time, logger);
+        try
         {
-            if (row.CompletedAt is not null) continue;
-            // In order per entry: a later row never overtakes an earlier one that failed.
-            if (directoryDown || failedKeys.Contains((row.Kind, row.Key))) { skipped++; continue; }
-            if (time.GetUtcNow() >= startNoEntryAfter) { skipped++; continue; }
-            try
+            // In order per entry (rows by id); the rows of one entry (its mailbox in any case) are reconciled once.
+            foreach (var entry in due.GroupBy(r => (r.Kind, Key: EntryKey(r))))
             {
-                await HandleAsync(db, publisher, row, ct);
-                foreach (var same in due.Where(d => d.Kind == row.Kind && d.Key == row.Key && d.CompletedAt is null))
+                var rows = entry.ToList();
+                var ids = rows.Select(r => r.Id).ToList();
+                if (directoryDown || time.GetUtcNow() >= startNoEntryAfter || !lease.Holds(ids, oneOperation))
                 {
-                    same.CompletedAt = time.GetUtcNow();
-                    published++;
+                    skipped += rows.Count;
+                    continue;
+                }
+                open.ExceptWith(ids);
+                var first = rows[0];
+                var fence = new DirectoryWriteFence(() => lease.Holds(ids, oneOperation), first.Key);
+                try
+                {
+                    await HandleAsync(db, publisher, first, fence, ct);
+                    published += await CompleteAsync(db, ids);
+                }
+                catch (DirectoryException e)
+                {
+                    var attempts = first.Attempts + 1;
+                    var error = e.Message.Length > 1000 ? e.Message[..1000] : e.Message;
+                    var delay = TimeSpan.FromTicks(Math.Min(options.RetryMaxDelay.Ticks,
+                        options.RetryBaseDelay.Ticks * (1L << Math.Min(attempts - 1, 20))));
+                    // The first row carries the failure; the others wait behind it (never ahead of it in this pass).
+                    await FailAsync(db, first.Id, ids, attempts, error, time.GetUtcNow() + delay);
+                    retried++;
+                    // Down or unreachable: every other row would fail the same way; wait for the next try.
+                    directoryDown = e is DirectoryUnavailableException;
+                    logger.LogWarning("Directory publication {Id} ({Kind} {Key}) failed, attempt {Attempts}, next in {Delay}: {Error}",
+                        first.Id, first.Kind, first.Key, attempts, delay, error);
                 }
             }
-            catch (DirectoryException e)
-            {
-                row.Attempts++;
-                row.LastError = e.Message.Length > 1000 ? e.Message[..1000] : e.Message;
-                var delay = TimeSpan.FromTicks(Math.Min(options.RetryMaxDelay.Ticks,
-                    options.RetryBaseDelay.Ticks * (1L << Math.Min(row.Attempts - 1, 20))));
-                row.NextAttemptAt = time.GetUtcNow() + delay;
-                failedKeys.Add((row.Kind, row.Key));
-                retried++;
-                // Down or unreachable: every other row would fail the same way; wait for the next try.
-                directoryDown = e is DirectoryUnavailableException;
-                logger.LogWarning("Directory publication {Id} ({Kind} {Key}) failed, attempt {Attempts}, next in {Delay}: {Error}",
-                    row.Id, row.Kind, row.Key, row.Attempts, delay, row.LastError);
-            }
         }
-        foreach (var row in due)
+        finally
         {
-            // Done, failed (its retry time set) or waiting behind a failure: any node may take it up next.
-            row.LeasedBy = null;
-            row.LeaseExpiresAt = null;
+            // Not started: any node may take them up next. An entry whose handling threw something other than a directory
+            // failure (cancellation, the database) keeps its lease until it runs out, since its LDAP call may still be running.
+            await ReleaseAsync(db, open);
         }
-        await db.SaveChangesAsync(CancellationToken.None);
         Outcomes.Add(published, new KeyValuePair<string, object?>("outcome", "published"));
         Outcomes.Add(retried, new KeyValuePair<string, object?>("outcome", "retried"));
         logger.LogInformation("Directory outbox pass: {Published} published, {Retried} retried, {Skipped} left for a later pass",
             published, retried, skipped);
         return new PassResult(published, retried, skipped);
+    }
+
+    /// <summary>A person entry is found by mail without regard to case (LDAP, and <see cref="DirectoryPublisher.DesiredAsync"/>),
+    /// so rows naming one mailbox in two spellings are one entry.</summary>
+    private static string EntryKey(DirectoryPublication row) =>
+        row.Kind == DirectoryPublicationKinds.Person ? row.Key.ToLowerInvariant() : row.Key;
+
+    /// <summary>Marks the entry's rows done, but only those still leased to this node: a row another node took over is that
+    /// node's to finish (the resync rows a sweep queued commit with it).</summary>
+    private async Task<int> CompleteAsync(CertPortalDbContext db, List<long> ids)
+    {
+        var node = NodeId;
+        var done = time.GetUtcNow();
+        await using var tx = await db.Database.BeginTransactionAsync(CancellationToken.None);
+        await db.SaveChangesAsync(CancellationToken.None);
+        var completed = await db.DirectoryPublications.Where(p => ids.Contains(p.Id) && p.LeasedBy == node)
+            .ExecuteUpdateAsync(s => s.SetProperty(p => p.CompletedAt, done).SetProperty(p => p.LeasedBy, (string?)null)
+                .SetProperty(p => p.LeaseExpiresAt, (DateTimeOffset?)null), CancellationToken.None);
+        await tx.CommitAsync(CancellationToken.None);
+        return completed;
+    }
+
+    /// <summary>Records a failure on <paramref name="failedId"/> and gives the entry's rows back, again only those still leased
+    /// to this node.</summary>
+    private static async Task FailAsync(CertPortalDbContext db, long failedId, List<long> ids, int attempts, string error, DateTimeOffset next)
+    {
+        var node = NodeId;
+        db.ChangeTracker.Clear(); // a sweep's rows queued before it failed are not saved
+        await using var tx = await db.Database.BeginTransactionAsync(CancellationToken.None);
+        await db.DirectoryPublications.Where(p => p.Id == failedId && p.LeasedBy == node)
+            .ExecuteUpdateAsync(s => s.SetProperty(p => p.Attempts, attempts).SetProperty(p => p.LastError, error)
+                .SetProperty(p => p.NextAttemptAt, next), CancellationToken.None);
+        await ReleaseAsync(db, ids);
+        await tx.CommitAsync(CancellationToken.None);
+    }
+
+    private static async Task ReleaseAsync(CertPortalDbContext db, IReadOnlyCollection<long> ids)
+    {
+        if (ids.Count == 0) return;
+        var node = NodeId;
+        await db.DirectoryPublications.Where(p => ids.Contains(p.Id) && p.LeasedBy == node && p.CompletedAt == null)
+            .ExecuteUpdateAsync(s => s.SetProperty(p => p.LeasedBy, (string?)null).SetProperty(p => p.LeaseExpiresAt, (DateTimeOffset?)null),
+                CancellationToken.None);
     }
 
     /// <summary>Leases up to a batch of due rows to this node, skipping every entry (kind and key) on which another
@@ -180,36 +229,45 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
     /// the rows of one entry are different rows; so claims take a short cluster-wide lock and check the entry's
     /// other rows, then mark theirs with a conditional UPDATE. A node that dies leaves its rows to others once the
     /// lease (Directory:ClaimLease) ends.</summary>
-    private async Task<List<DirectoryPublication>> ClaimAsync(CertPortalDbContext db, DateTimeOffset now, CancellationToken ct)
+    private async Task<(List<DirectoryPublication> Rows, DateTimeOffset Until)> ClaimAsync(CertPortalDbContext db, DateTimeOffset now,
+        CancellationToken ct)
     {
         var node = NodeId;
         await using var tx = await db.Database.BeginTransactionAsync(ct);
-        await db.LockNamedAsync("directory-outbox-claim", ct);
+        await db.LockNamedAsync(ClaimLockName, ct);
+        // A mailbox in any case is one entry (see EntryKey). CA1862 would have string.Equals(..., OrdinalIgnoreCase), which EF
+        // Core cannot translate; ToLower() becomes lower().
+#pragma warning disable CA1862
         var heldElsewhere = db.DirectoryPublications.Where(q =>
             q.CompletedAt == null && q.LeasedBy != null && q.LeasedBy != node && q.LeaseExpiresAt > now);
         var ids = await db.DirectoryPublications
             .Where(p => p.CompletedAt == null && p.NextAttemptAt <= now)
-            .Where(p => !heldElsewhere.Any(q => q.Kind == p.Kind && q.Key == p.Key))
+            .Where(p => !heldElsewhere.Any(q => q.Kind == p.Kind && q.Key.ToLower() == p.Key.ToLower()))
             .OrderBy(p => p.Id).Select(p => p.Id).Take(BatchSize).ToListAsync(ct);
-        if (ids.Count == 0) return [];
+#pragma warning restore CA1862
         var until = now + options.ClaimLease;
+        if (ids.Count == 0) return ([], until);
         await db.DirectoryPublications
             .Where(p => ids.Contains(p.Id) && p.CompletedAt == null && (p.LeasedBy == null || p.LeasedBy == node || p.LeaseExpiresAt <= now))
             .ExecuteUpdateAsync(s => s.SetProperty(p => p.LeasedBy, node).SetProperty(p => p.LeaseExpiresAt, until), ct);
         await tx.CommitAsync(ct);
-        return await db.DirectoryPublications.Where(p => ids.Contains(p.Id) && p.LeasedBy == node).OrderBy(p => p.Id).ToListAsync(ct);
+        // Not tracked: every later write to these rows is a conditional update on still holding them.
+        var rows = await db.DirectoryPublications.AsNoTracking().Where(p => ids.Contains(p.Id) && p.LeasedBy == node)
+            .OrderBy(p => p.Id).ToListAsync(ct);
+        return (rows, until);
     }
 
-    private async Task HandleAsync(CertPortalDbContext db, DirectoryPublisher publisher, DirectoryPublication row, CancellationToken ct)
+    private async Task HandleAsync(CertPortalDbContext db, DirectoryPublisher publisher, DirectoryPublication row, DirectoryWriteFence fence,
+        CancellationToken ct)
     {
         switch (row.Kind)
         {
             case DirectoryPublicationKinds.Person:
-                var change = await publisher.SyncPersonAsync(db, row.Key, ct);
+                var change = await publisher.SyncPersonAsync(db, row.Key, fence, ct);
                 logger.LogInformation("Directory entry {Mail}: {Added} certificates added, {Removed} removed", row.Key, change.Added, change.Removed);
                 break;
             case DirectoryPublicationKinds.Pki:
-                await publisher.SyncPkiAsync(db, ct);
+                await publisher.SyncPkiAsync(db, fence, ct);
                 break;
             case DirectoryPublicationKinds.Sweep:
                 var now = time.GetUtcNow();

@@ -32,7 +32,8 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
         return options.PublishOnlyNewest ? valid.GroupBy(c => c.Profile).Select(g => g.First()).ToList() : valid.ToList();
     }
 
-    public async Task<Change> SyncPersonAsync(CertPortalDbContext db, string email, CancellationToken ct)
+    /// <param name="fence">Asked before each write (the outbox's lease); null where nothing else writes the entry.</param>
+    public async Task<Change> SyncPersonAsync(CertPortalDbContext db, string email, DirectoryWriteFence? fence, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(options.PeopleBaseDn)) return new Change(0, 0);
         var desired = await DesiredAsync(db, email, ct);
@@ -47,18 +48,18 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
         // Publishing is idempotent per attribute: it adds only what is missing from each.
         foreach (var cert in desired.Where(d => !In(ours, d.Der) || !In(oursSmime, d.Der)))
         {
-            await directory.PublishCertificateAsync(email, cert.DisplayName, cert.Der, ct);
+            await directory.PublishCertificateAsync(email, cert.DisplayName, cert.Der, fence, ct);
             added++;
         }
         var removed = 0;
         foreach (var der in ours.Concat(oursSmime.Where(s => !In(ours, s))).Where(o => !desired.Any(d => d.Der.AsSpan().SequenceEqual(o))))
         {
-            if (await directory.RemoveCertificateAsync(email, der, ct)) removed++;
+            if (await directory.RemoveCertificateAsync(email, der, fence, ct)) removed++;
         }
         return new Change(added, removed);
     }
 
-    public async Task SyncPkiAsync(CertPortalDbContext db, CancellationToken ct)
+    public async Task SyncPkiAsync(CertPortalDbContext db, DirectoryWriteFence? fence, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(options.PkiEntryDn)) return;
         // The latest CRLs as the CRL publisher holds them in memory (read from the database only when newer): a complete
@@ -66,10 +67,10 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
         var crl = await crls.LatestAsync(db, CertificateAuthority.IssuingName, delta: false, ct);
         // deltaRevocationList beside the complete CRL (RFC 4523 §2.6), only while delta CRLs are on.
         var delta = portal.Crl.DeltasEnabled ? await crls.LatestAsync(db, CertificateAuthority.IssuingName, delta: true, ct) : null;
-        await directory.PublishCaAndCrlAsync(options.PkiEntryDn, [ca.Issuing.Certificate.RawData, ca.Root.Certificate.RawData], crl?.Der, delta?.Der, ct);
+        await directory.PublishCaAndCrlAsync(options.PkiEntryDn, [ca.Issuing.Certificate.RawData, ca.Root.Certificate.RawData], crl?.Der, delta?.Der, fence, ct);
         if (string.IsNullOrWhiteSpace(options.RootPkiEntryDn)) return;
         var rootCrl = await crls.LatestAsync(db, CertificateAuthority.RootName, delta: false, ct);
-        await directory.PublishCaAndCrlAsync(options.RootPkiEntryDn, [ca.Root.Certificate.RawData], rootCrl?.Der, null, ct);
+        await directory.PublishCaAndCrlAsync(options.RootPkiEntryDn, [ca.Root.Certificate.RawData], rootCrl?.Der, null, fence, ct);
     }
 
     /// <summary>The mailboxes whose entries hold a certificate of ours, whatever the database says.</summary>

@@ -52,23 +52,27 @@ public sealed class LdapDirectory
     /// one-certificate PKCS#7 in userSMIMECertificate), creating the entry when allowed. Idempotent;
     /// never removes or replaces other values.
     /// </summary>
-    public Task<CertificatePublication> PublishCertificateAsync(string mail, string displayName, byte[] certDer, CancellationToken cancellationToken = default)
+    /// <param name="fence">Asked before each write request (see <see cref="DirectoryWriteFence"/>); null where nothing else writes the entry.</param>
+    public Task<CertificatePublication> PublishCertificateAsync(string mail, string displayName, byte[] certDer, DirectoryWriteFence? fence = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(mail);
         ArgumentNullException.ThrowIfNull(displayName);
         var smime = SmimeCertificateBundle.Create(certDer); // also validates certDer
-        return RunAsync(conn => Publish(conn, mail, displayName, certDer, smime), cancellationToken);
+        return RunAsync(conn => Publish(conn, fence, mail, displayName, certDer, smime), cancellationToken);
     }
 
     /// <summary>
     /// Removes this certificate (and the userSMIMECertificate value carrying only it) from the person with
     /// <paramref name="mail"/>. Returns false when there was nothing to remove (no entry, or no such value).
     /// </summary>
-    public Task<bool> RemoveCertificateAsync(string mail, byte[] certDer, CancellationToken cancellationToken = default)
+    /// <param name="fence">Asked before each write request (see <see cref="DirectoryWriteFence"/>); null where nothing else writes the entry.</param>
+    public Task<bool> RemoveCertificateAsync(string mail, byte[] certDer, DirectoryWriteFence? fence = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(mail);
         ArgumentNullException.ThrowIfNull(certDer);
-        return RunAsync(conn => Remove(conn, mail, certDer), cancellationToken);
+        return RunAsync(conn => Remove(conn, fence, mail, certDer), cancellationToken);
     }
 
     /// <summary>The userCertificate values of the person with <paramref name="mail"/>; empty when there is no such entry.</summary>
@@ -97,8 +101,9 @@ public sealed class LdapDirectory
         }, cancellationToken);
     }
 
-    /// <summary>Every person under PeopleBaseDn that holds any userCertificate: its mail and certificates
-    /// (for resync, which must find our certificates on entries the database no longer expects).
+    /// <summary>Every person under PeopleBaseDn that holds any userCertificate or userSMIMECertificate: its mail and
+    /// certificates, those inside its userSMIMECertificate values included (for resync, which must find our certificates on
+    /// entries the database no longer expects, also where only a mail client's "Publish to GAL" bundle holds them).
     /// Paged (RFC 2696) so servers' size limits (OpenLDAP: 500) do not truncate the answer.</summary>
     public Task<IReadOnlyList<(string Mail, IReadOnlyList<byte[]> Certificates)>> ListPeopleWithCertificatesAsync(CancellationToken cancellationToken = default) =>
         RunAsync<IReadOnlyList<(string, IReadOnlyList<byte[]>)>>(conn =>
@@ -107,14 +112,17 @@ public sealed class LdapDirectory
             var paging = new PageResultRequestControl(200);
             while (true)
             {
-                var request = new SearchRequest(_options.PeopleBaseDn, "(&(objectClass=person)(userCertificate=*))", SearchScope.Subtree,
-                    "mail", _names.UserCertificate);
+                var request = new SearchRequest(_options.PeopleBaseDn, "(&(objectClass=person)(|(userCertificate=*)(userSMIMECertificate=*)))",
+                    SearchScope.Subtree, "mail", _names.UserCertificate, _names.UserSmimeCertificate);
                 request.Controls.Add(paging);
                 var response = (SearchResponse)SendForResponse(conn, request, "search", _options.PeopleBaseDn, ResultCode.NoSuchObject);
                 foreach (SearchResultEntry entry in response.Entries)
                 {
                     var mail = BinaryValues(entry, "mail").Select(b => Encoding.UTF8.GetString(b)).FirstOrDefault();
-                    if (mail is not null) result.Add((mail, BinaryValues(entry, "userCertificate")));
+                    if (mail is null) continue;
+                    var carried = BinaryValues(entry, "userSMIMECertificate")
+                        .SelectMany(v => SmimeCertificateBundle.TryReadCertificates(v, out var certs) ? certs : []);
+                    result.Add((mail, [.. BinaryValues(entry, "userCertificate"), .. carried]));
                 }
                 var cookie = response.Controls.OfType<PageResultResponseControl>().FirstOrDefault()?.Cookie;
                 if (cookie is null || cookie.Length == 0) return result;
@@ -169,19 +177,20 @@ public sealed class LdapDirectory
     /// A null CRL / delta CRL leaves that attribute as it is; an empty CA list removes cACertificate.
     /// Creates the entry (cRLDistributionPoint + pkiCA) in OpenLdap mode; in ActiveDirectory mode it must exist.
     /// </summary>
+    /// <param name="fence">Asked before each write request (see <see cref="DirectoryWriteFence"/>); null where nothing else writes the entry.</param>
     public Task PublishCaAndCrlAsync(string entryDn, IReadOnlyList<byte[]> caCertsDer, byte[]? crlDer, byte[]? deltaCrlDer,
-        CancellationToken cancellationToken = default)
+        DirectoryWriteFence? fence, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(caCertsDer);
         ArgumentException.ThrowIfNullOrWhiteSpace(entryDn);
-        return RunAsync(conn => { PublishPki(conn, entryDn, caCertsDer, crlDer, deltaCrlDer); return true; }, cancellationToken);
+        return RunAsync(conn => { PublishPki(conn, fence, entryDn, caCertsDer, crlDer, deltaCrlDer); return true; }, cancellationToken);
     }
 
     // ---------------------------------------------------------------- person entries
 
     private sealed record PersonEntry(string Dn, IReadOnlyList<byte[]> Certificates, IReadOnlyList<byte[]> SmimeValues, string? EntryCsn);
 
-    private CertificatePublication Publish(LdapConnection conn, string mail, string displayName, byte[] certDer, byte[] smime)
+    private CertificatePublication Publish(LdapConnection conn, DirectoryWriteFence? fence, string mail, string displayName, byte[] certDer, byte[] smime)
     {
         var person = FindPerson(conn, mail);
         if (person is null)
@@ -192,7 +201,7 @@ public sealed class LdapDirectory
             }
             var dn = PersonDn(mail);
             var add = new AddRequest(dn, PersonAttributes(mail, displayName, certDer, smime));
-            var result = Send(conn, add, "add", dn, ResultCode.EntryAlreadyExists);
+            var result = Write(conn, fence, add, "add", dn, ResultCode.EntryAlreadyExists);
             if (result == ResultCode.Success)
             {
                 _logger.LogInformation("Created directory entry {Dn} with certificate", dn);
@@ -208,10 +217,10 @@ public sealed class LdapDirectory
         {
             var mod = new ModifyRequest(person.Dn, DirectoryAttributeOperation.Add, _names.UserCertificate, certDer);
             // 20 attributeOrValueExists: already there (race, or same issuer+serial per certificateExactMatch): fine.
-            certAdded = Send(conn, mod, "modify/add userCertificate", person.Dn, ResultCode.AttributeOrValueExists) == ResultCode.Success;
+            certAdded = Write(conn, fence, mod, "modify/add userCertificate", person.Dn, ResultCode.AttributeOrValueExists) == ResultCode.Success;
         }
 
-        var smimeAdded = UpdateSmimeValues(conn, mail, person,
+        var smimeAdded = UpdateSmimeValues(conn, fence, mail, person,
             values => values.Any(v => SmimeCertificateBundle.CarriesOnly(v, certDer)) ? null : [.. values, smime],
             addValue: smime, removeCert: null);
 
@@ -220,7 +229,7 @@ public sealed class LdapDirectory
         return new CertificatePublication(person.Dn, EntryCreated: false, certAdded, smimeAdded);
     }
 
-    private bool Remove(LdapConnection conn, string mail, byte[] certDer)
+    private bool Remove(LdapConnection conn, DirectoryWriteFence? fence, string mail, byte[] certDer)
     {
         var person = FindPerson(conn, mail);
         if (person is null)
@@ -233,20 +242,41 @@ public sealed class LdapDirectory
         {
             var mod = new ModifyRequest(person.Dn, DirectoryAttributeOperation.Delete, _names.UserCertificate, certDer);
             // 16 noSuchAttribute: already gone (race): fine.
-            removed |= Send(conn, mod, "modify/delete userCertificate", person.Dn, ResultCode.NoSuchAttribute) == ResultCode.Success;
+            removed |= Write(conn, fence, mod, "modify/delete userCertificate", person.Dn, ResultCode.NoSuchAttribute) == ResultCode.Success;
         }
 
-        removed |= UpdateSmimeValues(conn, mail, person,
-            values => values.Any(v => SmimeCertificateBundle.CarriesOnly(v, certDer))
-                ? values.Where(v => !SmimeCertificateBundle.CarriesOnly(v, certDer)).ToList()
-                : null,
-            addValue: null, removeCert: certDer);
+        removed |= UpdateSmimeValues(conn, fence, mail, person, values => WithoutCertificate(values, certDer), addValue: null, removeCert: certDer);
 
         if (removed)
         {
             _logger.LogInformation("Removed certificate from {Dn}", person.Dn);
         }
         return removed;
+    }
+
+    /// <summary>The values with this certificate gone: a value that carries only it is dropped, one that bundles it with other
+    /// certificates keeps the others (<see cref="SmimeCertificateBundle.Without"/>). Null when no value carries it.</summary>
+    private static List<byte[]>? WithoutCertificate(IReadOnlyList<byte[]> values, byte[] certDer)
+    {
+        var changed = false;
+        var result = new List<byte[]>(values.Count);
+        foreach (var v in values)
+        {
+            if (SmimeCertificateBundle.CarriesOnly(v, certDer))
+            {
+                changed = true;
+            }
+            else if (SmimeCertificateBundle.Without(v, certDer) is { } rest)
+            {
+                result.Add(rest);
+                changed = true;
+            }
+            else
+            {
+                result.Add(v);
+            }
+        }
+        return changed ? result : null;
     }
 
     /// <summary>
@@ -257,7 +287,7 @@ public sealed class LdapDirectory
     /// AD gives the attribute Octet String syntax with equality matching, so there we add/delete the one value.
     /// <paramref name="newValues"/> returns the desired set, or null when nothing needs to change.
     /// </summary>
-    private bool UpdateSmimeValues(LdapConnection conn, string mail, PersonEntry person,
+    private bool UpdateSmimeValues(LdapConnection conn, DirectoryWriteFence? fence, string mail, PersonEntry person,
         Func<IReadOnlyList<byte[]>, List<byte[]>?> newValues, byte[]? addValue, byte[]? removeCert)
     {
         if (_options.Schema == DirectorySchema.ActiveDirectory)
@@ -265,13 +295,30 @@ public sealed class LdapDirectory
             if (addValue is not null && newValues(person.SmimeValues) is not null)
             {
                 var mod = new ModifyRequest(person.Dn, DirectoryAttributeOperation.Add, _names.UserSmimeCertificate, addValue);
-                return Send(conn, mod, "modify/add userSMIMECertificate", person.Dn, ResultCode.AttributeOrValueExists) == ResultCode.Success;
+                return Write(conn, fence, mod, "modify/add userSMIMECertificate", person.Dn, ResultCode.AttributeOrValueExists) == ResultCode.Success;
+            }
+            if (removeCert is null)
+            {
+                return false;
             }
             var removedAny = false;
-            foreach (var v in removeCert is null ? [] : person.SmimeValues.Where(v => SmimeCertificateBundle.CarriesOnly(v, removeCert)))
+            foreach (var v in person.SmimeValues)
             {
-                var mod = new ModifyRequest(person.Dn, DirectoryAttributeOperation.Delete, _names.UserSmimeCertificate, v);
-                removedAny |= Send(conn, mod, "modify/delete userSMIMECertificate", person.Dn, ResultCode.NoSuchAttribute) == ResultCode.Success;
+                if (SmimeCertificateBundle.CarriesOnly(v, removeCert))
+                {
+                    var mod = new ModifyRequest(person.Dn, DirectoryAttributeOperation.Delete, _names.UserSmimeCertificate, v);
+                    removedAny |= Write(conn, fence, mod, "modify/delete userSMIMECertificate", person.Dn, ResultCode.NoSuchAttribute) == ResultCode.Success;
+                }
+                else if (SmimeCertificateBundle.Without(v, removeCert) is { } rest)
+                {
+                    // One modify request, so the bundle is never missing (RFC 4511 §4.6: its changes apply together or not at all).
+                    var delete = new DirectoryAttributeModification { Name = _names.UserSmimeCertificate, Operation = DirectoryAttributeOperation.Delete };
+                    delete.Add(v);
+                    var add = new DirectoryAttributeModification { Name = _names.UserSmimeCertificate, Operation = DirectoryAttributeOperation.Add };
+                    add.Add(rest);
+                    removedAny |= Write(conn, fence, new ModifyRequest(person.Dn, delete, add), "modify userSMIMECertificate bundle", person.Dn,
+                        ResultCode.NoSuchAttribute) == ResultCode.Success;
+                }
             }
             return removedAny;
         }
@@ -294,7 +341,7 @@ public sealed class LdapDirectory
             {
                 request.Controls.Add(new DirectoryControl(AssertionControlOid, EncodeEqualityFilter("entryCSN", current.EntryCsn), isCritical: true, serverSide: true));
             }
-            var result = Send(conn, request, "modify/replace userSMIMECertificate", current.Dn, (ResultCode)122 /* assertionFailed */);
+            var result = Write(conn, fence, request, "modify/replace userSMIMECertificate", current.Dn, (ResultCode)122 /* assertionFailed */);
             if (result == ResultCode.Success)
             {
                 return true;
@@ -369,7 +416,7 @@ public sealed class LdapDirectory
 
     // ---------------------------------------------------------------- PKI entry
 
-    private void PublishPki(LdapConnection conn, string dn, IReadOnlyList<byte[]> caCerts, byte[]? crl, byte[]? deltaCrl)
+    private void PublishPki(LdapConnection conn, DirectoryWriteFence? fence, string dn, IReadOnlyList<byte[]> caCerts, byte[]? crl, byte[]? deltaCrl)
     {
         var search = new SearchRequest(dn, "(objectClass=*)", SearchScope.Base, "1.1"); // "1.1" = no attributes (RFC 4511 §4.5.1.8)
         var exists = Send(conn, search, "search", dn, ResultCode.NoSuchObject) == ResultCode.Success;
@@ -400,7 +447,7 @@ public sealed class LdapDirectory
             {
                 attrs.Add(new DirectoryAttribute(_names.DeltaRevocationList, deltaCrl));
             }
-            if (Send(conn, new AddRequest(dn, [.. attrs]), "add", dn, ResultCode.EntryAlreadyExists) == ResultCode.Success)
+            if (Write(conn, fence, new AddRequest(dn, [.. attrs]), "add", dn, ResultCode.EntryAlreadyExists) == ResultCode.Success)
             {
                 _logger.LogInformation("Created PKI entry {Dn}", dn);
                 return;
@@ -417,7 +464,7 @@ public sealed class LdapDirectory
         {
             mods.Add(Replace(_names.DeltaRevocationList, [deltaCrl]));
         }
-        Send(conn, new ModifyRequest(dn, [.. mods]), "modify/replace CA certificates and CRLs", dn);
+        Write(conn, fence, new ModifyRequest(dn, [.. mods]), "modify/replace CA certificates and CRLs", dn);
         _logger.LogInformation("Published {Count} CA certificate(s){Crl}{Delta} to {Dn}", caCerts.Count,
             crl is null ? "" : " and CRL", deltaCrl is null ? "" : " and delta CRL", dn);
     }
@@ -537,6 +584,14 @@ public sealed class LdapDirectory
     /// <summary>Sends a request; returns Success or one of the <paramref name="tolerated"/> codes, throws a DirectoryException otherwise.</summary>
     private static ResultCode Send(LdapConnection conn, DirectoryRequest request, string operation, string dn, params ResultCode[] tolerated) =>
         SendForResponse(conn, request, operation, dn, tolerated).ResultCode;
+
+    /// <summary><see cref="Send"/> for a request that changes the directory: the fence is asked first, just before it goes.</summary>
+    private static ResultCode Write(LdapConnection conn, DirectoryWriteFence? fence, DirectoryRequest request, string operation, string dn,
+        params ResultCode[] tolerated)
+    {
+        fence?.CheckBeforeWrite();
+        return Send(conn, request, operation, dn, tolerated);
+    }
 
     private static DirectoryResponse SendForResponse(LdapConnection conn, DirectoryRequest request, string operation, string dn, params ResultCode[] tolerated)
     {

@@ -1,5 +1,6 @@
 using System.Formats.Asn1;
 using System.Security.Cryptography;
+using System.Security.Cryptography.Pkcs;
 using System.Security.Cryptography.X509Certificates;
 
 namespace CertPortal.Gal;
@@ -89,6 +90,34 @@ public static class SmimeCertificateBundle
     /// i.e. the value we would have written for it. Values that bundle more certificates are not ours to remove.</summary>
     public static bool CarriesOnly(byte[] value, byte[] certificateDer) =>
         TryReadCertificates(value, out var certs) && certs.Count == 1 && certs[0].AsSpan().SequenceEqual(certificateDer);
+
+    /// <summary>A value that bundles this certificate with others (Outlook's "Publish to GAL" writes the person's signing and
+    /// encryption certificates in one signed value) with this certificate taken out and everything else kept: the content,
+    /// the signers and their signatures, which cover the content and signed attributes but not the certificates (RFC 5652
+    /// §5.3, §5.4). Null when the value does not carry it, carries nothing else (the whole value goes then), or cannot be read.
+    /// .NET's SignedCms does the re-encoding (BouncyCastle is not needed for this).</summary>
+    public static byte[]? Without(byte[] value, byte[] certificateDer)
+    {
+        if (!TryReadCertificates(value, out var certs) || !certs.Any(c => c.AsSpan().SequenceEqual(certificateDer)) ||
+            certs.All(c => c.AsSpan().SequenceEqual(certificateDer)))
+        {
+            return null;
+        }
+        try
+        {
+            var cms = new SignedCms();
+            cms.Decode(value);
+            foreach (var cert in cms.Certificates.Where(c => c.RawData.AsSpan().SequenceEqual(certificateDer)).ToList())
+            {
+                cms.RemoveCertificate(cert);
+            }
+            return cms.Encode();
+        }
+        catch (CryptographicException)
+        {
+            return null; // not a SignedData .NET can re-encode: left as it is
+        }
+    }
 
     private static void EnsureCertificate(byte[] der)
     {

@@ -1,14 +1,23 @@
 using System.Diagnostics;
+using CertPortal.Data;
 using CertPortal.Gal;
 using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace CertPortal.Tests.Gal;
 
 /// <summary>A directory that answers slowly: every chunk to and from slapd delayed (<see cref="LatencyProxy"/>), a short
-/// claim lease, and no background passes (the test drives the outbox).</summary>
-public sealed class SlowDirectoryApp : DirectoryApp
+/// claim lease, and no background passes (the test drives the outbox). On SQLite, or on a PostgreSQL of its own.</summary>
+public class SlowDirectoryApp : DirectoryApp
 {
     private LatencyProxy? _proxy;
+    private readonly PostgresServer? _postgres;
+    private readonly string _database = "certportal_" + Guid.NewGuid().ToString("N")[..8];
+
+    public SlowDirectoryApp() : this(postgres: false) { }
+
+    protected SlowDirectoryApp(bool postgres) => _postgres = postgres ? new PostgresServer() : null;
 
     /// <summary>Made when the settings are first read, after slapd has its port.</summary>
     public LatencyProxy Proxy => _proxy ??= new LatencyProxy(Ldap.Port);
@@ -22,21 +31,35 @@ public sealed class SlowDirectoryApp : DirectoryApp
             settings["Directory:PollInterval"] = "01:00:00";
             settings["Directory:ClaimLease"] = "00:00:04";
             settings["Directory:TimeoutSeconds"] = "2";
+            if (_postgres is not null)
+            {
+                settings["Database:Provider"] = "Postgres";
+                settings["Database:ConnectionString"] = _postgres.ConnectionString(_database);
+            }
             return settings;
         }
+    }
+
+    public override async Task InitializeAsync()
+    {
+        if (_postgres is not null) await _postgres.InitializeAsync();
+        await base.InitializeAsync();
     }
 
     public override async Task DisposeAsync()
     {
         await base.DisposeAsync();
         _proxy?.Dispose();
+        if (_postgres is not null) await _postgres.DisposeAsync();
     }
 }
+
+public sealed class PostgresSlowDirectoryApp() : SlowDirectoryApp(postgres: true);
 
 /// <summary>Another node may claim an entry once this node's lease on it has ended; if this node were still writing that
 /// entry, two reconciliations would interleave and a revoked certificate could stay published (seen with three nodes and a
 /// directory at 250 ms). A pass therefore starts no entry after half its lease and leaves the rest to the next pass.</summary>
-public sealed class DirectoryOutboxLeaseTests(SlowDirectoryApp app) : IClassFixture<SlowDirectoryApp>
+public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
 {
     [Fact]
     public async Task A_pass_over_a_slow_directory_starts_no_entry_after_half_its_lease_and_the_next_passes_finish_the_rest()
@@ -66,4 +89,140 @@ public sealed class DirectoryOutboxLeaseTests(SlowDirectoryApp app) : IClassFixt
         }
         foreach (var email in emails) Assert.Single(app.PublishedCertificates(email));
     }
+
+    [Fact]
+    public async Task An_entry_that_takes_longer_than_the_lease_keeps_its_lease_until_it_is_done()
+    {
+        var outbox = app.Service<DirectoryOutbox>();
+        await outbox.ProcessDueAsync(CancellationToken.None);
+        var email = $"long.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        await app.IssueAsync(email, "encryption");
+
+        // Reading the entry, then the publication's bind, search and two writes, each request and answer 600 ms late: about
+        // six seconds against a 4 s lease.
+        app.Proxy.Latency = TimeSpan.FromMilliseconds(600);
+        try
+        {
+            var started = DateTimeOffset.UtcNow;
+            var pass = outbox.ProcessDueAsync(CancellationToken.None);
+            await Task.Delay(TimeSpan.FromSeconds(4.8));
+            Assert.False(pass.IsCompleted, "the pass ended before its lease did; the test proves nothing");
+            // Past the lease the claim wrote: still leased to this node, so no other node could claim the entry.
+            var rows = await RowsAsync(email);
+            Assert.NotEmpty(rows);
+            Assert.All(rows, r =>
+            {
+                Assert.NotNull(r.LeasedBy);
+                Assert.True(r.LeaseExpiresAt > DateTimeOffset.UtcNow, $"lease ended at {r.LeaseExpiresAt:O} (pass started {started:O})");
+            });
+            var result = await pass;
+            Assert.Equal(0, result.Retried);
+        }
+        finally
+        {
+            app.Proxy.Latency = TimeSpan.Zero;
+        }
+        Assert.Single(app.PublishedCertificates(email));
+        Assert.All(await RowsAsync(email), r => { Assert.NotNull(r.CompletedAt); Assert.Null(r.LeasedBy); });
+    }
+
+    [Fact]
+    public async Task A_node_whose_entry_was_taken_over_writes_nothing_more_to_it_and_leaves_its_rows_to_the_new_holder()
+    {
+        var outbox = app.Service<DirectoryOutbox>();
+        await outbox.ProcessDueAsync(CancellationToken.None);
+        var email = $"taken.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        await app.IssueAsync(email, "encryption");
+
+        app.Proxy.Latency = TimeSpan.FromMilliseconds(600);
+        try
+        {
+            var pass = outbox.ProcessDueAsync(CancellationToken.None);
+            // Once this node has claimed the entry, another takes it over, as one would after this node's lease had run out
+            // (a long pause of this process, or its database connection failing): the rows name the other node now.
+            var deadline = Stopwatch.StartNew();
+            while ((await RowsAsync(email)).Any(r => r.LeasedBy is null))
+            {
+                Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(10), "the pass never claimed the entry");
+                await Task.Delay(20);
+            }
+            await SetLeaseAsync(email, "another-node", DateTimeOffset.UtcNow.AddHours(1));
+            Assert.False(pass.IsCompleted, "the pass ended before the takeover; the test proves nothing");
+            await pass;
+        }
+        finally
+        {
+            app.Proxy.Latency = TimeSpan.Zero;
+        }
+        // The first write of this node's reconciliation came seconds after the takeover: it was not sent, and the rows are
+        // neither completed nor released nor marked failed by a node that no longer holds them.
+        Assert.Empty(app.PublishedCertificates(email));
+        Assert.All(await RowsAsync(email), r =>
+        {
+            Assert.Equal("another-node", r.LeasedBy);
+            Assert.Null(r.CompletedAt);
+            Assert.Equal(0, r.Attempts);
+        });
+
+        // The other node's lease ends without it finishing: this node takes the entry up again and publishes it.
+        await SetLeaseAsync(email, "another-node", DateTimeOffset.UtcNow.AddSeconds(-1));
+        await outbox.ProcessDueAsync(CancellationToken.None);
+        Assert.Single(app.PublishedCertificates(email));
+    }
+
+    [Fact]
+    public async Task A_mailbox_leased_by_another_node_in_another_case_is_not_claimed()
+    {
+        var outbox = app.Service<DirectoryOutbox>();
+        await outbox.ProcessDueAsync(CancellationToken.None);
+        var email = $"case.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        await app.IssueAsync(email, "encryption");
+        // Another node is reconciling the same entry, queued under another spelling of the mailbox (a resync sweep writes
+        // the entry's own spelling).
+        using (var scope = app.Service<IServiceScopeFactory>().CreateScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            var now = DateTimeOffset.UtcNow;
+            db.DirectoryPublications.Add(new DirectoryPublication
+            {
+                Kind = DirectoryPublicationKinds.Person, Key = email.ToUpperInvariant(), Reason = "resync", CreatedAt = now,
+                NextAttemptAt = now, LeasedBy = "another-node", LeaseExpiresAt = now.AddHours(1),
+            });
+            await db.SaveChangesAsync();
+        }
+
+        await outbox.ProcessDueAsync(CancellationToken.None);
+        Assert.Empty(app.PublishedCertificates(email));
+        Assert.All((await RowsAsync(email)).Where(r => r.Key == email), r => Assert.Null(r.LeasedBy));
+
+        // When the other node's lease has ended, one reconciliation covers both spellings.
+        await SetLeaseAsync(email.ToUpperInvariant(), "another-node", DateTimeOffset.UtcNow.AddSeconds(-1));
+        await outbox.ProcessDueAsync(CancellationToken.None);
+        Assert.Single(app.PublishedCertificates(email));
+        Assert.All(await RowsAsync(email), r => Assert.NotNull(r.CompletedAt));
+    }
+
+    /// <summary>The outbox rows of a person entry that are due now (a scheduled expiry is not), in every spelling.</summary>
+    private async Task<List<DirectoryPublication>> RowsAsync(string email)
+    {
+        using var scope = app.Service<IServiceScopeFactory>().CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        var lowered = email.ToLowerInvariant();
+        var now = DateTimeOffset.UtcNow;
+        return (await db.DirectoryPublications.AsNoTracking().ToListAsync())
+            .Where(r => r.Key.Equals(lowered, StringComparison.OrdinalIgnoreCase) && r.NextAttemptAt <= now).ToList();
+    }
+
+    /// <summary>Writes a lease on the entry's rows spelt exactly <paramref name="key"/>, as another node's claim would.</summary>
+    private async Task SetLeaseAsync(string key, string node, DateTimeOffset until)
+    {
+        using var scope = app.Service<IServiceScopeFactory>().CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        await db.DirectoryPublications.Where(r => r.Key == key && r.CompletedAt == null && r.Reason != "expiry")
+            .ExecuteUpdateAsync(s => s.SetProperty(r => r.LeasedBy, node).SetProperty(r => r.LeaseExpiresAt, until));
+    }
 }
+
+public sealed class SqliteDirectoryOutboxLeaseTests(SlowDirectoryApp app) : DirectoryOutboxLeaseTests(app), IClassFixture<SlowDirectoryApp>;
+
+public sealed class PostgresDirectoryOutboxLeaseTests(PostgresSlowDirectoryApp app) : DirectoryOutboxLeaseTests(app), IClassFixture<PostgresSlowDirectoryApp>;

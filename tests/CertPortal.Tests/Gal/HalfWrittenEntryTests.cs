@@ -15,7 +15,7 @@ public sealed class HalfWrittenEntryTests(DirectoryApp app) : IClassFixture<Dire
     {
         using var scope = app.Service<IServiceScopeFactory>().CreateScope();
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-        await scope.ServiceProvider.GetRequiredService<DirectoryPublisher>().SyncPersonAsync(db, email, CancellationToken.None);
+        await scope.ServiceProvider.GetRequiredService<DirectoryPublisher>().SyncPersonAsync(db, email, fence: null, CancellationToken.None);
     }
 
     private string Dn(string email) => app.Person(email).Split('\n').First(l => l.StartsWith("dn: ", StringComparison.Ordinal))[4..].Trim();
