@@ -22,6 +22,11 @@ public sealed class RecoveryAgentRegistry(CertPortalDbContext db, TimeProvider t
         {
             var check = new AgentCertificateValidator(time).Validate(cert);
             if (!check.IsValid) return Failure.Unprocessable("Unsuitable agent certificate.", check.Error!);
+            // The checks below and the insert decide together: two registrations at once (for one account, or of one key) would
+            // otherwise both pass them, and one person could hold two shares of every later escrow. SQLite's write transaction
+            // excludes every other writer; PostgreSQL takes a named lock.
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            await db.LockNamedAsync("recovery-agent-registration", ct);
             if (await db.RecoveryAgents.AnyAsync(a => a.AccountId == account.Id && a.RetiredAt == null, ct))
                 return Failure.Conflict($"Account '{account.Name}' is already an active recovery agent; retire it first to change its certificate.");
             // One key, one agent: the same key registered for two accounts would let one person hold two shares. Compared as
@@ -42,6 +47,7 @@ public sealed class RecoveryAgentRegistry(CertPortalDbContext db, TimeProvider t
             db.RecoveryAgents.Add(agent);
             AuditLog.Record(db, now, actor, AuditActions.AgentRegistered, $"recovery-agent:{agent.Id}", new { agent.Name, agent.CertificateSha256 });
             await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
             return View(agent);
         }
     }
