@@ -93,10 +93,7 @@ public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
     [Fact]
     public async Task An_entry_that_takes_longer_than_the_lease_keeps_its_lease_until_it_is_done()
     {
-        var outbox = app.Service<DirectoryOutbox>();
-        await outbox.ProcessDueAsync(CancellationToken.None);
-        var email = $"long.{Guid.NewGuid().ToString("N")[..8]}@example.test";
-        await app.IssueAsync(email, "encryption");
+        var (outbox, email) = await QueuedEntryAsync("long");
 
         // Reading the entry, then the publication's bind, search and two writes, each request and answer 600 ms late: about
         // six seconds against a 4 s lease.
@@ -129,10 +126,7 @@ public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
     [Fact]
     public async Task A_node_whose_entry_was_taken_over_writes_nothing_more_to_it_and_leaves_its_rows_to_the_new_holder()
     {
-        var outbox = app.Service<DirectoryOutbox>();
-        await outbox.ProcessDueAsync(CancellationToken.None);
-        var email = $"taken.{Guid.NewGuid().ToString("N")[..8]}@example.test";
-        await app.IssueAsync(email, "encryption");
+        var (outbox, email) = await QueuedEntryAsync("taken");
 
         app.Proxy.Latency = TimeSpan.FromMilliseconds(600);
         try
@@ -173,10 +167,7 @@ public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
     [Fact]
     public async Task A_mailbox_leased_by_another_node_in_another_case_is_not_claimed()
     {
-        var outbox = app.Service<DirectoryOutbox>();
-        await outbox.ProcessDueAsync(CancellationToken.None);
-        var email = $"case.{Guid.NewGuid().ToString("N")[..8]}@example.test";
-        await app.IssueAsync(email, "encryption");
+        var (outbox, email) = await QueuedEntryAsync("case");
         // Another node is reconciling the same entry, queued under another spelling of the mailbox (a resync sweep writes
         // the entry's own spelling).
         using (var scope = app.Service<IServiceScopeFactory>().CreateScope())
@@ -200,6 +191,16 @@ public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
         await outbox.ProcessDueAsync(CancellationToken.None);
         Assert.Single(app.PublishedCertificates(email));
         Assert.All(await RowsAsync(email), r => Assert.NotNull(r.CompletedAt));
+    }
+
+    /// <summary>The outbox with nothing else due, and a new mailbox whose certificate's publication is queued.</summary>
+    private async Task<(DirectoryOutbox Outbox, string Email)> QueuedEntryAsync(string prefix)
+    {
+        var outbox = app.Service<DirectoryOutbox>();
+        await outbox.ProcessDueAsync(CancellationToken.None);
+        var email = $"{prefix}.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        await app.IssueAsync(email, "encryption");
+        return (outbox, email);
     }
 
     /// <summary>The outbox rows of a person entry that are due now (a scheduled expiry is not), in every spelling.</summary>
