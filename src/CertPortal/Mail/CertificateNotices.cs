@@ -6,7 +6,9 @@ namespace CertPortal.Mail;
 
 /// <summary>Tells holders when their certificate is revoked, put on hold, or released from hold. The notice is
 /// queued in the transaction of the change, so it is sent exactly when the change commits. Dedupe keys: a
-/// revocation is final (one notice per certificate); holds and releases can repeat, so their keys carry the time.</summary>
+/// revocation is final (one notice per certificate), except that its reason may later become keyCompromise (an admin learns
+/// of the compromise, or the key is blocked), which the holder is told in a notice of its own: it changes what they must do
+/// with the key. Holds and releases can repeat, so their keys carry the time.</summary>
 public sealed class CertificateNotices(MailOptions options, MailQueue queue) : ICertificateEvents
 {
     public void OnStatusChanged(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now)
@@ -17,6 +19,10 @@ public sealed class CertificateNotices(MailOptions options, MailQueue queue) : I
             null => (OutboundMessageKinds.ReleaseNotice, $"{certificate.SerialNumber}:{now.UtcTicks}"),
             { } at when certificate.RevocationReason == RevocationReason.CertificateHold =>
                 (OutboundMessageKinds.HoldNotice, $"{certificate.SerialNumber}:{at.UtcTicks}"),
+            // The same key for that upgrade made the change's transaction fail on the unique (Kind, DedupeKey): a 500, and the
+            // key was never blocked.
+            _ when certificate.RevocationReason == RevocationReason.KeyCompromise =>
+                (OutboundMessageKinds.RevocationNotice, $"{certificate.SerialNumber}:{RevocationReason.KeyCompromise.ToRfcName()}"),
             _ => (OutboundMessageKinds.RevocationNotice, certificate.SerialNumber),
         };
         queue.Enqueue(db, kind, key, new MessageModel(certificate.Email, certificate.DisplayName, Names.Of(certificate.Profile),
