@@ -104,7 +104,15 @@ public static class CsrInspector
             return Failure.Unprocessable("CSR signature invalid.",
                 "The CSR's signature does not verify with its public key (no proof of possession).");
 
-        named = [.. MailboxesNamedIn(request)];
+        // The subject is decoded only now (the loader keeps it as bytes): a malformed name is the client's input too.
+        try
+        {
+            named = [.. MailboxesNamedIn(request)];
+        }
+        catch (Exception e) when (IsUnparseable(e))
+        {
+            return Failure.Unprocessable("Unreadable CSR.", "The CSR's subject name is not a valid X.500 name (RFC 5280 §4.1.2.4).");
+        }
         return key;
     }
 

@@ -50,6 +50,68 @@ public sealed class HostileCsrTests(CertPortalApp app) : IClassFixture<CertPorta
         Assert.Contains("key algorithm", problem.GetProperty("detail").GetString(), StringComparison.OrdinalIgnoreCase);
     }
 
+    /// <summary>The CSR loader keeps the subject as bytes; it is decoded only when the mailboxes it names are read, after the
+    /// signature check. A correctly signed CSR whose subject is not a valid name answered 500 (anonymously, with an ECDSA issuer,
+    /// whose claim path inspects the CSR first).</summary>
+    [Theory]
+    [InlineData("an INTEGER for an RDN's attribute")]
+    [InlineData("an empty RDN")]
+    [InlineData("an odd-length BMPString")]
+    [InlineData("bad UTF-8")]
+    public async Task A_signed_csr_whose_subject_is_not_a_valid_name_is_refused_and_the_token_stays_usable(string damage)
+    {
+        var subject = new AsnWriter(AsnEncodingRules.DER);
+        using (subject.PushSequence())
+        using (subject.PushSetOf())
+        {
+            switch (damage)
+            {
+                case "an INTEGER for an RDN's attribute":
+                    subject.WriteInteger(1);
+                    break;
+                case "an empty RDN":
+                    break;
+                default:
+                    using (subject.PushSequence())
+                    {
+                        subject.WriteObjectIdentifier(Oids.CommonName);
+                        // Written raw: AsnWriter would not write either. BMPString (0x1E) of 3 bytes; UTF8String (0x0C) of a bad sequence.
+                        subject.WriteEncodedValue(damage == "bad UTF-8" ? [0x0C, 0x03, 0x61, 0xC3, 0x28] : [0x1E, 0x03, 0x00, 0x61, 0x00]);
+                    }
+                    break;
+            }
+        }
+        var subjectDer = subject.Encode();
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var token = await app.CreateTokenAsync(Email, "signing");
+        var problem = await Http.AssertProblem(await app.PostEnrollmentAsync(token.Token, Pem(SignedCsr(subjectDer, key))),
+            HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("subject", problem.GetProperty("detail").GetString());
+        await app.EnrollAsync(token.Token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(Email));
+    }
+
+    /// <summary>PKCS#10 (RFC 2986 §4) with the subject's bytes as given, signed with ECDSA-SHA256.</summary>
+    private static byte[] SignedCsr(byte[] subjectDer, ECDsa key)
+    {
+        var info = new AsnWriter(AsnEncodingRules.DER);
+        using (info.PushSequence())
+        {
+            info.WriteInteger(0);
+            info.WriteEncodedValue(subjectDer);
+            info.WriteEncodedValue(key.ExportSubjectPublicKeyInfo());
+            using (info.PushSetOf(new Asn1Tag(TagClass.ContextSpecific, 0, isConstructed: true))) { }
+        }
+        var infoDer = info.Encode();
+        var csr = new AsnWriter(AsnEncodingRules.DER);
+        using (csr.PushSequence())
+        {
+            csr.WriteEncodedValue(infoDer);
+            using (csr.PushSequence()) csr.WriteObjectIdentifier("1.2.840.10045.4.3.2"); // ecdsa-with-SHA256
+            csr.WriteBitString(key.SignData(infoDer, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+        }
+        return csr.Encode();
+    }
+
     /// <summary>Hundreds of damaged CSRs from openssl-made RSA and EC requests: every OID corrupted several
     /// ways, every byte of the EC requests flipped, truncations. One token serves them all, because a refused
     /// CSR leaves it unspent.</summary>
