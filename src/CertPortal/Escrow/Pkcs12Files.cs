@@ -2,6 +2,7 @@ using System.Formats.Asn1;
 using System.Security.Cryptography;
 using System.Security.Cryptography.Pkcs;
 using System.Security.Cryptography.X509Certificates;
+using System.Text;
 using CertPortal.Authority;
 
 namespace CertPortal.Escrow;
@@ -92,11 +93,15 @@ public static class Pkcs12Files
 
     private const string RsaOid = "1.2.840.113549.1.1.1";
 
-    /// <summary>PKCS#9 friendlyName (RFC 2985: a BMPString).</summary>
+    /// <summary>PKCS#9 friendlyName (RFC 2985: a BMPString). A BMPString holds the Basic Multilingual Plane only, so a
+    /// character beyond it in a display name (an emoji, a Han Extension B ideograph such as 𠮷) is written as U+FFFD; writing
+    /// it as is threw, and that person's server-key enrollment and renewal answered 500.</summary>
     private static Pkcs9AttributeObject FriendlyNameAttribute(string friendlyName)
     {
+        var bmp = new StringBuilder(friendlyName.Length);
+        foreach (var rune in friendlyName.EnumerateRunes()) bmp.Append(rune.IsBmp ? (char)rune.Value : '\uFFFD');
         var writer = new AsnWriter(AsnEncodingRules.DER);
-        writer.WriteCharacterString(UniversalTagNumber.BMPString, friendlyName);
+        writer.WriteCharacterString(UniversalTagNumber.BMPString, bmp.ToString());
         return new Pkcs9AttributeObject(new Oid("1.2.840.113549.1.9.20"), writer.Encode());
     }
 

@@ -25,6 +25,17 @@ public sealed class ServerKeyRetryTests(EscrowApp app) : IClassFixture<EscrowApp
     private Task<HttpResponseMessage> PostAsync(string token, string? requestId, string password = EscrowApp.Pkcs12Password) =>
         PostServerKeyEnrollmentAsync(app, token, requestId, password);
 
+    [Fact]
+    public async Task A_display_name_beyond_the_basic_multilingual_plane_gets_its_pkcs12()
+    {
+        // The PKCS#12 friendlyName is a BMPString: an emoji or 𠮷 (U+20BB7) in the display name made the file fail to build (500).
+        var token = await app.CreateTokenAsync($"skr.emoji.{Guid.NewGuid().ToString("N")[..8]}@example.test", "encryption", displayName: "𠮷田 Carol 😀");
+        var r = await PostAsync(token.Token, Guid.NewGuid().ToString());
+        await Http.EnsureStatus(r, HttpStatusCode.Created);
+        var pfx = Convert.FromBase64String((await r.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("pkcs12").GetString()!);
+        Assert.True(Pkcs12Files.PasswordOpens(pfx, EscrowApp.Pkcs12Password));
+    }
+
     internal static Task<HttpResponseMessage> PostServerKeyEnrollmentAsync(CertPortalApp app, string token, string? requestId,
         string password = EscrowApp.Pkcs12Password) =>
         app.Client.PostAsJsonAsync("/api/v1/enrollments", new { token, keyAlgorithm = "EC-P256", pkcs12Password = password, requestId });
