@@ -20,6 +20,6 @@ public static class AuditApi
         var q = db.AuditEvents.AsNoTracking();
         if (!string.IsNullOrWhiteSpace(target)) q = q.Where(a => a.Target == target);
         if (!string.IsNullOrWhiteSpace(action)) q = q.Where(a => a.Action == action);
-        return TypedResults.Ok(await q.OrderByDescending(a => a.Id).Skip((Math.Max(page ?? 1, 1) - 1) * size).Take(size).ToListAsync(ct));
+        return TypedResults.Ok(await q.OrderByDescending(a => a.Id).Skip(Paging.Offset(page ?? 1, size)).Take(size).ToListAsync(ct));
     }
 }

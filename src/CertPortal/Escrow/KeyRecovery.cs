@@ -22,8 +22,8 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         if (!RecoveryPurposeNames.TryParse((request.Purpose ?? RecoveryPurposeNames.Recover).Trim().ToLowerInvariant(), out var purpose))
             return Failure.Unprocessable("Invalid purpose.", "purpose must be recover (default) or re-escrow.");
         var reason = (request.Reason ?? "").Trim();
-        if (reason.Length is 0 or > 256)
-            return Failure.Unprocessable("Invalid reason.", "reason is required (at most 256 characters): it goes into the audit log.");
+        if (reason.Length is 0 or > 256 || reason.Any(char.IsControl))
+            return Failure.Unprocessable("Invalid reason.", "reason is required (at most 256 printable characters): it goes into the audit log.");
         var escrow = await db.KeyEscrows.AsNoTracking().FirstOrDefaultAsync(e => e.SerialNumber == serial && e.SupersededAt == null, ct);
         if (escrow is null) return Failure.NotFound($"No escrowed key for certificate '{Mailbox.Sanitize(serial)}'.");
         await PurgeExpiredSharesAsync(ct);

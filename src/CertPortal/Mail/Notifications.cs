@@ -35,7 +35,7 @@ public sealed class Notifications(CertPortalDbContext db)
         if (!string.IsNullOrWhiteSpace(kind)) q = q.Where(m => m.Kind == kind);
         if (!string.IsNullOrWhiteSpace(recipient)) q = q.Where(m => m.Recipient == recipient.Trim());
         var total = await q.CountAsync(ct);
-        var rows = await q.OrderByDescending(m => m.Id).Skip((p - 1) * size).Take(size).ToListAsync(ct);
+        var rows = await q.OrderByDescending(m => m.Id).Skip(Paging.Offset(p, size)).Take(size).ToListAsync(ct);
         return new NotificationPage(p, size, total, rows.Select(m => new NotificationView(m.Id, m.Kind, m.Recipient, m.Subject, m.Status,
             m.CreatedAt, m.Attempts, m.Status == "queued" ? m.NextAttemptAt : null, m.LastError, m.SentAt, m.FailedAt)).ToList());
     }

@@ -107,7 +107,7 @@ public static class CertificatesApi
             };
         }
         var total = await q.CountAsync(ct);
-        var items = await q.OrderByDescending(c => c.IssuedAt).Skip((number - 1) * size).Take(size).ToListAsync(ct);
+        var items = await q.OrderByDescending(c => c.IssuedAt).Skip(Paging.Offset(number, size)).Take(size).ToListAsync(ct);
         return new CertificatePage(number, size, total, items.Select(c => CertificateView.From(c, now)).ToList());
     }
 

@@ -20,7 +20,8 @@ public sealed class SignInThrottle(CertPortalDbContext db, TimeProvider time)
     public static string Key(string? name)
     {
         var normalized = Mailbox.Sanitize((name ?? "").Trim().ToLowerInvariant());
-        return normalized.Length <= 64 ? normalized : normalized[..64];
+        // Not through the middle of a surrogate pair: half of one is not text PostgreSQL can compare (Npgsql throws: a 500).
+        return normalized.Length <= 64 ? normalized : normalized[..(char.IsHighSurrogate(normalized[63]) ? 63 : 64)];
     }
 
     public async Task<bool> IsThrottledAsync(string key, CancellationToken ct)

@@ -244,6 +244,18 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task A_recovery_reason_with_a_control_character_is_refused()
+    {
+        // It goes into the audit log as it is; PostgreSQL cannot store a NUL at all (a 500 after another write had committed).
+        var serial = await EscrowedSerialAsync();
+        foreach (var reason in new[] { "lost\u0000laptop", "lost laptop\nforged: line" })
+        {
+            var r = await app.Admin.PostAsJsonAsync("/api/v1/recoveries", new { serialNumber = serial, reason });
+            Assert.Contains("printable", (await Http.AssertProblem(r, HttpStatusCode.UnprocessableEntity)).ToString());
+        }
+    }
+
+    [Fact]
     public async Task M_N_and_key_generation_policy_are_managed_through_the_admin_API()
     {
         var policy = await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/escrow/policy");

@@ -40,6 +40,27 @@ public sealed class PostgresTests(PostgresApp app) : IClassFixture<PostgresApp>
     private static string NewMailbox(string p) => $"{p}.{Guid.NewGuid().ToString("N")[..8]}@example.test";
 
     [Fact]
+    public async Task Inputs_postgresql_cannot_compare_and_pages_past_the_end_get_a_4xx_or_an_empty_page()
+    {
+        // PostgreSQL text never holds 0x00: each of these filters was a 500 (and matched nothing on SQLite).
+        foreach (var path in new[] { "/api/v1/tokens?email=%00", "/api/v1/audit?target=a%00b", "/api/v1/certificates?email=%00",
+                     "/api/v1/blocked-keys?spkiSha256=%00", "/api/v1/notifications?recipient=%00" })
+            await Http.AssertProblem(await app.Admin.GetAsync(path), HttpStatusCode.BadRequest);
+
+        // (page - 1) * pageSize wrapped to a negative OFFSET, which PostgreSQL refuses.
+        var certificates = await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/certificates?page=10737420&pageSize=200", Http.Json);
+        Assert.Empty(certificates.GetProperty("items").EnumerateArray());
+        Assert.Empty((await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/audit?page=4294969&pageSize=500", Http.Json)).EnumerateArray());
+        var notifications = await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/notifications?page=4294969&pageSize=500", Http.Json);
+        Assert.Empty(notifications.GetProperty("notifications").EnumerateArray());
+
+        // A console sign-in name cut to 64 characters for the throttle through the middle of a surrogate pair.
+        var (status, _, session) = await ConsoleSignIn.PostAsync(app.BaseUrl, new string('a', 63) + "😀", "not the password 123");
+        Assert.True((int)status < 500, $"sign-in answered {(int)status}");
+        Assert.False(session);
+    }
+
+    [Fact]
     public async Task Migrations_create_the_schema_on_postgresql_and_the_service_uses_it()
     {
         using var scope = app.Services.CreateScope();

@@ -32,7 +32,7 @@ public sealed class AuditModel(CertPortalDbContext db) : PageModel
             q = q.Where(a => a.Actor.ToLower().Contains(needle));
 #pragma warning restore CA1862
         }
-        Events = await q.OrderByDescending(a => a.Id).Skip((PageNumber - 1) * PageSize).Take(PageSize).ToListAsync(ct);
+        Events = await q.OrderByDescending(a => a.Id).Skip(Paging.Offset(PageNumber, PageSize)).Take(PageSize).ToListAsync(ct);
         Actions = await db.AuditEvents.AsNoTracking().Select(a => a.Action).Distinct().OrderBy(a => a).ToListAsync(ct);
     }
 
