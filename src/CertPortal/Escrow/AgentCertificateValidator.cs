@@ -38,6 +38,19 @@ public sealed class AgentCertificateValidator
     public AgentCertificateValidationResult Validate(X509Certificate2 certificate)
     {
         ArgumentNullException.ThrowIfNull(certificate);
+        try
+        {
+            return ValidateReadable(certificate);
+        }
+        catch (CryptographicException)
+        {
+            // An extension is decoded only when read (keyUsage whose value is not a BIT STRING): the admin's input, not our bug.
+            return AgentCertificateValidationResult.Invalid("The agent certificate's keyUsage or key cannot be decoded.");
+        }
+    }
+
+    private AgentCertificateValidationResult ValidateReadable(X509Certificate2 certificate)
+    {
 
         var now = _time.GetUtcNow();
         if (now < certificate.NotBefore.ToUniversalTime())

@@ -229,14 +229,22 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
         var offCurve = new PublicKey(new Oid("1.2.840.10045.2.1"), new AsnEncodedData([0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07]),
             new AsnEncodedData([0x04, .. Enumerable.Repeat((byte)0x01, 64)]));
         Assert.Contains("not a point", (await Http.AssertProblem(await RegisterAsync(offCurve), HttpStatusCode.UnprocessableEntity)).ToString());
+
+        // A keyUsage whose value is an INTEGER, not a BIT STRING: .NET decodes it only when it is read (was a 500).
+        using var rsa = RSA.Create(2048);
+        var badKeyUsage = new X509Extension(new Oid("2.5.29.15"), new byte[] { 0x02, 0x01, 0x05 }, critical: true);
+        var r = await app.Admin.PostAsJsonAsync("/api/v1/recovery-agents",
+            new { accountId = agentAccount, certificatePem = AgentCertificatePem(new PublicKey(rsa), badKeyUsage) });
+        Assert.Contains("cannot be decoded", (await Http.AssertProblem(r, HttpStatusCode.UnprocessableEntity)).ToString());
     }
 
     /// <summary>A certificate for <paramref name="key"/>, encoded as given, signed by a throwaway RSA key (agent certificates are not
     /// chain-checked).</summary>
-    private static string AgentCertificatePem(PublicKey key)
+    private static string AgentCertificatePem(PublicKey key, X509Extension? extension = null)
     {
         using var signer = RSA.Create(2048);
         var request = new CertificateRequest(new X500DistinguishedName("CN=agent key encoding"), key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        if (extension is not null) request.CertificateExtensions.Add(extension);
         var now = DateTimeOffset.UtcNow;
         using var cert = request.Create(new X500DistinguishedName("CN=agent key encoding"), X509SignatureGenerator.CreateForRSA(signer, RSASignaturePadding.Pkcs1),
             now.AddMinutes(-1), now.AddDays(30), [0x01, 0x02]);
