@@ -18,6 +18,11 @@ public sealed class EscrowPolicyEditor(CertPortalDbContext db, KeyArchive archiv
 
     public async Task<Outcome<EscrowPolicyView>> UpdateAsync(PolicyUpdate update, string actor, CancellationToken ct)
     {
+        // Changes are decided one after another: two at once both read "no row" and inserted it (a primary key violation,
+        // 500), or each wrote back the other's fields as it had read them (a change lost). SQLite's write transaction
+        // excludes other writers; PostgreSQL takes a named lock before the read.
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        await db.LockNamedAsync("escrow-policy", ct);
         var current = await archive.PolicyAsync(db, ct);
         var threshold = update.Threshold ?? current.Threshold;
         if (threshold is < 2 or > 16)
@@ -33,6 +38,7 @@ public sealed class EscrowPolicyEditor(CertPortalDbContext db, KeyArchive archiv
         row.Threshold = threshold; row.MinimumAgents = minimumAgents; row.EncryptionKeyGeneration = enc; row.DualKeyGeneration = dual; row.UpdatedAt = now; row.UpdatedBy = actor;
         AuditLog.Record(db, now, actor, AuditActions.EscrowPolicyChanged, "escrow-policy", new { threshold, minimumAgents, enc, dual });
         await db.SaveChangesAsync(ct);
+        await tx.CommitAsync(ct);
         return await GetAsync(ct);
     }
 

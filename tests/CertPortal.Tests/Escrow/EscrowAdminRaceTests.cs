@@ -10,9 +10,10 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace CertPortal.Tests.Escrow;
 
-/// <summary>Registrations sent at once (an admin's double click, two admins) are decided one after another: one account is one
-/// agent and one key is one agent, or one person would hold two shares of every later escrow. Own apps: agents stay registered.</summary>
-public abstract class AgentRegistrationRaceTests(CertPortalApp app)
+/// <summary>Escrow administration sent at once (an admin's double click, two admins) is decided one change after another:
+/// one account is one agent and one key is one agent, or one person would hold two shares of every later escrow; and no policy
+/// change is lost or answered 500. Own apps: agents stay registered and the policy changed.</summary>
+public abstract class EscrowAdminRaceTests(CertPortalApp app)
 {
     private async Task<HttpStatusCode[]> RegisterAtOnceAsync(IEnumerable<(Guid Account, string CertificatePem)> registrations) =>
         await Task.WhenAll(registrations.Select(async r =>
@@ -48,6 +49,22 @@ public abstract class AgentRegistrationRaceTests(CertPortalApp app)
         Assert.Equal(1, await ActiveAgentsAsync(a => accounts.Contains(a.AccountId)));
     }
 
+    [Fact]
+    public async Task Policy_changes_sent_at_once_are_all_answered_and_none_is_lost()
+    {
+        // The first change inserts the policy row: changes at once all inserted it (a primary key violation, 500), and each
+        // wrote back the fields it had not been asked to change as it had read them.
+        var puts = Enumerable.Range(0, 8).SelectMany(_ => new[]
+        {
+            app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { threshold = 3 }),
+            app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { dualKeyGeneration = "Refused" }),
+        }).ToList();
+        Assert.All(await Task.WhenAll(puts), r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        var policy = await app.Admin.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/v1/escrow/policy");
+        Assert.Equal(3, policy.GetProperty("threshold").GetInt32());
+        Assert.Equal("Refused", policy.GetProperty("dualKeyGeneration").GetString());
+    }
+
     /// <summary>A self-signed RSA-2048 certificate allowing key transport, as an agent would bring.</summary>
     private static string NewAgentCertificatePem()
     {
@@ -60,6 +77,6 @@ public abstract class AgentRegistrationRaceTests(CertPortalApp app)
     }
 }
 
-public sealed class SqliteAgentRegistrationRaceTests(EscrowApp app) : AgentRegistrationRaceTests(app), IClassFixture<EscrowApp>;
+public sealed class SqliteEscrowAdminRaceTests(EscrowApp app) : EscrowAdminRaceTests(app), IClassFixture<EscrowApp>;
 
-public sealed class PostgresAgentRegistrationRaceTests(PostgresApp app) : AgentRegistrationRaceTests(app), IClassFixture<PostgresApp>;
+public sealed class PostgresEscrowAdminRaceTests(PostgresApp app) : EscrowAdminRaceTests(app), IClassFixture<PostgresApp>;
