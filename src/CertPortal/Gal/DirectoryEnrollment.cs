@@ -117,8 +117,9 @@ public sealed class DirectoryEnrollment(
             // Resolved here, not injected: the LDAP client exists only with a directory configured, which Enabled guarantees
             // (checked at start), while the API and the console must be able to say "off" without one.
             var people = await services.GetRequiredService<LdapDirectory>().ListPeopleWithMailAsync(baseDn, options.GroupDn, ct);
-            // One person per mailbox, as CertPortal writes mailboxes; entries whose mail the CA would refuse are reported.
-            var candidates = new Dictionary<string, string>(StringComparer.Ordinal);
+            // One person per mailbox in any case (LDAP finds mail so, and certificates and tokens are compared so: someone enrolled
+            // as "alice@" whose entry says "Alice@" was invited again and again); entries whose mail the CA would refuse are reported.
+            var candidates = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
             var report = new List<DirectoryEnrollmentPerson>();
             foreach (var (mail, name) in people)
             {
@@ -134,16 +135,20 @@ public sealed class DirectoryEnrollment(
             var since = now - options.ReinviteAfter;
             // Dual certificates serve signing and encryption too.
             CertificateProfileName[] serving = profile == CertificateProfileName.Dual ? [profile] : [profile, CertificateProfileName.Dual];
-            var enrolled = new HashSet<string>(StringComparer.Ordinal);
-            var invitedLately = new HashSet<string>(StringComparer.Ordinal);
+            var enrolled = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            var invitedLately = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
             foreach (var batch in candidates.Keys.Chunk(Chunk))
             {
+                // lower("Email"), which the certificates' mailbox index covers (CertificateQueries.OfMailbox).
+                var lowered = batch.Select(e => e.ToLowerInvariant()).ToList();
+#pragma warning disable CA1862 // ToLower() becomes lower(); the StringComparison overloads do not translate
                 enrolled.UnionWith(await db.Certificates.AsNoTracking()
-                    .Where(c => batch.Contains(c.Email) && serving.Contains(c.Profile) && c.RevokedAt == null && c.NotBefore <= now && c.NotAfter > now)
+                    .Where(c => lowered.Contains(c.Email.ToLower()) && serving.Contains(c.Profile) && c.RevokedAt == null && c.NotBefore <= now && c.NotAfter > now)
                     .Select(c => c.Email).ToListAsync(ct));
                 invitedLately.UnionWith(await db.EnrollmentTokens.AsNoTracking()
-                    .Where(t => batch.Contains(t.Email) && t.Profile == profile && t.CreatedAt > since && t.RevokedAt == null)
+                    .Where(t => lowered.Contains(t.Email.ToLower()) && t.Profile == profile && t.CreatedAt > since && t.RevokedAt == null)
                     .Select(t => t.Email).ToListAsync(ct));
+#pragma warning restore CA1862
             }
             run.AlreadyEnrolled = candidates.Keys.Count(enrolled.Contains);
             run.RecentlyInvited = candidates.Keys.Count(e => !enrolled.Contains(e) && invitedLately.Contains(e));

@@ -12,9 +12,12 @@ namespace CertPortal.Tests.Gal;
 
 /// <summary>Publishing to slapd, mailing through aiosmtpd, and inviting the members of one LDAP group (on demand only:
 /// the test starts every run itself).</summary>
-public sealed class DirectoryEnrollmentApp : DirectoryApp
+public class DirectoryEnrollmentApp : DirectoryApp
 {
     public const string GroupDn = "cn=smime-users," + Slapd.Suffix;
+
+    /// <summary>Whose members are invited; null: every person under the people base.</summary>
+    protected virtual string? Group => GroupDn;
     public SmtpServer Smtp { get; } = new();
 
     protected override IDictionary<string, string?> Settings
@@ -24,7 +27,7 @@ public sealed class DirectoryEnrollmentApp : DirectoryApp
             var settings = base.Settings;
             foreach (var (k, v) in MailApp.MailSettings(Smtp.Port)) settings[k] = v;
             settings["DirectoryEnrollment:Enabled"] = "true";
-            settings["DirectoryEnrollment:GroupDn"] = GroupDn;
+            settings["DirectoryEnrollment:GroupDn"] = Group ?? "";
             settings["DirectoryEnrollment:Interval"] = "";
             return settings;
         }
@@ -148,19 +151,50 @@ public sealed class DirectoryEnrollmentTests(DirectoryEnrollmentApp app) : IClas
         Assert.Contains("Nothing was created or sent.", html);
     }
 
-    private async Task<JsonElement> RunAsync(bool dryRun)
+    private Task<JsonElement> RunAsync(bool dryRun) => RunAsync(app, dryRun);
+
+    internal static async Task<JsonElement> RunAsync(CertPortalApp app, bool dryRun)
     {
         var response = await app.Admin.PostAsJsonAsync("/api/v1/directory/enrollment-runs", new { dryRun });
         await Http.EnsureStatus(response, HttpStatusCode.OK);
         return await response.Content.ReadFromJsonAsync<JsonElement>(Http.Json);
     }
 
-    private static List<string> People(JsonElement report, string status) =>
+    internal static List<string> People(JsonElement report, string status) =>
         report.GetProperty("people").EnumerateArray().Where(p => p.GetProperty("status").GetString() == status)
             .Select(p => p.GetProperty("email").GetString()!).ToList();
 
     private async Task<int> InvitationsQueuedAsync() =>
         (await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/notifications?kind=invitation&pageSize=1", Http.Json)).GetProperty("total").GetInt32();
+}
+
+/// <summary>Every person under the people base, no group.</summary>
+public sealed class WholeDirectoryEnrollmentApp : DirectoryEnrollmentApp
+{
+    protected override string? Group => null;
+}
+
+/// <summary>A mailbox is one person in any case, as LDAP finds mail and as CertPortal compares mailboxes: someone enrolled as
+/// "case.person@" whose entry says "Case.Person@" was invited again every ReinviteAfter, and two entries spelling one mailbox
+/// two ways were both invited.</summary>
+public sealed class DirectoryEnrollmentCaseTests(WholeDirectoryEnrollmentApp app) : IClassFixture<WholeDirectoryEnrollmentApp>
+{
+    [Fact]
+    public async Task A_person_enrolled_under_another_spelling_is_not_invited_and_two_spellings_are_invited_once()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        var ldif = new StringBuilder();
+        foreach (var (uid, mail) in new[] { ("case", $"Case.Person.{run}@example.com"), ("twice-a", $"Twice.{run}@example.com"), ("twice-b", $"twice.{run}@example.com") })
+            ldif.Append(CultureInfo.InvariantCulture, $"dn: uid={uid}-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: {uid}-{run}\ncn: {uid}\nsn: {uid}\nmail: {mail}\n\n");
+        app.Ldap.Modify(ldif.ToString(), add: true);
+        await app.IssueAsync($"case.person.{run}@example.com", "dual");
+
+        var dry = await DirectoryEnrollmentTests.RunAsync(app, dryRun: true);
+        var invited = DirectoryEnrollmentTests.People(dry, "would-invite");
+        Assert.DoesNotContain(invited, e => e.Equals($"case.person.{run}@example.com", StringComparison.OrdinalIgnoreCase));
+        Assert.Single(invited, e => e.Equals($"twice.{run}@example.com", StringComparison.OrdinalIgnoreCase));
+        Assert.True(dry.GetProperty("alreadyEnrolled").GetInt32() >= 1);
+    }
 }
 
 /// <summary>Without a directory, the feature says it is off: 422, and the console page still works.</summary>
