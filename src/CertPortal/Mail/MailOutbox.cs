@@ -197,16 +197,23 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         return status is null or TokenStatus.Pending ? null : $"Not sent: the token was {status.ToString()!.ToLowerInvariant()} before the invitation could be sent.";
     }
 
-    /// <summary>A reminder's key is "{serial}:{days}" (<see cref="ExpiryReminders"/>).</summary>
+    /// <summary>A reminder's key is "{serial}:{days}" (<see cref="ExpiryReminders"/>). One that waited (SMTP down) until a later
+    /// reminder's day had come gives way to that one: sent beside it, it would say "30 days" a week before the expiry.</summary>
     private async Task<string?> ReminderRefusalAsync(CertPortalDbContext db, OutboundMessage message, CancellationToken ct)
     {
-        var serial = message.DedupeKey.Split(':')[0];
+        var parts = message.DedupeKey.Split(':');
+        var serial = parts[0];
         var certificate = await db.Certificates.AsNoTracking().Where(c => c.SerialNumber == serial)
             .Select(c => new { c.RevokedAt, c.NotAfter, c.RenewedBy }).FirstOrDefaultAsync(ct);
         if (certificate is null) return null;
+        var now = time.GetUtcNow();
         var why = certificate.RevokedAt is not null ? "revoked" : certificate.RenewedBy is not null ? "renewed"
-            : certificate.NotAfter <= time.GetUtcNow() ? "expired" : null;
-        return why is null ? null : $"Not sent: the certificate was {why} before the reminder could be sent.";
+            : certificate.NotAfter <= now ? "expired" : null;
+        if (why is not null) return $"Not sent: the certificate was {why} before the reminder could be sent.";
+        if (parts.Length > 1 && int.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var days) &&
+            options.ReminderDays.Where(d => d < days).DefaultIfEmpty(0).Max() is var next and > 0 && certificate.NotAfter - now <= TimeSpan.FromDays(next))
+            return $"Not sent: its certificate expires within {next} days, which the {next}-day reminder says.";
+        return null;
     }
 
     /// <summary>Sent, or refused for good: either way the sealed link is erased and the lease given up.</summary>

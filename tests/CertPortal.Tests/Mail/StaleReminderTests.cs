@@ -53,4 +53,49 @@ public sealed class StaleReminderTests
             TempDir.Delete(data);
         }
     }
+
+    [Fact]
+    public async Task A_reminder_that_waited_past_the_next_reminders_day_gives_way_to_it()
+    {
+        // Reminders at 30 and 7 days; the SMTP server is down from the 30th day before expiry until after the 7th. Sent when
+        // it came back, the 30-day reminder arrived beside the 7-day one, saying "30 days" a week before the expiry.
+        var smtp = new SmtpServer();
+        await smtp.InitializeAsync();
+        var data = TempDir.Create("stale-reminder");
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var node = new MailNode(clock, new Dictionary<string, string?>(MailApp.MailSettings(smtp.Port))
+        {
+            ["DataDirectory"] = data,
+            ["Mail:ExpiryReminderDays:0"] = "30",
+            ["Mail:ExpiryReminderDays:1"] = "7",
+            ["Mail:PollInterval"] = "1.00:00:00",
+        });
+        try
+        {
+            await node.InitializeAsync();
+            var email = $"late.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+            var (issued, _) = await node.IssueAsync(email, "signing");
+
+            smtp.Stop();
+            clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+            var down = await node.PassAsync();
+            Assert.Equal((1, 1), (down.Queued, down.Retried));
+            clock.Advance(issued.NotAfter.AddDays(-7).AddHours(1) - clock.GetUtcNow());
+            await node.PassAsync();
+            await smtp.StartAsync();
+            clock.Advance(TimeSpan.FromHours(2));
+            await node.PassAsync();
+
+            var reminders = smtp.MessagesTo(email).Where(m => (m.Subject ?? "").Contains("expires", StringComparison.Ordinal)).ToList();
+            Assert.Equal($"Your digital ID for {email} expires in 7 days", Assert.Single(reminders).Subject);
+            var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}&status=failed", Http.Json);
+            Assert.Contains("7-day reminder", Assert.Single(listed.GetProperty("notifications").EnumerateArray()).GetProperty("lastError").GetString());
+        }
+        finally
+        {
+            await node.DisposeAsync();
+            await smtp.DisposeAsync();
+            TempDir.Delete(data);
+        }
+    }
 }
