@@ -24,6 +24,14 @@ public sealed class SignInThrottle(CertPortalDbContext db, TimeProvider time)
         return normalized.Length <= 64 ? normalized : normalized[..(char.IsHighSurrogate(normalized[63]) ? 63 : 64)];
     }
 
+    /// <summary>Starts a sign-in for <paramref name="key"/>, or null when another one for the same name (or one sharing its stripe)
+    /// is under way on any node. The throttle counts failures once they are recorded, after the password check (PBKDF2, a
+    /// large part of a second); attempts sent at once all saw fewer than <see cref="MaxFailures"/> and were all checked, so a
+    /// burst bought as many guesses as it had requests. Held until the attempt's outcome is recorded. One of 256 stripes
+    /// (the first byte of the name's SHA-256): a lock per name would keep one entry per name ever tried on SQLite.</summary>
+    public Task<IAsyncDisposable?> TryBeginAsync(string key, CancellationToken ct) =>
+        db.TryHoldNamedAsync($"sign-in:{System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key))[0]}", ct);
+
     public async Task<bool> IsThrottledAsync(string key, CancellationToken ct)
     {
         var recent = await SignInsSince(db, key, time.GetUtcNow() - Window).ToListAsync(ct);

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using CertPortal.Security;
 using CertPortal.Tests.Api;
 using CertPortal.Tests.Infrastructure;
@@ -38,6 +39,20 @@ public sealed class SignInThrottleTests(ClockedApp app) : IClassFixture<ClockedA
         // Throttled attempts do not extend the lock: after the window the right password works again.
         app.Clock!.Advance(SignInThrottle.Window + TimeSpan.FromSeconds(1));
         Assert.True(await ConsoleSignIn.SucceedsAsync(app.BaseUrl, name, Password));
+    }
+
+    [Fact]
+    public async Task Guesses_sent_at_once_are_checked_no_more_often_than_the_throttle_allows()
+    {
+        var name = "burst-" + Guid.NewGuid().ToString("N")[..6];
+        await app.CreateAccountAsync(name, Roles.Administrator, Password);
+        // Each failure was counted only once recorded, after the password check: 30 guesses at once were all checked.
+        var answers = await Task.WhenAll(Enumerable.Range(0, 30).Select(i => ConsoleSignIn.PostAsync(app.BaseUrl, name, "burst guess " + i)));
+        Assert.All(answers, a => Assert.False(a.SessionCookie));
+        var checkedGuesses = answers.Count(a => a.Body.Contains("name or password is not right", StringComparison.Ordinal));
+        Assert.InRange(checkedGuesses, 1, SignInThrottle.MaxFailures);
+        var failures = await app.Admin.GetFromJsonAsync<System.Text.Json.JsonElement>($"/api/v1/audit?action={SignInThrottle.FailedAction}&pageSize=500");
+        Assert.Equal(checkedGuesses, failures.EnumerateArray().Count(e => e.GetProperty("actor").GetString() == name));
     }
 
     [Fact]

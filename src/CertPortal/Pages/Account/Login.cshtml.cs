@@ -25,6 +25,13 @@ public sealed class LoginModel(Accounts accounts, SignInThrottle throttle, CertP
         if (!ModelState.IsValid) return Page();
         var key = SignInThrottle.Key(Name);
         var address = HttpContext.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+        await using var attempt = await throttle.TryBeginAsync(key, ct);
+        if (attempt is null)
+        {
+            // Not checked: one attempt per name at a time, so the throttle sees every earlier failure.
+            Error = "Another sign-in for this account is under way. Try again in a moment.";
+            return Page();
+        }
         if (await throttle.IsThrottledAsync(key, ct))
         {
             // Refused without checking the password, so guessing gains nothing; not counted as a failure, so the
