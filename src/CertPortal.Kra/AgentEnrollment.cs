@@ -18,6 +18,9 @@ public static class AgentEnrollment
 
     public const int MinPasswordLength = 8;
 
+    /// <summary>A hundred years: past it the end date soon leaves what a certificate can hold (year 9999), which threw.</summary>
+    public const int MaxValidityDays = 36_500;
+
     public static AgentCredentials Create(string agentName, AgentAlgorithm algorithm, string password,
         int validityDays = 1095, int pbkdf2Iterations = DefaultPbkdf2Iterations, TimeProvider? time = null)
     {
@@ -25,8 +28,8 @@ public static class AgentEnrollment
             throw new KraUsageException("The agent name must not be empty.");
         if (password.Length < MinPasswordLength)
             throw new KraException($"The key password must have at least {MinPasswordLength} characters.");
-        if (validityDays < 1)
-            throw new KraUsageException("The validity must be at least one day.");
+        if (validityDays is < 1 or > MaxValidityDays)
+            throw new KraUsageException($"The validity must be between 1 and {MaxValidityDays} days.");
 
         var nameBuilder = new X500DistinguishedNameBuilder();
         nameBuilder.AddOrganizationalUnitName("Key Recovery Agent");

@@ -61,19 +61,31 @@ public static class KraCli
         var days = int.TryParse(o.Optional("--days") ?? "1095", out var d) ? d : throw new KraUsageException("--days must be a number.");
         var keyOut = o.Required("--key-out");
         var certOut = o.Required("--cert-out");
+        // Two new files: the certificate written over the key (one path given twice, or an old file) left an agent whose shares
+        // no one could ever decrypt, and the tool said it had worked.
+        if (string.Equals(Path.GetFullPath(keyOut), Path.GetFullPath(certOut), StringComparison.Ordinal))
+            throw new KraUsageException("--key-out and --cert-out must name two different files.");
+        foreach (var path in new[] { keyOut, certOut })
+            if (File.Exists(path) || Directory.Exists(path)) throw new KraException($"'{path}' exists; give a new file name (nothing was written).");
         var credentials = AgentEnrollment.Create(o.Required("--name"), algorithm, Passphrase(o, stdin), days);
+        var keyWritten = false;
         try
         {
-            // The key file is created 0600 before anything is written into it.
+            // Both created new (never over another file); the key file 0600 before anything is written into it.
             var fileOptions = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
             if (!OperatingSystem.IsWindows()) fileOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
             using (var stream = new FileStream(keyOut, fileOptions))
             using (var writer = new StreamWriter(stream))
                 writer.Write(credentials.EncryptedPrivateKeyPem);
-            File.WriteAllText(certOut, credentials.CertificatePem);
+            keyWritten = true;
+            using (var stream = new FileStream(certOut, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write }))
+            using (var writer = new StreamWriter(stream))
+                writer.Write(credentials.CertificatePem);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            // A key without its certificate was never registered: removed, so the same command can be run again.
+            if (keyWritten) File.Delete(keyOut);
             throw new KraException($"Cannot write the key or certificate: {e.Message}", e);
         }
         stdout.WriteLine($"SHA-256 fingerprint: {credentials.Sha256Fingerprint}");

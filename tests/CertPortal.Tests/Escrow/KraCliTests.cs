@@ -64,6 +64,32 @@ public sealed class KraCliTests : IDisposable
         Assert.Equal(1, again.ExitCode);
     }
 
+    [Fact]
+    public void Create_agent_never_writes_the_certificate_over_the_key_nor_crashes_on_what_it_cannot_write()
+    {
+        var pass = _dir.Write("p.pass", "alice passphrase 1\n");
+        Tool.Result Create(string keyOut, string certOut, params string[] more) =>
+            EscrowApp.RunKra(["create-agent", "--name", "alice", "--key-out", keyOut, "--cert-out", certOut, "--passphrase-file", pass, .. more]);
+
+        // One file named twice: the certificate replaced the key, and the tool said it had worked.
+        var same = Create(_dir.File("same.pem"), _dir.File("same.pem"));
+        Assert.Equal(2, same.ExitCode);
+        Assert.False(File.Exists(_dir.File("same.pem")));
+        // An existing certificate file (an agent's earlier one) is not overwritten.
+        var earlier = _dir.Write("earlier.pem", "the agent's registered certificate");
+        Assert.Equal(1, Create(_dir.File("new.key"), earlier).ExitCode);
+        Assert.Equal("the agent's registered certificate", File.ReadAllText(earlier));
+        Assert.False(File.Exists(_dir.File("new.key")));
+        // A directory for the certificate, a validity past year 9999: an error message, no stack trace, no key left behind.
+        var directory = Create(_dir.File("dir.key"), _dir.Path);
+        Assert.Equal(1, directory.ExitCode);
+        var tooLong = Create(_dir.File("long.key"), _dir.File("long.pem"), "--days", "9999999");
+        Assert.Equal(2, tooLong.ExitCode);
+        foreach (var r in new[] { same, directory, tooLong }) Assert.DoesNotContain("   at ", r.Output);
+        Assert.False(File.Exists(_dir.File("dir.key")));
+        Assert.False(File.Exists(_dir.File("long.key")));
+    }
+
     private (string Key, string Cert) CreateAgent(string name, string algorithm, string passphrase)
     {
         var key = _dir.File(name + ".key");
