@@ -42,9 +42,11 @@ public sealed class CertificateModel(CertPortalDbContext db, RevocationService r
         return await LoadAsync(serial, ct) ? Page() : NotFound();
     }
 
+    /// <summary>The serial in any form people paste (colons, spaces, lower case, a leading zero left out), read as the revocation
+    /// reads it: a revocation through such an address was made and then answered "not found".</summary>
     private async Task<bool> LoadAsync(string serial, CancellationToken ct)
     {
-        var s = (serial ?? "").Trim().ToUpperInvariant();
+        if (!SerialNumber.TryNormalize(serial, out var s)) return false;
         var record = await db.Certificates.AsNoTracking().FirstOrDefaultAsync(c => c.SerialNumber == s, ct);
         if (record is null) return false;
         Certificate = CertificateView.From(record, time.GetUtcNow());
