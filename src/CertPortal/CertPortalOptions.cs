@@ -187,6 +187,10 @@ public sealed class LookupOptions
 /// <summary>Start-up validation: a bad setting stops the service with a message naming it.</summary>
 public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOptions>
 {
+    /// <summary>Also the least a generated secret's file may hold (<see cref="SecretFile.ReadOrCreate"/>).</summary>
+    public const int MinimumAdminApiKeyLength = 24;
+    public const int MinimumKeyPassphraseLength = 12;
+
     private static readonly string[] KeyAlgorithms = ["RSA-2048", "RSA-3072", "RSA-4096", "EC-P256", "EC-P384"];
 
     public ValidateOptionsResult Validate(string? name, CertPortalOptions o)
@@ -211,8 +215,8 @@ public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOpti
         foreach (var network in o.ReverseProxy.KnownNetworks)
             if (!System.Net.IPNetwork.TryParse(network, out _))
                 errors.Add($"{p}:ReverseProxy:KnownNetworks contains '{network}', which is not a network in CIDR notation (e.g. 10.0.0.0/24).");
-        if (o.AdminApiKey is { } key && key.Length is > 0 and < 24)
-            errors.Add($"{p}:AdminApiKey must be at least 24 characters.");
+        if (o.AdminApiKey is { } key && key.Length is > 0 and < MinimumAdminApiKeyLength)
+            errors.Add($"{p}:AdminApiKey must be at least {MinimumAdminApiKeyLength} characters.");
         foreach (var d in o.AllowedDomains)
             if (string.IsNullOrWhiteSpace(d) || d.Contains('@') || d.Contains(' '))
                 errors.Add($"{p}:AllowedDomains contains an invalid domain '{d}'.");
@@ -228,8 +232,8 @@ public sealed class CertPortalOptionsValidator : IValidateOptions<CertPortalOpti
             errors.Add($"{p}:Ca:RootValidityYears must be between 1 and 30.");
         if (o.Ca.IssuingValidityYears < 1 || o.Ca.IssuingValidityYears > o.Ca.RootValidityYears)
             errors.Add($"{p}:Ca:IssuingValidityYears must be at least 1 and not longer than the root's validity.");
-        if (o.Ca.KeyPassphrase is { Length: > 0 and < 12 })
-            errors.Add($"{p}:Ca:KeyPassphrase must be at least 12 characters.");
+        if (o.Ca.KeyPassphrase is { Length: > 0 and < MinimumKeyPassphraseLength })
+            errors.Add($"{p}:Ca:KeyPassphrase must be at least {MinimumKeyPassphraseLength} characters.");
         if (string.IsNullOrWhiteSpace(o.Ca.OrganizationName))
             errors.Add($"{p}:Ca:OrganizationName must not be empty.");
 

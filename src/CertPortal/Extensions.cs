@@ -94,7 +94,8 @@ public static class Extensions
         {
             var o = sp.GetRequiredService<CertPortalOptions>();
             var logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger("CertPortal.AdminApiKey");
-            return AdminApiKey.From(SecretFile.ReadOrCreate(o.AdminApiKey, Path.Combine(o.ResolvedDataDirectory, "admin-api-key"), "admin API key", logger));
+            return AdminApiKey.From(SecretFile.ReadOrCreate(o.AdminApiKey, Path.Combine(o.ResolvedDataDirectory, "admin-api-key"), "admin API key",
+                CertPortalOptionsValidator.MinimumAdminApiKeyLength, logger));
         });
         services.AddReverseProxySupport();
         services.AddWebUiAuthentication()
@@ -279,19 +280,29 @@ public sealed class RequestLimits(RequestDelegate next)
     public async Task InvokeAsync(HttpContext context)
     {
         var request = context.Request;
-        if (HasNul(request.Path.Value) || (request.QueryString.HasValue && request.Query.Any(q => q.Value.Any(HasNul)))
-            || (request.HasFormContentType && request.ContentLength <= MaxBodyBytes && (await request.ReadFormAsync(context.RequestAborted)).Any(f => f.Value.Any(HasNul))))
-        {
-            context.Response.StatusCode = StatusCodes.Status400BadRequest;
-            await Results.Problem(statusCode: 400, title: "Invalid character.",
-                detail: "The request holds a NUL character (U+0000), which no field accepts.").ExecuteAsync(context);
-            return;
-        }
-        if (context.Request.ContentLength > MaxBodyBytes)
+        if (request.ContentLength > MaxBodyBytes)
         {
             context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
             await Results.Problem(statusCode: 413, title: "The request body is too large.",
                 detail: $"Request bodies are limited to {MaxBodyBytes / 1024} KiB.").ExecuteAsync(context);
+            return;
+        }
+        // Forms of any length encoding (a chunked one declares none); Kestrel's body limit bounds what is read. ASP.NET Core's form
+        // reader itself throws for a NUL it decodes (InvalidDataException, a 500 from whichever page read the form).
+        bool nulInForm;
+        try
+        {
+            nulInForm = request.HasFormContentType && (await request.ReadFormAsync(context.RequestAborted)).Any(f => f.Value.Any(HasNul));
+        }
+        catch (InvalidDataException)
+        {
+            nulInForm = true;
+        }
+        if (nulInForm || HasNul(request.Path.Value) || (request.QueryString.HasValue && request.Query.Any(q => q.Value.Any(HasNul))))
+        {
+            context.Response.StatusCode = StatusCodes.Status400BadRequest;
+            await Results.Problem(statusCode: 400, title: "Invalid request.",
+                detail: "The request holds a NUL character (U+0000), which no field accepts, or a form that cannot be read.").ExecuteAsync(context);
             return;
         }
         await next(context);

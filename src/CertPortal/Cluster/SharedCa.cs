@@ -61,7 +61,8 @@ public sealed class SharedCa(CaKeyStore store, CertPortalOptions options, TimePr
         _hierarchy = new CaHierarchy(newRoot, newIssuing, urls);
     }
 
-    private string ResolvePassphrase() => SecretFile.ReadOrCreate(options.Ca.KeyPassphrase, PassphraseFile, "CA key passphrase", logger);
+    private string ResolvePassphrase() => SecretFile.ReadOrCreate(options.Ca.KeyPassphrase, PassphraseFile, "CA key passphrase",
+        CertPortalOptionsValidator.MinimumKeyPassphraseLength, logger);
 
     private CertificateAuthority Open(string name, string pem)
     {

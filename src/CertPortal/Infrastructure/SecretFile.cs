@@ -22,11 +22,19 @@ public static class SecretFile
     }
 
     /// <summary>Returns the configured secret, or the one in <paramref name="path"/>, creating a random
-    /// one there on first start. The log names the file, never the secret.</summary>
-    public static string ReadOrCreate(string? configured, string path, string what, ILogger logger)
+    /// one there on first start. The log names the file, never the secret. A file holding less than
+    /// <paramref name="minimumLength"/> characters (emptied, truncated, or written by hand) stops the start with its name: read as
+    /// it was, an empty file sealed the CA with an empty passphrase and made an empty admin key.</summary>
+    public static string ReadOrCreate(string? configured, string path, string what, int minimumLength, ILogger logger)
     {
         if (!string.IsNullOrEmpty(configured)) return configured;
-        if (File.Exists(path)) return File.ReadAllText(path).Trim();
+        if (File.Exists(path))
+        {
+            var stored = File.ReadAllText(path).Trim();
+            return stored.Length >= minimumLength ? stored
+                : throw new InvalidOperationException($"The {what} file {path} holds {stored.Length} characters, fewer than {minimumLength}: " +
+                    "restore it from your backup (or configure the secret); delete it only if nothing was ever sealed or issued with it.");
+        }
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         var secret = Base64Url.Encode(RandomNumberGenerator.GetBytes(32));
         WriteAtomically(path, secret + "\n");

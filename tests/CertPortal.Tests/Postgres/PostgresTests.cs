@@ -54,6 +54,21 @@ public sealed class PostgresTests(PostgresApp app) : IClassFixture<PostgresApp>
         var notifications = await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/notifications?page=4294969&pageSize=500", Http.Json);
         Assert.Empty(notifications.GetProperty("notifications").EnumerateArray());
 
+        // A NUL in a console form field, the body chunked (no Content-Length): the account look-up was a 500.
+        using (var handler = new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false })
+        using (var http = new HttpClient(handler) { BaseAddress = new Uri(app.BaseUrl) })
+        {
+            var form = new FormUrlEncodedContent(new Dictionary<string, string>
+            {
+                ["Name"] = "al\0ice", ["Password"] = "not the password 123",
+                ["__RequestVerificationToken"] = await ConsoleSignIn.AntiforgeryTokenAsync(http, "/account/login"),
+            });
+            using var post = new HttpRequestMessage(HttpMethod.Post, "/account/login") { Content = form };
+            post.Headers.TransferEncodingChunked = true;
+            var answer = await http.SendAsync(post);
+            Assert.True(answer.StatusCode == HttpStatusCode.BadRequest, await answer.Content.ReadAsStringAsync());
+        }
+
         // A console sign-in name cut to 64 characters for the throttle through the middle of a surrogate pair.
         var (status, _, session) = await ConsoleSignIn.PostAsync(app.BaseUrl, new string('a', 63) + "😀", "not the password 123");
         Assert.True((int)status < 500, $"sign-in answered {(int)status}");
