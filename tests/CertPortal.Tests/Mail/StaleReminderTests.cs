@@ -6,45 +6,28 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace CertPortal.Tests.Mail;
 
-/// <summary>A reminder queued while the SMTP server was down, whose certificate was revoked before the server came back: it
-/// is not sent (it would ask the person to renew a digital ID that is gone), and says why.</summary>
+/// <summary>A reminder that waited while the SMTP server was down and lost its point meanwhile (its certificate revoked, or the
+/// next reminder's day come) is not sent, and says why.</summary>
 public sealed class StaleReminderTests
 {
-    [Fact]
-    public async Task A_reminder_for_a_certificate_revoked_while_it_waited_is_not_sent()
+    /// <summary>A node with a fake clock, reminders on <paramref name="reminderDays"/>, and passes driven by the test only.</summary>
+    private static async Task WithNodeAsync(int[] reminderDays, Func<MailNode, SmtpServer, FakeTimeProvider, Task> test)
     {
         var smtp = new SmtpServer();
         await smtp.InitializeAsync();
         var data = TempDir.Create("stale-reminder");
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        var node = new MailNode(clock, new Dictionary<string, string?>(MailApp.MailSettings(smtp.Port))
+        var settings = new Dictionary<string, string?>(MailApp.MailSettings(smtp.Port))
         {
             ["DataDirectory"] = data,
-            ["Mail:ExpiryReminderDays:0"] = "30",
             ["Mail:PollInterval"] = "1.00:00:00",
-        });
+        };
+        for (var i = 0; i < reminderDays.Length; i++) settings[$"Mail:ExpiryReminderDays:{i}"] = reminderDays[i].ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var node = new MailNode(clock, settings);
         try
         {
             await node.InitializeAsync();
-            var email = $"stale.{Guid.NewGuid().ToString("N")[..8]}@example.test";
-            var (issued, _) = await node.IssueAsync(email, "signing");
-
-            smtp.Stop();
-            clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
-            var down = await node.PassAsync();
-            Assert.Equal((1, 0, 1), (down.Queued, down.Sent, down.Retried));
-
-            await Http.EnsureStatus(await node.RevokeAsync(issued.SerialNumber, "affiliationChanged"), HttpStatusCode.OK);
-            await smtp.StartAsync();
-            clock.Advance(TimeSpan.FromHours(2)); // past the retry's backoff
-            var up = await node.PassAsync();
-            Assert.Equal(1, up.Failed); // the reminder; what was sent is the revocation notice
-            Assert.DoesNotContain(smtp.MessagesTo(email), m => (m.Subject ?? "").Contains("expires", StringComparison.Ordinal));
-
-            var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}", Http.Json);
-            var reminder = Assert.Single(listed.GetProperty("notifications").EnumerateArray());
-            Assert.Equal("failed", reminder.GetProperty("status").GetString());
-            Assert.Contains("revoked before the reminder could be sent", reminder.GetProperty("lastError").GetString());
+            await test(node, smtp, clock);
         }
         finally
         {
@@ -55,47 +38,50 @@ public sealed class StaleReminderTests
     }
 
     [Fact]
-    public async Task A_reminder_that_waited_past_the_next_reminders_day_gives_way_to_it()
+    public Task A_reminder_for_a_certificate_revoked_while_it_waited_is_not_sent() => WithNodeAsync([30], async (node, smtp, clock) =>
     {
-        // Reminders at 30 and 7 days; the SMTP server is down from the 30th day before expiry until after the 7th. Sent when
-        // it came back, the 30-day reminder arrived beside the 7-day one, saying "30 days" a week before the expiry.
-        var smtp = new SmtpServer();
-        await smtp.InitializeAsync();
-        var data = TempDir.Create("stale-reminder");
-        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
-        var node = new MailNode(clock, new Dictionary<string, string?>(MailApp.MailSettings(smtp.Port))
-        {
-            ["DataDirectory"] = data,
-            ["Mail:ExpiryReminderDays:0"] = "30",
-            ["Mail:ExpiryReminderDays:1"] = "7",
-            ["Mail:PollInterval"] = "1.00:00:00",
-        });
-        try
-        {
-            await node.InitializeAsync();
-            var email = $"late.{Guid.NewGuid().ToString("N")[..8]}@example.test";
-            var (issued, _) = await node.IssueAsync(email, "signing");
+        var email = $"stale.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var (issued, _) = await node.IssueAsync(email, "signing");
 
-            smtp.Stop();
-            clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
-            var down = await node.PassAsync();
-            Assert.Equal((1, 1), (down.Queued, down.Retried));
-            clock.Advance(issued.NotAfter.AddDays(-7).AddHours(1) - clock.GetUtcNow());
-            await node.PassAsync();
-            await smtp.StartAsync();
-            clock.Advance(TimeSpan.FromHours(2));
-            await node.PassAsync();
+        smtp.Stop();
+        clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        var down = await node.PassAsync();
+        Assert.Equal((1, 0, 1), (down.Queued, down.Sent, down.Retried));
 
-            var reminders = smtp.MessagesTo(email).Where(m => (m.Subject ?? "").Contains("expires", StringComparison.Ordinal)).ToList();
-            Assert.Equal($"Your digital ID for {email} expires in 7 days", Assert.Single(reminders).Subject);
-            var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}&status=failed", Http.Json);
-            Assert.Contains("7-day reminder", Assert.Single(listed.GetProperty("notifications").EnumerateArray()).GetProperty("lastError").GetString());
-        }
-        finally
-        {
-            await node.DisposeAsync();
-            await smtp.DisposeAsync();
-            TempDir.Delete(data);
-        }
-    }
+        await Http.EnsureStatus(await node.RevokeAsync(issued.SerialNumber, "affiliationChanged"), HttpStatusCode.OK);
+        await smtp.StartAsync();
+        clock.Advance(TimeSpan.FromHours(2)); // past the retry's backoff
+        var up = await node.PassAsync();
+        Assert.Equal(1, up.Failed); // the reminder; what was sent is the revocation notice
+        Assert.DoesNotContain(smtp.MessagesTo(email), m => (m.Subject ?? "").Contains("expires", StringComparison.Ordinal));
+
+        var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}", Http.Json);
+        var reminder = Assert.Single(listed.GetProperty("notifications").EnumerateArray());
+        Assert.Equal("failed", reminder.GetProperty("status").GetString());
+        Assert.Contains("revoked before the reminder could be sent", reminder.GetProperty("lastError").GetString());
+    });
+
+    [Fact]
+    public Task A_reminder_that_waited_past_the_next_reminders_day_gives_way_to_it() => WithNodeAsync([30, 7], async (node, smtp, clock) =>
+    {
+        // The SMTP server is down from the 30th day before expiry until after the 7th. Sent when it came back, the 30-day
+        // reminder arrived beside the 7-day one, saying "30 days" a week before the expiry.
+        var email = $"late.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var (issued, _) = await node.IssueAsync(email, "signing");
+
+        smtp.Stop();
+        clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        var down = await node.PassAsync();
+        Assert.Equal((1, 1), (down.Queued, down.Retried));
+        clock.Advance(issued.NotAfter.AddDays(-7).AddHours(1) - clock.GetUtcNow());
+        await node.PassAsync();
+        await smtp.StartAsync();
+        clock.Advance(TimeSpan.FromHours(2));
+        await node.PassAsync();
+
+        var reminders = smtp.MessagesTo(email).Where(m => (m.Subject ?? "").Contains("expires", StringComparison.Ordinal)).ToList();
+        Assert.Equal($"Your digital ID for {email} expires in 7 days", Assert.Single(reminders).Subject);
+        var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}&status=failed", Http.Json);
+        Assert.Contains("7-day reminder", Assert.Single(listed.GetProperty("notifications").EnumerateArray()).GetProperty("lastError").GetString());
+    });
 }
