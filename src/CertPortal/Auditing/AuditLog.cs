@@ -50,6 +50,7 @@ public static class AuditActions
     public const string AccountCreated = "account.created";
     public const string AccountDisabled = "account.disabled";
     public const string AccountRoleChanged = "account.role-changed";
+    public const string AccountSignedOut = "account.signed-out";
     public const string DirectoryResync = "directory.resync";
     public const string KeyEscrowed = "key.escrowed";
     public const string AgentRegistered = "recovery-agent.registered";

@@ -18,6 +18,9 @@ public sealed class Account
     public DateTimeOffset CreatedAt { get; set; }
     public string CreatedBy { get; set; } = "";
     public DateTimeOffset? DisabledAt { get; set; }
+    /// <summary>Raised by every sign-out: a console cookie carries the value it was issued under, and one that no longer
+    /// matches is refused (Security/ConsoleSessions), so a copy of a signed-out cookie is worthless.</summary>
+    public int SessionEpoch { get; set; }
 }
 
 internal sealed class AccountConfiguration : IEntityTypeConfiguration<Account>

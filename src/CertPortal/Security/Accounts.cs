@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security.Claims;
 using System.Security.Cryptography;
 using System.Text;
@@ -32,12 +33,19 @@ public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time, 
     public static Guid? IdOf(ClaimsPrincipal user) =>
         Guid.TryParse(user.FindFirstValue(ClaimTypes.NameIdentifier), out var id) ? id : null;
 
+    /// <summary>The claim that carries <see cref="Account.SessionEpoch"/> as it was when the session began.</summary>
+    public const string SessionEpochClaim = "certportal:session-epoch";
+
+    public static int? SessionEpochOf(ClaimsPrincipal user) =>
+        int.TryParse(user.FindFirstValue(SessionEpochClaim), NumberStyles.None, CultureInfo.InvariantCulture, out var epoch) ? epoch : null;
+
     public static ClaimsPrincipal PrincipalFor(Account account, string authenticationType) =>
         new(new ClaimsIdentity(
         [
             new Claim(ClaimTypes.NameIdentifier, account.Id.ToString("D")),
             new Claim(ClaimTypes.Name, account.Name),
             new Claim(ClaimTypes.Role, account.Role),
+            new Claim(SessionEpochClaim, account.SessionEpoch.ToString(CultureInfo.InvariantCulture)),
         ], authenticationType));
 
     [GeneratedRegex("^[a-z0-9][a-z0-9._@-]{0,63}$")]
@@ -127,6 +135,24 @@ public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time, 
             apiKeys.Forget(account);
         }
         return AccountView.From(account);
+    }
+
+    /// <summary>Sign-out: ends every console session of the account, on every node (others within
+    /// <see cref="ConsoleSessions.CacheFor"/>). A cookie is a bearer credential valid for 8 sliding hours; deleting it from the
+    /// browser that signed out leaves any copy of it (another browser, a shared machine's profile, a stolen value) working,
+    /// so the account's epoch moves on and cookies issued under the old one are refused.</summary>
+    public async Task EndSessionsAsync(Guid id, string actor, CancellationToken ct)
+    {
+        // One statement, so two sign-outs at once both count and neither overwrites a concurrent role change; the audit
+        // record commits with it.
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        var changed = await db.Accounts.Where(a => a.Id == id)
+            .ExecuteUpdateAsync(u => u.SetProperty(a => a.SessionEpoch, a => a.SessionEpoch + 1), ct);
+        if (changed == 0) return;
+        AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.AccountSignedOut, $"account:{id}", null);
+        await db.SaveChangesAsync(ct);
+        await tx.CommitAsync(ct);
+        sessions.Forget(id);
     }
 
     /// <summary>The enabled account with this API key hash (see <see cref="ApiKeyAccounts"/>, which remembers it).</summary>

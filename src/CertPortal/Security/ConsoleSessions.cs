@@ -7,7 +7,7 @@ using Microsoft.Extensions.Caching.Memory;
 namespace CertPortal.Security;
 
 /// <summary>A console session follows its account: every cookie-authenticated request re-checks that the account
-/// still exists, is enabled and has the role the cookie was issued for. Disabling or demoting an account therefore
+/// still exists, is enabled, has the role the cookie was issued for and has not signed out since (its session epoch). Disabling or demoting an account therefore
 /// ends its open sessions at the next request instead of after the cookie's 8 hours. The account's state is cached
 /// for <see cref="CacheFor"/> to spare the database a query per static page; changes made on this node evict
 /// it at once (<see cref="Forget"/>), other nodes see them within that time.</summary>
@@ -15,7 +15,7 @@ public sealed class ConsoleSessions(IMemoryCache cache)
 {
     public static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(5);
 
-    internal sealed record AccountState(string Role, bool Enabled);
+    internal sealed record AccountState(string Role, bool Enabled, int SessionEpoch);
 
     // Bumped by every Forget, as in ApiKeyAccounts: a read that overlapped a Forget may predate the change it follows (it read
     // "enabled", then the disable committed and forgot), so it answers but is not remembered. Remembered, it kept a disabled
@@ -35,14 +35,14 @@ public sealed class ConsoleSessions(IMemoryCache cache)
         var id = principal is null ? null : Accounts.IdOf(principal);
         var sessions = context.HttpContext.RequestServices.GetRequiredService<ConsoleSessions>();
         var state = id is { } accountId ? await sessions.StateAsync(accountId, context.HttpContext) : null;
-        if (state is { Enabled: true } && principal!.IsInRole(state.Role)) return;
+        if (state is { Enabled: true } && principal!.IsInRole(state.Role) && Accounts.SessionEpochOf(principal) == state.SessionEpoch) return;
         context.RejectPrincipal();
         await context.HttpContext.SignOutAsync(CookieAuthenticationDefaults.AuthenticationScheme);
     }
 
     private Task<AccountState?> StateAsync(Guid id, HttpContext http) =>
         StateAsync(id, ct => http.RequestServices.GetRequiredService<CertPortalDbContext>().Accounts.AsNoTracking().Where(a => a.Id == id)
-            .Select(a => new AccountState(a.Role, a.DisabledAt == null && a.PasswordHash != null))
+            .Select(a => new AccountState(a.Role, a.DisabledAt == null && a.PasswordHash != null, a.SessionEpoch))
             .FirstOrDefaultAsync(ct), http.RequestAborted);
 
     /// <summary>The account's state, from the cache or <paramref name="read"/> (the database).</summary>

@@ -29,10 +29,11 @@ public static partial class ConsoleSignIn
         return status == HttpStatusCode.Redirect && session;
     }
 
-    /// <summary>A client holding a console session (cookies kept, redirects not followed), for posting console forms.</summary>
-    public static async Task<HttpClient> SignedInClientAsync(string baseUrl, string name, string password)
+    /// <summary>A client holding a console session (cookies kept in <paramref name="jar"/> when given, redirects not followed),
+    /// for posting console forms.</summary>
+    public static async Task<HttpClient> SignedInClientAsync(string baseUrl, string name, string password, CookieContainer? jar = null)
     {
-        var handler = new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false };
+        var handler = new HttpClientHandler { CookieContainer = jar ?? new CookieContainer(), AllowAutoRedirect = false };
         var http = new HttpClient(handler, disposeHandler: true) { BaseAddress = new Uri(baseUrl), Timeout = TimeSpan.FromSeconds(60) };
         var r = await http.PostAsync("/account/login", new FormUrlEncodedContent(new Dictionary<string, string>
         {

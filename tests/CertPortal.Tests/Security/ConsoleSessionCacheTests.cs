@@ -13,8 +13,8 @@ public sealed class ConsoleSessionCacheTests
         using var cache = new MemoryCache(new MemoryCacheOptions());
         var sessions = new ConsoleSessions(cache);
         var id = Guid.NewGuid();
-        var enabled = new ConsoleSessions.AccountState(Roles.Administrator, Enabled: true);
-        var disabled = new ConsoleSessions.AccountState(Roles.Administrator, Enabled: false);
+        var enabled = new ConsoleSessions.AccountState(Roles.Administrator, Enabled: true, SessionEpoch: 0);
+        var disabled = new ConsoleSessions.AccountState(Roles.Administrator, Enabled: false, SessionEpoch: 0);
 
         // A request reads "enabled"; before its read returns, the account is disabled on this node (which forgets it).
         var reading = new TaskCompletionSource();
