@@ -109,6 +109,10 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
                 {
                     // Before the transaction: on SQLite it holds the write lock, which enrollments need meanwhile.
                     await CrlSigner.WaitForNextSecondAsync(db, authority, expected == CrlKind.Delta, time, ct);
+                    // A new complete CRL gets its delta in the same transaction (below), which must also come after the previous
+                    // delta's second: one signed just before the complete CRL fell due can be in this second. (PostgreSQL's
+                    // signer waits for it itself; SQLite's would hold the write lock meanwhile.)
+                    if (expected == CrlKind.Complete && deltas) await CrlSigner.WaitForNextSecondAsync(db, authority, delta: true, time, ct);
                     await using var tx = await db.Database.BeginTransactionAsync(ct);
                     // The signer's lock is taken first thing in SignAsync; what is read after it is what the previous
                     // signer committed. Changes are read before the certificates: each was committed with its
