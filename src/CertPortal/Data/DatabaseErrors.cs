@@ -20,4 +20,14 @@ public static class DatabaseErrors
         PostgresException p => p.SqlState == PostgresErrorCodes.UniqueViolation,
         _ => false,
     };
+
+    /// <summary>True when <paramref name="e"/> came from the database: a provider error (<see cref="System.Data.Common.DbException"/>),
+    /// a failed save, or either wrapped, as the Npgsql execution strategy wraps a transient failure (a session terminated,
+    /// the server restarting) in an InvalidOperationException.</summary>
+    public static bool IsDatabaseFailure(Exception e)
+    {
+        for (Exception? inner = e; inner is not null; inner = inner.InnerException)
+            if (inner is System.Data.Common.DbException or DbUpdateException) return true;
+        return false;
+    }
 }

@@ -96,8 +96,10 @@ public static class DatabaseLocks
     /// <summary>A named lock held across transactions by a session of its own (pg_try_advisory_lock on an unpooled
     /// connection), or null at once when another session holds it. Released on dispose, or when the holder's process
     /// dies, since its session ends with it: a long job is done by one node at a time and taken over after a crash
-    /// without waiting for a lease. SQLite (one node's database): a lock of this process.</summary>
-    public static async Task<IAsyncDisposable?> TryHoldNamedAsync(this CertPortalDbContext db, string name, CancellationToken ct)
+    /// without waiting for a lease. SQLite (one node's database): a lock of this process. The session can also end while
+    /// the holder lives (PostgreSQL restarted, the backend terminated, the network cut): a long job asks
+    /// <see cref="HeldLock.IsStillHeldAsync"/> before each step that must not happen twice.</summary>
+    public static async Task<HeldLock?> TryHoldNamedAsync(this CertPortalDbContext db, string name, CancellationToken ct)
     {
         if (!OnPostgres(db))
         {
@@ -111,7 +113,7 @@ public static class DatabaseLocks
             await connection.OpenAsync(ct);
             await using var take = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtext(@name))", connection);
             take.Parameters.AddWithValue("name", "certportal:" + name);
-            if (await take.ExecuteScalarAsync(ct) is true) return connection;
+            if (await take.ExecuteScalarAsync(ct) is true) return new SessionLock(connection);
         }
         catch
         {
@@ -124,13 +126,39 @@ public static class DatabaseLocks
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> ProcessLocks = new();
 
-    private sealed class ProcessLock(SemaphoreSlim held) : IAsyncDisposable
+    /// <summary>A lock of this process: held as long as the process lives, which is as long as anyone can ask.</summary>
+    private sealed class ProcessLock(SemaphoreSlim held) : HeldLock
     {
-        public ValueTask DisposeAsync()
+        public override Task<bool> IsStillHeldAsync(CancellationToken ct) => Task.FromResult(true);
+
+        public override ValueTask DisposeAsync()
         {
             held.Release();
             return ValueTask.CompletedTask;
         }
+    }
+
+    /// <summary>A session-level advisory lock: PostgreSQL releases it only on pg_advisory_unlock, which nobody sends on this
+    /// connection, or when the session ends. So the session answering a query proves the lock is still held, and a
+    /// connection Npgsql found broken (it never reconnects one) or a query that fails means it may be another's now.</summary>
+    private sealed class SessionLock(NpgsqlConnection connection) : HeldLock
+    {
+        public override async Task<bool> IsStillHeldAsync(CancellationToken ct)
+        {
+            if (connection.State != System.Data.ConnectionState.Open) return false;
+            try
+            {
+                await using var alive = new NpgsqlCommand("SELECT 1", connection);
+                await alive.ExecuteScalarAsync(ct);
+                return true;
+            }
+            catch (NpgsqlException) when (!ct.IsCancellationRequested)
+            {
+                return false; // terminated (57P01), server gone, connection reset, timed out: none proves the session lives
+            }
+        }
+
+        public override ValueTask DisposeAsync() => connection.DisposeAsync(); // closing the session releases its locks
     }
 
     private sealed class NoLock : IAsyncDisposable
@@ -138,4 +166,14 @@ public static class DatabaseLocks
         public static readonly NoLock Instance = new();
         public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
+}
+
+/// <summary>A named lock held across transactions (<see cref="DatabaseLocks.TryHoldNamedAsync"/>); released on dispose.</summary>
+public abstract class HeldLock : IAsyncDisposable
+{
+    /// <summary>True while the lock is certainly still this holder's; false once it may have passed to another (on
+    /// PostgreSQL: its session ended). A round trip on PostgreSQL: ask it per step of a long job, not per row read.</summary>
+    public abstract Task<bool> IsStillHeldAsync(CancellationToken ct);
+
+    public abstract ValueTask DisposeAsync();
 }

@@ -39,12 +39,21 @@ public sealed class DirectoryEnrollment(
 
     /// <summary>Set on a run whose node stopped before it finished (found by the next node to take the run lock).</summary>
     public const string AbandonedError = "The node running it stopped before it finished; the next run invites the rest.";
+    /// <summary>Set by a node on its own run that stopped half-way; like every error, it makes the next scheduled run
+    /// start at the next poll instead of a period later. Fixed texts: the exception itself (which may name hosts) is
+    /// logged by whoever started the run.</summary>
+    public const string ShutdownError = "Stopped before it finished: its node was shutting down; the next run invites the rest.";
+    public const string LockLostError = "Stopped before it finished: its node lost the run lock (its database session ended), " +
+                                        "so another node may be running; the next run invites the rest.";
+    public const string DatabaseError = "Stopped before it finished by a database error (see the node's log); the next run invites the rest.";
+    public const string UnexpectedError = "Stopped before it finished by an unexpected error (see the node's log); the next run invites the rest.";
 
     /// <summary>Starts a scheduled run if none finished within the interval; null when it is not this node's turn. The
     /// node that runs holds a cluster-wide lock for the whole run (a database session of its own), so every other node
     /// finds it taken and leaves the run alone. A node killed mid-run loses its session and with it the lock: the next
     /// node to look finds the run unfinished, marks it abandoned and starts another, which skips everyone the dead one
-    /// invited (their tokens were committed one by one) and invites the rest.</summary>
+    /// invited (their tokens were committed one by one) and invites the rest. A run that stopped with an error (shutdown,
+    /// lost lock, database or directory error) does not count for the period either: the next poll runs again.</summary>
     public async Task<DirectoryEnrollmentReport?> RunIfDueAsync(CancellationToken ct)
     {
         if (!options.Enabled || options.Interval is not { } interval) return null;
@@ -56,11 +65,12 @@ public sealed class DirectoryEnrollment(
         var latest = await db.DirectoryEnrollmentRuns.AsNoTracking()
             .Where(r => r.StartedBy == ScheduleActor && !r.DryRun && r.StartedAt > since)
             .OrderByDescending(r => r.Id).FirstOrDefaultAsync(ct);
-        // Done for this period, unless its node stopped half-way: then the rest are invited now, not a period later.
-        if (latest is not null && latest.Error != AbandonedError) return null;
+        // Done for this period only when it finished without an error: after one that stopped half-way (its node stopped or
+        // lost the lock, the database or the directory failed) the rest are invited now, not a period later.
+        if (latest is { Error: null }) return null;
         var run = NewRun(ScheduleActor, dryRun: false, now);
         await db.SaveChangesAsync(ct);
-        return await CarryOutAsync(run, ct);
+        return await CarryOutAsync(run, running, ct);
     }
 
     public async Task<Outcome<DirectoryEnrollmentReport>> RunAsync(DirectoryEnrollmentRequest request, string actor, CancellationToken ct)
@@ -77,11 +87,15 @@ public sealed class DirectoryEnrollment(
         await db.SaveChangesAsync(ct);
         try
         {
-            return await CarryOutAsync(run, ct);
+            return await CarryOutAsync(run, running, ct);
         }
         catch (DirectoryException e)
         {
             return Failure.Unprocessable("The directory could not be searched.", e.Message);
+        }
+        catch (RunLockLostException e)
+        {
+            return Failure.Conflict(e.Message);
         }
     }
 
@@ -106,7 +120,8 @@ public sealed class DirectoryEnrollment(
         return run;
     }
 
-    private async Task<DirectoryEnrollmentReport> CarryOutAsync(DirectoryEnrollmentRun run, CancellationToken ct)
+    /// <param name="running">The run lock, held by a run that invites; null for a dry run.</param>
+    private async Task<DirectoryEnrollmentReport> CarryOutAsync(DirectoryEnrollmentRun run, HeldLock? running, CancellationToken ct)
     {
         if (!Names.TryParseProfile(options.Profile, out var profile))
             throw new InvalidOperationException("DirectoryEnrollment:Profile was validated at start"); // a bug if reached
@@ -161,10 +176,20 @@ public sealed class DirectoryEnrollment(
             else
             {
                 var actor = run.StartedBy == ScheduleActor ? AuditActors.DirectoryEnrollment : run.StartedBy;
+                // Before each invitation, not each batch: a node whose lock session ended may find another node running by
+                // now, which leaves alone only the invitations committed when it looked; each sent here after that is a second one.
+                var stillHeld = running ?? throw new InvalidOperationException("a run that invites holds the run lock"); // a bug if reached
                 foreach (var batch in inviting.Chunk(Invitations.MaxRows))
                 {
                     var outcome = await invitations.InviteManyAsync(new BulkInvitationRequest(
-                        batch.Select(p => (InvitationRow?)new InvitationRow(p.Key, p.Value, profileName, options.ValidHours)).ToList(), null, null), actor, ct);
+                        batch.Select(p => (InvitationRow?)new InvitationRow(p.Key, p.Value, profileName, options.ValidHours)).ToList(), null, null), actor, ct,
+                        beforeEach: async c =>
+                        {
+                            // The group writer finishes every write it is given, shutdown or not: without this check a run
+                            // went on inviting until the host's shutdown timeout cut it off.
+                            c.ThrowIfCancellationRequested();
+                            if (!await stillHeld.IsStillHeldAsync(c)) throw new RunLockLostException();
+                        });
                     if (outcome.Failure is { } f) throw new InvalidOperationException(f.Detail); // mail switched off: checked at start
                     report.AddRange(outcome.Value!.Results.Select(r => new DirectoryEnrollmentPerson(r.Email ?? "", batch[r.Row - 1].Value,
                         r.Status, r.Error)));
@@ -177,9 +202,19 @@ public sealed class DirectoryEnrollment(
             return new DirectoryEnrollmentReport(run.Id, run.DryRun, profileName, run.Found, run.AlreadyEnrolled, run.RecentlyInvited,
                 run.Invited, run.Failed, run.Deferred, report);
         }
-        catch (DirectoryException e)
+        catch (Exception e)
         {
-            run.Error = e.Message.Length > 1000 ? e.Message[..1000] : e.Message;
+            // Recorded, never swallowed: the caller maps or logs the exception itself.
+            run.Error = e switch
+            {
+                DirectoryException => e.Message.Length > 1000 ? e.Message[..1000] : e.Message,
+                OperationCanceledException when ct.IsCancellationRequested => ShutdownError,
+                RunLockLostException => LockLostError,
+                _ when DatabaseErrors.IsDatabaseFailure(e) => DatabaseError,
+                _ => UnexpectedError,
+            };
+            if (e is RunLockLostException)
+                logger.LogWarning("Directory enrollment run {Run} stopped: this node lost the run lock (its database session ended)", run.Id);
             throw;
         }
         finally
@@ -190,6 +225,9 @@ public sealed class DirectoryEnrollment(
     }
 }
 
+/// <summary>The run lock's session ended while the run was inviting (<see cref="DatabaseLocks.TryHoldNamedAsync"/>).</summary>
+internal sealed class RunLockLostException() : Exception(DirectoryEnrollment.LockLostError);
+
 /// <summary>Starts the scheduled runs: every node looks once a minute, one of them runs when the interval is up.</summary>
 public sealed class DirectoryEnrollmentWorker(IServiceScopeFactory scopes, DirectoryEnrollmentOptions options, ILogger<DirectoryEnrollmentWorker> logger)
     : BackgroundService
@@ -197,7 +235,7 @@ public sealed class DirectoryEnrollmentWorker(IServiceScopeFactory scopes, Direc
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (!options.Enabled || options.Interval is null) return;
-        // The directory or database may be down: the run is recorded with its error and tried again next period.
+        // The directory or database may be down: the run is recorded with its error and tried again at the next poll.
         await PollTimer.RunAsync(TimeSpan.FromMinutes(1), async ct =>
         {
             await using var scope = scopes.CreateAsyncScope();

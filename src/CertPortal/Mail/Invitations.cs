@@ -37,7 +37,10 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
         return (request.ShowLink ? token : token with { Token = null, EnrollmentUrl = null }) with { NotificationId = messageId };
     }
 
-    public async Task<Outcome<BulkInvitationResult>> InviteManyAsync(BulkInvitationRequest request, string actor, CancellationToken ct)
+    /// <param name="beforeEach">Awaited before each row is invited; an exception it throws stops the call there (the rows
+    /// before stay invited: each commits on its own).</param>
+    public async Task<Outcome<BulkInvitationResult>> InviteManyAsync(BulkInvitationRequest request, string actor, CancellationToken ct,
+        Func<CancellationToken, Task>? beforeEach = null)
     {
         if (!mail.Enabled) return MailOff;
         if (request.Invitations is not { Count: > 0 } rows)
@@ -55,6 +58,7 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
                 results.Add(new InvitationResult(i + 1, null, "failed", null, null, "The row is empty."));
                 continue;
             }
+            if (beforeEach is not null) await beforeEach(ct);
             var outcome = await InviteOneAsync(new CreateTokenRequest(row.Email, row.DisplayName, row.Profile ?? request.Profile,
                 row.ValidHours ?? request.ValidHours, Send: true), policy, actor, ct);
             results.Add(outcome.Failure is { } f

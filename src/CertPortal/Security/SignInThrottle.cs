@@ -29,7 +29,7 @@ public sealed class SignInThrottle(CertPortalDbContext db, TimeProvider time)
     /// large part of a second); attempts sent at once all saw fewer than <see cref="MaxFailures"/> and were all checked, so a
     /// burst bought as many guesses as it had requests. Held until the attempt's outcome is recorded. One of 256 stripes
     /// (the first byte of the name's SHA-256): a lock per name would keep one entry per name ever tried on SQLite.</summary>
-    public Task<IAsyncDisposable?> TryBeginAsync(string key, CancellationToken ct) =>
+    public Task<HeldLock?> TryBeginAsync(string key, CancellationToken ct) =>
         db.TryHoldNamedAsync($"sign-in:{System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key))[0]}", ct);
 
     public async Task<bool> IsThrottledAsync(string key, CancellationToken ct)

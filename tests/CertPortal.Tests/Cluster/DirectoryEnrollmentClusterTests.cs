@@ -232,7 +232,7 @@ public sealed class DirectoryEnrollmentNodeKillTests : IAsyncLifetime
         Assert.Equal(People, arrived.Distinct().Count());
     }
 
-    private static async Task<long> CountTokensAsync(NpgsqlConnection db, string run)
+    internal static async Task<long> CountTokensAsync(NpgsqlConnection db, string run)
     {
         if (db.State != System.Data.ConnectionState.Open)
         {
