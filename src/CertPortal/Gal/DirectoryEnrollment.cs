@@ -62,16 +62,27 @@ public sealed class DirectoryEnrollment(
         var now = time.GetUtcNow();
         await CloseAbandonedRunsAsync(now, ct);
         var since = now - interval;
-        var latest = await db.DirectoryEnrollmentRuns.AsNoTracking()
+        var recent = await db.DirectoryEnrollmentRuns.AsNoTracking()
             .Where(r => r.StartedBy == ScheduleActor && !r.DryRun && r.StartedAt > since)
-            .OrderByDescending(r => r.Id).FirstOrDefaultAsync(ct);
+            .OrderByDescending(r => r.Id).Select(r => new { r.StartedAt, r.Error }).Take(OutageBackoffLimit + 1).ToListAsync(ct);
         // Done for this period only when it finished without an error: after one that stopped half-way (its node stopped or
         // lost the lock, the database or the directory failed) the rest are invited now, not a period later.
-        if (latest is { Error: null }) return null;
+        if (recent is [{ Error: null }, ..]) return null;
+        // But a directory or database that stays down is not tried (and a run row written) every minute: after k failed runs
+        // in a row the next waits 2^(k-1) - 1 minutes (0, 1, 3, 7, ... ), never more than the interval.
+        var failedInARow = recent.TakeWhile(r => r.Error is { } e && !StoppedByItsNode(e)).Count();
+        if (failedInARow > 0
+            && now - recent[0].StartedAt < TimeSpan.FromMinutes(Math.Min((1 << Math.Min(failedInARow - 1, OutageBackoffLimit)) - 1, interval.TotalMinutes)))
+            return null;
         var run = NewRun(ScheduleActor, dryRun: false, now);
         await db.SaveChangesAsync(ct);
         return await CarryOutAsync(run, running, ct);
     }
+
+    private const int OutageBackoffLimit = 12;
+
+    /// <summary>Errors of a run whose node stopped or lost its lock, as opposed to an outage of what the run needs.</summary>
+    private static bool StoppedByItsNode(string error) => error is AbandonedError or ShutdownError or LockLostError;
 
     public async Task<Outcome<DirectoryEnrollmentReport>> RunAsync(DirectoryEnrollmentRequest request, string actor, CancellationToken ct)
     {

@@ -123,6 +123,25 @@ public sealed class DirectoryEnrollmentStopTests(PostgresServer postgres) : ICla
     }
 
     [Fact]
+    public async Task A_directory_that_stays_down_is_tried_less_and_less_often()
+    {
+        await _ldap.StopAsync();
+        try
+        {
+            await Assert.ThrowsAsync<DirectoryUnavailableException>(() => RunIfDueAsync(CancellationToken.None));
+            // One failure: the next poll tries again (it may have been a blip)...
+            await Assert.ThrowsAsync<DirectoryUnavailableException>(() => RunIfDueAsync(CancellationToken.None));
+            // ...two in a row: the next waits a minute, so an outage does not write a run every minute.
+            Assert.Null(await RunIfDueAsync(CancellationToken.None));
+            Assert.Equal(2, (await RunsAsync()).Count);
+        }
+        finally
+        {
+            await _ldap.StartAsync();
+        }
+    }
+
+    [Fact]
     public async Task A_run_whose_lock_session_is_terminated_stops_inviting_and_the_next_run_invites_the_rest()
     {
         await using var db = new NpgsqlConnection(_connectionString);
