@@ -63,6 +63,13 @@ public sealed class RenewalService(
         {
             return WrongSigner($"The signature does not verify with the key of certificate {current.SerialNumber}: sign with that certificate's own key.");
         }
+        catch (NotSupportedException)
+        {
+            // SignedCms knows signature algorithms the platform may not: ML-DSA and SLH-DSA throw PlatformNotSupportedException
+            // on OpenSSL before 3.5, reached by anyone who names one with a carried certificate claiming an issued serial.
+            return Failure.Unprocessable("Unsupported signature algorithm.",
+                $"The signature ({signer.SignatureAlgorithm.Value}) cannot be verified here: sign with the key of certificate {current.SerialNumber} (RSA or ECDSA).");
+        }
         if (signer.Certificate is { } used && !used.RawData.AsSpan().SequenceEqual(current.Der))
             return WrongSigner($"The request carries a certificate that claims to be {current.SerialNumber} but is not.");
 
