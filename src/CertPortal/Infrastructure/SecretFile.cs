@@ -1,10 +1,13 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 
 namespace CertPortal;
 
 /// <summary>Files that hold secrets or must never be half-written: written to a temporary file with
-/// mode 0600, flushed to disk, then renamed over the target (rename is atomic on POSIX).</summary>
-public static class SecretFile
+/// mode 0600, flushed to disk, then renamed over the target (rename is atomic on POSIX), and the directory
+/// flushed too: the rename is a change to the directory, and until that reaches the disk a crash can undo it
+/// and lose the file, after its secret was used (the CA sealed with it in the database, never to open again).</summary>
+public static partial class SecretFile
 {
     public static void WriteAtomically(string path, string contents)
     {
@@ -19,7 +22,41 @@ public static class SecretFile
             fs.Flush(flushToDisk: true);
         }
         File.Move(tmp, path, overwrite: true);
+        SyncDirectoryOf(path);
     }
+
+    /// <summary>fsync(2) of the directory holding <paramref name="path"/>, which .NET has no API for (File.OpenHandle refuses
+    /// a directory).</summary>
+    internal static void SyncDirectoryOf(string path)
+    {
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        var fd = Open(directory, OpenReadOnly | OpenCloseOnExec);
+        if (fd < 0) throw new IOException($"Cannot open {directory} to flush it to disk: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}.");
+        try
+        {
+            // EINVAL: a file system that cannot flush a directory (nothing more can be done there).
+            if (Fsync(fd) != 0 && Marshal.GetLastPInvokeError() is var errno && errno != ErrnoInvalid)
+                throw new IOException($"Cannot flush {directory} to disk: {Marshal.GetPInvokeErrorMessage(errno)}.");
+        }
+        finally
+        {
+            _ = Close(fd);
+        }
+    }
+
+    // Linux values, the same on x86-64 and arm64 (O_DIRECTORY is not, so it is left out: a directory opens read-only without it).
+    private const int OpenReadOnly = 0;
+    private const int OpenCloseOnExec = 0x80000;
+    private const int ErrnoInvalid = 22;
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int Fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int Close(int fd);
 
     /// <summary>Returns the configured secret, or the one in <paramref name="path"/>, creating a random
     /// one there on first start. The log names the file, never the secret. A file holding less than

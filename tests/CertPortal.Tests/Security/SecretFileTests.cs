@@ -1,3 +1,6 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
 using CertPortal.Tests.Infrastructure;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -33,5 +36,38 @@ public sealed class SecretFileTests : IDisposable
         var e = Assert.Throws<InvalidOperationException>(() => SecretFile.ReadOrCreate(null, path, "CA key passphrase", 12, NullLogger.Instance));
         Assert.Contains(path, e.Message);
         Assert.Equal(contents, File.ReadAllText(path)); // left for the operator to restore
+    }
+
+    [Fact]
+    public async Task A_secret_file_and_then_its_directory_reach_the_disk_before_it_is_used()
+    {
+        // A rename is a change to the directory: without the directory's fsync a crash can lose the file whose secret
+        // already sealed the CA. strace watches this process while it writes one.
+        Tool.Require("strace", "strace");
+        var path = Path.Combine(_dir, "admin-api-key");
+        var trace = Path.Combine(_dir, "strace.log");
+        using (var strace = Process.Start(new ProcessStartInfo("strace",
+               ["-f", "-p", Environment.ProcessId.ToString(CultureInfo.InvariantCulture), "-o", trace,
+                "-e", "trace=open,openat,fsync,fdatasync,rename,renameat,renameat2,link,linkat"]) { RedirectStandardError = true })!)
+        {
+            // "Process N attached with M threads": every thread, this one included, is traced from here on.
+            var attached = await strace.StandardError.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.True(attached?.Contains("attached", StringComparison.Ordinal) == true, $"strace did not attach: {attached}");
+            SecretFile.WriteAtomically(path, "secret\n");
+            Tool.Run("kill", ["-INT", strace.Id.ToString(CultureInfo.InvariantCulture)]).EnsureSuccess();
+            await strace.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        var calls = File.ReadAllLines(trace).Select(l => Regex.Replace(l, @"^\d+\s+", "")).ToList();
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        int Index(string pattern, int after = -1) =>
+            calls.FindIndex(after + 1, l => Regex.IsMatch(l, pattern)) is var i and >= 0 ? i
+                : throw new Xunit.Sdk.XunitException($"no {pattern} after call {after} in:\n{string.Join('\n', calls.Where(c => c.Contains(_dir, StringComparison.Ordinal) || c.StartsWith("fsync", StringComparison.Ordinal)))}");
+        string Fd(int call) => Regex.Match(calls[call], @"= (\d+)$").Groups[1].Value;
+
+        var openTemporary = Index($@"open(at)?\(.*""{Regex.Escape(path)}\.tmp-[0-9a-f]+"", .*O_CREAT.*= \d+$");
+        var renamed = Index($@"rename(at2?)?\(.*""{Regex.Escape(path)}\.tmp-[0-9a-f]+"", .*""{Regex.Escape(path)}""", openTemporary);
+        Assert.InRange(Index($@"f(data)?sync\({Fd(openTemporary)}\)\s+= 0", openTemporary), openTemporary, renamed);
+        var openDirectory = Index($@"open(at)?\(.*""{Regex.Escape(dir)}"", O_RDONLY.*= \d+$", renamed);
+        Index($@"fsync\({Fd(openDirectory)}\)\s+= 0", openDirectory);
     }
 }
