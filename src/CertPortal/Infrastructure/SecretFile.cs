@@ -12,17 +12,20 @@ public static partial class SecretFile
     public static void WriteAtomically(string path, string contents)
     {
         var tmp = path + ".tmp-" + Guid.NewGuid().ToString("N");
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        using (var fs = new FileStream(tmp, options))
-        using (var writer = new StreamWriter(fs))
-        {
-            writer.Write(contents);
-            writer.Flush();
-            fs.Flush(flushToDisk: true);
-        }
+        WriteFlushed(tmp, contents);
         File.Move(tmp, path, overwrite: true);
         SyncDirectoryOf(path);
+    }
+
+    private static void WriteFlushed(string newFile, string contents)
+    {
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using var fs = new FileStream(newFile, options);
+        using var writer = new StreamWriter(fs);
+        writer.Write(contents);
+        writer.Flush();
+        fs.Flush(flushToDisk: true);
     }
 
     /// <summary>fsync(2) of the directory holding <paramref name="path"/>, which .NET has no API for (File.OpenHandle refuses
@@ -48,9 +51,15 @@ public static partial class SecretFile
     private const int OpenReadOnly = 0;
     private const int OpenCloseOnExec = 0x80000;
     private const int ErrnoInvalid = 22;
+    private const int ErrnoExists = 17;
+    private const int ErrnoNotPermitted = 1;
+    private const int ErrnoNotSupported = 95;
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "link", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Link(string existing, string name);
 
     [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
     private static partial int Fsync(int fd);
@@ -65,18 +74,51 @@ public static partial class SecretFile
     public static string ReadOrCreate(string? configured, string path, string what, int minimumLength, ILogger logger)
     {
         if (!string.IsNullOrEmpty(configured)) return configured;
-        if (File.Exists(path))
+        if (!File.Exists(path))
         {
-            var stored = File.ReadAllText(path).Trim();
-            return stored.Length >= minimumLength ? stored
-                : throw new InvalidOperationException($"The {what} file {path} holds {stored.Length} characters, fewer than {minimumLength}: " +
-                    "restore it from your backup (or configure the secret); delete it only if nothing was ever sealed or issued with it.");
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            var secret = Base64Url.Encode(RandomNumberGenerator.GetBytes(32));
+            if (TryCreate(path, secret + "\n"))
+            {
+                logger.LogWarning("Generated the {Secret} and wrote it to {Path} (mode 0600); configure it from a secret store in production", what, path);
+                return secret;
+            }
+            // Another process made it first (nodes sharing the data directory start together; the admin API key is made
+            // outside the start-up lock): its secret is the one, for this start and every later one.
         }
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        var secret = Base64Url.Encode(RandomNumberGenerator.GetBytes(32));
-        WriteAtomically(path, secret + "\n");
-        logger.LogWarning("Generated the {Secret} and wrote it to {Path} (mode 0600); configure it from a secret store in production", what, path);
-        return secret;
+        var stored = File.ReadAllText(path).Trim();
+        return stored.Length >= minimumLength ? stored
+            : throw new InvalidOperationException($"The {what} file {path} holds {stored.Length} characters, fewer than {minimumLength}: " +
+                "restore it from your backup (or configure the secret); delete it only if nothing was ever sealed or issued with it.");
+    }
+
+    /// <summary>Creates <paramref name="path"/> holding <paramref name="contents"/> unless it exists; false then, having written
+    /// nothing. The flushed temporary file is hard-linked to the name, which link(2) refuses to do over an existing file:
+    /// two processes creating it at once agree on one file, complete from the moment it has its name (a rename would
+    /// replace the first one's file after it had read its own secret back).</summary>
+    internal static bool TryCreate(string path, string contents)
+    {
+        var tmp = path + ".tmp-" + Guid.NewGuid().ToString("N");
+        WriteFlushed(tmp, contents);
+        bool created;
+        try
+        {
+            created = Link(tmp, path) == 0;
+            if (!created && Marshal.GetLastPInvokeError() is var errno && errno != ErrnoExists)
+            {
+                if (errno is not (ErrnoNotPermitted or ErrnoNotSupported)) throw new IOException($"Cannot create {path}: {Marshal.GetPInvokeErrorMessage(errno)}.");
+                // A file system without hard links: the check and the move are two steps there.
+                created = !File.Exists(path);
+                if (created) File.Move(tmp, path, overwrite: false);
+            }
+        }
+        finally
+        {
+            File.Delete(tmp);
+        }
+        // Also when another process made it: its secret may be used from here on, so its name must survive a crash too.
+        SyncDirectoryOf(path);
+        return created;
     }
 }
 

@@ -24,6 +24,27 @@ public sealed class SecretFileTests : IDisposable
         Assert.Equal("configured secret", SecretFile.ReadOrCreate("configured secret", path, "CA key passphrase", 12, NullLogger.Instance));
     }
 
+    [Fact]
+    public async Task Starts_racing_to_make_a_secret_all_get_the_one_in_the_file()
+    {
+        // Two nodes sharing a data directory (or one node's admin API key, made outside the start-up lock) create the file at
+        // once: a rename over it kept the last writer's secret in the file while the others went on with their own.
+        for (var round = 0; round < 20; round++)
+        {
+            var path = Path.Combine(_dir, $"admin-api-key-{round}");
+            using var start = new Barrier(8);
+            var secrets = Enumerable.Range(0, 8).Select(_ => Task.Factory.StartNew(() =>
+            {
+                start.SignalAndWait();
+                return SecretFile.ReadOrCreate(null, path, "admin API key", 24, NullLogger.Instance);
+            }, TaskCreationOptions.LongRunning)).ToArray();
+            var made = await Task.WhenAll(secrets);
+            var inFile = (await File.ReadAllTextAsync(path)).Trim();
+            Assert.All(made, s => Assert.Equal(inFile, s));
+            Assert.Equal([Path.GetFileName(path)], Directory.GetFiles(_dir, $"admin-api-key-{round}*").Select(Path.GetFileName));
+        }
+    }
+
     [Theory]
     [InlineData("")]
     [InlineData("\n")]
