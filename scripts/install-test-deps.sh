@@ -17,6 +17,7 @@ declare -A needed=(
   [npm]=npm
   [pg_ctlcluster]=postgresql
   [nginx]=nginx-light
+  [strace]=strace
 )
 
 missing=()

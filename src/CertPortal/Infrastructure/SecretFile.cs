@@ -32,6 +32,8 @@ public static partial class SecretFile
     /// a directory).</summary>
     internal static void SyncDirectoryOf(string path)
     {
+        // Windows has no directory to flush (NTFS journals the rename itself), nor this libc.
+        if (OperatingSystem.IsWindows()) return;
         var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
         var fd = Open(directory, OpenReadOnly | OpenCloseOnExec);
         if (fd < 0) throw new IOException($"Cannot open {directory} to flush it to disk: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}.");
@@ -103,14 +105,16 @@ public static partial class SecretFile
         bool created;
         try
         {
-            created = Link(tmp, path) == 0;
-            if (!created && Marshal.GetLastPInvokeError() is var errno && errno != ErrnoExists)
+            // Windows has no link(2) here: the check and the move are two steps there, as on a file system without hard links.
+            var errno = OperatingSystem.IsWindows() ? ErrnoNotSupported : Link(tmp, path) == 0 ? 0 : Marshal.GetLastPInvokeError();
+            created = errno == 0;
+            if (errno is ErrnoNotPermitted or ErrnoNotSupported)
             {
-                if (errno is not (ErrnoNotPermitted or ErrnoNotSupported)) throw new IOException($"Cannot create {path}: {Marshal.GetPInvokeErrorMessage(errno)}.");
-                // A file system without hard links: the check and the move are two steps there.
                 created = !File.Exists(path);
                 if (created) File.Move(tmp, path, overwrite: false);
             }
+            else if (errno is not (0 or ErrnoExists))
+                throw new IOException($"Cannot create {path}: {Marshal.GetPInvokeErrorMessage(errno)}.");
         }
         finally
         {
