@@ -69,8 +69,19 @@ warmup=1000
 clients=8
 cores=$(nproc)
 
-need() { command -v "$1" >/dev/null 2>&1 || { echo "bench/compare.sh needs $1 (Debian package $2)" >&2; exit 1; }; }
+# The programs it runs, installed from Debian's packages when missing (as the test command does; root or sudo).
+missing=()
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
 need curl curl; need jq jq; need openssl openssl; need wrk wrk; need cfssl golang-cfssl; need sqlite3 sqlite3
+if [ $postgres = 1 ] && ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then missing+=(postgresql); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  echo "Installing ${missing[*]}..." >&2
+  # policy-rc.d: the packaged PostgreSQL service is not started (this script runs a private cluster).
+  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null; $sudo chmod 755 /usr/sbin/policy-rc.d; policy=1; fi
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "${policy:-0}" = 1 ]; then $sudo rm -f /usr/sbin/policy-rc.d; fi
+fi
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 if [ $postgres = 1 ] && [ -z "$pgbin" ]; then echo "PostgreSQL not installed (package postgresql); use --no-postgres" >&2; exit 1; fi
 
