@@ -41,8 +41,15 @@ public sealed class MailOptions
     /// <summary>First retry after a failure; doubles per attempt up to <see cref="RetryMaxDelay"/>.</summary>
     public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromMinutes(1);
     public TimeSpan RetryMaxDelay { get; set; } = TimeSpan.FromHours(1);
-    /// <summary>How long a node owns a message it has claimed; past it another node may send the message.</summary>
+    /// <summary>How long a node owns a message it has claimed; past it another node may send the message. A send never
+    /// outlives it: it is given up <see cref="LeaseMargin"/> before the lease ends, and the message's final dot (the
+    /// moment the server takes it) goes only while a whole <see cref="Timeout"/> remains for the server's answer.</summary>
     public TimeSpan Lease { get; set; } = TimeSpan.FromMinutes(5);
+    /// <summary>How long before its lease ends a send is given up: room for the nodes' clocks to differ (each compares
+    /// the lease with its own) and for the abandoned connection to close.</summary>
+    public TimeSpan LeaseMargin { get; set; } = TimeSpan.FromSeconds(10);
+    /// <summary>For each SMTP operation (MailKit's timeout), not for a whole send: a server answering every command
+    /// just in time can make one send last many timeouts, which <see cref="Lease"/> bounds.</summary>
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(30);
 
     public int EffectivePort => Port != 0 ? Port : Security switch
@@ -68,9 +75,13 @@ public sealed class MailOptionsValidator : IValidateOptions<MailOptions>
         if (o.PollInterval < TimeSpan.FromMilliseconds(100)) errors.Add($"{p}:PollInterval must be at least 100 ms.");
         if (o.RetryBaseDelay <= TimeSpan.Zero || o.RetryMaxDelay < o.RetryBaseDelay)
             errors.Add($"{p}:RetryBaseDelay must be positive and {p}:RetryMaxDelay not shorter than it.");
-        if (o.Lease < TimeSpan.FromSeconds(1) || o.Lease <= o.Timeout)
-            errors.Add($"{p}:Lease must be at least 1 s and longer than {p}:Timeout (a send must end before another node may take it over).");
         if (o.Timeout < TimeSpan.FromSeconds(1)) errors.Add($"{p}:Timeout must be at least 1 s.");
+        if (o.LeaseMargin < TimeSpan.FromSeconds(1)) errors.Add($"{p}:LeaseMargin must be at least 1 s.");
+        // A send is given up LeaseMargin before its lease ends and sends the final dot only while a whole Timeout remains for
+        // the answer; the commands before the dot need at least one more Timeout.
+        if (o.Lease < o.LeaseMargin + 2 * o.Timeout)
+            errors.Add($"{p}:Lease ({o.Lease}) must be at least {p}:LeaseMargin ({o.LeaseMargin}) plus twice {p}:Timeout ({o.Timeout}): " +
+                "a send must end before another node may take the message over, and leave each SMTP answer a whole Timeout.");
         if (!o.Enabled) return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
 
         if (string.IsNullOrWhiteSpace(o.Host) || Uri.CheckHostName(o.Host) == UriHostNameType.Unknown)

@@ -40,7 +40,9 @@ public sealed class MailQueue(KeyEncryptionSecret kek)
 
 /// <summary>Sends the mail outbox. Safe with any number of nodes: a node claims one message at a time with a
 /// conditional update (it must still be unsent and unleased) and holds it for <see cref="MailOptions.Lease"/>;
-/// a node that dies mid-send leaves the message to another once the lease runs out. An SMTP server that is
+/// a node that dies mid-send leaves the message to another once the lease runs out, and a send that would outlast
+/// the lease (a server answering each command just within the timeout) is given up before it ends, never while
+/// another node may be sending the same message. An SMTP server that is
 /// down delays messages (retries with exponential backoff) and never fails or slows the API call that queued
 /// them. Each pass first queues the expiry reminders that have come due.</summary>
 public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, MailOptions options, TimeProvider time, ILogger<MailOutbox> logger) : BackgroundService
@@ -139,14 +141,16 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
                     failed++;
                     continue;
                 }
+                // Given up before the lease ends, and by a margin for the nodes' clocks (each compares the lease with its own).
+                var sendBy = message.LeaseExpiresAt!.Value - options.LeaseMargin;
                 try
                 {
                     if (smtp is null)
                     {
-                        smtp = new SmtpSender(options);
-                        await smtp.ConnectAsync(ct);
+                        smtp = new SmtpSender(options, time);
+                        await smtp.ConnectAsync(sendBy, ct);
                     }
-                    var refused = await smtp.SendAsync(mime, ct);
+                    var refused = await smtp.SendAsync(mime, sendBy, ct);
                     await FinishAsync(db, message, failedBecause: refused, ct);
                     if (refused is null) sent++; else failed++;
                 }

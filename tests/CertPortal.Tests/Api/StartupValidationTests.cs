@@ -38,6 +38,8 @@ public sealed class StartupValidationTests
     [InlineData("Crl:Lifetime", "30.00:00:00", "CertPortal:Crl:Lifetime")]
     [InlineData("Mail:Enabled", "true", "CertPortal:Mail:Host")]
     [InlineData("Mail:ExpiryReminderDays:0", "0", "CertPortal:Mail:ExpiryReminderDays")]
+    [InlineData("Mail:Lease", "00:01:00", "CertPortal:Mail:LeaseMargin")]
+    [InlineData("Mail:LeaseMargin", "00:00:00", "CertPortal:Mail:LeaseMargin")]
     [InlineData("Directory:Url", "http://ldap.example.test", "CertPortal:Directory:Url")]
     [InlineData("Directory:TrustedCaCertificatesDirectory", "/nonexistent/ca-dir", "CertPortal:Directory:TrustedCaCertificatesDirectory")]
     [InlineData("Directory:StartTls", "true", "CertPortal:Directory:StartTls")]

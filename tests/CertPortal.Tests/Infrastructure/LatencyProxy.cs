@@ -3,8 +3,8 @@ using System.Net.Sockets;
 
 namespace CertPortal.Tests.Infrastructure;
 
-/// <summary>A small TCP proxy in front of a real server (slapd) that delays every chunk it forwards, in both
-/// directions, by <see cref="Latency"/> (changeable while running): a directory far away or overloaded. With
+/// <summary>A small TCP proxy in front of a real server (slapd, aiosmtpd) that delays every chunk it forwards, in both
+/// directions, by <see cref="Latency"/> (changeable while running): a server far away or overloaded. With
 /// <see cref="DropAnswers"/>, the request reaches the server but the connection breaks as its answer arrives: a client
 /// whose network failed after the server did the work (the lost answer a retry must be able to collect).</summary>
 public sealed class LatencyProxy : IDisposable
@@ -24,6 +24,9 @@ public sealed class LatencyProxy : IDisposable
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
     public TimeSpan Latency { get; set; }
     public bool DropAnswers { get; set; }
+    /// <summary>Connections accepted so far.</summary>
+    public int Connections => Volatile.Read(ref _connections);
+    private int _connections;
 
     private async Task AcceptAsync()
     {
@@ -38,6 +41,7 @@ public sealed class LatencyProxy : IDisposable
             {
                 return;
             }
+            Interlocked.Increment(ref _connections);
             _ = RelayAsync(client);
         }
     }

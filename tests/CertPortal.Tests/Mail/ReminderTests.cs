@@ -1,24 +1,44 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using CertPortal.Mail;
 using CertPortal.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Time.Testing;
 
 namespace CertPortal.Tests.Mail;
 
-/// <summary>One node of several in this process: the same database, the same fake clock, the same SMTP server.</summary>
+/// <summary>One node of several in this process: the same database, the same clock (fake, or the system's when null), the
+/// same SMTP server.</summary>
 public sealed class MailNode : CertPortalApp
 {
     private readonly Dictionary<string, string?> _settings;
+    private readonly ConcurrentQueue<string>? _logs;
+    private readonly bool _outboxWorker;
 
-    public MailNode(FakeTimeProvider clock, Dictionary<string, string?> settings)
+    /// <param name="logs">Where to capture every log line of this node, if anywhere.</param>
+    /// <param name="outboxWorker">False: no background worker sends this node's outbox, only the test's <see cref="PassAsync"/>
+    /// (the worker's first pass comes at a moment of its own choosing, after start-up).</param>
+    public MailNode(FakeTimeProvider? clock, Dictionary<string, string?> settings, ConcurrentQueue<string>? logs = null, bool outboxWorker = true)
     {
         Clock = clock;
         _settings = settings;
+        _logs = logs;
+        _outboxWorker = outboxWorker;
     }
 
     protected override IDictionary<string, string?> Settings => _settings;
+
+    protected override void ConfigureServices(IServiceCollection services)
+    {
+        if (_logs is not null) CapturingLoggerProvider.AddTo(services, _logs);
+        // MailRegistration adds the worker as AddHostedService(sp => sp.GetRequiredService<MailOutbox>()).
+        if (_outboxWorker) return;
+        foreach (var worker in services.Where(d => d.ServiceType == typeof(IHostedService) && d.ImplementationFactory?.Method.ReturnType == typeof(MailOutbox)).ToList())
+            services.Remove(worker);
+    }
 
     public Task<MailOutbox.PassResult> PassAsync() => Service<MailOutbox>().RunOnceAsync(CancellationToken.None);
 }
