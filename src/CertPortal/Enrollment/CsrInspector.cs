@@ -25,6 +25,9 @@ public static class CsrInspector
         [Oids.Md2WithRsa] = "MD2", [Oids.Md5WithRsa] = "MD5", [Oids.Sha1WithRsa] = "SHA-1", [Oids.EcdsaWithSha1] = "SHA-1",
     };
 
+    /// <summary>MD2, MD5 or SHA-1 signatures (collisions are practical): they prove nothing.</summary>
+    public static bool IsWeakSignatureAlgorithm(string? oid) => oid is not null && WeakSignatureAlgorithms.ContainsKey(oid);
+
     public static Outcome<SubscriberKey> Inspect(string? pem, string tokenMailbox)
     {
         var inspected = Inspect(pem, out var named);

@@ -53,6 +53,11 @@ public sealed class RenewalService(
         var current = await FindSignerCertificateAsync(cms, signer, ct);
         if (current is null) return WrongSigner("The request is not signed with a certificate this CA issued.");
         using var currentCert = X509CertificateLoader.LoadCertificate(current.Der);
+        // The signature is the holder's proof of possession and, through the signed signingTime, of freshness: over a digest
+        // that collisions break (MD5, SHA-1) it proves neither, as CsrInspector holds for a CSR's own signature.
+        if (signer.DigestAlgorithm.Value is not (Oids.Sha256 or Oids.Sha384 or Oids.Sha512) || CsrInspector.IsWeakSignatureAlgorithm(signer.SignatureAlgorithm.Value))
+            return Failure.Unprocessable("Weak digest algorithm.",
+                $"The renewal request is signed over {signer.DigestAlgorithm.FriendlyName ?? signer.DigestAlgorithm.Value}: sign with SHA-256, SHA-384 or SHA-512 (openssl cms -sign uses SHA-256).");
         // The signature is checked with our own copy of the certificate; a certificate inside the message that merely
         // claims the same issuer and serial (with another key) must not stand in for it.
         try

@@ -37,6 +37,31 @@ public sealed class CraftedRenewalCmsTests(OpenRenewalApp app) : IClassFixture<O
     }
 
     [Fact]
+    public async Task A_renewal_signed_over_md5_or_sha1_is_refused_though_the_key_is_right()
+    {
+        var mailbox = $"weak-digest.{_run}@example.com";
+        var (current, key) = await app.IssueAsync(mailbox, "signing");
+        var csr = CraftedSignerInfos.Der(SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(mailbox));
+        using var ecdsa = (ECDsa)key.Load();
+        foreach (var (digest, signature, hash) in new[]
+                 {
+                     (CraftedSignerInfos.Sha1, CraftedSignerInfos.EcdsaSha1, HashAlgorithmName.SHA1),
+                     (CraftedSignerInfos.Md5, CraftedSignerInfos.EcdsaSha256, HashAlgorithmName.MD5),
+                     (CraftedSignerInfos.Sha256, CraftedSignerInfos.EcdsaSha1, HashAlgorithmName.SHA256),
+                 })
+        {
+            // A real signature by the certificate's own key, over a digest anyone with collisions could have chosen.
+            var cms = CraftedSignerInfos.Build(csr, current.CertificatePem, new CraftedSignerInfos.Spec(digest, null, signature, null,
+                d => ecdsa.SignData(d, hash, DSASignatureFormat.Rfc3279DerSequence), hash));
+            var problem = await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = Convert.ToBase64String(cms) }),
+                System.Net.HttpStatusCode.UnprocessableEntity);
+            Assert.Equal("Weak digest algorithm.", problem.GetProperty("title").GetString());
+        }
+        var unchanged = await app.GetCertificateAsync(current.SerialNumber);
+        Assert.Equal("valid", unchanged.Status);
+    }
+
+    [Fact]
     public async Task Crafted_signer_infos_and_carried_certificates_never_get_a_5xx()
     {
         var ec = $"crafted-ec.{_run}@example.com";
