@@ -46,8 +46,7 @@ public sealed class CacheByteAccountingTests(CacheByteAccountingTests.EcApp app,
     public async Task A_lookup_entry_is_counted_at_what_it_takes()
     {
         var cache = app.Service<RecipientCache>();
-        for (var i = 0; i < 200 && !cache.Watching; i++) await Task.Delay(50);
-        Assert.True(cache.Watching);
+        await Eventually.TrueAsync(() => cache.Watching, () => "the cache never started watching the change log", TimeSpan.FromSeconds(10));
         var mailboxes = (await SeedAsync(app, "lookup", Warm + Entries)).Select(s => s.Email).ToList();
         foreach (var mailbox in mailboxes.Take(Warm)) Assert.NotNull(await cache.LookupAsync(mailbox, CertificateUsage.Signing, CancellationToken.None));
 
@@ -71,7 +70,7 @@ public sealed class CacheByteAccountingTests(CacheByteAccountingTests.EcApp app,
     {
         var responder = app.Service<OcspResponder>();
         var cache = app.Service<RecipientCache>();
-        for (var i = 0; i < 200 && !cache.Watching; i++) await Task.Delay(50);
+        await Eventually.TrueAsync(() => cache.Watching, () => "the cache never started watching the change log", TimeSpan.FromSeconds(10));
         using var issuing = X509CertificateLoader.LoadCertificate(await app.Client.GetByteArrayAsync("/ca/issuing.crt"));
         var serials = (await SeedAsync(app, "ocsp", Warm + Entries)).Select(s => s.Serial).ToList();
         OcspAnswer? last = null;

@@ -29,7 +29,7 @@ public sealed class CacheByteBoundTests(CacheByteBoundTests.TinyCachesApp app) :
     public async Task Lookups_of_more_mailboxes_than_the_bytes_hold_stay_within_them_and_answer_right()
     {
         var cache = app.Service<RecipientCache>();
-        for (var i = 0; i < 200 && !cache.Watching; i++) await Task.Delay(50);
+        await Eventually.TrueAsync(() => cache.Watching, () => "the cache never started watching the change log", TimeSpan.FromSeconds(10));
         var run = Guid.NewGuid().ToString("N")[..6];
         var issued = new List<(string Email, string Serial)>();
         for (var i = 0; i < 12; i++)
@@ -74,7 +74,7 @@ public sealed class CacheByteBoundTests(CacheByteBoundTests.TinyCachesApp app) :
     {
         var cache = app.Service<RecipientCache>();
         var responder = app.Service<OcspResponder>();
-        for (var i = 0; i < 200 && !cache.Watching; i++) await Task.Delay(50);
+        await Eventually.TrueAsync(() => cache.Watching, () => "the cache never started watching the change log", TimeSpan.FromSeconds(10));
         var email = $"reported.{Guid.NewGuid():N}@example.test";
         await app.IssueAsync(email, "signing");
         await Http.EnsureStatus(await app.Client.GetAsync($"/api/v1/directory/{email}/certificates?usage=signing"), HttpStatusCode.OK);

@@ -84,11 +84,8 @@ public sealed class LookupSingleFlightTests(CertPortalApp app) : IClassFixture<C
         cache.Committed(db);
     }
 
-    private static async Task Until(Func<bool> condition, string what)
-    {
-        for (var i = 0; i < 200 && !condition(); i++) await Task.Delay(50);
-        Assert.True(condition(), $"timed out waiting until {what}");
-    }
+    private static Task Until(Func<bool> condition, string what) =>
+        Eventually.TrueAsync(condition, () => $"timed out waiting until {what}", TimeSpan.FromSeconds(10));
 
     /// <summary>Holds every read of the certificates table (not the change log's) while closed.</summary>
     private sealed class HeldCertificateReads : DbCommandInterceptor

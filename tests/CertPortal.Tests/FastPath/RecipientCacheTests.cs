@@ -135,8 +135,7 @@ public sealed class RecipientCacheTests(RecipientCacheTests.SmallCacheApp app) :
     /// <summary>Until the first poll has found where the change log stands (the cache keeps nothing before).</summary>
     private static async Task WaitWatchingAsync(RecipientCache cache)
     {
-        for (var i = 0; i < 200 && !cache.Watching; i++) await Task.Delay(50);
-        Assert.True(cache.Watching);
+        await Eventually.TrueAsync(() => cache.Watching, () => "the cache never started watching the change log", TimeSpan.FromSeconds(10));
     }
 }
 
@@ -153,8 +152,7 @@ public sealed class RecipientCacheExpiryTests(RecipientCacheExpiryTests.ClockApp
     public async Task Answers_past_MaxStaleness_are_dropped_and_read_again_when_asked()
     {
         var cache = app.Service<RecipientCache>();
-        for (var i = 0; i < 200 && !cache.Watching; i++) await Task.Delay(50);
-        Assert.True(cache.Watching);
+        await Eventually.TrueAsync(() => cache.Watching, () => "the cache never started watching the change log", TimeSpan.FromSeconds(10));
         var run = Guid.NewGuid().ToString("N")[..6];
         var issued = new List<(string Email, string Serial)>();
         for (var i = 0; i < 6; i++)

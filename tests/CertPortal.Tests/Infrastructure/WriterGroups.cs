@@ -47,11 +47,8 @@ internal static class WriterGroups
         return (outcomes, writer.Commits - commitsBefore);
     }
 
-    internal static async Task WaitUntil(Func<bool> condition)
-    {
-        for (var i = 0; i < 600 && !condition(); i++) await Task.Delay(50);
-        Assert.True(condition(), "timed out waiting for the writer's queue");
-    }
+    internal static Task WaitUntil(Func<bool> condition) =>
+        Eventually.TrueAsync(condition, () => "timed out waiting for the writer's queue");
 
     /// <summary>A unit that holds the writer until released, so the writes queued meanwhile form the next group.</summary>
     internal static (Task Started, Action Release, Task Done) Gate(GroupCommitWriter writer)

@@ -52,7 +52,7 @@ public sealed class SlowSmtpLeaseTests(PostgresServer postgres) : IClassFixture<
             // Queued on A, which wakes its outbox: A claims the invitation and starts sending it over the slow route.
             await Http.EnsureStatus(await a.Admin.PostAsJsonAsync("/api/v1/tokens", new { email, profile = "signing", send = true }), HttpStatusCode.Created);
             // A connects only once it holds the message; from then on B's passes race it, as another node's outbox would.
-            await Until(() => slowRoute.Connections > 0, () => "node A never connected to the SMTP server: " + MailLog(aLogs));
+            await Eventually.TrueAsync(() => slowRoute.Connections > 0, () => "node A never connected to the SMTP server: " + MailLog(aLogs));
             MailOutbox.PassResult quick;
             do
             {
@@ -61,7 +61,7 @@ public sealed class SlowSmtpLeaseTests(PostgresServer postgres) : IClassFixture<
                 quick = await b.PassAsync();
             } while (quick.Sent == 0);
             // A's pass with the message ends with its summary line ("0 sent, 0 to retry" is a pass that found it taken).
-            await Until(() => aLogs.Any(l => l.Contains("Mail outbox pass: 1 sent", StringComparison.Ordinal) ||
+            await Eventually.TrueAsync(() => aLogs.Any(l => l.Contains("Mail outbox pass: 1 sent", StringComparison.Ordinal) ||
                 l.Contains("Mail outbox pass: 0 sent, 1 to retry", StringComparison.Ordinal)), () => "node A's pass never ended: " + MailLog(aLogs));
             var slowPassTook = sinceBeforeClaim.Elapsed;
 
@@ -127,16 +127,6 @@ public sealed class SlowSmtpLeaseTests(PostgresServer postgres) : IClassFixture<
         finally
         {
             await smtp.DisposeAsync();
-        }
-    }
-
-    private static async Task Until(Func<bool> done, Func<string> failure)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!done())
-        {
-            if (deadline.Elapsed > TimeSpan.FromSeconds(30)) Assert.Fail(failure());
-            await Task.Delay(20);
         }
     }
 

@@ -19,8 +19,7 @@ public sealed class EcOcspApp : CertPortalApp
     public async Task<OcspResponder> ResponderAsync()
     {
         var cache = Service<RecipientCache>();
-        for (var i = 0; i < 200 && !cache.Watching; i++) await Task.Delay(50);
-        Assert.True(cache.Watching);
+        await Eventually.TrueAsync(() => cache.Watching, () => "the cache never started watching the change log", TimeSpan.FromSeconds(10));
         return Service<OcspResponder>();
     }
 }
