@@ -126,7 +126,8 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
                 if (message is null) continue; // another node has it, or sent it meanwhile
                 if (await RefusalBeforeSendingAsync(db, message, ct) is { } pointless)
                 {
-                    await FinishAsync(db, message, failedBecause: pointless, ct);
+                    // What kept it waiting (an outage, a relay refusing this service) stays readable beside why it is given up.
+                    await FinishAsync(db, message, failedBecause: message.LastError is null ? pointless : $"{pointless} Last SMTP error: {message.LastError}", ct);
                     failed++;
                     continue;
                 }
@@ -156,8 +157,9 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
                 }
                 catch (SmtpUnavailableException e)
                 {
-                    // Down or refusing for now: every other message would fail the same way; all wait for the next try.
-                    await RetryLaterAsync(db, message, e.Message, ct);
+                    // Down, refusing for now, or refusing this service until its configuration is fixed: every other message
+                    // would fail the same way; all wait for the next try.
+                    await RetryLaterAsync(db, message, e, ct);
                     retried++;
                     break;
                 }
@@ -241,12 +243,12 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
             logger.LogWarning("{Kind} message {Id} to {Recipient} failed for good: {Error}", message.Kind, message.Id, message.Recipient, failedBecause);
     }
 
-    private async Task RetryLaterAsync(CertPortalDbContext db, OutboundMessage message, string error, CancellationToken ct)
+    private async Task RetryLaterAsync(CertPortalDbContext db, OutboundMessage message, SmtpUnavailableException error, CancellationToken ct)
     {
         var attempts = message.Attempts + 1;
         var delay = TimeSpan.FromTicks(Math.Min(options.RetryMaxDelay.Ticks, options.RetryBaseDelay.Ticks * (1L << Math.Min(attempts - 1, 20))));
         var next = time.GetUtcNow() + delay;
-        var lastError = Truncate(error, 1000);
+        var lastError = Truncate(error.Message, 1000);
         await db.OutboundMessages.Where(m => m.Id == message.Id && m.LeasedBy == NodeId)
             .ExecuteUpdateAsync(s => s
                 .SetProperty(m => m.Attempts, attempts)
@@ -254,7 +256,11 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
                 .SetProperty(m => m.NextAttemptAt, next)
                 .SetProperty(m => m.LeasedBy, (string?)null)
                 .SetProperty(m => m.LeaseExpiresAt, (DateTimeOffset?)null), CancellationToken.None);
-        logger.LogWarning("Mail message {Id} not sent, attempt {Attempts}, next in {Delay}: {Error}", message.Id, attempts, delay, lastError);
+        if (error.RefusesService)
+            logger.LogError("Mail message {Id} not sent: the SMTP server refuses this service, a configuration problem; kept, attempt {Attempts}, " +
+                "next in {Delay}: {Error}", message.Id, attempts, delay, lastError);
+        else
+            logger.LogWarning("Mail message {Id} not sent, attempt {Attempts}, next in {Delay}: {Error}", message.Id, attempts, delay, lastError);
     }
 
     private MimeMessage Compose(OutboundMessage message, string? link)

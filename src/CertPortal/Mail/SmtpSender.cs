@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Text.RegularExpressions;
 using MailKit;
 using MailKit.Net.Smtp;
 using MailKit.Security;
@@ -7,18 +8,26 @@ using MimeKit;
 namespace CertPortal.Mail;
 
 /// <summary>The SMTP server could not be reached or would not talk to us: every message waits for the next try.</summary>
-public sealed class SmtpUnavailableException(string message, Exception? inner) : Exception(message, inner);
+/// <param name="refusesService">The server refused this service itself (<see cref="SmtpSender.RefusesService"/>, or a 5xx at
+/// connection, login or MAIL FROM): a configuration problem only an operator can fix. Retried as an outage is, so that one
+/// misconfiguration does not fail every queued message and erase every invitation's link.</param>
+public sealed class SmtpUnavailableException(string message, Exception? inner, bool refusesService = false) : Exception(message, inner)
+{
+    public bool RefusesService { get; } = refusesService;
+}
 
 /// <summary>One SMTP session (MailKit) for a pass over the outbox: connect, authenticate, send several messages.
-/// Sorts failures into "the server is unavailable" (retry everything later) and "this message was refused"
-/// (a 5xx for its recipient: retrying would not help). Every step ends by a deadline the caller derives from its lease
-/// on the message (<see cref="MailOptions.Lease"/>): MailKit's timeout bounds each operation, not their sum.</summary>
-public sealed class SmtpSender(MailOptions options, TimeProvider time) : IAsyncDisposable
+/// Sorts failures into "the server is unavailable" (retry everything later: down, 4xx, or refusing this service for a
+/// configuration reason) and "this message was refused" (a 5xx about its recipient or its content: retrying would not
+/// help). Every step ends by a deadline the caller derives from its lease on the message (<see cref="MailOptions.Lease"/>):
+/// MailKit's timeout bounds each operation, not their sum.</summary>
+public sealed partial class SmtpSender(MailOptions options, TimeProvider time) : IAsyncDisposable
 {
     private readonly SmtpClient _client = new() { Timeout = (int)options.Timeout.TotalMilliseconds };
 
     /// <param name="sendBy">When this connection must be up or given up (the first message's <paramref name="sendBy"/>).</param>
-    /// <exception cref="SmtpUnavailableException">Not reachable, TLS or authentication failed, or not done by <paramref name="sendBy"/>.</exception>
+    /// <exception cref="SmtpUnavailableException">Not reachable, TLS or authentication failed, refused (5xx greeting or EHLO), or not done
+    /// by <paramref name="sendBy"/>.</exception>
     public async Task ConnectAsync(DateTimeOffset sendBy, CancellationToken ct)
     {
         using var deadline = new SendDeadline(time, sendBy, ct);
@@ -41,15 +50,15 @@ public sealed class SmtpSender(MailOptions options, TimeProvider time) : IAsyncD
         catch (Exception e) when (IsUnavailable(e, ct))
         {
             // MailKit's messages name the host and the failing step, never the password.
-            throw new SmtpUnavailableException($"SMTP server {options.Host}:{options.EffectivePort}: {e.Message}", e);
+            throw Unavailable(e);
         }
     }
 
     /// <param name="sendBy">When this node's hold on the message ends (its lease less <see cref="MailOptions.LeaseMargin"/>): the
     /// send is given up then, whatever step it is at, and the connection closed, so it never overlaps another node's send.</param>
     /// <returns>Null when sent; otherwise why the server refused this message for good.</returns>
-    /// <exception cref="SmtpUnavailableException">The connection broke, the server refused temporarily (4xx), or it was too
-    /// slow to finish by <paramref name="sendBy"/>.</exception>
+    /// <exception cref="SmtpUnavailableException">The connection broke, the server refused temporarily (4xx) or refused this
+    /// service (our sender, our login, relaying for us), or it was too slow to finish by <paramref name="sendBy"/>.</exception>
     public async Task<string?> SendAsync(MimeMessage message, DateTimeOffset sendBy, CancellationToken ct)
     {
         using var deadline = new SendDeadline(time, sendBy, ct);
@@ -63,11 +72,14 @@ public sealed class SmtpSender(MailOptions options, TimeProvider time) : IAsyncD
             await _client.SendAsync(message, deadline.Token, new FinalDotGate(time, lastDot, deadline));
             return null;
         }
-        // 5xx for the recipient (RCPT) or for this message after DATA (a content filter, a size limit): this message will never
-        // go, but the next may. Treated as the server being down, one such message was retried for ever and, as every pass
-        // stops at the first "down", held back every message queued after it. A 5xx for the sender (MAIL FROM) is still
-        // "unavailable": it is the configuration's (Mail:From), and every message waits for it to be fixed.
-        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500 && e.ErrorCode is SmtpErrorCode.RecipientNotAccepted or SmtpErrorCode.MessageNotAccepted)
+        // 5xx for the recipient (RCPT: 5.1.1 no such user, 5.2.2 mailbox full) or for this message after DATA (a content
+        // filter, a size limit): this message will never go, but the next may. Treated as the server being down, one such
+        // message was retried for ever and, as every pass stops at the first "down", held back every message queued after
+        // it. A 5xx at RCPT that refuses the service (5.7.1 relaying denied) is not about the recipient: every message would
+        // meet it, and failing them all erased every invitation's link. It, and a 5xx for the sender (MAIL FROM: Mail:From),
+        // are "unavailable" below, and every message waits for the configuration to be fixed.
+        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500 && (e.ErrorCode is SmtpErrorCode.MessageNotAccepted
+            || (e.ErrorCode is SmtpErrorCode.RecipientNotAccepted && !RefusesService(e.StatusCode, e.Message))))
         {
             return $"{(int)e.StatusCode} {e.Message}";
         }
@@ -78,8 +90,39 @@ public sealed class SmtpSender(MailOptions options, TimeProvider time) : IAsyncD
         }
         catch (Exception e) when (IsUnavailable(e, ct))
         {
-            throw new SmtpUnavailableException($"SMTP server {options.Host}:{options.EffectivePort}: {e.Message}", e);
+            throw Unavailable(e);
         }
+    }
+
+    /// <summary>Whether a 5xx at RCPT refuses this service rather than the recipient: an enhanced status of class X.7 (RFC 3463
+    /// "security or policy status": 5.7.1 relaying denied, 5.7.0 authentication required), which RFC 2034 puts at the start of
+    /// the reply's text, or RFC 4954's authentication replies (530, 534, 535, 538) from a server without enhanced codes. The other
+    /// classes name the recipient's address (X.1) or mailbox (X.2), and a reply without an enhanced code says nothing more.</summary>
+    public static bool RefusesService(SmtpStatusCode status, string text) =>
+        status is SmtpStatusCode.AuthenticationRequired or SmtpStatusCode.AuthenticationMechanismTooWeak
+            or SmtpStatusCode.AuthenticationInvalidCredentials or SmtpStatusCode.EncryptionRequiredForAuthenticationMechanism
+        || SecurityOrPolicyStatus().IsMatch(text);
+
+    [GeneratedRegex(@"^5\.7\.[0-9]{1,3}(?![0-9])")]
+    private static partial Regex SecurityOrPolicyStatus();
+
+    /// <summary>A permanent refusal that reaches here (the recipient's and the content's were returned before) is the server
+    /// refusing us: a 5xx greeting, EHLO or STARTTLS, a failed login, a 5xx to our sender or to DATA, a 530 "authentication required" anywhere
+    /// (MailKit's <see cref="ServiceNotAuthenticatedException"/>), or a security or policy refusal at RCPT. A 4xx, a broken
+    /// connection or a timeout is an outage.</summary>
+    private SmtpUnavailableException Unavailable(Exception e)
+    {
+        var refusal = e switch
+        {
+            ServiceNotAuthenticatedException => $"{(int)SmtpStatusCode.AuthenticationRequired} {e.Message}",
+            AuthenticationException { InnerException: SmtpCommandException { StatusCode: >= (SmtpStatusCode)500 } } => e.Message, // "535: 5.7.8 ..."
+            SmtpCommandException { StatusCode: >= (SmtpStatusCode)500 } c => $"{(int)c.StatusCode} {c.Message}",
+            _ => null,
+        };
+        return refusal is null
+            ? new SmtpUnavailableException($"SMTP server {options.Host}:{options.EffectivePort}: {e.Message}", e)
+            : new SmtpUnavailableException($"SMTP server {options.Host}:{options.EffectivePort} refuses this service: {refusal}. A configuration " +
+                "problem (Mail:From, Mail:UserName and Mail:Password, or the server's rules for this host): messages are kept and retried.", e, refusesService: true);
     }
 
     private SmtpUnavailableException LeaseRunningOut(string step, Exception? inner) => new(

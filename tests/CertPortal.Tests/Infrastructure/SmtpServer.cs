@@ -9,20 +9,46 @@ namespace CertPortal.Tests.Infrastructure;
 /// <summary>A real SMTP server (Debian's python3-aiosmtpd) on a free loopback port that delivers every message
 /// into a maildir, where tests read what people would receive. It can be stopped and started again on the same
 /// port, as an outage would. A message to a mailbox whose local part begins with <see cref="RefusedAfterData"/> is
-/// accepted at RCPT and refused for good after DATA (554 5.7.1), as a content filter refuses one.</summary>
+/// accepted at RCPT and refused for good after DATA (554 5.7.1), as a content filter refuses one. <see cref="Answer"/> makes it
+/// answer MAIL FROM or RCPT TO with a refusal the test chooses (a relay denying relaying, a mailbox that does not exist).</summary>
 public sealed class SmtpServer : IAsyncLifetime
 {
     private const string Python = "/usr/bin/python3";
     private readonly string _dir = TempDir.Create("smtp");
     private Process? _process;
+    private readonly Dictionary<string, string> _answers = new(StringComparer.Ordinal);
 
     public const string RefusedAfterData = "refused-after-data";
 
-    /// <summary>aiosmtpd's Mailbox handler with the refusal after DATA (aiosmtpd's -c takes a handler class by module path).</summary>
+    private const string AnswersFile = "answers";
+
+    /// <summary>aiosmtpd's Mailbox handler with the refusal after DATA and the scripted answers (aiosmtpd's -c takes a handler
+    /// class by module path). The script is read at each command, so a test changes the running server's answers.</summary>
     private const string Handler = $$"""
+        import os
         from aiosmtpd.handlers import Mailbox
+        from aiosmtpd.smtp import MISSING
+
+        ANSWERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "{{AnswersFile}}")
+
+        def scripted(command):
+            try:
+                with open(ANSWERS) as f:
+                    for line in f:
+                        verb, _, reply = line.rstrip("\n").partition(" ")
+                        if verb == command:
+                            return reply
+            except FileNotFoundError:
+                pass
+            return MISSING
 
         class RefusingMailbox(Mailbox):
+            async def handle_MAIL(self, server, session, envelope, address, mail_options):
+                return scripted("MAIL")
+
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+                return scripted("RCPT")
+
             async def handle_DATA(self, server, session, envelope):
                 if any(r.lower().startswith("{{RefusedAfterData}}") for r in envelope.rcpt_tos):
                     return "554 5.7.1 Message refused by content policy"
@@ -61,6 +87,19 @@ public sealed class SmtpServer : IAsyncLifetime
             }
         }
         throw new TimeoutException("aiosmtpd did not start listening");
+    }
+
+    /// <summary>From now on answers <paramref name="command"/> ("MAIL" or "RCPT") with <paramref name="reply"/>, e.g.
+    /// "550 5.7.1 Relaying denied", instead of accepting; null: accepts it again. Takes effect at the next command.</summary>
+    public void Answer(string command, string? reply)
+    {
+        lock (_answers)
+        {
+            if (reply is null) _answers.Remove(command); else _answers[command] = reply;
+            var path = Path.Combine(_dir, AnswersFile);
+            File.WriteAllLines(path + ".new", _answers.Select(a => $"{a.Key} {a.Value}"));
+            File.Move(path + ".new", path, overwrite: true);
+        }
     }
 
     /// <summary>SIGKILL: the server vanishes mid-whatever, as in an outage.</summary>

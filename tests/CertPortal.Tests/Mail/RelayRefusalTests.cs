@@ -1,0 +1,155 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using CertPortal.Data;
+using CertPortal.Mail;
+using CertPortal.Tests.Infrastructure;
+using MailKit.Net.Smtp;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+
+namespace CertPortal.Tests.Mail;
+
+/// <summary>A relay that refuses this service (relaying denied, authentication required: RFC 3463 class X.7, or a 5xx to our
+/// sender) is a configuration problem, not a verdict on the message: the invitation stays queued with its link, says why, and
+/// goes once the relay is fixed. A refusal of the recipient (5.1.1 user unknown, 5.2.2 mailbox full) still fails that message.</summary>
+public sealed class RelayRefusalTests
+{
+    private sealed record Run(MailNode Node, SmtpServer Smtp, FakeTimeProvider Clock, ConcurrentQueue<string> Logs);
+
+    /// <summary>A node with a fake clock whose outbox only the test's passes send.</summary>
+    private static async Task WithNodeAsync(Func<Run, Task> test)
+    {
+        var smtp = new SmtpServer();
+        await smtp.InitializeAsync();
+        var data = TempDir.Create("relay-refusal");
+        var logs = new ConcurrentQueue<string>();
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var node = new MailNode(clock, new Dictionary<string, string?>(MailApp.MailSettings(smtp.Port)) { ["DataDirectory"] = data }, logs, outboxWorker: false);
+        try
+        {
+            await node.InitializeAsync();
+            await test(new Run(node, smtp, clock, logs));
+        }
+        finally
+        {
+            await node.DisposeAsync();
+            await smtp.DisposeAsync();
+            TempDir.Delete(data);
+        }
+    }
+
+    private static string NewMailbox(string p) => $"{p}.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+
+    private static async Task InviteAsync(CertPortalApp node, string email, int validHours = 24) => await Http.EnsureStatus(
+        await node.Admin.PostAsJsonAsync("/api/v1/tokens", new { email, profile = "signing", validHours, send = true }), HttpStatusCode.Created);
+
+    private static async Task<JsonElement> NotificationAsync(CertPortalApp node, string email)
+    {
+        var page = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?recipient={Uri.EscapeDataString(email)}", Http.Json);
+        return Assert.Single(page.GetProperty("notifications").EnumerateArray());
+    }
+
+    private static async Task<OutboundMessage> RowAsync(CertPortalApp node, string email)
+    {
+        using var scope = node.Services.CreateScope();
+        return await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().OutboundMessages.AsNoTracking().SingleAsync(m => m.Recipient == email);
+    }
+
+    [Theory]
+    [InlineData("RCPT", "550 5.7.1 Relaying denied")]
+    [InlineData("RCPT", "554 5.7.1 <someone@example.test>: Relay access denied")] // Postfix's words and code
+    [InlineData("RCPT", "530 5.7.0 Authentication required")]
+    [InlineData("MAIL", "550 5.7.1 Sender address not permitted")]
+    [InlineData("MAIL", "553 5.1.8 Sender address rejected: Domain not found")]
+    public Task A_relay_refusing_this_service_keeps_every_invitation_with_its_link_until_it_accepts(string command, string reply) => WithNodeAsync(async run =>
+    {
+        var first = NewMailbox("first");
+        var second = NewMailbox("second");
+        run.Smtp.Answer(command, reply);
+        await InviteAsync(run.Node, first);
+        await InviteAsync(run.Node, second);
+
+        // Every message would meet the refusal: the pass stops at the first, as for an outage, and the second is not tried.
+        var refused = await run.Node.PassAsync();
+        Assert.Equal((0, 1, 0), (refused.Sent, refused.Retried, refused.Failed));
+        var notice = await NotificationAsync(run.Node, first);
+        Assert.Equal("queued", notice.GetProperty("status").GetString());
+        var lastError = notice.GetProperty("lastError").GetString();
+        Assert.Contains(reply.Split(' ', 3)[1], lastError); // the enhanced status, e.g. 5.7.1
+        Assert.Contains("configuration problem", lastError);
+        Assert.Contains(run.Logs, l => l.Contains("configuration problem", StringComparison.Ordinal) && l.Contains(reply[..3], StringComparison.Ordinal));
+        Assert.NotNull((await RowAsync(run.Node, first)).SealedLink);
+        Assert.NotNull((await RowAsync(run.Node, second)).SealedLink);
+
+        // Still refused at the next try (after the backoff): still kept.
+        run.Clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(0, (await run.Node.PassAsync()).Failed);
+
+        run.Smtp.Answer(command, null);
+        run.Clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(2, (await run.Node.PassAsync()).Sent);
+        foreach (var email in new[] { first, second })
+        {
+            var message = Assert.Single(run.Smtp.MessagesTo(email));
+            var link = InvitationTests.EnrollmentLink(message.TextBody);
+            var token = Uri.UnescapeDataString(new Uri(link).Fragment["#token=".Length..]);
+            var cert = await run.Node.EnrollAsync(token, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(email));
+            Assert.Equal("valid", (await run.Node.GetCertificateAsync(cert.SerialNumber)).Status);
+            Assert.Null((await RowAsync(run.Node, email)).SealedLink);
+        }
+    });
+
+    [Theory]
+    [InlineData("550 5.1.1 User unknown")]
+    [InlineData("552 5.2.2 Mailbox full")]
+    public Task A_refusal_of_the_recipient_fails_that_invitation_for_good(string reply) => WithNodeAsync(async run =>
+    {
+        var email = NewMailbox("unknown");
+        run.Smtp.Answer("RCPT", reply);
+        await InviteAsync(run.Node, email);
+
+        Assert.Equal(1, (await run.Node.PassAsync()).Failed);
+        var notice = await NotificationAsync(run.Node, email);
+        Assert.Equal("failed", notice.GetProperty("status").GetString());
+        Assert.Equal(reply, notice.GetProperty("lastError").GetString());
+        Assert.Equal(1, notice.GetProperty("attempts").GetInt32());
+        Assert.Null((await RowAsync(run.Node, email)).SealedLink);
+        Assert.Empty(run.Smtp.MessagesTo(email));
+    });
+
+    [Fact]
+    public Task An_invitation_refused_by_the_relay_until_its_token_expired_fails_then_and_keeps_the_relays_answer() => WithNodeAsync(async run =>
+    {
+        // The bound: the invitation's own (its token's validity), the same as for an outage; once the link could only lead to
+        // an error page it is failed and erased, and the refusal that kept it is still there to read.
+        var email = NewMailbox("expired");
+        run.Smtp.Answer("RCPT", "550 5.7.1 Relaying denied");
+        await InviteAsync(run.Node, email, validHours: 1);
+        Assert.Equal(1, (await run.Node.PassAsync()).Retried);
+
+        run.Clock.Advance(TimeSpan.FromHours(2));
+        Assert.Equal(1, (await run.Node.PassAsync()).Failed);
+        var notice = await NotificationAsync(run.Node, email);
+        Assert.Equal("failed", notice.GetProperty("status").GetString());
+        var lastError = notice.GetProperty("lastError").GetString();
+        Assert.Contains("token was expired", lastError);
+        Assert.Contains("5.7.1 Relaying denied", lastError);
+        Assert.Null((await RowAsync(run.Node, email)).SealedLink);
+    });
+
+    [Theory]
+    [InlineData(550, "5.7.1 Relaying denied", true)]
+    [InlineData(554, "5.7.1 <a@example.test>: Relay access denied", true)]
+    [InlineData(550, "5.7.26 Unauthenticated mail is prohibited\n5.7.26 more", true)]
+    [InlineData(535, "Authentication credentials invalid", true)] // RFC 4954's code, without an enhanced status
+    [InlineData(550, "5.1.1 User unknown", false)]
+    [InlineData(552, "5.2.2 Mailbox full", false)]
+    [InlineData(550, "Mailbox unavailable", false)] // no enhanced status: nothing says it is about us
+    [InlineData(550, "5.1.1 not 5.7.1", false)]
+    [InlineData(550, "5.7.1234 not an enhanced status", false)]
+    public void Only_security_or_policy_refusals_refuse_the_service(int status, string text, bool refusesService) =>
+        Assert.Equal(refusesService, SmtpSender.RefusesService((SmtpStatusCode)status, text));
+}
