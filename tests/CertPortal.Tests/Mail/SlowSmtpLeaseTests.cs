@@ -63,13 +63,13 @@ public sealed class SlowSmtpLeaseTests(PostgresServer postgres) : IClassFixture<
             // A's pass with the message ends with its summary line ("0 sent, 0 to retry" is a pass that found it taken).
             await Eventually.TrueAsync(() => aLogs.Any(l => l.Contains("Mail outbox pass: 1 sent", StringComparison.Ordinal) ||
                 l.Contains("Mail outbox pass: 0 sent, 1 to retry", StringComparison.Ordinal)), () => "node A's pass never ended: " + MailLog(aLogs));
-            var slowPassTook = sinceBeforeClaim.Elapsed;
 
+            // One copy: A's send was given up before the server took the message (its final dot never went). Not asserted: when
+            // A's pass ended (its bookkeeping after the cancelled send can run late on a loaded machine, even after B took the
+            // message, harmlessly), which made this test fail under load with a correct sender.
             Assert.Single(smtp.MessagesTo(email));
             Assert.Contains(aLogs, l => l.Contains("Mail outbox pass: 0 sent, 1 to retry", StringComparison.Ordinal));
             Assert.Contains(aLogs, l => l.Contains("too slow: the send was given up while sending", StringComparison.Ordinal));
-            Assert.DoesNotContain(aLogs, l => l.Contains("taken over by another node", StringComparison.Ordinal));
-            Assert.True(slowPassTook < Lease, $"node A's pass took {slowPassTook}, longer than its lease");
             var page = await b.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?recipient={Uri.EscapeDataString(email)}", Http.Json);
             var notice = Assert.Single(page.GetProperty("notifications").EnumerateArray());
             Assert.Equal("sent", notice.GetProperty("status").GetString());
