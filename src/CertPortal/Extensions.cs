@@ -270,7 +270,7 @@ public static class Extensions
 /// <summary>Refuses a declared oversized body before anything reads it, as problem+json (Kestrel's own
 /// limit still stops chunked bodies that grow past it); and a NUL character in the path, the query or a form field, which
 /// no field of ours may hold and PostgreSQL cannot even compare (text never holds 0x00: every filter given one was a 500
-/// there, and matched nothing on SQLite). JSON bodies are checked field by field where they are stored.</summary>
+/// there, and matched nothing on SQLite), or a form that cannot be read. JSON bodies are checked field by field where they are stored.</summary>
 public sealed class RequestLimits(RequestDelegate next)
 {
     public const long MaxBodyBytes = 256 * 1024;
@@ -299,7 +299,10 @@ public sealed class RequestLimits(RequestDelegate next)
         {
             nulInForm = IsForm(request.ContentType) && (await request.ReadFormAsync(context.RequestAborted)).Any(f => f.Value.Any(HasNul));
         }
-        catch (InvalidDataException)
+        // A form that cannot be read is refused like one holding a NUL: the multipart reader says "Unexpected end of Stream" (an
+        // IOException) for a body without the parts its label promised. BadHttpRequestException (Kestrel's body limit, also an
+        // IOException) keeps its own status.
+        catch (Exception e) when (e is InvalidDataException or IOException and not BadHttpRequestException)
         {
             nulInForm = true;
         }

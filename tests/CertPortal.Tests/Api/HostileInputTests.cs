@@ -1,3 +1,4 @@
+using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using CertPortal.Tests.Infrastructure;
@@ -25,6 +26,8 @@ public sealed class HostileInputTests(CertPortalApp app) : IClassFixture<CertPor
         ("control characters", "{\"email\":\"a\\u0000b@example.test\",\"displayName\":\"\\u202e\\u0007\",\"reason\":\"\\u0000\",\"csr\":\"-----BEGIN CERTIFICATE REQUEST-----\\u0000\"}", "application/json"),
         ("empty", "", "application/json"),
         ("not JSON", "token=abc&csr=def", "application/x-www-form-urlencoded"),
+        // A multipart label whose body holds no part: the form reader's "Unexpected end of Stream" (an IOException) was a 500.
+        ("multipart without parts", "zzz", "multipart/form-data; boundary=x"),
         // Oversized bodies: EnrollmentApiTests.An_oversized_body_gets_413_problem_details (Kestrel closes the connection).
     ];
 
@@ -46,7 +49,7 @@ public sealed class HostileInputTests(CertPortalApp app) : IClassFixture<CertPor
             foreach (var (name, body, contentType) in bodies)
             {
                 using var request = new HttpRequestMessage(method, url);
-                if (body is not null) request.Content = new StringContent(body, Encoding.UTF8, contentType);
+                if (body is not null) request.Content = new StringContent(body, Encoding.UTF8, MediaTypeHeaderValue.Parse(contentType));
                 using var response = await app.Admin.SendAsync(request);
                 calls++;
                 var status = (int)response.StatusCode;
