@@ -25,7 +25,11 @@ public static class OcspApi
         app.MapPost(CaUrls.OcspPath, Post).WithTags("Revocation").WithName("OcspPost")
             .WithSummary("OCSP request (application/ocsp-request body) → OCSP response; nonces are echoed.")
             // No Accepts<>(): its content-type constraint would answer 415 to clients that label the body otherwise.
-            .Produces(StatusCodes.Status200OK, contentType: ResponseMediaType);
+            .Produces(StatusCodes.Status200OK, contentType: ResponseMediaType)
+            // The body is DER whatever its label says, so it must reach the handler unread: RequestLimits reads a body labelled
+            // as a form (curl --data-binary's default label) as one, which left the responder nothing to read (malformedRequest).
+            // Like the GET, the answer runs straight after routing; the responder bounds what it reads itself.
+            .ShortCircuit();
         // Singletons taken once: resolving them per request would create a request scope for nothing.
         var responder = app.ServiceProvider.GetRequiredService<OcspResponder>();
         var maxAge = app.ServiceProvider.GetRequiredService<CertPortalOptions>().Ocsp.HttpMaxAge;

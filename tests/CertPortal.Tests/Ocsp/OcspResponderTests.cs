@@ -214,6 +214,26 @@ public sealed class OcspResponderTests(OcspApp app) : IClassFixture<OcspApp>
     }
 
     [Fact]
+    public async Task A_post_is_read_as_der_whatever_its_content_type_says()
+    {
+        var (issued, _) = await app.IssueAsync($"label.{Guid.NewGuid().ToString("N")[..8]}@example.test", "signing");
+        using var issuing = X509CertificateLoader.LoadCertificate(await app.Client.GetByteArrayAsync("/ca/issuing.crt"));
+        var request = OcspProbe.Request(issuing, issued.SerialNumber);
+        // curl --data-binary labels a body application/x-www-form-urlencoded unless told otherwise.
+        foreach (var label in new[] { "application/ocsp-request", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain" })
+        {
+            using var content = new ByteArrayContent(request);
+            content.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse(label);
+            using var r = await app.Client.PostAsync("/ocsp", content);
+            var der = await r.Content.ReadAsByteArrayAsync();
+            Assert.True(r.StatusCode == HttpStatusCode.OK && r.Content.Headers.ContentType?.MediaType == OcspProbe.ResponseType,
+                $"{(int)r.StatusCode} {r.Content.Headers.ContentType} for a body labelled {label}");
+            Assert.True(new OcspResp(der).Status == OcspRespStatus.Successful, $"status {new OcspResp(der).Status} for a body labelled {label}");
+            Assert.Equal("good", OcspProbe.Describe(OcspProbe.Read(der).Answer));
+        }
+    }
+
+    [Fact]
     public async Task The_responder_certificates_are_delegated_short_lived_and_need_no_revocation_check()
     {
         var (issued, _) = await app.IssueAsync($"signer.{Guid.NewGuid().ToString("N")[..8]}@example.test", "signing");
