@@ -18,8 +18,11 @@ public sealed record OcspRequest(IReadOnlyList<CertId> Certificates, byte[]? Non
     public const int MaxCertificates = 16;
     /// <summary>A request with a dozen CertIDs and a nonce is well under 2 KiB; anything much larger is not a request.</summary>
     public const int MaxBytes = 8 * 1024;
-    /// <summary>RFC 8954 2.1: nonces of 1 to 32 octets are honoured; a longer one is answered without a nonce.</summary>
+    /// <summary>RFC 8954 2.1: nonces of 1 to 32 octets are honoured; one of up to <see cref="MaxAcceptedNonceLength"/>
+    /// is answered without a nonce.</summary>
     public const int MaxNonceLength = 32;
+    /// <summary>RFC 9654 2.1 (which raised RFC 8954's 32): a nonce of no octets or more than this makes the request malformed.</summary>
+    public const int MaxAcceptedNonceLength = 128;
 
     /// <summary>Null for anything that is not a DER OCSPRequest we can answer (the caller says malformedRequest).
     /// The optional signature of a signed request is not checked: the responder answers anyone.</summary>
@@ -68,7 +71,7 @@ public sealed record OcspRequest(IReadOnlyList<CertId> Certificates, byte[]? Non
             if (certificates.Count == MaxCertificates) return null;
             var single = list.ReadSequence();
             var encoded = single.ReadEncodedValue().ToArray();
-            if (single.HasData && !CriticalExtensionsKnown(single.ReadSequence(Explicit0), out _)) return null;
+            if (single.HasData && !ExtensionsAnswerable(single.ReadSequence(Explicit0), out _)) return null;
             single.ThrowIfNotEmpty();
             certificates.Add(ReadCertId(encoded));
         }
@@ -77,7 +80,7 @@ public sealed record OcspRequest(IReadOnlyList<CertId> Certificates, byte[]? Non
         byte[]? nonce = null;
         if (tbs.HasData && tbs.PeekTag() == Explicit2)
         {
-            if (!CriticalExtensionsKnown(tbs.ReadSequence(Explicit2), out nonce)) return null;
+            if (!ExtensionsAnswerable(tbs.ReadSequence(Explicit2), out nonce)) return null;
         }
         tbs.ThrowIfNotEmpty();
         return new OcspRequest(certificates, nonce);
@@ -99,8 +102,9 @@ public sealed record OcspRequest(IReadOnlyList<CertId> Certificates, byte[]? Non
     }
 
     /// <summary>Reads an Extensions field. The nonce is the only extension understood; an unknown one marked critical
-    /// makes the request unanswerable (RFC 5280 4.2 sense), others are ignored.</summary>
-    private static bool CriticalExtensionsKnown(AsnReader wrapper, out byte[]? nonce)
+    /// (RFC 5280 4.2 sense), or a nonce of a length RFC 9654 2.1 says to refuse, makes the request unanswerable; other
+    /// extensions are ignored.</summary>
+    private static bool ExtensionsAnswerable(AsnReader wrapper, out byte[]? nonce)
     {
         nonce = null;
         var extensions = wrapper.ReadSequence();
@@ -116,7 +120,8 @@ public sealed record OcspRequest(IReadOnlyList<CertId> Certificates, byte[]? Non
             {
                 // RFC 8954: extnValue holds an OCTET STRING of the nonce; older clients put raw bytes there. Either is echoed as sent.
                 var length = NonceLength(value);
-                if (length is >= 1 and <= MaxNonceLength) nonce = value;
+                if (length is 0 or > MaxAcceptedNonceLength) return false;
+                if (length <= MaxNonceLength) nonce = value;
             }
             else if (critical)
                 return false;

@@ -174,6 +174,24 @@ public sealed class OcspResponderTests(OcspApp app) : IClassFixture<OcspApp>
     }
 
     [Fact]
+    public async Task A_nonce_of_no_octets_or_more_than_128_is_a_malformed_request()
+    {
+        var (issued, _) = await app.IssueAsync($"nonce.len.{Guid.NewGuid().ToString("N")[..8]}@example.test", "signing");
+        using var issuing = X509CertificateLoader.LoadCertificate(await app.Client.GetByteArrayAsync("/ca/issuing.crt"));
+        // RFC 9654 2.1 (RFC 8954 said the same with 32): a nonce of 0 octets or more than 128 is refused with malformedRequest.
+        foreach (var length in new[] { 0, 129, 1000 })
+        {
+            var request = OcspProbe.Request(issuing, issued.SerialNumber, new byte[length]);
+            Assert.Equal(OcspRespStatus.MalformedRequest, new OcspResp(await OcspProbe.PostAsync(app.Client, request)).Status);
+            Assert.Equal(OcspRespStatus.MalformedRequest, new OcspResp(await app.Client.GetByteArrayAsync(OcspProbe.GetPath(request))).Status);
+        }
+        // 33 to 128 octets (RFC 9654's longer nonces): answered, without a nonce, as RFC 8954 responders did not echo them.
+        var (answer, basic) = OcspProbe.Read(await OcspProbe.PostAsync(app.Client, OcspProbe.Request(issuing, issued.SerialNumber, new byte[128])));
+        Assert.Equal("good", OcspProbe.Describe(answer));
+        Assert.Null(basic.GetExtensionValue(OcspObjectIdentifiers.PkixOcspNonce));
+    }
+
+    [Fact]
     public async Task Malformed_requests_get_malformedRequest_and_never_a_5xx()
     {
         var malformed = new byte[] { 0x30, 0x03, 0x0A, 0x01, 0x01 };
