@@ -50,15 +50,21 @@ public sealed class OcspSigners(CaHierarchy ca, KeyEncryptionSecret kek, CertPor
         foreach (var authority in Authorities)
         {
             var current = _current.GetValueOrDefault(authority);
-            if (current is not null && !DueForRenewal(current) && stored.GetValueOrDefault(SecretName(authority)) == current.StoredAt) continue;
+            if (current is not null && !DueForRenewal(current, authority) && stored.GetValueOrDefault(SecretName(authority)) == current.StoredAt) continue;
             var signer = await LoadAsync(db, authority, ct);
-            if (signer is null || DueForRenewal(signer)) signer = await RenewAsync(db, authority, ct);
+            if (signer is null || DueForRenewal(signer, authority)) signer = await RenewAsync(db, authority, ct);
             // The previous signer is not disposed: a response being signed with it may still be in flight.
             _current[authority] = signer;
         }
     }
 
-    private bool DueForRenewal(OcspSigner signer) => signer.NotAfter - time.GetUtcNow() < options.Ocsp.SignerRenewBefore;
+    /// <summary>Less than <c>Ocsp:SignerRenewBefore</c> left, and a new signer would outlive this one. In the CA's own
+    /// last SignerRenewBefore a signer ends with the CA (<see cref="Create"/> caps it): renewing it then would give the
+    /// same notAfter at every check, a new key every minute and every cached response signed again.</summary>
+    private bool DueForRenewal(OcspSigner signer, string authority) =>
+        signer.NotAfter - time.GetUtcNow() < options.Ocsp.SignerRenewBefore && signer.NotAfter < IssuerNotAfter(authority);
+
+    private DateTimeOffset IssuerNotAfter(string authority) => new(ca[authority].Certificate.NotAfter.ToUniversalTime());
 
     private async Task<OcspSigner?> LoadAsync(CertPortalDbContext db, string authority, CancellationToken ct)
     {
@@ -72,7 +78,7 @@ public sealed class OcspSigners(CaHierarchy ca, KeyEncryptionSecret kek, CertPor
         await using var tx = await db.Database.BeginTransactionAsync(ct);
         await db.LockNamedAsync("ocsp-signer:" + authority, ct);
         var row = await db.SharedSecrets.FirstOrDefaultAsync(s => s.Name == SecretName(authority), ct);
-        if (row is not null && Open(authority, row) is { } theirs && !DueForRenewal(theirs))
+        if (row is not null && Open(authority, row) is { } theirs && !DueForRenewal(theirs, authority))
         {
             await tx.RollbackAsync(ct);
             return theirs;

@@ -78,4 +78,54 @@ public sealed class OcspRenewalTests
         // The key is sealed, never stored as plain PKCS#8.
         Assert.DoesNotContain("PRIVATE KEY-----", text.Replace("CERTPORTAL SEALED PRIVATE KEY", ""));
     }
+
+    private sealed class ShortCaOcspApp : CertPortalApp
+    {
+        public ShortCaOcspApp() => Clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+
+        protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
+        {
+            ["Ca:IssuingValidityYears"] = "1",
+        };
+    }
+
+    /// <summary>In the issuing CA's last Ocsp:SignerRenewBefore (10 days) a new signer would end with the CA, like the one
+    /// it replaces: it is renewed once, to end with the CA, then kept; before, every check (each minute) made a new key
+    /// and signed every cached response again.</summary>
+    [Fact]
+    public async Task In_the_CAs_last_days_the_signer_ends_with_the_CA_and_is_not_renewed_at_every_check()
+    {
+        var app = new ShortCaOcspApp();
+        await app.InitializeAsync();
+        try
+        {
+            var clock = app.Clock!;
+            using var issuing = X509CertificateLoader.LoadCertificate(await app.Client.GetByteArrayAsync("/ca/issuing.crt"));
+            var caEnd = new DateTimeOffset(issuing.NotAfter.ToUniversalTime());
+            clock.SetUtcNow(caEnd - TimeSpan.FromDays(5));
+            var responder = app.Service<OcspResponder>();
+            await responder.CheckAsync(CancellationToken.None);
+
+            var (issued, _) = await app.IssueAsync("lastdays@example.test", "signing");
+            var path = OcspProbe.GetPath(OcspProbe.Request(issuing, issued.SerialNumber));
+            await app.Client.GetByteArrayAsync(path); // kept from the second request on
+            var (first, firstBasic) = OcspProbe.Read(await app.Client.GetByteArrayAsync(path));
+            var signer = firstBasic.GetCerts()[0];
+            Assert.Equal("good", OcspProbe.Describe(first));
+            Assert.Equal(caEnd, new DateTimeOffset(signer.NotAfter.ToUniversalTime()));
+
+            for (var i = 0; i < 3; i++)
+            {
+                clock.Advance(TimeSpan.FromMinutes(1));
+                await responder.CheckAsync(CancellationToken.None);
+            }
+            var (later, laterBasic) = OcspProbe.Read(await app.Client.GetByteArrayAsync(path));
+            Assert.Equal(signer.SerialNumber, laterBasic.GetCerts()[0].SerialNumber);
+            Assert.Equal(first.ThisUpdate, later.ThisUpdate); // the cached response was not signed again
+        }
+        finally
+        {
+            await app.DisposeAsync();
+        }
+    }
 }
