@@ -78,7 +78,23 @@ public sealed class SecretFileTests : IDisposable
             Tool.Run("kill", ["-INT", strace.Id.ToString(CultureInfo.InvariantCulture)]).EnsureSuccess();
             await strace.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
         }
-        var calls = File.ReadAllLines(trace).Select(l => Regex.Replace(l, @"^\d+\s+", "")).ToList();
+        // With several threads strace splits a call that another thread interrupts: "fsync(521 <unfinished ...>", later
+        // "<... fsync resumed>) = 0" from the same thread. Joined, at the place where it returned.
+        var calls = new List<string>();
+        var unfinished = new Dictionary<string, string>();
+        foreach (var line in File.ReadAllLines(trace))
+        {
+            var parts = Regex.Match(line, @"^(\d+)\s+(.*)$");
+            var (thread, call) = parts.Success ? (parts.Groups[1].Value, parts.Groups[2].Value) : ("", line);
+            if (call.EndsWith(" <unfinished ...>", StringComparison.Ordinal))
+            {
+                unfinished[thread] = call[..^" <unfinished ...>".Length];
+                continue;
+            }
+            var resumed = Regex.Match(call, @"^<\.\.\. \w+ resumed>(.*)$");
+            if (resumed.Success && unfinished.Remove(thread, out var start)) call = start + resumed.Groups[1].Value;
+            calls.Add(call);
+        }
         var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         int Index(string pattern, int after = -1) =>
             calls.FindIndex(after + 1, l => Regex.IsMatch(l, pattern)) is var i and >= 0 ? i
