@@ -17,6 +17,19 @@ public sealed class SchedulerlessNode(Dictionary<string, string?> settings) : Ce
 {
     protected override IDictionary<string, string?> Settings => settings;
 
+    /// <summary>A node of directory-driven enrollment (a day's Interval) on <paramref name="connectionString"/>, reading
+    /// <paramref name="ldap"/> and mailing through <paramref name="smtp"/>.</summary>
+    public static Dictionary<string, string?> DirectoryEnrollmentSettings(SmtpServer smtp, Slapd ldap, string connectionString)
+    {
+        var settings = new Dictionary<string, string?>(MailApp.MailSettings(smtp.Port));
+        foreach (var (k, v) in DirectoryApp.DirectorySettings(ldap)) settings[k] = v;
+        settings["Database:Provider"] = "Postgres";
+        settings["Database:ConnectionString"] = connectionString;
+        settings["DirectoryEnrollment:Enabled"] = "true";
+        settings["DirectoryEnrollment:Interval"] = "1.00:00:00";
+        return settings;
+    }
+
     protected override void ConfigureServices(IServiceCollection services) =>
         services.Remove(services.Single(d => d.ImplementationType == typeof(DirectoryEnrollmentWorker)));
 }
@@ -40,13 +53,7 @@ public sealed class DirectoryEnrollmentStopTests(PostgresServer postgres) : ICla
         await Task.WhenAll(_ldap.InitializeAsync(), _smtp.InitializeAsync());
         _ldap.Modify(DirectoryPeople.Ldif(_run, People).ToString(), add: true);
         _connectionString = postgres.ConnectionString("dirstop_" + Guid.NewGuid().ToString("N")[..8]);
-        var settings = new Dictionary<string, string?>(MailApp.MailSettings(_smtp.Port));
-        foreach (var (k, v) in DirectoryApp.DirectorySettings(_ldap)) settings[k] = v;
-        settings["Database:Provider"] = "Postgres";
-        settings["Database:ConnectionString"] = _connectionString;
-        settings["DirectoryEnrollment:Enabled"] = "true";
-        settings["DirectoryEnrollment:Interval"] = "1.00:00:00";
-        _node = new SchedulerlessNode(settings);
+        _node = new SchedulerlessNode(SchedulerlessNode.DirectoryEnrollmentSettings(_smtp, _ldap, _connectionString));
         await _node.InitializeAsync();
     }
 
@@ -147,15 +154,7 @@ public sealed class DirectoryEnrollmentStopTests(PostgresServer postgres) : ICla
         await using var db = new NpgsqlConnection(_connectionString);
         var losing = RunIfDueAsync(CancellationToken.None);
         await WaitForTokensAsync(db, losing);
-        // The run lock's session, found as PostgreSQL lists it: pg_try_advisory_lock(bigint) of a hashtext (int4) keeps the
-        // key's low 32 bits in objid.
-        await using (var terminate = new NpgsqlCommand(
-                         "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 " +
-                         "AND objid::bigint = (hashtext('certportal:' || @name)::bigint & 4294967295)", db))
-        {
-            terminate.Parameters.AddWithValue("name", DirectoryEnrollment.RunLock);
-            Assert.Equal(1L, await terminate.ExecuteScalarAsync());
-        }
+        await TerminateRunLockSessionAsync(db);
         // The lock is free at once: another node could take it (and would run) from here on.
         await using (var scope = _node.Services.CreateAsyncScope())
         await using (var other = await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>()
@@ -175,6 +174,18 @@ public sealed class DirectoryEnrollmentStopTests(PostgresServer postgres) : ICla
         Assert.Equal(invitedByLoser, rest.RecentlyInvited);
         Assert.Equal(People - invitedByLoser, rest.Invited);
         Assert.Equal(People, await ScheduledDirectoryEnrollmentTests.TokensPerMailboxAsync(db, _run, max: 1));
+    }
+
+    /// <summary>Ends the database session holding the run lock (pg_terminate_backend, waiting until it is gone), as a PostgreSQL
+    /// restart or a cut connection would; the lock is free from then on. The session is found as PostgreSQL lists its lock:
+    /// pg_try_advisory_lock(bigint) of a hashtext (int4) keeps the key's low 32 bits in objid.</summary>
+    internal static async Task TerminateRunLockSessionAsync(NpgsqlConnection db)
+    {
+        await using var terminate = new NpgsqlCommand(
+            "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 " +
+            "AND objid::bigint = (hashtext('certportal:' || @name)::bigint & 4294967295)", db);
+        terminate.Parameters.AddWithValue("name", DirectoryEnrollment.RunLock);
+        Assert.Equal(1L, await terminate.ExecuteScalarAsync());
     }
 
     /// <summary>The moment the run first reads the certificates: a shutdown (<paramref name="shutdown"/> cancelled), or else
