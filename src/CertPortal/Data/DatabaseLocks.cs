@@ -98,7 +98,9 @@ public static class DatabaseLocks
     /// dies, since its session ends with it: a long job is done by one node at a time and taken over after a crash
     /// without waiting for a lease. SQLite (one node's database): a lock of this process. The session can also end while
     /// the holder lives (PostgreSQL restarted, the backend terminated, the network cut): a long job asks
-    /// <see cref="HeldLock.IsStillHeldAsync"/> before each step that must not happen twice.</summary>
+    /// <see cref="HeldLock.IsStillHeldAsync"/> before each step, to stop soon after. That check cannot keep a step from
+    /// happening twice (the lock can pass on between the check and the step's commit): such a step is made conditional, in
+    /// its own transaction, on a row that the next holder changes before it starts (see DirectoryEnrollment's run fence).</summary>
     public static async Task<HeldLock?> TryHoldNamedAsync(this CertPortalDbContext db, string name, CancellationToken ct)
     {
         if (!OnPostgres(db))

@@ -42,9 +42,10 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
     public const int MaxCommonNameLength = 64;
 
     /// <param name="alsoWrite">Adds rows that must commit with the token (an invitation's message); runs in the
-    /// writer's transaction, possibly twice (see <see cref="GroupCommitWriter.WriteAsync{T}"/>).</param>
+    /// writer's transaction, possibly twice (see <see cref="GroupCommitWriter.WriteAsync{T}"/>). An exception it throws rolls
+    /// the token back and is the caller's.</param>
     public async Task<Outcome<CreatedToken>> CreateAsync(CreateTokenRequest request, string actor, CancellationToken ct,
-        Action<CertPortalDbContext, CreatedToken>? alsoWrite = null)
+        Func<CertPortalDbContext, CreatedToken, CancellationToken, Task>? alsoWrite = null)
     {
         if (!Mailbox.TryNormalize(request.Email, out var email, out var error))
             return Failure.Unprocessable("Invalid email.", error);
@@ -85,7 +86,7 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
             }, wct);
             await AuditLog.RecordNowAsync(w, now, actor, AuditActions.TokenCreated, $"token:{id}",
                 new { Email = email, profile = Names.Of(profile), ExpiresAt = now.AddHours(hours) }, wct);
-            alsoWrite?.Invoke(w, created);
+            if (alsoWrite is not null) await alsoWrite(w, created, wct);
             return true;
         });
         return created;

@@ -111,14 +111,36 @@ public sealed class DirectoryEnrollment(
     }
 
     /// <summary>Called holding the run lock: a run that invites and has not finished, while nobody holds the lock, was
-    /// left by a node that stopped (crash, kill, restart). It is closed as abandoned, so the console shows what happened
-    /// and the scheduler runs again.</summary>
+    /// left by a node that stopped (crash, kill, restart) or lost the lock. It is closed as abandoned, so the console shows
+    /// what happened and the scheduler runs again. Also the other half of the fence (<see cref="CountInvitationAsync"/>):
+    /// every run that invites calls it before it reads who was invited, and once it has returned, an invitation of a closed
+    /// run can no longer commit.</summary>
     private async Task CloseAbandonedRunsAsync(DateTimeOffset now, CancellationToken ct)
     {
         var abandoned = await db.DirectoryEnrollmentRuns.Where(r => !r.DryRun && r.FinishedAt == null)
             .ExecuteUpdateAsync(s => s.SetProperty(r => r.FinishedAt, now).SetProperty(r => r.Error, AbandonedError), ct);
         if (abandoned > 0)
             logger.LogWarning("Closed {Count} directory enrollment runs left unfinished by a node that stopped", abandoned);
+    }
+
+    /// <summary>The fence of a run that invites, in each invitation's transaction (on the group writer's context): counts the
+    /// invitation in the run's row while the run is unfinished, and otherwise throws, which rolls the invitation back. The next
+    /// node to take the run lock finishes every unfinished run (<see cref="CloseAbandonedRunsAsync"/>) before it reads who was
+    /// invited, so on PostgreSQL the row's lock orders the two: either the close waits for this invitation's commit (and the
+    /// next run then reads its token and skips the person), or this update waits for the close and finds the run finished.
+    /// A duplicate invitation is thus impossible, not only unlikely as with the lock check alone, which a lock lost between
+    /// check and commit passes. Chosen because it is one statement that means the same on both databases, on a row that
+    /// exists already. The alternatives: a fencing number (a generation row each holder increments) is the same idea with
+    /// a row of its own; checking pg_locks in the transaction is still a check before the commit (the lock can pass on
+    /// between the two, and nothing makes the next holder wait for the commit); writing the invitation on the lock's
+    /// connection would take it out of the group writer, and SQLite has no such connection. SQLite: the lock is this
+    /// process's and writers take turns, so the fence never trips there and only counts. As the count commits with each
+    /// invitation, a run stopped half-way (shutdown, a database error, a lost lock) records the invitations it made.</summary>
+    private static async Task CountInvitationAsync(CertPortalDbContext w, long runId, CancellationToken ct)
+    {
+        var counted = await w.DirectoryEnrollmentRuns.Where(r => r.Id == runId && r.FinishedAt == null)
+            .ExecuteUpdateAsync(s => s.SetProperty(r => r.Invited, r => r.Invited + 1), ct);
+        if (counted == 0) throw new RunLockLostException();
     }
 
     public async Task<IReadOnlyList<DirectoryEnrollmentRunView>> ListRunsAsync(CancellationToken ct) =>
@@ -187,8 +209,9 @@ public sealed class DirectoryEnrollment(
             else
             {
                 var actor = run.StartedBy == ScheduleActor ? AuditActors.DirectoryEnrollment : run.StartedBy;
-                // Before each invitation, not each batch: a node whose lock session ended may find another node running by
-                // now, which leaves alone only the invitations committed when it looked; each sent here after that is a second one.
+                // Before each invitation, not each batch: a node whose lock session ended stops at the next invitation
+                // instead of going on without the lock. The check cannot make a second invitation impossible (the lock
+                // can pass on between it and the commit): the fence (CountInvitationAsync) does.
                 var stillHeld = running ?? throw new InvalidOperationException("a run that invites holds the run lock"); // a bug if reached
                 foreach (var batch in inviting.Chunk(Invitations.MaxRows))
                 {
@@ -200,18 +223,22 @@ public sealed class DirectoryEnrollment(
                             // went on inviting until the host's shutdown timeout cut it off.
                             c.ThrowIfCancellationRequested();
                             if (!await stillHeld.IsStillHeldAsync(c)) throw new RunLockLostException();
-                        });
+                        },
+                        withEach: (w, c) => CountInvitationAsync(w, run.Id, c));
                     if (outcome.Failure is { } f) throw new InvalidOperationException(f.Detail); // mail switched off: checked at start
                     report.AddRange(outcome.Value!.Results.Select(r => new DirectoryEnrollmentPerson(r.Email ?? "", batch[r.Row - 1].Value,
                         r.Status, r.Error)));
                 }
             }
-            run.Invited = report.Count(p => p.Status is "invited" or "would-invite");
+            var invited = report.Count(p => p.Status is "invited" or "would-invite");
+            // A run that invites has its invitations counted in its row as each commits (CountInvitationAsync): saved from
+            // here, the number would overwrite that count with what this node knows (the same number when it got here).
+            if (run.DryRun) run.Invited = invited;
             run.Failed = report.Count(p => p.Status == "failed");
             logger.LogInformation("Directory enrollment run {Run} ({Mode}): {Found} found, {Enrolled} enrolled, {Recent} invited lately, {Invited} invited, {Failed} failed, {Deferred} left for the next run",
-                run.Id, run.DryRun ? "dry run" : "for real", run.Found, run.AlreadyEnrolled, run.RecentlyInvited, run.Invited, run.Failed, run.Deferred);
+                run.Id, run.DryRun ? "dry run" : "for real", run.Found, run.AlreadyEnrolled, run.RecentlyInvited, invited, run.Failed, run.Deferred);
             return new DirectoryEnrollmentReport(run.Id, run.DryRun, profileName, run.Found, run.AlreadyEnrolled, run.RecentlyInvited,
-                run.Invited, run.Failed, run.Deferred, report);
+                invited, run.Failed, run.Deferred, report);
         }
         catch (Exception e)
         {

@@ -39,8 +39,10 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
 
     /// <param name="beforeEach">Awaited before each row is invited; an exception it throws stops the call there (the rows
     /// before stay invited: each commits on its own).</param>
+    /// <param name="withEach">Awaited in each invitation's transaction, on the writer's context, after its rows: what it writes
+    /// commits with the invitation, and an exception it throws rolls the invitation back and stops the call there.</param>
     public async Task<Outcome<BulkInvitationResult>> InviteManyAsync(BulkInvitationRequest request, string actor, CancellationToken ct,
-        Func<CancellationToken, Task>? beforeEach = null)
+        Func<CancellationToken, Task>? beforeEach = null, Func<CertPortalDbContext, CancellationToken, Task>? withEach = null)
     {
         if (!mail.Enabled) return MailOff;
         if (request.Invitations is not { Count: > 0 } rows)
@@ -60,7 +62,7 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
             }
             if (beforeEach is not null) await beforeEach(ct);
             var outcome = await InviteOneAsync(new CreateTokenRequest(row.Email, row.DisplayName, row.Profile ?? request.Profile,
-                row.ValidHours ?? request.ValidHours, Send: true), policy, actor, ct);
+                row.ValidHours ?? request.ValidHours, Send: true), policy, actor, ct, withEach);
             results.Add(outcome.Failure is { } f
                 ? new InvitationResult(i + 1, row.Email, "failed", null, null, f.Detail)
                 : new InvitationResult(i + 1, outcome.Value.Token.Email, "invited", outcome.Value.Token.Id, outcome.Value.MessageId, null));
@@ -73,10 +75,10 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
     /// <param name="policy">The escrow policy: where it requires escrow for the profile, the enrollment page has the server
     /// make the key, and the message says so.</param>
     private async Task<Outcome<(CreatedToken Token, long MessageId)>> InviteOneAsync(CreateTokenRequest request, EscrowPolicyRecord policy, string actor,
-        CancellationToken ct)
+        CancellationToken ct, Func<CertPortalDbContext, CancellationToken, Task>? withEach = null)
     {
         OutboundMessage? message = null;
-        var created = await tokens.CreateAsync(request, actor, ct, (w, token) =>
+        var created = await tokens.CreateAsync(request, actor, ct, async (w, token, wct) =>
         {
             var now = time.GetUtcNow();
             var serverKey = Names.TryParseProfile(token.Profile, out var profile) &&
@@ -85,6 +87,7 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
                 new MessageModel(token.Email, token.DisplayName, token.Profile, ExpiresAt: token.ExpiresAt, ServerKey: serverKey ? true : null),
                 mail.OrganizationName, now, token.EnrollmentUrl);
             AuditLog.Record(w, now, actor, AuditActions.InvitationQueued, $"token:{token.Id}", new { token.Email });
+            if (withEach is not null) await withEach(w, wct);
         });
         if (created.Failure is { } f) return f;
         return (created.Value!, message!.Id);

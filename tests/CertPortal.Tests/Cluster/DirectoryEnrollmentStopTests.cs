@@ -36,9 +36,10 @@ public sealed class SchedulerlessNode(Dictionary<string, string?> settings) : Ce
 
 /// <summary>A scheduled run of 500 people that stops half-way: at shutdown, or because its run lock's database session was
 /// terminated (pg_terminate_backend, as a PostgreSQL restart or a cut connection would end it). The run is recorded with
-/// an error saying why, the next scheduled run starts at once (not a period later) and invites exactly the rest, and
-/// nobody holds two invitations. Before: a cancelled run was recorded as finished without an error, so the rest waited a
-/// whole Interval; a run that lost its lock went on inviting all 500 while another node could take the lock and run too.</summary>
+/// an error saying why and the invitations it made, the next scheduled run starts at once (not a period later) and invites
+/// exactly the rest, and nobody holds two invitations. Before: a cancelled run was recorded as finished without an error, so
+/// the rest waited a whole Interval; a run that lost its lock went on inviting all 500 while another node could take the lock
+/// and run too; a stopped run was recorded as having invited nobody.</summary>
 public sealed class DirectoryEnrollmentStopTests(PostgresServer postgres) : IClassFixture<PostgresServer>, IAsyncLifetime
 {
     private const int People = 500;
@@ -77,6 +78,9 @@ public sealed class DirectoryEnrollmentStopTests(PostgresServer postgres) : ICla
         var stopped = Assert.Single(await RunsAsync());
         Assert.NotNull(stopped.FinishedAt);
         Assert.Equal(DirectoryEnrollment.ShutdownError, stopped.Error);
+        // Its report counts the invitations it committed before it stopped.
+        var invitedBeforeShutdown = await DirectoryEnrollmentNodeKillTests.CountTokensAsync(db, _run);
+        Assert.Equal(invitedBeforeShutdown, stopped.Invited);
 
         // The next poll, a minute later and well within the day's Interval, carries on.
         var rest = await RunIfDueAsync(CancellationToken.None);
@@ -168,6 +172,7 @@ public sealed class DirectoryEnrollmentStopTests(PostgresServer postgres) : ICla
         var stopped = Assert.Single(await RunsAsync());
         Assert.NotNull(stopped.FinishedAt);
         Assert.Equal(DirectoryEnrollment.LockLostError, stopped.Error);
+        Assert.Equal(invitedByLoser, stopped.Invited);
 
         var rest = await RunIfDueAsync(CancellationToken.None);
         Assert.NotNull(rest);

@@ -104,6 +104,9 @@ public sealed class DirectoryEnrollmentTests(DirectoryEnrollmentApp app) : IClas
 
         var runs = await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/directory/enrollment-runs", Http.Json);
         Assert.True(runs.GetArrayLength() >= 3);
+        // As recorded (what the console lists): the count written with each invitation's commit.
+        Assert.Equal(400, runs.EnumerateArray().Single(r => r.GetProperty("id").GetInt64() == real.GetProperty("runId").GetInt64())
+            .GetProperty("invited").GetInt32());
     }
 
     [Fact]
