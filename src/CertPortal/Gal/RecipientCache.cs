@@ -292,25 +292,32 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
     {
         // Polled even with the look-up cache off (MaxMailboxes 0): MailboxesChanged keeps the OCSP responder current.
         using var timer = PollTimer.Create(options.Lookup.PollInterval);
-        do
+        try
         {
-            try
+            do
             {
-                await PollAsync(stoppingToken);
+                try
+                {
+                    await PollAsync(stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // Entries still expire after MaxStaleness; the next tick tries again.
+                    logger.LogWarning(e, "Reading certificate changes for the look-up cache failed");
+                }
+                var now = time.GetUtcNow();
+                if (now - _lastSweep >= SweepInterval)
+                {
+                    _lastSweep = now;
+                    DropExpired(now);
+                }
             }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                // Entries still expire after MaxStaleness; the next tick tries again.
-                logger.LogWarning(e, "Reading certificate changes for the look-up cache failed");
-            }
-            var now = time.GetUtcNow();
-            if (now - _lastSweep >= SweepInterval)
-            {
-                _lastSweep = now;
-                DropExpired(now);
-            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
         }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopped: ends quietly, as PollTimer.RunAsync explains.
+        }
     }
 
     /// <summary>Drops the entries whose validity has passed. Such an entry is never answered from again (the next

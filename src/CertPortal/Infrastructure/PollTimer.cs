@@ -11,25 +11,35 @@ public static partial class PollTimer
 {
     public static PeriodicTimer Create(TimeSpan interval) => new(interval);
 
-    /// <summary>A worker's loop: <paramref name="pass"/> now and then every <paramref name="interval"/> until the host
-    /// stops. A failed pass is logged and the worker stays alive; what a pass does is durable in the database, so the
-    /// next pass finds whatever the failed one left.</summary>
+    /// <summary>A worker's loop: <paramref name="pass"/> now and then every <paramref name="interval"/> until the worker
+    /// is stopped. A failed pass is logged and the worker stays alive; what a pass does is durable in the database, so the
+    /// next pass finds whatever the failed one left. A stop, between passes or in one, ends the loop quietly.</summary>
     public static async Task RunAsync(TimeSpan interval, Func<CancellationToken, Task> pass, ILogger logger, string worker,
         CancellationToken stoppingToken)
     {
         using var timer = Create(interval);
-        do
+        try
         {
-            try
+            do
             {
-                await pass(stoppingToken);
+                try
+                {
+                    await pass(stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    PassFailed(logger, e, worker);
+                }
             }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                PassFailed(logger, e, worker);
-            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
         }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopped. A worker ends by returning, never by letting the cancellation escape ExecuteAsync: .NET's host takes a
+            // worker whose task ends cancelled for a failed one unless the host itself is shutting down, and by default
+            // (BackgroundServiceExceptionBehavior.StopHost) stops the whole application for it, so a worker stopped on its own
+            // (its StopAsync) took every other with it.
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "{Worker} pass failed; the next poll tries again")]

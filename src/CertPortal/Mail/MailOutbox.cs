@@ -80,6 +80,12 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
             {
                 await RunOnceAsync(stoppingToken);
             }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                // Stopped in a pass: ends quietly, as PollTimer.RunAsync explains. A message it had claimed stays leased until the
+                // lease ends, as a node that died would leave it (a send cut off after its final dot may have been taken).
+                return;
+            }
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 // A database hiccup must not stop mail for good; the next tick tries again.

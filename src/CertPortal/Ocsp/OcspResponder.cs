@@ -421,17 +421,24 @@ public sealed class OcspResponder : BackgroundService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = PollTimer.Create(CheckInterval);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
+        try
         {
-            try
+            while (await timer.WaitForNextTickAsync(stoppingToken))
             {
-                await CheckAsync(stoppingToken);
+                try
+                {
+                    await CheckAsync(stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // Responses in memory stay valid until their nextUpdate; the next tick tries again.
+                    _logger.LogWarning(e, "OCSP signer check or response refresh failed");
+                }
             }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                // Responses in memory stay valid until their nextUpdate; the next tick tries again.
-                _logger.LogWarning(e, "OCSP signer check or response refresh failed");
-            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopped: ends quietly, as PollTimer.RunAsync explains.
         }
     }
 
