@@ -6,14 +6,6 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace CertPortal.Tests.Ocsp;
 
-/// <summary>The system clock, stepped by the test (FakeTimeProvider cannot go back): an NTP correction after a clock ran fast.</summary>
-public sealed class SteppedClock : TimeProvider
-{
-    public TimeSpan Offset { get; set; }
-
-    public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + Offset;
-}
-
 public sealed class SteppedClockOcspApp : CertPortalApp
 {
     public SteppedClock SteppedClock { get; } = new();
