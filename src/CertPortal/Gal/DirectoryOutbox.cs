@@ -228,28 +228,33 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
     /// and leave a revoked certificate published. Row locks alone (FOR UPDATE SKIP LOCKED) cannot give that, since
     /// the rows of one entry are different rows; so claims take a short cluster-wide lock and check the entry's
     /// other rows, then mark theirs with a conditional UPDATE. A node that dies leaves its rows to others once the
-    /// lease (Directory:ClaimLease) ends.</summary>
+    /// lease (Directory:ClaimLease) ends. Leases are written and compared on the database's clock (<see cref="LeaseClock"/>), so
+    /// a node whose own clock is off neither takes an entry another holds nor writes a lease that ends early for the others.</summary>
+    /// <param name="now">This node's time, which retries are scheduled on.</param>
+    /// <returns>The rows, and when their lease ends on this node's clock (<see cref="LeaseTime.Own"/>).</returns>
     private async Task<(List<DirectoryPublication> Rows, DateTimeOffset Until)> ClaimAsync(CertPortalDbContext db, DateTimeOffset now,
         CancellationToken ct)
     {
         var node = NodeId;
         await using var tx = await db.Database.BeginTransactionAsync(ct);
         await db.LockNamedAsync(ClaimLockName, ct);
+        var clock = await db.ReadLeaseClockAsync(time, ct);
         // A mailbox in any case is one entry (see EntryKey). CA1862 would have string.Equals(..., OrdinalIgnoreCase), which EF
         // Core cannot translate; ToLower() becomes lower().
 #pragma warning disable CA1862
         var heldElsewhere = db.DirectoryPublications.Where(q =>
-            q.CompletedAt == null && q.LeasedBy != null && q.LeasedBy != node && q.LeaseExpiresAt > now);
+            q.CompletedAt == null && q.LeasedBy != null && q.LeasedBy != node && q.LeaseExpiresAt > clock.Shared);
         var ids = await db.DirectoryPublications
             .Where(p => p.CompletedAt == null && p.NextAttemptAt <= now)
             .Where(p => !heldElsewhere.Any(q => q.Kind == p.Kind && q.Key.ToLower() == p.Key.ToLower()))
             .OrderBy(p => p.Id).Select(p => p.Id).Take(BatchSize).ToListAsync(ct);
 #pragma warning restore CA1862
-        var until = now + options.ClaimLease;
+        var until = clock.Own + options.ClaimLease;
         if (ids.Count == 0) return ([], until);
+        var leaseEnd = clock.Shared + options.ClaimLease;
         await db.DirectoryPublications
-            .Where(p => ids.Contains(p.Id) && p.CompletedAt == null && (p.LeasedBy == null || p.LeasedBy == node || p.LeaseExpiresAt <= now))
-            .ExecuteUpdateAsync(s => s.SetProperty(p => p.LeasedBy, node).SetProperty(p => p.LeaseExpiresAt, until), ct);
+            .Where(p => ids.Contains(p.Id) && p.CompletedAt == null && (p.LeasedBy == null || p.LeasedBy == node || p.LeaseExpiresAt <= clock.Shared))
+            .ExecuteUpdateAsync(s => s.SetProperty(p => p.LeasedBy, node).SetProperty(p => p.LeaseExpiresAt, leaseEnd), ct);
         await tx.CommitAsync(ct);
         // Not tracked: every later write to these rows is a conditional update on still holding them.
         var rows = await db.DirectoryPublications.AsNoTracking().Where(p => ids.Contains(p.Id) && p.LeasedBy == node)

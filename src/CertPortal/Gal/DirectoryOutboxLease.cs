@@ -36,7 +36,7 @@ internal sealed partial class DirectoryOutboxLease : IAsyncDisposable
     private readonly Task _renewals;
     private volatile Held _held;
 
-    /// <param name="until">When the lease the claim wrote ends.</param>
+    /// <param name="until">When the lease the claim wrote ends, on this node's clock (<see cref="LeaseTime.Own"/>).</param>
     public DirectoryOutboxLease(IServiceScopeFactory scopes, string node, IReadOnlyCollection<long> ids, DateTimeOffset until,
         TimeSpan lease, TimeProvider time, ILogger logger)
     {
@@ -51,7 +51,8 @@ internal sealed partial class DirectoryOutboxLease : IAsyncDisposable
     }
 
     /// <summary>True while every one of <paramref name="ids"/> is leased to this node for at least <paramref name="margin"/> more,
-    /// as of the last renewal that succeeded.</summary>
+    /// as of the last renewal that succeeded, measured on this node's clock from a reading taken before the database's (so the
+    /// lease the database holds ends no earlier).</summary>
     public bool Holds(IEnumerable<long> ids, TimeSpan margin)
     {
         var held = _held;
@@ -60,7 +61,7 @@ internal sealed partial class DirectoryOutboxLease : IAsyncDisposable
 
     private async Task RenewPeriodicallyAsync()
     {
-        // The cadence is wall-clock latency (see PollTimer); the lease's end is on the injected clock, as the claim's is.
+        // The cadence is wall-clock latency (see PollTimer); the lease's end is on the lease clock, as the claim's is.
         using var timer = PollTimer.Create(_lease / 4);
         try
         {
@@ -88,16 +89,17 @@ internal sealed partial class DirectoryOutboxLease : IAsyncDisposable
     {
         using var scope = _scopes.CreateScope();
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-        var now = _time.GetUtcNow();
-        var until = now + _lease;
         await using var tx = await db.Database.BeginTransactionAsync(ct);
         // The claim's lock: a renewal and another node's claim of the same rows are ordered, never interleaved.
         await db.LockNamedAsync(DirectoryOutbox.ClaimLockName, ct);
+        // Written on the database's clock, as the claim's; held, for Holds, on this node's (see LeaseClock).
+        var clock = await db.ReadLeaseClockAsync(_time, ct);
+        var leaseEnd = clock.Shared + _lease;
         var mine = db.DirectoryPublications.Where(p => _ids.Contains(p.Id) && p.LeasedBy == _node && p.CompletedAt == null);
-        await mine.ExecuteUpdateAsync(s => s.SetProperty(p => p.LeaseExpiresAt, until), ct);
+        await mine.ExecuteUpdateAsync(s => s.SetProperty(p => p.LeaseExpiresAt, leaseEnd), ct);
         var held = await mine.Select(p => p.Id).ToListAsync(ct);
         await tx.CommitAsync(ct);
-        _held = new Held([.. held], until);
+        _held = new Held([.. held], clock.Own + _lease);
     }
 
     public async ValueTask DisposeAsync()

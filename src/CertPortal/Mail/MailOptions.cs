@@ -45,8 +45,9 @@ public sealed class MailOptions
     /// outlives it: it is given up <see cref="LeaseMargin"/> before the lease ends, and the message's final dot (the
     /// moment the server takes it) goes only while a whole <see cref="Timeout"/> remains for the server's answer.</summary>
     public TimeSpan Lease { get; set; } = TimeSpan.FromMinutes(5);
-    /// <summary>How long before its lease ends a send is given up: room for the nodes' clocks to differ (each compares
-    /// the lease with its own) and for the abandoned connection to close.</summary>
+    /// <summary>How long before its lease ends a send is given up: room for the abandoned connection to close, and for this
+    /// node's clock to run at another rate than the database's during one lease (or be stepped). Not for the nodes' clocks
+    /// disagreeing: leases are written and compared on the database's clock (<see cref="Data.LeaseClock"/>).</summary>
     public TimeSpan LeaseMargin { get; set; } = TimeSpan.FromSeconds(10);
     /// <summary>For each SMTP operation (MailKit's timeout), not for a whole send: a server answering every command
     /// just in time can make one send last many timeouts, which <see cref="Lease"/> bounds.</summary>

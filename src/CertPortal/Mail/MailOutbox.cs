@@ -42,7 +42,8 @@ public sealed class MailQueue(KeyEncryptionSecret kek)
 /// conditional update (it must still be unsent and unleased) and holds it for <see cref="MailOptions.Lease"/>;
 /// a node that dies mid-send leaves the message to another once the lease runs out, and a send that would outlast
 /// the lease (a server answering each command just within the timeout) is given up before it ends, never while
-/// another node may be sending the same message. An SMTP server that is
+/// another node may be sending the same message. Leases are timed on the database's clock (<see cref="LeaseClock"/>), so a
+/// node whose own clock is off cannot shorten another's or take a message another still holds. An SMTP server that is
 /// down delays messages (retries with exponential backoff) and never fails or slows the API call that queued
 /// them. Each pass first queues the expiry reminders that have come due.</summary>
 public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, MailOptions options, TimeProvider time, ILogger<MailOutbox> logger) : BackgroundService
@@ -120,7 +121,8 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         var now = time.GetUtcNow();
         await db.OutboundMessages.Where(m => (m.SentAt != null && m.SentAt < now - Retention) || (m.FailedAt != null && m.FailedAt < now - Retention))
             .ExecuteDeleteAsync(ct);
-        var due = await DueMessages(db, now).OrderBy(m => m.NextAttemptAt).ThenBy(m => m.Id).Select(m => m.Id).Take(BatchSize).ToListAsync(ct);
+        var leaseNow = (await db.ReadLeaseClockAsync(time, ct)).Shared;
+        var due = await DueMessages(db, now, leaseNow).OrderBy(m => m.NextAttemptAt).ThenBy(m => m.Id).Select(m => m.Id).Take(BatchSize).ToListAsync(ct);
         if (due.Count == 0) return new PassResult(queued, 0, 0, 0);
 
         SmtpSender? smtp = null;
@@ -128,8 +130,9 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         {
             foreach (var id in due)
             {
-                var message = await ClaimAsync(db, id, ct);
-                if (message is null) continue; // another node has it, or sent it meanwhile
+                var claim = await ClaimAsync(db, id, ct);
+                if (claim is null) continue; // another node has it, or sent it meanwhile
+                var (message, sendBy) = claim.Value;
                 if (await RefusalBeforeSendingAsync(db, message, ct) is { } pointless)
                 {
                     // What kept it waiting (an outage, a relay refusing this service) stays readable beside why it is given up.
@@ -148,8 +151,6 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
                     failed++;
                     continue;
                 }
-                // Given up before the lease ends, and by a margin for the nodes' clocks (each compares the lease with its own).
-                var sendBy = message.LeaseExpiresAt!.Value - options.LeaseMargin;
                 try
                 {
                     if (smtp is null)
@@ -182,19 +183,25 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         return new PassResult(queued, sent, retried, failed);
     }
 
-    private static IQueryable<OutboundMessage> DueMessages(CertPortalDbContext db, DateTimeOffset now) =>
+    /// <param name="now">This node's time, which retries are scheduled on.</param>
+    /// <param name="leaseNow">The lease clock's (<see cref="LeaseClock"/>: the database's with several nodes).</param>
+    private static IQueryable<OutboundMessage> DueMessages(CertPortalDbContext db, DateTimeOffset now, DateTimeOffset leaseNow) =>
         db.OutboundMessages.Where(m => m.SentAt == null && m.FailedAt == null && m.NextAttemptAt <= now
-            && (m.LeaseExpiresAt == null || m.LeaseExpiresAt <= now));
+            && (m.LeaseExpiresAt == null || m.LeaseExpiresAt <= leaseNow));
 
-    /// <summary>Takes one message for this node: a conditional update that only one node's can change.</summary>
-    private async Task<OutboundMessage?> ClaimAsync(CertPortalDbContext db, long id, CancellationToken ct)
+    /// <summary>Takes one message for this node: a conditional update that only one node's can change. The lease is written on
+    /// the lease clock (the database's with several nodes), so a node whose own clock is off cannot shorten it for the others.</summary>
+    /// <returns>The message, and when its send must be given up on this node's clock: <see cref="MailOptions.LeaseMargin"/> before
+    /// the lease ends as this node measures it (see <see cref="LeaseTime.Own"/>).</returns>
+    private async Task<(OutboundMessage Message, DateTimeOffset SendBy)?> ClaimAsync(CertPortalDbContext db, long id, CancellationToken ct)
     {
-        var now = time.GetUtcNow();
-        var until = now + options.Lease;
-        var claimed = await DueMessages(db, now).Where(m => m.Id == id)
+        var clock = await db.ReadLeaseClockAsync(time, ct);
+        var until = clock.Shared + options.Lease;
+        var claimed = await DueMessages(db, clock.Own, clock.Shared).Where(m => m.Id == id)
             .ExecuteUpdateAsync(s => s.SetProperty(m => m.LeasedBy, NodeId).SetProperty(m => m.LeaseExpiresAt, until), ct);
         if (claimed == 0) return null;
-        return await db.OutboundMessages.AsNoTracking().FirstAsync(m => m.Id == id, ct);
+        var message = await db.OutboundMessages.AsNoTracking().FirstAsync(m => m.Id == id, ct);
+        return (message, clock.Own + options.Lease - options.LeaseMargin);
     }
 
     /// <summary>A message that lost its point while it waited (SMTP down, backoff) is not sent. An invitation whose token was

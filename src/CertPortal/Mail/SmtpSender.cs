@@ -129,7 +129,8 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
         $"SMTP server {options.Host}:{options.EffectivePort} too slow: the send was given up {step}, as this node's lease on the message " +
         $"ran out (Mail:Lease less Mail:LeaseMargin), so that no other node sends it meanwhile.", inner);
 
-    /// <summary>Cancels at <c>sendBy</c> on the clock the lease was written with, or when the caller's token does.</summary>
+    /// <summary>Cancels at <c>sendBy</c> on this node's clock (the caller's reading of its lease's end, <see cref="Data.LeaseTime.Own"/>),
+    /// or when the caller's token does.</summary>
     private sealed class SendDeadline : IDisposable
     {
         private readonly CancellationTokenSource _atDeadline;

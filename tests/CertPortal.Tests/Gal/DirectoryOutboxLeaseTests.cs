@@ -22,6 +22,11 @@ public class SlowDirectoryApp : DirectoryApp
     /// <summary>Made when the settings are first read, after slapd has its port.</summary>
     public LatencyProxy Proxy => _proxy ??= new LatencyProxy(Ldap.Port);
 
+    /// <summary>This node's clock: the system's, unless a test sets it off from the database's (and the other nodes').</summary>
+    public SteppedClock NodeClock { get; } = new();
+
+    protected override void ConfigureServices(IServiceCollection services) => services.AddSingleton<TimeProvider>(NodeClock);
+
     protected override IDictionary<string, string?> Settings
     {
         get
@@ -61,6 +66,8 @@ public sealed class PostgresSlowDirectoryApp() : SlowDirectoryApp(postgres: true
 /// directory at 250 ms). A pass therefore starts no entry after half its lease and leaves the rest to the next pass.</summary>
 public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
 {
+    protected SlowDirectoryApp App => app;
+
     [Fact]
     public async Task A_pass_over_a_slow_directory_starts_no_entry_after_half_its_lease_and_the_next_passes_finish_the_rest()
     {
@@ -194,7 +201,7 @@ public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
     }
 
     /// <summary>The outbox with nothing else due, and a new mailbox whose certificate's publication is queued.</summary>
-    private async Task<(DirectoryOutbox Outbox, string Email)> QueuedEntryAsync(string prefix)
+    protected async Task<(DirectoryOutbox Outbox, string Email)> QueuedEntryAsync(string prefix)
     {
         var outbox = app.Service<DirectoryOutbox>();
         await outbox.ProcessDueAsync(CancellationToken.None);
@@ -204,7 +211,7 @@ public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
     }
 
     /// <summary>The outbox rows of a person entry that are due now (a scheduled expiry is not), in every spelling.</summary>
-    private async Task<List<DirectoryPublication>> RowsAsync(string email)
+    protected async Task<List<DirectoryPublication>> RowsAsync(string email)
     {
         using var scope = app.Service<IServiceScopeFactory>().CreateScope();
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
@@ -215,7 +222,7 @@ public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
     }
 
     /// <summary>Writes a lease on the entry's rows spelt exactly <paramref name="key"/>, as another node's claim would.</summary>
-    private async Task SetLeaseAsync(string key, string node, DateTimeOffset until)
+    protected async Task SetLeaseAsync(string key, string node, DateTimeOffset until)
     {
         using var scope = app.Service<IServiceScopeFactory>().CreateScope();
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
@@ -226,4 +233,64 @@ public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
 
 public sealed class SqliteDirectoryOutboxLeaseTests(SlowDirectoryApp app) : DirectoryOutboxLeaseTests(app), IClassFixture<SlowDirectoryApp>;
 
-public sealed class PostgresDirectoryOutboxLeaseTests(PostgresSlowDirectoryApp app) : DirectoryOutboxLeaseTests(app), IClassFixture<PostgresSlowDirectoryApp>;
+/// <summary>With several nodes (PostgreSQL), also a node whose clock is off from the others' by far more than an operation
+/// (Directory:TimeoutSeconds, the margin a write needs left on its lease): leases are timed on the database's clock, so such a
+/// node neither takes an entry another holds nor writes a lease the others see ending early. Before, each node timed leases on
+/// its own clock, and a minute off was enough for two nodes to reconcile one entry at once. The other node here is the test,
+/// writing leases on the database's clock, which is this machine's.</summary>
+public sealed class PostgresDirectoryOutboxLeaseTests(PostgresSlowDirectoryApp app) : DirectoryOutboxLeaseTests(app), IClassFixture<PostgresSlowDirectoryApp>
+{
+    [Fact]
+    public async Task A_node_whose_clock_is_ahead_does_not_claim_an_entry_another_node_holds()
+    {
+        var (outbox, email) = await QueuedEntryAsync("ahead");
+        await SetLeaseAsync(email, "another-node", DateTimeOffset.UtcNow.AddSeconds(30));
+        App.NodeClock.Offset = TimeSpan.FromMinutes(1);
+        try
+        {
+            await outbox.ProcessDueAsync(CancellationToken.None);
+            Assert.Empty(App.PublishedCertificates(email));
+            Assert.All(await RowsAsync(email), r => Assert.Equal("another-node", r.LeasedBy));
+
+            // The other node's lease ends without it finishing: this node takes the entry up.
+            await SetLeaseAsync(email, "another-node", DateTimeOffset.UtcNow.AddSeconds(-1));
+            await outbox.ProcessDueAsync(CancellationToken.None);
+            Assert.Single(App.PublishedCertificates(email));
+        }
+        finally
+        {
+            App.NodeClock.Offset = TimeSpan.Zero;
+        }
+    }
+
+    [Fact]
+    public async Task A_node_whose_clock_is_behind_holds_its_entry_for_the_whole_lease_as_the_others_see_it()
+    {
+        // Set first: queued on this node's clock, the rows are due on it.
+        App.NodeClock.Offset = TimeSpan.FromMinutes(-1);
+        try
+        {
+            var (outbox, email) = await QueuedEntryAsync("behind");
+            // Slow enough that the pass is still at its first LDAP operation when the rows are read below.
+            App.Proxy.Latency = TimeSpan.FromMilliseconds(600);
+            var pass = outbox.ProcessDueAsync(CancellationToken.None);
+            var deadline = Stopwatch.StartNew();
+            List<DirectoryPublication> rows;
+            while ((rows = await RowsAsync(email)).Any(r => r.LeasedBy is null))
+            {
+                Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(10), "the pass never claimed the entry");
+                await Task.Delay(20);
+            }
+            // On the database's clock, which the other nodes compare with: the 4 s lease has most of its length ahead.
+            var now = DateTimeOffset.UtcNow;
+            Assert.All(rows, r => Assert.True(r.LeaseExpiresAt > now.AddSeconds(2), $"the lease ends at {r.LeaseExpiresAt:O}, now is {now:O}"));
+            Assert.Equal(0, (await pass).Retried);
+            Assert.Single(App.PublishedCertificates(email));
+        }
+        finally
+        {
+            App.Proxy.Latency = TimeSpan.Zero;
+            App.NodeClock.Offset = TimeSpan.Zero;
+        }
+    }
+}

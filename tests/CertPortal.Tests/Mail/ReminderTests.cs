@@ -17,16 +17,21 @@ public sealed class MailNode : CertPortalApp
     private readonly Dictionary<string, string?> _settings;
     private readonly ConcurrentQueue<string>? _logs;
     private readonly bool _outboxWorker;
+    private readonly SteppedClock? _offClock;
 
     /// <param name="logs">Where to capture every log line of this node, if anywhere.</param>
     /// <param name="outboxWorker">False: no background worker sends this node's outbox, only the test's <see cref="PassAsync"/>
     /// (the worker's first pass comes at a moment of its own choosing, after start-up).</param>
-    public MailNode(FakeTimeProvider? clock, Dictionary<string, string?> settings, ConcurrentQueue<string>? logs = null, bool outboxWorker = true)
+    /// <param name="offClock">This node's own clock, off from the others' (and the database's) by its offset; instead of
+    /// <paramref name="clock"/>.</param>
+    public MailNode(FakeTimeProvider? clock, Dictionary<string, string?> settings, ConcurrentQueue<string>? logs = null, bool outboxWorker = true,
+        SteppedClock? offClock = null)
     {
         Clock = clock;
         _settings = settings;
         _logs = logs;
         _outboxWorker = outboxWorker;
+        _offClock = offClock;
     }
 
     protected override IDictionary<string, string?> Settings => _settings;
@@ -34,6 +39,7 @@ public sealed class MailNode : CertPortalApp
     protected override void ConfigureServices(IServiceCollection services)
     {
         if (_logs is not null) CapturingLoggerProvider.AddTo(services, _logs);
+        if (_offClock is not null) services.AddSingleton<TimeProvider>(_offClock);
         // MailRegistration adds the worker as AddHostedService(sp => sp.GetRequiredService<MailOutbox>()).
         if (_outboxWorker) return;
         foreach (var worker in services.Where(d => d.ServiceType == typeof(IHostedService) && d.ImplementationFactory?.Method.ReturnType == typeof(MailOutbox)).ToList())
