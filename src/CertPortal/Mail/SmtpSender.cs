@@ -97,14 +97,29 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
     /// <summary>Whether a 5xx at RCPT refuses this service rather than the recipient: an enhanced status of class X.7 (RFC 3463
     /// "security or policy status": 5.7.1 relaying denied, 5.7.0 authentication required), which RFC 2034 puts at the start of
     /// the reply's text, or RFC 4954's authentication replies (530, 534, 535, 538) from a server without enhanced codes. The other
-    /// classes name the recipient's address (X.1) or mailbox (X.2), and a reply without an enhanced code says nothing more.</summary>
+    /// classes name the recipient's address (X.1) or mailbox (X.2). Without an enhanced code only the words can tell: relays
+    /// that send none refuse relaying in a few well-known phrasings (<see cref="RelayRefusal"/>); any other such reply is the
+    /// recipient's.</summary>
     public static bool RefusesService(SmtpStatusCode status, string text) =>
         status is SmtpStatusCode.AuthenticationRequired or SmtpStatusCode.AuthenticationMechanismTooWeak
             or SmtpStatusCode.AuthenticationInvalidCredentials or SmtpStatusCode.EncryptionRequiredForAuthenticationMechanism
-        || SecurityOrPolicyStatus().IsMatch(text);
+        || SecurityOrPolicyStatus().IsMatch(text)
+        || (!EnhancedStatus().IsMatch(text) && RelayRefusal().IsMatch(text));
 
     [GeneratedRegex(@"^5\.7\.[0-9]{1,3}(?![0-9])")]
     private static partial Regex SecurityOrPolicyStatus();
+
+    /// <summary>RFC 3463's class.subject.detail at the start of the text (RFC 2034): when there is one, it decides.</summary>
+    [GeneratedRegex(@"^[245]\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9])")]
+    private static partial Regex EnhancedStatus();
+
+    /// <summary>How relays word "relaying denied" when they send no enhanced status: Postfix's "Relay access denied"
+    /// (smtpd_check.c, reject_unauth_destination), sendmail's "Relaying denied" (its check_rcpt ruleset), Exim's "relay not
+    /// permitted" (the default configuration's RCPT ACL) and Exchange's "Unable to relay" (which comes with 5.7.1 where codes are
+    /// sent). Kept to these: a phrase that only
+    /// resembles them stays a refusal of the recipient, as before.</summary>
+    [GeneratedRegex(@"\b(relay(ing)?( access)? (denied|not permitted)|unable to relay)\b", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    private static partial Regex RelayRefusal();
 
     /// <summary>A permanent refusal that reaches here (the recipient's and the content's were returned before) is the server
     /// refusing us: a 5xx greeting, EHLO or STARTTLS, a failed login, a 5xx to our sender or to DATA, a 530 "authentication required" anywhere
