@@ -76,10 +76,14 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
         // filter, a size limit): this message will never go, but the next may. Treated as the server being down, one such
         // message was retried for ever and, as every pass stops at the first "down", held back every message queued after
         // it. A 5xx at RCPT that refuses the service (5.7.1 relaying denied) is not about the recipient: every message would
-        // meet it, and failing them all erased every invitation's link. It, and a 5xx for the sender (MAIL FROM: Mail:From),
-        // are "unavailable" below, and every message waits for the configuration to be fixed.
-        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500 && (e.ErrorCode is SmtpErrorCode.MessageNotAccepted
-            || (e.ErrorCode is SmtpErrorCode.RecipientNotAccepted && !RefusesService(e.StatusCode, e.Message))))
+        // meet it, and failing them all erased every invitation's link. It, a 5xx for the sender (MAIL FROM: Mail:From) and a
+        // refusal of our domain's authentication after the content (RefusesSendersAuthentication: DMARC, SPF, DKIM) are
+        // "unavailable" below, and every message waits for the configuration to be fixed. Other refusals after the content
+        // (5.7.1 spam, a virus, a size limit) stay this message's: they judge what it says, the next message may pass, and
+        // retrying the same content would only meet the same verdict while holding back the queue.
+        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500
+            && ((e.ErrorCode is SmtpErrorCode.MessageNotAccepted && !RefusesSendersAuthentication(e.Message))
+                || (e.ErrorCode is SmtpErrorCode.RecipientNotAccepted && !RefusesService(e.StatusCode, e.Message))))
         {
             return $"{(int)e.StatusCode} {e.Message}";
         }
@@ -109,6 +113,17 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
     [GeneratedRegex(@"^5\.7\.[0-9]{1,3}(?![0-9])")]
     private static partial Regex SecurityOrPolicyStatus();
 
+    /// <summary>Whether a 5xx after the content refuses our sending domain's authentication rather than the message: RFC 7372's
+    /// codes (5.7.20-5.7.22 no passing, acceptable or author-matched DKIM signature, 5.7.23 SPF validation failed, 5.7.24 SPF
+    /// validation error, 5.7.25 reverse DNS validation failed, 5.7.26 multiple authentication checks failed, as Gmail answers
+    /// a DMARC policy refusal), RFC 7505's 5.7.27 (the sender's domain has a null MX) and RFC 3463's 5.7.7 (message integrity
+    /// failure). Every message from Mail:From would meet them: they are fixed in our DNS or the relay's signing, never by
+    /// giving up the message.</summary>
+    public static bool RefusesSendersAuthentication(string text) => SendersAuthenticationStatus().IsMatch(text);
+
+    [GeneratedRegex(@"^5\.7\.(7|2[0-7])(?![0-9])")]
+    private static partial Regex SendersAuthenticationStatus();
+
     /// <summary>RFC 3463's class.subject.detail at the start of the text (RFC 2034): when there is one, it decides.</summary>
     [GeneratedRegex(@"^[245]\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9])")]
     private static partial Regex EnhancedStatus();
@@ -123,7 +138,8 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
 
     /// <summary>A permanent refusal that reaches here (the recipient's and the content's were returned before) is the server
     /// refusing us: a 5xx greeting, EHLO or STARTTLS, a failed login, a 5xx to our sender or to DATA, a 530 "authentication required" anywhere
-    /// (MailKit's <see cref="ServiceNotAuthenticatedException"/>), or a security or policy refusal at RCPT. A 4xx, a broken
+    /// (MailKit's <see cref="ServiceNotAuthenticatedException"/>), a security or policy refusal at RCPT, or a refusal of our
+    /// domain's authentication after the content. A 4xx, a broken
     /// connection or a timeout is an outage.</summary>
     private SmtpUnavailableException Unavailable(Exception e)
     {
@@ -134,10 +150,13 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
             SmtpCommandException { StatusCode: >= (SmtpStatusCode)500 } c => $"{(int)c.StatusCode} {c.Message}",
             _ => null,
         };
+        var where = e is SmtpCommandException a && RefusesSendersAuthentication(a.Message)
+            ? "the SPF, DKIM and DMARC records of Mail:From's domain, or the server's signing for it"
+            : "Mail:From, Mail:UserName and Mail:Password, or the server's rules for this host";
         return refusal is null
             ? new SmtpUnavailableException($"SMTP server {options.Host}:{options.EffectivePort}: {e.Message}", e)
             : new SmtpUnavailableException($"SMTP server {options.Host}:{options.EffectivePort} refuses this service: {refusal}. A configuration " +
-                "problem (Mail:From, Mail:UserName and Mail:Password, or the server's rules for this host): messages are kept and retried.", e, refusesService: true);
+                $"problem ({where}): messages are kept and retried.", e, refusesService: true);
     }
 
     private SmtpUnavailableException LeaseRunningOut(string step, Exception? inner) => new(

@@ -10,7 +10,8 @@ namespace CertPortal.Tests.Infrastructure;
 /// into a maildir, where tests read what people would receive. It can be stopped and started again on the same
 /// port, as an outage would. A message to a mailbox whose local part begins with <see cref="RefusedAfterData"/> is
 /// accepted at RCPT and refused for good after DATA (554 5.7.1), as a content filter refuses one. <see cref="Answer"/> makes it
-/// answer MAIL FROM or RCPT TO with a refusal the test chooses (a relay denying relaying, a mailbox that does not exist).</summary>
+/// answer MAIL FROM, RCPT TO or the message's final dot with a refusal the test chooses (a relay denying relaying, a mailbox that
+/// does not exist, a DMARC policy refusing our domain).</summary>
 public sealed class SmtpServer : IAsyncLifetime
 {
     private const string Python = "/usr/bin/python3";
@@ -50,6 +51,9 @@ public sealed class SmtpServer : IAsyncLifetime
                 return scripted("RCPT")
 
             async def handle_DATA(self, server, session, envelope):
+                answer = scripted("DATA")
+                if answer is not MISSING:
+                    return answer
                 if any(r.lower().startswith("{{RefusedAfterData}}") for r in envelope.rcpt_tos):
                     return "554 5.7.1 Message refused by content policy"
                 return await super().handle_DATA(server, session, envelope)
@@ -89,8 +93,9 @@ public sealed class SmtpServer : IAsyncLifetime
         throw new TimeoutException("aiosmtpd did not start listening");
     }
 
-    /// <summary>From now on answers <paramref name="command"/> ("MAIL" or "RCPT") with <paramref name="reply"/>, e.g.
-    /// "550 5.7.1 Relaying denied", instead of accepting; null: accepts it again. Takes effect at the next command.</summary>
+    /// <summary>From now on answers <paramref name="command"/> ("MAIL", "RCPT", or "DATA" for the answer after the final dot)
+    /// with <paramref name="reply"/>, e.g. "550 5.7.1 Relaying denied", instead of accepting; null: accepts it again. Takes
+    /// effect at the next command.</summary>
     public void Answer(string command, string? reply)
     {
         lock (_answers)

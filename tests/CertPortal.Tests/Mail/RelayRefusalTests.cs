@@ -12,8 +12,9 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace CertPortal.Tests.Mail;
 
-/// <summary>A relay that refuses this service (relaying denied, authentication required: RFC 3463 class X.7, or a 5xx to our
-/// sender) is a configuration problem, not a verdict on the message: the invitation stays queued with its link, says why, and
+/// <summary>A relay that refuses this service (relaying denied, authentication required: RFC 3463 class X.7, a 5xx to our
+/// sender, or after the content a refusal of our domain's SPF, DKIM or DMARC: RFC 7372) is a configuration problem, not a
+/// verdict on the message: the invitation stays queued with its link, says why, and
 /// goes once the relay is fixed. A refusal of the recipient (5.1.1 user unknown, 5.2.2 mailbox full) still fails that message.</summary>
 public sealed class RelayRefusalTests
 {
@@ -58,15 +59,22 @@ public sealed class RelayRefusalTests
         return await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().OutboundMessages.AsNoTracking().SingleAsync(m => m.Recipient == email);
     }
 
+    private const string OurSettings = "Mail:From, Mail:UserName and Mail:Password";
+    private const string OurDomainsRecords = "the SPF, DKIM and DMARC records of Mail:From's domain";
+
+    /// <param name="fix">What the last error tells the administrator to look at.</param>
     [Theory]
-    [InlineData("RCPT", "550 5.7.1 Relaying denied")]
-    [InlineData("RCPT", "554 5.7.1 <someone@example.test>: Relay access denied")] // Postfix's words and code
-    [InlineData("RCPT", "530 5.7.0 Authentication required")]
-    [InlineData("RCPT", "554 <someone@example.test>: Relay access denied")] // Postfix without enhanced status codes
-    [InlineData("RCPT", "550 relay not permitted")] // Exim's default configuration
-    [InlineData("MAIL", "550 5.7.1 Sender address not permitted")]
-    [InlineData("MAIL", "553 5.1.8 Sender address rejected: Domain not found")]
-    public Task A_relay_refusing_this_service_keeps_every_invitation_with_its_link_until_it_accepts(string command, string reply) => WithNodeAsync(async run =>
+    [InlineData("RCPT", "550 5.7.1 Relaying denied", OurSettings)]
+    [InlineData("RCPT", "554 5.7.1 <someone@example.test>: Relay access denied", OurSettings)] // Postfix's words and code
+    [InlineData("RCPT", "530 5.7.0 Authentication required", OurSettings)]
+    [InlineData("RCPT", "554 <someone@example.test>: Relay access denied", OurSettings)] // Postfix without enhanced status codes
+    [InlineData("RCPT", "550 relay not permitted", OurSettings)] // Exim's default configuration
+    [InlineData("MAIL", "550 5.7.1 Sender address not permitted", OurSettings)]
+    [InlineData("MAIL", "553 5.1.8 Sender address rejected: Domain not found", OurSettings)]
+    // After the final dot, RFC 7372: the server judged our domain's authentication, not this message.
+    [InlineData("DATA", "550 5.7.26 Unauthenticated email from example.test is not accepted due to domain's DMARC policy", OurDomainsRecords)] // Gmail's words
+    [InlineData("DATA", "550 5.7.23 SPF validation failed", OurDomainsRecords)]
+    public Task A_relay_refusing_this_service_keeps_every_invitation_with_its_link_until_it_accepts(string command, string reply, string fix) => WithNodeAsync(async run =>
     {
         var first = NewMailbox("first");
         var second = NewMailbox("second");
@@ -81,8 +89,9 @@ public sealed class RelayRefusalTests
         Assert.Equal("queued", notice.GetProperty("status").GetString());
         var lastError = notice.GetProperty("lastError").GetString();
         Assert.Contains(reply, lastError);
-        Assert.Contains("configuration problem", lastError);
+        Assert.Contains($"configuration problem ({fix}", lastError);
         Assert.Contains(run.Logs, l => l.Contains("configuration problem", StringComparison.Ordinal) && l.Contains(reply[..3], StringComparison.Ordinal));
+        Assert.Empty(run.Smtp.Messages());
         Assert.NotNull((await RowAsync(run.Node, first)).SealedLink);
         Assert.NotNull((await RowAsync(run.Node, second)).SealedLink);
 
@@ -159,4 +168,17 @@ public sealed class RelayRefusalTests
     [InlineData(550, "5.7.1234 not an enhanced status", false)]
     public void Only_security_or_policy_refusals_refuse_the_service(int status, string text, bool refusesService) =>
         Assert.Equal(refusesService, SmtpSender.RefusesService((SmtpStatusCode)status, text));
+
+    [Theory]
+    [InlineData("5.7.26 Unauthenticated email from example.com is not accepted due to domain's DMARC policy.\n5.7.26 Please contact", true)]
+    [InlineData("5.7.20 No passing DKIM signature found", true)]
+    [InlineData("5.7.23 SPF validation failed", true)]
+    [InlineData("5.7.27 Sender address has null MX", true)]
+    [InlineData("5.7.7 Message integrity failure", true)]
+    [InlineData("5.7.1 Message refused as spam", false)] // a verdict on the content: this message's
+    [InlineData("5.7.28 Unusual rate of unsolicited mail", false)]
+    [InlineData("5.7.260 not an enhanced status", false)]
+    [InlineData("Message refused: DMARC", false)] // no enhanced status: nothing certain
+    public void Only_refusals_of_our_domains_authentication_after_the_content_refuse_the_service(string text, bool refusesService) =>
+        Assert.Equal(refusesService, SmtpSender.RefusesSendersAuthentication(text));
 }
