@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Security.Cryptography;
 using System.Text;
@@ -45,7 +46,11 @@ public sealed class MailQueue(KeyEncryptionSecret kek)
 /// another node may be sending the same message. Leases are timed on the database's clock (<see cref="LeaseClock"/>), so a
 /// node whose own clock is off cannot shorten another's or take a message another still holds. An SMTP server that is
 /// down delays messages (retries with exponential backoff) and never fails or slows the API call that queued
-/// them. Each pass first queues the expiry reminders that have come due.</summary>
+/// them. A security or policy refusal at RCPT (5.7.x, "Relay access denied") may refuse this service (every message) or only
+/// one recipient: the message is failed only once the server, in the same session, takes the next recipient after refusing it;
+/// otherwise it is kept and retried as in an outage, so a relay refusing us never costs a message. Each node judges from its
+/// own sessions, as relays allow relaying per client address or login. Each pass first queues the expiry reminders that have
+/// come due.</summary>
 public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, MailOptions options, TimeProvider time, ILogger<MailOutbox> logger) : BackgroundService
 {
     public const string MeterName = "CertPortal.Mail";
@@ -57,7 +62,17 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
     // certificate it is about (S/MIME BR: at most 825 days).
     private static readonly TimeSpan Retention = TimeSpan.FromDays(825);
 
+    // Two refusals of the kind that may refuse this service (SmtpRefusal.OrRefusesService) running, with no recipient taken
+    // between them, are this service refused: the pass stops there as for an outage, so that a relay refusing us is asked
+    // about two messages a pass, not every queued one (some relays block a client that keeps asking them to relay).
+    private const int RefusalsThatAreAnOutage = 2;
+
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    /// <summary>Messages this node kept after such a refusal that nothing in its session told apart (the message was the last
+    /// one sent, or the next was refused too): each is tried again, before its backoff ends, in front of a due message of a
+    /// later pass, whose answer then tells. In memory: a node that restarts forgets them, and they wait out their backoff.</summary>
+    private readonly ConcurrentDictionary<long, bool> _awaitingAnotherRecipient = new();
 
     /// <summary>Identifies this node's leases (several instances may share a host, or a process in tests).</summary>
     public string NodeId { get; } = $"{Truncate(Environment.MachineName, 32)}/{Environment.ProcessId}/{Guid.NewGuid().ToString("N")[..8]}";
@@ -126,11 +141,14 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         if (due.Count == 0) return new PassResult(queued, 0, 0, 0);
 
         SmtpSender? smtp = null;
+        // Refused at RCPT in a way that may refuse this service or only the recipient, and not yet told apart (see SmtpRefusal).
+        var undecided = new List<(OutboundMessage Message, SmtpRefusal Refusal)>();
         try
         {
-            foreach (var id in due)
+            foreach (var (id, early) in InFrontOfDue(due))
             {
-                var claim = await ClaimAsync(db, id, ct);
+                _awaitingAnotherRecipient.TryRemove(id, out _);
+                var claim = await ClaimAsync(db, id, early, ct);
                 if (claim is null) continue; // another node has it, or sent it meanwhile
                 var (message, sendBy) = claim.Value;
                 if (await RefusalBeforeSendingAsync(db, message, ct) is { } pointless)
@@ -159,7 +177,17 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
                         await smtp.ConnectAsync(sendBy, ct);
                     }
                     var refused = await smtp.SendAsync(mime, sendBy, ct);
-                    await FinishAsync(db, message, failedBecause: refused, ct);
+                    if (refused?.OrRefusesService is not null)
+                    {
+                        undecided.Add((message, refused));
+                        if (undecided.Count < RefusalsThatAreAnOutage) continue; // the next recipient's answer tells
+                        retried += await RetryUndecidedAsync(db, undecided, ct);
+                        break;
+                    }
+                    // The server took this recipient (sent, or refused only its content) in the same session, after refusing
+                    // the undecided ones: it serves us, and refused those recipients themselves.
+                    if (refused is not { AtRecipient: true }) failed += await FailUndecidedAsync(db, undecided, ct);
+                    await FinishAsync(db, message, failedBecause: refused?.Reply, ct);
                     if (refused is null) sent++; else failed++;
                 }
                 catch (SmtpUnavailableException e)
@@ -171,6 +199,8 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
                     break;
                 }
             }
+            // Nothing after them told: kept, as in an outage (a message is never given up on a refusal that may be the service's).
+            retried += await RetryUndecidedAsync(db, undecided, ct);
         }
         finally
         {
@@ -186,22 +216,65 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
     /// <param name="now">This node's time, which retries are scheduled on.</param>
     /// <param name="leaseNow">The lease clock's (<see cref="LeaseClock"/>: the database's with several nodes).</param>
     private static IQueryable<OutboundMessage> DueMessages(CertPortalDbContext db, DateTimeOffset now, DateTimeOffset leaseNow) =>
-        db.OutboundMessages.Where(m => m.SentAt == null && m.FailedAt == null && m.NextAttemptAt <= now
-            && (m.LeaseExpiresAt == null || m.LeaseExpiresAt <= leaseNow));
+        UnsentAndFree(db, leaseNow).Where(m => m.NextAttemptAt <= now);
+
+    /// <param name="leaseNow">The lease clock's (<see cref="LeaseClock"/>: the database's with several nodes).</param>
+    private static IQueryable<OutboundMessage> UnsentAndFree(CertPortalDbContext db, DateTimeOffset leaseNow) =>
+        db.OutboundMessages.Where(m => m.SentAt == null && m.FailedAt == null && (m.LeaseExpiresAt == null || m.LeaseExpiresAt <= leaseNow));
+
+    /// <summary>The due messages, each preceded by one that awaits another recipient's answer (<see cref="_awaitingAnotherRecipient"/>),
+    /// while there are such: that due message's answer then tells whether the relay refused the one before it or this service.</summary>
+    private IEnumerable<(long Id, bool Early)> InFrontOfDue(IReadOnlyList<long> due)
+    {
+        var awaiting = _awaitingAnotherRecipient.Keys.Except(due).Order().Take(due.Count).ToList();
+        for (var i = 0; i < due.Count; i++)
+        {
+            if (i < awaiting.Count) yield return (awaiting[i], true);
+            yield return (due[i], false);
+        }
+    }
 
     /// <summary>Takes one message for this node: a conditional update that only one node's can change. The lease is written on
     /// the lease clock (the database's with several nodes), so a node whose own clock is off cannot shorten it for the others.</summary>
+    /// <param name="early">Before its backoff ends (one that awaits another recipient's answer).</param>
     /// <returns>The message, and when its send must be given up on this node's clock: <see cref="MailOptions.LeaseMargin"/> before
     /// the lease ends as this node measures it (see <see cref="LeaseTime.Own"/>).</returns>
-    private async Task<(OutboundMessage Message, DateTimeOffset SendBy)?> ClaimAsync(CertPortalDbContext db, long id, CancellationToken ct)
+    private async Task<(OutboundMessage Message, DateTimeOffset SendBy)?> ClaimAsync(CertPortalDbContext db, long id, bool early, CancellationToken ct)
     {
         var clock = await db.ReadLeaseClockAsync(time, ct);
         var until = clock.Shared + options.Lease;
-        var claimed = await DueMessages(db, clock.Own, clock.Shared).Where(m => m.Id == id)
+        var claimed = await (early ? UnsentAndFree(db, clock.Shared) : DueMessages(db, clock.Own, clock.Shared)).Where(m => m.Id == id)
             .ExecuteUpdateAsync(s => s.SetProperty(m => m.LeasedBy, NodeId).SetProperty(m => m.LeaseExpiresAt, until), ct);
         if (claimed == 0) return null;
         var message = await db.OutboundMessages.AsNoTracking().FirstAsync(m => m.Id == id, ct);
         return (message, clock.Own + options.Lease - options.LeaseMargin);
+    }
+
+    /// <summary>The server took another recipient in this session after refusing these: it refused these recipients, not
+    /// this service. Each node judges from its own session only: relays commonly allow relaying per client address or
+    /// login, so what one node sees accepted says nothing about another's refusals.</summary>
+    private async Task<int> FailUndecidedAsync(CertPortalDbContext db, List<(OutboundMessage Message, SmtpRefusal Refusal)> undecided, CancellationToken ct)
+    {
+        foreach (var (message, refusal) in undecided)
+            await FinishAsync(db, message, failedBecause: $"{refusal.Reply} (refused for this recipient: the server took the next recipient in the same session)", ct);
+        var count = undecided.Count;
+        undecided.Clear();
+        return count;
+    }
+
+    /// <summary>Nothing told these refusals apart, or the next recipient was refused too: kept as in an outage, and tried again
+    /// in front of a later pass's due message (<see cref="_awaitingAnotherRecipient"/>).</summary>
+    private async Task<int> RetryUndecidedAsync(CertPortalDbContext db, List<(OutboundMessage Message, SmtpRefusal Refusal)> undecided, CancellationToken ct)
+    {
+        foreach (var (message, refusal) in undecided)
+        {
+            await RetryLaterAsync(db, message, refusal.OrRefusesService!, ct);
+            // Bounded: in a long outage every queued message is here, and a pass takes one per due message anyway.
+            if (_awaitingAnotherRecipient.Count < BatchSize) _awaitingAnotherRecipient.TryAdd(message.Id, true);
+        }
+        var count = undecided.Count;
+        undecided.Clear();
+        return count;
     }
 
     /// <summary>A message that lost its point while it waited (SMTP down, backoff) is not sent. An invitation whose token was

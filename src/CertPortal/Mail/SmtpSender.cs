@@ -16,6 +16,15 @@ public sealed class SmtpUnavailableException(string message, Exception? inner, b
     public bool RefusesService { get; } = refusesService;
 }
 
+/// <summary>A 5xx that refused one message for good, unless <see cref="OrRefusesService"/> says it may not have.</summary>
+/// <param name="Reply">The server's answer, code first.</param>
+/// <param name="AtRecipient">Refused at RCPT: the server never took the recipient (false: it took it and refused the content).</param>
+/// <param name="OrRefusesService">Set for a security or policy refusal at RCPT (<see cref="SmtpSender.RefusesService"/>): it may
+/// refuse this recipient (5.7.1 "Recipient address rejected: Access denied" for one mailbox) or this service (relaying
+/// denied for every one), and only the server's answer to another recipient tells which (<see cref="MailOutbox"/>); the
+/// outage to report if it is the service.</param>
+public sealed record SmtpRefusal(string Reply, bool AtRecipient, SmtpUnavailableException? OrRefusesService = null);
+
 /// <summary>One SMTP session (MailKit) for a pass over the outbox: connect, authenticate, send several messages.
 /// Sorts failures into "the server is unavailable" (retry everything later: down, 4xx, or refusing this service for a
 /// configuration reason) and "this message was refused" (a 5xx about its recipient or its content: retrying would not
@@ -56,10 +65,10 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
 
     /// <param name="sendBy">When this node's hold on the message ends (its lease less <see cref="MailOptions.LeaseMargin"/>): the
     /// send is given up then, whatever step it is at, and the connection closed, so it never overlaps another node's send.</param>
-    /// <returns>Null when sent; otherwise why the server refused this message for good.</returns>
+    /// <returns>Null when sent; otherwise how the server refused this message (for good, or perhaps this service at RCPT).</returns>
     /// <exception cref="SmtpUnavailableException">The connection broke, the server refused temporarily (4xx) or refused this
-    /// service (our sender, our login, relaying for us), or it was too slow to finish by <paramref name="sendBy"/>.</exception>
-    public async Task<string?> SendAsync(MimeMessage message, DateTimeOffset sendBy, CancellationToken ct)
+    /// service (our sender, our login, our domain's authentication), or it was too slow to finish by <paramref name="sendBy"/>.</exception>
+    public async Task<SmtpRefusal?> SendAsync(MimeMessage message, DateTimeOffset sendBy, CancellationToken ct)
     {
         using var deadline = new SendDeadline(time, sendBy, ct);
         // The server takes the message at the final dot (RFC 5321 4.1.1.4) and says so in its answer. The dot goes only while
@@ -75,17 +84,20 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
         // 5xx for the recipient (RCPT: 5.1.1 no such user, 5.2.2 mailbox full) or for this message after DATA (a content
         // filter, a size limit): this message will never go, but the next may. Treated as the server being down, one such
         // message was retried for ever and, as every pass stops at the first "down", held back every message queued after
-        // it. A 5xx at RCPT that refuses the service (5.7.1 relaying denied) is not about the recipient: every message would
-        // meet it, and failing them all erased every invitation's link. It, a 5xx for the sender (MAIL FROM: Mail:From) and a
-        // refusal of our domain's authentication after the content (RefusesSendersAuthentication: DMARC, SPF, DKIM) are
-        // "unavailable" below, and every message waits for the configuration to be fixed. Other refusals after the content
-        // (5.7.1 spam, a virus, a size limit) stay this message's: they judge what it says, the next message may pass, and
-        // retrying the same content would only meet the same verdict while holding back the queue.
-        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500
-            && ((e.ErrorCode is SmtpErrorCode.MessageNotAccepted && !RefusesSendersAuthentication(e.Message))
-                || (e.ErrorCode is SmtpErrorCode.RecipientNotAccepted && !RefusesService(e.StatusCode, e.Message))))
+        // it. A 5xx at RCPT that may refuse the service (5.7.1 relaying denied) comes back with the outage it would be, for
+        // the outbox to tell apart: failing every message on it erased every invitation's link, retrying a refusal of one
+        // mailbox kept that message for ever. A 5xx for the sender (MAIL FROM: Mail:From) and a refusal of our domain's
+        // authentication after the content (RefusesSendersAuthentication: DMARC, SPF, DKIM) are "unavailable" below, and
+        // every message waits for the configuration to be fixed. Other refusals after the content (5.7.1 spam, a virus, a
+        // size limit) stay this message's: they judge what it says, the next message may pass, and retrying the same content
+        // would only meet the same verdict while holding back the queue.
+        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500 && e.ErrorCode is SmtpErrorCode.RecipientNotAccepted)
         {
-            return $"{(int)e.StatusCode} {e.Message}";
+            return new SmtpRefusal($"{(int)e.StatusCode} {e.Message}", AtRecipient: true, RefusesService(e.StatusCode, e.Message) ? Unavailable(e) : null);
+        }
+        catch (SmtpCommandException e) when ((int)e.StatusCode >= 500 && e.ErrorCode is SmtpErrorCode.MessageNotAccepted && !RefusesSendersAuthentication(e.Message))
+        {
+            return new SmtpRefusal($"{(int)e.StatusCode} {e.Message}", AtRecipient: false);
         }
         catch (Exception e) when (deadline.Passed && IsUnavailable(e, ct))
         {
@@ -153,10 +165,13 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
         var where = e is SmtpCommandException a && RefusesSendersAuthentication(a.Message)
             ? "the SPF, DKIM and DMARC records of Mail:From's domain, or the server's signing for it"
             : "Mail:From, Mail:UserName and Mail:Password, or the server's rules for this host";
+        var unlessRecipient = e is SmtpCommandException { ErrorCode: SmtpErrorCode.RecipientNotAccepted }
+            ? " Unless it refuses only this recipient: then it fails once the server takes another recipient right after it."
+            : "";
         return refusal is null
             ? new SmtpUnavailableException($"SMTP server {options.Host}:{options.EffectivePort}: {e.Message}", e)
             : new SmtpUnavailableException($"SMTP server {options.Host}:{options.EffectivePort} refuses this service: {refusal}. A configuration " +
-                $"problem ({where}): messages are kept and retried.", e, refusesService: true);
+                $"problem ({where}): messages are kept and retried.{unlessRecipient}", e, refusesService: true);
     }
 
     private SmtpUnavailableException LeaseRunningOut(string step, Exception? inner) => new(

@@ -48,7 +48,8 @@ public sealed class SmtpServer : IAsyncLifetime
                 return scripted("MAIL")
 
             async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-                return scripted("RCPT")
+                answer = scripted("RCPT:" + address.lower())
+                return answer if answer is not MISSING else scripted("RCPT")
 
             async def handle_DATA(self, server, session, envelope):
                 answer = scripted("DATA")
@@ -96,11 +97,13 @@ public sealed class SmtpServer : IAsyncLifetime
     /// <summary>From now on answers <paramref name="command"/> ("MAIL", "RCPT", or "DATA" for the answer after the final dot)
     /// with <paramref name="reply"/>, e.g. "550 5.7.1 Relaying denied", instead of accepting; null: accepts it again. Takes
     /// effect at the next command.</summary>
-    public void Answer(string command, string? reply)
+    /// <param name="recipient">Only for RCPT TO this mailbox (it takes precedence over an answer to every RCPT).</param>
+    public void Answer(string command, string? reply, string? recipient = null)
     {
+        var key = recipient is null ? command : $"{command}:{recipient.ToLowerInvariant()}";
         lock (_answers)
         {
-            if (reply is null) _answers.Remove(command); else _answers[command] = reply;
+            if (reply is null) _answers.Remove(key); else _answers[key] = reply;
             var path = Path.Combine(_dir, AnswersFile);
             File.WriteAllLines(path + ".new", _answers.Select(a => $"{a.Key} {a.Value}"));
             File.Move(path + ".new", path, overwrite: true);

@@ -15,7 +15,8 @@ namespace CertPortal.Tests.Mail;
 /// <summary>A relay that refuses this service (relaying denied, authentication required: RFC 3463 class X.7, a 5xx to our
 /// sender, or after the content a refusal of our domain's SPF, DKIM or DMARC: RFC 7372) is a configuration problem, not a
 /// verdict on the message: the invitation stays queued with its link, says why, and
-/// goes once the relay is fixed. A refusal of the recipient (5.1.1 user unknown, 5.2.2 mailbox full) still fails that message.</summary>
+/// goes once the relay is fixed. A refusal of the recipient (5.1.1 user unknown, 5.2.2 mailbox full) still fails that message, and
+/// so does a policy refusal at RCPT (5.7.1) once the relay takes the next recipient right after it.</summary>
 public sealed class RelayRefusalTests
 {
     private sealed record Run(MailNode Node, SmtpServer Smtp, FakeTimeProvider Clock, ConcurrentQueue<string> Logs);
@@ -82,9 +83,11 @@ public sealed class RelayRefusalTests
         await InviteAsync(run.Node, first);
         await InviteAsync(run.Node, second);
 
-        // Every message would meet the refusal: the pass stops at the first, as for an outage, and the second is not tried.
+        // Every message would meet the refusal: the pass stops as for an outage, at the first or, at RCPT, once the second
+        // recipient is refused too (a refusal of one recipient is told apart by the server taking the next: below).
         var refused = await run.Node.PassAsync();
-        Assert.Equal((0, 1, 0), (refused.Sent, refused.Retried, refused.Failed));
+        Assert.Equal((0, 0), (refused.Sent, refused.Failed));
+        Assert.InRange(refused.Retried, 1, 2);
         var notice = await NotificationAsync(run.Node, first);
         Assert.Equal("queued", notice.GetProperty("status").GetString());
         var lastError = notice.GetProperty("lastError").GetString();
@@ -123,13 +126,100 @@ public sealed class RelayRefusalTests
         await InviteAsync(run.Node, email);
 
         Assert.Equal(1, (await run.Node.PassAsync()).Failed);
+        Assert.Equal(reply, await FailedForGoodAsync(run, email, attempts: 1));
+    });
+
+    [Fact]
+    public Task A_recipient_refused_by_policy_while_the_relay_takes_the_next_fails_alone_and_the_next_is_sent() => WithNodeAsync(async run =>
+    {
+        // One mailbox refused by the relay's policy (Postfix's check_recipient_access, an Exchange transport rule) while it
+        // relays for us: the same 5.7.1 a relay refusing us would send, told apart by its answer to the next recipient.
+        var refused = RefusedByPolicy(run);
+        var taken = NewMailbox("taken");
+        await InviteAsync(run.Node, refused.Mailbox);
+        await InviteAsync(run.Node, taken);
+
+        await TheNextIsSentAndTheRefusedFailsAsync(run, refused, taken, attempts: 1);
+    });
+
+    [Fact]
+    public Task A_recipient_refused_by_policy_alone_is_kept_then_fails_in_front_of_the_next_message_the_relay_takes() => WithNodeAsync(async run =>
+    {
+        var refused = RefusedByPolicy(run);
+        await InviteAsync(run.Node, refused.Mailbox);
+
+        // Alone in its session, nothing tells it from a relay refusing us: kept, as in an outage, and the last error says both.
+        var alone = await run.Node.PassAsync();
+        Assert.Equal((0, 1, 0), (alone.Sent, alone.Retried, alone.Failed));
+        var notice = await NotificationAsync(run.Node, refused.Mailbox);
+        Assert.Equal("queued", notice.GetProperty("status").GetString());
+        Assert.Contains(refused.Reply, notice.GetProperty("lastError").GetString());
+        Assert.Contains("Unless it refuses only this recipient", notice.GetProperty("lastError").GetString());
+        Assert.NotNull((await RowAsync(run.Node, refused.Mailbox)).SealedLink);
+
+        // The next invitation goes at once, before the kept one's backoff ends; the kept one is tried in front of it, and the
+        // relay taking that next recipient tells.
+        var taken = NewMailbox("taken");
+        await InviteAsync(run.Node, taken);
+        await TheNextIsSentAndTheRefusedFailsAsync(run, refused, taken, attempts: 2);
+    });
+
+    [Fact]
+    public Task A_relay_refusing_every_recipient_by_policy_costs_no_message_however_the_passes_fall() => WithNodeAsync(async run =>
+    {
+        run.Smtp.Answer("RCPT", "550 5.7.1 Relaying denied");
+        var mailboxes = new[] { NewMailbox("a"), NewMailbox("b"), NewMailbox("c") };
+        foreach (var email in mailboxes)
+        {
+            // Alone, then a kept one in front of each new one: refused twice running, the pass stops as for an outage.
+            await InviteAsync(run.Node, email);
+            var pass = await run.Node.PassAsync();
+            Assert.Equal((0, 0), (pass.Sent, pass.Failed));
+        }
+        run.Clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(0, (await run.Node.PassAsync()).Failed);
+        foreach (var email in mailboxes)
+        {
+            Assert.Equal("queued", (await NotificationAsync(run.Node, email)).GetProperty("status").GetString());
+            Assert.NotNull((await RowAsync(run.Node, email)).SealedLink);
+        }
+
+        run.Smtp.Answer("RCPT", null);
+        run.Clock.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(3, (await run.Node.PassAsync()).Sent);
+        foreach (var email in mailboxes) Assert.Single(run.Smtp.MessagesTo(email));
+    });
+
+    /// <summary>A mailbox the relay refuses by policy (5.7.1 at RCPT) while it takes every other, and the relay's answer.</summary>
+    private static (string Mailbox, string Reply) RefusedByPolicy(Run run)
+    {
+        var mailbox = NewMailbox("refused");
+        var reply = $"550 5.7.1 <{mailbox}>: Recipient address rejected: Access denied";
+        run.Smtp.Answer("RCPT", reply, recipient: mailbox);
+        return (mailbox, reply);
+    }
+
+    /// <summary>The next pass sends <paramref name="taken"/> and, the relay having taken it right after refusing the other,
+    /// fails the refused one for good with the relay's answer.</summary>
+    private static async Task TheNextIsSentAndTheRefusedFailsAsync(Run run, (string Mailbox, string Reply) refused, string taken, int attempts)
+    {
+        var pass = await run.Node.PassAsync();
+        Assert.Equal((1, 0, 1), (pass.Sent, pass.Retried, pass.Failed));
+        Assert.StartsWith(refused.Reply, await FailedForGoodAsync(run, refused.Mailbox, attempts));
+        Assert.Single(run.Smtp.MessagesTo(taken));
+    }
+
+    /// <summary>What an administrator sees of a message refused for good: failed after <paramref name="attempts"/>, its link
+    /// erased, nothing delivered. Returns its last error.</summary>
+    private static async Task<string?> FailedForGoodAsync(Run run, string email, int attempts)
+    {
         var notice = await NotificationAsync(run.Node, email);
         Assert.Equal("failed", notice.GetProperty("status").GetString());
-        Assert.Equal(reply, notice.GetProperty("lastError").GetString());
-        Assert.Equal(1, notice.GetProperty("attempts").GetInt32());
+        Assert.Equal(attempts, notice.GetProperty("attempts").GetInt32());
         Assert.Null((await RowAsync(run.Node, email)).SealedLink);
         Assert.Empty(run.Smtp.MessagesTo(email));
-    });
+        return notice.GetProperty("lastError").GetString();
+    }
 
     [Fact]
     public Task An_invitation_refused_by_the_relay_until_its_token_expired_fails_then_and_keeps_the_relays_answer() => WithNodeAsync(async run =>
