@@ -106,13 +106,16 @@ public static class Pkcs12Files
     }
 
     /// <summary>True when <paramref name="password"/> is the one the file was made with (its MAC verifies).</summary>
+    /// <remarks>The MAC alone, not a load: X509CertificateLoader applies its default limits (300,000 iterations per key derivation,
+    /// 1,000,000 per file), and a file this service made under a larger Escrow:Pkcs12Iterations (600,000 is OWASP's figure for
+    /// PBKDF2-HMAC-SHA256) never opened, so a lost answer was never collected. Our own files are trusted input here (the sealed
+    /// retry copy); nothing is decrypted.</remarks>
     public static bool PasswordOpens(byte[] pkcs12, string password)
     {
         try
         {
-            // Loading checks the MAC; ephemeral: the key never touches a key store.
-            using var loaded = X509CertificateLoader.LoadPkcs12(pkcs12, password, X509KeyStorageFlags.EphemeralKeySet);
-            return true;
+            var info = Pkcs12Info.Decode(pkcs12, out var read, skipCopy: true);
+            return read == pkcs12.Length && info.IntegrityMode == Pkcs12IntegrityMode.Password && info.VerifyMac(password);
         }
         catch (CryptographicException)
         {

@@ -249,3 +249,71 @@ public sealed class EscrowedRenewalExpiryTests(EscrowedRenewalApp app) : IClassF
         Assert.Equal("Certificate expired.", (await Http.AssertProblem(expired, HttpStatusCode.Forbidden)).GetProperty("title").GetString());
     }
 }
+
+/// <summary>Server-generated keys with PKCS#12 files under 600,000 PBKDF2 iterations (OWASP's figure for PBKDF2-HMAC-SHA256,
+/// within <c>Escrow:Pkcs12Iterations</c>' range): more than .NET's PKCS#12 loader accepts by default (300,000 per derivation,
+/// 1,000,000 per file). Real time, renewal always open, three recovery agents.</summary>
+public sealed class StrongPkcs12EscrowApp : EscrowApp
+{
+    public const int Iterations = 600_000;
+
+    public List<Agent> Agents { get; } = [];
+
+    protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Escrow:EncryptionKeyGeneration"] = "Required",
+        ["Escrow:Pkcs12Iterations"] = Iterations.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["Renewal:OpensBeforeExpiry"] = "400.00:00:00",
+    };
+
+    public override async Task InitializeAsync()
+    {
+        Tool.Require("openssl", "openssl");
+        await base.InitializeAsync();
+        for (var i = 0; i < 3; i++) Agents.Add(await AddAgentAsync());
+    }
+}
+
+/// <summary>A lost answer is collected whatever iteration count the operator chose for PKCS#12 files: the retry checks the
+/// password against the sealed copy's MAC, which took .NET's default loader limits and refused every file above them (409).</summary>
+public sealed class StrongPkcs12RetryTests(StrongPkcs12EscrowApp app) : IClassFixture<StrongPkcs12EscrowApp>
+{
+    private const string NewPassword = "my new p12 password";
+
+    [Fact]
+    public async Task A_renewal_and_an_enrollment_with_a_lost_answer_collect_their_pkcs12_at_600000_iterations()
+    {
+        using var dir = new ToolDir("strong-pkcs12-retry");
+        var run = Guid.NewGuid().ToString("N")[..6];
+        var (old, keyPem) = await EscrowedRenewalTests.EnrollEscrowedAsync(app, dir, $"iris.{run}@example.test");
+        var cms = EscrowedRenewalTests.SignServerKeyRequest(dir, "EC-P256", old.CertificatePem, keyPem);
+        var requestId = Guid.NewGuid().ToString();
+
+        var first = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms, pkcs12Password = NewPassword, requestId });
+        await Http.EnsureStatus(first, HttpStatusCode.Created);
+        var renewed = await first.Content.ReadFromJsonAsync<JsonElement>();
+        // The file really is that strong: OpenSSL reports the iteration count of its MAC.
+        var p12 = dir.Write("renewed.p12", Convert.FromBase64String(renewed.GetProperty("pkcs12").GetString()!));
+        Assert.Contains($"Iteration {StrongPkcs12EscrowApp.Iterations}",
+            Tool.Run("openssl", ["pkcs12", "-in", p12, "-info", "-noout", "-passin", $"pass:{NewPassword}"]).EnsureSuccess().Output);
+
+        var again = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms, pkcs12Password = NewPassword, requestId });
+        await Http.EnsureStatus(again, HttpStatusCode.OK);
+        var collected = await again.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(renewed.GetProperty("serialNumber").GetString(), collected.GetProperty("serialNumber").GetString());
+        Assert.Equal(renewed.GetProperty("pkcs12").GetString(), collected.GetProperty("pkcs12").GetString());
+        // The password still has to open the file.
+        await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms, pkcs12Password = "another password", requestId }),
+            HttpStatusCode.Conflict);
+
+        // Token enrollment's retry checks the password the same way.
+        var token = await app.CreateTokenAsync($"ivo.{run}@example.test", "encryption");
+        var enrollmentId = Guid.NewGuid().ToString();
+        var enrolled = await FastPath.ServerKeyRetryTests.PostServerKeyEnrollmentAsync(app, token.Token, enrollmentId);
+        await Http.EnsureStatus(enrolled, HttpStatusCode.Created);
+        var enrolledAgain = await FastPath.ServerKeyRetryTests.PostServerKeyEnrollmentAsync(app, token.Token, enrollmentId);
+        await Http.EnsureStatus(enrolledAgain, HttpStatusCode.OK);
+        Assert.Equal((await enrolled.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("pkcs12").GetString(),
+            (await enrolledAgain.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("pkcs12").GetString());
+    }
+}
