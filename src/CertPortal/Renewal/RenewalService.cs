@@ -62,7 +62,16 @@ public sealed class RenewalService(
         // claims the same issuer and serial (with another key) must not stand in for it.
         try
         {
-            signer.CheckSignature(new X509Certificate2Collection(currentCert), verifySignatureOnly: true);
+            if (KeyAgreementCertificates.IsKeyAgreementOnly(currentCert))
+            {
+                // Against a stand-in with the certificate's key (see KeyAgreementCertificates), and only against it: SignerInfo looks
+                // for the signer among the certificates the message carries first, so they are taken out.
+                using var standIn = KeyAgreementCertificates.StandInForSignatureCheck(currentCert);
+                foreach (var carried in cms.Certificates) cms.RemoveCertificate(carried);
+                signer = cms.SignerInfos[0];
+                signer.CheckSignature(new X509Certificate2Collection(standIn), verifySignatureOnly: true);
+            }
+            else signer.CheckSignature(new X509Certificate2Collection(currentCert), verifySignatureOnly: true);
         }
         catch (CryptographicException)
         {

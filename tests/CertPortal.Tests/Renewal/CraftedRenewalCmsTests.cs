@@ -61,13 +61,16 @@ public sealed class CraftedRenewalCmsTests(OpenRenewalApp app) : IClassFixture<O
         Assert.Equal("valid", unchanged.Status);
     }
 
-    [Fact]
-    public async Task Crafted_signer_infos_and_carried_certificates_never_get_a_5xx()
+    // Encryption: the EC certificate allows keyAgreement only, and its signatures are checked against a stand-in (KeyAgreementCertificates).
+    [Theory]
+    [InlineData("signing")]
+    [InlineData("encryption")]
+    public async Task Crafted_signer_infos_and_carried_certificates_never_get_a_5xx(string profile)
     {
-        var ec = $"crafted-ec.{_run}@example.com";
-        var rsa = $"crafted-rsa.{_run}@example.com";
-        var (ecCert, ecKey) = await app.IssueAsync(ec, "signing");
-        var (rsaCert, rsaKey) = await app.IssueAsync(rsa, "signing", "RSA-3072");
+        var ec = $"crafted-ec-{profile}.{_run}@example.com";
+        var rsa = $"crafted-rsa-{profile}.{_run}@example.com";
+        var (ecCert, ecKey) = await app.IssueAsync(ec, profile);
+        var (rsaCert, rsaKey) = await app.IssueAsync(rsa, profile, "RSA-3072");
         var answers = new List<string>();
         foreach (var (name, cms) in CraftedSignerInfos.All(ec, ecCert.CertificatePem, ecKey, rsa, rsaCert.CertificatePem, rsaKey))
         {

@@ -169,6 +169,58 @@ public sealed class RenewalRefusalTests(OpenRenewalApp app) : IClassFixture<Open
         app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = RenewalRequests.Sign(dir, csrPem, certificatePem, key) });
 }
 
+/// <summary>An encryption ID with an EC key: its certificate allows keyAgreement only (RFC 5480 §3), which .NET reads as an ECDH key
+/// with nothing to verify a signature with. The holder still proves the key by signing with it, as every other holder does.</summary>
+public sealed class KeyAgreementRenewalTests(OpenRenewalApp app) : IClassFixture<OpenRenewalApp>
+{
+    [Fact]
+    public async Task An_ec_encryption_certificate_renews_with_its_own_key_and_with_no_other()
+    {
+        Tool.Require("openssl", "openssl");
+        using var dir = new ToolDir("renewal-key-agreement");
+        var run = Guid.NewGuid().ToString("N")[..6];
+        var erin = $"erin.{run}@example.com";
+        var (current, key) = await app.IssueAsync(erin, "encryption");
+        using (var issued = X509Certificate2.CreateFromPem(current.CertificatePem))
+            Assert.Equal(X509KeyUsageFlags.KeyAgreement, issued.Extensions.OfType<X509KeyUsageExtension>().Single().KeyUsages);
+
+        // Another person's key cannot stand in for Erin's: a certificate naming her issuer and serial made for it, or her own
+        // certificate carried beside a signature by that key.
+        var (mallory, malloryKey) = await app.IssueAsync($"mallory.{run}@example.com", "encryption");
+        var forged = await RenewAsync(dir, erin, RenewalRequests.Forge(current.CertificatePem, malloryKey), malloryKey);
+        Assert.Equal("Not signed by the certificate's key.", (await Http.AssertProblem(forged, HttpStatusCode.Forbidden)).GetProperty("title").GetString());
+        using (var malloryEcdsa = (ECDsa)malloryKey.Load())
+        {
+            var signedByMallory = CraftedSignerInfos.Build(CraftedSignerInfos.Der(SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(erin)), current.CertificatePem,
+                new CraftedSignerInfos.Spec(CraftedSignerInfos.Sha256, null, CraftedSignerInfos.EcdsaSha256, null,
+                    d => malloryEcdsa.SignData(d, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence), HashAlgorithmName.SHA256));
+            var carried = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = Convert.ToBase64String(signedByMallory) });
+            Assert.Equal("Not signed by the certificate's key.", (await Http.AssertProblem(carried, HttpStatusCode.Forbidden)).GetProperty("title").GetString());
+        }
+        Assert.Equal("valid", (await app.GetCertificateAsync(mallory.SerialNumber)).Status);
+
+        // Erin's own key, as openssl cms -sign uses it (signer named by issuer and serial): renewed. The same request again, the
+        // signer named by its key identifier (-keyid), collects the same certificate.
+        var next = SubscriberKeyPair.Generate("EC-P256");
+        var renewed = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = RenewalRequests.Sign(dir, next.CreateCsrPem(erin), current.CertificatePem, key) });
+        await Http.EnsureStatus(renewed, HttpStatusCode.Created);
+        var serial = (await renewed.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!.SerialNumber;
+        Assert.Equal("encryption", (await app.GetCertificateAsync(serial)).Profile);
+        var csr = dir.Write("next.csr", next.CreateCsrPem(erin));
+        Tool.Run("openssl", ["req", "-in", csr, "-outform", "DER", "-out", csr + ".der"]).EnsureSuccess();
+        dir.Write("erin.crt", current.CertificatePem);
+        dir.Write("erin.key", key.PrivateKeyPem);
+        Tool.Run("openssl", ["cms", "-sign", "-nodetach", "-binary", "-keyid", "-in", csr + ".der", "-signer", dir.File("erin.crt"),
+            "-inkey", dir.File("erin.key"), "-outform", "DER", "-out", dir.File("again.p7")]).EnsureSuccess();
+        var again = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = Convert.ToBase64String(File.ReadAllBytes(dir.File("again.p7"))) });
+        await Http.EnsureStatus(again, HttpStatusCode.OK);
+        Assert.Equal(serial, (await again.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!.SerialNumber);
+    }
+
+    private Task<HttpResponseMessage> RenewAsync(ToolDir dir, string mailbox, string certificatePem, SubscriberKeyPair key) =>
+        app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = RenewalRequests.Sign(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(mailbox), certificatePem, key) });
+}
+
 /// <summary>Renewal requests as clients make them, and the forgeries an attacker would try.</summary>
 public static class RenewalRequests
 {
