@@ -96,6 +96,21 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
         return notOnHold ?? outcome;
     }
 
+    /// <summary>Revokes a renewed certificate as <c>superseded</c> (the renewal's SupersedeWorker) only while it is neither revoked
+    /// nor on hold, decided from the row as locked in the writer's transaction: unlike <see cref="RevokeAsync"/>, which by design
+    /// lets an administrator make a hold permanent, a hold placed after the worker read its list stays a hold (reversible), and a
+    /// certificate revoked by another node is left as it is. True only when this call revoked it.</summary>
+    public async Task<bool> SupersedeAsync(string serial, string actor, CancellationToken ct)
+    {
+        var revoked = false;
+        await ChangeAsync(serial, actor, ct, null, cert =>
+        {
+            revoked = cert.RevokedAt is null; // decided again if the writer retries the change alone
+            return revoked ? (time.GetUtcNow(), RevocationReason.Superseded, AuditActions.CertificateRevoked) : null;
+        });
+        return revoked;
+    }
+
     /// <summary>What one change did, from inside the writer's transaction: the certificate as it now is (null: none with
     /// that serial), whether anything was written, whether a CRL is owed, how many other certificates with the same
     /// key a keyCompromise revoked, or why the change was refused.</summary>
