@@ -1,5 +1,4 @@
 using CertPortal.Auditing;
-using CertPortal.Authority;
 using CertPortal.Data;
 using CertPortal.Revocation;
 using Microsoft.EntityFrameworkCore;
@@ -7,11 +6,16 @@ using Microsoft.EntityFrameworkCore;
 namespace CertPortal.Renewal;
 
 /// <summary>With <see cref="RenewalOptions.SupersedeAfter"/> set, revokes renewed certificates as <c>superseded</c> once
-/// their successor is that old. Any node may do it: revoking an already revoked certificate changes nothing.</summary>
+/// their successor is that old. Every node looks; the one holding the cluster-wide pass lock does it, so N nodes do not
+/// all revoke the same list. Correctness does not rest on the lock (it can pass on mid-pass when a session ends): each
+/// revocation is decided in its own transaction from the row as locked, and leaves a certificate revoked or placed on
+/// hold since the list was read as it is (<see cref="RevocationService.SupersedeAsync"/>).</summary>
 public sealed class SupersedeWorker(IServiceScopeFactory scopes, RenewalOptions options, TimeProvider time, ILogger<SupersedeWorker> logger)
     : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromMinutes(1);
+    /// <summary>Held by the node carrying out a pass (<see cref="DatabaseLocks.TryHoldNamedAsync"/>).</summary>
+    internal const string PassLock = "renewal-supersede";
     private const int BatchSize = 100;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -21,26 +25,40 @@ public sealed class SupersedeWorker(IServiceScopeFactory scopes, RenewalOptions 
         await PollTimer.RunAsync(Interval, RunOnceAsync, logger, "Superseding renewed certificates", stoppingToken);
     }
 
-    /// <summary>One pass; returns how many certificates it revoked. Public so tests can drive it.</summary>
+    /// <summary>One pass; returns how many certificates it revoked, 0 when another node holds the pass lock. Public so
+    /// tests can drive it.</summary>
     public async Task<int> RunOnceAsync(CancellationToken ct)
     {
-        if (options.SupersedeAfter is not { } grace) return 0;
+        if (options.SupersedeAfter is null) return 0;
+        await using var scope = scopes.CreateAsyncScope();
+        await using var pass = await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().TryHoldNamedAsync(PassLock, ct);
+        if (pass is null) return 0;
+        return await SupersedeAsync(await DueAsync(ct), ct);
+    }
+
+    /// <summary>The renewed certificates whose successor is old enough and which are neither revoked nor on hold, as read now.</summary>
+    internal async Task<IReadOnlyList<string>> DueAsync(CancellationToken ct)
+    {
+        if (options.SupersedeAfter is not { } grace) return [];
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-        var revocation = scope.ServiceProvider.GetRequiredService<RevocationService>();
         var now = time.GetUtcNow();
         var cutoff = now - grace;
-        var due = await db.Certificates.AsNoTracking()
+        return await db.Certificates.AsNoTracking()
             .Where(n => n.RenewalOf != null && n.IssuedAt <= cutoff)
             .Join(db.Certificates.Where(o => o.RevokedAt == null && o.NotAfter > now), n => n.RenewalOf, o => o.SerialNumber, (n, o) => o.SerialNumber)
             .Take(BatchSize).ToListAsync(ct);
+    }
+
+    /// <summary>Supersedes what <see cref="DueAsync"/> found; returns how many this call revoked, not counting those that were
+    /// revoked (by another node) or placed on hold since.</summary>
+    internal async Task<int> SupersedeAsync(IReadOnlyList<string> due, CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var revocation = scope.ServiceProvider.GetRequiredService<RevocationService>();
         var revoked = 0;
         foreach (var serial in due)
-        {
-            var outcome = await revocation.RevokeAsync(serial, new RevokeRequest(RevocationReason.Superseded.ToRfcName()), AuditActors.Renewal, ct);
-            if (outcome.Failure is { } f) logger.LogWarning("Could not supersede renewed certificate {Serial}: {Problem}", serial, f.Detail);
-            else revoked++;
-        }
+            if (await revocation.SupersedeAsync(serial, AuditActors.Renewal, ct)) revoked++;
         return revoked;
     }
 }
