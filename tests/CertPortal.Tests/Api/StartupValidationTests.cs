@@ -71,4 +71,35 @@ public sealed class StartupValidationTests
             TempDir.Delete(app.DataDirectory);
         }
     }
+
+    private sealed class RemindedApp(string reminderDays) : CertPortalApp
+    {
+        protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>(Mail.MailApp.MailSettings(2525))
+        {
+            ["Mail:ExpiryReminderDays:0"] = "7",
+            ["Mail:ExpiryReminderDays:1"] = reminderDays,
+        };
+    }
+
+    /// <summary>A reminder sent before renewal opens (default 60 days) leads to a page that says it is too early.</summary>
+    [Fact]
+    public async Task A_reminder_before_the_renewal_window_opens_stops_start_up_naming_both_settings()
+    {
+        var app = new RemindedApp("90");
+        try
+        {
+            var e = await Record.ExceptionAsync(app.InitializeAsync);
+            Assert.NotNull(e);
+            Assert.Contains("CertPortal:Renewal:OpensBeforeExpiry", e.ToString());
+            Assert.Contains("CertPortal:Mail:ExpiryReminderDays", e.ToString());
+        }
+        finally
+        {
+            TempDir.Delete(app.DataDirectory);
+        }
+
+        var fits = new RemindedApp("60");
+        await fits.InitializeAsync();
+        await fits.DisposeAsync();
+    }
 }
