@@ -36,7 +36,8 @@ public sealed class SupersedeWorker(IServiceScopeFactory scopes, RenewalOptions 
         return await SupersedeAsync(await DueAsync(ct), ct);
     }
 
-    /// <summary>The renewed certificates whose successor is old enough and which are neither revoked nor on hold, as read now.</summary>
+    /// <summary>The renewed certificates whose successor is old enough and valid, and which are neither revoked nor on hold, as
+    /// read now.</summary>
     internal async Task<IReadOnlyList<string>> DueAsync(CancellationToken ct)
     {
         if (options.SupersedeAfter is not { } grace) return [];
@@ -45,7 +46,10 @@ public sealed class SupersedeWorker(IServiceScopeFactory scopes, RenewalOptions 
         var now = time.GetUtcNow();
         var cutoff = now - grace;
         return await db.Certificates.AsNoTracking()
-            .Where(n => n.RenewalOf != null && n.IssuedAt <= cutoff)
+            // Only while the successor is itself valid: revoked or on hold (a lost device, a compromise of the new key), it
+            // replaces nothing, and superseding the old one too would leave the holder without any valid ID. A released
+            // successor makes the old one due again.
+            .Where(n => n.RenewalOf != null && n.IssuedAt <= cutoff && n.RevokedAt == null)
             .Join(db.Certificates.Where(o => o.RevokedAt == null && o.NotAfter > now), n => n.RenewalOf, o => o.SerialNumber, (n, o) => o.SerialNumber)
             .Take(BatchSize).ToListAsync(ct);
     }

@@ -28,6 +28,9 @@ public sealed class SupersedeRaceTests(SupersedeAtOnceApp app) : IClassFixture<S
 
     [Fact]
     public Task Two_passes_over_one_list_revoke_once_and_a_node_finding_the_pass_lock_held_skips() => SupersedeRaces.TwoPassesAsync(app);
+
+    [Fact]
+    public Task A_renewed_certificate_whose_successor_is_revoked_or_on_hold_is_not_superseded() => SupersedeRaces.RevokedSuccessorAsync(app);
 }
 
 public sealed class PostgresSupersedeRaceTests(PostgresSupersedeAtOnceApp app) : IClassFixture<PostgresSupersedeAtOnceApp>
@@ -37,6 +40,9 @@ public sealed class PostgresSupersedeRaceTests(PostgresSupersedeAtOnceApp app) :
 
     [Fact]
     public Task Two_passes_over_one_list_revoke_once_and_a_node_finding_the_pass_lock_held_skips() => SupersedeRaces.TwoPassesAsync(app);
+
+    [Fact]
+    public Task A_renewed_certificate_whose_successor_is_revoked_or_on_hold_is_not_superseded() => SupersedeRaces.RevokedSuccessorAsync(app);
 }
 
 /// <summary>The supersede pass split where a race falls: between reading the due certificates and revoking them. Each test
@@ -103,15 +109,43 @@ public static class SupersedeRaces
         Assert.Equal(1, await db.AuditEvents.CountAsync(e => e.Target == $"certificate:{old}" && e.Action == AuditActions.CertificateRevoked));
     }
 
+    public static async Task RevokedSuccessorAsync(CertPortalApp app)
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        await using var passLock = await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>()
+            .TryHoldNamedAsync(SupersedeWorker.PassLock, CancellationToken.None);
+        Assert.NotNull(passLock);
+        var worker = app.Service<SupersedeWorker>();
+        var (old, successor) = await RenewWithSuccessorAsync(app, "lost");
+
+        // The new ID on hold (a lost laptop, say): the old one is not superseded meanwhile.
+        await Http.EnsureStatus(await app.RevokeAsync(successor, "certificateHold"), HttpStatusCode.OK);
+        Assert.DoesNotContain(old, await worker.DueAsync(CancellationToken.None));
+        Assert.Equal("valid", (await app.GetCertificateAsync(old)).Status);
+
+        // Released, the new one replaces the old one again.
+        await Http.EnsureStatus(await app.Admin.PostAsync($"/api/v1/certificates/{successor}/release", null), HttpStatusCode.OK);
+        Assert.Contains(old, await worker.DueAsync(CancellationToken.None));
+
+        // Revoked for good: the old one stays valid, the holder's only valid ID until it expires or they enrol again.
+        await Http.EnsureStatus(await app.RevokeAsync(successor, "keyCompromise"), HttpStatusCode.OK);
+        Assert.Equal(0, await worker.SupersedeAsync(await worker.DueAsync(CancellationToken.None), CancellationToken.None));
+        Assert.Equal("valid", (await app.GetCertificateAsync(old)).Status);
+    }
+
     /// <summary>Issues a certificate and renews it; returns the renewed (old) certificate's serial.</summary>
-    private static async Task<string> RenewAsync(CertPortalApp app, string name)
+    private static async Task<string> RenewAsync(CertPortalApp app, string name) => (await RenewWithSuccessorAsync(app, name)).Old;
+
+    /// <summary>Issues a certificate and renews it; returns both serials.</summary>
+    private static async Task<(string Old, string Successor)> RenewWithSuccessorAsync(CertPortalApp app, string name)
     {
         Tool.Require("openssl", "openssl");
         using var dir = new ToolDir("supersede-race");
         var mailbox = $"{name}.{Guid.NewGuid().ToString("N")[..6]}@example.com";
         var (old, key) = await app.IssueAsync(mailbox, "signing");
         var cms = RenewalRequests.Sign(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(mailbox), old.CertificatePem, key);
-        await Http.EnsureStatus(await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms }), HttpStatusCode.Created);
-        return old.SerialNumber;
+        var response = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms });
+        await Http.EnsureStatus(response, HttpStatusCode.Created);
+        return (old.SerialNumber, (await response.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!.SerialNumber);
     }
 }
