@@ -85,6 +85,9 @@
       // The connection failed (the answer may have been lost): the same request once more, which collects it.
       response = await attempt();
     }
+    // A reverse proxy that gave up waiting (502, 503, 504) says nothing of whether the renewal was made: the same request
+    // once more collects it if it was (a server-made key by its requestId), and makes it if it was not.
+    if ([502, 503, 504].includes(response.status)) response = await attempt();
     const json = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error((json.title ? json.title + " " : "") + (json.detail || `The server answered ${response.status}.`));
     return json;

@@ -85,4 +85,44 @@ public sealed class EscrowedRenewalBrowserTests(EscrowedRenewalBrowserApp app) :
         var body = JsonDocument.Parse(renewal[(renewal.IndexOf(' ') + 1)..]).RootElement;
         Assert.Equal(["cms", "pkcs12Password", "requestId"], body.EnumerateObject().Select(p => p.Name));
     }
+
+    /// <summary>The renewal is made, but a reverse proxy in front answers 504 (it gave up waiting): the page asks once more with
+    /// the same request, and so collects the key the server made, instead of telling the person it failed (a second try of
+    /// their own, with a new requestId, would then be refused as already renewed).</summary>
+    [Fact]
+    public async Task A_renewal_whose_answer_a_proxy_replaced_with_504_is_collected_by_the_page()
+    {
+        using var dir = new ToolDir("browser-escrowed-renewal-504");
+        var email = $"ivan.{Guid.NewGuid().ToString("N")[..6]}@example.test";
+        var enrolled = await app.EnrollServerKeyAsync(email, "RSA-2048");
+        var oldSerial = enrolled.GetProperty("serialNumber").GetString()!;
+        var oldP12 = dir.Write("old.p12", Convert.FromBase64String(enrolled.GetProperty("pkcs12").GetString()!));
+
+        var page = await app.NewPageAsync();
+        var renewals = new List<string>();
+        await page.RouteAsync("**/api/v1/renewals", async route =>
+        {
+            renewals.Add(route.Request.PostData!);
+            if (renewals.Count > 1)
+            {
+                await route.ContinueAsync();
+                return;
+            }
+            var made = await route.FetchAsync(); // the service renews
+            Assert.Equal(201, made.Status);
+            await route.FulfillAsync(new() { Status = 504, ContentType = "text/html", Body = "<html><body>504 Gateway Time-out</body></html>" });
+        });
+        await page.GotoAsync($"/renew?serial={oldSerial}");
+        await page.GetByLabel("Your digital ID file").SetInputFilesAsync(oldP12);
+        await page.GetByLabel("Its password").FillAsync(EscrowApp.Pkcs12Password);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Renew my digital ID" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#renew-success")).ToBeVisibleAsync(new() { Timeout = 120_000 });
+
+        Assert.Equal(2, renewals.Count);
+        Assert.Equal(renewals[0], renewals[1]); // the same request, so the same requestId
+        var newSerial = (await page.Locator("#cert-serial").TextContentAsync())!.Trim();
+        using var scope = app.Services.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        Assert.Equal(newSerial, Assert.Single(await db.Certificates.Where(c => c.RenewalOf == oldSerial).Select(c => c.SerialNumber).ToListAsync()));
+    }
 }
