@@ -42,7 +42,9 @@
       let issued, p12;
       if (mode === "server") {
         say("Requesting your digital ID…");
-        issued = await post({ token, keyAlgorithm: algorithm, pkcs12Password: password });
+        // A requestId lets the retry in post() collect the same file if the first answer is lost on the way (the token is
+        // spent by then, and without it the key would be left to recovery from escrow).
+        issued = await post({ token, keyAlgorithm: algorithm, pkcs12Password: password, requestId: crypto.randomUUID() });
         p12 = Uint8Array.from(atob(issued.pkcs12), (c) => c.charCodeAt(0));
       } else {
         say("Creating your key pair in this browser…");
@@ -62,9 +64,19 @@
   });
 
   async function post(body) {
-    const response = await fetch("/api/v1/enrollments", {
+    const attempt = () => fetch("/api/v1/enrollments", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
+    // A lost answer (the connection failed, or a reverse proxy gave up waiting: 502, 503, 504) says nothing of whether the
+    // certificate was issued: the same request once more collects it if it was (the same CSR, or the same requestId and
+    // password), and asks for it if it was not.
+    let response;
+    try {
+      response = await attempt();
+    } catch {
+      response = await attempt();
+    }
+    if ([502, 503, 504].includes(response.status)) response = await attempt();
     const json = await response.json().catch(() => ({}));
     if (!response.ok) {
       throw new Error((json.title ? json.title + " " : "") + (json.detail || `The server answered ${response.status}.`) +

@@ -10,17 +10,22 @@ namespace CertPortal.Tests.Browser;
 /// <summary>Where policy requires escrow, the page uses server-side generation and says so plainly.</summary>
 public sealed class EscrowedDigitalIdBrowserTests(BrowserApp app) : IClassFixture<BrowserApp>
 {
-    [Fact]
-    public async Task Escrow_policy_makes_the_page_use_the_server_path_and_show_the_notice()
+    private async Task RequireEscrowAsync(ToolDir agentDir)
     {
-        Tool.Require("openssl", "openssl");
-        using var agentDir = new ToolDir("ui-agents");
         await CertPortal.Tests.Escrow.RecoveryAgents.AddRecoveryAgentAsync(app, agentDir);
         await CertPortal.Tests.Escrow.RecoveryAgents.AddRecoveryAgentAsync(app, agentDir, "EC-P256");
         // N = 3 agents by default (Escrow:MinimumAgents): escrow needs that many before the server generates a key.
         await CertPortal.Tests.Escrow.RecoveryAgents.AddRecoveryAgentAsync(app, agentDir);
         var policy = await app.Admin.PutAsJsonAsync("/api/v1/escrow/policy", new { encryptionKeyGeneration = "Required" });
         await Http.EnsureStatus(policy, System.Net.HttpStatusCode.OK);
+    }
+
+    [Fact]
+    public async Task Escrow_policy_makes_the_page_use_the_server_path_and_show_the_notice()
+    {
+        Tool.Require("openssl", "openssl");
+        using var agentDir = new ToolDir("ui-agents");
+        await RequireEscrowAsync(agentDir);
 
         var email = $"esc.{Guid.NewGuid().ToString("N")[..6]}@example.test";
         var token = await app.CreateTokenAsync(email, "encryption", displayName: "Eve Escrow");
@@ -40,5 +45,46 @@ public sealed class EscrowedDigitalIdBrowserTests(BrowserApp app) : IClassFixtur
         Tool.Run("openssl", ["pkcs12", "-in", dir.File("id.p12"), "-nocerts", "-nodes", "-passin", "pass:escrowed-p12-pw"]).EnsureSuccess();
         using var scope = app.Services.CreateScope();
         Assert.True(await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().KeyEscrows.AnyAsync(e => e.SerialNumber == serial));
+    }
+
+    /// <summary>The certificate is issued and the key escrowed, but a reverse proxy in front answers 504: the page asks once more
+    /// with the same request (its requestId and password), and so collects the same digital ID. Before, the page showed the
+    /// failure, the token was spent, and the key was left to recovery from escrow.</summary>
+    [Fact]
+    public async Task A_server_made_digital_id_whose_answer_a_proxy_replaced_with_504_is_collected_by_the_page()
+    {
+        Tool.Require("openssl", "openssl");
+        using var agentDir = new ToolDir("ui-agents-504");
+        await RequireEscrowAsync(agentDir);
+        var email = $"lost.{Guid.NewGuid().ToString("N")[..6]}@example.test";
+        var token = await app.CreateTokenAsync(email, "encryption", displayName: "Lou Lost");
+        var page = await app.NewPageAsync();
+        var enrollments = new List<string>();
+        await page.RouteAsync("**/api/v1/enrollments", async route =>
+        {
+            enrollments.Add(route.Request.PostData!);
+            if (enrollments.Count > 1)
+            {
+                await route.ContinueAsync();
+                return;
+            }
+            var made = await route.FetchAsync(); // the service issues and escrows
+            Assert.Equal(201, made.Status);
+            await route.FulfillAsync(new() { Status = 504, ContentType = "text/html", Body = "<html><body>504 Gateway Time-out</body></html>" });
+        });
+        await page.GotoAsync($"/enroll?token={Uri.EscapeDataString(token.Token)}");
+        await page.GetByLabel("Password for the downloaded file").FillAsync("escrowed-p12-pw");
+        await page.GetByLabel("Repeat the password").FillAsync("escrowed-p12-pw");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Get my digital ID" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#enroll-success")).ToBeVisibleAsync(new() { Timeout = 120_000 });
+
+        Assert.Equal(2, enrollments.Count);
+        Assert.Equal(enrollments[0], enrollments[1]);
+        Assert.Contains("\"requestId\"", enrollments[0]);
+        var serial = (await page.Locator("#cert-serial").TextContentAsync())!.Trim();
+        using var scope = app.Services.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        Assert.Equal(serial, Assert.Single(await db.Certificates.Where(c => c.Email == email).Select(c => c.SerialNumber).ToListAsync()));
+        Assert.True(await db.KeyEscrows.AnyAsync(e => e.SerialNumber == serial));
     }
 }
