@@ -53,6 +53,26 @@ public class BrowserApp : CertPortalApp
         return page;
     }
 
+    /// <summary>A reverse proxy that gives up waiting: the first request to <paramref name="urlPattern"/> reaches the service,
+    /// which must answer 201, and the browser gets a 504 instead; later ones pass. Returns the bodies the page sent, in order.</summary>
+    public static async Task<List<string>> FirstAnswerLostAt504Async(IPage page, string urlPattern)
+    {
+        var sent = new List<string>();
+        await page.RouteAsync(urlPattern, async route =>
+        {
+            sent.Add(route.Request.PostData!);
+            if (sent.Count > 1)
+            {
+                await route.ContinueAsync();
+                return;
+            }
+            var made = await route.FetchAsync();
+            Assert.Equal(201, made.Status);
+            await route.FulfillAsync(new() { Status = 504, ContentType = "text/html", Body = "<html><body>504 Gateway Time-out</body></html>" });
+        });
+        return sent;
+    }
+
     public static Task ScreenshotAsync(IPage page, string name) =>
         page.ScreenshotAsync(new() { Path = Path.Combine(ScreenshotDir, name + ".png"), FullPage = true });
 

@@ -20,6 +20,15 @@ public sealed class EscrowedDigitalIdBrowserTests(BrowserApp app) : IClassFixtur
         await Http.EnsureStatus(policy, System.Net.HttpStatusCode.OK);
     }
 
+    /// <summary>Chooses the file's password, asks for the digital ID and waits for the success page.</summary>
+    private static async Task GetDigitalIdAsync(IPage page)
+    {
+        await page.GetByLabel("Password for the downloaded file").FillAsync("escrowed-p12-pw");
+        await page.GetByLabel("Repeat the password").FillAsync("escrowed-p12-pw");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Get my digital ID" }).ClickAsync();
+        await Assertions.Expect(page.Locator("#enroll-success")).ToBeVisibleAsync(new() { Timeout = 120_000 });
+    }
+
     [Fact]
     public async Task Escrow_policy_makes_the_page_use_the_server_path_and_show_the_notice()
     {
@@ -33,10 +42,7 @@ public sealed class EscrowedDigitalIdBrowserTests(BrowserApp app) : IClassFixtur
         await page.GotoAsync($"/enroll?token={Uri.EscapeDataString(token.Token)}");
         await Assertions.Expect(page.Locator("#escrow-notice")).ToContainTextAsync("kept in escrow");
         await BrowserApp.ScreenshotAsync(page, "13-escrow-notice");
-        await page.GetByLabel("Password for the downloaded file").FillAsync("escrowed-p12-pw");
-        await page.GetByLabel("Repeat the password").FillAsync("escrowed-p12-pw");
-        await page.GetByRole(AriaRole.Button, new() { Name = "Get my digital ID" }).ClickAsync();
-        await Assertions.Expect(page.Locator("#enroll-success")).ToBeVisibleAsync(new() { Timeout = 120_000 });
+        await GetDigitalIdAsync(page);
         var serial = (await page.Locator("#cert-serial").TextContentAsync())!.Trim();
 
         using var dir = new ToolDir("escrow-p12");
@@ -59,24 +65,9 @@ public sealed class EscrowedDigitalIdBrowserTests(BrowserApp app) : IClassFixtur
         var email = $"lost.{Guid.NewGuid().ToString("N")[..6]}@example.test";
         var token = await app.CreateTokenAsync(email, "encryption", displayName: "Lou Lost");
         var page = await app.NewPageAsync();
-        var enrollments = new List<string>();
-        await page.RouteAsync("**/api/v1/enrollments", async route =>
-        {
-            enrollments.Add(route.Request.PostData!);
-            if (enrollments.Count > 1)
-            {
-                await route.ContinueAsync();
-                return;
-            }
-            var made = await route.FetchAsync(); // the service issues and escrows
-            Assert.Equal(201, made.Status);
-            await route.FulfillAsync(new() { Status = 504, ContentType = "text/html", Body = "<html><body>504 Gateway Time-out</body></html>" });
-        });
+        var enrollments = await BrowserApp.FirstAnswerLostAt504Async(page, "**/api/v1/enrollments");
         await page.GotoAsync($"/enroll?token={Uri.EscapeDataString(token.Token)}");
-        await page.GetByLabel("Password for the downloaded file").FillAsync("escrowed-p12-pw");
-        await page.GetByLabel("Repeat the password").FillAsync("escrowed-p12-pw");
-        await page.GetByRole(AriaRole.Button, new() { Name = "Get my digital ID" }).ClickAsync();
-        await Assertions.Expect(page.Locator("#enroll-success")).ToBeVisibleAsync(new() { Timeout = 120_000 });
+        await GetDigitalIdAsync(page);
 
         Assert.Equal(2, enrollments.Count);
         Assert.Equal(enrollments[0], enrollments[1]);

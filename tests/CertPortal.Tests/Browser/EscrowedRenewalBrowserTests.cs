@@ -99,19 +99,7 @@ public sealed class EscrowedRenewalBrowserTests(EscrowedRenewalBrowserApp app) :
         var oldP12 = dir.Write("old.p12", Convert.FromBase64String(enrolled.GetProperty("pkcs12").GetString()!));
 
         var page = await app.NewPageAsync();
-        var renewals = new List<string>();
-        await page.RouteAsync("**/api/v1/renewals", async route =>
-        {
-            renewals.Add(route.Request.PostData!);
-            if (renewals.Count > 1)
-            {
-                await route.ContinueAsync();
-                return;
-            }
-            var made = await route.FetchAsync(); // the service renews
-            Assert.Equal(201, made.Status);
-            await route.FulfillAsync(new() { Status = 504, ContentType = "text/html", Body = "<html><body>504 Gateway Time-out</body></html>" });
-        });
+        var renewals = await BrowserApp.FirstAnswerLostAt504Async(page, "**/api/v1/renewals");
         await page.GotoAsync($"/renew?serial={oldSerial}");
         await page.GetByLabel("Your digital ID file").SetInputFilesAsync(oldP12);
         await page.GetByLabel("Its password").FillAsync(EscrowApp.Pkcs12Password);
