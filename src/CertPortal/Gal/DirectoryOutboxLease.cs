@@ -71,7 +71,7 @@ internal sealed partial class DirectoryOutboxLease : IAsyncDisposable
                 {
                     await RenewAsync(_stop.Token);
                 }
-                catch (Exception e) when (e is not OperationCanceledException)
+                catch (Exception e) when (PollTimer.FailedPass(e, _stop.Token))
                 {
                     // Not renewed: Holds turns false when the last renewal's lease comes within an operation of its end, and the
                     // pass stops writing; the next tick tries again.

@@ -300,7 +300,7 @@ public sealed class RecipientCache(IServiceScopeFactory scopes, CertPortalOption
                 {
                     await PollAsync(stoppingToken);
                 }
-                catch (Exception e) when (e is not OperationCanceledException)
+                catch (Exception e) when (PollTimer.FailedPass(e, stoppingToken))
                 {
                     // Entries still expire after MaxStaleness; the next tick tries again.
                     logger.LogWarning(e, "Reading certificate changes for the look-up cache failed");

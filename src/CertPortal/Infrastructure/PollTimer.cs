@@ -26,7 +26,7 @@ public static partial class PollTimer
                 {
                     await pass(stoppingToken);
                 }
-                catch (Exception e) when (e is not OperationCanceledException)
+                catch (Exception e) when (FailedPass(e, stoppingToken))
                 {
                     PassFailed(logger, e, worker);
                 }
@@ -41,6 +41,13 @@ public static partial class PollTimer
             // (its StopAsync) took every other with it.
         }
     }
+
+    /// <summary>Whether <paramref name="e"/>, thrown by a worker's pass, is a failed pass (logged; the worker polls on) rather
+    /// than the worker's stop (which ends its loop quietly). A cancellation is the stop only when the worker's own token asked
+    /// for it: one from a library's or a driver's timeout, or from a deadline of the pass's own, is a failure like any other,
+    /// and escaping ExecuteAsync it would stop the whole host (see <see cref="RunAsync"/>).</summary>
+    public static bool FailedPass(Exception e, CancellationToken stoppingToken) =>
+        e is not OperationCanceledException || !stoppingToken.IsCancellationRequested;
 
     [LoggerMessage(Level = LogLevel.Error, Message = "{Worker} pass failed; the next poll tries again")]
     private static partial void PassFailed(ILogger logger, Exception e, string worker);

@@ -102,7 +102,7 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
                 // lease ends, as a node that died would leave it (a send cut off after its final dot may have been taken).
                 return;
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (Exception e) when (PollTimer.FailedPass(e, stoppingToken))
             {
                 // A database hiccup must not stop mail for good; the next tick tries again.
                 logger.LogError(e, "Mail outbox pass failed");

@@ -429,7 +429,7 @@ public sealed class OcspResponder : BackgroundService
                 {
                     await CheckAsync(stoppingToken);
                 }
-                catch (Exception e) when (e is not OperationCanceledException)
+                catch (Exception e) when (PollTimer.FailedPass(e, stoppingToken))
                 {
                     // Responses in memory stay valid until their nextUpdate; the next tick tries again.
                     _logger.LogWarning(e, "OCSP signer check or response refresh failed");
