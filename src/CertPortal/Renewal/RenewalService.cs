@@ -39,8 +39,6 @@ public sealed class RenewalService(
 
     public async Task<Outcome<EnrollmentResult>> RenewAsync(RenewalRequest request, CancellationToken ct)
     {
-        if (!options.Enabled)
-            return Failure.Forbidden("Self-service renewal is switched off.", "Ask your administrator for an invitation to get a new digital ID.");
         if (Decode(request.Cms) is not { } cms)
             return Failure.Unprocessable("Unreadable renewal request.",
                 "cms must be a CMS SignedData (base64 DER or PEM) with the new certificate request inside (openssl cms -sign -nodetach -binary -outform DER).");
@@ -86,6 +84,10 @@ public sealed class RenewalService(
         }
         if (signer.Certificate is { } used && !used.RawData.AsSpan().SequenceEqual(current.Der))
             return WrongSigner($"The request carries a certificate that claims to be {current.SerialNumber} but is not.");
+        // Switched off, no renewal is made any more; one made before it was switched off is still collected by its holder's
+        // repeat (a client that lost the answer), below. Said only to the holder, once the signature has proved who asks.
+        if (!options.Enabled && current.RenewedBy is null)
+            return Failure.Forbidden("Self-service renewal is switched off.", "Ask your administrator for an invitation to get a new digital ID.");
 
         var now = time.GetUtcNow();
         // A repeat of a renewal that was made (a client that lost the answer) is collected, or refused as another request,

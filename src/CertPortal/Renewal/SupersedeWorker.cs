@@ -20,7 +20,8 @@ public sealed class SupersedeWorker(IServiceScopeFactory scopes, RenewalOptions 
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (!options.Enabled || options.SupersedeAfter is null) return;
+        // Not tied to Renewal:Enabled: certificates renewed before renewal was switched off are still superseded as promised.
+        if (options.SupersedeAfter is null) return;
         // Nothing is lost by a failed pass: the renewed certificates are found again on the next one.
         await PollTimer.RunAsync(Interval, RunOnceAsync, logger, "Superseding renewed certificates", stoppingToken);
     }

@@ -4,6 +4,8 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using CertPortal.Tests.Gal;
 using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 
 namespace CertPortal.Tests.Renewal;
@@ -372,5 +374,75 @@ public sealed class SupersedeAfterRenewalTests(SupersedingRenewalApp app) : ICla
         // A client that lost the answer repeats the renewal (a fresh signature, the same new key): it still collects its
         // certificate from the superseded one, and another key is still refused as already renewed.
         await RenewalRequests.RepeatCollectsOnlyTheSameKeyAsync(app, frank, next, old.CertificatePem, key, renewed.SerialNumber);
+    }
+}
+
+/// <summary>Renewal switched off (<c>Renewal:Enabled=false</c>) after renewals were made, with a grace period before the renewed
+/// certificates are superseded.</summary>
+public sealed class SwitchedOffRenewalApp : CertPortalApp
+{
+    public SwitchedOffRenewalApp() => Clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+
+    protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
+    {
+        ["Renewal:Enabled"] = "false",
+        ["Renewal:OpensBeforeExpiry"] = "400.00:00:00",
+        ["Renewal:SupersedeAfter"] = "1.00:00:00",
+    };
+}
+
+/// <summary>Switching renewal off stops new renewals, not what renewals already made promised: their holders still collect a
+/// lost answer, and the renewed certificates are still superseded when their grace period ends. Before, the switch stopped
+/// both: a repeat got 403 (the person never got the certificate issued for them) and the supersede worker did not run (the
+/// renewed certificates stayed valid until they expired).</summary>
+public sealed class SwitchedOffRenewalTests(SwitchedOffRenewalApp app) : IClassFixture<SwitchedOffRenewalApp>
+{
+    [Fact]
+    public async Task A_renewal_made_before_the_switch_is_still_collected_and_superseded_and_no_new_one_is_made()
+    {
+        Tool.Require("openssl", "openssl");
+        using var dir = new ToolDir("renewal-switched-off");
+        var run = Guid.NewGuid().ToString("N")[..6];
+        var grace = $"grace.{run}@example.com";
+        var other = $"other.{run}@example.com";
+        var (old, key) = await app.IssueAsync(grace, "signing");
+        var (otherCert, otherKey) = await app.IssueAsync(other, "signing");
+        var next = SubscriberKeyPair.Generate("EC-P256");
+
+        // Renewed while renewal was on (the setting flipped in the running service, as a restart with another setting would).
+        var options = app.Service<CertPortal.Renewal.RenewalOptions>();
+        options.Enabled = true;
+        HttpResponseMessage response;
+        try
+        {
+            response = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = RenewalRequests.Sign(dir, next.CreateCsrPem(grace), old.CertificatePem, key) });
+        }
+        finally
+        {
+            options.Enabled = false;
+        }
+        await Http.EnsureStatus(response, HttpStatusCode.Created);
+        var renewed = (await response.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!;
+
+        // Off now: no new renewal, for anyone.
+        var refused = await app.Client.PostAsJsonAsync("/api/v1/renewals",
+            new { cms = RenewalRequests.Sign(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(other), otherCert.CertificatePem, otherKey) });
+        Assert.Equal("Self-service renewal is switched off.", (await Http.AssertProblem(refused, HttpStatusCode.Forbidden)).GetProperty("title").GetString());
+        using (var scope = app.Services.CreateScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortal.Data.CertPortalDbContext>();
+            Assert.Equal(1, await db.Certificates.CountAsync(c => c.Email == other));
+        }
+
+        // The holder who lost the answer still collects it, with the new key it was made for (another key: already renewed).
+        await RenewalRequests.RepeatCollectsOnlyTheSameKeyAsync(app, grace, next, old.CertificatePem, key, renewed.SerialNumber);
+
+        // The supersede worker runs on this node, and its pass revokes the renewed certificate once the grace period is over.
+        var worker = app.Service<CertPortal.Renewal.SupersedeWorker>();
+        Assert.False(worker.ExecuteTask!.IsCompleted, $"the supersede worker ended ({worker.ExecuteTask.Status}) on a node with renewal switched off");
+        app.Clock!.Advance(TimeSpan.FromDays(1) + TimeSpan.FromMinutes(1));
+        Assert.Equal(1, await worker.RunOnceAsync(CancellationToken.None));
+        Assert.Equal("superseded", (await app.GetCertificateAsync(old.SerialNumber)).RevocationReason);
+        Assert.Equal("valid", (await app.GetCertificateAsync(renewed.SerialNumber)).Status);
     }
 }
