@@ -87,10 +87,10 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
         // it. A 5xx at RCPT that may refuse the service (5.7.1 relaying denied) comes back with the outage it would be, for
         // the outbox to tell apart: failing every message on it erased every invitation's link, retrying a refusal of one
         // mailbox kept that message for ever. A 5xx for the sender (MAIL FROM: Mail:From) and a refusal of our domain's
-        // authentication after the content (RefusesSendersAuthentication: DMARC, SPF, DKIM) are "unavailable" below, and
-        // every message waits for the configuration to be fixed. Other refusals after the content (5.7.1 spam, a virus, a
-        // size limit) stay this message's: they judge what it says, the next message may pass, and retrying the same content
-        // would only meet the same verdict while holding back the queue.
+        // authentication after the content (RefusesSendersAuthentication: DMARC, SPF, DKIM, by code or by name) are
+        // "unavailable" below, and every message waits for the configuration to be fixed. Other refusals after the content
+        // (5.7.1 spam, a virus, a size limit) stay this message's: they judge what it says, the next message may pass, and
+        // retrying the same content would only meet the same verdict while holding back the queue.
         catch (SmtpCommandException e) when ((int)e.StatusCode >= 500 && e.ErrorCode is SmtpErrorCode.RecipientNotAccepted)
         {
             return new SmtpRefusal($"{(int)e.StatusCode} {e.Message}", AtRecipient: true, RefusesService(e.StatusCode, e.Message) ? Unavailable(e) : null);
@@ -114,13 +114,14 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
     /// "security or policy status": 5.7.1 relaying denied, 5.7.0 authentication required), which RFC 2034 puts at the start of
     /// the reply's text, or RFC 4954's authentication replies (530, 534, 535, 538) from a server without enhanced codes. The other
     /// classes name the recipient's address (X.1) or mailbox (X.2). Without an enhanced code only the words can tell: relays
-    /// that send none refuse relaying in a few well-known phrasings (<see cref="RelayRefusal"/>); any other such reply is the
-    /// recipient's.</summary>
+    /// that send none refuse relaying in a few well-known phrasings (<see cref="RelayRefusal"/>), and servers that check SPF at
+    /// RCPT name it (<see cref="RefusesSendersAuthentication"/>); any other such reply is the recipient's.</summary>
     public static bool RefusesService(SmtpStatusCode status, string text) =>
         status is SmtpStatusCode.AuthenticationRequired or SmtpStatusCode.AuthenticationMechanismTooWeak
             or SmtpStatusCode.AuthenticationInvalidCredentials or SmtpStatusCode.EncryptionRequiredForAuthenticationMechanism
         || SecurityOrPolicyStatus().IsMatch(text)
-        || (!EnhancedStatus().IsMatch(text) && RelayRefusal().IsMatch(text));
+        || (!EnhancedStatus().IsMatch(text) && RelayRefusal().IsMatch(text))
+        || RefusesSendersAuthentication(text);
 
     [GeneratedRegex(@"^5\.7\.[0-9]{1,3}(?![0-9])")]
     private static partial Regex SecurityOrPolicyStatus();
@@ -130,11 +131,21 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
     /// validation error, 5.7.25 reverse DNS validation failed, 5.7.26 multiple authentication checks failed, as Gmail answers
     /// a DMARC policy refusal), RFC 7505's 5.7.27 (the sender's domain has a null MX) and RFC 3463's 5.7.7 (message integrity
     /// failure). Every message from Mail:From would meet them: they are fixed in our DNS or the relay's signing, never by
-    /// giving up the message.</summary>
-    public static bool RefusesSendersAuthentication(string text) => SendersAuthenticationStatus().IsMatch(text);
+    /// giving up the message. Many servers send the same refusal without an enhanced code or with another X.7 one: Gmail's
+    /// "5.7.1 Unauthenticated email ... due to domain's DMARC policy" (its code before RFC 7372's), Microsoft 365's "5.7.509
+    /// ... does not pass DMARC verification", Postfix's policyd-spf "SPF fail - not authorized" where codes are off: then the
+    /// words decide (<see cref="SendersAuthentication"/>), unless an enhanced code of another class (5.1.1, 5.2.2) says the
+    /// refusal is about something else.</summary>
+    public static bool RefusesSendersAuthentication(string text) => SendersAuthenticationStatus().IsMatch(text)
+        || ((!EnhancedStatus().IsMatch(text) || SecurityOrPolicyStatus().IsMatch(text)) && SendersAuthentication().IsMatch(text));
 
     [GeneratedRegex(@"^5\.7\.(7|2[0-7])(?![0-9])")]
     private static partial Regex SendersAuthenticationStatus();
+
+    /// <summary>The names of the checks of a sender's domain: nothing else is called SPF, DKIM or DMARC, while "spam", "policy"
+    /// or "unauthenticated" also judge content. Whole words only, so a blocklist named SPFBL stays a verdict on the message.</summary>
+    [GeneratedRegex(@"\b(SPF|DKIM|DMARC)\b", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    private static partial Regex SendersAuthentication();
 
     /// <summary>RFC 3463's class.subject.detail at the start of the text (RFC 2034): when there is one, it decides.</summary>
     [GeneratedRegex(@"^[245]\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9])")]

@@ -13,10 +13,11 @@ using Microsoft.Extensions.Time.Testing;
 namespace CertPortal.Tests.Mail;
 
 /// <summary>A relay that refuses this service (relaying denied, authentication required: RFC 3463 class X.7, a 5xx to our
-/// sender, or after the content a refusal of our domain's SPF, DKIM or DMARC: RFC 7372) is a configuration problem, not a
-/// verdict on the message: the invitation stays queued with its link, says why, and
-/// goes once the relay is fixed. A refusal of the recipient (5.1.1 user unknown, 5.2.2 mailbox full) still fails that message, and
-/// so does a policy refusal at RCPT (5.7.1) once the relay takes the next recipient right after it.</summary>
+/// sender, or a refusal of our domain's SPF, DKIM or DMARC: RFC 7372's codes, or the words where a server sends none or a
+/// generic 5.7.1) is a configuration problem, not a verdict on the message: the invitation stays queued with its link, says
+/// why, and goes once the relay is fixed. A refusal of the recipient (5.1.1 user unknown, 5.2.2 mailbox full) or of the content
+/// (5.7.1 spam) still fails that message, and so does a policy refusal at RCPT (5.7.1) once the relay takes the next recipient
+/// right after it.</summary>
 public sealed class RelayRefusalTests
 {
     private sealed record Run(MailNode Node, SmtpServer Smtp, FakeTimeProvider Clock, ConcurrentQueue<string> Logs);
@@ -75,6 +76,13 @@ public sealed class RelayRefusalTests
     // After the final dot, RFC 7372: the server judged our domain's authentication, not this message.
     [InlineData("DATA", "550 5.7.26 Unauthenticated email from example.test is not accepted due to domain's DMARC policy", OurDomainsRecords)] // Gmail's words
     [InlineData("DATA", "550 5.7.23 SPF validation failed", OurDomainsRecords)]
+    // The same refusals as many servers word them, without an enhanced status or with the generic 5.7.1: the words decide.
+    [InlineData("DATA", "550 SPF check failed", OurDomainsRecords)]
+    [InlineData("DATA", "554 Message rejected due to DMARC policy", OurDomainsRecords)]
+    [InlineData("DATA", "550 5.7.1 Unauthenticated email from example.test is not accepted due to domain's DMARC policy", OurDomainsRecords)] // Gmail's words, older code
+    [InlineData("DATA", "550 Message rejected: DKIM check failed", OurDomainsRecords)]
+    [InlineData("MAIL", "550 SPF check failed", OurDomainsRecords)] // SPF judges the sender: checked at MAIL FROM by many servers
+    [InlineData("RCPT", "550 <someone@example.test>: Recipient address rejected: Message rejected due to: SPF fail - not authorized", OurDomainsRecords)] // Postfix's policyd-spf without enhanced codes
     public Task A_relay_refusing_this_service_keeps_every_invitation_with_its_link_until_it_accepts(string command, string reply, string fix) => WithNodeAsync(async run =>
     {
         var first = NewMailbox("first");
@@ -117,12 +125,15 @@ public sealed class RelayRefusalTests
     });
 
     [Theory]
-    [InlineData("550 5.1.1 User unknown")]
-    [InlineData("552 5.2.2 Mailbox full")]
-    public Task A_refusal_of_the_recipient_fails_that_invitation_for_good(string reply) => WithNodeAsync(async run =>
+    [InlineData("RCPT", "550 5.1.1 User unknown")]
+    [InlineData("RCPT", "552 5.2.2 Mailbox full")]
+    // A verdict on the content, with the same 5.7.1 a server may send for our domain's DMARC: nothing names SPF, DKIM or DMARC.
+    [InlineData("DATA", "550 5.7.1 Message rejected as spam")]
+    [InlineData("DATA", "554 5.7.1 Message content rejected")]
+    public Task A_refusal_of_the_recipient_or_the_content_fails_that_invitation_for_good(string command, string reply) => WithNodeAsync(async run =>
     {
         var email = NewMailbox("unknown");
-        run.Smtp.Answer("RCPT", reply);
+        run.Smtp.Answer(command, reply);
         await InviteAsync(run.Node, email);
 
         Assert.Equal(1, (await run.Node.PassAsync()).Failed);
@@ -256,6 +267,8 @@ public sealed class RelayRefusalTests
     [InlineData(550, "5.1.1 Relay not permitted", false)] // the enhanced status decides: X.1 is the recipient's address
     [InlineData(550, "5.1.1 not 5.7.1", false)]
     [InlineData(550, "5.7.1234 not an enhanced status", false)]
+    [InlineData(550, "<a@example.test>: Recipient address rejected: SPF fail - not authorized", true)] // our domain's SPF, no code
+    [InlineData(550, "5.1.1 User unknown (SPF pass)", false)] // the enhanced status decides
     public void Only_security_or_policy_refusals_refuse_the_service(int status, string text, bool refusesService) =>
         Assert.Equal(refusesService, SmtpSender.RefusesService((SmtpStatusCode)status, text));
 
@@ -268,7 +281,19 @@ public sealed class RelayRefusalTests
     [InlineData("5.7.1 Message refused as spam", false)] // a verdict on the content: this message's
     [InlineData("5.7.28 Unusual rate of unsolicited mail", false)]
     [InlineData("5.7.260 not an enhanced status", false)]
-    [InlineData("Message refused: DMARC", false)] // no enhanced status: nothing certain
+    // Without an enhanced status or with a security or policy one (5.7.1 for every policy refusal), the words decide.
+    [InlineData("SPF check failed", true)]
+    [InlineData("5.7.1 SPF fail - not authorized", true)]
+    [InlineData("Rejected: SPF validation failed for example.com", true)]
+    [InlineData("5.7.1 Unauthenticated email from example.com is not accepted due to domain's DMARC policy", true)]
+    [InlineData("Message rejected due to DMARC policy", true)]
+    [InlineData("DMARC policy violation", true)]
+    [InlineData("5.7.509 Access denied, sending domain [example.com] does not pass DMARC verification and has a DMARC policy of reject.", true)] // Microsoft 365
+    [InlineData("5.7.1 DKIM signature verification failed", true)]
+    [InlineData("Message rejected: DKIM check failed", true)]
+    [InlineData("5.7.1 Message rejected as spam", false)]
+    [InlineData("5.7.1 Message content rejected", false)]
+    [InlineData("5.7.1 Listed in SPFBL", false)] // a spam blocklist (spfbl.net), not SPF: whole words only
     public void Only_refusals_of_our_domains_authentication_after_the_content_refuse_the_service(string text, bool refusesService) =>
         Assert.Equal(refusesService, SmtpSender.RefusesSendersAuthentication(text));
 }
