@@ -143,8 +143,10 @@ public sealed partial class SmtpSender(MailOptions options, TimeProvider time) :
     private static partial Regex SendersAuthenticationStatus();
 
     /// <summary>The names of the checks of a sender's domain: nothing else is called SPF, DKIM or DMARC, while "spam", "policy"
-    /// or "unauthenticated" also judge content. Whole words only, so a blocklist named SPFBL stays a verdict on the message.</summary>
-    [GeneratedRegex(@"\b(SPF|DKIM|DMARC)\b", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    /// or "unauthenticated" also judge content. Whole words only, so a blocklist named SPFBL stays a verdict on the message;
+    /// and not a check reported as passed ("spam; SPF=pass DKIM=pass", as content filters quote them), which refuses nothing of
+    /// our domain.</summary>
+    [GeneratedRegex(@"\b(SPF|DKIM|DMARC)\b(?!\s*[=:]?\s*pass\b)", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex SendersAuthentication();
 
     /// <summary>RFC 3463's class.subject.detail at the start of the text (RFC 2034): when there is one, it decides.</summary>

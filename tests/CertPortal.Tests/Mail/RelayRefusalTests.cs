@@ -130,6 +130,7 @@ public sealed class RelayRefusalTests
     // A verdict on the content, with the same 5.7.1 a server may send for our domain's DMARC: nothing names SPF, DKIM or DMARC.
     [InlineData("DATA", "550 5.7.1 Message rejected as spam")]
     [InlineData("DATA", "554 5.7.1 Message content rejected")]
+    [InlineData("DATA", "550 5.7.1 Message rejected as spam (SPF=pass, DKIM=pass, DMARC=pass)")]
     public Task A_refusal_of_the_recipient_or_the_content_fails_that_invitation_for_good(string command, string reply) => WithNodeAsync(async run =>
     {
         var email = NewMailbox("unknown");
@@ -294,6 +295,9 @@ public sealed class RelayRefusalTests
     [InlineData("5.7.1 Message rejected as spam", false)]
     [InlineData("5.7.1 Message content rejected", false)]
     [InlineData("5.7.1 Listed in SPFBL", false)] // a spam blocklist (spfbl.net), not SPF: whole words only
+    [InlineData("5.7.1 Message rejected as spam (SPF=pass, DKIM=pass, DMARC=pass)", false)] // checks quoted as passed
+    [InlineData("Spam score too high; spf: pass dkim pass", false)]
+    [InlineData("5.7.1 Rejected: DKIM=pass but SPF=fail", true)]
     public void Only_refusals_of_our_domains_authentication_after_the_content_refuse_the_service(string text, bool refusesService) =>
         Assert.Equal(refusesService, SmtpSender.RefusesSendersAuthentication(text));
 }
