@@ -126,6 +126,9 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
                 var stale = db.RecoveryRequests.Where(r => r.EscrowId == escrow.Id && r.Id != request.Id && r.CompletedAt == null && r.CancelledAt == null);
                 await db.RecoveryApprovals.Where(a => stale.Any(r => r.Id == a.RequestId))
                     .ExecuteUpdateAsync(s => s.SetProperty(a => a.SealedShare, (byte[]?)null), ct);
+                // Each cancellation in the cancelled request's own audit trail, as CancelAsync records it.
+                foreach (var staleId in await stale.Select(r => r.Id).ToListAsync(ct))
+                    AuditLog.Record(db, now, actor, AuditActions.RecoveryCancelled, $"recovery:{staleId}", new { reason = "key re-escrowed", reEscrow = request.Id });
                 await stale.ExecuteUpdateAsync(s => s.SetProperty(r => r.CancelledAt, now), ct);
                 return new { request.SerialNumber, from = escrow.Id, to = successor.Id, threshold = policy.Threshold, agents = agents.Select(a => a.Name) };
             }, ct);

@@ -173,6 +173,10 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
         // The request left open on the old escrow can never complete: it was cancelled and its share erased.
         Assert.Equal("cancelled", (await app.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{pending}")).GetProperty("status").GetString());
         Assert.Null(Assert.Single(Approvals(pending)).SealedShare);
+        // Its own audit trail says so (it ended at its approval: an auditor could not tell why it never completed).
+        var pendingAudit = await app.Admin.GetStringAsync($"/api/v1/audit?target=recovery:{pending}");
+        Assert.Contains("recovery.cancelled", pendingAudit);
+        Assert.Contains(reEscrow.ToString(), pendingAudit);
         // The key is recoverable from the new shares.
         var recovery = await app.OpenRecoveryAsync(serial);
         await Http.EnsureStatus(await app.ApproveAsync(app.Agents[1], recovery), HttpStatusCode.OK);
