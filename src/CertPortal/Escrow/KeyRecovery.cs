@@ -65,8 +65,14 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         try
         {
             if (!ShareCommitment.Verify(share, stored!.Commitment, request!.EscrowId.ToByteArray()))
+            {
+                // An altered commitment, or someone with the agent's API key but not its share: either way worth a trace.
+                AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.RecoveryFailed, $"recovery:{requestId}",
+                    new { agent = agent!.Name, serial = request.SerialNumber, error = "A submitted share does not match its commitment." });
+                await db.SaveChangesAsync(ct);
                 return Failure.Unprocessable("Share does not match.",
                     "This is not the share escrowed to you for this key (or it was altered). Decrypt the share downloaded for this request.");
+            }
             if (await db.RecoveryApprovals.AnyAsync(a => a.RequestId == requestId && a.AgentId == agent!.Id, ct))
                 return await ViewAsync(requestId, ct); // approving twice counts once
             var now = time.GetUtcNow();

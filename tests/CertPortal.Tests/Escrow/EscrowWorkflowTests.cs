@@ -108,6 +108,11 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
         var second = await app.OpenRecoveryAsync(serial);
         await Http.AssertProblem(await app.ApproveAsync(app.Agents[2], second), HttpStatusCode.UnprocessableEntity);
         Assert.Empty(Approvals(second));
+        // Audited like every other integrity failure (docs/escrow.md, threat model): the refusal left no trace, neither of an
+        // altered commitment nor of someone with an agent's API key submitting guesses.
+        var refused = await app.Admin.GetStringAsync($"/api/v1/audit?target=recovery:{second}");
+        Assert.Contains("recovery.failed", refused);
+        Assert.Contains(app.Agents[2].Name, refused);
 
         // The stored threshold lowered to 1: one approval makes the request "ready", but one share rebuilds nothing.
         var third = await EscrowedSerialAsync();
