@@ -257,6 +257,10 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
     {
         var now = time.GetUtcNow();
         await using var tx = await db.Database.BeginTransactionAsync(ct);
+        // Completions on one escrow are decided one after another: two re-escrows at once each claimed their own request and then
+        // waited for the rows the other had changed (the old shares, each other's request), a deadlock on PostgreSQL and a 500.
+        // Taken next, the claim below sees the other's cancellation and answers 409. SQLite's write transaction excludes other writers.
+        await db.LockNamedAsync($"recovery-escrow:{request.EscrowId}", ct);
         // Only a request still open, unexpired and uncancelled can be claimed: the state check before the
         // key was rebuilt may be stale by now.
         var claimed = await db.RecoveryRequests.Where(r => r.Id == request.Id && r.CompletedAt == null && r.CancelledAt == null && r.ExpiresAt > now)

@@ -56,4 +56,26 @@ public sealed class EscrowPostgresTests(PostgresApp app) : IClassFixture<Postgre
         Assert.Equal(1, await db.KeyEscrows.CountAsync(e => e.SerialNumber == serial && e.SupersededAt == null));
         Assert.Equal(0, await scope.ServiceProvider.GetRequiredService<KeyRecovery>().PurgeExpiredSharesAsync(CancellationToken.None));
     }
+
+    [Fact]
+    public async Task Two_ready_re_escrows_of_one_key_at_once_move_it_once_and_the_other_is_refused()
+    {
+        var agents = new[] { await app.AddRecoveryAgentAsync(_agentDir), await app.AddRecoveryAgentAsync(_agentDir, "EC-P256") };
+        await app.AddRecoveryAgentAsync(_agentDir); // N = 3
+        var serial = (await app.EnrollServerKeyAsync($"pg.{Guid.NewGuid().ToString("N")[..8]}@example.test", "EC-P256"))
+            .GetProperty("serialNumber").GetString()!;
+        var requests = new[] { await app.OpenRecoveryAsync(serial, "re-escrow"), await app.OpenRecoveryAsync(serial, "re-escrow") };
+        foreach (var request in requests)
+            foreach (var agent in agents)
+                await Http.EnsureStatus(await app.ApproveAsync(agent, request), HttpStatusCode.OK);
+
+        // Each claimed its own request, then waited for the rows the other had changed (the old escrow's shares, the other
+        // request): a deadlock, and one of them answered 500.
+        var answers = await Task.WhenAll(requests.Select(id => app.Admin.PostAsync($"/api/v1/recoveries/{id}/re-escrow", null)));
+        Assert.Single(answers, a => a.StatusCode == HttpStatusCode.OK);
+        await Http.AssertProblem(Assert.Single(answers, a => a.StatusCode != HttpStatusCode.OK), HttpStatusCode.Conflict);
+        using var scope = app.Services.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        Assert.Equal(1, await db.KeyEscrows.CountAsync(e => e.SerialNumber == serial && e.SupersededAt == null));
+    }
 }
