@@ -363,6 +363,41 @@ public static partial class DirectSql
         });
     }
 
+    /// <summary>Every certificate issued by renewal on the strength of a certificate for this key, transitively (renewed from one,
+    /// or from one renewed from one, ...), each with the certificate for the key its chain starts from (<c>Cause</c>).</summary>
+    public static async Task<List<(string Serial, string Cause)>> RenewalsProvenByKeyAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
+    {
+        var (command, read) = RenewalsProvenByKey(db, "@spki", spkiSha256);
+        return await ReadAsync(command, read, ct);
+    }
+
+    /// <summary>PostgreSQL, held back in the group writer: <see cref="RenewalsProvenByKeyAsync"/> for the key of the certificate
+    /// <paramref name="serial"/>, found by the database from its row.</summary>
+    public static Task<Later<List<(string Serial, string Cause)>>> RenewalsProvenByKeyOfLaterAsync(CertPortalDbContext db, string serial,
+        CancellationToken ct)
+    {
+        var (command, read) = RenewalsProvenByKey(db, KeyOf, serial);
+        return ReadLaterAsync(command, read, ct);
+    }
+
+    /// <param name="key">@spki, or <see cref="KeyOf"/> (then <paramref name="value"/> is the serial).</param>
+    private static (DbCommand, Func<DbDataReader, CancellationToken, Task<List<(string, string)>>>) RenewalsProvenByKey(CertPortalDbContext db,
+        string key, string value)
+    {
+        // Along RenewedBy (each step by primary key); UNION, not UNION ALL, so no row is walked twice.
+        var command = Command(db, "WITH RECURSIVE \"Proven\"(\"SerialNumber\", \"Cause\") AS (" +
+            $"SELECT \"RenewedBy\", \"SerialNumber\" FROM \"Certificates\" WHERE \"SpkiSha256\" = {key} AND \"RenewedBy\" IS NOT NULL " +
+            "UNION SELECT c.\"RenewedBy\", p.\"Cause\" FROM \"Certificates\" c JOIN \"Proven\" p ON c.\"SerialNumber\" = p.\"SerialNumber\" " +
+            "WHERE c.\"RenewedBy\" IS NOT NULL) SELECT \"SerialNumber\", \"Cause\" FROM \"Proven\"", out _);
+        Add(command, key == KeyOf ? "serial" : "spki", value);
+        return (command, async (reader, rct) =>
+        {
+            var proven = new List<(string, string)>();
+            while (await reader.ReadAsync(rct)) proven.Add((reader.GetString(0), reader.GetString(1)));
+            return proven;
+        });
+    }
+
     public static async Task<BlockedKey?> FindBlockedKeyAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
     {
         var (command, read) = FindBlockedKey(db, "@spki", spkiSha256);

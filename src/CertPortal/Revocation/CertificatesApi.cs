@@ -16,6 +16,11 @@ public sealed record CertificateView(string SerialNumber, string Email, string D
     public static CertificateView From(IssuedCertificate c, DateTimeOffset now) => new(c.SerialNumber, c.Email, c.DisplayName,
         Names.Of(c.Profile), c.KeyAlgorithm, Names.Of(c.StatusAt(now)), c.SubjectDn, c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt,
         c.RevocationReason?.ToRfcName(), c.Sha256Fingerprint, Pem.Certificate(c.Der));
+
+    /// <summary>Only in the answer to a revocation: the other certificates it revoked for keyCompromise, those for the same key and
+    /// those renewed on the strength of it (<see cref="CompromisedRenewals"/>); empty for other reasons.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<string>? AlsoRevoked { get; init; }
 }
 
 public sealed record CertificatePage(int Page, int PageSize, int Total, IReadOnlyList<CertificateView> Items);
@@ -33,7 +38,8 @@ public static class CertificatesApi
         certs.MapGet("/{serialNumber}", Get).WithName("GetCertificate")
             .WithSummary("A certificate's record: mailbox, profile, status, revocation, PEM.");
         certs.MapPost("/{serialNumber}/revoke", Revoke).RequireAuthorization(Policies.Admin).WithName("RevokeCertificate")
-            .WithSummary("Revoke with an RFC 5280 reason (certificateHold places a hold). Revoking twice changes nothing.");
+            .WithSummary("Revoke with an RFC 5280 reason (certificateHold places a hold). Revoking twice changes nothing. keyCompromise also " +
+                "revokes the key's other certificates and the renewals proven by it, listed in alsoRevoked.");
         certs.MapPost("/{serialNumber}/release", Release).RequireAuthorization(Policies.Admin).WithName("ReleaseHold")
             .WithSummary("Release a certificateHold: the certificate leaves the CRL.");
 
@@ -115,7 +121,8 @@ public static class CertificatesApi
         RevocationService revocation, TimeProvider time, HttpContext http, CancellationToken ct)
     {
         var outcome = await revocation.RevokeAsync(serialNumber, request, AuditLog.ActorOf(http.User), ct);
-        return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Ok(CertificateView.From(outcome.Value!, time.GetUtcNow()));
+        return outcome.Failure is { } f ? f.ToProblem()
+            : TypedResults.Ok(CertificateView.From(outcome.Value!.Certificate, time.GetUtcNow()) with { AlsoRevoked = outcome.Value.AlsoRevoked });
     }
 
     private static async Task<Results<Ok<CertificateView>, ProblemHttpResult>> Release(string serialNumber,

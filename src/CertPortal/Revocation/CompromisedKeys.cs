@@ -40,10 +40,11 @@ public static class CompromisedKeys
             "(S/MIME BR 6.1.1.3): generate a new key pair and a new CSR.");
 
     /// <summary>Blocks the key (if it is not already) and revokes every other unexpired certificate for it for
-    /// keyCompromise, each audited. The caller holds the key's lock and commits together with a new CRL. Rows are written
-    /// at once with plain commands (<see cref="DirectSql"/>): a mass revocation runs this for every certificate.
-    /// <paramref name="read"/>: the block and the serials of <see cref="ReadOfCertificateAsync"/>, when the caller read them already.</summary>
-    internal static async Task<(BlockedKey Key, bool Created, List<IssuedCertificate> Revoked)> BlockAsync(
+    /// keyCompromise, each audited, and the certificates renewed on the strength of one of them (<see cref="CompromisedRenewals"/>).
+    /// The caller holds the key's lock and commits together with a new CRL. Rows are written at once with plain commands
+    /// (<see cref="DirectSql"/>): a mass revocation runs this for every certificate.
+    /// <paramref name="read"/>: the block, the serials and the renewals of <see cref="ReadOfCertificateAsync"/>, when the caller read them already.</summary>
+    internal static async Task<(BlockedKey Key, bool Created, List<IssuedCertificate> Revoked, List<IssuedCertificate> Renewals)> BlockAsync(
         CertPortalDbContext db, string spkiSha256, string keyAlgorithm, string source, string? comment, string actor, DateTimeOffset now,
         IEnumerable<ICertificateEvents> observers, string? alreadyHandledSerial, CancellationToken ct, KeyState? read = null)
     {
@@ -71,28 +72,44 @@ public static class CompromisedKeys
             // keyCompromise apart (a signature made with the key before the revocation date is suspect too), and every
             // certificate for the key is now listed so.
             if (sibling.RevocationReason == RevocationReason.KeyCompromise) continue;
-            var before = sibling.RevocationReason;
-            sibling.RevokedAt ??= now;
-            sibling.RevocationReason = RevocationReason.KeyCompromise;
-            await DirectSql.WriteRevocationAsync(db, sibling, ct);
-            await AuditLog.RecordNowAsync(db, now, actor, AuditActions.CertificateRevoked, $"certificate:{serial}",
-                new { sibling.Email, reason = RevocationReason.KeyCompromise.ToRfcName(), previousReason = before?.ToRfcName(), sameKeyAs = source }, ct);
-            foreach (var o in observers) await o.OnStatusChangedAsync(db, sibling, now, ct);
+            await RevokeAsync(db, sibling, actor, now, observers,
+                before => new { sibling.Email, reason = RevocationReason.KeyCompromise.ToRfcName(), previousReason = before, sameKeyAs = source }, ct);
             revoked.Add(sibling);
         }
-        return (key, created, revoked);
+
+        // The renewals start from what was read (read != null: before the siblings' row locks, see CompromisedRenewals) and from the
+        // siblings as read again under their locks just now.
+        var proven = read is null ? await DirectSql.RenewalsProvenByKeyAsync(db, spkiSha256, ct) : read.Renewals.Value;
+        var renewals = await CompromisedRenewals.RevokeAsync(db, spkiSha256,
+            proven.Concat(revoked.Where(s => s.RenewedBy is not null).Select(s => (s.RenewedBy!, s.SerialNumber))), actor, now, observers, ct);
+        return (key, created, revoked, renewals);
     }
 
-    /// <summary>What <see cref="BlockAsync"/> decides from: the key's block, if any, and the serials of its other unexpired
-    /// certificates that are not revoked for good.</summary>
-    internal sealed record KeyState(Later<BlockedKey?> Key, Later<List<string>> Serials);
+    /// <summary>Revokes <paramref name="certificate"/>, read under its row lock, for keyCompromise (a revocation time it has, from a hold or
+    /// another reason, is kept) with its audit record (<paramref name="details"/>, given the reason it had) and the observers' rows (directory
+    /// outbox, look-up change, mail): what every revocation a compromise causes writes.</summary>
+    internal static async Task RevokeAsync(CertPortalDbContext db, IssuedCertificate certificate, string actor, DateTimeOffset now,
+        IEnumerable<ICertificateEvents> observers, Func<string?, object> details, CancellationToken ct)
+    {
+        var before = certificate.RevocationReason?.ToRfcName();
+        certificate.RevokedAt ??= now;
+        certificate.RevocationReason = RevocationReason.KeyCompromise;
+        await DirectSql.WriteRevocationAsync(db, certificate, ct);
+        await AuditLog.RecordNowAsync(db, now, actor, AuditActions.CertificateRevoked, $"certificate:{certificate.SerialNumber}", details(before), ct);
+        foreach (var o in observers) await o.OnStatusChangedAsync(db, certificate, now, ct);
+    }
+
+    /// <summary>What <see cref="BlockAsync"/> decides from: the key's block, if any, the serials of its other unexpired
+    /// certificates that are not revoked for good, and the renewals proven by the key (<see cref="DirectSql.RenewalsProvenByKeyAsync"/>).</summary>
+    internal sealed record KeyState(Later<BlockedKey?> Key, Later<List<string>> Serials, Later<List<(string Serial, string Cause)>> Renewals);
 
     /// <summary>Reads the <see cref="KeyState"/> of the key of the certificate <paramref name="serial"/> (the others of that key), whose lock
     /// the caller holds: in the group writer on PostgreSQL held back with the other reads of a group's revocations (one round trip for
     /// all of them), read by <see cref="BlockAsync"/> after the caller's own change. The writer runs the read again when an earlier
     /// change in its round trip had the same key (see <see cref="GroupCommitWriter.WriteAsync{TFirst, T}"/>'s learnt keys).</summary>
     internal static async Task<KeyState> ReadOfCertificateAsync(CertPortalDbContext db, string serial, DateTimeOffset now, CancellationToken ct) =>
-        new(await DirectSql.FindBlockedKeyOfLaterAsync(db, serial, ct), await DirectSql.SerialsWithKeyNotCompromisedOfLaterAsync(db, serial, now, ct));
+        new(await DirectSql.FindBlockedKeyOfLaterAsync(db, serial, ct), await DirectSql.SerialsWithKeyNotCompromisedOfLaterAsync(db, serial, now, ct),
+            await DirectSql.RenewalsProvenByKeyOfLaterAsync(db, serial, ct));
 
     /// <summary>The SubjectPublicKeyInfo in a PEM public key, certificate, CSR or unencrypted private key,
     /// re-encoded by .NET so it hashes as issuance does (<see cref="SubscriberKey.SpkiHash(PublicKey)"/>).</summary>

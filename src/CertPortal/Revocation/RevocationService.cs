@@ -8,6 +8,10 @@ namespace CertPortal.Revocation;
 
 public sealed record RevokeRequest(string? Reason);
 
+/// <summary>A revocation's outcome: the certificate as it now is, and the other certificates a keyCompromise revoked with it
+/// (those for the same key, and those renewed on the strength of it, <see cref="CompromisedRenewals"/>); empty for other reasons.</summary>
+public sealed record RevokeResult(IssuedCertificate Certificate, IReadOnlyList<string> AlsoRevoked);
+
 /// <summary>Revoke, hold and release. A change returns once it is durable: the certificate's new state, its audit
 /// record, its directory outbox row and a <see cref="CrlChange"/> commit together; <see cref="CrlPublisher"/> signs the
 /// CRL that shows it after Crl:PublishDelay (with a zero delay, before this returns). Changes go through the
@@ -16,7 +20,7 @@ public sealed record RevokeRequest(string? Reason);
 public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter writer, CrlPublisher crls, CertPortalOptions options,
     TimeProvider time, IEnumerable<ICertificateEvents> observers, ILogger<RevocationService> logger)
 {
-    public async Task<Outcome<IssuedCertificate>> RevokeAsync(string? serialInput, RevokeRequest request, string actor, CancellationToken ct)
+    public async Task<Outcome<RevokeResult>> RevokeAsync(string? serialInput, RevokeRequest request, string actor, CancellationToken ct)
     {
         if (!SerialNumber.TryNormalize(serialInput, out var serial))
             return Failure.BadRequest("The serial number must be hexadecimal (colons allowed).");
@@ -46,8 +50,9 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
         }, keyCompromised: reason == RevocationReason.KeyCompromise);
     }
 
-    /// <summary>A key reported compromised by other means (POST /api/v1/blocked-keys): blocked, and every
-    /// certificate for it revoked for keyCompromise, with the CRL that shows them, in one transaction.</summary>
+    /// <summary>A key reported compromised by other means (POST /api/v1/blocked-keys): blocked, and every certificate for it and
+    /// every renewal proven by it (<see cref="CompromisedRenewals"/>) revoked for keyCompromise, with the CRL that shows them, in one
+    /// transaction.</summary>
     public async Task<Outcome<(BlockKeyResult Result, bool Created)>> BlockKeyAsync(BlockKeyRequest request, string actor, CancellationToken ct)
     {
         var comment = request.Comment?.Trim();
@@ -61,12 +66,14 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
         BlockedKey key;
         bool created;
         List<IssuedCertificate> revoked;
+        int renewals;
         await using (var tx = await db.Database.BeginTransactionAsync(ct))
         {
             await db.LockNamedAsync(CompromisedKeys.LockName(spki), ct);
             var now = time.GetUtcNow();
-            (key, created, revoked) = await CompromisedKeys.BlockAsync(db, spki, algorithm, "report", string.IsNullOrEmpty(comment) ? null : comment,
+            var blocked = await CompromisedKeys.BlockAsync(db, spki, algorithm, "report", string.IsNullOrEmpty(comment) ? null : comment,
                 actor, now, observers, null, ct);
+            (key, created, revoked, renewals) = (blocked.Key, blocked.Created, [.. blocked.Revoked, .. blocked.Renewals], blocked.Renewals.Count);
             if (!created && revoked.Count == 0)
                 return (new BlockKeyResult(BlockedKeyView.From(key), []), false);
             if (revoked.Count > 0) await RecordCrlChangesAsync(db, revoked.Select(c => c.SerialNumber), now, ct);
@@ -75,7 +82,8 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             await tx.CommitAsync(ct);
         }
         if (revoked.Count > 0) await CrlOwedAsync(ct);
-        logger.LogWarning("Key {SpkiSha256} blocked as compromised by {Actor}; {Count} certificates revoked for keyCompromise", spki, actor, revoked.Count);
+        logger.LogWarning("Key {SpkiSha256} blocked as compromised by {Actor}; {Count} certificates revoked for keyCompromise, {Renewals} of them renewals proven by the key",
+            spki, actor, revoked.Count, renewals);
         return (new BlockKeyResult(BlockedKeyView.From(key), revoked.Select(c => c.SerialNumber).ToList()), created);
     }
 
@@ -93,7 +101,8 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
                 : $"Certificate {serial} is revoked ({cert.RevocationReason?.ToRfcName()}), which is permanent; only a hold can be released.");
             return null;
         });
-        return notOnHold ?? outcome;
+        if (notOnHold is { } refused) return refused;
+        return outcome.Failure is { } failure ? failure : outcome.Value!.Certificate;
     }
 
     /// <summary>Revokes a renewed certificate as <c>superseded</c> (the renewal's SupersedeWorker) only while it is neither revoked
@@ -112,14 +121,18 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
     }
 
     /// <summary>What one change did, from inside the writer's transaction: the certificate as it now is (null: none with
-    /// that serial), whether anything was written, whether a CRL is owed, how many other certificates with the same
-    /// key a keyCompromise revoked, or why the change was refused.</summary>
-    private sealed record Changed(IssuedCertificate? Certificate, bool Written, bool CrlOwed, string? Action, int Siblings, Failure? Refused = null);
+    /// that serial), whether anything was written, whether a CRL is owed, the other certificates with the same key and the
+    /// renewals proven by it that a keyCompromise revoked, or why the change was refused.</summary>
+    private sealed record Changed(IssuedCertificate? Certificate, bool Written, bool CrlOwed, string? Action, IReadOnlyList<string> Siblings,
+        IReadOnlyList<string> Renewals, Failure? Refused = null)
+    {
+        public static Changed Nothing(IssuedCertificate? certificate, Failure? refused = null) => new(certificate, false, false, null, [], [], refused);
+    }
 
     private static Failure NotFound(string serial) => Failure.NotFound($"No certificate with serial number {serial} was issued by this CA.");
 
     /// <param name="refuse">Why the certificate (as read) cannot take this change at all, or null.</param>
-    private async Task<Outcome<IssuedCertificate>> ChangeAsync(string serial, string actor, CancellationToken ct, Func<IssuedCertificate, Failure?>? refuse,
+    private async Task<Outcome<RevokeResult>> ChangeAsync(string serial, string actor, CancellationToken ct, Func<IssuedCertificate, Failure?>? refuse,
         Func<IssuedCertificate, (DateTimeOffset? RevokedAt, RevocationReason? Reason, string Action)?> decide, bool keyCompromised = false)
     {
         // The change runs in the writer's transaction (possibly a second time, alone, if its group fails), so it decides only
@@ -151,8 +164,8 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
                 return (Certificate: certificate, Key: keyCompromised ? await CompromisedKeys.ReadOfCertificateAsync(w, serial, now, wct) : null, Now: now);
             }, async (w, read, wct) =>
             {
-                if (read.Certificate.Value is not { } cert) return new Changed(null, false, false, null, 0);
-                if (refuse?.Invoke(cert) is { } refused) return new Changed(cert, false, false, null, 0, refused);
+                if (read.Certificate.Value is not { } cert) return Changed.Nothing(null);
+                if (refuse?.Invoke(cert) is { } refused) return Changed.Nothing(cert, refused);
                 var keyState = read.Key;
                 if (keyCompromised && cert.SpkiSha256 is null)
                 {
@@ -174,19 +187,20 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             {
                 if (w.ChangeTracker.HasChanges()) await w.SaveChangesAsync(wct);
                 var cert = await DirectSql.FindCertificateAsync(w, serial, wct);
-                if (cert is null) return new Changed(null, false, false, null, 0);
-                if (refuse?.Invoke(cert) is { } refused) return new Changed(cert, false, false, null, 0, refused);
+                if (cert is null) return Changed.Nothing(null);
+                if (refuse?.Invoke(cert) is { } refused) return Changed.Nothing(cert, refused);
                 var spki = keyCompromised ? cert.SpkiSha256 ?? SpkiOf(cert.Der) : null;
                 return await ApplyAsync(w, cert, spki, null, time.GetUtcNow(), actor, decide, wct);
             });
         }
         if (done.Refused is { } refusal) return refusal;
         if (done.Certificate is not { } certificate) return NotFound(serial);
-        if (!done.Written) return certificate;
+        var result = new RevokeResult(certificate, [.. done.Siblings, .. done.Renewals]);
+        if (!done.Written) return result;
         if (done.CrlOwed) await CrlOwedAsync(ct);
-        logger.LogInformation("{Action} {Serial} for {Email} (reason {Reason}); {Siblings} other certificates with the key revoked",
-            done.Action ?? AuditActions.KeyBlocked, serial, certificate.Email, certificate.RevocationReason, done.Siblings);
-        return certificate;
+        logger.LogInformation("{Action} {Serial} for {Email} (reason {Reason}); {Siblings} other certificates with the key and {Renewals} renewals proven by it revoked",
+            done.Action ?? AuditActions.KeyBlocked, serial, certificate.Email, certificate.RevocationReason, done.Siblings.Count, done.Renewals.Count);
+        return result;
     }
 
     /// <summary>The change itself, in the writer's transaction, once the certificate's current state is in <paramref name="cert"/>:
@@ -210,18 +224,18 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             foreach (var o in observers) await o.OnStatusChangedAsync(w, cert, now, ct);
             written = true;
         }
-        var siblings = 0;
-        IEnumerable<string> siblingSerials = [];
+        List<string> siblings = [], renewals = [];
         if (spki is not null)
         {
             var blocked = await CompromisedKeys.BlockAsync(w, spki, cert.KeyAlgorithm, $"certificate:{serial}", null, actor, now, observers, serial, ct,
                 keyState);
-            siblings = blocked.Revoked.Count;
-            siblingSerials = blocked.Revoked.Select(c => c.SerialNumber);
-            written |= blocked.Created || siblings > 0;
+            siblings = [.. blocked.Revoked.Select(c => c.SerialNumber)];
+            renewals = [.. blocked.Renewals.Select(c => c.SerialNumber)];
+            written |= blocked.Created || siblings.Count > 0 || renewals.Count > 0;
         }
-        var crlOwed = change is not null || siblings > 0;
-        if (crlOwed) await RecordCrlChangesAsync(w, change is null ? siblingSerials : siblingSerials.Prepend(serial), now, ct);
+        var others = siblings.Concat(renewals);
+        var crlOwed = change is not null || siblings.Count > 0 || renewals.Count > 0;
+        if (crlOwed) await RecordCrlChangesAsync(w, change is null ? others : others.Prepend(serial), now, ct);
         // Observers that add tracked rows (directory outbox, mail): saved now, for the units after this one, and let
         // go, or every later unit's save would compare them again.
         if (w.ChangeTracker.HasChanges())
@@ -229,7 +243,7 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             await w.SaveChangesAsync(ct);
             w.ChangeTracker.Clear();
         }
-        return new Changed(cert, written, crlOwed, change?.Action, siblings);
+        return new Changed(cert, written, crlOwed, change?.Action, siblings, renewals);
     }
 
     /// <summary>The CRL owes these certificates' changes (<see cref="CrlChange"/>). With delta CRLs, a row per certificate: a delta

@@ -293,8 +293,11 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         await started;
         var scopes = new List<AsyncServiceScope>();
         CertPortal.Revocation.RevocationService Revocations() => app.Services.InNewScope<CertPortal.Revocation.RevocationService>(scopes);
-        Task<Outcome<IssuedCertificate>> Revoke(string serial, string reason) =>
-            Revocations().RevokeAsync(serial, new CertPortal.Revocation.RevokeRequest(reason), "test", CancellationToken.None);
+        async Task<Outcome<IssuedCertificate>> Revoke(string serial, string reason)
+        {
+            var revoked = await Revocations().RevokeAsync(serial, new CertPortal.Revocation.RevokeRequest(reason), "test", CancellationToken.None);
+            return revoked.Failure is { } failure ? failure : revoked.Value!.Certificate;
+        }
         var changes = new List<Task<Outcome<IssuedCertificate>>>();
         var commitsBefore = writer.Commits;
         try
@@ -350,7 +353,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var (started, release, gate) = Gate(writer);
         await started;
         var scopes = new List<AsyncServiceScope>();
-        var revocations = new List<Task<Outcome<IssuedCertificate>>>();
+        var revocations = new List<Task<Outcome<CertPortal.Revocation.RevokeResult>>>();
         try
         {
             foreach (var serial in serials)
@@ -402,7 +405,7 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         var scopes = new List<AsyncServiceScope>();
         T Service<T>() where T : notnull => app.Services.InNewScope<T>(scopes);
         Task<Outcome<EnrollmentResult>> enrollment;
-        var revocations = new List<Task<Outcome<IssuedCertificate>>>();
+        var revocations = new List<Task<Outcome<CertPortal.Revocation.RevokeResult>>>();
         var commitsBefore = writer.Commits;
         try
         {

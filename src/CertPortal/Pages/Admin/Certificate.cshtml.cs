@@ -29,7 +29,13 @@ public sealed class CertificateModel(CertPortalDbContext db, RevocationService r
         {
             var outcome = await revocation.RevokeAsync(serial, new RevokeRequest(reason), AuditLog.ActorOf(User), ct);
             if (outcome.Failure is { } f) Error = f.Detail;
-            else Message = reason == "certificateHold" ? "The certificate is on hold." : "The certificate is revoked; a new CRL has been published.";
+            else if (reason == "certificateHold") Message = "The certificate is on hold.";
+            else Message = "The certificate is revoked; a new CRL has been published." + outcome.Value!.AlsoRevoked.Count switch
+            {
+                0 => "",
+                var n => $" {n} other certificate{(n == 1 ? "" : "s")} (for the same key, or renewed on the strength of it) revoked with it: " +
+                    string.Join(", ", outcome.Value.AlsoRevoked) + ".",
+            };
         }
         return await LoadAsync(serial, ct) ? Page() : NotFound();
     }
