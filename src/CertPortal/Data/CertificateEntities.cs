@@ -33,6 +33,10 @@ public enum TokenStatus { Pending, Used, Expired, Revoked }
 /// <summary>Every certificate the issuing CA signed. Written in the same transaction as the signature.</summary>
 public sealed class IssuedCertificate
 {
+    /// <summary>Names a certificate for the group writer (its units' keys, <see cref="GroupCommitWriter.WriteAsync{TFirst, T}"/>): a change
+    /// of its state, or a renewal of it, is never in one run of first steps with another unit that names it.</summary>
+    public static string WriterKey(string serialNumber) => "certificate:" + serialNumber;
+
     /// <summary>Upper-case hex, no separators, as printed by openssl.</summary>
     public string SerialNumber { get; set; } = "";
     public string Email { get; set; } = "";

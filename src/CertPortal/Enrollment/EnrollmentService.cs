@@ -225,10 +225,16 @@ public sealed partial class EnrollmentService(
         // write, which on SQLite it does on the writer's thread (GroupCommitWriter.Answers).
         // The token names it too: a CSR enrollment's claim of the same token (ClaimAndIssueAsync), which may give the token back in
         // its second step, is then never in the same run of first steps, where this spend would find the token taken.
+        // A renewal names the certificate it renews: a revocation of that certificate is then never in the same run, where its first step
+        // would read the certificate before this unit's second step set RenewedBy, and a keyCompromise would miss the renewal it must
+        // revoke too (CompromisedRenewals).
         var answersOnly = prepare is null;
-        string[] keys = grant.TokenHash is { } tokenHash
-            ? [CompromisedKeys.LockName(spkiSha256), EnrollmentTokens.WriterKey(tokenHash)]
-            : [CompromisedKeys.LockName(spkiSha256)];
+        string[] keys = (grant.TokenHash, grant.RenewalOf) switch
+        {
+            ({ } tokenHash, _) => [CompromisedKeys.LockName(spkiSha256), EnrollmentTokens.WriterKey(tokenHash)],
+            (null, { } renewed) => [CompromisedKeys.LockName(spkiSha256), IssuedCertificate.WriterKey(renewed)],
+            _ => [CompromisedKeys.LockName(spkiSha256)],
+        };
         var record = grant.SpendAsync is not null
             ? await writer.WriteAsync(keys, DecideAsync, WriteIfDecidedAsync, resumeOnWriter: answersOnly)
             : await writer.WriteExpectingSuccessAsync(keys, DecideAsync, WriteIfDecidedAsync, async (w, wct) =>

@@ -101,7 +101,14 @@ public static class CompromisedKeys
 
     /// <summary>What <see cref="BlockAsync"/> decides from: the key's block, if any, the serials of its other unexpired
     /// certificates that are not revoked for good, and the renewals proven by the key (<see cref="DirectSql.RenewalsProvenByKeyAsync"/>).</summary>
-    internal sealed record KeyState(Later<BlockedKey?> Key, Later<List<string>> Serials, Later<List<(string Serial, string Cause)>> Renewals);
+    internal sealed record KeyState(Later<BlockedKey?> Key, Later<List<string>> Serials, Later<List<(string Serial, string Cause)>> Renewals)
+    {
+        /// <summary>The group writer's keys of the certificates a keyCompromise may change besides its own: a change of one of them later in
+        /// the same run of first steps (a release of a renewal's hold, say) must read it again after this one wrote, or it would decide
+        /// from the state before and could undo the revocation.</summary>
+        public IEnumerable<string> WriterKeys() =>
+            Serials.Value.Concat(Renewals.Value.Select(r => r.Serial)).Select(IssuedCertificate.WriterKey);
+    }
 
     /// <summary>Reads the <see cref="KeyState"/> of the key of the certificate <paramref name="serial"/> (the others of that key), whose lock
     /// the caller holds: in the group writer on PostgreSQL held back with the other reads of a group's revocations (one round trip for

@@ -23,7 +23,9 @@ namespace CertPortal.Revocation;
 /// before its RenewedBy is followed. So of the two transactions one waits for the other's row lock: the renewal committed first, the
 /// walk reads its RenewedBy after that commit and revokes the successor; the revocation first, the renewal's update (its WHERE checked
 /// again after the lock, read committed) finds RevokedAt set and records nothing, and the renewal is refused. The certificates for the
-/// key that are read without a lock are revoked or expired ones, whose RenewedBy no renewal can set any more.</para></summary>
+/// key that are read without a lock are revoked or expired ones, whose RenewedBy no renewal can set any more. In the group writer a
+/// renewal names the certificate it renews among its keys, so a revocation of it never reads it in the same run of first steps, before
+/// the renewal's second step wrote (see <see cref="Enrollment.EnrollmentService.SignAndRecordAsync"/>).</para></summary>
 public static class CompromisedRenewals
 {
     /// <summary>Revokes, in the caller's transaction (which holds the compromised key's lock), the renewals named by <paramref name="known"/>

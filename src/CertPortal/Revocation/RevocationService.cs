@@ -148,7 +148,7 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
             // block, the others), and the certificate's key is a key the writer learns from the read, so two changes of one key
             // (and a change after an enrollment of that key) still see each other: the writer reads again for the later one. The
             // certificate is a key from the start: a release queued after a revocation of the same certificate reads after it.
-            done = await writer.WriteAsync(["certificate:" + serial], async (w, wct) =>
+            done = await writer.WriteAsync([IssuedCertificate.WriterKey(serial)], async (w, wct) =>
             {
                 // Units of one group share the transaction but decide by queries, which see only what is saved: flush what
                 // units before this one left tracked (an enrollment of this key must be found and revoked).
@@ -176,7 +176,10 @@ public sealed class RevocationService(CertPortalDbContext db, GroupCommitWriter 
                     keyState = null;
                 }
                 return await ApplyAsync(w, cert, keyCompromised ? cert.SpkiSha256 ?? SpkiOf(cert.Der) : null, keyState, read.Now, actor, decide, wct);
-            }, read => read.Certificate.Value is { } cert ? [CompromisedKeys.LockName(cert.SpkiSha256 ?? SpkiOf(cert.Der))] : []);
+            },
+            // Learnt: the key, and for keyCompromise the certificates it may revoke besides this one (its other certificates and the
+            // renewals proven by it), which a later change in the run (a release of a renewal's hold) must read again after this wrote.
+            read => read.Certificate.Value is { } cert ? [CompromisedKeys.LockName(cert.SpkiSha256 ?? SpkiOf(cert.Der)), .. read.Key?.WriterKeys() ?? []] : []);
         }
         else
         {
