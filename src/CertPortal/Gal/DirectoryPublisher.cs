@@ -15,9 +15,10 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
     /// <summary>What changed in the directory: certificates added and removed.</summary>
     public sealed record Change(int Added, int Removed);
 
-    /// <summary>The certificates that should be on a person's entry now: valid (not revoked, not on
-    /// hold, not expired), and with <see cref="DirectoryOptions.PublishOnlyNewest"/> only the newest per profile.</summary>
-    public async Task<List<IssuedCertificate>> DesiredAsync(CertPortalDbContext db, string email, CancellationToken ct)
+    /// <summary>The certificates that should be on a person's entry now: those of each of its mailboxes that are valid (not
+    /// revoked, not on hold, not expired), and with <see cref="DirectoryOptions.PublishOnlyNewest"/> only the newest per
+    /// mailbox and profile.</summary>
+    public async Task<List<IssuedCertificate>> DesiredAsync(CertPortalDbContext db, IReadOnlyCollection<string> mailboxes, CancellationToken ct)
     {
         if (!options.PublishPersonalData) return [];
         var now = time.GetUtcNow();
@@ -25,21 +26,26 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
         // entry spells it (a resync sweep) or as another certificate's request did. Matching the case exactly here removed a
         // valid certificate issued to "bob@…" when the entry was reconciled as "Bob@…", and two certificates issued under two
         // spellings removed each other in turn.
-        var candidates = await db.Certificates.AsNoTracking().OfMailbox(email)
-            .Where(c => c.RevokedAt == null)
-            .ToListAsync(ct);
+        var candidates = new List<IssuedCertificate>();
+        foreach (var mailbox in mailboxes.Distinct(StringComparer.OrdinalIgnoreCase))
+        {
+            candidates.AddRange(await db.Certificates.AsNoTracking().OfMailbox(mailbox).Where(c => c.RevokedAt == null).ToListAsync(ct));
+        }
         var valid = candidates.Where(c => c.StatusAt(now) == CertificateStatus.Valid).OrderByDescending(c => c.NotBefore).ThenByDescending(c => c.IssuedAt);
-        return options.PublishOnlyNewest ? valid.GroupBy(c => c.Profile).Select(g => g.First()).ToList() : valid.ToList();
+        return options.PublishOnlyNewest ? valid.GroupBy(c => (Mailbox: c.Email.ToLowerInvariant(), c.Profile)).Select(g => g.First()).ToList() : valid.ToList();
     }
 
     /// <param name="fence">Asked before each write (the outbox's lease); null where nothing else writes the entry.</param>
     public async Task<Change> SyncPersonAsync(CertPortalDbContext db, string email, DirectoryWriteFence? fence, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(options.PeopleBaseDn)) return new Change(0, 0);
-        var desired = await DesiredAsync(db, email, ct);
         // Both attributes: a publication or removal cut off between its two modifications (userCertificate, then
         // userSMIMECertificate) leaves them different, and only comparing each with the database repairs that.
-        var (certificates, smime) = await directory.GetPublishedAsync(email, ct);
+        var (certificates, smime, mails) = await directory.GetPublishedAsync(email, ct);
+        // The certificates of every mailbox the entry answers to (mail is multi-valued: aliases). Those of the mailbox the
+        // entry was found by alone removed an alias's valid certificates, and a resync's sweep, which names an entry by its
+        // first mail value, removed those of every other.
+        var desired = await DesiredAsync(db, [email, .. mails], ct);
         var ours = certificates.Where(IsOurs).ToList();
         var oursSmime = smime.Where(IsOurs).ToList();
         static bool In(List<byte[]> set, byte[] der) => set.Any(o => o.AsSpan().SequenceEqual(der));

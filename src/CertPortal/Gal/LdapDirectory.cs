@@ -85,19 +85,20 @@ public sealed class LdapDirectory
     /// <summary>The certificates the person with <paramref name="mail"/> carries in each attribute: userCertificate's values, and
     /// the certificates inside userSMIMECertificate's PKCS#7 values (unreadable values skipped). The two are written by
     /// separate modifications, so a write cut off between them (a timeout, a crash, an outage) leaves them different, and
-    /// a reconciliation must look at both.</summary>
-    public Task<(IReadOnlyList<byte[]> Certificates, IReadOnlyList<byte[]> SmimeCertificates)> GetPublishedAsync(string mail,
-        CancellationToken cancellationToken = default)
+    /// a reconciliation must look at both. Also every mail value of the entry (empty when there is none): mail is
+    /// multi-valued (aliases), and the entry holds the certificates of each of its mailboxes.</summary>
+    public Task<(IReadOnlyList<byte[]> Certificates, IReadOnlyList<byte[]> SmimeCertificates, IReadOnlyList<string> Mails)> GetPublishedAsync(
+        string mail, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(mail);
-        return RunAsync<(IReadOnlyList<byte[]>, IReadOnlyList<byte[]>)>(conn =>
+        return RunAsync<(IReadOnlyList<byte[]>, IReadOnlyList<byte[]>, IReadOnlyList<string>)>(conn =>
         {
             var person = FindPerson(conn, mail);
-            if (person is null) return ([], []);
+            if (person is null) return ([], [], []);
             var carried = person.SmimeValues
                 .SelectMany(v => SmimeCertificateBundle.TryReadCertificates(v, out var certs) ? certs : [])
                 .ToList();
-            return (person.Certificates, carried);
+            return (person.Certificates, carried, person.Mails);
         }, cancellationToken);
     }
 
@@ -188,7 +189,8 @@ public sealed class LdapDirectory
 
     // ---------------------------------------------------------------- person entries
 
-    private sealed record PersonEntry(string Dn, IReadOnlyList<byte[]> Certificates, IReadOnlyList<byte[]> SmimeValues, string? EntryCsn);
+    private sealed record PersonEntry(string Dn, IReadOnlyList<byte[]> Certificates, IReadOnlyList<byte[]> SmimeValues, string? EntryCsn,
+        IReadOnlyList<string> Mails);
 
     private CertificatePublication Publish(LdapConnection conn, DirectoryWriteFence? fence, string mail, string displayName, byte[] certDer, byte[] smime)
     {
@@ -362,7 +364,7 @@ public sealed class LdapDirectory
         // public folders that may carry the same mail in AD.
         var filter = $"(&(objectClass=person)(mail={LdapEscaping.EscapeFilterValue(mail)}))";
         var request = new SearchRequest(_options.PeopleBaseDn, filter, SearchScope.Subtree,
-            _names.UserCertificate, _names.UserSmimeCertificate, "entryCSN")
+            _names.UserCertificate, _names.UserSmimeCertificate, "entryCSN", "mail")
         {
             SizeLimit = 2, // we only need to know "one" vs "more than one"
         };
@@ -380,7 +382,8 @@ public sealed class LdapDirectory
         return new PersonEntry(entry.DistinguishedName,
             BinaryValues(entry, "userCertificate"),
             BinaryValues(entry, "userSMIMECertificate"),
-            BinaryValues(entry, "entryCSN").Select(b => Encoding.UTF8.GetString(b)).FirstOrDefault());
+            BinaryValues(entry, "entryCSN").Select(b => Encoding.UTF8.GetString(b)).FirstOrDefault(),
+            BinaryValues(entry, "mail").Select(b => Encoding.UTF8.GetString(b)).ToList());
     }
 
     /// <summary>
