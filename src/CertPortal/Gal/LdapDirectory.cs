@@ -421,10 +421,8 @@ public sealed class LdapDirectory
 
     private void PublishPki(LdapConnection conn, DirectoryWriteFence? fence, string dn, IReadOnlyList<byte[]> caCerts, byte[]? crl, byte[]? deltaCrl)
     {
-        var search = new SearchRequest(dn, "(objectClass=*)", SearchScope.Base, "1.1"); // "1.1" = no attributes (RFC 4511 §4.5.1.8)
-        var exists = Send(conn, search, "search", dn, ResultCode.NoSuchObject) == ResultCode.Success;
-
-        if (!exists)
+        var classes = ObjectClasses(conn, dn);
+        if (classes is null)
         {
             if (_options.Schema == DirectorySchema.ActiveDirectory)
             {
@@ -456,9 +454,20 @@ public sealed class LdapDirectory
                 return;
             }
             // Created concurrently: fall through to replace.
+            classes = ObjectClasses(conn, dn) ?? [];
         }
 
-        var mods = new List<DirectoryAttributeModification> { Replace(_names.CaCertificate, caCerts) };
+        var mods = new List<DirectoryAttributeModification>();
+        if (_options.Schema == DirectorySchema.OpenLdap && !classes.Any(c => CaCertificateClasses.Contains(c, StringComparer.OrdinalIgnoreCase)))
+        {
+            // An entry the operator made as a plain cRLDistributionPoint (RFC 4523 §4.2) may hold the CRLs but not cACertificate,
+            // and slapd refused the whole modify (65 objectClassViolation), CRL included. pkiCA (§4.3) is the auxiliary class
+            // that allows it, the one we create entries with.
+            var addClass = new DirectoryAttributeModification { Name = "objectClass", Operation = DirectoryAttributeOperation.Add };
+            addClass.Add("pkiCA");
+            mods.Add(addClass);
+        }
+        mods.Add(Replace(_names.CaCertificate, caCerts));
         if (crl is not null)
         {
             mods.Add(Replace(_names.CertificateRevocationList, [crl]));
@@ -470,6 +479,18 @@ public sealed class LdapDirectory
         Write(conn, fence, new ModifyRequest(dn, [.. mods]), "modify/replace CA certificates and CRLs", dn);
         _logger.LogInformation("Published {Count} CA certificate(s){Crl}{Delta} to {Dn}", caCerts.Count,
             crl is null ? "" : " and CRL", deltaCrl is null ? "" : " and delta CRL", dn);
+    }
+
+    /// <summary>The object classes that allow cACertificate: pkiCA (RFC 4523 §4.3) and the certificationAuthority classes (RFC 4519).</summary>
+    private static readonly string[] CaCertificateClasses = ["pkiCA", "certificationAuthority", "certificationAuthority-V2"];
+
+    /// <summary>The objectClass values of the entry <paramref name="dn"/>; null when there is no such entry.</summary>
+    private static IReadOnlyList<string>? ObjectClasses(LdapConnection conn, string dn)
+    {
+        var search = new SearchRequest(dn, "(objectClass=*)", SearchScope.Base, "objectClass");
+        var response = (SearchResponse)SendForResponse(conn, search, "search", dn, ResultCode.NoSuchObject);
+        if (response.ResultCode != ResultCode.Success || response.Entries.Count == 0) return null;
+        return BinaryValues(response.Entries[0], "objectClass").Select(b => Encoding.UTF8.GetString(b)).ToList();
     }
 
     private static DirectoryAttributeModification Replace(string name, IEnumerable<byte[]> values)
