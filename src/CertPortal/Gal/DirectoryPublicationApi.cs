@@ -30,11 +30,14 @@ public static class DirectoryPublicationApi
         var now = time.GetUtcNow();
         var open = db.DirectoryPublications.AsNoTracking().Where(p => p.CompletedAt == null);
         var scheduled = await open.CountAsync(p => p.Attempts == 0 && p.NextAttemptAt > now, ct);
+        // Counted in the database, not from the rows listed: after an outage there are more than the list's 500, and the counts
+        // stopped at 500 too.
+        var pending = await open.CountAsync(p => p.Attempts == 0 && p.NextAttemptAt <= now, ct);
+        var failing = await open.CountAsync(p => p.Attempts > 0, ct);
         var rows = await open.Where(p => p.Attempts > 0 || p.NextAttemptAt <= now).OrderBy(p => p.Id).Take(500).ToListAsync(ct);
         var items = rows.Select(p => new PublicationView(p.Id, p.Kind, p.Key, p.Reason, p.SerialNumber, p.CreatedAt, p.NextAttemptAt,
             p.Attempts, p.LastError, p.Attempts > 0 ? "failing" : "pending")).ToList();
-        return TypedResults.Ok(new PublicationQueue(directory.IsEnabled,
-            items.Count(i => i.State == "pending"), items.Count(i => i.State == "failing"), scheduled, items));
+        return TypedResults.Ok(new PublicationQueue(directory.IsEnabled, pending, failing, scheduled, items));
     }
 
     private static async Task<Results<Accepted<ResyncStarted>, ProblemHttpResult>> Resync(
