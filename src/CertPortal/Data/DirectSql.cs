@@ -323,21 +323,23 @@ public static partial class DirectSql
         return ExecuteAsync(command, ct);
     }
 
-    /// <summary>Serials of the unexpired certificates for this key not yet revoked for keyCompromise (valid, on hold, or revoked for
-    /// another reason), except <paramref name="exceptSerial"/>: what a keyCompromise must revoke, or give its reason, too.</summary>
-    public static async Task<List<string>> SerialsWithKeyNotCompromisedAsync(CertPortalDbContext db, string spkiSha256, string? exceptSerial,
+    /// <summary>What a keyCompromise of this key must change besides <paramref name="exceptSerial"/>, in one statement: the serials of
+    /// the unexpired certificates for the key not yet revoked for keyCompromise (valid, on hold, or revoked for another reason), which
+    /// it must revoke or give its reason too; and the renewals of any certificate for the key (<see cref="KeyCertificates.Renewals"/>),
+    /// where the walk down each renewal chain starts (<see cref="Revocation.CompromisedRenewals"/>).</summary>
+    public static async Task<KeyCertificates> KeyCertificatesAsync(CertPortalDbContext db, string spkiSha256, string? exceptSerial,
         DateTimeOffset now, CancellationToken ct)
     {
-        var (command, read) = SerialsWithKeyNotCompromised(db, "@spki", spkiSha256, exceptSerial, now);
+        var (command, read) = ReadKeyCertificates(db, "@spki", spkiSha256, exceptSerial, now);
         return await ReadAsync(command, read, ct);
     }
 
-    /// <summary>PostgreSQL, held back in the group writer: <see cref="SerialsWithKeyNotCompromisedAsync"/> for the key of the certificate
+    /// <summary>PostgreSQL, held back in the group writer: <see cref="KeyCertificatesAsync"/> for the key of the certificate
     /// <paramref name="serial"/> (except that one), found by the database from its row, so the caller needs no read first.</summary>
-    public static Task<Later<List<string>>> SerialsWithKeyNotCompromisedOfLaterAsync(CertPortalDbContext db, string serial, DateTimeOffset now,
+    public static Task<Later<KeyCertificates>> KeyCertificatesOfLaterAsync(CertPortalDbContext db, string serial, DateTimeOffset now,
         CancellationToken ct)
     {
-        var (command, read) = SerialsWithKeyNotCompromised(db, KeyOf, serial, serial, now);
+        var (command, read) = ReadKeyCertificates(db, KeyOf, serial, serial, now);
         return ReadLaterAsync(command, read, ct);
     }
 
@@ -345,11 +347,15 @@ public static partial class DirectSql
     private const string KeyOf = "(SELECT \"SpkiSha256\" FROM \"Certificates\" WHERE \"SerialNumber\" = @serial)";
 
     /// <param name="key">@spki, or <see cref="KeyOf"/> (then <paramref name="spkiSha256"/> is the serial).</param>
-    private static (DbCommand, Func<DbDataReader, CancellationToken, Task<List<string>>>) SerialsWithKeyNotCompromised(CertPortalDbContext db,
+    private static (DbCommand, Func<DbDataReader, CancellationToken, Task<KeyCertificates>>) ReadKeyCertificates(CertPortalDbContext db,
         string key, string spkiSha256, string? exceptSerial, DateTimeOffset now)
     {
-        var command = Command(db, $"SELECT \"SerialNumber\" FROM \"Certificates\" WHERE \"SpkiSha256\" = {key} AND \"SerialNumber\" <> @except " +
-            "AND \"NotAfter\" > @now AND (\"RevokedAt\" IS NULL OR \"RevocationReason\" <> @compromise)", out var sqlite);
+        // One index scan of the key's certificates serves both lists: a keyCompromise is the benchmark's revocation, and a second
+        // statement for the renewals (a recursive walk down the chains) cost PostgreSQL a third more per revocation. Only the first
+        // step of each chain is read here; CompromisedRenewals follows the rest under each row's lock.
+        const string revocable = "(\"SerialNumber\" <> @except AND \"NotAfter\" > @now AND (\"RevokedAt\" IS NULL OR \"RevocationReason\" <> @compromise))";
+        var command = Command(db, $"SELECT \"SerialNumber\", \"RenewedBy\", CASE WHEN {revocable} THEN 1 ELSE 0 END FROM \"Certificates\" " +
+            $"WHERE \"SpkiSha256\" = {key} AND ({revocable} OR \"RenewedBy\" IS NOT NULL)", out var sqlite);
         Add(command, key == KeyOf ? "serial" : "spki", spkiSha256);
         // Serials are never empty: "" excludes nothing (and keeps the parameter typed on PostgreSQL).
         Add(command, "except", exceptSerial ?? "");
@@ -357,44 +363,14 @@ public static partial class DirectSql
         Add(command, "compromise", nameof(RevocationReason.KeyCompromise));
         return (command, async (reader, rct) =>
         {
-            var serials = new List<string>();
-            while (await reader.ReadAsync(rct)) serials.Add(reader.GetString(0));
-            return serials;
-        });
-    }
-
-    /// <summary>Every certificate issued by renewal on the strength of a certificate for this key, transitively (renewed from one,
-    /// or from one renewed from one, ...), each with the certificate for the key its chain starts from (<c>Cause</c>).</summary>
-    public static async Task<List<(string Serial, string Cause)>> RenewalsProvenByKeyAsync(CertPortalDbContext db, string spkiSha256, CancellationToken ct)
-    {
-        var (command, read) = RenewalsProvenByKey(db, "@spki", spkiSha256);
-        return await ReadAsync(command, read, ct);
-    }
-
-    /// <summary>PostgreSQL, held back in the group writer: <see cref="RenewalsProvenByKeyAsync"/> for the key of the certificate
-    /// <paramref name="serial"/>, found by the database from its row.</summary>
-    public static Task<Later<List<(string Serial, string Cause)>>> RenewalsProvenByKeyOfLaterAsync(CertPortalDbContext db, string serial,
-        CancellationToken ct)
-    {
-        var (command, read) = RenewalsProvenByKey(db, KeyOf, serial);
-        return ReadLaterAsync(command, read, ct);
-    }
-
-    /// <param name="key">@spki, or <see cref="KeyOf"/> (then <paramref name="value"/> is the serial).</param>
-    private static (DbCommand, Func<DbDataReader, CancellationToken, Task<List<(string, string)>>>) RenewalsProvenByKey(CertPortalDbContext db,
-        string key, string value)
-    {
-        // Along RenewedBy (each step by primary key); UNION, not UNION ALL, so no row is walked twice.
-        var command = Command(db, "WITH RECURSIVE \"Proven\"(\"SerialNumber\", \"Cause\") AS (" +
-            $"SELECT \"RenewedBy\", \"SerialNumber\" FROM \"Certificates\" WHERE \"SpkiSha256\" = {key} AND \"RenewedBy\" IS NOT NULL " +
-            "UNION SELECT c.\"RenewedBy\", p.\"Cause\" FROM \"Certificates\" c JOIN \"Proven\" p ON c.\"SerialNumber\" = p.\"SerialNumber\" " +
-            "WHERE c.\"RenewedBy\" IS NOT NULL) SELECT \"SerialNumber\", \"Cause\" FROM \"Proven\"", out _);
-        Add(command, key == KeyOf ? "serial" : "spki", value);
-        return (command, async (reader, rct) =>
-        {
-            var proven = new List<(string, string)>();
-            while (await reader.ReadAsync(rct)) proven.Add((reader.GetString(0), reader.GetString(1)));
-            return proven;
+            var found = new KeyCertificates([], []);
+            while (await reader.ReadAsync(rct))
+            {
+                var serial = reader.GetString(0);
+                if (Convert.ToInt32(reader.GetValue(2), System.Globalization.CultureInfo.InvariantCulture) == 1) found.NotCompromised.Add(serial);
+                if (!reader.IsDBNull(1)) found.Renewals.Add((reader.GetString(1), serial));
+            }
+            return found;
         });
     }
 
@@ -917,6 +893,10 @@ public static partial class DirectSql
         sqlite ? new DateTimeOffset(reader.GetInt64(ordinal), TimeSpan.Zero) : reader.GetFieldValue<DateTimeOffset>(ordinal);
 }
 
+
+/// <summary>A key's certificates as a keyCompromise needs them (<see cref="DirectSql.KeyCertificatesAsync"/>): the serials it must
+/// revoke, or give its reason, too; and each renewal of a certificate for the key, with that certificate (<c>Cause</c>).</summary>
+public sealed record KeyCertificates(List<string> NotCompromised, List<(string Serial, string Cause)> Renewals);
 /// <summary>The answer of a read that may have been held back (<see cref="DirectSql"/>): known once the batch it travels in has run,
 /// which in the group writer is before a two-step unit's second step (<see cref="GroupCommitWriter.WriteAsync{TFirst, T}"/>).</summary>
 public sealed class Later<T>

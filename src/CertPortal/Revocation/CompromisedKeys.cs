@@ -60,7 +60,8 @@ public static class CompromisedKeys
             await AuditLog.RecordNowAsync(db, now, actor, AuditActions.KeyBlocked, $"key:{spkiSha256}", new { keyAlgorithm, source, comment }, ct);
         }
 
-        var serials = read is null ? await DirectSql.SerialsWithKeyNotCompromisedAsync(db, spkiSha256, alreadyHandledSerial, now, ct) : read.Serials.Value;
+        var found = read is null ? await DirectSql.KeyCertificatesAsync(db, spkiSha256, alreadyHandledSerial, now, ct) : read.Certificates.Value;
+        var serials = found.NotCompromised;
         var revoked = new List<IssuedCertificate>();
         foreach (var serial in serials.Order(StringComparer.Ordinal))
         {
@@ -79,9 +80,8 @@ public static class CompromisedKeys
 
         // The renewals start from what was read (read != null: before the siblings' row locks, see CompromisedRenewals) and from the
         // siblings as read again under their locks just now.
-        var proven = read is null ? await DirectSql.RenewalsProvenByKeyAsync(db, spkiSha256, ct) : read.Renewals.Value;
         var renewals = await CompromisedRenewals.RevokeAsync(db, spkiSha256,
-            proven.Concat(revoked.Where(s => s.RenewedBy is not null).Select(s => (s.RenewedBy!, s.SerialNumber))), actor, now, observers, ct);
+            found.Renewals.Concat(revoked.Where(s => s.RenewedBy is not null).Select(s => (s.RenewedBy!, s.SerialNumber))), actor, now, observers, ct);
         return (key, created, revoked, renewals);
     }
 
@@ -99,15 +99,16 @@ public static class CompromisedKeys
         foreach (var o in observers) await o.OnStatusChangedAsync(db, certificate, now, ct);
     }
 
-    /// <summary>What <see cref="BlockAsync"/> decides from: the key's block, if any, the serials of its other unexpired
-    /// certificates that are not revoked for good, and the renewals proven by the key (<see cref="DirectSql.RenewalsProvenByKeyAsync"/>).</summary>
-    internal sealed record KeyState(Later<BlockedKey?> Key, Later<List<string>> Serials, Later<List<(string Serial, string Cause)>> Renewals)
+    /// <summary>What <see cref="BlockAsync"/> decides from: the key's block, if any, and its other certificates
+    /// (<see cref="DirectSql.KeyCertificatesAsync"/>: those not revoked for good, and the first renewals of each).</summary>
+    internal sealed record KeyState(Later<BlockedKey?> Key, Later<KeyCertificates> Certificates)
     {
         /// <summary>The group writer's keys of the certificates a keyCompromise may change besides its own: a change of one of them later in
         /// the same run of first steps (a release of a renewal's hold, say) must read it again after this one wrote, or it would decide
-        /// from the state before and could undo the revocation.</summary>
+        /// from the state before and could undo the revocation. Renewals of renewals are not among them (they are found by the walk, after
+        /// this read): a release of such a second renewal's hold in the same run of first steps is the one case left to that.</summary>
         public IEnumerable<string> WriterKeys() =>
-            Serials.Value.Concat(Renewals.Value.Select(r => r.Serial)).Select(IssuedCertificate.WriterKey);
+            Certificates.Value.NotCompromised.Concat(Certificates.Value.Renewals.Select(r => r.Serial)).Select(IssuedCertificate.WriterKey);
     }
 
     /// <summary>Reads the <see cref="KeyState"/> of the key of the certificate <paramref name="serial"/> (the others of that key), whose lock
@@ -115,8 +116,7 @@ public static class CompromisedKeys
     /// all of them), read by <see cref="BlockAsync"/> after the caller's own change. The writer runs the read again when an earlier
     /// change in its round trip had the same key (see <see cref="GroupCommitWriter.WriteAsync{TFirst, T}"/>'s learnt keys).</summary>
     internal static async Task<KeyState> ReadOfCertificateAsync(CertPortalDbContext db, string serial, DateTimeOffset now, CancellationToken ct) =>
-        new(await DirectSql.FindBlockedKeyOfLaterAsync(db, serial, ct), await DirectSql.SerialsWithKeyNotCompromisedOfLaterAsync(db, serial, now, ct),
-            await DirectSql.RenewalsProvenByKeyOfLaterAsync(db, serial, ct));
+        new(await DirectSql.FindBlockedKeyOfLaterAsync(db, serial, ct), await DirectSql.KeyCertificatesOfLaterAsync(db, serial, now, ct));
 
     /// <summary>The SubjectPublicKeyInfo in a PEM public key, certificate, CSR or unencrypted private key,
     /// re-encoded by .NET so it hashes as issuance does (<see cref="SubscriberKey.SpkiHash(PublicKey)"/>).</summary>
