@@ -13,8 +13,9 @@ namespace CertPortal.Revocation;
 /// as they distrust the original. Its key is not blocked, though (blocking is per key, not per revocation reason: only
 /// <see cref="CompromisedKeys.BlockAsync"/>, for the key known compromised, writes <see cref="BlockedKey"/> rows, and these revocations
 /// are written here without it): the key is not known compromised, it is as likely the holder's own new key pair, which they may
-/// certify again. A renewal revoked already (superseded, say) is left as it is; one on hold is revoked (RFC 5280 lets a hold
-/// become a permanent revocation); one expired is left, as expired certificates for the key are.</para>
+/// certify again. A renewal revoked already for another reason (superseded, say) gets keyCompromise as
+/// its reason, its revocation time kept, as the key's own certificates do; one on hold is revoked (RFC 5280 lets a hold become a
+/// permanent revocation); one expired is left, as expired certificates for the key are.</para>
 /// <para>A renewal racing the compromise (another node, or the writer's other lane, on PostgreSQL) cannot leave a valid renewal
 /// behind, whichever commits first. The renewal records its successor by a conditional update of the renewed certificate's row
 /// (RenewedBy set only while RevokedAt is null, <see cref="Renewal.RenewalService.GrantFor"/>), and this walk reads each certificate's
@@ -46,7 +47,10 @@ public static class CompromisedRenewals
             if (renewal.RenewedBy is { } after) due.Enqueue((after, next.Cause));
             // Renewed with the same key (Renewal:AllowKeyReuse): a certificate for the compromised key, which BlockAsync has revoked.
             if (renewal.SpkiSha256 == spkiSha256) continue;
-            if (renewal.RevokedAt is not null && renewal.RevocationReason != RevocationReason.CertificateHold) continue;
+            // Revoked already for another reason (superseded, a hold, ...): the reason becomes keyCompromise, its revocation time kept,
+            // as for the key's own certificates (CompromisedKeys.BlockAsync): relying parties trust what a superseded certificate
+            // signed before its revocation, and a renewal made with a stolen key deserves no such trust.
+            if (renewal.RevocationReason == RevocationReason.KeyCompromise) continue;
             if (renewal.NotAfter <= now) continue;
             await CompromisedKeys.RevokeAsync(db, renewal, actor, now, observers, before => new
             {

@@ -86,14 +86,16 @@ public sealed class CompromisedRenewalTests(HoldingRenewalApp app) : IClassFixtu
         Assert.Equal("valid", (await app.GetCertificateAsync(b.SerialNumber)).Status);
         Assert.Empty(await AlsoRevokedAsync(affiliation));
 
-        // B revoked as superseded, then A's compromise learnt: A's reason becomes keyCompromise, B (revoked already) is left as it
-        // is, and C, renewed by B's key on the strength of A's, is revoked.
+        // B revoked as superseded, then A's compromise learnt: A's reason becomes keyCompromise, so does B's (its revocation time
+        // kept: what it signed before is as suspect as A's), and C, renewed by B's key on the strength of A's, is revoked.
         await Http.EnsureStatus(await app.RevokeAsync(b.SerialNumber, "superseded"), HttpStatusCode.OK);
+        var supersededAt = (await app.GetCertificateAsync(b.SerialNumber)).RevokedAt;
         var compromise = await app.RevokeAsync(a.SerialNumber, "keyCompromise");
         await Http.EnsureStatus(compromise, HttpStatusCode.OK);
-        Assert.Equal("superseded", (await app.GetCertificateAsync(b.SerialNumber)).RevocationReason);
+        var bAfter = await app.GetCertificateAsync(b.SerialNumber);
+        Assert.Equal(("keyCompromise", supersededAt), (bAfter.RevocationReason, bAfter.RevokedAt));
         Assert.Equal("keyCompromise", (await app.GetCertificateAsync(c.SerialNumber)).RevocationReason);
-        Assert.Equal([c.SerialNumber], await AlsoRevokedAsync(compromise));
+        Assert.Equal([b.SerialNumber, c.SerialNumber], await AlsoRevokedAsync(compromise));
 
         // A renewal's key compromised: the certificate it renewed keeps its state; its own renewal is revoked.
         var carol = $"carol.{_run}@example.com";
