@@ -110,7 +110,8 @@ public sealed partial class EnrollmentService(
                 var (token, stored) = claimed.Value;
                 if (token is null) return new Claim(null, null, null);
                 var refusal = archive.GenerationFor(token.Profile, stored) == KeyGenerationPolicy.Required ? ServerKeyRequired(token.Profile)
-                    : CsrInspector.OtherMailbox(named, token.Email) ?? UnusableDisplayName(token.DisplayName);
+                    : CsrInspector.OtherMailbox(named, token.Email) ?? UnusableDisplayName(token.DisplayName)
+                      ?? EnrollmentTokens.DomainRefusal(token.Email, options.AllowedDomains);
                 if (refusal is not null)
                 {
                     await DirectSql.GiveBackTokenAsync(w, token.Id, wct);
@@ -174,7 +175,7 @@ public sealed partial class EnrollmentService(
     internal async Task<Outcome<IssuedCertificate?>> SignAndRecordAsync(IssuanceGrant grant, SubscriberKey key, string actor,
         Func<string, X509Certificate2, DateTimeOffset, Func<CertPortalDbContext, CancellationToken, Task>>? prepare, CancellationToken ct)
     {
-        if (UnusableDisplayName(grant.DisplayName) is { } unusable) return unusable;
+        if ((UnusableDisplayName(grant.DisplayName) ?? EnrollmentTokens.DomainRefusal(grant.Email, options.AllowedDomains)) is { } unusable) return unusable;
         var now = time.GetUtcNow();
         var serial = SerialNumber.New(now);
         var serialHex = SerialNumber.ToHex(serial);

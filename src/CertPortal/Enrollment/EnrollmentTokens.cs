@@ -50,7 +50,7 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
         if (!Mailbox.TryNormalize(request.Email, out var email, out var error))
             return Failure.Unprocessable("Invalid email.", error);
         if (!Mailbox.DomainAllowed(email, options.AllowedDomains))
-            return Failure.Unprocessable("Domain not allowed.",
+            return Failure.Unprocessable(DomainNotAllowedTitle,
                 $"This CA issues only for {string.Join(", ", options.AllowedDomains)}; '{Mailbox.Domain(email)}' is not one of them.");
         var displayName = (request.DisplayName ?? "").Trim();
         if (displayName.Length > MaxDisplayNameLength || displayName.Any(char.IsControl))
@@ -129,7 +129,7 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
     {
         var token = await FindAsync(secret, ct);
         if (token is null) return Unknown;
-        return RefusalAt(token, time.GetUtcNow()) is { } refused ? refused : token;
+        return (RefusalAt(token, time.GetUtcNow()) ?? DomainRefusal(token.Email, options.AllowedDomains)) is { } refused ? refused : token;
     }
 
     /// <summary>The token with this secret whatever its status (a spent one lets a client collect its certificate), or null.</summary>
@@ -184,6 +184,16 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
         TokenStatus.Expired => Failure.Forbidden("Enrollment token expired.", $"This enrollment token expired at {token.ExpiresAt:u}. Ask your administrator for a new one."),
         _ => Failure.Forbidden("Enrollment token revoked.", "This enrollment token has been revoked. Ask your administrator for a new one."),
     };
+
+    public const string DomainNotAllowedTitle = "Domain not allowed.";
+
+    /// <summary>Why no certificate may be issued for <paramref name="email"/> now that <c>AllowedDomains</c> is what it is, or null. Asked
+    /// again at issuance, not only when the token was made: a domain taken off the list (given up, or no longer the organisation's) must
+    /// get no certificate from a token made before, nor from a renewal of a certificate issued before, for as long as those would last.</summary>
+    public static Failure? DomainRefusal(string email, IReadOnlyCollection<string> allowed) =>
+        Mailbox.DomainAllowed(email, allowed) ? null
+            : Failure.Forbidden(DomainNotAllowedTitle,
+                $"This CA no longer issues certificates for '{Mailbox.Domain(email)}'; it issues for {string.Join(", ", allowed)}. Ask your administrator.");
 
     public static byte[] Hash(string secret) => SHA256.HashData(Encoding.UTF8.GetBytes(secret));
 }
