@@ -10,7 +10,11 @@ namespace CertPortal.Enrollment;
 /// <summary>Either a CSR (the key stays with the person), or keyAlgorithm + pkcs12Password for a
 /// server-generated, escrowed encryption key returned as PKCS#12 (with requestId, a retry can collect it).</summary>
 public sealed record EnrollmentRequest(string? Token, string? Csr, string? KeyAlgorithm = null, string? Pkcs12Password = null, string? Pkcs12Format = null,
-    string? RequestId = null);
+    string? RequestId = null)
+{
+    // The token and the PKCS#12 password must never reach a log through a record's generated ToString.
+    public override string ToString() => $"enrollment request ({(Csr is null ? $"server key {KeyAlgorithm}" : $"{Csr.Length} characters of CSR")})";
+}
 
 public sealed record EnrollmentResult(string SerialNumber, string Email, string Profile,
     [property: System.Text.Json.Serialization.JsonConverter(typeof(PemJsonConverter))] string CertificatePem,

@@ -17,6 +17,9 @@ public sealed record CreatedToken(Guid Id, string? Token, string Email, string D
 {
     [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
     public long? NotificationId { get; init; }
+
+    // The token (and the link that carries it) must never reach a log through a record's generated ToString.
+    public override string ToString() => $"token {Id} for {Email} ({Profile}), expires {ExpiresAt:O}";
 }
 
 public sealed record TokenView(Guid Id, string Email, string DisplayName, string Profile, string Status,

@@ -15,8 +15,15 @@ public sealed record OpenRecoveryRequest(string? SerialNumber, string? Reason, s
 public sealed record RecoveryView(Guid Id, string SerialNumber, string Purpose, string Reason, string Status, int Threshold,
     int Approvals, IReadOnlyList<string> ApprovedBy, string RequestedBy, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? CompletedAt);
 public sealed record EncryptedShareView(Guid RequestId, string SerialNumber, string EncryptedSharePem);
-public sealed record SubmitShareRequest(string? Share);
-public sealed record RecoveredKeyRequest(string? Password, string? Pkcs12Format);
+// A share and a PKCS#12 password must never reach a log through a record's generated ToString.
+public sealed record SubmitShareRequest(string? Share)
+{
+    public override string ToString() => $"share ({Share?.Length ?? 0} characters)";
+}
+public sealed record RecoveredKeyRequest(string? Password, string? Pkcs12Format)
+{
+    public override string ToString() => $"recovered key request ({Pkcs12Format})";
+}
 public sealed record RecoveredKey(Guid RequestId, string SerialNumber, string Pkcs12);
 public sealed record ReEscrowResult(Guid EscrowId, int Threshold, IReadOnlyList<string> Agents);
 public sealed record CancelRecoveryRequest(string? Reason);

@@ -9,10 +9,18 @@ using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Security;
 
-public sealed record CreateAccountRequest(string? Name, string? DisplayName, string? Role, string? Password);
+public sealed record CreateAccountRequest(string? Name, string? DisplayName, string? Role, string? Password)
+{
+    // The password must never reach a log through a record's generated ToString.
+    public override string ToString() => $"account request for {Name} ({Role})";
+}
 
 /// <summary>The API key appears in this response only.</summary>
-public sealed record CreatedAccount(Guid Id, string Name, string DisplayName, string Role, string ApiKey);
+public sealed record CreatedAccount(Guid Id, string Name, string DisplayName, string Role, string ApiKey)
+{
+    // The API key is shown once, to the caller; never to a log through a record's generated ToString.
+    public override string ToString() => $"account {Id} {Name} ({Role})";
+}
 
 public sealed record AccountView(Guid Id, string Name, string DisplayName, string Role, bool HasPassword,
     DateTimeOffset CreatedAt, string CreatedBy, DateTimeOffset? DisabledAt)
