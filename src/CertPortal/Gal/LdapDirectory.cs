@@ -374,6 +374,14 @@ public sealed class LdapDirectory
         {
             throw new DirectoryEntryAmbiguousException(mail, entries.Select(e => e.DistinguishedName).ToList());
         }
+        if (entries.Count == 0 && response.References.Count > 0)
+        {
+            // A continuation reference (RFC 4511 §4.5.3): part of the tree under PeopleBaseDn is held by another server (a
+            // subordinate referral object), and the person may live there. We do not follow referrals (see Connect), so this is
+            // "unknown", not "no such person": read as the latter, OpenLdap mode created a second entry for them here.
+            throw new DirectoryOperationFailedException("search", _options.PeopleBaseDn, ResultCode.Referral,
+                $"no entry with mail '{mail}' here, and the search was referred to {ReferralUrls(response.References)}, which is not followed");
+        }
         if (entries.Count == 0)
         {
             return null;
@@ -619,9 +627,10 @@ public sealed class LdapDirectory
 
     private static DirectoryResponse SendForResponse(LdapConnection conn, DirectoryRequest request, string operation, string dn, params ResultCode[] tolerated)
     {
+        DirectoryResponse response;
         try
         {
-            return conn.SendRequest(request);
+            response = conn.SendRequest(request);
         }
         catch (DirectoryOperationException e) when (e.Response is not null && tolerated.Contains(e.Response.ResultCode))
         {
@@ -641,7 +650,24 @@ public sealed class LdapDirectory
             // all our writes are idempotent, so retrying is safe.
             throw new DirectoryUnavailableException($"LDAP {operation} on '{dn}' failed: {e.ErrorCode} {e.Message}", e.ErrorCode, e);
         }
+        // S.DS.P hands back result 10 referral (the DN is held by another server) as an answer, not an exception: a search
+        // then looked like an empty tree, and a modify of the PKI entry like a success.
+        if (response.ResultCode == ResultCode.Referral && !tolerated.Contains(ResultCode.Referral))
+        {
+            throw new DirectoryOperationFailedException(operation, dn, ResultCode.Referral,
+                $"referred to {ReferralUrls(response.Referral ?? [])}, which is not followed");
+        }
+        return response;
     }
+
+    private static string ReferralUrls(IEnumerable<Uri> urls)
+    {
+        var list = urls.Select(u => u.ToString()).Distinct().ToList();
+        return list.Count == 0 ? "another server" : string.Join(", ", list);
+    }
+
+    private static string ReferralUrls(SearchResultReferenceCollection references) =>
+        ReferralUrls(references.Cast<SearchResultReference>().SelectMany(r => r.Reference));
 
     private static IReadOnlyList<byte[]> BinaryValues(SearchResultEntry entry, string baseName)
     {
