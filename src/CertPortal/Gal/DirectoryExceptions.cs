@@ -87,3 +87,13 @@ public sealed class DirectoryClaimLostException : DirectoryException
     public DirectoryClaimLostException(string entry)
         : base($"Stopped before writing '{entry}': this node's claim on the outbox entry ended or could not be renewed") { }
 }
+
+/// <summary>
+/// Another node holds the outbox lease of the person entry being reconciled, through another of the entry's mail values
+/// (aliases). Nothing was written; this node's rows went back to the queue, for when that node is done.
+/// </summary>
+public sealed class DirectoryEntryHeldElsewhereException : DirectoryException
+{
+    public DirectoryEntryHeldElsewhereException(string entry)
+        : base($"Left '{entry}' alone: another node is reconciling the same directory entry through another of its mail values") { }
+}

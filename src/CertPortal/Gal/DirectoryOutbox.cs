@@ -145,11 +145,19 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
                 }
                 open.ExceptWith(ids);
                 var first = rows[0];
-                var fence = new DirectoryWriteFence(() => lease.Holds(ids, oneOperation), first.Key);
+                var fence = new DirectoryWriteFence(() => lease.Holds(ids, oneOperation), first.Key,
+                    first.Kind == DirectoryPublicationKinds.Person ? (mailboxes, c) => EnterPersonEntryAsync(db, entry.Key.Key, ids, mailboxes, c) : null);
                 try
                 {
                     await HandleAsync(db, publisher, first, fence, ct);
                     published += await CompleteAsync(db, ids);
+                }
+                catch (DirectoryEntryHeldElsewhereException)
+                {
+                    // Given back already, not failed: nothing went wrong, the entry is another node's until it is done.
+                    skipped += rows.Count;
+                    logger.LogInformation("Directory entry {Mail} is being reconciled by another node through another mailbox; left for a later pass",
+                        first.Key);
                 }
                 catch (DirectoryException e)
                 {
@@ -184,6 +192,32 @@ public sealed class DirectoryOutbox(IServiceScopeFactory scopes, DirectoryOption
     /// so rows naming one mailbox in two spellings are one entry.</summary>
     private static string EntryKey(DirectoryPublication row) =>
         row.Kind == DirectoryPublicationKinds.Person ? row.Key.ToLowerInvariant() : row.Key;
+
+    /// <summary>Makes sure no other node is reconciling this person entry through another of its mailboxes (mail is
+    /// multi-valued): the claim keeps other nodes off this mailbox's rows only, and two reconciliations of one entry interleave
+    /// their reads and writes (a slower one puts back a certificate the other removed as revoked). When one is, this node's rows
+    /// of the entry go back to the queue, in the same transaction under the claim's lock: of two nodes that each reached the
+    /// entry through one alias, the first to look gives way and the second finds nothing in its way, so one always goes on.
+    /// The node that goes on holds its rows' lease while it works, which every other node entering the entry finds here.</summary>
+    /// <param name="key">The mailbox the rows name (<see cref="EntryKey"/>).</param>
+    private async Task EnterPersonEntryAsync(CertPortalDbContext db, string key, List<long> ids, IReadOnlyCollection<string> mailboxes,
+        CancellationToken ct)
+    {
+        var others = mailboxes.Select(m => m.ToLowerInvariant()).Where(m => m != key).Distinct().ToList();
+        if (others.Count == 0) return; // the entry answers to this mailbox only, which the claim already keeps from other nodes
+        var node = NodeId;
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        await db.LockNamedAsync(ClaimLockName, ct);
+        var clock = await db.ReadLeaseClockAsync(time, ct);
+        // As in ClaimAsync: lower() in SQL, which EF Core cannot make of string.Equals(..., OrdinalIgnoreCase).
+#pragma warning disable CA1862
+        var heldElsewhere = await db.DirectoryPublications.AnyAsync(q => q.Kind == DirectoryPublicationKinds.Person && q.CompletedAt == null
+            && q.LeasedBy != null && q.LeasedBy != node && q.LeaseExpiresAt > clock.Shared && others.Contains(q.Key.ToLower()), ct);
+#pragma warning restore CA1862
+        if (heldElsewhere) await ReleaseAsync(db, ids);
+        await tx.CommitAsync(ct);
+        if (heldElsewhere) throw new DirectoryEntryHeldElsewhereException(key);
+    }
 
     /// <summary>Marks the entry's rows done, but only those still leased to this node: a row another node took over is that
     /// node's to finish (the resync rows a sweep queued commit with it).</summary>

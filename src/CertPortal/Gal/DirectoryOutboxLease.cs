@@ -7,13 +7,23 @@ namespace CertPortal.Gal;
 /// certainly holds the entry's lease for one more operation (<see cref="DirectoryOptions.TimeoutSeconds"/>). A write sent then
 /// ends, or is given up by the client, before another node can claim the entry, so two nodes never write one entry at once
 /// and a slower node cannot put back a certificate another has just removed as revoked.</summary>
-public sealed class DirectoryWriteFence(Func<bool> mayWrite, string entry)
+/// <param name="enterEntry">Asked once a person entry has been read, with every mailbox it answers to (see
+/// <see cref="EnterPersonEntryAsync"/>); null where the lease's key alone names the entry.</param>
+public sealed class DirectoryWriteFence(Func<bool> mayWrite, string entry,
+    Func<IReadOnlyCollection<string>, CancellationToken, Task>? enterEntry = null)
 {
     /// <exception cref="DirectoryClaimLostException">The write must not be sent.</exception>
     public void CheckBeforeWrite()
     {
         if (!mayWrite()) throw new DirectoryClaimLostException(entry);
     }
+
+    /// <summary>Called after the person entry is read and before the database is read or anything written, with the mail values
+    /// it holds. Leases are taken per mailbox, before the entry is known; an entry with aliases is reached through each of them,
+    /// so only now can the outbox see whether another node is reconciling this entry through another mailbox.</summary>
+    /// <exception cref="DirectoryEntryHeldElsewhereException">Another node holds the entry: leave it alone.</exception>
+    public Task EnterPersonEntryAsync(IReadOnlyCollection<string> mailboxes, CancellationToken ct) =>
+        enterEntry is null ? Task.CompletedTask : enterEntry(mailboxes, ct);
 }
 
 /// <summary>This node's lease on the outbox rows of one pass, kept alive while the pass runs. A reconciliation takes as

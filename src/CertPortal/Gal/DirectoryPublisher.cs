@@ -42,6 +42,8 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
         // Both attributes: a publication or removal cut off between its two modifications (userCertificate, then
         // userSMIMECertificate) leaves them different, and only comparing each with the database repairs that.
         var (certificates, smime, mails) = await directory.GetPublishedAsync(email, ct);
+        // Before the database is read: what it says must be no older than the moment this entry became ours alone.
+        if (fence is not null) await fence.EnterPersonEntryAsync([email, .. mails], ct);
         // The certificates of every mailbox the entry answers to (mail is multi-valued: aliases). Those of the mailbox the
         // entry was found by alone removed an alias's valid certificates, and a resync's sweep, which names an entry by its
         // first mail value, removed those of every other.

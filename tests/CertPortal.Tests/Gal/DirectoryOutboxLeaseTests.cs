@@ -210,6 +210,55 @@ public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
         Assert.All(await RowsAsync(email), r => Assert.NotNull(r.CompletedAt));
     }
 
+    [Fact]
+    public async Task An_entry_another_node_holds_through_another_of_its_mail_values_is_not_reconciled_until_that_lease_ends()
+    {
+        var outbox = app.Service<DirectoryOutbox>();
+        await outbox.ProcessDueAsync(CancellationToken.None);
+        var id = Guid.NewGuid().ToString("N")[..8];
+        var email = $"alias.{id}@example.test";
+        var alias = $"nickname.{id}@example.test";
+        // One person, two mailboxes (mail is multi-valued): rows for either reconcile the same entry.
+        app.Ldap.Modify($"""
+            dn: mail={email},{Slapd.PeopleDn}
+            objectClass: inetOrgPerson
+            mail: {email}
+            mail: {alias}
+            cn: Alias
+            sn: Alias
+            """, add: true);
+        // Another node is reconciling that entry through the alias: its rows (keyed by the alias) are leased to it.
+        using (var scope = app.Service<IServiceScopeFactory>().CreateScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            var now = DateTimeOffset.UtcNow;
+            db.DirectoryPublications.Add(new DirectoryPublication
+            {
+                Kind = DirectoryPublicationKinds.Person, Key = alias, Reason = "resync", CreatedAt = now,
+                NextAttemptAt = now, LeasedBy = "another-node", LeaseExpiresAt = now.AddHours(1),
+            });
+            await db.SaveChangesAsync();
+        }
+        await app.IssueAsync(email, "encryption");
+
+        // Two reconcilers of one entry interleave their reads and writes (a revoked certificate put back by the slower one),
+        // so this node writes nothing there and gives the rows back without counting a failure.
+        await outbox.ProcessDueAsync(CancellationToken.None);
+        Assert.Empty(app.PublishedCertificates(email));
+        Assert.All(await RowsAsync(email), r =>
+        {
+            Assert.Null(r.LeasedBy);
+            Assert.Null(r.CompletedAt);
+            Assert.Equal(0, r.Attempts);
+        });
+
+        // The other node's lease ends without it finishing: this node reconciles the entry.
+        await SetLeaseAsync(alias, "another-node", DateTimeOffset.UtcNow.AddSeconds(-1));
+        await outbox.ProcessDueAsync(CancellationToken.None);
+        Assert.Single(app.PublishedCertificates(email));
+        Assert.All(await RowsAsync(email), r => Assert.NotNull(r.CompletedAt));
+    }
+
     /// <summary>The outbox with nothing else due, and a new mailbox whose certificate's publication is queued.</summary>
     protected async Task<(DirectoryOutbox Outbox, string Email)> QueuedEntryAsync(string prefix)
     {
