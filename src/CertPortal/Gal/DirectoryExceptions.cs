@@ -1,4 +1,5 @@
 using System.DirectoryServices.Protocols;
+using System.Globalization;
 
 namespace CertPortal.Gal;
 
@@ -42,6 +43,21 @@ public class DirectoryOperationFailedException : DirectoryException
     public string Dn { get; }
     public ResultCode ResultCode { get; }
     public string? ServerMessage { get; }
+}
+
+/// <summary>
+/// The directory closed the connection on a write request but took a new connection at once: it refuses that request for
+/// what it carries (slapd closes the connection on a request larger than sockbuf_max_incoming_auth, e.g. a large CRL), and
+/// sending it again fails the same way. The publication's own failure, not an outage.
+/// </summary>
+public sealed class DirectoryRequestRefusedException : DirectoryException
+{
+    public DirectoryRequestRefusedException(string operation, string dn, int ldapErrorCode, long valueBytes, Exception? inner = null)
+        : base(string.Create(CultureInfo.InvariantCulture,
+            $"LDAP {operation} on '{dn}' failed: {ldapErrorCode} connection closed by the directory on this request ({valueBytes} bytes of values), though it accepted a new connection at once: it refuses the request itself, most likely as too large (slapd: sockbuf_max_incoming_auth, 4 MiB by default)"),
+            inner) => LdapErrorCode = ldapErrorCode;
+
+    public int LdapErrorCode { get; }
 }
 
 /// <summary>

@@ -618,11 +618,51 @@ public sealed class LdapDirectory
         SendForResponse(conn, request, operation, dn, tolerated).ResultCode;
 
     /// <summary><see cref="Send"/> for a request that changes the directory: the fence is asked first, just before it goes.</summary>
-    private static ResultCode Write(LdapConnection conn, DirectoryWriteFence? fence, DirectoryRequest request, string operation, string dn,
+    private ResultCode Write(LdapConnection conn, DirectoryWriteFence? fence, DirectoryRequest request, string operation, string dn,
         params ResultCode[] tolerated)
     {
         fence?.CheckBeforeWrite();
-        return Send(conn, request, operation, dn, tolerated);
+        try
+        {
+            return Send(conn, request, operation, dn, tolerated);
+        }
+        catch (DirectoryUnavailableException e) when (e.LdapErrorCode == ServerDown)
+        {
+            // slapd answers a request larger than it takes (sockbuf_max_incoming_auth, 4 MiB by default: a large CRL) by closing
+            // the connection, which the client sees as "server down", an outage to retry later. If the directory takes a new
+            // connection at once, it is up and refused this request: the row's own failure, which must not stop the outbox's
+            // pass as an outage does. (A directory that restarted in between is read the same way; the row is retried either way.)
+            if (!AcceptsConnections()) throw;
+            throw new DirectoryRequestRefusedException(operation, dn, ServerDown, ValueBytes(request), e);
+        }
+    }
+
+    /// <summary>libldap's LDAP_SERVER_DOWN as S.DS.P reports it: the connection was lost.</summary>
+    private const int ServerDown = 81;
+
+    private bool AcceptsConnections()
+    {
+        try
+        {
+            using var probe = Connect();
+            return true;
+        }
+        catch (DirectoryUnavailableException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>How many bytes of attribute values a write carries (what makes it too large).</summary>
+    private static long ValueBytes(DirectoryRequest request)
+    {
+        IEnumerable<DirectoryAttribute> attributes = request switch
+        {
+            AddRequest add => add.Attributes.Cast<DirectoryAttribute>(),
+            ModifyRequest modify => modify.Modifications.Cast<DirectoryAttribute>(),
+            _ => [],
+        };
+        return attributes.Sum(a => a.GetValues(typeof(byte[])).Cast<byte[]>().Sum(v => (long)v.Length));
     }
 
     private static DirectoryResponse SendForResponse(LdapConnection conn, DirectoryRequest request, string operation, string dn, params ResultCode[] tolerated)

@@ -14,13 +14,19 @@ namespace CertPortal.Tests.Infrastructure;
 public sealed class Slapd : IAsyncLifetime
 {
     private readonly bool _tls;
+    private readonly string _globalConfig = "";
 
     // One public constructor: xunit builds plain fixtures with it.
     public Slapd() { }
 
-    private Slapd(bool tls) => _tls = tls;
+    private Slapd(bool tls, string globalConfig = "") => (_tls, _globalConfig) = (tls, globalConfig);
 
     public static Slapd WithTls() => new(tls: true);
+
+    /// <summary>A slapd that closes the connection on any request larger than <paramref name="bytes"/> from a bound client
+    /// (slapd.conf's sockbuf_max_incoming_auth; 4 MiB by default), as it does with a CRL too large for it.</summary>
+    public static Slapd WithRequestLimit(int bytes) =>
+        new(tls: false, globalConfig: string.Create(CultureInfo.InvariantCulture, $"sockbuf_max_incoming_auth {bytes}"));
 
     public const string Suffix = "dc=example,dc=test";
     public const string RootDn = "cn=admin,dc=example,dc=test";
@@ -53,6 +59,7 @@ public sealed class Slapd : IAsyncLifetime
             include /etc/ldap/schema/cosine.schema
             include /etc/ldap/schema/inetorgperson.schema
             {tlsConfig}
+            {_globalConfig}
             modulepath /usr/lib/ldap
             moduleload back_mdb
             pidfile {_dir}/slapd.pid
