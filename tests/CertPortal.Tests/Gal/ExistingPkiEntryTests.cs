@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using System.Text;
 using CertPortal.Gal;
 using CertPortal.Tests.Infrastructure;
 
@@ -34,7 +35,9 @@ public sealed class ExistingPkiEntryTests(Slapd ldap) : IClassFixture<Slapd>
         Assert.Contains("cRLDistributionPoint", Slapd.TextValues(entry, "objectClass"));
     }
 
-    private static (byte[] CaDer, byte[] Crl) CaAndCrl()
+    /// <summary>A throwaway CA's certificate and a CRL it signed listing <paramref name="revoked"/> serial numbers (each entry
+    /// some 25 bytes: 20,000 make half a megabyte).</summary>
+    internal static (byte[] CaDer, byte[] Crl) CaAndCrl(int revoked = 0)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest("CN=Test CDP CA", key, HashAlgorithmName.SHA256);
@@ -42,7 +45,9 @@ public sealed class ExistingPkiEntryTests(Slapd ldap) : IClassFixture<Slapd>
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
         using var ca = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
-        var crl = new CertificateRevocationListBuilder().Build(ca, 1, DateTimeOffset.UtcNow.AddDays(7), HashAlgorithmName.SHA256);
-        return (ca.RawData, crl);
+        var builder = new CertificateRevocationListBuilder();
+        var at = DateTimeOffset.UtcNow.AddHours(-1);
+        for (var i = 0; i < revoked; i++) builder.AddEntry(Encoding.ASCII.GetBytes($"serial-{i:D12}"), at);
+        return (ca.RawData, builder.Build(ca, 1, DateTimeOffset.UtcNow.AddDays(7), HashAlgorithmName.SHA256));
     }
 }

@@ -1,6 +1,3 @@
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
-using System.Text;
 using CertPortal.Gal;
 using CertPortal.Tests.Infrastructure;
 
@@ -30,7 +27,7 @@ public sealed class RefusedRequestTests(RequestLimitedSlapd fixture) : IClassFix
     [Fact]
     public async Task A_crl_larger_than_the_directory_accepts_fails_its_publication_and_the_directory_stays_usable()
     {
-        var (caDer, crl) = CaAndCrl(revoked: 20_000);
+        var (caDer, crl) = ExistingPkiEntryTests.CaAndCrl(revoked: 20_000);
         Assert.True(crl.Length > RequestLimitedSlapd.Limit, $"the CRL is only {crl.Length} bytes; the test proves nothing");
 
         var refused = await Assert.ThrowsAsync<DirectoryRequestRefusedException>(
@@ -40,7 +37,7 @@ public sealed class RefusedRequestTests(RequestLimitedSlapd fixture) : IClassFix
         Assert.Contains("bytes", refused.Message, StringComparison.Ordinal); // the size of what was refused, the likely reason
 
         // The directory itself is fine: a CRL it accepts goes in on the next call.
-        var (_, small) = CaAndCrl(revoked: 10);
+        var (_, small) = ExistingPkiEntryTests.CaAndCrl(revoked: 10);
         await Directory.PublishCaAndCrlAsync(Slapd.PkiDn, [caDer], small, null, fence: null);
         Assert.Equal(small, Assert.Single(Slapd.BinaryValues(Ldap.Search(Slapd.PkiDn, "(objectClass=*)", "*"), "certificateRevocationList;binary")));
     }
@@ -48,7 +45,7 @@ public sealed class RefusedRequestTests(RequestLimitedSlapd fixture) : IClassFix
     [Fact]
     public async Task A_directory_that_is_down_is_still_reported_as_down()
     {
-        var (caDer, crl) = CaAndCrl(revoked: 10);
+        var (caDer, crl) = ExistingPkiEntryTests.CaAndCrl(revoked: 10);
         await Ldap.StopAsync();
         try
         {
@@ -58,19 +55,5 @@ public sealed class RefusedRequestTests(RequestLimitedSlapd fixture) : IClassFix
         {
             await Ldap.StartAsync();
         }
-    }
-
-    private static (byte[] CaDer, byte[] Crl) CaAndCrl(int revoked)
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=Test Large CRL CA", key, HashAlgorithmName.SHA256);
-        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
-        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
-        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
-        using var ca = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
-        var builder = new CertificateRevocationListBuilder();
-        var at = DateTimeOffset.UtcNow.AddHours(-1);
-        for (var i = 0; i < revoked; i++) builder.AddEntry(Encoding.ASCII.GetBytes($"serial-{i:D12}"), at);
-        return (ca.RawData, builder.Build(ca, 1, DateTimeOffset.UtcNow.AddDays(7), HashAlgorithmName.SHA256));
     }
 }
