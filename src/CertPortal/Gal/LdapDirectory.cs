@@ -194,7 +194,7 @@ public sealed class LdapDirectory
 
     private CertificatePublication Publish(LdapConnection conn, DirectoryWriteFence? fence, string mail, string displayName, byte[] certDer, byte[] smime)
     {
-        var person = FindPerson(conn, mail);
+        var person = FindPerson(conn, mail, unknownIfReferred: _options.EffectiveCreateMissingEntries);
         if (person is null)
         {
             if (!_options.EffectiveCreateMissingEntries)
@@ -358,7 +358,11 @@ public sealed class LdapDirectory
         }
     }
 
-    private PersonEntry? FindPerson(LdapConnection conn, string mail)
+    /// <param name="unknownIfReferred">Where "not found" would create an entry: a search that finds no one here but was referred
+    /// elsewhere then fails (see below). Everywhere else a referral is ignored as before: Active Directory answers every
+    /// subtree search from a domain's root with continuation references to its DNS and configuration partitions, and a
+    /// removal or a read for someone not here has nothing to do on a server we never write to.</param>
+    private PersonEntry? FindPerson(LdapConnection conn, string mail, bool unknownIfReferred = false)
     {
         // objectClass=person covers inetOrgPerson (OpenLDAP) and user/contact (AD) but not groups or
         // public folders that may carry the same mail in AD.
@@ -374,7 +378,7 @@ public sealed class LdapDirectory
         {
             throw new DirectoryEntryAmbiguousException(mail, entries.Select(e => e.DistinguishedName).ToList());
         }
-        if (entries.Count == 0 && response.References.Count > 0)
+        if (entries.Count == 0 && unknownIfReferred && response.References.Count > 0)
         {
             // A continuation reference (RFC 4511 §4.5.3): part of the tree under PeopleBaseDn is held by another server (a
             // subordinate referral object), and the person may live there. We do not follow referrals (see Connect), so this is

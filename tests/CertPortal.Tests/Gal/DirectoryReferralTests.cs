@@ -15,9 +15,10 @@ public sealed class DirectoryReferralTests(Slapd ldap) : IClassFixture<Slapd>
     private const string PartnersDn = "ou=partners," + Slapd.PeopleDn;
     private const string ElsewhereDn = "ou=elsewhere," + Slapd.Suffix;
 
-    private LdapDirectory Directory(string peopleBaseDn = Slapd.PeopleDn) => new(new DirectoryOptions
+    private LdapDirectory Directory(string peopleBaseDn = Slapd.PeopleDn, bool createMissingEntries = true) => new(new DirectoryOptions
     {
         Url = ldap.Url, BindDn = Slapd.RootDn, BindPassword = Slapd.RootPassword, PeopleBaseDn = peopleBaseDn,
+        CreateMissingEntries = createMissingEntries,
     });
 
     /// <summary>A referral object (objectClass referral, RFC 3296 §3); added with ManageDsaIT (-M), as slapd wants for one.</summary>
@@ -44,10 +45,26 @@ public sealed class DirectoryReferralTests(Slapd ldap) : IClassFixture<Slapd>
             () => Directory().PublishCertificateAsync(email, "Partner", Certificate(email)));
         Assert.Equal(ResultCode.Referral, publish.ResultCode);
         Assert.Contains("ldap://partner.example.test/", publish.Message);
-        // The reconciliation's read must not say "no entry" either (it would publish, and removals would find nothing).
-        await Assert.ThrowsAsync<DirectoryOperationFailedException>(() => Directory().GetPublishedAsync(email));
+        // Reading and removing find nothing to do here (we never write to the referred server); it is creating that must not happen.
+        Assert.Empty((await Directory().GetPublishedAsync(email)).Certificates);
+        Assert.False(await Directory().RemoveCertificateAsync(email, Certificate(email)));
 
         Assert.DoesNotContain("dn:", ldap.Search(Slapd.PeopleDn, $"(mail={email})", "dn"), StringComparison.Ordinal);
+    }
+
+    /// <summary>Active Directory answers a subtree search from a domain's root with continuation references to its DNS and
+    /// configuration partitions, for every search: where no entry is created, they must not turn "no such person" into a failure
+    /// (a revoked certificate's removal for someone who left would fail for ever).</summary>
+    [Fact]
+    public async Task Without_creating_entries_a_referral_beside_the_people_changes_nothing()
+    {
+        AddReferral(PartnersDn, "partners");
+        var email = $"gone.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var directory = Directory(createMissingEntries: false);
+
+        Assert.False(await directory.RemoveCertificateAsync(email, Certificate(email)));
+        Assert.Empty((await directory.GetPublishedAsync(email)).Certificates);
+        await Assert.ThrowsAsync<DirectoryEntryNotFoundException>(() => directory.PublishCertificateAsync(email, "Gone", Certificate(email)));
     }
 
     [Fact]
