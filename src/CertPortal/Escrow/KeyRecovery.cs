@@ -24,20 +24,38 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         var reason = (request.Reason ?? "").Trim();
         if (reason.Length is 0 or > 256 || reason.Any(char.IsControl))
             return Failure.Unprocessable("Invalid reason.", "reason is required (at most 256 printable characters): it goes into the audit log.");
-        var escrow = await db.KeyEscrows.AsNoTracking().FirstOrDefaultAsync(e => e.SerialNumber == serial && e.SupersededAt == null, ct);
-        if (escrow is null) return Failure.NotFound($"No escrowed key for certificate '{Mailbox.Sanitize(serial)}'.");
+        var notFound = Failure.NotFound($"No escrowed key for certificate '{Mailbox.Sanitize(serial)}'.");
+        if (await LiveEscrowIdAsync(serial, ct) is not { } escrowId) return notFound;
         await PurgeExpiredSharesAsync(ct);
+        await using var tx = await db.Database.BeginTransactionAsync(ct);
+        // A re-escrow committing meanwhile supersedes the escrow read above and cancels the requests it finds on it, but not
+        // one inserted after it looked: that one would sit on an escrow without shares, never approvable and never cancelled.
+        // So the escrow is read again under the lock its re-escrow holds until it commits (CompleteAsync): either the re-escrow
+        // comes first and this request goes to its successor, or this one commits first and the re-escrow cancels it. SQLite's
+        // write transaction already keeps the re-escrow out, and the loop ends at once.
+        while (true)
+        {
+            await db.LockNamedAsync($"recovery-escrow:{escrowId}", ct);
+            var live = await LiveEscrowIdAsync(serial, ct);
+            if (live is null) return notFound;
+            if (live == escrowId) break;
+            escrowId = live.Value;
+        }
         var now = time.GetUtcNow();
         var r = new RecoveryRequest
         {
-            Id = Guid.CreateVersion7(now), EscrowId = escrow.Id, SerialNumber = serial, Purpose = purpose, Reason = reason,
+            Id = Guid.CreateVersion7(now), EscrowId = escrowId, SerialNumber = serial, Purpose = purpose, Reason = reason,
             RequestedBy = actor, CreatedAt = now, ExpiresAt = now + options.Escrow.RecoveryRequestLifetime,
         };
         db.RecoveryRequests.Add(r);
         AuditLog.Record(db, now, actor, AuditActions.RecoveryRequested, $"recovery:{r.Id}", new { serial, purpose = RecoveryPurposeNames.Of(purpose), reason });
         await db.SaveChangesAsync(ct);
+        await tx.CommitAsync(ct);
         return await ViewAsync(r.Id, ct);
     }
+
+    private Task<Guid?> LiveEscrowIdAsync(string serial, CancellationToken ct) =>
+        db.KeyEscrows.Where(e => e.SerialNumber == serial && e.SupersededAt == null).Select(e => (Guid?)e.Id).FirstOrDefaultAsync(ct);
 
     public async Task<Outcome<RecoveryView>> GetAsync(Guid id, CancellationToken ct) =>
         await ViewsAsync(db.RecoveryRequests.Where(r => r.Id == id), ct) is [var view] ? view : Failure.NotFound($"No recovery request {id}.");
