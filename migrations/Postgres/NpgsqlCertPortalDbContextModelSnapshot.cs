@@ -732,6 +732,9 @@ namespace CertPortal.Migrations.Postgres
                     b.Property<DateTimeOffset>("ExpiresAt")
                         .HasColumnType("timestamp with time zone");
 
+                    b.Property<DateTimeOffset?>("ExpiryAuditedAt")
+                        .HasColumnType("timestamp with time zone");
+
                     b.Property<string>("Purpose")
                         .IsRequired()
                         .HasMaxLength(16)

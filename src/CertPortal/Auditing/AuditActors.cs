@@ -20,7 +20,9 @@ public static class AuditActors
     public const string Schedule = "schedule";
     /// <summary>What a scheduled directory-driven enrollment run does (its invitations' tokens).</summary>
     public const string DirectoryEnrollment = "directory-enrollment";
+    /// <summary>The pass that ends recovery requests whose lifetime ran out (RecoveryExpiryWorker, or before a request is opened).</summary>
+    public const string RecoveryExpiry = "recovery-expiry";
 
     public static readonly IReadOnlySet<string> All =
-        new HashSet<string>(StringComparer.Ordinal) { AdminApiKey, Anonymous, Unknown, Setup, Enrollee, Renewal, Schedule, DirectoryEnrollment };
+        new HashSet<string>(StringComparer.Ordinal) { AdminApiKey, Anonymous, Unknown, Setup, Enrollee, Renewal, Schedule, DirectoryEnrollment, RecoveryExpiry };
 }

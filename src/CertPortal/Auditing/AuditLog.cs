@@ -62,5 +62,6 @@ public static class AuditActions
     public const string RecoveryCompleted = "recovery.completed";
     public const string RecoveryFailed = "recovery.failed";
     public const string RecoveryCancelled = "recovery.cancelled";
+    public const string RecoveryExpired = "recovery.expired";
     public const string KeyReEscrowed = "key.re-escrowed";
 }

@@ -59,6 +59,9 @@ public sealed class RecoveryRequest
     public DateTimeOffset ExpiresAt { get; set; }
     public DateTimeOffset? CompletedAt { get; set; }
     public DateTimeOffset? CancelledAt { get; set; }
+    /// <summary>When the expiry pass audited this request's expiry (<c>recovery.expired</c>); null until then. Expiry itself is
+    /// <see cref="ExpiresAt"/> passing: this column only makes the audit record one, however many nodes find it.</summary>
+    public DateTimeOffset? ExpiryAuditedAt { get; set; }
     public List<RecoveryApproval> Approvals { get; set; } = [];
 
     public RecoveryStatus StatusAt(DateTimeOffset now, int threshold) =>

@@ -178,15 +178,42 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         return await ViewAsync(requestId, ct);
     }
 
-    /// <summary>Erases the sealed shares of requests that completed, expired or were cancelled. Completion erases its own in its
-    /// transaction; an approval that raced it (checked the request open, then inserted after the export committed) is erased
-    /// here. Run before every recovery operation and periodically by <see cref="RecoveryExpiryWorker"/>.</summary>
+    /// <summary>Audits each request that expired unfinished (<c>recovery.expired</c>, once), and erases the sealed shares of
+    /// requests that completed, expired or were cancelled. Completion erases its own in its transaction; an approval that raced
+    /// it (checked the request open, then inserted after the export committed) is erased here. Run before a request is opened
+    /// and periodically by <see cref="RecoveryExpiryWorker"/> on every node.</summary>
     public async Task<int> PurgeExpiredSharesAsync(CancellationToken ct)
     {
         var now = time.GetUtcNow();
+        await AuditExpiriesAsync(now, ct);
         var dead = db.RecoveryRequests.Where(r => r.CompletedAt != null || r.ExpiresAt <= now || r.CancelledAt != null);
         return await db.RecoveryApprovals.Where(a => a.SealedShare != null && dead.Any(r => r.Id == a.RequestId))
             .ExecuteUpdateAsync(s => s.SetProperty(a => a.SealedShare, (byte[]?)null), ct);
+    }
+
+    /// <summary>Expiry is the clock passing <see cref="RecoveryRequest.ExpiresAt"/>, seen by every read at once; the audit record
+    /// of it is written here, by whichever pass finds the request first. Each request is claimed by a conditional update in the
+    /// transaction that writes its record: every node's worker runs this pass, and on PostgreSQL a second node's update of the same
+    /// row waits for the first's commit, then finds ExpiryAuditedAt set and claims nothing (SQLite runs one writer at a time).
+    /// A request completed or cancelled before the pass found it was audited as that and is left alone.</summary>
+    private async Task AuditExpiriesAsync(DateTimeOffset now, CancellationToken ct)
+    {
+        var expired = await db.RecoveryRequests.AsNoTracking()
+            .Where(r => r.ExpiresAt <= now && r.CompletedAt == null && r.CancelledAt == null && r.ExpiryAuditedAt == null)
+            // A backlog (a cluster stopped for days) is worked off 500 a pass.
+            .OrderBy(r => r.ExpiresAt).Take(500).Select(r => new { r.Id, r.SerialNumber, r.ExpiresAt }).ToListAsync(ct);
+        foreach (var r in expired)
+        {
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
+            var claimed = await db.RecoveryRequests
+                .Where(x => x.Id == r.Id && x.CompletedAt == null && x.CancelledAt == null && x.ExpiryAuditedAt == null)
+                .ExecuteUpdateAsync(s => s.SetProperty(x => x.ExpiryAuditedAt, now), ct);
+            if (claimed != 1) continue; // another node's pass, a completion or a cancellation came first
+            AuditLog.Record(db, now, AuditActors.RecoveryExpiry, AuditActions.RecoveryExpired, $"recovery:{r.Id}",
+                new { serial = r.SerialNumber, expiresAt = r.ExpiresAt });
+            await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
+        }
     }
 
     /// <summary>The step export and re-escrow share: rebuild the data key from the submitted shares, open the

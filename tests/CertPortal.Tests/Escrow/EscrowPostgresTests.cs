@@ -58,6 +58,30 @@ public sealed class EscrowPostgresTests(PostgresApp app) : IClassFixture<Postgre
     }
 
     [Fact]
+    public async Task An_expired_request_is_audited_once_when_several_nodes_find_it_at_once()
+    {
+        await app.AddThreeRecoveryAgentsAsync(_agentDir);
+        var serial = (await app.EnrollServerKeyAsync($"pg.{Guid.NewGuid().ToString("N")[..8]}@example.test", "EC-P256"))
+            .GetProperty("serialNumber").GetString()!;
+        var requestId = await app.OpenRecoveryAsync(serial);
+        using (var scope = app.Services.CreateScope())
+            await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().RecoveryRequests.Where(r => r.Id == requestId)
+                .ExecuteUpdateAsync(s => s.SetProperty(r => r.ExpiresAt, DateTimeOffset.UtcNow.AddMinutes(-1)));
+
+        // Each node's RecoveryExpiryWorker runs the pass every minute, on its own connection.
+        await Task.WhenAll(Enumerable.Range(0, 6).Select(async _ =>
+        {
+            using var scope = app.Services.CreateScope();
+            await scope.ServiceProvider.GetRequiredService<KeyRecovery>().PurgeExpiredSharesAsync(CancellationToken.None);
+        }));
+        using (var scope = app.Services.CreateScope())
+            await scope.ServiceProvider.GetRequiredService<KeyRecovery>().PurgeExpiredSharesAsync(CancellationToken.None);
+
+        var audit = await app.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/audit?target=recovery:{requestId}&pageSize=100");
+        Assert.Single(audit.EnumerateArray(), e => e.GetProperty("action").GetString() == "recovery.expired");
+    }
+
+    [Fact]
     public async Task Two_ready_re_escrows_of_one_key_at_once_move_it_once_and_the_other_is_refused()
     {
         var agents = new[] { await app.AddRecoveryAgentAsync(_agentDir), await app.AddRecoveryAgentAsync(_agentDir, "EC-P256") };

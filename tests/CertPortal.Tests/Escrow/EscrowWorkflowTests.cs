@@ -68,6 +68,26 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
     }
 
     [Fact]
+    public async Task Expiry_is_audited_once_by_whichever_expiry_pass_finds_it_first()
+    {
+        var serial = await EscrowedSerialAsync();
+        var requestId = await app.OpenRecoveryAsync(serial);
+        await Http.EnsureStatus(await app.ApproveAsync(app.Agents[0], requestId), HttpStatusCode.OK);
+        app.Clock!.Advance(TimeSpan.FromHours(72) + TimeSpan.FromMinutes(1));
+
+        // The pass runs before a request is opened and every minute in each node's RecoveryExpiryWorker.
+        await app.OpenRecoveryAsync(serial);
+        using (var scope = app.Services.CreateScope())
+            for (var i = 0; i < 2; i++) await scope.ServiceProvider.GetRequiredService<KeyRecovery>().PurgeExpiredSharesAsync(CancellationToken.None);
+        await app.OpenRecoveryAsync(serial);
+
+        var audit = await app.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/audit?target=recovery:{requestId}&pageSize=100");
+        var expired = Assert.Single(audit.EnumerateArray(), e => e.GetProperty("action").GetString() == "recovery.expired");
+        Assert.Contains(serial, expired.GetProperty("details").GetString());
+        Assert.Equal("expired", (await app.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{requestId}")).GetProperty("status").GetString());
+    }
+
+    [Fact]
     public async Task Cancelled_request_erases_submitted_shares_and_goes_no_further()
     {
         var requestId = await app.OpenRecoveryAsync(await EscrowedSerialAsync());
