@@ -25,5 +25,12 @@ public interface ICertificateEvents
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>Revoked for keyCompromise because the certificate it was renewed from (directly or down a chain of renewals) had its key
+    /// reported compromised: <paramref name="compromisedSerial"/>, the certificate for that key (<see cref="Revocation.CompromisedRenewals"/>).
+    /// The same change as any other revocation for every observer but the holder's notice, whose holder may be the legitimate one and
+    /// must not read that their own key was compromised. By default, <see cref="OnStatusChangedAsync"/>.</summary>
+    ValueTask OnRevokedWithCompromisedPredecessorAsync(CertPortalDbContext db, IssuedCertificate certificate, string compromisedSerial,
+        DateTimeOffset now, CancellationToken ct) => OnStatusChangedAsync(db, certificate, now, ct);
+
     void OnCrlSigned(CertPortalDbContext db, CrlRecord crl, DateTimeOffset now) { }
 }

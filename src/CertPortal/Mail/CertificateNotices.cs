@@ -11,6 +11,20 @@ namespace CertPortal.Mail;
 /// with the key. Holds and releases can repeat, so their keys carry the time.</summary>
 public sealed class CertificateNotices(MailOptions options, MailQueue queue) : ICertificateEvents
 {
+    /// <summary>The holder of a renewal revoked for its predecessor's compromised key is told that, not that their own key may be
+    /// compromised: nobody reported it, and it is as likely their own new key as an attacker's. Keyed as any keyCompromise notice of
+    /// the certificate: it is revoked for keyCompromise once.</summary>
+    public ValueTask OnRevokedWithCompromisedPredecessorAsync(CertPortalDbContext db, IssuedCertificate certificate, string compromisedSerial,
+        DateTimeOffset now, CancellationToken ct)
+    {
+        if (options.Enabled)
+            queue.Enqueue(db, OutboundMessageKinds.RevocationNotice, $"{certificate.SerialNumber}:{RevocationReason.KeyCompromise.ToRfcName()}",
+                new MessageModel(certificate.Email, certificate.DisplayName, Names.Of(certificate.Profile), certificate.SerialNumber,
+                    NotAfter: certificate.NotAfter, Reason: certificate.RevocationReason?.ToRfcName(), At: now, CompromisedPredecessor: compromisedSerial),
+                options.OrganizationName, now);
+        return ValueTask.CompletedTask;
+    }
+
     public void OnStatusChanged(CertPortalDbContext db, IssuedCertificate certificate, DateTimeOffset now)
     {
         if (!options.Enabled) return;

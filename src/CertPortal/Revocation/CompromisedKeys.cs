@@ -87,16 +87,21 @@ public static class CompromisedKeys
 
     /// <summary>Revokes <paramref name="certificate"/>, read under its row lock, for keyCompromise (a revocation time it has, from a hold or
     /// another reason, is kept) with its audit record (<paramref name="details"/>, given the reason it had) and the observers' rows (directory
-    /// outbox, look-up change, mail): what every revocation a compromise causes writes.</summary>
+    /// outbox, look-up change, mail): what every revocation a compromise causes writes. <paramref name="compromisedPredecessor"/>: for a
+    /// renewal revoked because the certificate it was renewed from is the compromised key's, that certificate's serial.</summary>
     internal static async Task RevokeAsync(CertPortalDbContext db, IssuedCertificate certificate, string actor, DateTimeOffset now,
-        IEnumerable<ICertificateEvents> observers, Func<string?, object> details, CancellationToken ct)
+        IEnumerable<ICertificateEvents> observers, Func<string?, object> details, CancellationToken ct, string? compromisedPredecessor = null)
     {
         var before = certificate.RevocationReason?.ToRfcName();
         certificate.RevokedAt ??= now;
         certificate.RevocationReason = RevocationReason.KeyCompromise;
         await DirectSql.WriteRevocationAsync(db, certificate, ct);
         await AuditLog.RecordNowAsync(db, now, actor, AuditActions.CertificateRevoked, $"certificate:{certificate.SerialNumber}", details(before), ct);
-        foreach (var o in observers) await o.OnStatusChangedAsync(db, certificate, now, ct);
+        foreach (var o in observers)
+        {
+            if (compromisedPredecessor is null) await o.OnStatusChangedAsync(db, certificate, now, ct);
+            else await o.OnRevokedWithCompromisedPredecessorAsync(db, certificate, compromisedPredecessor, now, ct);
+        }
     }
 
     /// <summary>What <see cref="BlockAsync"/> decides from: the key's block, if any, and its other certificates

@@ -56,7 +56,7 @@ public static class CompromisedRenewals
             {
                 renewal.Email, reason = RevocationReason.KeyCompromise.ToRfcName(), previousReason = before, renewal.RenewalOf,
                 provenByCompromisedKeyOf = $"certificate:{next.Cause}",
-            }, ct);
+            }, ct, compromisedPredecessor: next.Cause);
             revoked.Add(renewal);
         }
         return revoked;
