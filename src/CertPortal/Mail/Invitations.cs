@@ -1,4 +1,5 @@
 using CertPortal.Auditing;
+using CertPortal.Authority;
 using CertPortal.Data;
 using CertPortal.Enrollment;
 
@@ -9,7 +10,8 @@ public sealed record InvitationRow(string? Email, string? DisplayName, string? P
 /// <summary><c>Profile</c> and <c>ValidHours</c> apply to rows that do not give their own.</summary>
 public sealed record BulkInvitationRequest(IReadOnlyList<InvitationRow?>? Invitations, string? Profile, int? ValidHours);
 
-/// <summary>One row's outcome: <c>invited</c> (token created, message queued) or <c>failed</c> with the reason.</summary>
+/// <summary>One row's outcome: <c>invited</c> (token created, message queued) or <c>failed</c> with the reason (also a row that
+/// repeats an earlier row's mailbox and profile).</summary>
 public sealed record InvitationResult(int Row, string? Email, string Status, Guid? TokenId, long? NotificationId, string? Error);
 
 public sealed record BulkInvitationResult(int Invited, int Failed, IReadOnlyList<InvitationResult> Results);
@@ -52,6 +54,10 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
 
         var results = new List<InvitationResult>(rows.Count);
         var policy = await archive.PolicyAsync(db, ct);
+        // A list that names someone twice (a CSV pasted twice, "Alice@" and "alice@") is a mistake, not a wish for two live links
+        // and two messages: the repeat fails and names the row that invited the person. Keyed as mailboxes are compared
+        // everywhere (normalised, case ignored), and by profile: the same person for another profile is another invitation.
+        var invitedIn = new Dictionary<(string Email, CertificateProfileName Profile), int>();
         for (var i = 0; i < rows.Count; i++)
         {
             var row = rows[i];
@@ -60,12 +66,25 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
                 results.Add(new InvitationResult(i + 1, null, "failed", null, null, "The row is empty."));
                 continue;
             }
+            var profileName = row.Profile ?? request.Profile;
+            (string Email, CertificateProfileName Profile)? key = Mailbox.TryNormalize(row.Email, out var email, out _) && Names.TryParseProfile(profileName, out var profile)
+                ? (email.ToLowerInvariant(), profile) : null;
+            if (key is { } k && invitedIn.TryGetValue(k, out var first))
+            {
+                results.Add(new InvitationResult(i + 1, email, "failed", null, null,
+                    $"{email} is invited for {Names.Of(k.Profile)} by row {first} of this list already; a person is invited once per list."));
+                continue;
+            }
             if (beforeEach is not null) await beforeEach(ct);
-            var outcome = await InviteOneAsync(new CreateTokenRequest(row.Email, row.DisplayName, row.Profile ?? request.Profile,
+            var outcome = await InviteOneAsync(new CreateTokenRequest(row.Email, row.DisplayName, profileName,
                 row.ValidHours ?? request.ValidHours, Send: true), policy, actor, ct, withEach);
-            results.Add(outcome.Failure is { } f
-                ? new InvitationResult(i + 1, row.Email, "failed", null, null, f.Detail)
-                : new InvitationResult(i + 1, outcome.Value.Token.Email, "invited", outcome.Value.Token.Id, outcome.Value.MessageId, null));
+            if (outcome.Failure is { } f)
+            {
+                results.Add(new InvitationResult(i + 1, row.Email, "failed", null, null, f.Detail));
+                continue;
+            }
+            if (key is { } invitedKey) invitedIn[invitedKey] = i + 1;
+            results.Add(new InvitationResult(i + 1, outcome.Value.Token.Email, "invited", outcome.Value.Token.Id, outcome.Value.MessageId, null));
         }
         outbox.Wake();
         var invited = results.Count(r => r.Status == "invited");

@@ -133,6 +133,40 @@ public sealed partial class InvitationTests(MailApp app) : IClassFixture<MailApp
         }
     }
 
+    /// <summary>A CSV or list that names someone twice (pasted twice, or once as "Dup.Person@" and once as "dup.person@") invited them
+    /// twice: two live links and two messages. The repeat is now a failed row that names the row which invited the person; the same
+    /// mailbox for another profile is another invitation.</summary>
+    [Fact]
+    public async Task A_bulk_invitation_naming_a_person_twice_invites_them_once_and_says_which_row_did()
+    {
+        var id = Guid.NewGuid().ToString("N")[..8];
+        var email = $"dup.person.{id}@example.test";
+        var r = await app.Admin.PostAsJsonAsync("/api/v1/invitations", new
+        {
+            invitations = new object[]
+            {
+                new { email, displayName = "Dup Person" },
+                new { email = $"Dup.Person.{id}@Example.TEST", displayName = "Dup Person" },
+                new { email = $" {email} ", displayName = "Dup Person" },
+                new { email, displayName = "Dup Person", profile = "encryption" },
+            },
+            profile = "signing",
+        });
+        await Http.EnsureStatus(r, HttpStatusCode.OK);
+        var result = await r.Content.ReadFromJsonAsync<JsonElement>(Http.Json);
+        var rows = result.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(["invited", "failed", "failed", "invited"], rows.Select(x => x.GetProperty("status").GetString()));
+        Assert.Equal(2, result.GetProperty("invited").GetInt32());
+        Assert.Equal(2, result.GetProperty("failed").GetInt32());
+        Assert.All(rows.Where(x => x.GetProperty("status").GetString() == "failed"), x => Assert.Contains("row 1", x.GetProperty("error").GetString()));
+
+        var tokens = await app.Admin.GetFromJsonAsync<JsonElement[]>($"/api/v1/tokens?email={email}", Http.Json) ?? [];
+        Assert.Equal(["encryption", "signing"], tokens.Select(t => t.GetProperty("profile").GetString()).Order());
+        await app.Smtp.WaitForMessagesToAsync(email, count: 2);
+        await Task.Delay(1500); // a third would arrive by now
+        Assert.Equal(2, app.Smtp.MessagesTo(email).Count);
+    }
+
     private async Task EnsureSmtpRunningAsync()
     {
         try
