@@ -25,8 +25,8 @@ public sealed record DirectoryEnrollmentRunView(long Id, DateTimeOffset StartedA
 /// <summary>Directory-driven enrollment: finds the people under the base DN (and in the group) who have a mailbox but
 /// no valid certificate for the profile, and mails each an invitation (<see cref="Invitations"/>), at most
 /// <see cref="DirectoryEnrollmentOptions.MaxInvitationsPerRun"/> per run. A person with a token for the profile made
-/// within <see cref="DirectoryEnrollmentOptions.ReinviteAfter"/> (by this job or an administrator) is left alone,
-/// so each is invited once per period however often the job runs. A dry run reports the same list and changes nothing.</summary>
+/// within <see cref="DirectoryEnrollmentOptions.ReinviteAfter"/> (by this job or an administrator), or with one whose link still
+/// works, is left alone, so each is invited once per period however often the job runs. A dry run reports the same list and changes nothing.</summary>
 public sealed class DirectoryEnrollment(
     CertPortalDbContext db, IServiceProvider services, DirectoryOptions directory, DirectoryEnrollmentOptions options, Invitations invitations,
     CertPortalOptions portal, TimeProvider time, ILogger<DirectoryEnrollment> logger)
@@ -193,8 +193,12 @@ public sealed class DirectoryEnrollment(
                 enrolled.UnionWith(await db.Certificates.AsNoTracking()
                     .Where(c => lowered.Contains(c.Email.ToLower()) && serving.Contains(c.Profile) && c.RevokedAt == null && c.NotBefore <= now && c.NotAfter > now)
                     .Select(c => c.Email).ToListAsync(ct));
+                // Invited within the period, or holding a link that still works however old it is: a token may be made to last
+                // longer than ReinviteAfter (up to Issuance:MaxTokenValidHours), and a second live link beside it is one more
+                // secret in a mailbox and a message the person cannot tell from the first.
                 invitedLately.UnionWith(await db.EnrollmentTokens.AsNoTracking()
-                    .Where(t => lowered.Contains(t.Email.ToLower()) && t.Profile == profile && t.CreatedAt > since && t.RevokedAt == null)
+                    .Where(t => lowered.Contains(t.Email.ToLower()) && t.Profile == profile && t.RevokedAt == null
+                                && (t.CreatedAt > since || (t.UsedAt == null && t.ExpiresAt > now)))
                     .Select(t => t.Email).ToListAsync(ct));
 #pragma warning restore CA1862
             }

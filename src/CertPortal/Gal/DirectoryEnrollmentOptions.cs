@@ -20,7 +20,7 @@ public sealed class DirectoryEnrollmentOptions
     public int? ValidHours { get; set; }
     /// <summary>How often a scheduled run starts (one node runs it). Empty: only on demand (API or console).</summary>
     public TimeSpan? Interval { get; set; } = TimeSpan.FromDays(1);
-    /// <summary>A person invited (by anyone) for this profile is not invited again for this long.</summary>
+    /// <summary>A person invited (by anyone) for this profile is not invited again for this long, nor while that link still works.</summary>
     public TimeSpan ReinviteAfter { get; set; } = TimeSpan.FromDays(14);
     /// <summary>At most this many invitations per run; the rest wait for the next run.</summary>
     public int MaxInvitationsPerRun { get; set; } = 500;

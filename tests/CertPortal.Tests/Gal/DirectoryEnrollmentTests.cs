@@ -6,6 +6,7 @@ using System.Text.Json;
 using CertPortal.Data;
 using CertPortal.Tests.Infrastructure;
 using CertPortal.Tests.Mail;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace CertPortal.Tests.Gal;
@@ -228,5 +229,46 @@ public static class DirectoryPeople
             ldif.Append(CultureInfo.InvariantCulture, $"dn: {Dn(run, i)}\nobjectClass: inetOrgPerson\nuid: p{i:D3}-{run}\ncn: Person {i}\nsn: {i}\n")
                 .Append(CultureInfo.InvariantCulture, $"displayName: Person {i} Example\nmail: {Mail(run, i)}\n\n");
         return ldif;
+    }
+}
+
+/// <summary>What a person already holds that makes another invitation wrong, whatever ReinviteAfter says. A link that still works
+/// (an administrator's token valid for 30 days, made 20 days ago, with the default ReinviteAfter of 14 days): the run mailed a
+/// second live link beside it.</summary>
+public sealed class DirectoryEnrollmentStandingTests(WholeDirectoryEnrollmentApp app) : IClassFixture<WholeDirectoryEnrollmentApp>
+{
+    [Fact]
+    public async Task A_person_whose_older_link_still_works_is_not_invited_again_and_one_whose_link_expired_is()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        string Mail(string who) => $"{who}.{run}@example.com";
+        var ldif = new StringBuilder();
+        foreach (var who in new[] { "live", "lapsed", "fresh" })
+            ldif.Append(CultureInfo.InvariantCulture, $"dn: uid={who}-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: {who}-{run}\ncn: {who}\nsn: {who}\nmail: {Mail(who)}\n\n");
+        app.Ldap.Modify(ldif.ToString(), add: true);
+
+        // Both tokens made 20 days ago: one for 30 days (works for 10 more), one for 3 (expired 17 days ago).
+        var now = DateTimeOffset.UtcNow;
+        foreach (var (who, hours) in new[] { ("live", 720), ("lapsed", 72) })
+        {
+            var r = await app.Admin.PostAsJsonAsync("/api/v1/tokens", new { email = Mail(who), profile = "dual", validHours = hours });
+            await Http.EnsureStatus(r, HttpStatusCode.Created);
+            var id = (await r.Content.ReadFromJsonAsync<JsonElement>(Http.Json)).GetProperty("id").GetGuid();
+            await using var scope = app.Services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            var token = await db.EnrollmentTokens.SingleAsync(t => t.Id == id);
+            token.CreatedAt = now.AddDays(-20);
+            token.ExpiresAt = token.CreatedAt.AddHours(hours);
+            await db.SaveChangesAsync();
+        }
+
+        var report = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        var invited = DirectoryEnrollmentTests.People(report, "invited");
+        Assert.DoesNotContain(Mail("live"), invited);
+        Assert.Contains(Mail("lapsed"), invited);
+        Assert.Contains(Mail("fresh"), invited);
+        Assert.Equal(1, report.GetProperty("recentlyInvited").GetInt32());
+        await app.Smtp.WaitForMessagesToAsync(Mail("fresh"));
+        Assert.Empty(app.Smtp.MessagesTo(Mail("live")));
     }
 }
