@@ -23,7 +23,7 @@ public sealed record DirectoryEnrollmentRunView(long Id, DateTimeOffset StartedA
 }
 
 /// <summary>Directory-driven enrollment: finds the people under the base DN (and in the group) who have a mailbox but
-/// no valid certificate for the profile, and mails each an invitation (<see cref="Invitations"/>), at most
+/// no valid certificate (nor one on hold) for the profile, and mails each an invitation (<see cref="Invitations"/>), at most
 /// <see cref="DirectoryEnrollmentOptions.MaxInvitationsPerRun"/> per run. A person with a token for the profile made
 /// within <see cref="DirectoryEnrollmentOptions.ReinviteAfter"/> (by this job or an administrator), or with one whose link still
 /// works, is left alone, so each is invited once per period however often the job runs. A dry run reports the same list and changes nothing.</summary>
@@ -190,8 +190,12 @@ public sealed class DirectoryEnrollment(
                 // lower("Email"), which the certificates' mailbox index covers (CertificateQueries.OfMailbox).
                 var lowered = batch.Select(e => e.ToLowerInvariant()).ToList();
 #pragma warning disable CA1862 // ToLower() becomes lower(); the StringComparison overloads do not translate
+                // A certificate on hold counts as one: the hold suspends the person's ID until an administrator releases it
+                // or revokes it for good, and a new certificate by invitation would undo the suspension (and, once released,
+                // leave them two).
                 enrolled.UnionWith(await db.Certificates.AsNoTracking()
-                    .Where(c => lowered.Contains(c.Email.ToLower()) && serving.Contains(c.Profile) && c.RevokedAt == null && c.NotBefore <= now && c.NotAfter > now)
+                    .Where(c => lowered.Contains(c.Email.ToLower()) && serving.Contains(c.Profile) && c.NotBefore <= now && c.NotAfter > now
+                                && (c.RevokedAt == null || c.RevocationReason == RevocationReason.CertificateHold))
                     .Select(c => c.Email).ToListAsync(ct));
                 // Invited within the period, or holding a link that still works however old it is: a token may be made to last
                 // longer than ReinviteAfter (up to Issuance:MaxTokenValidHours), and a second live link beside it is one more

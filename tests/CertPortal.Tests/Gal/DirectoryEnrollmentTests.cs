@@ -234,7 +234,7 @@ public static class DirectoryPeople
 
 /// <summary>What a person already holds that makes another invitation wrong, whatever ReinviteAfter says. A link that still works
 /// (an administrator's token valid for 30 days, made 20 days ago, with the default ReinviteAfter of 14 days): the run mailed a
-/// second live link beside it.</summary>
+/// second live link beside it. A certificate on hold: the run invited its holder to a new certificate, which undid the hold.</summary>
 public sealed class DirectoryEnrollmentStandingTests(WholeDirectoryEnrollmentApp app) : IClassFixture<WholeDirectoryEnrollmentApp>
 {
     [Fact]
@@ -270,5 +270,34 @@ public sealed class DirectoryEnrollmentStandingTests(WholeDirectoryEnrollmentApp
         Assert.Equal(1, report.GetProperty("recentlyInvited").GetInt32());
         await app.Smtp.WaitForMessagesToAsync(Mail("fresh"));
         Assert.Empty(app.Smtp.MessagesTo(Mail("live")));
+    }
+
+    [Fact]
+    public async Task A_person_whose_certificate_is_on_hold_is_not_invited_and_one_whose_certificate_was_revoked_is()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        string Mail(string who) => $"{who}.{run}@example.com";
+        var ldif = new StringBuilder();
+        foreach (var who in new[] { "held", "revoked" })
+            ldif.Append(CultureInfo.InvariantCulture, $"dn: uid={who}-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: {who}-{run}\ncn: {who}\nsn: {who}\nmail: {Mail(who)}\n\n");
+        app.Ldap.Modify(ldif.ToString(), add: true);
+        foreach (var (who, reason) in new[] { ("held", "certificateHold"), ("revoked", "affiliationChanged") })
+        {
+            var (cert, _) = await app.IssueAsync(Mail(who), "dual");
+            await Http.EnsureStatus(await app.RevokeAsync(cert.SerialNumber, reason), HttpStatusCode.OK);
+            // Enrolled months ago: the token spent then is long out of ReinviteAfter.
+            await using var scope = app.Services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            var email = Mail(who);
+            var token = await db.EnrollmentTokens.SingleAsync(t => t.Email == email);
+            token.CreatedAt = DateTimeOffset.UtcNow.AddDays(-100);
+            token.ExpiresAt = token.CreatedAt.AddHours(72);
+            await db.SaveChangesAsync();
+        }
+
+        var dry = await DirectoryEnrollmentTests.RunAsync(app, dryRun: true);
+        var listed = DirectoryEnrollmentTests.People(dry, "would-invite");
+        Assert.DoesNotContain(Mail("held"), listed);
+        Assert.Contains(Mail("revoked"), listed);
     }
 }
