@@ -73,12 +73,15 @@ public sealed class DirectoryPublisher(LdapDirectory directory, CaHierarchy ca, 
         // The latest CRLs as the CRL publisher holds them in memory (read from the database only when newer): a complete
         // CRL may be tens of megabytes, and every CRL signed queues a publication.
         var crl = await crls.LatestAsync(db, CertificateAuthority.IssuingName, delta: false, ct);
-        // deltaRevocationList beside the complete CRL (RFC 4523 §2.6), only while delta CRLs are on.
-        var delta = portal.Crl.DeltasEnabled ? await crls.LatestAsync(db, CertificateAuthority.IssuingName, delta: true, ct) : null;
-        await directory.PublishCaAndCrlAsync(options.PkiEntryDn, [ca.Issuing.Certificate.RawData, ca.Root.Certificate.RawData], crl?.Der, delta?.Der, fence, ct);
+        // deltaRevocationList beside the complete CRL (RFC 4523 §2.6), only while delta CRLs are on; once they are off, the
+        // one published while they were on is taken away (a null delta alone means "none signed yet", and leaves it).
+        var deltas = portal.Crl.DeltasEnabled;
+        var delta = deltas ? await crls.LatestAsync(db, CertificateAuthority.IssuingName, delta: true, ct) : null;
+        await directory.PublishCaAndCrlAsync(options.PkiEntryDn, [ca.Issuing.Certificate.RawData, ca.Root.Certificate.RawData], crl?.Der, delta?.Der, fence,
+            deltaCrlsOff: !deltas, ct);
         if (string.IsNullOrWhiteSpace(options.RootPkiEntryDn)) return;
         var rootCrl = await crls.LatestAsync(db, CertificateAuthority.RootName, delta: false, ct);
-        await directory.PublishCaAndCrlAsync(options.RootPkiEntryDn, [ca.Root.Certificate.RawData], rootCrl?.Der, null, fence, ct);
+        await directory.PublishCaAndCrlAsync(options.RootPkiEntryDn, [ca.Root.Certificate.RawData], rootCrl?.Der, null, fence, cancellationToken: ct);
     }
 
     /// <summary>The mailboxes whose entries hold a certificate of ours, whatever the database says.</summary>

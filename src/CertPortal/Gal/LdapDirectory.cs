@@ -175,16 +175,19 @@ public sealed class LdapDirectory
     /// <summary>
     /// Makes a PKI entry (<see cref="DirectoryOptions.PkiEntryDn"/> or <see cref="DirectoryOptions.RootPkiEntryDn"/>)
     /// hold exactly these CA certificates and CRL (and delta CRL when given).
-    /// A null CRL / delta CRL leaves that attribute as it is; an empty CA list removes cACertificate.
+    /// A null CRL / delta CRL leaves that attribute as it is (none signed yet); an empty CA list removes cACertificate.
     /// Creates the entry (cRLDistributionPoint + pkiCA) in OpenLdap mode; in ActiveDirectory mode it must exist.
     /// </summary>
     /// <param name="fence">Asked before each write request (see <see cref="DirectoryWriteFence"/>); null where nothing else writes the entry.</param>
+    /// <param name="deltaCrlsOff">This CA issues no delta CRLs (any more): deltaRevocationList is removed. A null
+    /// <paramref name="deltaCrlDer"/> alone cannot say so, since it also means "none signed yet".</param>
     public Task PublishCaAndCrlAsync(string entryDn, IReadOnlyList<byte[]> caCertsDer, byte[]? crlDer, byte[]? deltaCrlDer,
-        DirectoryWriteFence? fence, CancellationToken cancellationToken = default)
+        DirectoryWriteFence? fence, bool deltaCrlsOff = false, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(caCertsDer);
         ArgumentException.ThrowIfNullOrWhiteSpace(entryDn);
-        return RunAsync(conn => { PublishPki(conn, fence, entryDn, caCertsDer, crlDer, deltaCrlDer); return true; }, cancellationToken);
+        if (deltaCrlsOff && deltaCrlDer is not null) throw new ArgumentException("A delta CRL was given with delta CRLs off.", nameof(deltaCrlDer));
+        return RunAsync(conn => { PublishPki(conn, fence, entryDn, caCertsDer, crlDer, deltaCrlDer, deltaCrlsOff); return true; }, cancellationToken);
     }
 
     // ---------------------------------------------------------------- person entries
@@ -431,7 +434,8 @@ public sealed class LdapDirectory
 
     // ---------------------------------------------------------------- PKI entry
 
-    private void PublishPki(LdapConnection conn, DirectoryWriteFence? fence, string dn, IReadOnlyList<byte[]> caCerts, byte[]? crl, byte[]? deltaCrl)
+    private void PublishPki(LdapConnection conn, DirectoryWriteFence? fence, string dn, IReadOnlyList<byte[]> caCerts, byte[]? crl, byte[]? deltaCrl,
+        bool deltaCrlsOff)
     {
         var classes = ObjectClasses(conn, dn);
         if (classes is null)
@@ -487,6 +491,13 @@ public sealed class LdapDirectory
         if (deltaCrl is not null)
         {
             mods.Add(Replace(_names.DeltaRevocationList, [deltaCrl]));
+        }
+        else if (deltaCrlsOff)
+        {
+            // Delta CRLs switched off: the last delta would stay beside complete CRLs newer than its base, never re-signed, and
+            // run out at its nextUpdate. Relying parties that read deltaRevocationList (RFC 4523 §2.6) take what is there for
+            // the current delta; a replace without values removes it, and is ignored when it is absent (RFC 4511 §4.6).
+            mods.Add(Replace(_names.DeltaRevocationList, []));
         }
         Write(conn, fence, new ModifyRequest(dn, [.. mods]), "modify/replace CA certificates and CRLs", dn);
         _logger.LogInformation("Published {Count} CA certificate(s){Crl}{Delta} to {Dn}", caCerts.Count,

@@ -204,18 +204,21 @@ public sealed class DeltaCrlTests(DeltaCrlApp app) : IClassFixture<DeltaCrlApp>
     }
 }
 
-/// <summary>The directory gets the delta CRL as deltaRevocationList;binary on the issuing CA's PKI entry.</summary>
+/// <summary>The directory gets the delta CRL as deltaRevocationList;binary on the issuing CA's PKI entry. <see cref="Deltas"/>
+/// set to false before a restart switches delta CRLs off.</summary>
 public sealed class DeltaDirectoryApp : DirectoryApp
 {
+    public bool Deltas { get; set; } = true;
+
     protected override IDictionary<string, string?> Settings =>
-        new Dictionary<string, string?>(base.Settings) { ["Crl:DeltaBaseInterval"] = "01:00:00" };
+        new Dictionary<string, string?>(base.Settings) { ["Crl:DeltaBaseInterval"] = Deltas ? "01:00:00" : "00:00:00" };
 }
 
 [Collection(nameof(DirectoryPublishingTests))]
 public sealed class DeltaCrlDirectoryTests(DeltaDirectoryApp app) : IClassFixture<DeltaDirectoryApp>
 {
     [Fact]
-    public async Task The_pki_entry_holds_the_delta_crl_that_is_served()
+    public async Task The_pki_entry_holds_the_delta_crl_that_is_served_and_loses_it_when_delta_crls_are_switched_off()
     {
         var (issued, _) = await app.IssueAsync($"ldap.delta.{Guid.NewGuid().ToString("N")[..8]}@example.test", "signing");
         await Http.EnsureStatus(await app.RevokeAsync(issued.SerialNumber, "keyCompromise"), HttpStatusCode.OK);
@@ -225,5 +228,21 @@ public sealed class DeltaCrlDirectoryTests(DeltaDirectoryApp app) : IClassFixtur
         var entry = app.Ldap.Search(Slapd.PkiDn, "(objectClass=*)", "*");
         Assert.Equal(served, Assert.Single(Slapd.BinaryValues(entry, "deltaRevocationList;binary")));
         Assert.Equal(await app.Client.GetByteArrayAsync("/crl/issuing.crl"), Assert.Single(Slapd.BinaryValues(entry, "certificateRevocationList;binary")));
+
+        await app.StopAsync();
+        app.Deltas = false;
+        app.Start();
+        var (later, _) = await app.IssueAsync($"ldap.delta.{Guid.NewGuid().ToString("N")[..8]}@example.test", "signing");
+        await Http.EnsureStatus(await app.RevokeAsync(later.SerialNumber, "superseded"), HttpStatusCode.OK);
+        await app.WaitForDirectoryAsync();
+        await Http.AssertProblem(await app.Client.GetAsync("/crl/issuing-delta.crl"), HttpStatusCode.NotFound);
+        entry = app.Ldap.Search(Slapd.PkiDn, "(objectClass=*)", "*");
+        var complete = await app.Client.GetByteArrayAsync("/crl/issuing.crl");
+        Assert.Contains(later.SerialNumber, ParsedCrl.Parse(complete).Entries.Keys);
+        Assert.Equal(complete, Assert.Single(Slapd.BinaryValues(entry, "certificateRevocationList;binary")));
+        // The delta left there would name a base no longer published and run out at its nextUpdate, never re-signed: a relying
+        // party reading the entry (RFC 4523 §2.6) would take it for the current delta.
+        Assert.Empty(Slapd.BinaryValues(entry, "deltaRevocationList;binary"));
     }
 }
+
