@@ -187,10 +187,11 @@ public static class CrlEncoder
             ? (int)length : throw new InvalidOperationException("The CRL would be larger than an array can hold.");
     }
 
-    /// <summary>The entries of a CRL, in the order the CRL lists them: serial (INTEGER content bytes) and reason (null:
-    /// none). A delta CRL is the difference between these, the base CRL relying parties hold, and the revocations now.
-    /// Reads the DER in place: no object per entry.</summary>
-    public static IEnumerable<(ReadOnlyMemory<byte> SerialNumber, X509RevocationReason? Reason)> ReadEntries(ReadOnlyMemory<byte> der)
+    /// <summary>The entries of a CRL, in the order the CRL lists them: serial (INTEGER content bytes), revocationDate (the
+    /// encoded Time, for <see cref="IsTime"/>) and reason (null: none). A delta CRL is the difference between these, the base
+    /// CRL relying parties hold, and the revocations now. Reads the DER in place: no object per entry.</summary>
+    public static IEnumerable<(ReadOnlyMemory<byte> SerialNumber, ReadOnlyMemory<byte> RevocationDate, X509RevocationReason? Reason)> ReadEntries(
+        ReadOnlyMemory<byte> der)
     {
         var list = RevokedCertificates(der);
         if (list.IsEmpty) yield break;
@@ -205,14 +206,16 @@ public static class CrlEncoder
             var serial = entry.Slice(serialHeader, serialLength);
             var rest = entry[(serialHeader + serialLength)..];
             var (timeHeader, timeLength) = ReadHeader(rest.Span, rest.Span[0]);
+            var time = rest[..(timeHeader + timeLength)];
             rest = rest[(timeHeader + timeLength)..];
-            yield return (serial, rest.IsEmpty ? null : ReadReason(rest));
+            yield return (serial, time, rest.IsEmpty ? null : ReadReason(rest));
         }
     }
 
     public delegate bool SerialWanted(ReadOnlySpan<byte> serialNumber);
 
-    public delegate void EntryRead(ReadOnlySpan<byte> serialNumber, X509RevocationReason? reason);
+    /// <param name="revocationDate">The entry's encoded Time (for <see cref="IsTime"/>).</param>
+    public delegate void EntryRead(ReadOnlySpan<byte> serialNumber, ReadOnlySpan<byte> revocationDate, X509RevocationReason? reason);
 
     /// <summary>The entries of a CRL as <see cref="ReadEntries"/> reads them, for a pass over many to find a few: a loop over the
     /// bytes in place (the enumerator's slices of memory cost about ten times as much per entry, a quarter of a second at a
@@ -234,7 +237,7 @@ public static class CrlEncoder
             var timeAt = entryAt + serialHeader + serialLength;
             var (timeHeader, timeLength) = ReadHeader(span[timeAt..at], span[timeAt]);
             var extensionsAt = timeAt + timeHeader + timeLength;
-            found(serial, extensionsAt == at ? null : ReadReason(list[extensionsAt..at]));
+            found(serial, span[timeAt..extensionsAt], extensionsAt == at ? null : ReadReason(list[extensionsAt..at]));
         }
     }
 
@@ -332,6 +335,14 @@ public static class CrlEncoder
     }
 
     internal static bool IsGeneralizedTime(DateTimeOffset t) => t.UtcDateTime.Year >= 2050;
+
+    /// <summary>Whether <paramref name="encoded"/> (an entry's revocationDate as <see cref="ReadEntries"/> and <see cref="FindEntries"/>
+    /// give it) is <paramref name="t"/> as <see cref="CrlEntries"/> writes it: the same second, the same encoding.</summary>
+    internal static bool IsTime(ReadOnlySpan<byte> encoded, DateTimeOffset t)
+    {
+        Span<byte> written = stackalloc byte[17];
+        return encoded.SequenceEqual(written[..WriteTime(written, t, IsGeneralizedTime(t))]);
+    }
 
     /// <summary>The same encoding as <see cref="WriteTime(AsnWriter, DateTimeOffset)"/>, written in place: YYMMDDHHMMSSZ
     /// (UTCTime) or YYYYMMDDHHMMSSZ (GeneralizedTime). Returns the bytes written.</summary>

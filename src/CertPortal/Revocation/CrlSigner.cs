@@ -110,7 +110,7 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
 
     /// <summary>RFC 5280 §5.2.4, from the certificates the <see cref="CrlChange"/> rows since the base name (each was committed
     /// with its certificate's new state, and the base CRL's publisher deleted only the rows it had read before the
-    /// certificates): each one revoked now is listed unless the base lists it with the same reason, and each one that left
+    /// certificates): each one revoked now is listed unless the base lists it with the same reason and date, and each one that left
     /// the base (released from hold, or expired as well as changed) gets removeFromCRL (§5.3.1). What it costs follows the
     /// changes, plus one pass over the base's bytes in memory; no revoked row is read but the changed ones. A certificate
     /// that merely expired since the base stays listed until the next complete CRL: removeFromCRL "may" say so (§5.3.1),
@@ -140,11 +140,13 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
         var tails = serials.Select(Tail).ToHashSet();
         var inBase = new bool[serials.Length];
         var baseReason = new X509RevocationReason?[serials.Length];
-        CrlEncoder.FindEntries(baseDer, serial => tails.Contains(Tail(serial)), (serial, reason) =>
+        var baseSameTime = new bool[serials.Length];
+        CrlEncoder.FindEntries(baseDer, serial => tails.Contains(Tail(serial)), (serial, revocationDate, reason) =>
         {
             if (!index.TryGetValue(Convert.ToHexString(serial), out var i)) return;
             inBase[i] = true;
             baseReason[i] = reason;
+            baseSameTime[i] = states[i].RevokedAt is { } revokedAt && CrlEncoder.IsTime(revocationDate, revokedAt);
         });
         for (var i = 0; i < states.Count; i++)
         {
@@ -152,7 +154,8 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
             if (state.RevokedAt is { } revokedAt && state.NotAfter >= horizon)
             {
                 var reason = state.RevocationReason is { } r ? RevokedCertificates.EntryReason(r) : null;
-                if (!inBase[i] || baseReason[i] != reason) delta.Add(serials[i], revokedAt, reason);
+                // The date too: a hold released and placed again since the base has the base's reason and a later date.
+                if (!inBase[i] || baseReason[i] != reason || !baseSameTime[i]) delta.Add(serials[i], revokedAt, reason);
             }
             else if (inBase[i])
             {
@@ -172,7 +175,8 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
     }
 
     /// <summary>RFC 5280 §5.2.4, from every revoked row, for changes of unknown scope (see <see cref="CrlChange.SerialNumber"/>):
-    /// the delta lists every entry that is new or has another reason than in the base CRL, and removeFromCRL (§5.3.1) for
+    /// the delta lists every entry that is new or has another reason or revocationDate than in the base CRL (a hold released and
+    /// placed again: base and delta must give the entry a complete CRL signed now has), and removeFromCRL (§5.3.1) for
     /// every base entry that is gone: released from hold, or expired. Both lists are in serial order (the base was written
     /// from the same query), so one pass merges them.</summary>
     internal static async Task DeltaEntriesAsync(CertPortalDbContext db, DateTimeOffset horizon, byte[] baseDer, CrlEntries delta,
@@ -197,7 +201,7 @@ public sealed class CrlSigner(CaHierarchy ca, CertPortalOptions options, TimePro
             }
             if (more && based.Current.SerialNumber.Span.SequenceEqual(serial))
             {
-                if (based.Current.Reason != reason) delta.Add(serial, revokedAt, reason);
+                if (based.Current.Reason != reason || !CrlEncoder.IsTime(based.Current.RevocationDate.Span, revokedAt)) delta.Add(serial, revokedAt, reason);
                 more = based.MoveNext();
             }
             else

@@ -70,6 +70,9 @@ public sealed class CrlEncoderTests
 
         var read = CrlEncoder.ReadEntries(der).Select(e => (Convert.ToHexString(e.SerialNumber.Span), e.Reason)).ToList();
         Assert.Equal(entries.Select(e => (Convert.ToHexString(e.SerialNumber), e.Reason)), read);
+        // The revocation dates as written (a delta compares them with its base's), and no other second.
+        Assert.All(CrlEncoder.ReadEntries(der).Zip(entries), e => Assert.True(CrlEncoder.IsTime(e.First.RevocationDate.Span, e.Second.RevokedAt)));
+        Assert.All(CrlEncoder.ReadEntries(der).Zip(entries), e => Assert.False(CrlEncoder.IsTime(e.First.RevocationDate.Span, e.Second.RevokedAt.AddSeconds(1))));
         Assert.Empty(CrlEncoder.ReadEntries(CrlEncoder.Build(ca, 10, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(7), [])));
 
         // The in-place pass finds the same entries, each offered once, reading the reasons of those it is asked for.
@@ -79,13 +82,17 @@ public sealed class CrlEncoderTests
         {
             offered.Add(Convert.ToHexString(serial));
             return offered.Count % 7 == 0;
-        }, (serial, reason) => found.Add((Convert.ToHexString(serial), reason)));
+        }, (serial, revocationDate, reason) =>
+        {
+            found.Add((Convert.ToHexString(serial), reason));
+            Assert.True(CrlEncoder.IsTime(revocationDate, entries[offered.Count - 1].RevokedAt));
+        });
         Assert.Equal(read.Select(e => e.Item1), offered);
         Assert.Equal(read.Where((_, i) => (i + 1) % 7 == 0), found);
         Assert.Contains(found, e => e.Item2 is null);
         Assert.Contains(found, e => e.Item2 is not null);
         CrlEncoder.FindEntries(CrlEncoder.Build(ca, 10, DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(7), []),
-            _ => throw new InvalidOperationException("an empty CRL has no entry to offer"), (_, _) => { });
+            _ => throw new InvalidOperationException("an empty CRL has no entry to offer"), (_, _, _) => { });
     }
 
     [Fact]
