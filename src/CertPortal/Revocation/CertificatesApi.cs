@@ -48,12 +48,12 @@ public static class CertificatesApi
 
         // The URLs written into certificates (CRL DP, AIA caIssuers): public, DER, cacheable.
         // HEAD too: CRL fetchers (dirmngr, proxies) check freshness without the body; conditional GETs get 304.
-        app.MapMethods(CaUrls.IssuingCrlPath, [HttpMethods.Get, HttpMethods.Head], (CrlPublisher crls, CancellationToken ct) => ServeCrl(crls, CertificateAuthority.IssuingName, ct))
+        app.MapMethods(CaUrls.IssuingCrlPath, [HttpMethods.Get, HttpMethods.Head], (CrlPublisher crls, HttpResponse response, CancellationToken ct) => ServeCrl(crls, response, CertificateAuthority.IssuingName, ct))
             .WithTags("Revocation").WithName("IssuingCrl");
-        app.MapMethods(CaUrls.RootCrlPath, [HttpMethods.Get, HttpMethods.Head], (CrlPublisher crls, CancellationToken ct) => ServeCrl(crls, CertificateAuthority.RootName, ct))
+        app.MapMethods(CaUrls.RootCrlPath, [HttpMethods.Get, HttpMethods.Head], (CrlPublisher crls, HttpResponse response, CancellationToken ct) => ServeCrl(crls, response, CertificateAuthority.RootName, ct))
             .WithTags("Revocation").WithName("RootCrl");
         app.MapMethods(CaUrls.IssuingDeltaCrlPath, [HttpMethods.Get, HttpMethods.Head],
-                (CrlPublisher crls, CancellationToken ct) => ServeCrl(crls, CertificateAuthority.IssuingName, ct, delta: true))
+                (CrlPublisher crls, HttpResponse response, CancellationToken ct) => ServeCrl(crls, response, CertificateAuthority.IssuingName, ct, delta: true))
             .WithTags("Revocation").WithName("IssuingDeltaCrl");
         app.MapGet(CaUrls.IssuingCertPath, (CaHierarchy ca) => TypedResults.Bytes(ca.Issuing.Certificate.RawData, "application/pkix-cert", "issuing.crt")).WithTags("CA").WithName("IssuingCaCertificate");
         app.MapGet(CaUrls.RootCertPath, (CaHierarchy ca) => TypedResults.Bytes(ca.Root.Certificate.RawData, "application/pkix-cert", "root.crt")).WithTags("CA").WithName("RootCaCertificate");
@@ -136,14 +136,19 @@ public static class CertificatesApi
     /// conditional requests get 304 Not Modified. Written as a stream, 64 KiB at a time, each write waiting for the
     /// connection to take the previous ones: Kestrel copies a body written at once (an array result) into its memory
     /// pool whole before sending any of it, so every download in flight held a full copy of the CRL there, and the pool
-    /// keeps its high-water mark (46 MB a download at a million entries; memory pass nine).</summary>
-    private static async Task<Results<FileStreamHttpResult, ProblemHttpResult>> ServeCrl(CrlPublisher crls, string authority, CancellationToken ct,
-        bool delta = false)
+    /// keeps its high-water mark (46 MB a download at a million entries; memory pass nine).
+    /// <c>Cache-Control: public, no-cache</c>: a shared cache (a proxy in front of the mail gateways) may keep the CRL but must
+    /// ask again before each use, a 304 by ETag while it is current. Without it, RFC 9111 §4.2.2 lets a cache reuse a response
+    /// with Last-Modified for a tenth of its age unasked: a CRL an hour old could go on being served for six minutes after a
+    /// revocation had replaced it.</summary>
+    private static async Task<Results<FileStreamHttpResult, ProblemHttpResult>> ServeCrl(CrlPublisher crls, HttpResponse response, string authority,
+        CancellationToken ct, bool delta = false)
     {
         var crl = await crls.ServedAsync(authority, ct, delta);
-        return crl is null
-            ? Failure.NotFound(delta ? "Delta CRLs are not enabled (Crl:DeltaBaseInterval), or none has been signed yet." : "No CRL has been signed yet.").ToProblem()
-            : TypedResults.Stream(new MemoryStream(crl.Der, writable: false), "application/pkix-crl", delta ? $"{authority}-delta.crl" : $"{authority}.crl",
+        if (crl is null)
+            return Failure.NotFound(delta ? "Delta CRLs are not enabled (Crl:DeltaBaseInterval), or none has been signed yet." : "No CRL has been signed yet.").ToProblem();
+        response.Headers.CacheControl = "public, no-cache";
+        return TypedResults.Stream(new MemoryStream(crl.Der, writable: false), "application/pkix-crl", delta ? $"{authority}-delta.crl" : $"{authority}.crl",
                 lastModified: crl.ThisUpdate, entityTag: new Microsoft.Net.Http.Headers.EntityTagHeaderValue(crl.ETag));
     }
 

@@ -59,6 +59,8 @@ public sealed class CrlPublisherTests(CoalescingApp app) : IClassFixture<Coalesc
             var lastModified = full.Content.Headers.LastModified;
             Assert.NotNull(etag);
             Assert.NotNull(lastModified);
+            // A shared cache may keep it but must revalidate before each use (else it may reuse it unasked for a tenth of its age).
+            Assert.True(full.Headers.CacheControl is { Public: true, NoCache: true }, $"Cache-Control: {full.Headers.CacheControl}");
             var body = await full.Content.ReadAsByteArrayAsync();
 
             using var byTag = new HttpRequestMessage(HttpMethod.Get, path);
