@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Json;
 using CertPortal.Tests.Infrastructure;
 using CertPortal.Tests.Renewal;
 using MimeKit;
@@ -55,13 +54,6 @@ public sealed class CompromisedRenewalNoticeTests(RenewingMailApp app) : IClassF
         .Where(m => m.To.Mailboxes.Any(a => a.Address == person) && (m.Subject ?? "").Contains("has been revoked", StringComparison.Ordinal))
         .Select(m => m.TextBody ?? "");
 
-    private async Task<(EnrollmentResponse Cert, SubscriberKeyPair Key)> RenewAsync(ToolDir dir, string mailbox, EnrollmentResponse current,
-        SubscriberKeyPair key)
-    {
-        var next = SubscriberKeyPair.Generate("EC-P256");
-        var response = await app.Client.PostAsJsonAsync("/api/v1/renewals",
-            new { cms = RenewalRequests.Sign(dir, next.CreateCsrPem(mailbox), current.CertificatePem, key) });
-        await Http.EnsureStatus(response, HttpStatusCode.Created);
-        return ((await response.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!, next);
-    }
+    private Task<(EnrollmentResponse Cert, SubscriberKeyPair Key)> RenewAsync(ToolDir dir, string mailbox, EnrollmentResponse current,
+        SubscriberKeyPair key) => RenewalRequests.RenewToNewKeyAsync(app.Client, dir, mailbox, current, key);
 }

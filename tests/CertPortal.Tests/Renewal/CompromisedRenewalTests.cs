@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
@@ -107,15 +106,8 @@ public sealed class CompromisedRenewalTests(HoldingRenewalApp app) : IClassFixtu
         Assert.Equal("keyCompromise", (await app.GetCertificateAsync(f.SerialNumber)).RevocationReason);
     }
 
-    private async Task<(EnrollmentResponse Cert, SubscriberKeyPair Key)> RenewAsync(ToolDir dir, string mailbox, EnrollmentResponse current,
-        SubscriberKeyPair key)
-    {
-        var next = SubscriberKeyPair.Generate("EC-P256");
-        var response = await app.Client.PostAsJsonAsync("/api/v1/renewals",
-            new { cms = RenewalRequests.Sign(dir, next.CreateCsrPem(mailbox), current.CertificatePem, key) });
-        await Http.EnsureStatus(response, HttpStatusCode.Created);
-        return ((await response.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!, next);
-    }
+    private Task<(EnrollmentResponse Cert, SubscriberKeyPair Key)> RenewAsync(ToolDir dir, string mailbox, EnrollmentResponse current,
+        SubscriberKeyPair key) => RenewalRequests.RenewToNewKeyAsync(app.Client, dir, mailbox, current, key);
 
     /// <summary>The serials the revocation's answer says it revoked with the certificate, in serial order.</summary>
     private static async Task<string[]> AlsoRevokedAsync(HttpResponseMessage response)

@@ -238,6 +238,17 @@ public static class RenewalRequests
         return SignContent(dir, dir.File($"{id}.der"), certificatePem, key.PrivateKeyPem);
     }
 
+    /// <summary>Renews <paramref name="current"/> to a new EC-P256 key as an API client does (201 expected): the new certificate
+    /// and its key, for a chain of renewals.</summary>
+    public static async Task<(EnrollmentResponse Cert, SubscriberKeyPair Key)> RenewToNewKeyAsync(HttpClient client, ToolDir dir, string mailbox,
+        EnrollmentResponse current, SubscriberKeyPair key)
+    {
+        var next = SubscriberKeyPair.Generate("EC-P256");
+        var response = await client.PostAsJsonAsync("/api/v1/renewals", new { cms = Sign(dir, next.CreateCsrPem(mailbox), current.CertificatePem, key) });
+        await Http.EnsureStatus(response, HttpStatusCode.Created);
+        return ((await response.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!, next);
+    }
+
     /// <summary><c>openssl cms -sign -nodetach -binary</c> over a file, with the current certificate and its key.</summary>
     public static string SignContent(ToolDir dir, string contentFile, string certificatePem, string privateKeyPem)
     {
