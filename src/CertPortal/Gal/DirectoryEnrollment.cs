@@ -167,15 +167,18 @@ public sealed class DirectoryEnrollment(
             var people = await services.GetRequiredService<LdapDirectory>().ListPeopleWithMailAsync(baseDn, options.GroupDn, ct);
             // One person per mailbox in any case (LDAP finds mail so, and certificates and tokens are compared so: someone enrolled
             // as "alice@" whose entry says "Alice@" was invited again and again); entries whose mail the CA would refuse are reported.
-            var candidates = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+            // Keyed by the mailbox an invitation would go to; the value also holds every mailbox of the entry (mail is multi-valued:
+            // someone enrolled or invited under an alias was invited again and again for the first value).
+            var candidates = new Dictionary<string, (string Name, IReadOnlyList<string> Mailboxes)>(StringComparer.OrdinalIgnoreCase);
             var report = new List<DirectoryEnrollmentPerson>();
-            foreach (var (mail, name) in people)
+            foreach (var (mails, name) in people)
             {
-                if (!Mailbox.TryNormalize(mail, out var email, out var error))
-                    report.Add(new DirectoryEnrollmentPerson(Mailbox.Sanitize(mail), name, "failed", error));
+                var mailboxes = mails.Select(m => Mailbox.TryNormalize(m, out var e, out _) ? e : null).OfType<string>().ToList();
+                if (!Mailbox.TryNormalize(mails[0], out var email, out var error))
+                    report.Add(new DirectoryEnrollmentPerson(Mailbox.Sanitize(mails[0]), name, "failed", error));
                 else if (!Mailbox.DomainAllowed(email, portal.AllowedDomains))
                     report.Add(new DirectoryEnrollmentPerson(email, name, "failed", "The CA does not issue for this domain (CertPortal:AllowedDomains)."));
-                else candidates.TryAdd(email, name);
+                else candidates.TryAdd(email, (name, mailboxes));
             }
             run.Found = people.Count;
 
@@ -185,7 +188,8 @@ public sealed class DirectoryEnrollment(
             CertificateProfileName[] serving = profile == CertificateProfileName.Dual ? [profile] : [profile, CertificateProfileName.Dual];
             var enrolled = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
             var invitedLately = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-            foreach (var batch in candidates.Keys.Chunk(Chunk))
+            var looked = candidates.Values.SelectMany(p => p.Mailboxes).Distinct(StringComparer.OrdinalIgnoreCase);
+            foreach (var batch in looked.Chunk(Chunk))
             {
                 // lower("Email"), which the certificates' mailbox index covers (CertificateQueries.OfMailbox).
                 var lowered = batch.Select(e => e.ToLowerInvariant()).ToList();
@@ -206,9 +210,13 @@ public sealed class DirectoryEnrollment(
                     .Select(t => t.Email).ToListAsync(ct));
 #pragma warning restore CA1862
             }
-            run.AlreadyEnrolled = candidates.Keys.Count(enrolled.Contains);
-            run.RecentlyInvited = candidates.Keys.Count(e => !enrolled.Contains(e) && invitedLately.Contains(e));
-            var due = candidates.Where(p => !enrolled.Contains(p.Key) && !invitedLately.Contains(p.Key)).OrderBy(p => p.Key, StringComparer.Ordinal).ToList();
+            // A person is enrolled, or was invited lately, under any of the entry's mailboxes.
+            bool Enrolled(string key) => candidates[key].Mailboxes.Any(enrolled.Contains);
+            bool InvitedLately(string key) => candidates[key].Mailboxes.Any(invitedLately.Contains);
+            run.AlreadyEnrolled = candidates.Keys.Count(Enrolled);
+            run.RecentlyInvited = candidates.Keys.Count(e => !Enrolled(e) && InvitedLately(e));
+            var due = candidates.Where(p => !Enrolled(p.Key) && !InvitedLately(p.Key)).OrderBy(p => p.Key, StringComparer.Ordinal)
+                .Select(p => new KeyValuePair<string, string>(p.Key, p.Value.Name)).ToList();
             var inviting = due.Take(options.MaxInvitationsPerRun).ToList();
             run.Deferred = due.Count - inviting.Count;
 

@@ -131,12 +131,13 @@ public sealed class LdapDirectory
             }
         }, cancellationToken);
 
-    /// <summary>Every person under <paramref name="baseDn"/> with a mail attribute: mail and display name (displayName,
+    /// <summary>Every person under <paramref name="baseDn"/> with a mail attribute: its mail values (as the entry lists them:
+    /// mail is multi-valued, the first is usually the primary address and the rest aliases) and display name (displayName,
     /// else cn). With <paramref name="groupDn"/>, only the group's members (its member / uniqueMember values). Paged
     /// (RFC 2696), as above. For directory-driven enrollment.</summary>
-    public Task<IReadOnlyList<(string Mail, string DisplayName)>> ListPeopleWithMailAsync(string baseDn, string? groupDn,
+    public Task<IReadOnlyList<(IReadOnlyList<string> Mails, string DisplayName)>> ListPeopleWithMailAsync(string baseDn, string? groupDn,
         CancellationToken cancellationToken = default) =>
-        RunAsync<IReadOnlyList<(string, string)>>(conn =>
+        RunAsync<IReadOnlyList<(IReadOnlyList<string>, string)>>(conn =>
         {
             HashSet<string>? members = null;
             if (!string.IsNullOrWhiteSpace(groupDn))
@@ -147,7 +148,7 @@ public sealed class LdapDirectory
                     .SelectMany(e => BinaryValues(e, "member").Concat(BinaryValues(e, "uniqueMember")))
                     .Select(v => NormalizeDn(Encoding.UTF8.GetString(v))).ToHashSet(StringComparer.OrdinalIgnoreCase);
             }
-            var result = new List<(string, string)>();
+            var result = new List<(IReadOnlyList<string>, string)>();
             var paging = new PageResultRequestControl(500);
             while (true)
             {
@@ -157,9 +158,9 @@ public sealed class LdapDirectory
                 foreach (SearchResultEntry entry in response.Entries)
                 {
                     if (members is not null && !members.Contains(NormalizeDn(entry.DistinguishedName))) continue;
-                    var mail = BinaryValues(entry, "mail").Select(b => Encoding.UTF8.GetString(b)).FirstOrDefault();
+                    var mails = BinaryValues(entry, "mail").Select(b => Encoding.UTF8.GetString(b)).ToList();
                     var name = BinaryValues(entry, "displayName").Concat(BinaryValues(entry, "cn")).Select(b => Encoding.UTF8.GetString(b)).FirstOrDefault();
-                    if (mail is not null) result.Add((mail, name ?? ""));
+                    if (mails.Count > 0) result.Add((mails, name ?? ""));
                 }
                 var cookie = response.Controls.OfType<PageResultResponseControl>().FirstOrDefault()?.Cookie;
                 if (cookie is null || cookie.Length == 0) return result;

@@ -301,3 +301,30 @@ public sealed class DirectoryEnrollmentStandingTests(WholeDirectoryEnrollmentApp
         Assert.Contains(Mail("revoked"), listed);
     }
 }
+
+/// <summary>mail is multi-valued: an entry lists a person's aliases beside the primary address. Someone enrolled under an alias
+/// (a certificate, or a link that still works, for alias@) was invited again every ReinviteAfter for the first value.</summary>
+public sealed class DirectoryEnrollmentAliasTests(WholeDirectoryEnrollmentApp app) : IClassFixture<WholeDirectoryEnrollmentApp>
+{
+    [Fact]
+    public async Task A_person_enrolled_or_invited_under_an_alias_is_not_invited_for_the_first_mail_value()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        string Primary(string who) => $"{who}.{run}@example.com";
+        string Alias(string who) => $"{who}.alias.{run}@example.com";
+        var ldif = new StringBuilder();
+        foreach (var who in new[] { "enrolled", "linked", "plain" })
+            ldif.Append(CultureInfo.InvariantCulture, $"dn: uid={who}-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: {who}-{run}\ncn: {who}\nsn: {who}\n")
+                .Append(CultureInfo.InvariantCulture, $"mail: {Primary(who)}\nmail: {Alias(who)}\n\n");
+        app.Ldap.Modify(ldif.ToString(), add: true);
+        await app.IssueAsync(Alias("enrolled"), "dual");
+        await Http.EnsureStatus(await app.Admin.PostAsJsonAsync("/api/v1/tokens", new { email = Alias("linked"), profile = "dual", validHours = 72 }),
+            HttpStatusCode.Created);
+
+        var dry = await DirectoryEnrollmentTests.RunAsync(app, dryRun: true);
+        var listed = DirectoryEnrollmentTests.People(dry, "would-invite").Where(e => e.Contains(run, StringComparison.Ordinal)).ToList();
+        Assert.True(listed.SequenceEqual([Primary("plain")]), $"would invite [{string.Join(", ", listed)}], expected only {Primary("plain")}");
+        Assert.Equal(1, dry.GetProperty("alreadyEnrolled").GetInt32());
+        Assert.Equal(1, dry.GetProperty("recentlyInvited").GetInt32());
+    }
+}
