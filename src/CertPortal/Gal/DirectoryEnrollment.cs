@@ -167,18 +167,21 @@ public sealed class DirectoryEnrollment(
             var people = await services.GetRequiredService<LdapDirectory>().ListPeopleWithMailAsync(baseDn, options.GroupDn, ct);
             // One person per mailbox in any case (LDAP finds mail so, and certificates and tokens are compared so: someone enrolled
             // as "alice@" whose entry says "Alice@" was invited again and again); entries whose mail the CA would refuse are reported.
-            // Keyed by the mailbox an invitation would go to; the value also holds every mailbox of the entry (mail is multi-valued:
-            // someone enrolled or invited under an alias was invited again and again for the first value).
+            // Keyed by the mailbox an invitation would go to: the entry's first mail value the CA would issue for (mail is
+            // multi-valued, and an entry whose first value was refused was reported as failed although an alias would do). The
+            // value also holds every mailbox of the entry: someone enrolled or invited under an alias was invited again and
+            // again for the first value. An entry with no mailbox the CA would issue for is reported with its first value.
             var candidates = new Dictionary<string, (string Name, IReadOnlyList<string> Mailboxes)>(StringComparer.OrdinalIgnoreCase);
             var report = new List<DirectoryEnrollmentPerson>();
             foreach (var (mails, name) in people)
             {
                 var mailboxes = mails.Select(m => Mailbox.TryNormalize(m, out var e, out _) ? e : null).OfType<string>().ToList();
-                if (!Mailbox.TryNormalize(mails[0], out var email, out var error))
+                if (mailboxes.FirstOrDefault(m => Mailbox.DomainAllowed(m, portal.AllowedDomains)) is { } email)
+                    candidates.TryAdd(email, (name, mailboxes));
+                else if (!Mailbox.TryNormalize(mails[0], out var first, out var error))
                     report.Add(new DirectoryEnrollmentPerson(Mailbox.Sanitize(mails[0]), name, "failed", error));
-                else if (!Mailbox.DomainAllowed(email, portal.AllowedDomains))
-                    report.Add(new DirectoryEnrollmentPerson(email, name, "failed", "The CA does not issue for this domain (CertPortal:AllowedDomains)."));
-                else candidates.TryAdd(email, (name, mailboxes));
+                else
+                    report.Add(new DirectoryEnrollmentPerson(first, name, "failed", "The CA does not issue for this domain (CertPortal:AllowedDomains)."));
             }
             run.Found = people.Count;
 

@@ -327,4 +327,24 @@ public sealed class DirectoryEnrollmentAliasTests(WholeDirectoryEnrollmentApp ap
         Assert.Equal(1, dry.GetProperty("alreadyEnrolled").GetInt32());
         Assert.Equal(1, dry.GetProperty("recentlyInvited").GetInt32());
     }
+
+    /// <summary>An entry whose first mail value the CA would refuse was reported as failed although an alias would do.</summary>
+    [Fact]
+    public async Task A_person_whose_first_mail_value_is_refused_is_invited_at_the_first_alias_that_is_not()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        var ldif = new StringBuilder()
+            .Append(CultureInfo.InvariantCulture, $"dn: uid=odd-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: odd-{run}\ncn: odd\nsn: odd\n")
+            .Append(CultureInfo.InvariantCulture, $"mail: odd-{run}\nmail: odd.{run}@example.com\nmail: odd.second.{run}@example.com\n\n")
+            .Append(CultureInfo.InvariantCulture, $"dn: uid=none-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: none-{run}\ncn: none\nsn: none\n")
+            .Append(CultureInfo.InvariantCulture, $"mail: none-{run}\nmail: none-{run}@\n\n");
+        app.Ldap.Modify(ldif.ToString(), add: true);
+
+        var dry = await DirectoryEnrollmentTests.RunAsync(app, dryRun: true);
+        var listed = DirectoryEnrollmentTests.People(dry, "would-invite").Where(e => e.Contains(run, StringComparison.Ordinal)).ToList();
+        var failed = DirectoryEnrollmentTests.People(dry, "failed").Where(e => e.Contains(run, StringComparison.Ordinal)).ToList();
+        Assert.True(listed.SequenceEqual([$"odd.{run}@example.com"]), $"would invite [{string.Join(", ", listed)}], failed [{string.Join(", ", failed)}]");
+        // Nothing the CA would issue for: reported with the first value, as before.
+        Assert.Equal([$"none-{run}"], failed);
+    }
 }
