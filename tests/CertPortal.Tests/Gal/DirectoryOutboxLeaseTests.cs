@@ -269,7 +269,6 @@ public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
         return (outbox, email);
     }
 
-    /// <summary>The outbox rows of a person entry that are due now (a scheduled expiry is not), in every spelling.</summary>
     /// <summary>Every row that failed, with its key and last error: what a guard that fires should say.</summary>
     protected async Task<string> FailuresAsync()
     {
@@ -279,6 +278,7 @@ public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
         return string.Join("; ", rows.Select(r => $"{r.Kind} {r.Key} (attempt {r.Attempts}, done {r.CompletedAt:O}): {r.LastError}"));
     }
 
+    /// <summary>The outbox rows of a person entry that are due now (a scheduled expiry is not), in every spelling.</summary>
     protected async Task<List<DirectoryPublication>> RowsAsync(string email)
     {
         using var scope = app.Service<IServiceScopeFactory>().CreateScope();
