@@ -116,8 +116,20 @@ public static class Mailbox
     public static string Domain(string mailbox) => mailbox[(mailbox.LastIndexOf('@') + 1)..];
 
     /// <summary>Allowed domains may be configured in Unicode or A-labels; mailboxes are normalised to A-labels.</summary>
-    public static bool DomainAllowed(string mailbox, IReadOnlyCollection<string> allowed) =>
-        allowed.Count == 0 || allowed.Any(d => string.Equals(AsciiDomain(d.Trim().TrimStart('.')), Domain(mailbox), StringComparison.OrdinalIgnoreCase));
+    public static bool DomainAllowed(string mailbox, IReadOnlyCollection<string> allowed)
+    {
+        if (allowed.Count == 0) return true;
+        var domain = Domain(mailbox);
+        foreach (var configured in allowed)
+            if (string.Equals(AllowedForm(configured), domain, StringComparison.OrdinalIgnoreCase)) return true;
+        return false;
+    }
+
+    // Asked at token creation and again at every issuance (a domain taken off the list gets nothing more): each configured
+    // domain is mapped to its A-labels once, not per enrollment. Keys are configuration values only, so the map stays small.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> AllowedForms = new();
+
+    private static string AllowedForm(string configured) => AllowedForms.GetOrAdd(configured, d => AsciiDomain(d.Trim().TrimStart('.')));
 
     private static string AsciiDomain(string domain)
     {
