@@ -27,7 +27,10 @@ public static class SerialNumber
 
     public static string ToHex(ReadOnlySpan<byte> serial) => Convert.ToHexString(serial);
 
-    /// <summary>Accepts the forms people paste: upper or lower case, with or without colons or spaces.</summary>
+    /// <summary>Accepts the forms people paste: upper or lower case, with or without colons or spaces, with or without
+    /// leading zero octets. The result is the integer's DER content octets in hex, as <see cref="ToHex"/> stores a serial:
+    /// an ASN.1 dump or a form field padded to 20 octets shows "00:1A:..." for the serial OpenSSL prints as "1A...",
+    /// and both name one certificate (X.690 8.3.2: the minimal encoding, one 00 only before a first octet of 80 or more).</summary>
     public static bool TryNormalize(string? input, out string hex)
     {
         hex = "";
@@ -35,7 +38,10 @@ public static class SerialNumber
         var s = input.Replace(":", "").Replace(" ", "").ToUpperInvariant();
         if (s.Length is 0 or > 64 || !s.All(Uri.IsHexDigit)) return false;
         if (s.Length % 2 == 1) s = "0" + s;
-        hex = s;
+        var start = 0;
+        while (start < s.Length - 2 && s[start] == '0' && s[start + 1] == '0') start += 2;
+        s = s[start..];
+        hex = s[0] >= '8' ? "00" + s : s;
         return true;
     }
 }

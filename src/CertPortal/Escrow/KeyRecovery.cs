@@ -168,9 +168,10 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         if (!await db.RecoveryRequests.AnyAsync(r => r.Id == requestId, ct)) return Failure.NotFound($"No recovery request {requestId}.");
         var now = time.GetUtcNow();
         await using var tx = await db.Database.BeginTransactionAsync(ct);
-        var cancelled = await db.RecoveryRequests.Where(r => r.Id == requestId && r.CompletedAt == null && r.CancelledAt == null)
+        // An expired request is over already: cancelling it would turn its recorded expiry into a cancellation.
+        var cancelled = await db.RecoveryRequests.Where(r => r.Id == requestId && r.CompletedAt == null && r.CancelledAt == null && r.ExpiresAt > now)
             .ExecuteUpdateAsync(s => s.SetProperty(r => r.CancelledAt, now), ct);
-        if (cancelled != 1) return Failure.Conflict("This recovery request is already completed or cancelled.");
+        if (cancelled != 1) return Failure.Conflict("This recovery request is already completed, cancelled or expired.");
         await db.RecoveryApprovals.Where(a => a.RequestId == requestId).ExecuteUpdateAsync(s => s.SetProperty(a => a.SealedShare, (byte[]?)null), ct);
         AuditLog.Record(db, now, actor, AuditActions.RecoveryCancelled, $"recovery:{requestId}", new { reason });
         await db.SaveChangesAsync(ct);

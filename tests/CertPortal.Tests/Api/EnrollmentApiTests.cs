@@ -66,6 +66,9 @@ public class EnrollmentApiTests(CertPortalApp app) : IClassFixture<CertPortalApp
         var (issued, _) = await app.IssueAsync("lookup.serial@example.test", "signing");
         var colons = string.Join(':', Enumerable.Range(0, issued.SerialNumber.Length / 2).Select(i => issued.SerialNumber.Substring(i * 2, 2))).ToLowerInvariant();
         Assert.Equal(issued.SerialNumber, (await app.GetCertificateAsync(colons)).SerialNumber);
+        // As an ASN.1 dump or a field padded to 20 octets shows it: leading zero octets name the same integer.
+        Assert.Equal(issued.SerialNumber, (await app.GetCertificateAsync("00:00:" + colons)).SerialNumber);
+        Assert.Equal(issued.SerialNumber, (await app.GetCertificateAsync("0" + issued.SerialNumber)).SerialNumber);
         await Http.AssertProblem(await app.Client.GetAsync("/api/v1/certificates/ABCDEF0123456789"), HttpStatusCode.NotFound);
         await Http.AssertProblem(await app.Client.GetAsync("/api/v1/certificates/not-hex"), HttpStatusCode.BadRequest);
     }

@@ -60,6 +60,7 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
         await Http.AssertProblem(await app.Agents[1].Client.GetAsync($"/api/v1/recoveries/{requestId}/share"), HttpStatusCode.Conflict);
         await Http.AssertProblem(await RecoveryAgents.SubmitShareAsync(app.Agents[1], requestId, "AAAA"), HttpStatusCode.Conflict);
         await Http.AssertProblem(await ExportAsync(requestId), HttpStatusCode.Conflict);
+        await Http.AssertProblem(await app.Admin.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/cancel", new { reason = "too late" }), HttpStatusCode.Conflict);
         Assert.Equal("expired", (await app.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{requestId}")).GetProperty("status").GetString());
 
         using (var scope = app.Services.CreateScope())

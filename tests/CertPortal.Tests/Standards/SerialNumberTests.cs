@@ -47,6 +47,26 @@ public sealed class SerialNumberTests
         }
     }
 
+    [Theory]
+    [InlineData("1a:2B:3c", "1A2B3C")]
+    [InlineData("00:1A:2B", "1A2B")]
+    [InlineData("0000001A2B", "1A2B")]
+    [InlineData("A2B", "0A2B")]
+    [InlineData("8A:2B", "008A2B")] // as OpenSSL prints a serial whose DER content begins with 00
+    [InlineData("00008A2B", "008A2B")]
+    [InlineData("00 00", "00")]
+    public void A_pasted_serial_becomes_the_hex_of_its_der_content(string pasted, string stored)
+    {
+        Assert.True(SerialNumber.TryNormalize(pasted, out var hex));
+        Assert.Equal(stored, hex);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("::")]
+    [InlineData("xyz")]
+    public void A_pasted_serial_that_is_not_hex_is_refused(string pasted) => Assert.False(SerialNumber.TryNormalize(pasted, out _));
+
     [Fact]
     public void Serials_of_one_instant_differ_in_80_bits_from_the_csprng()
     {
