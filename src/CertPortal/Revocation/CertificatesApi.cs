@@ -140,11 +140,13 @@ public static class CertificatesApi
     /// <c>Cache-Control: public, no-cache</c>: a shared cache (a proxy in front of the mail gateways) may keep the CRL but must
     /// ask again before each use, a 304 by ETag while it is current. Without it, RFC 9111 §4.2.2 lets a cache reuse a response
     /// with Last-Modified for a tenth of its age unasked: a CRL an hour old could go on being served for six minutes after a
-    /// revocation had replaced it.</summary>
+    /// revocation had replaced it. A client (or that cache) revalidating a CRL newer than this node's, which another node
+    /// signed since this one last looked, gets the newer CRL's 304, not this node's older CRL in its place.</summary>
     private static async Task<Results<FileStreamHttpResult, ProblemHttpResult>> ServeCrl(CrlPublisher crls, HttpResponse response, string authority,
         CancellationToken ct, bool delta = false)
     {
-        var crl = await crls.ServedAsync(authority, ct, delta);
+        var ifNoneMatch = response.HttpContext.Request.Headers.IfNoneMatch;
+        var crl = await crls.ServedAsync(authority, ct, delta, ifNoneMatch.Count == 0 ? null : PublishedCrl.NewestNumberIn(ifNoneMatch, authority));
         if (crl is null)
             return Failure.NotFound(delta ? "Delta CRLs are not enabled (Crl:DeltaBaseInterval), or none has been signed yet." : "No CRL has been signed yet.").ToProblem();
         response.Headers.CacheControl = "public, no-cache";

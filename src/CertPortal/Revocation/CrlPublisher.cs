@@ -12,6 +12,24 @@ public sealed record PublishedCrl(string Authority, long Number, DateTimeOffset 
 {
     /// <summary>Strong validator: a CA's CRL number names exactly one CRL.</summary>
     public string ETag => $"\"{Authority}-{Number}\"";
+
+    /// <summary>The highest CRL number of <paramref name="authority"/> among the entity tags of an If-None-Match header
+    /// (a list, RFC 9110 §13.1.2), or null when none is one of ours.</summary>
+    public static long? NewestNumberIn(Microsoft.Extensions.Primitives.StringValues ifNoneMatch, string authority)
+    {
+        long? newest = null;
+        if (!Microsoft.Net.Http.Headers.EntityTagHeaderValue.TryParseList(ifNoneMatch, out var tags)) return null;
+        var prefix = authority + "-";
+        foreach (var tag in tags)
+        {
+            var value = tag.Tag.AsSpan().Trim('"');
+            if (!tag.IsWeak && value.StartsWith(prefix, StringComparison.Ordinal)
+                && long.TryParse(value[prefix.Length..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n)
+                && !(n <= newest))
+                newest = n;
+        }
+        return newest;
+    }
 }
 
 /// <summary>Signs CRLs off the revocation path: a revocation commits its row and a <see cref="CrlChange"/>, and returns;
@@ -34,11 +52,13 @@ public sealed class CrlPublisher(IServiceScopeFactory scopes, CertPortalOptions 
     public void ChangeCommitted() => _wake.Writer.TryWrite(true);
 
     /// <summary>The complete CRL (or, with <paramref name="delta"/>, the delta CRL) this node serves; null only before
-    /// the first one exists, or for delta CRLs when they are off.</summary>
-    public async Task<PublishedCrl?> ServedAsync(string authority, CancellationToken ct, bool delta = false)
+    /// the first one exists, or for delta CRLs when they are off. <paramref name="newerSeen"/>: the number of a CRL of this
+    /// CA the client already holds (from its conditional request); when it is newer than this node's, another node signed it
+    /// within the last <c>Crl:CheckInterval</c>, and the database is asked now rather than answering with an older CRL.</summary>
+    public async Task<PublishedCrl?> ServedAsync(string authority, CancellationToken ct, bool delta = false, long? newerSeen = null)
     {
         if (delta && !options.Crl.DeltasEnabled) return null;
-        if (_served.TryGetValue(Key(authority, delta), out var crl)) return crl;
+        if (_served.TryGetValue(Key(authority, delta), out var crl) && !(newerSeen > crl.Number)) return crl;
         await using var scope = scopes.CreateAsyncScope();
         return await LoadAsync(scope.ServiceProvider.GetRequiredService<CertPortalDbContext>(), authority, delta, ct);
     }
