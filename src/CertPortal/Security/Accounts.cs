@@ -111,39 +111,74 @@ public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time, 
     public async Task<IReadOnlyList<AccountView>> ListAsync(CancellationToken ct) =>
         (await db.Accounts.AsNoTracking().OrderBy(a => a.Name).ToListAsync(ct)).Select(AccountView.From).ToList();
 
+    /// <summary>Disables an account: its API key and console sessions stop working. Refused (409) for the last enabled
+    /// administrator account (see <see cref="EnabledAdministrators"/>).</summary>
     public async Task<Outcome<AccountView>> DisableAsync(Guid id, string actor, CancellationToken ct)
     {
+        await using var tx = await BeginAdministratorChangeAsync(ct);
         var account = await db.Accounts.FirstOrDefaultAsync(a => a.Id == id, ct);
         if (account is null) return Failure.NotFound($"No account with id {id}.");
         if (account.DisabledAt is null)
         {
+            if (await IsLastAdministratorAsync(account, ct)) return LastAdministrator(account, "disabled");
             account.DisabledAt = time.GetUtcNow();
             AuditLog.Record(db, account.DisabledAt.Value, actor, AuditActions.AccountDisabled, $"account:{account.Id}", new { account.Name });
             await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
             sessions.Forget(account.Id);
             apiKeys.Forget(account);
         }
         return AccountView.From(account);
     }
 
-    /// <summary>Changes what an account may do; its open console sessions end at their next request.</summary>
+    /// <summary>Changes what an account may do; its open console sessions end at their next request. Refused (409) when it
+    /// would demote the last enabled administrator account.</summary>
     public async Task<Outcome<AccountView>> ChangeRoleAsync(Guid id, string? role, string actor, CancellationToken ct)
     {
         if (role is null || !AllRoles.Contains(role))
             return Failure.Unprocessable("Invalid role.", $"role must be one of {string.Join(", ", AllRoles)}.");
+        await using var tx = await BeginAdministratorChangeAsync(ct);
         var account = await db.Accounts.FirstOrDefaultAsync(a => a.Id == id, ct);
         if (account is null) return Failure.NotFound($"No account with id {id}.");
         if (account.Role != role)
         {
+            if (await IsLastAdministratorAsync(account, ct)) return LastAdministrator(account, "demoted");
             var previous = account.Role;
             account.Role = role;
             AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.AccountRoleChanged, $"account:{account.Id}", new { account.Name, previous, role });
             await db.SaveChangesAsync(ct);
+            await tx.CommitAsync(ct);
             sessions.Forget(account.Id);
             apiKeys.Forget(account);
         }
         return AccountView.From(account);
     }
+
+    /// <summary>What "an administrator is left" counts: enabled accounts with the administrator role, with a password or only
+    /// an API key (either can create the next administrator). The admin API key is not one: it is the installation's bootstrap
+    /// and break-glass credential, kept by whoever runs the servers, not an account anyone signs in with, and an operator may
+    /// hand it to nobody; counting it would make the guard meaningless, since it always exists.</summary>
+    public static IQueryable<Account> EnabledAdministrators(CertPortalDbContext db) =>
+        db.Accounts.Where(a => a.Role == Roles.Administrator && a.DisabledAt == null);
+
+    /// <summary>Every change that can take an enabled administrator away is decided one at a time, in one transaction with its
+    /// check: two administrators disabling each other at once each saw the other still enabled and both went, leaving none.
+    /// SQLite's write transaction excludes other writers (the accounts command's too); PostgreSQL, whose writers run at once
+    /// under read committed, takes a named lock before the account is read, so the count below sees the other's commit.</summary>
+    private async Task<Microsoft.EntityFrameworkCore.Storage.IDbContextTransaction> BeginAdministratorChangeAsync(CancellationToken ct)
+    {
+        var tx = await db.Database.BeginTransactionAsync(ct);
+        await db.LockNamedAsync("administrators", ct);
+        return tx;
+    }
+
+    private async Task<bool> IsLastAdministratorAsync(Account account, CancellationToken ct) =>
+        account is { Role: Roles.Administrator, DisabledAt: null } &&
+        !await EnabledAdministrators(db).AnyAsync(a => a.Id != account.Id, ct);
+
+    private static Failure LastAdministrator(Account account, string change) => new(FailureKind.Conflict, "Last administrator.",
+        $"'{account.Name}' is the last enabled administrator account: the last enabled administrator account cannot be {change}; " +
+        "create another first (the admin API key does not count: it is not an account).");
 
     /// <summary>Sign-out: ends every console session of the account, on every node (others within
     /// <see cref="ConsoleSessions.CacheFor"/>). A cookie is a bearer credential valid for 8 sliding hours; deleting it from the

@@ -159,6 +159,24 @@ public class CertPortalApp : IAsyncLifetime
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", created.GetProperty("apiKey").GetString());
         return (created.GetProperty("id").GetGuid(), client);
     }
+
+    /// <summary>Disables every enabled administrator account but <paramref name="keep"/> (at least one), through the admin API,
+    /// so that a test knows which administrators its fixture has whatever other tests created.</summary>
+    public async Task DisableAdministratorsExceptAsync(params Guid[] keep)
+    {
+        foreach (var a in (await Admin.GetFromJsonAsync<JsonElement>("/api/v1/accounts", Http.Json)).EnumerateArray())
+        {
+            var id = a.GetProperty("id").GetGuid();
+            if (a.GetProperty("role").GetString() == "administrator" && a.GetProperty("disabledAt").ValueKind == JsonValueKind.Null && !keep.Contains(id))
+                await Http.EnsureStatus(await Admin.DeleteAsync($"/api/v1/accounts/{id}"), HttpStatusCode.OK);
+        }
+    }
+
+    /// <summary>The enabled administrator accounts, by id.</summary>
+    public async Task<IReadOnlyList<Guid>> EnabledAdministratorsAsync() =>
+        (await Admin.GetFromJsonAsync<JsonElement>("/api/v1/accounts", Http.Json)).EnumerateArray()
+            .Where(a => a.GetProperty("role").GetString() == "administrator" && a.GetProperty("disabledAt").ValueKind == JsonValueKind.Null)
+            .Select(a => a.GetProperty("id").GetGuid()).ToList();
 }
 
 public sealed record TokenResponse(Guid Id, string Token, string Email, string DisplayName, string Profile, DateTimeOffset ExpiresAt, string EnrollmentUrl);

@@ -16,6 +16,8 @@ public sealed class ConsoleSessionTests(BrowserApp app) : IClassFixture<BrowserA
     public async Task Disabling_an_administrator_ends_their_open_session_at_the_next_request()
     {
         var name = Unique("disabled");
+        // Another administrator, so that this one is not the last (which may be neither disabled nor demoted).
+        await app.CreateAccountAsync(Unique("keeper"), "administrator");
         var (id, _) = await app.CreateAccountAsync(name, "administrator", "session-password-1");
         var page = await app.NewPageAsync();
         await app.SignInAsync(page, name, "session-password-1");
@@ -34,6 +36,8 @@ public sealed class ConsoleSessionTests(BrowserApp app) : IClassFixture<BrowserA
     public async Task Demoting_an_administrator_to_auditor_refuses_their_write_actions_at_once()
     {
         var name = Unique("demoted");
+        // Another administrator, so that this one is not the last (which may be neither disabled nor demoted).
+        await app.CreateAccountAsync(Unique("keeper"), "administrator");
         var (id, _) = await app.CreateAccountAsync(name, "administrator", "session-password-2");
         var page = await app.NewPageAsync();
         await app.SignInAsync(page, name, "session-password-2");

@@ -51,6 +51,8 @@ public sealed class AccountsApiTests(CertPortalApp app) : IClassFixture<CertPort
     [Fact]
     public async Task Disabled_account_key_stops_working()
     {
+        // Another administrator, so that this one is not the last (which may be neither disabled nor demoted).
+        await app.CreateAccountAsync("keeper-" + Guid.NewGuid().ToString("N")[..8], Roles.Administrator);
         var (id, client) = await app.CreateAccountAsync("temp-" + Guid.NewGuid().ToString("N")[..8], Roles.Administrator);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/accounts")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await app.Admin.DeleteAsync($"/api/v1/accounts/{id}")).StatusCode);
@@ -63,6 +65,8 @@ public sealed class AccountsApiTests(CertPortalApp app) : IClassFixture<CertPort
     [Fact]
     public async Task Role_change_applies_to_the_account_key_at_its_next_request()
     {
+        // Another administrator, so that this one is not the last (which may be neither disabled nor demoted).
+        await app.CreateAccountAsync("keeper-" + Guid.NewGuid().ToString("N")[..8], Roles.Administrator);
         var (id, client) = await app.CreateAccountAsync("demoted-" + Guid.NewGuid().ToString("N")[..8], Roles.Administrator);
         // The key has been used (and its account remembered) before the change.
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/v1/accounts")).StatusCode);
