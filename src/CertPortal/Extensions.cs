@@ -66,6 +66,7 @@ public static class Extensions
         services.AddScoped<EnrollmentTokens>();
         services.AddScoped<Accounts>();
         services.AddScoped<SignInThrottle>();
+        services.AddSingleton<SignInNames>();
         builder.AddDirectoryPublishing();
         builder.AddMail();
         builder.AddRenewal();

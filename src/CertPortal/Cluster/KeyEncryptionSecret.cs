@@ -48,6 +48,11 @@ public sealed class KeyEncryptionSecret
         return plaintext;
     }
 
+    /// <summary>A 256-bit key for <paramref name="purpose"/>, the same on every node given the same passphrase and nowhere
+    /// stored: for keyed hashes nodes must agree on (see <see cref="Security.SignInNames"/>). The purpose is the salt, so keys for
+    /// different purposes are unrelated; derived as slowly as the sealing keys, once per process and purpose.</summary>
+    public byte[] DeriveKey(string purpose) => KeyFor(Encoding.UTF8.GetBytes("certportal:derived-key:" + purpose));
+
     private byte[] KeyFor(byte[] salt) => _keys.GetOrAdd(Convert.ToHexString(salt),
         _ => Rfc2898DeriveBytes.Pbkdf2(_passphrase(), salt, Iterations, HashAlgorithmName.SHA256, 32));
 }

@@ -64,7 +64,7 @@ public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time, 
     /// The others carry a colon (system:…, holder:…, cli:…), which a name cannot.</summary>
     public async Task<Outcome<CreatedAccount>> CreateAsync(CreateAccountRequest request, string actor, CancellationToken ct)
     {
-        var name = (request.Name ?? "").Trim().ToLowerInvariant();
+        var name = NormalizeName(request.Name);
         if (!NamePattern().IsMatch(name))
             return Failure.Unprocessable("Invalid name.", "name must be 1-64 characters: a-z, 0-9, '.', '_', '@', '-', starting with a letter or digit.");
         if (AuditActors.All.Contains(name))
@@ -202,16 +202,21 @@ public sealed partial class Accounts(CertPortalDbContext db, TimeProvider time, 
     public Task<Account?> FindByApiKeyHashAsync(byte[] hash, CancellationToken ct) =>
         db.Accounts.AsNoTracking().FirstOrDefaultAsync(a => a.ApiKeyHash == hash && a.DisabledAt == null, ct);
 
-    /// <summary>The account when the password is right and the account enabled. Unknown names cost
-    /// the same PBKDF2 work, so response time does not reveal which names exist.</summary>
-    public async Task<Account?> SignInAsync(string? name, string? password, CancellationToken ct)
+    /// <summary>A name as accounts are named: what <see cref="CreateAsync"/> stores and a sign-in is compared with.</summary>
+    public static string NormalizeName(string? name) => (name ?? "").Trim().ToLowerInvariant();
+
+    /// <summary>The account named <paramref name="normalizedName"/> (<see cref="NormalizeName"/>), enabled or not, or null. Text
+    /// that cannot be an account's name is not looked up (which tells nothing a reader of <see cref="NamePattern"/> does not know).</summary>
+    public Task<Account?> FindByNameAsync(string normalizedName, CancellationToken ct) => NamePattern().IsMatch(normalizedName)
+        ? db.Accounts.AsNoTracking().FirstOrDefaultAsync(a => a.Name == normalizedName, ct)
+        : Task.FromResult<Account?>(null);
+
+    /// <summary>The account when the password is right and the account enabled. Always one PBKDF2 verification, against a
+    /// dummy hash for no account or one without a password, so response time does not reveal which names exist.</summary>
+    public static Account? CheckPassword(Account? account, string? password)
     {
-        var normalized = (name ?? "").Trim().ToLowerInvariant();
-        var account = normalized.Length is > 0 and <= 64
-            ? await db.Accounts.AsNoTracking().FirstOrDefaultAsync(a => a.Name == normalized && a.DisabledAt == null, ct)
-            : null;
         var ok = PasswordHashing.Verify(password ?? "", account?.PasswordHash ?? DummyHash);
-        return ok && account?.PasswordHash is not null ? account : null;
+        return ok && account is { PasswordHash: not null, DisabledAt: null } ? account : null;
     }
 
     private static readonly string DummyHash = PasswordHashing.Hash("not-a-real-password-" + Guid.NewGuid());

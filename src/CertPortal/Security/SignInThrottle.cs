@@ -4,9 +4,11 @@ using Microsoft.EntityFrameworkCore;
 namespace CertPortal.Security;
 
 /// <summary>Slows password guessing on the console: after <see cref="MaxFailures"/> failed sign-ins for one
-/// account name within <see cref="Window"/> (and since its last successful sign-in), further attempts are refused
+/// name within <see cref="Window"/> (and since its last successful sign-in), further attempts are refused
 /// without checking the password until the window has passed. The count comes from the audit log, so it holds
-/// across restarts and across instances sharing one PostgreSQL database.</summary>
+/// across restarts and across instances sharing one PostgreSQL database. A name is counted under its audit actor (the
+/// <c>key</c> below): an account's name, or for any other text its <see cref="SignInNames.UnknownAccountActor"/>, so that names
+/// which are no account are throttled alike without being stored.</summary>
 public sealed class SignInThrottle(CertPortalDbContext db, TimeProvider time)
 {
     public const int MaxFailures = 5;
@@ -15,14 +17,6 @@ public sealed class SignInThrottle(CertPortalDbContext db, TimeProvider time)
     public const string FailedAction = "account.sign-in-failed";
     public const string SucceededAction = "account.signed-in";
     public const string ThrottledAction = "account.sign-in-throttled";
-
-    /// <summary>The name as failures are recorded under: what <see cref="Accounts.SignInAsync"/> looks up, bounded.</summary>
-    public static string Key(string? name)
-    {
-        var normalized = Mailbox.Sanitize((name ?? "").Trim().ToLowerInvariant());
-        // Not through the middle of a surrogate pair: half of one is not text PostgreSQL can compare (Npgsql throws: a 500).
-        return normalized.Length <= 64 ? normalized : normalized[..(char.IsHighSurrogate(normalized[63]) ? 63 : 64)];
-    }
 
     /// <summary>Starts a sign-in for <paramref name="key"/>, or null when another one for the same name (or one sharing its stripe)
     /// is under way on any node. The throttle counts failures once they are recorded, after the password check (PBKDF2, a
@@ -41,7 +35,7 @@ public sealed class SignInThrottle(CertPortalDbContext db, TimeProvider time)
 
     internal sealed record SignIn(DateTimeOffset At, string Action);
 
-    /// <summary>The account's sign-ins (failed or not) after <paramref name="since"/>, read through IX_AuditEvents_SignIns, which
+    /// <summary>The name's sign-ins (failed or not) after <paramref name="since"/>, read through IX_AuditEvents_SignIns, which
     /// holds only sign-in events: its filter is this query's Action condition, as SQLite needs to use a partial index.</summary>
     internal static IQueryable<SignIn> SignInsSince(CertPortalDbContext db, string key, DateTimeOffset since) => db.AuditEvents.AsNoTracking()
         .Where(e => e.At > since && e.Actor == key && (e.Action == FailedAction || e.Action == SucceededAction))

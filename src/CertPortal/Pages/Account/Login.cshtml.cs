@@ -9,7 +9,8 @@ using Microsoft.AspNetCore.Mvc.RazorPages;
 
 namespace CertPortal.Pages.Account;
 
-public sealed class LoginModel(Accounts accounts, SignInThrottle throttle, CertPortalDbContext db, TimeProvider time, ILogger<LoginModel> logger) : PageModel
+public sealed class LoginModel(Accounts accounts, SignInThrottle throttle, SignInNames names, CertPortalDbContext db, TimeProvider time,
+    ILogger<LoginModel> logger) : PageModel
 {
     [BindProperty, Required(ErrorMessage = "Enter your account name.")] public string? Name { get; set; }
     [BindProperty, Required(ErrorMessage = "Enter your password.")] public string? Password { get; set; }
@@ -23,7 +24,13 @@ public sealed class LoginModel(Accounts accounts, SignInThrottle throttle, CertP
     {
         SetupDone = await SetupModel.HasAdministratorAsync(db, ct);
         if (!ModelState.IsValid) return Page();
-        var key = SignInThrottle.Key(Name);
+        var name = Accounts.NormalizeName(Name);
+        // The name the attempt is counted, recorded and logged under: the account's own, or for text that names no account
+        // (often a password typed into the wrong field) a keyed hash of it, never the text (SignInNames). Both are worked out
+        // for every attempt, so the work done does not depend on whether the name exists.
+        var unknownAccount = names.UnknownAccountActor(name);
+        var named = await accounts.FindByNameAsync(name, ct);
+        var key = named?.Name ?? unknownAccount;
         var address = HttpContext.Connection.RemoteIpAddress?.ToString() ?? "unknown";
         await using var attempt = await throttle.TryBeginAsync(key, ct);
         if (attempt is null)
@@ -42,10 +49,10 @@ public sealed class LoginModel(Accounts accounts, SignInThrottle throttle, CertP
             Error = $"Too many failed sign-ins for this account. Wait {SignInThrottle.Window.TotalMinutes:0} minutes and try again, or ask another administrator.";
             return Page();
         }
-        var account = await accounts.SignInAsync(Name, Password, ct);
+        var account = Accounts.CheckPassword(named, Password);
         if (account is null)
         {
-            // The name is logged (to spot guessing), never the password.
+            // The account's name or the unknown name's hash is logged (to spot guessing), never what was typed.
             logger.LogWarning("Failed console sign-in for {Name} from {Address}", key, address);
             AuditLog.Record(db, time.GetUtcNow(), key, SignInThrottle.FailedAction, "console", new { address });
             await db.SaveChangesAsync(ct);
