@@ -87,8 +87,11 @@ internal sealed class EnrollmentTokenConfiguration : IEntityTypeConfiguration<En
         b.Property(t => t.Email).HasMaxLength(Mailbox.MaxLength);
         b.Property(t => t.DisplayName).HasMaxLength(128);
         b.Property(t => t.CreatedBy).HasMaxLength(128);
+        b.Property(t => t.RevokedBy).HasMaxLength(128);
         b.Property(t => t.CertificateSerial).HasMaxLength(64);
         b.HasIndex(t => t.Email);
+        // Each run that invites reads the job's links that still work, to withdraw those of people who left.
+        b.HasIndex(t => t.DirectoryEnrollmentRunId);
     }
 }
 

@@ -16,6 +16,11 @@ public sealed class EnrollmentToken
     public DateTimeOffset ExpiresAt { get; set; }
     public DateTimeOffset? UsedAt { get; set; }
     public DateTimeOffset? RevokedAt { get; set; }
+    /// <summary>Who revoked it (an account, or <c>directory-enrollment</c> when a run withdrew it); null before it was recorded.</summary>
+    public string? RevokedBy { get; set; }
+    /// <summary>The directory enrollment run that made it (its invitation); null for a token made by hand. Only such tokens are
+    /// withdrawn when their person leaves the directory, and only their revocation by an administrator holds the job back.</summary>
+    public long? DirectoryEnrollmentRunId { get; set; }
     public string? CertificateSerial { get; set; }
     /// <summary>Server-generated keys enrolled with a requestId: the PKCS#12 handed out, sealed under a key derived
     /// from the requestId (never stored), so a retry with the same requestId can collect it. Erased after a day.</summary>

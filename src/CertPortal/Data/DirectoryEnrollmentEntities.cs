@@ -22,6 +22,9 @@ public sealed class DirectoryEnrollmentRun
     public int Failed { get; set; }
     /// <summary>Left for the next run by the per-run limit.</summary>
     public int Deferred { get; set; }
+    /// <summary>Links the job had mailed to people no longer found in the directory (or the group), revoked by this run (in a
+    /// dry run: would have been).</summary>
+    public int Withdrawn { get; set; }
     public string? Error { get; set; }
 }
 

@@ -106,7 +106,12 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
             .ToList();
     }
 
-    public async Task<Outcome<TokenView>> RevokeAsync(Guid id, string actor, CancellationToken ct)
+    /// <param name="reason">Recorded in the audit record beside the mailbox (why a job withdrew the link); null for an administrator.</param>
+    /// <param name="alsoWrite">Runs in the revocation's transaction after its rows: what it writes (directly, as ExecuteUpdate does: the
+    /// transaction commits without a SaveChanges) commits with the revocation, and an exception it throws rolls the revocation back and
+    /// is the caller's (a directory enrollment run's fence).</param>
+    public async Task<Outcome<TokenView>> RevokeAsync(Guid id, string actor, CancellationToken ct, string? reason = null,
+        Func<CertPortalDbContext, CancellationToken, Task>? alsoWrite = null)
     {
         var now = time.GetUtcNow();
         var db = Db;
@@ -116,12 +121,17 @@ public sealed class EnrollmentTokens(IServiceProvider services, GroupCommitWrite
             return Failure.Conflict($"The token was already used for certificate {token.CertificateSerial}; revoke that certificate instead.");
         if (token.RevokedAt is null)
         {
+            // One transaction: the revocation is never without its audit record (nor, for a run, without its fence).
+            await using var tx = await db.Database.BeginTransactionAsync(ct);
             // Conditional: if an enrollment spends the token at this very moment, exactly one of the two wins.
             var changed = await db.EnrollmentTokens.Where(t => t.Id == id && t.UsedAt == null && t.RevokedAt == null)
-                .ExecuteUpdateAsync(s => s.SetProperty(t => t.RevokedAt, now), ct);
+                .ExecuteUpdateAsync(s => s.SetProperty(t => t.RevokedAt, now).SetProperty(t => t.RevokedBy, actor), ct);
             if (changed == 0) return Failure.Conflict("The token was used while it was being revoked; revoke the certificate instead.");
-            AuditLog.Record(db, now, actor, AuditActions.TokenRevoked, $"token:{id}", new { token.Email });
-            await db.SaveChangesAsync(ct);
+            // Written at once, not tracked: a revocation rolled back (by alsoWrite) leaves nothing for a later SaveChanges to write.
+            await AuditLog.RecordNowAsync(db, now, actor, AuditActions.TokenRevoked, $"token:{id}",
+                reason is null ? new { token.Email } : new { token.Email, Reason = reason }, ct);
+            if (alsoWrite is not null) await alsoWrite(db, ct);
+            await tx.CommitAsync(ct);
             await db.Entry(token).ReloadAsync(ct);
         }
         return TokenView.From(token, now);

@@ -12,24 +12,28 @@ public sealed record DirectoryEnrollmentRequest(bool DryRun = false);
 /// <summary>A person a run invited (or, in a dry run, would invite), or could not.</summary>
 public sealed record DirectoryEnrollmentPerson(string Email, string DisplayName, string Status, string? Error = null);
 
+/// <param name="Withdrawn">Links the job had mailed to people the listing no longer finds, revoked (in a dry run: would be).</param>
+/// <param name="ListingIncomplete">Why the directory's answer may have left people out (then no link was withdrawn); null when complete.</param>
 public sealed record DirectoryEnrollmentReport(long RunId, bool DryRun, string Profile, int Found, int AlreadyEnrolled, int RecentlyInvited,
-    int Invited, int Failed, int Deferred, IReadOnlyList<DirectoryEnrollmentPerson> People);
+    int Invited, int Failed, int Deferred, IReadOnlyList<DirectoryEnrollmentPerson> People, int Withdrawn = 0, string? ListingIncomplete = null);
 
 public sealed record DirectoryEnrollmentRunView(long Id, DateTimeOffset StartedAt, string StartedBy, bool DryRun, DateTimeOffset? FinishedAt,
-    int Found, int AlreadyEnrolled, int RecentlyInvited, int Invited, int Failed, int Deferred, string? Error)
+    int Found, int AlreadyEnrolled, int RecentlyInvited, int Invited, int Failed, int Deferred, string? Error, int Withdrawn)
 {
     public static DirectoryEnrollmentRunView From(DirectoryEnrollmentRun r) => new(r.Id, r.StartedAt, r.StartedBy, r.DryRun, r.FinishedAt,
-        r.Found, r.AlreadyEnrolled, r.RecentlyInvited, r.Invited, r.Failed, r.Deferred, r.Error);
+        r.Found, r.AlreadyEnrolled, r.RecentlyInvited, r.Invited, r.Failed, r.Deferred, r.Error, r.Withdrawn);
 }
 
 /// <summary>Directory-driven enrollment: finds the people under the base DN (and in the group) who have a mailbox but
 /// no valid certificate (nor one on hold) for the profile, and mails each an invitation (<see cref="Invitations"/>), at most
 /// <see cref="DirectoryEnrollmentOptions.MaxInvitationsPerRun"/> per run. A person with a token for the profile made
 /// within <see cref="DirectoryEnrollmentOptions.ReinviteAfter"/> (by this job or an administrator), or with one whose link still
-/// works, is left alone, so each is invited once per period however often the job runs. A dry run reports the same list and changes nothing.</summary>
+/// works, is left alone, so each is invited once per period however often the job runs. A run also withdraws (revokes) the
+/// links earlier runs mailed that still work, of people a complete listing no longer finds under any of their mailboxes: someone
+/// who left must not get a certificate from the link in their old mail. A dry run reports the same lists and changes nothing.</summary>
 public sealed class DirectoryEnrollment(
     CertPortalDbContext db, IServiceProvider services, DirectoryOptions directory, DirectoryEnrollmentOptions options, Invitations invitations,
-    CertPortalOptions portal, TimeProvider time, ILogger<DirectoryEnrollment> logger)
+    EnrollmentTokens tokens, CertPortalOptions portal, TimeProvider time, ILogger<DirectoryEnrollment> logger)
 {
     public const string ScheduleActor = AuditActors.Schedule;
     /// <summary>Held by the node carrying out a run that invites (scheduled or asked for): two such runs at once would
@@ -136,12 +140,27 @@ public sealed class DirectoryEnrollment(
     /// connection would take it out of the group writer, and SQLite has no such connection. SQLite: the lock is this
     /// process's and writers take turns, so the fence never trips there and only counts. As the count commits with each
     /// invitation, a run stopped half-way (shutdown, a database error, a lost lock) records the invitations it made.</summary>
-    private static async Task CountInvitationAsync(CertPortalDbContext w, long runId, CancellationToken ct)
+    /// <remarks>Also marks the token as the job's (<see cref="EnrollmentToken.DirectoryEnrollmentRunId"/>), in the same transaction,
+    /// so a token is never the job's without its invitation nor the other way round.</remarks>
+    private static async Task CountInvitationAsync(CertPortalDbContext w, long runId, Guid tokenId, CancellationToken ct)
     {
         var counted = await w.DirectoryEnrollmentRuns.Where(r => r.Id == runId && r.FinishedAt == null)
             .ExecuteUpdateAsync(s => s.SetProperty(r => r.Invited, r => r.Invited + 1), ct);
         if (counted == 0) throw new RunLockLostException();
+        await w.EnrollmentTokens.Where(t => t.Id == tokenId).ExecuteUpdateAsync(s => s.SetProperty(t => t.DirectoryEnrollmentRunId, runId), ct);
     }
+
+    /// <summary>The same fence for a withdrawal (in its revocation's transaction): a node that lost the lock read the directory
+    /// before the next node's run, and must not withdraw a link that run may have mailed since to someone who came back.</summary>
+    private static async Task CountWithdrawalAsync(CertPortalDbContext w, long runId, CancellationToken ct)
+    {
+        var counted = await w.DirectoryEnrollmentRuns.Where(r => r.Id == runId && r.FinishedAt == null)
+            .ExecuteUpdateAsync(s => s.SetProperty(r => r.Withdrawn, r => r.Withdrawn + 1), ct);
+        if (counted == 0) throw new RunLockLostException();
+    }
+
+    /// <summary>Recorded with each withdrawal (audit record's reason).</summary>
+    public const string WithdrawnReason = "No longer found in the directory (or the group) by a directory enrollment run.";
 
     public async Task<IReadOnlyList<DirectoryEnrollmentRunView>> ListRunsAsync(CancellationToken ct) =>
         (await db.DirectoryEnrollmentRuns.AsNoTracking().OrderByDescending(r => r.Id).Take(50).ToListAsync(ct)).Select(DirectoryEnrollmentRunView.From).ToList();
@@ -151,6 +170,35 @@ public sealed class DirectoryEnrollment(
         var run = new DirectoryEnrollmentRun { StartedAt = now, StartedBy = actor, DryRun = dryRun };
         db.DirectoryEnrollmentRuns.Add(run);
         return run;
+    }
+
+    /// <summary>The links earlier runs mailed (only the job's: a token an administrator made by hand is theirs to revoke) that nobody
+    /// has used, revoked or let expire, for mailboxes the listing did not find on any entry: their people left the directory or
+    /// the group, and must not get a certificate from a link still in their old mail. Matched on every mail value of every entry
+    /// found (a person invited under an address that is now an alias keeps the link; so does one whose mailbox the CA no longer
+    /// issues for, whom the link's own check refuses). Only from a listing that is everyone: one the server cut short (size or
+    /// time limit, OpenLDAP's size.prtotal on a paged search), or that left part of the tree to a referral, would take links
+    /// from people who are still there, so it withdraws nothing; nor does a listing that found nobody at all, more likely a wrong
+    /// BaseDn or GroupDn, or an access rule hiding the entries, than an organisation that left.</summary>
+    private async Task<IReadOnlyList<JobLink>> LinksOfPeopleGoneAsync(DirectoryPeopleListing listing, long runId, DateTimeOffset now, CancellationToken ct)
+    {
+        if (listing.Incomplete is { } why)
+        {
+            logger.LogWarning("Directory enrollment run {Run}: the directory's listing may have left people out ({Reason}); no link is withdrawn", runId, why);
+            return [];
+        }
+        if (listing.People.Count == 0)
+        {
+            logger.LogWarning("Directory enrollment run {Run}: the directory listed nobody; no link is withdrawn", runId);
+            return [];
+        }
+        var present = listing.People.SelectMany(p => p.Mails)
+            .Select(m => Mailbox.TryNormalize(m, out var e, out _) ? e : m.Trim()).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        // Few rows: the job's links that still work, at most MaxInvitationsPerRun per run within a link's lifetime.
+        var live = await db.EnrollmentTokens.AsNoTracking()
+            .Where(t => t.DirectoryEnrollmentRunId != null && t.UsedAt == null && t.RevokedAt == null && t.ExpiresAt > now)
+            .Select(t => new JobLink(t.Id, t.Email, t.DisplayName)).ToListAsync(ct);
+        return live.Where(t => !present.Contains(t.Email)).OrderBy(t => t.Email, StringComparer.Ordinal).ThenBy(t => t.Id).ToList();
     }
 
     /// <param name="running">The run lock, held by a run that invites; null for a dry run.</param>
@@ -164,7 +212,8 @@ public sealed class DirectoryEnrollment(
             var baseDn = string.IsNullOrWhiteSpace(options.BaseDn) ? directory.PeopleBaseDn : options.BaseDn;
             // Resolved here, not injected: the LDAP client exists only with a directory configured, which Enabled guarantees
             // (checked at start), while the API and the console must be able to say "off" without one.
-            var people = await services.GetRequiredService<LdapDirectory>().ListPeopleWithMailAsync(baseDn, options.GroupDn, ct);
+            var listing = await services.GetRequiredService<LdapDirectory>().ListPeopleWithMailAsync(baseDn, options.GroupDn, ct);
+            var people = listing.People;
             // One person per mailbox in any case (LDAP finds mail so, and certificates and tokens are compared so: someone enrolled
             // as "alice@" whose entry says "Alice@" was invited again and again); entries whose mail the CA would refuse are reported.
             // Keyed by the mailbox an invitation would go to: the entry's first mail value the CA would issue for (mail is
@@ -186,6 +235,7 @@ public sealed class DirectoryEnrollment(
             run.Found = people.Count;
 
             var now = time.GetUtcNow();
+            var withdrawing = await LinksOfPeopleGoneAsync(listing, run.Id, now, ct);
             var since = now - options.ReinviteAfter;
             // Dual certificates serve signing and encryption too.
             CertificateProfileName[] serving = profile == CertificateProfileName.Dual ? [profile] : [profile, CertificateProfileName.Dual];
@@ -224,7 +274,10 @@ public sealed class DirectoryEnrollment(
             run.Deferred = due.Count - inviting.Count;
 
             if (run.DryRun)
+            {
+                report.AddRange(withdrawing.Select(t => new DirectoryEnrollmentPerson(t.Email, t.DisplayName, "would-withdraw")));
                 report.AddRange(inviting.Select(p => new DirectoryEnrollmentPerson(p.Key, p.Value, "would-invite")));
+            }
             else
             {
                 var actor = run.StartedBy == ScheduleActor ? AuditActors.DirectoryEnrollment : run.StartedBy;
@@ -232,6 +285,19 @@ public sealed class DirectoryEnrollment(
                 // instead of going on without the lock. The check cannot make a second invitation impossible (the lock
                 // can pass on between it and the commit): the fence (CountInvitationAsync) does.
                 var stillHeld = running ?? throw new InvalidOperationException("a run that invites holds the run lock"); // a bug if reached
+                foreach (var link in withdrawing)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    if (!await stillHeld.IsStillHeldAsync(ct)) throw new RunLockLostException();
+                    // The token revocation an administrator would make (same audit record), in the job's name whoever started
+                    // the run: it is the job's rule, not a person's decision, and a revocation in the job's name is the one that
+                    // does not hold the person back should they come back (see InvitedLately).
+                    var revoked = await tokens.RevokeAsync(link.Id, AuditActors.DirectoryEnrollment, ct, WithdrawnReason,
+                        (w, c) => CountWithdrawalAsync(w, run.Id, c));
+                    // Spent or revoked since it was read: the link is gone either way, and nothing was counted.
+                    if (revoked.Failure is null)
+                        report.Add(new DirectoryEnrollmentPerson(link.Email, link.DisplayName, "withdrawn"));
+                }
                 foreach (var batch in inviting.Chunk(Invitations.MaxRows))
                 {
                     var outcome = await invitations.InviteManyAsync(new BulkInvitationRequest(
@@ -243,21 +309,23 @@ public sealed class DirectoryEnrollment(
                             c.ThrowIfCancellationRequested();
                             if (!await stillHeld.IsStillHeldAsync(c)) throw new RunLockLostException();
                         },
-                        withEach: (w, c) => CountInvitationAsync(w, run.Id, c));
+                        withEach: (w, token, c) => CountInvitationAsync(w, run.Id, token, c));
                     if (outcome.Failure is { } f) throw new InvalidOperationException(f.Detail); // mail switched off: checked at start
                     report.AddRange(outcome.Value!.Results.Select(r => new DirectoryEnrollmentPerson(r.Email ?? "", batch[r.Row - 1].Value,
                         r.Status, r.Error)));
                 }
             }
             var invited = report.Count(p => p.Status is "invited" or "would-invite");
-            // A run that invites has its invitations counted in its row as each commits (CountInvitationAsync): saved from
-            // here, the number would overwrite that count with what this node knows (the same number when it got here).
-            if (run.DryRun) run.Invited = invited;
+            var withdrawn = report.Count(p => p.Status is "withdrawn" or "would-withdraw");
+            // A run that invites has its invitations and withdrawals counted in its row as each commits (CountInvitationAsync,
+            // CountWithdrawalAsync): saved from here, the numbers would overwrite those counts with what this node knows (the
+            // same numbers when it got here).
+            if (run.DryRun) (run.Invited, run.Withdrawn) = (invited, withdrawn);
             run.Failed = report.Count(p => p.Status == "failed");
-            logger.LogInformation("Directory enrollment run {Run} ({Mode}): {Found} found, {Enrolled} enrolled, {Recent} invited lately, {Invited} invited, {Failed} failed, {Deferred} left for the next run",
-                run.Id, run.DryRun ? "dry run" : "for real", run.Found, run.AlreadyEnrolled, run.RecentlyInvited, invited, run.Failed, run.Deferred);
+            logger.LogInformation("Directory enrollment run {Run} ({Mode}): {Found} found, {Enrolled} enrolled, {Recent} invited lately, {Invited} invited, {Failed} failed, {Deferred} left for the next run, {Withdrawn} links withdrawn",
+                run.Id, run.DryRun ? "dry run" : "for real", run.Found, run.AlreadyEnrolled, run.RecentlyInvited, invited, run.Failed, run.Deferred, withdrawn);
             return new DirectoryEnrollmentReport(run.Id, run.DryRun, profileName, run.Found, run.AlreadyEnrolled, run.RecentlyInvited,
-                invited, run.Failed, run.Deferred, report);
+                invited, run.Failed, run.Deferred, report, withdrawn, listing.Incomplete);
         }
         catch (Exception e)
         {
@@ -281,6 +349,9 @@ public sealed class DirectoryEnrollment(
         }
     }
 }
+
+/// <summary>A link a directory enrollment run mailed that still works (<see cref="DirectoryEnrollment"/>).</summary>
+internal sealed record JobLink(Guid Id, string Email, string DisplayName);
 
 /// <summary>The run lock's session ended while the run was inviting (<see cref="DatabaseLocks.TryHoldNamedAsync"/>).</summary>
 internal sealed class RunLockLostException() : Exception(DirectoryEnrollment.LockLostError);

@@ -6,6 +6,11 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace CertPortal.Gal;
 
+/// <summary>A listing of people (<see cref="LdapDirectory.ListPeopleWithMailAsync"/>).</summary>
+/// <param name="Incomplete">Why people may be missing from it (the server cut the search short, part of the tree is held
+/// elsewhere, a group was read in part); null when it is everyone the search matches.</param>
+public sealed record DirectoryPeopleListing(IReadOnlyList<(IReadOnlyList<string> Mails, string DisplayName)> People, string? Incomplete);
+
 /// <summary>What <see cref="LdapDirectory.PublishCertificateAsync"/> did.</summary>
 /// <param name="EntryDn">The person entry holding the certificate.</param>
 /// <param name="EntryCreated">True when we created the entry.</param>
@@ -134,18 +139,23 @@ public sealed class LdapDirectory
     /// <summary>Every person under <paramref name="baseDn"/> with a mail attribute: its mail values (as the entry lists them:
     /// mail is multi-valued, the first is usually the primary address and the rest aliases) and display name (displayName,
     /// else cn). With <paramref name="groupDn"/>, only the group's members (its member / uniqueMember values). Paged
-    /// (RFC 2696), as above. For directory-driven enrollment.</summary>
-    public Task<IReadOnlyList<(IReadOnlyList<string> Mails, string DisplayName)>> ListPeopleWithMailAsync(string baseDn, string? groupDn,
-        CancellationToken cancellationToken = default) =>
-        RunAsync<IReadOnlyList<(IReadOnlyList<string>, string)>>(conn =>
+    /// (RFC 2696), as above. For directory-driven enrollment, which withdraws the links of people a listing no longer finds,
+    /// and so must know whether the listing is all there is (<see cref="DirectoryPeopleListing.Incomplete"/>).</summary>
+    public Task<DirectoryPeopleListing> ListPeopleWithMailAsync(string baseDn, string? groupDn, CancellationToken cancellationToken = default) =>
+        RunAsync(conn =>
         {
+            var cut = new List<string>();
             HashSet<string>? members = null;
             if (!string.IsNullOrWhiteSpace(groupDn))
             {
                 var group = (SearchResponse)SendForResponse(conn, new SearchRequest(groupDn, "(objectClass=*)", SearchScope.Base, "member", "uniqueMember"),
                     "search", groupDn);
-                members = group.Entries.Cast<SearchResultEntry>()
-                    .SelectMany(e => BinaryValues(e, "member").Concat(BinaryValues(e, "uniqueMember")))
+                var entries = group.Entries.Cast<SearchResultEntry>().ToList();
+                // Active Directory hands out a large group's members a range at a time ("member;range=0-1499"): we read only
+                // the first range, so the group's other members would look gone.
+                if (entries.SelectMany(e => e.Attributes.AttributeNames.Cast<string>()).Any(n => n.Contains(";range=", StringComparison.OrdinalIgnoreCase)))
+                    cut.Add($"the group '{groupDn}' was handed out in ranges, of which only the first was read");
+                members = entries.SelectMany(e => BinaryValues(e, "member").Concat(BinaryValues(e, "uniqueMember")))
                     .Select(v => NormalizeDn(Encoding.UTF8.GetString(v))).ToHashSet(StringComparer.OrdinalIgnoreCase);
             }
             var result = new List<(IReadOnlyList<string>, string)>();
@@ -154,7 +164,17 @@ public sealed class LdapDirectory
             {
                 var request = new SearchRequest(baseDn, "(&(objectClass=person)(mail=*))", SearchScope.Subtree, "mail", "displayName", "cn");
                 request.Controls.Add(paging);
-                var response = (SearchResponse)SendForResponse(conn, request, "search", baseDn, ResultCode.NoSuchObject);
+                // A search the server cut short still hands back the entries it found: they are people to invite, but not all.
+                // OpenLDAP ends a paged search at its size.prtotal limit with 4 sizeLimitExceeded and no cookie, which without
+                // this check read as the last page; 3 timeLimitExceeded is the same for time.
+                var response = (SearchResponse)SendForResponse(conn, request, "search", baseDn,
+                    ResultCode.NoSuchObject, ResultCode.SizeLimitExceeded, ResultCode.TimeLimitExceeded);
+                if (response.ResultCode is ResultCode.SizeLimitExceeded or ResultCode.TimeLimitExceeded)
+                    cut.Add($"the directory ended the search with {(int)response.ResultCode} {response.ResultCode} after {result.Count + response.Entries.Count} entries");
+                // Continuation references (a subtree held by another server, RFC 4511 4.5.3) are not followed: the people there
+                // were not read.
+                if (response.References.Count > 0)
+                    cut.Add($"part of the tree is referred to {ReferralUrls(response.References)}, which is not followed");
                 foreach (SearchResultEntry entry in response.Entries)
                 {
                     if (members is not null && !members.Contains(NormalizeDn(entry.DistinguishedName))) continue;
@@ -163,7 +183,8 @@ public sealed class LdapDirectory
                     if (mails.Count > 0) result.Add((mails, name ?? ""));
                 }
                 var cookie = response.Controls.OfType<PageResultResponseControl>().FirstOrDefault()?.Cookie;
-                if (cookie is null || cookie.Length == 0) return result;
+                if (response.ResultCode != ResultCode.Success || cookie is null || cookie.Length == 0)
+                    return new DirectoryPeopleListing(result, cut.Count == 0 ? null : string.Join("; ", cut.Distinct()));
                 paging.Cookie = cookie;
             }
         }, cancellationToken);

@@ -41,10 +41,10 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
 
     /// <param name="beforeEach">Awaited before each row is invited; an exception it throws stops the call there (the rows
     /// before stay invited: each commits on its own).</param>
-    /// <param name="withEach">Awaited in each invitation's transaction, on the writer's context, after its rows: what it writes
-    /// commits with the invitation, and an exception it throws rolls the invitation back and stops the call there.</param>
+    /// <param name="withEach">Awaited in each invitation's transaction, on the writer's context, after its rows, with the new token's id:
+    /// what it writes commits with the invitation, and an exception it throws rolls the invitation back and stops the call there.</param>
     public async Task<Outcome<BulkInvitationResult>> InviteManyAsync(BulkInvitationRequest request, string actor, CancellationToken ct,
-        Func<CancellationToken, Task>? beforeEach = null, Func<CertPortalDbContext, CancellationToken, Task>? withEach = null)
+        Func<CancellationToken, Task>? beforeEach = null, Func<CertPortalDbContext, Guid, CancellationToken, Task>? withEach = null)
     {
         if (!mail.Enabled) return MailOff;
         if (request.Invitations is not { Count: > 0 } rows)
@@ -94,7 +94,7 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
     /// <param name="policy">The escrow policy: where it requires escrow for the profile, the enrollment page has the server
     /// make the key, and the message says so.</param>
     private async Task<Outcome<(CreatedToken Token, long MessageId)>> InviteOneAsync(CreateTokenRequest request, EscrowPolicyRecord policy, string actor,
-        CancellationToken ct, Func<CertPortalDbContext, CancellationToken, Task>? withEach = null)
+        CancellationToken ct, Func<CertPortalDbContext, Guid, CancellationToken, Task>? withEach = null)
     {
         OutboundMessage? message = null;
         var created = await tokens.CreateAsync(request, actor, ct, async (w, token, wct) =>
@@ -106,7 +106,7 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
                 new MessageModel(token.Email, token.DisplayName, token.Profile, ExpiresAt: token.ExpiresAt, ServerKey: serverKey ? true : null),
                 mail.OrganizationName, now, token.EnrollmentUrl);
             AuditLog.Record(w, now, actor, AuditActions.InvitationQueued, $"token:{token.Id}", new { token.Email });
-            if (withEach is not null) await withEach(w, wct);
+            if (withEach is not null) await withEach(w, token.Id, wct);
         });
         if (created.Failure is { } f) return f;
         return (created.Value!, message!.Id);

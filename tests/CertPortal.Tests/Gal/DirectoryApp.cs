@@ -13,6 +13,9 @@ public class DirectoryApp : CertPortalApp
 
     protected DirectoryApp(bool tls) => Ldap = tls ? Slapd.WithTls() : new Slapd();
 
+    /// <summary>Publishing to a slapd set up otherwise (see <see cref="Slapd"/>'s factories).</summary>
+    protected DirectoryApp(Slapd ldap) => Ldap = ldap;
+
     protected override IDictionary<string, string?> Settings => DirectorySettings(Ldap);
 
     /// <summary>Publishing to <paramref name="ldap"/>, retrying quickly (also for nodes built without this class).</summary>

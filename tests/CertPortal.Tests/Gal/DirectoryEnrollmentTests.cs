@@ -17,6 +17,10 @@ public class DirectoryEnrollmentApp : DirectoryApp
 {
     public const string GroupDn = "cn=smime-users," + Slapd.Suffix;
 
+    public DirectoryEnrollmentApp() { }
+
+    protected DirectoryEnrollmentApp(Slapd ldap) : base(ldap) { }
+
     /// <summary>Whose members are invited; null: every person under the people base.</summary>
     protected virtual string? Group => GroupDn;
     public SmtpServer Smtp { get; } = new();
@@ -50,6 +54,7 @@ public class DirectoryEnrollmentApp : DirectoryApp
 /// <summary>Auto-enrollment from the directory: 500 people in the group, 100 of them enrolled already. The dry run lists
 /// the 400 others and changes nothing; the run invites exactly them (each message arrives once); the next run finds
 /// nobody to invite. People outside the group, and entries without mail, are never invited.</summary>
+[Collection(nameof(DirectoryEnrollmentRuns))]
 public sealed class DirectoryEnrollmentTests(DirectoryEnrollmentApp app) : IClassFixture<DirectoryEnrollmentApp>
 {
     [Fact]
@@ -235,6 +240,7 @@ public static class DirectoryPeople
 /// <summary>What a person already holds that makes another invitation wrong, whatever ReinviteAfter says. A link that still works
 /// (an administrator's token valid for 30 days, made 20 days ago, with the default ReinviteAfter of 14 days): the run mailed a
 /// second live link beside it. A certificate on hold: the run invited its holder to a new certificate, which undid the hold.</summary>
+[Collection(nameof(DirectoryEnrollmentRuns))]
 public sealed class DirectoryEnrollmentStandingTests(WholeDirectoryEnrollmentApp app) : IClassFixture<WholeDirectoryEnrollmentApp>
 {
     [Fact]

@@ -15,11 +15,27 @@ public sealed class Slapd : IAsyncLifetime
 {
     private readonly bool _tls;
     private readonly string _globalConfig = "";
+    private readonly string _databaseConfig = "";
+    private readonly bool _serviceAccount;
 
     // One public constructor: xunit builds plain fixtures with it.
     public Slapd() { }
 
-    private Slapd(bool tls, string globalConfig = "") => (_tls, _globalConfig) = (tls, globalConfig);
+    private Slapd(bool tls, string globalConfig = "", string databaseConfig = "", bool serviceAccount = false) =>
+        (_tls, _globalConfig, _databaseConfig, _serviceAccount) = (tls, globalConfig, databaseConfig, serviceAccount);
+
+    /// <summary>A slapd whose service account (<see cref="ServiceDn"/>, which may read and write everything, as a deployment's
+    /// does) gets at most <paramref name="total"/> entries from a paged search, however many pages it asks for: OpenLDAP's
+    /// <c>limits ... size.prtotal</c>. The rootdn is never limited, so a client that should meet the limit binds as the account.</summary>
+    public static Slapd WithPagedResultsTotal(int total) =>
+        new(tls: false, databaseConfig: string.Create(CultureInfo.InvariantCulture, $"""
+            limits dn.exact="{ServiceDn}" size.prtotal={total}
+            access to * by users write by * read
+            """), serviceAccount: true);
+
+    /// <summary>The service account of <see cref="WithPagedResultsTotal"/>.</summary>
+    public const string ServiceDn = "cn=certportal,dc=example,dc=test";
+    public const string ServicePassword = "slapd-service-secret";
 
     public static Slapd WithTls() => new(tls: true);
 
@@ -71,6 +87,7 @@ public sealed class Slapd : IAsyncLifetime
             directory {_dir}/db
             index objectClass eq
             index mail eq
+            {_databaseConfig}
             """);
         // A restart (StartAsync) keeps the ports; the first start moves to new ones if another process took them.
         var ports = await FreePort.StartAsync([Port, TlsPort], ports => { (Port, TlsPort) = (ports[0], ports[1]); return StartAsync(); });
@@ -90,6 +107,14 @@ public sealed class Slapd : IAsyncLifetime
             objectClass: organizationalUnit
             ou: pki
             """, add: true);
+        if (_serviceAccount)
+            Modify($"""
+                dn: {ServiceDn}
+                objectClass: person
+                cn: certportal
+                sn: service
+                userPassword: {ServicePassword}
+                """, add: true);
     }
 
     public async Task StartAsync()

@@ -1,0 +1,149 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using CertPortal.Data;
+using CertPortal.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace CertPortal.Tests.Gal;
+
+/// <summary>Links the job mailed are its own to take back. Someone who left the organisation (their entry deleted, or taken out
+/// of the group) kept the invitation link in their old mailbox and could still get a certificate with it.</summary>
+[Collection(nameof(DirectoryEnrollmentRuns))]
+public sealed partial class DirectoryEnrollmentWithdrawalTests(WholeDirectoryEnrollmentApp app) : IClassFixture<WholeDirectoryEnrollmentApp>
+{
+    [Fact]
+    public async Task A_run_withdraws_the_links_it_mailed_to_people_who_left_and_keeps_every_other_link()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        string Mail(string who) => $"{who}.{run}@example.com";
+        app.Ldap.Modify(Entry(run, "stays", Mail("stays")) + Entry(run, "leaves", Mail("leaves")) + Entry(run, "renamed", Mail("renamed")), add: true);
+        // An administrator's own link for someone the directory never listed: never the job's to take back.
+        await Http.EnsureStatus(await app.Admin.PostAsJsonAsync("/api/v1/tokens", new { email = Mail("handmade"), profile = "dual", validHours = 72 }),
+            HttpStatusCode.Created);
+
+        var first = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Equal([Mail("leaves"), Mail("renamed"), Mail("stays")], Ours(first, "invited", run).Order());
+        var link = await LinkMailedToAsync(Mail("leaves"));
+
+        // One leaves; another gets a new primary address and keeps the one invited as an alias.
+        app.Ldap.Modify($"dn: uid=leaves-{run},{Slapd.PeopleDn}\nchangetype: delete\n");
+        app.Ldap.Modify($"dn: uid=renamed-{run},{Slapd.PeopleDn}\nchangetype: modify\nreplace: mail\nmail: {Mail("renamed-new")}\nmail: {Mail("renamed")}\n");
+
+        var dry = await DirectoryEnrollmentTests.RunAsync(app, dryRun: true);
+        Assert.Equal([Mail("leaves")], Ours(dry, "would-withdraw", run));
+        Assert.Equal("pending", await StatusAsync(Mail("leaves")));
+
+        var real = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Equal([Mail("leaves")], Ours(real, "withdrawn", run));
+        // The renamed person holds a live link under an alias: neither withdrawn nor invited again at the new address.
+        Assert.Empty(Ours(real, "invited", run));
+        Assert.Equal("revoked", await StatusAsync(Mail("leaves")));
+        foreach (var kept in new[] { "stays", "renamed", "handmade" }) Assert.Equal("pending", await StatusAsync(Mail(kept)));
+
+        // What the person who left sees: the link in their old mailbox no longer works.
+        var refused = await app.PostEnrollmentAsync(link, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(Mail("leaves")));
+        Assert.Contains("revoked", (await Http.AssertProblem(refused, HttpStatusCode.Forbidden)).GetProperty("title").GetString());
+
+        // Audited as an administrator's revocation is, in the job's name; the run's record counts it.
+        var id = (await TokensAsync(Mail("leaves"))).Single().GetProperty("id").GetGuid();
+        await using (var scope = app.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            var audit = await db.AuditEvents.AsNoTracking().SingleAsync(a => a.Action == "token.revoked" && a.Target == $"token:{id}");
+            Assert.Equal("directory-enrollment", audit.Actor);
+        }
+        var runs = await app.Admin.GetFromJsonAsync<JsonElement>("/api/v1/directory/enrollment-runs", Http.Json);
+        Assert.Equal(real.GetProperty("withdrawn").GetInt32(), runs.EnumerateArray()
+            .Single(r => r.GetProperty("id").GetInt64() == real.GetProperty("runId").GetInt64()).GetProperty("withdrawn").GetInt32());
+
+        // Back in the directory: the job took the link back, not an administrator, so the person is invited again.
+        app.Ldap.Modify(Entry(run, "leaves", Mail("leaves")), add: true);
+        var back = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Equal([Mail("leaves")], Ours(back, "invited", run));
+    }
+
+    internal static string Entry(string run, string who, params string[] mails) =>
+        string.Create(CultureInfo.InvariantCulture, $"dn: uid={who}-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: {who}-{run}\ncn: {who}\nsn: {who}\n")
+        + string.Concat(mails.Select(m => $"mail: {m}\n")) + "\n";
+
+    /// <summary>This test's people in the report with <paramref name="status"/> (the fixture's directory holds the other tests' people too).</summary>
+    internal static List<string> Ours(JsonElement report, string status, string run) =>
+        DirectoryEnrollmentTests.People(report, status).Where(e => e.Contains(run, StringComparison.Ordinal)).ToList();
+
+    private async Task<List<JsonElement>> TokensAsync(string email) =>
+        [.. await app.Admin.GetFromJsonAsync<JsonElement[]>($"/api/v1/tokens?email={Uri.EscapeDataString(email)}", Http.Json) ?? []];
+
+    private async Task<string> StatusAsync(string email) => (await TokensAsync(email)).Single().GetProperty("status").GetString()!;
+
+    private async Task<string> LinkMailedToAsync(string email)
+    {
+        var message = (await app.Smtp.WaitForMessagesToAsync(email)).Single();
+        return TokenInLink().Match(message.TextBody ?? "").Groups[1].Value;
+    }
+
+    [GeneratedRegex(@"/enroll#token=(cpt_[A-Za-z0-9_-]+)")]
+    private static partial Regex TokenInLink();
+}
+
+/// <summary>A slapd that gives CertPortal's account at most <see cref="Limit"/> entries from a paged search (OpenLDAP's
+/// size.prtotal), every person under the people base invited.</summary>
+public sealed class PagedLimitDirectoryEnrollmentApp() : DirectoryEnrollmentApp(Slapd.WithPagedResultsTotal(Limit))
+{
+    public const int Limit = 5;
+
+    protected override string? Group => null;
+
+    protected override IDictionary<string, string?> Settings
+    {
+        get
+        {
+            var settings = base.Settings;
+            settings["Directory:BindDn"] = Slapd.ServiceDn;
+            settings["Directory:BindPassword"] = Slapd.ServicePassword;
+            return settings;
+        }
+    }
+}
+
+/// <summary>Only a listing that is everyone may take links back. OpenLDAP ends a paged search at its size.prtotal limit with
+/// result 4 sizeLimitExceeded and no cookie, which read as the last page: everyone after the cut looked gone.</summary>
+[Collection(nameof(DirectoryEnrollmentRuns))]
+public sealed class DirectoryEnrollmentCutListingTests(PagedLimitDirectoryEnrollmentApp app) : IClassFixture<PagedLimitDirectoryEnrollmentApp>
+{
+    [Fact]
+    public async Task A_listing_cut_short_by_the_paged_results_limit_withdraws_no_link_and_says_so()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        string Mail(string who) => $"{who}.{run}@example.com";
+        string[] invited = ["a", "b", "c"];
+        app.Ldap.Modify(string.Concat(invited.Select(w => DirectoryEnrollmentWithdrawalTests.Entry(run, w, Mail(w)))), add: true);
+        var first = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Equal(invited.Select(Mail), DirectoryEnrollmentWithdrawalTests.Ours(first, "invited", run).Order());
+
+        // The same three people, now behind five others: slapd hands out the first five entries (in the order they were added).
+        app.Ldap.Modify(string.Concat(invited.Select(w => $"dn: uid={w}-{run},{Slapd.PeopleDn}\nchangetype: delete\n\n")));
+        app.Ldap.Modify(string.Concat(Enumerable.Range(0, PagedLimitDirectoryEnrollmentApp.Limit)
+            .Select(i => DirectoryEnrollmentWithdrawalTests.Entry(run, $"f{i}", Mail($"f{i}")))), add: true);
+        app.Ldap.Modify(string.Concat(invited.Select(w => DirectoryEnrollmentWithdrawalTests.Entry(run, w, Mail(w)))), add: true);
+
+        var cut = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Equal(PagedLimitDirectoryEnrollmentApp.Limit, cut.GetProperty("found").GetInt32());
+        Assert.Contains("SizeLimitExceeded", cut.GetProperty("listingIncomplete").GetString());
+        Assert.Empty(DirectoryEnrollmentWithdrawalTests.Ours(cut, "withdrawn", run));
+        Assert.Equal(0, cut.GetProperty("withdrawn").GetInt32());
+        foreach (var w in invited)
+        {
+            var tokens = await app.Admin.GetFromJsonAsync<JsonElement[]>($"/api/v1/tokens?email={Uri.EscapeDataString(Mail(w))}", Http.Json) ?? [];
+            Assert.Equal("pending", Assert.Single(tokens).GetProperty("status").GetString());
+        }
+    }
+}
+
+/// <summary>Test classes whose runs invite take turns: on SQLite the run lock is one per process (every fixture's app in this
+/// test process shares it), so a run of one class was refused (409) while another class's run held it.</summary>
+[CollectionDefinition(nameof(DirectoryEnrollmentRuns))]
+public sealed class DirectoryEnrollmentRuns;
