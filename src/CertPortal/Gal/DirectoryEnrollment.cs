@@ -28,7 +28,8 @@ public sealed record DirectoryEnrollmentRunView(long Id, DateTimeOffset StartedA
 /// no valid certificate (nor one on hold) for the profile, and mails each an invitation (<see cref="Invitations"/>), at most
 /// <see cref="DirectoryEnrollmentOptions.MaxInvitationsPerRun"/> per run. A person with a token for the profile made
 /// within <see cref="DirectoryEnrollmentOptions.ReinviteAfter"/> (by this job or an administrator), or with one whose link still
-/// works, is left alone, so each is invited once per period however often the job runs. A run also withdraws (revokes) the
+/// works, or with a link of the job's that an administrator revoked (until an administrator invites them by hand), is left alone,
+/// so each is invited once per period however often the job runs. A run also withdraws (revokes) the
 /// links earlier runs mailed that still work, of people a complete listing no longer finds under any of their mailboxes: someone
 /// who left must not get a certificate from the link in their old mail. A dry run reports the same lists and changes nothing.</summary>
 public sealed class DirectoryEnrollment(
@@ -260,6 +261,18 @@ public sealed class DirectoryEnrollment(
                 invitedLately.UnionWith(await db.EnrollmentTokens.AsNoTracking()
                     .Where(t => lowered.Contains(t.Email.ToLower()) && t.Profile == profile && t.RevokedAt == null
                                 && (t.CreatedAt > since || (t.UsedAt == null && t.ExpiresAt > now)))
+                    .Select(t => t.Email).ToListAsync(ct));
+                // A link the job mailed that an administrator revoked counts as one that still works, with no end: the administrator
+                // decided against it, and that decision stands until an administrator changes it, as a certificate on hold (above)
+                // holds the person back until an administrator releases or revokes it. Here the change is a token the administrator
+                // makes by hand after the revocation; once that is used, revoked or expired, the usual rules apply again. A link the
+                // job withdrew itself (its person had left) holds nobody back: they are invited again when they come back.
+                var job = AuditActors.DirectoryEnrollment;
+                invitedLately.UnionWith(await db.EnrollmentTokens.AsNoTracking()
+                    .Where(t => lowered.Contains(t.Email.ToLower()) && t.Profile == profile && t.DirectoryEnrollmentRunId != null
+                                && t.RevokedAt != null && (t.RevokedBy == null || t.RevokedBy != job)
+                                && !db.EnrollmentTokens.Any(u => u.Email.ToLower() == t.Email.ToLower() && u.Profile == profile
+                                                                 && u.DirectoryEnrollmentRunId == null && u.CreatedAt > t.RevokedAt))
                     .Select(t => t.Email).ToListAsync(ct));
 #pragma warning restore CA1862
             }

@@ -11,7 +11,8 @@ using Microsoft.Extensions.DependencyInjection;
 namespace CertPortal.Tests.Gal;
 
 /// <summary>Links the job mailed are its own to take back. Someone who left the organisation (their entry deleted, or taken out
-/// of the group) kept the invitation link in their old mailbox and could still get a certificate with it.</summary>
+/// of the group) kept the invitation link in their old mailbox and could still get a certificate with it; and an administrator
+/// who revoked a link the job had mailed saw the next run mail the person a new one.</summary>
 [Collection(nameof(DirectoryEnrollmentRuns))]
 public sealed partial class DirectoryEnrollmentWithdrawalTests(WholeDirectoryEnrollmentApp app) : IClassFixture<WholeDirectoryEnrollmentApp>
 {
@@ -64,6 +65,29 @@ public sealed partial class DirectoryEnrollmentWithdrawalTests(WholeDirectoryEnr
         app.Ldap.Modify(Entry(run, "leaves", Mail("leaves")), add: true);
         var back = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
         Assert.Equal([Mail("leaves")], Ours(back, "invited", run));
+    }
+
+    [Fact]
+    public async Task A_link_of_the_job_that_an_administrator_revoked_keeps_the_job_from_inviting_the_person_again()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        var mail = $"refused.{run}@example.com";
+        app.Ldap.Modify(Entry(run, "refused", mail), add: true);
+        var first = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Equal([mail], Ours(first, "invited", run));
+        var id = (await TokensAsync(mail)).Single().GetProperty("id").GetGuid();
+        await Http.EnsureStatus(await app.Admin.DeleteAsync($"/api/v1/tokens/{id}"), HttpStatusCode.OK);
+
+        // The administrator's decision stands: not listed, not invited, counted with those holding a link.
+        var dry = await DirectoryEnrollmentTests.RunAsync(app, dryRun: true);
+        Assert.Empty(Ours(dry, "would-invite", run));
+        var next = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Empty(Ours(next, "invited", run));
+        Assert.Single(await TokensAsync(mail));
+
+        // An administrator may still invite the person by hand.
+        await Http.EnsureStatus(await app.Admin.PostAsJsonAsync("/api/v1/tokens", new { email = mail, profile = "dual", send = true }), HttpStatusCode.Created);
+        Assert.Equal(2, (await TokensAsync(mail)).Count);
     }
 
     internal static string Entry(string run, string who, params string[] mails) =>
