@@ -401,7 +401,8 @@ namespace CertPortal.Migrations.Postgres
 
                     b.HasKey("Id");
 
-                    b.HasIndex("DirectoryEnrollmentRunId");
+                    b.HasIndex("DirectoryEnrollmentRunId")
+                        .HasFilter("\"DirectoryEnrollmentRunId\" IS NOT NULL");
 
                     b.HasIndex("Email");
 

@@ -389,7 +389,8 @@ namespace CertPortal.Migrations.Sqlite
 
                     b.HasKey("Id");
 
-                    b.HasIndex("DirectoryEnrollmentRunId");
+                    b.HasIndex("DirectoryEnrollmentRunId")
+                        .HasFilter("\"DirectoryEnrollmentRunId\" IS NOT NULL");
 
                     b.HasIndex("Email");
 

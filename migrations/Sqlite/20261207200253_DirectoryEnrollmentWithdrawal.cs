@@ -42,7 +42,8 @@ namespace CertPortal.Migrations.Sqlite
             migrationBuilder.CreateIndex(
                 name: "IX_EnrollmentTokens_DirectoryEnrollmentRunId",
                 table: "EnrollmentTokens",
-                column: "DirectoryEnrollmentRunId");
+                column: "DirectoryEnrollmentRunId",
+                filter: "\"DirectoryEnrollmentRunId\" IS NOT NULL");
         }
 
         /// <inheritdoc />
