@@ -477,6 +477,33 @@ namespace CertPortal.Migrations.Postgres
                     b.ToTable("EscrowShares");
                 });
 
+            modelBuilder.Entity("CertPortal.Data.InvitationBatchRow", b =>
+                {
+                    b.Property<byte[]>("KeyHash")
+                        .HasMaxLength(32)
+                        .HasColumnType("bytea");
+
+                    b.Property<int>("Row")
+                        .HasColumnType("integer");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<byte[]>("RequestHash")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("bytea");
+
+                    b.Property<Guid>("TokenId")
+                        .HasColumnType("uuid");
+
+                    b.HasKey("KeyHash", "Row");
+
+                    b.HasIndex("CreatedAt");
+
+                    b.ToTable("InvitationBatchRows");
+                });
+
             modelBuilder.Entity("CertPortal.Data.IssuedCertificate", b =>
                 {
                     b.Property<string>("SerialNumber")

@@ -460,6 +460,33 @@ namespace CertPortal.Migrations.Sqlite
                     b.ToTable("EscrowShares");
                 });
 
+            modelBuilder.Entity("CertPortal.Data.InvitationBatchRow", b =>
+                {
+                    b.Property<byte[]>("KeyHash")
+                        .HasMaxLength(32)
+                        .HasColumnType("BLOB");
+
+                    b.Property<int>("Row")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<byte[]>("RequestHash")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("BLOB");
+
+                    b.Property<Guid>("TokenId")
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("KeyHash", "Row");
+
+                    b.HasIndex("CreatedAt");
+
+                    b.ToTable("InvitationBatchRows");
+                });
+
             modelBuilder.Entity("CertPortal.Data.IssuedCertificate", b =>
                 {
                     b.Property<string>("SerialNumber")

@@ -32,6 +32,7 @@ public abstract class CertPortalDbContext(DbContextOptions options) : DbContext(
     public DbSet<DataProtectionKey> DataProtectionKeys => Set<DataProtectionKey>();
     public DbSet<BlockedKey> BlockedKeys => Set<BlockedKey>();
     public DbSet<DirectoryEnrollmentRun> DirectoryEnrollmentRuns => Set<DirectoryEnrollmentRun>();
+    public DbSet<InvitationBatchRow> InvitationBatchRows => Set<InvitationBatchRow>();
 
     /// <summary>Whether other nodes may share this database. Several nodes need PostgreSQL (README, "Running several nodes"); a
     /// SQLite file serves one node, so rows only another node would read (the look-up cache's change log) are not written there.</summary>

@@ -2,6 +2,7 @@ using CertPortal.Auditing;
 using CertPortal.Authority;
 using CertPortal.Data;
 using CertPortal.Enrollment;
+using Microsoft.EntityFrameworkCore;
 
 namespace CertPortal.Mail;
 
@@ -43,14 +44,27 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
     /// before stay invited: each commits on its own).</param>
     /// <param name="withEach">Awaited in each invitation's transaction, on the writer's context, after its rows, with the new token's id:
     /// what it writes commits with the invitation, and an exception it throws rolls the invitation back and stops the call there.</param>
+    /// <param name="idempotencyKey">The caller's <c>Idempotency-Key</c> (draft-ietf-httpapi-idempotency-key-header): each row invited
+    /// under it is recorded in its invitation's transaction, and the same list sent again with the same key within
+    /// <see cref="IdempotencyWindow"/> answers those rows as they were answered, without a second link or message, and invites
+    /// the rest. A client whose connection broke half-way through a thousand rows can send the list again.</param>
     public async Task<Outcome<BulkInvitationResult>> InviteManyAsync(BulkInvitationRequest request, string actor, CancellationToken ct,
-        Func<CancellationToken, Task>? beforeEach = null, Func<CertPortalDbContext, Guid, CancellationToken, Task>? withEach = null)
+        Func<CancellationToken, Task>? beforeEach = null, Func<CertPortalDbContext, Guid, CancellationToken, Task>? withEach = null,
+        string? idempotencyKey = null)
     {
         if (!mail.Enabled) return MailOff;
         if (request.Invitations is not { Count: > 0 } rows)
             return Failure.Unprocessable("No invitations.", "invitations must list at least one person: [{\"email\": ..., \"displayName\": ...}].");
         if (rows.Count > MaxRows)
             return Failure.Unprocessable("Too many invitations.", $"At most {MaxRows} invitations per call; send the rest in another call.");
+        IdempotentBatch? batch = null;
+        if (idempotencyKey is not null)
+        {
+            var opened = await IdempotentBatch.OpenAsync(db, idempotencyKey, actor, request, time.GetUtcNow(), ct);
+            if (opened.Failure is { } f) return f;
+            batch = opened.Value!;
+        }
+        await using var held = batch;
 
         var results = new List<InvitationResult>(rows.Count);
         var policy = await archive.PolicyAsync(db, ct);
@@ -75,9 +89,20 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
                     $"{email} is invited for {Names.Of(k.Profile)} by row {first} of this list already; a person is invited once per list."));
                 continue;
             }
+            if (batch?.Invited(i + 1) is { } earlier)
+            {
+                if (key is { } doneKey) invitedIn[doneKey] = i + 1;
+                results.Add(earlier);
+                continue;
+            }
             if (beforeEach is not null) await beforeEach(ct);
+            var rowNumber = i + 1;
             var outcome = await InviteOneAsync(new CreateTokenRequest(row.Email, row.DisplayName, profileName,
-                row.ValidHours ?? request.ValidHours, Send: true), policy, actor, ct, withEach);
+                row.ValidHours ?? request.ValidHours, Send: true), policy, actor, ct, batch is null ? withEach : async (w, tokenId, wct) =>
+                {
+                    batch.Record(w, rowNumber, tokenId, time.GetUtcNow());
+                    if (withEach is not null) await withEach(w, tokenId, wct);
+                });
             if (outcome.Failure is { } f)
             {
                 results.Add(new InvitationResult(i + 1, row.Email, "failed", null, null, f.Detail));
@@ -90,6 +115,9 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
         var invited = results.Count(r => r.Status == "invited");
         return new BulkInvitationResult(invited, results.Count - invited, results);
     }
+
+    /// <summary>How long a bulk invitation's <c>Idempotency-Key</c> is remembered; the same key later starts a new list.</summary>
+    public static readonly TimeSpan IdempotencyWindow = TimeSpan.FromHours(24);
 
     /// <param name="policy">The escrow policy: where it requires escrow for the profile, the enrollment page has the server
     /// make the key, and the message says so.</param>
@@ -111,4 +139,77 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
         if (created.Failure is { } f) return f;
         return (created.Value!, message!.Id);
     }
+}
+
+/// <summary>A bulk invitation sent with an <c>Idempotency-Key</c>: the rows invited under the key so far, and the lock that keeps a
+/// second request with the key (the client's retry while the first still runs) from inviting the same rows beside it.</summary>
+internal sealed class IdempotentBatch : IAsyncDisposable
+{
+    private readonly byte[] _keyHash;
+    private readonly byte[] _requestHash;
+    private readonly HeldLock _lock;
+    private readonly Dictionary<int, InvitationResult> _invited;
+
+    private IdempotentBatch(byte[] keyHash, byte[] requestHash, HeldLock held, Dictionary<int, InvitationResult> invited) =>
+        (_keyHash, _requestHash, _lock, _invited) = (keyHash, requestHash, held, invited);
+
+    /// <summary>A key as the draft's structured-field string ("…") or bare, as most clients send one (a UUID): 1–255 visible
+    /// ASCII characters.</summary>
+    private static bool TryParseKey(string header, out string key)
+    {
+        key = header.Trim();
+        if (key.Length >= 2 && key[0] == '"' && key[^1] == '"') key = key[1..^1];
+        return key.Length is > 0 and <= 255 && key.All(c => c is > ' ' and <= '~');
+    }
+
+    public static async Task<Outcome<IdempotentBatch>> OpenAsync(CertPortalDbContext db, string header, string actor, BulkInvitationRequest request,
+        DateTimeOffset now, CancellationToken ct)
+    {
+        if (!TryParseKey(header, out var key))
+            return Failure.BadRequest("The Idempotency-Key header must be 1 to 255 visible ASCII characters (a random UUID, for example).");
+        // The caller's own: two administrators who pick the same key have two lists.
+        var keyHash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(actor + "\n" + key));
+        var requestHash = System.Security.Cryptography.SHA256.HashData(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(request));
+        // One of 4,096 stripes: a lock per key would keep an entry per key ever sent on SQLite (a process lock each). Two lists
+        // with different keys on one stripe at the same moment: the later one is asked to try again.
+        var held = await db.TryHoldNamedAsync($"invitation-key:{Convert.ToHexString(keyHash, 0, 2)[..3]}", ct);
+        if (held is null)
+            return new Failure(FailureKind.Conflict, "Request in progress.",
+                "A list with this Idempotency-Key is still being invited (the first attempt goes on after its client gave up); send it again when that has finished.");
+        try
+        {
+            var forgotten = now - Invitations.IdempotencyWindow;
+            await db.InvitationBatchRows.Where(r => r.CreatedAt < forgotten).ExecuteDeleteAsync(ct);
+            var stored = await db.InvitationBatchRows.AsNoTracking().Where(r => r.KeyHash == keyHash).ToListAsync(ct);
+            if (stored.Any(r => !r.RequestHash.AsSpan().SequenceEqual(requestHash)))
+            {
+                await held.DisposeAsync();
+                return Failure.Unprocessable("Idempotency-Key reused.",
+                    "This Idempotency-Key was sent with another list within the last 24 hours; a retry must send the same list, a new list needs a new key.");
+            }
+            var tokenIds = stored.Select(r => r.TokenId).ToList();
+            var emails = await db.EnrollmentTokens.AsNoTracking().Where(t => tokenIds.Contains(t.Id)).ToDictionaryAsync(t => t.Id, t => t.Email, ct);
+            var dedupeKeys = tokenIds.Select(id => id.ToString()).ToList();
+            var messages = await db.OutboundMessages.AsNoTracking()
+                .Where(m => m.Kind == OutboundMessageKinds.Invitation && dedupeKeys.Contains(m.DedupeKey))
+                .ToDictionaryAsync(m => m.DedupeKey, m => m.Id, ct);
+            var invited = stored.ToDictionary(r => r.Row, r => new InvitationResult(r.Row, emails.GetValueOrDefault(r.TokenId), "invited", r.TokenId,
+                messages.TryGetValue(r.TokenId.ToString(), out var messageId) ? messageId : null, null));
+            return new IdempotentBatch(keyHash, requestHash, held, invited);
+        }
+        catch
+        {
+            await held.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>The answer a row got under this key before, or null when it was not invited.</summary>
+    public InvitationResult? Invited(int row) => _invited.GetValueOrDefault(row);
+
+    /// <summary>In the row's invitation transaction.</summary>
+    public void Record(CertPortalDbContext w, int row, Guid tokenId, DateTimeOffset now) =>
+        w.InvitationBatchRows.Add(new InvitationBatchRow { KeyHash = _keyHash, Row = row, RequestHash = _requestHash, TokenId = tokenId, CreatedAt = now });
+
+    public ValueTask DisposeAsync() => _lock.DisposeAsync();
 }

@@ -10,16 +10,18 @@ public static class MailApi
     public static IEndpointRouteBuilder MapMailApi(this IEndpointRouteBuilder app)
     {
         app.MapPost("/api/v1/invitations", Invite).RequireAuthorization(Policies.Admin).WithTags("Mail").WithName("Invite")
-            .WithSummary("Create one enrollment token per person and mail each their link; reports per row (a failing row does not stop the others).");
+            .WithSummary("Create one enrollment token per person and mail each their link; reports per row (a failing row does not stop the others). " +
+                "With an Idempotency-Key header, the same list sent again with the same key within 24 hours invites only the rows not yet invited.");
         app.MapGet("/api/v1/notifications", List).RequireAuthorization(Policies.Audit).WithTags("Mail").WithName("ListNotifications")
             .WithSummary("Messages in the mail outbox: queued, sent or failed, newest first (never the links they carry).");
         return app;
     }
 
     private static async Task<Results<Ok<BulkInvitationResult>, ProblemHttpResult>> Invite(
-        [FromBody] BulkInvitationRequest request, Invitations invitations, HttpContext http, CancellationToken ct)
+        [FromBody] BulkInvitationRequest request, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey, Invitations invitations,
+        HttpContext http, CancellationToken ct)
     {
-        var outcome = await invitations.InviteManyAsync(request, AuditLog.ActorOf(http.User), ct);
+        var outcome = await invitations.InviteManyAsync(request, AuditLog.ActorOf(http.User), ct, idempotencyKey: idempotencyKey);
         return outcome.Failure is { } f ? f.ToProblem() : TypedResults.Ok(outcome.Value!);
     }
 

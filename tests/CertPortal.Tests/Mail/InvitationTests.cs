@@ -167,6 +167,82 @@ public sealed partial class InvitationTests(MailApp app) : IClassFixture<MailApp
         Assert.Equal(2, app.Smtp.MessagesTo(email).Count);
     }
 
+    private async Task<HttpResponseMessage> InviteAsync(object list, string? idempotencyKey)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/invitations") { Content = JsonContent.Create(list) };
+        if (idempotencyKey is not null) request.Headers.TryAddWithoutValidation("Idempotency-Key", idempotencyKey);
+        return await app.Admin.SendAsync(request);
+    }
+
+    private async Task<int> TokenCountAsync(string email) => (await app.Admin.GetFromJsonAsync<JsonElement[]>($"/api/v1/tokens?email={email}", Http.Json) ?? []).Length;
+
+    [Fact]
+    public async Task A_bulk_invitation_sent_again_with_its_idempotency_key_invites_only_the_rows_not_yet_invited()
+    {
+        var id = Guid.NewGuid().ToString("N")[..8];
+        var emails = Enumerable.Range(1, 3).Select(i => $"retry{i}.{id}@example.test").ToList();
+        var list = new { invitations = emails.Select(e => new { email = e, displayName = "Retry Person" }).ToArray(), profile = "signing" };
+        var key = Guid.NewGuid().ToString();
+
+        var first = await InviteAsync(list, key);
+        await Http.EnsureStatus(first, HttpStatusCode.OK);
+        var firstRows = (await first.Content.ReadFromJsonAsync<JsonElement>(Http.Json)).GetProperty("results").EnumerateArray().ToList();
+        Assert.All(firstRows, r => Assert.Equal("invited", r.GetProperty("status").GetString()));
+
+        // The answer was lost: the same list with the same key gets the same answer, and nobody a second link or message.
+        var again = await InviteAsync(list, $"\"{key}\""); // as a structured-field string, as the draft writes it
+        await Http.EnsureStatus(again, HttpStatusCode.OK);
+        var againRows = (await again.Content.ReadFromJsonAsync<JsonElement>(Http.Json)).GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(firstRows.Select(r => r.ToString()), againRows.Select(r => r.ToString()));
+        foreach (var e in emails) Assert.Equal(1, await TokenCountAsync(e));
+
+        // The connection broke after row 2 had committed: row 3's record (written in its invitation's transaction) is not there,
+        // so a retry invites row 3 and answers rows 1 and 2 as before.
+        using (var scope = app.Services.CreateScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+            var third = firstRows[2].GetProperty("tokenId").GetGuid();
+            Assert.Equal(1, await db.InvitationBatchRows.Where(r => r.TokenId == third).ExecuteDeleteAsync());
+        }
+        var resumed = (await (await InviteAsync(list, key)).Content.ReadFromJsonAsync<JsonElement>(Http.Json)).GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(firstRows[..2].Select(r => r.ToString()), resumed[..2].Select(r => r.ToString()));
+        Assert.Equal("invited", resumed[2].GetProperty("status").GetString());
+        Assert.NotEqual(firstRows[2].GetProperty("tokenId").GetGuid(), resumed[2].GetProperty("tokenId").GetGuid());
+        Assert.Equal(1, await TokenCountAsync(emails[0]));
+
+        // The key with another list: refused, nothing created; a key that is no key: 400.
+        var other = new { invitations = new[] { new { email = $"other.{id}@example.test", displayName = "Other" } }, profile = "signing" };
+        await Http.AssertProblem(await InviteAsync(other, key), HttpStatusCode.UnprocessableEntity);
+        Assert.Equal(0, await TokenCountAsync($"other.{id}@example.test"));
+        await Http.AssertProblem(await InviteAsync(other, "bad key with spaces"), HttpStatusCode.BadRequest);
+        await Http.AssertProblem(await InviteAsync(other, new string('k', 256)), HttpStatusCode.BadRequest);
+        Assert.Equal(0, await TokenCountAsync($"other.{id}@example.test"));
+
+        // Without a key a list is a new list: the person is invited again (a second live link), as before.
+        await Http.EnsureStatus(await InviteAsync(other, null), HttpStatusCode.OK);
+        await Http.EnsureStatus(await InviteAsync(other, null), HttpStatusCode.OK);
+        Assert.Equal(2, await TokenCountAsync($"other.{id}@example.test"));
+    }
+
+    [Fact]
+    public async Task Retries_of_a_bulk_invitation_sent_while_it_runs_invite_each_person_once()
+    {
+        var id = Guid.NewGuid().ToString("N")[..8];
+        var emails = Enumerable.Range(1, 12).Select(i => $"burst{i}.{id}@example.test").ToList();
+        var list = new { invitations = emails.Select(e => new { email = e, displayName = "Burst Person" }).ToArray(), profile = "encryption" };
+        var key = Guid.NewGuid().ToString();
+        // A client that gives up and sends again, five times, while the first attempt still runs.
+        var responses = await Task.WhenAll(Enumerable.Range(0, 5).Select(_ => InviteAsync(list, key)));
+        Assert.All(responses, r => Assert.True(r.StatusCode is HttpStatusCode.OK or HttpStatusCode.Conflict, $"{(int)r.StatusCode}"));
+        Assert.Contains(responses, r => r.StatusCode == HttpStatusCode.OK);
+        foreach (var e in emails) Assert.Equal(1, await TokenCountAsync(e));
+        // Once it has finished, a retry answers every row.
+        var last = await InviteAsync(list, key);
+        await Http.EnsureStatus(last, HttpStatusCode.OK);
+        Assert.Equal(12, (await last.Content.ReadFromJsonAsync<JsonElement>(Http.Json)).GetProperty("invited").GetInt32());
+        foreach (var e in emails) Assert.Equal(1, await TokenCountAsync(e));
+    }
+
     private async Task EnsureSmtpRunningAsync()
     {
         try
