@@ -167,11 +167,14 @@ public sealed partial class InvitationTests(MailApp app) : IClassFixture<MailApp
         Assert.Equal(2, app.Smtp.MessagesTo(email).Count);
     }
 
-    private async Task<HttpResponseMessage> InviteAsync(object list, string? idempotencyKey)
+    private Task<HttpResponseMessage> InviteAsync(object list, string? idempotencyKey) => SendListAsync(app.Admin, list, idempotencyKey);
+
+    /// <summary><c>POST /api/v1/invitations</c> with the list, and the <c>Idempotency-Key</c> header when one is given.</summary>
+    public static async Task<HttpResponseMessage> SendListAsync(HttpClient admin, object list, string? idempotencyKey)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/invitations") { Content = JsonContent.Create(list) };
         if (idempotencyKey is not null) request.Headers.TryAddWithoutValidation("Idempotency-Key", idempotencyKey);
-        return await app.Admin.SendAsync(request);
+        return await admin.SendAsync(request);
     }
 
     private async Task<int> TokenCountAsync(string email) => (await app.Admin.GetFromJsonAsync<JsonElement[]>($"/api/v1/tokens?email={email}", Http.Json) ?? []).Length;

@@ -44,12 +44,7 @@ public sealed class PostgresInvitationRetryTests(PostgresMailApp app) : IClassFi
         var emails = Enumerable.Range(1, 10).Select(i => $"pgretry{i}.{id}@example.test").ToList();
         var list = new { invitations = emails.Select(e => new { email = e, displayName = "Retry Person" }).ToArray(), profile = "signing" };
         var key = Guid.NewGuid().ToString();
-        async Task<HttpResponseMessage> Send()
-        {
-            using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/invitations") { Content = JsonContent.Create(list) };
-            request.Headers.TryAddWithoutValidation("Idempotency-Key", key);
-            return await app.Admin.SendAsync(request);
-        }
+        Task<HttpResponseMessage> Send() => InvitationTests.SendListAsync(app.Admin, list, key);
 
         var responses = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Send()));
         Assert.All(responses, r => Assert.True(r.StatusCode is HttpStatusCode.OK or HttpStatusCode.Conflict, $"{(int)r.StatusCode}"));
