@@ -40,7 +40,9 @@ public sealed class CertificateNotices(MailOptions options, MailQueue queue) : I
             _ => (OutboundMessageKinds.RevocationNotice, certificate.SerialNumber),
         };
         queue.Enqueue(db, kind, key, new MessageModel(certificate.Email, certificate.DisplayName, Names.Of(certificate.Profile),
-            certificate.SerialNumber, NotAfter: certificate.NotAfter, Reason: certificate.RevocationReason?.ToRfcName(), At: now),
+            certificate.SerialNumber, NotAfter: certificate.NotAfter, Reason: certificate.RevocationReason?.ToRfcName(), At: now,
+            // Superseded after a renewal (the supersede worker, or an administrator): the notice names the certificate that replaces it.
+            RenewedBy: certificate.RevocationReason == RevocationReason.Superseded ? certificate.RenewedBy : null),
             options.OrganizationName, now);
     }
 }
