@@ -1,3 +1,4 @@
+using CertPortal.Authority;
 using CertPortal.Data;
 using CertPortal.Enrollment;
 using Microsoft.EntityFrameworkCore;
@@ -10,7 +11,8 @@ namespace CertPortal.Mail;
 /// <para>A certificate that enters several windows at once (the service was down, or time jumped) gets only the
 /// nearest one: a 30-day reminder after the 7-day one would mislead. A window longer than the certificate's whole
 /// life is skipped (a 5-day certificate gets no "30 days left" on the day it is issued), and so is a certificate
-/// whose holder already has a newer valid one of the same profile: they have renewed.</para></summary>
+/// whose holder already has newer valid ones that serve its every use (the same profile, or a dual one): they have renewed, or
+/// been given a dual ID instead (<see cref="Replaced"/>).</para></summary>
 public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, MailOptions options, CertPortalOptions portal, Renewal.RenewalOptions renewal,
     Escrow.KeyArchive archive, TimeProvider time, ILogger<ExpiryReminders> logger)
 {
@@ -46,7 +48,9 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
                 var lifetime = c.NotAfter - c.NotBefore;
                 var windows = days.Where(d => remaining <= TimeSpan.FromDays(d) && lifetime > TimeSpan.FromDays(d)).ToList();
                 if (windows.Count == 0) continue;
-                if (successors.Any(s => string.Equals(s.Email, c.Email, StringComparison.OrdinalIgnoreCase) && s.Profile == c.Profile && s.NotAfter > c.NotAfter && s.NotBefore <= now)) continue;
+                var newer = successors.Where(s => string.Equals(s.Email, c.Email, StringComparison.OrdinalIgnoreCase) && s.NotAfter > c.NotAfter && s.NotBefore <= now)
+                    .Select(s => s.Profile).ToList();
+                if (Replaced(c.Profile, newer)) continue;
                 var window = windows.Min();
                 due.Add(($"{c.SerialNumber}:{window}", window, (c.SerialNumber, c.Email, c.DisplayName, Names.Of(c.Profile), c.NotAfter)));
             }
@@ -88,4 +92,12 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
         }
         return queued;
     }
+
+    /// <summary>Whether the holder's newer valid certificates (their profiles) serve every use of one of <paramref name="profile"/>:
+    /// a dual certificate serves signing and encryption, as directory enrollment counts it, so the separate signing and encryption
+    /// IDs it replaced are not reminded of (their links would renew them beside it); a newer signing ID alone does not replace a
+    /// dual one, whose holder still needs to receive encrypted mail.</summary>
+    internal static bool Replaced(CertificateProfileName profile, IReadOnlyCollection<CertificateProfileName> newer) =>
+        newer.Count > 0 && Enum.GetValues<CertificateUsage>().Where(CertificateProfile.For(profile).Serves)
+            .All(use => newer.Any(n => CertificateProfile.For(n).Serves(use)));
 }

@@ -7,7 +7,8 @@ using Microsoft.Extensions.Time.Testing;
 namespace CertPortal.Tests.Mail;
 
 /// <summary>A reminder that waited while the SMTP server was down and lost its point meanwhile (its certificate revoked, or the
-/// next reminder's day come) is not sent, and says why.</summary>
+/// next reminder's day come) is not sent, and says why; and none is queued for a certificate whose every use a newer one of its
+/// holder serves.</summary>
 public sealed class StaleReminderTests
 {
     /// <summary>A node with a fake clock, reminders on <paramref name="reminderDays"/>, and passes driven by the test only.</summary>
@@ -83,5 +84,32 @@ public sealed class StaleReminderTests
         Assert.Equal($"Your digital ID for {email} expires in 7 days", Assert.Single(reminders).Subject);
         var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}&status=failed", Http.Json);
         Assert.Contains("7-day reminder", Assert.Single(listed.GetProperty("notifications").EnumerateArray()).GetProperty("lastError").GetString());
+    });
+
+    [Fact]
+    public Task A_certificate_whose_uses_a_newer_dual_certificate_serves_gets_no_reminder() => WithNodeAsync([30], async (node, smtp, clock) =>
+    {
+        // The organisation moved from separate signing and encryption IDs to dual ones: moved gets a dual ID beside the two
+        // older ones. Each older one was reminded of ("renew your digital ID", with a link that renews it), as directory
+        // enrollment already counts a dual certificate for signing and for encryption. A signing ID does not serve what a
+        // dual one does: the older dual ID of kept is still due.
+        var run = Guid.NewGuid().ToString("N")[..8];
+        var moved = $"moved.{run}@example.test";
+        var kept = $"kept.{run}@example.test";
+        var (signing, _) = await node.IssueAsync(moved, "signing");
+        await node.IssueAsync(moved, "encryption");
+        var (dual, _) = await node.IssueAsync(kept, "dual");
+        clock.Advance(TimeSpan.FromDays(1));
+        await node.IssueAsync(moved, "dual");
+        await node.IssueAsync(kept, "signing");
+
+        clock.Advance(signing.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        var pass = await node.PassAsync();
+        Assert.Equal(1, pass.Queued);
+        var reminder = Assert.Single(await smtp.WaitForMessagesToAsync(kept));
+        Assert.Contains(dual.SerialNumber, reminder.TextBody);
+        var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={moved}", Http.Json);
+        Assert.Equal(0, listed.GetProperty("total").GetInt32());
+        Assert.Empty(smtp.MessagesTo(moved));
     });
 }
