@@ -43,7 +43,8 @@ public static class MailTemplates
     public static string Subject(string kind, MessageModel m, string organization) => kind switch
     {
         OutboundMessageKinds.Invitation => $"{organization}: your digital ID for {m.Email}",
-        OutboundMessageKinds.ExpiryReminder => $"Your digital ID for {m.Email} expires in {m.Days} days",
+        // A person with separate signing and encryption IDs gets a reminder for each: the subjects tell them apart.
+        OutboundMessageKinds.ExpiryReminder => $"Your {m.Profile switch { "signing" => "signing ", "encryption" => "encryption ", _ => "" }}digital ID for {m.Email} expires in {m.Days} days",
         OutboundMessageKinds.RevocationNotice when m.RenewedBy is not null => $"Your digital ID for {m.Email} has been replaced by its renewal",
         OutboundMessageKinds.RevocationNotice => $"Your digital ID for {m.Email} has been revoked",
         OutboundMessageKinds.HoldNotice => $"Your digital ID for {m.Email} has been suspended",
@@ -98,13 +99,15 @@ public static class MailTemplates
                 ]),
             OutboundMessageKinds.ExpiryReminder => (
                 [
-                    $"Your digital ID for {m.Email} ({certificate}) expires on {Time(m.NotAfter)}, in {m.Days} days. After that you can no longer sign mail with it, and others cannot encrypt new mail to you with it.",
+                    $"Your digital ID for {m.Email} ({certificate}), for {ProfileWords(m.Profile)}, expires on {Time(m.NotAfter)}, in {m.Days} days. After that {ExpiryWords(m.Profile)}.",
                     m.RenewalUrl is null
                         ? "To renew it, ask your administrator for a new invitation: you will receive a link by e-mail and get a new digital ID in your browser."
                         : m.ServerKey == true
                             ? $"To renew it yourself, open this page in your browser and choose your current digital ID file (.p12) with its password. The file never leaves your computer. {organization} keeps a locked copy of encryption keys (key escrow): the service makes your new key, keeps that copy, and the page gives you the new digital ID in a file protected by the same password."
                             : "To renew it yourself, open this page in your browser and choose your current digital ID file (.p12) with its password. The file never leaves your computer; the page makes your new digital ID there.",
                 ],
+                // A signing key reads no mail: only an ID others encrypt to is worth keeping after it expires.
+                m.Profile == "signing" ? [] :
                 [
                     "Keep your current digital ID after it expires: you still need its key to read mail that was encrypted to it.",
                 ]),
@@ -161,6 +164,14 @@ public static class MailTemplates
         "signing" => "signing mail",
         "encryption" => "receiving encrypted mail",
         _ => "signing mail and receiving encrypted mail",
+    };
+
+    /// <summary>What an expired ID of the profile no longer does: a signing ID is nobody's to encrypt to, an encryption ID signs nothing.</summary>
+    private static string ExpiryWords(string? profile) => profile switch
+    {
+        "signing" => "you can no longer sign mail with it",
+        "encryption" => "others cannot encrypt new mail to you with it",
+        _ => "you can no longer sign mail with it, and others cannot encrypt new mail to you with it",
     };
 
     private static string ReasonWords(string? reason) =>

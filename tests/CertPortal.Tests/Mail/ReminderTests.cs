@@ -125,7 +125,7 @@ public sealed class ReminderTests(PostgresServer postgres) : IClassFixture<Postg
             MoveTo(expiring.NotAfter.AddDays(-30).AddHours(1));
             await PassesAsync();
             var first = Assert.Single(await smtp.WaitForMessagesToAsync(holder));
-            Assert.Equal($"Your digital ID for {holder} expires in 30 days", first.Subject);
+            Assert.Equal($"Your signing digital ID for {holder} expires in 30 days", first.Subject);
             Assert.Contains(expiring.SerialNumber, first.TextBody);
             // The reminder leads to self-service renewal of this very certificate (on the PortalUrl of the node that
             // queued it: each test node has its own port, a real cluster one address).
@@ -144,7 +144,7 @@ public sealed class ReminderTests(PostgresServer postgres) : IClassFixture<Postg
             MoveTo(expiring.NotAfter.AddDays(-7).AddHours(1));
             await PassesAsync();
             var both = await smtp.WaitForMessagesToAsync(holder, 2);
-            Assert.Equal($"Your digital ID for {holder} expires in 7 days", both[1].Subject);
+            Assert.Equal($"Your signing digital ID for {holder} expires in 7 days", both[1].Subject);
             MoveTo(expiring.NotAfter.AddHours(-1));
             await PassesAsync();
             await Task.Delay(1000);

@@ -7,8 +7,8 @@ using Microsoft.Extensions.Time.Testing;
 namespace CertPortal.Tests.Mail;
 
 /// <summary>A reminder that waited while the SMTP server was down and lost its point meanwhile (its certificate revoked, or the
-/// next reminder's day come) is not sent, and says why; and none is queued for a certificate whose every use a newer one of its
-/// holder serves.</summary>
+/// next reminder's day come) is not sent, and says why; none is queued for a certificate whose every use a newer one of its
+/// holder serves; and a person with separate signing and encryption IDs can tell their two reminders apart.</summary>
 public sealed class StaleReminderTests
 {
     /// <summary>A node with a fake clock, reminders on <paramref name="reminderDays"/>, and passes driven by the test only.</summary>
@@ -81,7 +81,7 @@ public sealed class StaleReminderTests
         await node.PassAsync();
 
         var reminders = smtp.MessagesTo(email).Where(m => (m.Subject ?? "").Contains("expires", StringComparison.Ordinal)).ToList();
-        Assert.Equal($"Your digital ID for {email} expires in 7 days", Assert.Single(reminders).Subject);
+        Assert.Equal($"Your signing digital ID for {email} expires in 7 days", Assert.Single(reminders).Subject);
         var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}&status=failed", Http.Json);
         Assert.Contains("7-day reminder", Assert.Single(listed.GetProperty("notifications").EnumerateArray()).GetProperty("lastError").GetString());
     });
@@ -111,5 +111,35 @@ public sealed class StaleReminderTests
         var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={moved}", Http.Json);
         Assert.Equal(0, listed.GetProperty("total").GetInt32());
         Assert.Empty(smtp.MessagesTo(moved));
+    });
+
+    [Fact]
+    public Task Separate_signing_and_encryption_ids_get_reminders_that_say_which_is_which() => WithNodeAsync([30], async (node, smtp, clock) =>
+    {
+        // Both reminders had the same subject and the same words, "you can no longer sign mail with it, and others cannot encrypt
+        // new mail to you with it", told of a signing ID (nobody encrypts to it) and of an encryption ID (it signs nothing): two
+        // mails a person took for one sent twice, each with a link that renews only the ID whose file is chosen on the page.
+        var email = $"pair.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var (signing, _) = await node.IssueAsync(email, "signing");
+        var (encryption, _) = await node.IssueAsync(email, "encryption");
+
+        clock.Advance(signing.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        await node.PassAsync();
+        var both = await smtp.WaitForMessagesToAsync(email, 2);
+        var forSigning = Assert.Single(both, m => (m.TextBody ?? "").Contains(signing.SerialNumber, StringComparison.Ordinal));
+        var forEncryption = Assert.Single(both, m => (m.TextBody ?? "").Contains(encryption.SerialNumber, StringComparison.Ordinal));
+        Assert.Equal($"Your signing digital ID for {email} expires in 30 days", forSigning.Subject);
+        Assert.Equal($"Your encryption digital ID for {email} expires in 30 days", forEncryption.Subject);
+        foreach (var body in new[] { forSigning.TextBody, forSigning.HtmlBody })
+        {
+            Assert.Contains("for signing mail", body);
+            Assert.DoesNotContain("encrypt", body);
+        }
+        foreach (var body in new[] { forEncryption.TextBody, forEncryption.HtmlBody })
+        {
+            Assert.Contains("for receiving encrypted mail", body);
+            Assert.Contains("read mail that was encrypted to it", body);
+            Assert.DoesNotContain("sign mail", body);
+        }
     });
 }
