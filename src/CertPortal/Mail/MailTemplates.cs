@@ -107,7 +107,7 @@ public static class MailTemplates
                             : "To renew it yourself, open this page in your browser and choose your current digital ID file (.p12) with its password. The file never leaves your computer; the page makes your new digital ID there.",
                 ],
                 // A signing key reads no mail: only an ID others encrypt to is worth keeping after it expires.
-                m.Profile == "signing" ? [] :
+                !Reads(m.Profile) ? [] :
                 [
                     "Keep your current digital ID after it expires: you still need its key to read mail that was encrypted to it.",
                 ]),
@@ -115,7 +115,7 @@ public static class MailTemplates
             // "may have been compromised" sent a legitimate holder looking for a leak of a key only they had.
             OutboundMessageKinds.RevocationNotice when m.CompromisedPredecessor is { } predecessor => (
                 [
-                    $"Your digital ID for {m.Email} ({certificate}) was revoked on {Time(m.At)}. It was renewed from your digital ID {predecessor} (directly, or through renewals in between), whose key was reported compromised. A renewal is granted on the strength of the old key alone, so someone else who had that key could have made it: every renewal made from it is revoked. Mail clients no longer accept signatures made with it, and others can no longer encrypt mail to you with it.",
+                    $"Your digital ID for {m.Email} ({certificate}) was revoked on {Time(m.At)}. It was renewed from your digital ID {predecessor} (directly, or through renewals in between), whose key was reported compromised. A renewal is granted on the strength of the old key alone, so someone else who had that key could have made it: every renewal made from it is revoked. {NoLonger(m.Profile)}.",
                     "The key of this digital ID itself was not reported. If you made this renewal yourself, stop using it to sign and keep it to read mail that was encrypted to it. If you did not, someone else may have: contact your administrator.",
                     "It cannot be renewed: to get a new digital ID, ask your administrator for an invitation and enrol again.",
                 ],
@@ -125,29 +125,35 @@ public static class MailTemplates
             // a renewal needs only the old key, so that is how they learn someone else has it.
             OutboundMessageKinds.RevocationNotice when m.RenewedBy is { } successor => (
                 [
-                    $"Your digital ID for {m.Email} ({certificate}) was renewed: your digital ID {successor} replaces it. It was revoked as superseded on {Time(m.At)}, so mail clients no longer accept signatures made with it, and others can no longer encrypt mail to you with it.",
-                    $"Use digital ID {successor} from now on: if you have not installed it in your mail program yet, do it now. Keep this one to read mail that was encrypted to it.",
+                    $"Your digital ID for {m.Email} ({certificate}) was renewed: your digital ID {successor} replaces it. It was revoked as superseded on {Time(m.At)}: {NoLonger(m.Profile, lowerFirst: true)}.",
+                    $"Use digital ID {successor} from now on: if you have not installed it in your mail program yet, do it now.{(Reads(m.Profile) ? " Keep this one to read mail that was encrypted to it." : "")}",
                     "If you did not renew it, contact your administrator.",
                 ],
                 []),
             OutboundMessageKinds.RevocationNotice => (
                 [
-                    $"Your digital ID for {m.Email} ({certificate}) was revoked on {Time(m.At)}{ReasonWords(m.Reason)}. Mail clients no longer accept signatures made with it, and others can no longer encrypt mail to you with it.",
-                    m.Reason == RevocationReason.KeyCompromise.ToRfcName()
-                        ? "Its key may be known to someone else: stop using it to sign, and remove it from your mail program once you have read the mail encrypted to it."
-                        : "Stop using it to sign. Keep it to read mail that was encrypted to it.",
+                    $"Your digital ID for {m.Email} ({certificate}) was revoked on {Time(m.At)}{ReasonWords(m.Reason)}. {NoLonger(m.Profile)}.",
+                    (m.Reason == RevocationReason.KeyCompromise.ToRfcName(), m.Profile) switch
+                    {
+                        (true, "signing") => "Its key may be known to someone else: stop using it, and remove it from your mail program.",
+                        (true, "encryption") => "Its key may be known to someone else: remove it from your mail program once you have read the mail encrypted to it.",
+                        (true, _) => "Its key may be known to someone else: stop using it to sign, and remove it from your mail program once you have read the mail encrypted to it.",
+                        (false, "signing") => "Stop using it to sign.",
+                        (false, "encryption") => "Keep it to read mail that was encrypted to it.",
+                        (false, _) => "Stop using it to sign. Keep it to read mail that was encrypted to it.",
+                    },
                     "To get a new digital ID, ask your administrator for an invitation. If you did not expect this, contact your administrator.",
                 ],
                 []),
             OutboundMessageKinds.HoldNotice => (
                 [
-                    $"Your digital ID for {m.Email} ({certificate}) was suspended (put on hold) on {Time(m.At)}. While it is suspended, mail clients do not accept signatures made with it.",
+                    $"Your digital ID for {m.Email} ({certificate}) was suspended (put on hold) on {Time(m.At)}. While it is suspended, {m.Profile switch { "encryption" => "others' mail clients do not encrypt mail to you with it", "signing" => "mail clients do not accept signatures made with it", _ => "mail clients do not accept signatures made with it, nor encrypt mail to you with it" }}.",
                     "A suspension can be lifted: your administrator will tell you when it is, or revoke it for good. If you did not expect this, contact your administrator.",
                 ],
                 []),
             OutboundMessageKinds.ReleaseNotice => (
                 [
-                    $"The suspension of your digital ID for {m.Email} ({certificate}) was lifted on {Time(m.At)}: you can sign and receive encrypted mail with it again.",
+                    $"The suspension of your digital ID for {m.Email} ({certificate}) was lifted on {Time(m.At)}: you can use it for {ProfileWords(m.Profile)} again.",
                 ],
                 []),
             _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown message kind"),
@@ -165,6 +171,22 @@ public static class MailTemplates
         "encryption" => "receiving encrypted mail",
         _ => "signing mail and receiving encrypted mail",
     };
+
+    /// <summary>What a revoked ID of the profile no longer does (a revocation notice): a signing ID was nobody's to encrypt to, and an
+    /// encryption ID signed nothing, so each is told only of its own use.</summary>
+    private static string NoLonger(string? profile, bool lowerFirst = false)
+    {
+        var words = profile switch
+        {
+            "signing" => "Mail clients no longer accept signatures made with it",
+            "encryption" => "Others can no longer encrypt mail to you with it",
+            _ => "Mail clients no longer accept signatures made with it, and others can no longer encrypt mail to you with it",
+        };
+        return lowerFirst ? char.ToLowerInvariant(words[0]) + words[1..] : words;
+    }
+
+    /// <summary>Whether mail was encrypted to an ID of the profile, so its key is worth keeping once it is no longer used.</summary>
+    private static bool Reads(string? profile) => profile != "signing";
 
     /// <summary>What an expired ID of the profile no longer does: a signing ID is nobody's to encrypt to, an encryption ID signs nothing.</summary>
     private static string ExpiryWords(string? profile) => profile switch
