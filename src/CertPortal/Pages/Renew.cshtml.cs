@@ -28,6 +28,19 @@ public sealed class RenewModel(
     /// <summary>Policy makes the server generate encryption (or dual-use) keys: some IDs renew that way.</summary>
     public bool SomeRenewWithServerKey { get; private set; }
 
+    /// <summary>What becomes of the old certificate, as the success message says it: with <c>Renewal:SupersedeAfter</c> it is revoked as
+    /// superseded that long after the renewal, and "it stays valid until it expires" would have the person leave it installed.</summary>
+    public string OldCertificateFate => renewal.SupersedeAfter is { } after
+        ? after <= TimeSpan.Zero
+            ? "The old certificate is revoked (superseded) now; the address book gives out the new one."
+            : $"The old certificate is revoked (superseded) {Span(after)} from now: install the new one everywhere you sign or read mail before then. The address book now gives out the new one."
+        : "The old certificate stays valid until it expires; the address book now gives out the new one.";
+
+    private static string Span(TimeSpan t) =>
+        t.TotalDays >= 1 ? Plural(Math.Round(t.TotalDays), "day") : t.TotalHours >= 1 ? Plural(Math.Round(t.TotalHours), "hour") : Plural(Math.Max(1, Math.Round(t.TotalMinutes)), "minute");
+
+    private static string Plural(double n, string unit) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{n:0} {unit}{(n == 1 ? "" : "s")}");
+
     public async Task OnGetAsync(string? serial, CancellationToken ct)
     {
         Now = time.GetUtcNow();

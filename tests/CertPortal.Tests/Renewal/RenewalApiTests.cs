@@ -119,6 +119,14 @@ public sealed class OpenRenewalApp : CertPortalApp
 
 public sealed class RenewalRefusalTests(OpenRenewalApp app) : IClassFixture<OpenRenewalApp>
 {
+    [Fact]
+    public async Task Without_supersede_after_the_renewal_page_says_the_old_certificate_stays_valid_until_it_expires()
+    {
+        var page = await app.Client.GetStringAsync("/renew");
+        Assert.Contains("The old certificate stays valid until it expires", page);
+        Assert.DoesNotContain("superseded", page);
+    }
+
     private readonly string _run = Guid.NewGuid().ToString("N")[..6];
 
     [Fact]
@@ -360,6 +368,11 @@ public sealed class SupersedeAfterRenewalTests(SupersedingRenewalApp app) : ICla
     [Fact]
     public async Task The_old_certificate_is_revoked_as_superseded_after_the_grace_period()
     {
+        // The renewal page's success message says when the old certificate goes, not that it stays valid until it expires.
+        var page = await app.Client.GetStringAsync("/renew");
+        Assert.Contains("revoked (superseded) 1 day from now", page);
+        Assert.DoesNotContain("stays valid until it expires", page);
+
         Tool.Require("openssl", "openssl");
         using var dir = new ToolDir("renewal-supersede");
         var frank = $"frank.{Guid.NewGuid().ToString("N")[..6]}@example.com";
