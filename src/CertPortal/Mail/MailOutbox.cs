@@ -296,12 +296,21 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         var parts = message.DedupeKey.Split(':');
         var serial = parts[0];
         var certificate = await db.Certificates.AsNoTracking().Where(c => c.SerialNumber == serial)
-            .Select(c => new { c.RevokedAt, c.NotAfter, c.RenewedBy }).FirstOrDefaultAsync(ct);
+            .Select(c => new { c.RevokedAt, c.NotAfter, c.RenewedBy, c.Email, c.Profile }).FirstOrDefaultAsync(ct);
         if (certificate is null) return null;
         var now = time.GetUtcNow();
         var why = certificate.RevokedAt is not null ? "revoked" : certificate.RenewedBy is not null ? "renewed"
             : certificate.NotAfter <= now ? "expired" : null;
         if (why is not null) return $"Not sent: the certificate was {why} before the reminder could be sent.";
+        // Replaced otherwise while it waited (a new ID from an invitation, not a renewal): as ExpiryReminders decides at queueing.
+        var mailbox = certificate.Email.ToLowerInvariant();
+#pragma warning disable CA1862 // EF Core translates ToLower() to lower() (the index on lower("Email")), not string.Equals(..., OrdinalIgnoreCase)
+        var newer = await db.Certificates.AsNoTracking()
+            .Where(c => c.Email.ToLower() == mailbox && c.RevokedAt == null && c.NotAfter > certificate.NotAfter && c.NotBefore <= now)
+            .Select(c => c.Profile).ToListAsync(ct);
+#pragma warning restore CA1862
+        if (ExpiryReminders.Replaced(certificate.Profile, newer))
+            return "Not sent: its holder was given a newer digital ID that serves its uses before the reminder could be sent.";
         if (parts.Length > 1 && int.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var days) &&
             options.ReminderDays.Where(d => d < days).DefaultIfEmpty(0).Max() is var next and > 0 && certificate.NotAfter - now <= TimeSpan.FromDays(next))
             return $"Not sent: its certificate expires within {next} days, which the {next}-day reminder says.";

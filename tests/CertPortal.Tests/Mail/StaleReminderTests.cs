@@ -63,6 +63,28 @@ public sealed class StaleReminderTests
     });
 
     [Fact]
+    public Task A_reminder_for_a_certificate_replaced_by_a_new_id_while_it_waited_is_not_sent() => WithNodeAsync([30], async (node, smtp, clock) =>
+    {
+        // While the SMTP server was down the person enrolled again from an invitation (no renewal: the old ID's RenewedBy is empty).
+        var email = $"replaced.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var (issued, _) = await node.IssueAsync(email, "encryption");
+
+        smtp.Stop();
+        clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        var down = await node.PassAsync();
+        Assert.Equal((1, 0, 1), (down.Queued, down.Sent, down.Retried));
+
+        await node.IssueAsync(email.ToUpperInvariant(), "dual");
+        await smtp.StartAsync();
+        clock.Advance(TimeSpan.FromHours(2));
+        var up = await node.PassAsync();
+        Assert.Equal(1, up.Failed);
+        Assert.DoesNotContain(smtp.MessagesTo(email), m => (m.Subject ?? "").Contains("expires", StringComparison.Ordinal));
+        var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}", Http.Json);
+        Assert.Contains("newer digital ID", Assert.Single(listed.GetProperty("notifications").EnumerateArray()).GetProperty("lastError").GetString());
+    });
+
+    [Fact]
     public Task A_reminder_that_waited_past_the_next_reminders_day_gives_way_to_it() => WithNodeAsync([30, 7], async (node, smtp, clock) =>
     {
         // The SMTP server is down from the 30th day before expiry until after the 7th. Sent when it came back, the 30-day
