@@ -3,6 +3,8 @@
 // and packs the new certificate with the new key. Only the signed CSR is sent. An escrowed encryption ID (the server
 // says so for its serial) renews through the server instead: the page signs {"keyAlgorithm":...} with the current key
 // and sends it with the password, and the server returns the new key, escrowed, in a PKCS#12 under that password.
+// Opened from a reminder's link (/renew?serial=…, the form's data-serial), the page renews that ID only: a file that holds
+// another one (the person's other ID, signing where the link is about encryption) is refused before anything is sent.
 (() => {
   "use strict";
   const form = document.getElementById("renew-form");
@@ -14,13 +16,27 @@
   const submit = $("renew-submit");
 
   const say = (text) => { status.textContent = text; };
+  // text: a string, or the nodes of a message with more than one paragraph.
   const fail = (text) => {
     say("");
-    errorBox.textContent = text;
+    if (typeof text === "string") errorBox.textContent = text;
+    else errorBox.replaceChildren(...text);
     errorBox.hidden = false;
     errorBox.focus();
     submit.disabled = false;
   };
+
+  // Serials compared as the server keys them: upper-case hex without separators, here also without leading zero octets
+  // (a DER integer's padding 00 or a padded form of the same number names the same certificate).
+  const normalizeSerial = (serial) => {
+    let hex = String(serial).replace(/[\s:]/g, "").toUpperCase();
+    if (hex.length % 2 === 1) hex = "0" + hex;
+    while (hex.length > 2 && hex.startsWith("00")) hex = hex.slice(2);
+    return hex;
+  };
+  const namedSerial = form.dataset.serial || "";
+  const namedUse = form.dataset.use || "";
+  const named = (serial, use) => use ? `${serial} (${use})` : serial;
 
   if (!window.isSecureContext || !window.crypto || !window.crypto.subtle || !E) {
     fail("This browser cannot open digital IDs safely (WebCrypto is missing, or the page is not served over HTTPS). " +
@@ -40,9 +56,13 @@
     try {
       say("Opening your digital ID in this browser…");
       const current = await E.openPkcs12(new Uint8Array(await file.arrayBuffer()), password);
+      const source = await keySource(current.serialNumber);
+      if (namedSerial && normalizeSerial(current.serialNumber) !== normalizeSerial(namedSerial)) {
+        return fail(otherIdMessage(current.serialNumber, source.use));
+      }
       const algorithm = $("key-algorithm").value;
       let issued, p12;
-      if (await serverGeneratesKey(current.serialNumber)) {
+      if (source.serverGeneratesKey === true) {
         say("Signing the request with your current key…");
         const content = new TextEncoder().encode(JSON.stringify({ keyAlgorithm: algorithm }));
         const cms = await E.signRenewalContent(current.privateKey, current.certificateDer, content);
@@ -68,10 +88,31 @@
     }
   });
 
-  async function serverGeneratesKey(serial) {
+  // {serverGeneratesKey, use}: how the ID in the file renews, and what it is for (null if this service did not issue it).
+  async function keySource(serial) {
     const response = await fetch(`/renew?handler=KeySource&serial=${encodeURIComponent(serial)}`, { headers: { Accept: "application/json" } });
     if (!response.ok) throw new Error(`The server answered ${response.status} when asked how this digital ID renews.`);
-    return (await response.json()).serverGeneratesKey === true;
+    return await response.json();
+  }
+
+  // The file holds another ID than the link names. Renewing it would leave the named one to expire unrenewed (and the
+  // other ID's own reminder link would then say it was renewed already): say which is which, and renew nothing. A person
+  // who does mean the ID in this file renews it from the page for any ID, choosing the file there on purpose.
+  function otherIdMessage(fileSerial, fileUse) {
+    const p = (...parts) => {
+      const el = document.createElement("p");
+      el.append(...parts);
+      return el;
+    };
+    const link = document.createElement("a");
+    link.href = "/renew";
+    link.id = "renew-any-id";
+    link.textContent = "renew it on the page for any digital ID";
+    return [
+      p(`This file holds your digital ID ${named(fileSerial, fileUse)}, but this link is about ${named(namedSerial, namedUse)}. ` +
+        "Choose the file of that digital ID. Nothing was renewed."),
+      p(`If you meant to renew ${fileSerial} instead, `, link, " and choose this file there."),
+    ];
   }
 
   async function renew(body) {

@@ -11,7 +11,9 @@ namespace CertPortal.Pages;
 
 /// <summary>"Renew your digital ID": the person opens their current .p12 in this page (wwwroot/js/renew-page.js); the
 /// browser proves the old key by signing the request for a new one, and packs the new ID. The server sees neither key.
-/// The link in expiry reminders names the certificate (<c>?serial=</c>), which only lets the page say which one.
+/// The link in expiry reminders names the certificate (<c>?serial=</c>): the page says which one, and refuses a file that
+/// holds another certificate (a person with separate signing and encryption IDs who chose the other ID's file would
+/// renew that one, and the named ID would expire unrenewed); without <c>?serial=</c> it renews the ID in any file.
 /// An escrowed encryption ID is the exception: the server generates its new key (<see cref="ServerKeyRenewal"/>); the page
 /// asks which way an ID renews (<c>?handler=KeySource</c>) once it has opened the file, and says so.</summary>
 public sealed class RenewModel(
@@ -58,13 +60,19 @@ public sealed class RenewModel(
                                  KeyArchive.GenerationFor(policy, CertificateProfileName.Dual) == KeyGenerationPolicy.Required;
     }
 
-    /// <summary>How the ID with this serial renews: <c>{"serverGeneratesKey":true}</c> for an escrowed ID. Certificates
-    /// are public (the directory gives them out), so saying how one renews tells nobody anything secret.</summary>
+    /// <summary>How the ID with this serial renews: <c>{"serverGeneratesKey":true}</c> for an escrowed ID, and what it is
+    /// used for (<c>"use":"signing"</c>, as <see cref="Pkcs12Files.Purpose"/> names it; null for a certificate this service did not issue), which the page
+    /// names when the file holds another ID than the link. Certificates are public (the directory gives them out), so
+    /// saying how one renews and what it is for tells nobody anything secret.</summary>
     public async Task<IActionResult> OnGetKeySourceAsync(string? serial, CancellationToken ct)
     {
         if (!Authority.SerialNumber.TryNormalize(serial, out var normalized)) return BadRequest();
         var current = await RenewalService.FindBySerialAsync(db, normalized, ct);
-        return new JsonResult(new { serverGeneratesKey = current is not null && await serverKeys.RenewsWithServerKeyAsync(current, ct) });
+        return new JsonResult(new
+        {
+            serverGeneratesKey = current is not null && await serverKeys.RenewsWithServerKeyAsync(current, ct),
+            use = current is null ? null : Pkcs12Files.Purpose(current.Profile),
+        });
     }
 
     public static string Purpose(IssuedCertificate c) => Names.Of(c.Profile);
