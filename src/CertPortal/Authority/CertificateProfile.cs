@@ -44,4 +44,10 @@ public sealed record CertificateProfile(
 
     public static IReadOnlyList<CertificateProfileName> Serving(CertificateUsage usage) =>
         Enum.GetValues<CertificateProfileName>().Where(n => For(n).Serves(usage)).ToList();
+
+    /// <summary>Whether certificates of the profiles <paramref name="held"/> together serve every use of one of <paramref name="profile"/>:
+    /// a dual certificate serves signing and encryption, and so do a signing and an encryption certificate side by side; a signing
+    /// certificate alone does not serve what a dual one does.</summary>
+    public static bool ServedBy(CertificateProfileName profile, IReadOnlyCollection<CertificateProfileName> held) =>
+        held.Count > 0 && Enum.GetValues<CertificateUsage>().Where(For(profile).Serves).All(use => held.Any(h => For(h).Serves(use)));
 }

@@ -238,9 +238,10 @@ public sealed class DirectoryEnrollment(
             var now = time.GetUtcNow();
             var withdrawing = await LinksOfPeopleGoneAsync(listing, run.Id, now, ct);
             var since = now - options.ReinviteAfter;
-            // Dual certificates serve signing and encryption too.
-            CertificateProfileName[] serving = profile == CertificateProfileName.Dual ? [profile] : [profile, CertificateProfileName.Dual];
-            var enrolled = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            // What each mailbox holds: a person is enrolled when what they hold serves every use of the profile (a dual certificate
+            // serves signing and encryption too; separate signing and encryption certificates together serve what a dual one does,
+            // so a person who has both is not invited for a dual one beside them).
+            var held = new Dictionary<string, List<CertificateProfileName>>(StringComparer.OrdinalIgnoreCase);
             var invitedLately = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
             var looked = candidates.Values.SelectMany(p => p.Mailboxes).Distinct(StringComparer.OrdinalIgnoreCase);
             foreach (var batch in looked.Chunk(Chunk))
@@ -251,10 +252,11 @@ public sealed class DirectoryEnrollment(
                 // A certificate on hold counts as one: the hold suspends the person's ID until an administrator releases it
                 // or revokes it for good, and a new certificate by invitation would undo the suspension (and, once released,
                 // leave them two).
-                enrolled.UnionWith(await db.Certificates.AsNoTracking()
-                    .Where(c => lowered.Contains(c.Email.ToLower()) && serving.Contains(c.Profile) && c.NotBefore <= now && c.NotAfter > now
+                foreach (var c in await db.Certificates.AsNoTracking()
+                    .Where(c => lowered.Contains(c.Email.ToLower()) && c.NotBefore <= now && c.NotAfter > now
                                 && (c.RevokedAt == null || c.RevocationReason == RevocationReason.CertificateHold))
-                    .Select(c => c.Email).ToListAsync(ct));
+                    .Select(c => new { c.Email, c.Profile }).ToListAsync(ct))
+                    (held.TryGetValue(c.Email, out var list) ? list : held[c.Email] = []).Add(c.Profile);
                 // Invited within the period, or holding a link that still works however old it is: a token may be made to last
                 // longer than ReinviteAfter (up to Issuance:MaxTokenValidHours), and a second live link beside it is one more
                 // secret in a mailbox and a message the person cannot tell from the first.
@@ -277,7 +279,8 @@ public sealed class DirectoryEnrollment(
 #pragma warning restore CA1862
             }
             // A person is enrolled, or was invited lately, under any of the entry's mailboxes.
-            bool Enrolled(string key) => candidates[key].Mailboxes.Any(enrolled.Contains);
+            bool Enrolled(string key) => CertificateProfile.ServedBy(profile,
+                candidates[key].Mailboxes.SelectMany(m => held.GetValueOrDefault(m) ?? []).ToList());
             bool InvitedLately(string key) => candidates[key].Mailboxes.Any(invitedLately.Contains);
             run.AlreadyEnrolled = candidates.Keys.Count(Enrolled);
             run.RecentlyInvited = candidates.Keys.Count(e => !Enrolled(e) && InvitedLately(e));

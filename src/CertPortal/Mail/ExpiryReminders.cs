@@ -98,6 +98,5 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
     /// IDs it replaced are not reminded of (their links would renew them beside it); a newer signing ID alone does not replace a
     /// dual one, whose holder still needs to receive encrypted mail.</summary>
     internal static bool Replaced(CertificateProfileName profile, IReadOnlyCollection<CertificateProfileName> newer) =>
-        newer.Count > 0 && Enum.GetValues<CertificateUsage>().Where(CertificateProfile.For(profile).Serves)
-            .All(use => newer.Any(n => CertificateProfile.For(n).Serves(use)));
+        CertificateProfile.ServedBy(profile, newer);
 }

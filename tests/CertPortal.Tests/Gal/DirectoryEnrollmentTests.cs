@@ -291,20 +291,49 @@ public sealed class DirectoryEnrollmentStandingTests(WholeDirectoryEnrollmentApp
         {
             var (cert, _) = await app.IssueAsync(Mail(who), "dual");
             await Http.EnsureStatus(await app.RevokeAsync(cert.SerialNumber, reason), HttpStatusCode.OK);
-            // Enrolled months ago: the token spent then is long out of ReinviteAfter.
-            await using var scope = app.Services.CreateAsyncScope();
-            var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
-            var email = Mail(who);
-            var token = await db.EnrollmentTokens.SingleAsync(t => t.Email == email);
-            token.CreatedAt = DateTimeOffset.UtcNow.AddDays(-100);
-            token.ExpiresAt = token.CreatedAt.AddHours(72);
-            await db.SaveChangesAsync();
+            await EnrolledLongAgoAsync(Mail(who));
         }
 
         var dry = await DirectoryEnrollmentTests.RunAsync(app, dryRun: true);
         var listed = DirectoryEnrollmentTests.People(dry, "would-invite");
         Assert.DoesNotContain(Mail("held"), listed);
         Assert.Contains(Mail("revoked"), listed);
+    }
+
+    /// <summary>The job invites for dual IDs. Someone who holds a signing and an encryption ID side by side has both uses: a dual
+    /// ID beside them was a third ID and a second encryption key to keep. Someone with a signing ID alone is still invited.</summary>
+    [Fact]
+    public async Task A_person_with_separate_signing_and_encryption_ids_is_not_invited_for_a_dual_one()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        string Mail(string who) => $"{who}.{run}@example.com";
+        var ldif = new StringBuilder();
+        foreach (var who in new[] { "pair", "half" })
+            ldif.Append(CultureInfo.InvariantCulture, $"dn: uid={who}-{run},{Slapd.PeopleDn}\nobjectClass: inetOrgPerson\nuid: {who}-{run}\ncn: {who}\nsn: {who}\nmail: {Mail(who)}\n\n");
+        app.Ldap.Modify(ldif.ToString(), add: true);
+        await app.IssueAsync(Mail("pair"), "signing");
+        await app.IssueAsync(Mail("pair"), "encryption");
+        await app.IssueAsync(Mail("half"), "signing");
+        await EnrolledLongAgoAsync(Mail("pair"));
+        await EnrolledLongAgoAsync(Mail("half"));
+
+        var dry = await DirectoryEnrollmentTests.RunAsync(app, dryRun: true);
+        var listed = DirectoryEnrollmentTests.People(dry, "would-invite");
+        Assert.DoesNotContain(Mail("pair"), listed);
+        Assert.Contains(Mail("half"), listed);
+    }
+
+    /// <summary>Enrolled months ago: the tokens spent then are long out of ReinviteAfter.</summary>
+    private async Task EnrolledLongAgoAsync(string email)
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        foreach (var token in await db.EnrollmentTokens.Where(t => t.Email == email).ToListAsync())
+        {
+            token.CreatedAt = DateTimeOffset.UtcNow.AddDays(-100);
+            token.ExpiresAt = token.CreatedAt.AddHours(72);
+        }
+        await db.SaveChangesAsync();
     }
 }
 
