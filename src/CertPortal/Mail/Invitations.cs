@@ -116,6 +116,9 @@ public sealed class Invitations(EnrollmentTokens tokens, MailQueue queue, MailOu
         return new BulkInvitationResult(invited, results.Count - invited, results);
     }
 
+    /// <summary>The failure's title when an <c>Idempotency-Key</c> comes with another list than it was first sent with.</summary>
+    public const string KeyReusedTitle = "Idempotency-Key reused.";
+
     /// <summary>How long a bulk invitation's <c>Idempotency-Key</c> is remembered; the same key later starts a new list.</summary>
     public static readonly TimeSpan IdempotencyWindow = TimeSpan.FromHours(24);
 
@@ -184,7 +187,7 @@ internal sealed class IdempotentBatch : IAsyncDisposable
             if (stored.Any(r => !r.RequestHash.AsSpan().SequenceEqual(requestHash)))
             {
                 await held.DisposeAsync();
-                return Failure.Unprocessable("Idempotency-Key reused.",
+                return Failure.Unprocessable(Invitations.KeyReusedTitle,
                     "This Idempotency-Key was sent with another list within the last 24 hours; a retry must send the same list, a new list needs a new key.");
             }
             var tokenIds = stored.Select(r => r.TokenId).ToList();

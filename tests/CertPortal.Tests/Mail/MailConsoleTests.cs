@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
+using System.Text.Json;
 using CertPortal.Tests.Infrastructure;
 
 namespace CertPortal.Tests.Mail;
@@ -66,4 +67,49 @@ public sealed class MailConsoleTests(MailApp app) : IClassFixture<MailApp>
         Assert.Contains($"csv1.{run}@example.test", outbox);
         Assert.DoesNotContain("cpt_", outbox);
     }
+
+    [Fact]
+    public async Task A_csv_form_sent_twice_invites_each_person_once_and_shows_the_results_again()
+    {
+        using var console = await AdminConsoleAsync();
+        var run = Guid.NewGuid().ToString("N")[..6];
+        var shown = await console.GetStringAsync("/admin/invitations");
+        var key = SubmissionKeyIn(shown);
+        var csv = $"twice1.{run}@example.test,One\ntwice2.{run}@example.test,Two\n";
+        async Task<string> SendAsync(string csvText)
+        {
+            using var form = new MultipartFormDataContent
+            {
+                { new ByteArrayContent(Encoding.UTF8.GetBytes(csvText)), "Csv", "people.csv" },
+                { new StringContent("signing"), "Profile" },
+                { new StringContent("24"), "ValidHours" },
+                { new StringContent(key), "SubmissionKey" },
+                { new StringContent(await ConsoleSignIn.AntiforgeryTokenAsync(console, "/admin/invitations")), "__RequestVerificationToken" },
+            };
+            var response = await console.PostAsync("/admin/invitations", form);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            return await response.Content.ReadAsStringAsync();
+        }
+
+        // A double click, or the browser's "resend" on reload: the same form with the same key.
+        var first = await SendAsync(csv);
+        var second = await SendAsync(csv);
+        Assert.Contains("2 invited, 0 failed", first);
+        Assert.Contains("2 invited, 0 failed", second);
+        foreach (var who in new[] { "twice1", "twice2" })
+        {
+            var tokens = await app.Admin.GetFromJsonAsync<JsonElement[]>($"/api/v1/tokens?email={who}.{run}@example.test", Http.Json) ?? [];
+            Assert.Single(tokens);
+        }
+        // The page it answers with carries a new key: the next file sent from it is a new list.
+        Assert.NotEqual(key, SubmissionKeyIn(second));
+        // An old page's key with another file: said so in words, nothing invited.
+        var other = await SendAsync($"twice3.{run}@example.test,Three\n");
+        Assert.Contains("already used to send another list", other);
+        Assert.Empty(await app.Admin.GetFromJsonAsync<JsonElement[]>($"/api/v1/tokens?email=twice3.{run}@example.test", Http.Json) ?? []);
+    }
+
+    private static string SubmissionKeyIn(string html) =>
+        System.Text.RegularExpressions.Regex.Match(html, "name=\"SubmissionKey\" value=\"([0-9a-f]{32})\"") is { Success: true } m
+            ? m.Groups[1].Value : throw new Xunit.Sdk.XunitException("no SubmissionKey in the page");
 }

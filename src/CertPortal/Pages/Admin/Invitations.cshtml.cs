@@ -20,13 +20,27 @@ public sealed class InvitationsModel(Invitations invitations, MailOptions mail, 
     [BindProperty] public IFormFile? Csv { get; set; }
     [BindProperty] public string Profile { get; set; } = "dual";
     [BindProperty] public int ValidHours { get; set; }
+    /// <summary>The form's Idempotency-Key, made when the form is shown: a form sent twice (a double click, the browser's
+    /// "resend" on reload) invites each person once, and the second answer shows the first one's results.</summary>
+    [BindProperty] public string? SubmissionKey { get; set; }
     public bool MailEnabled => mail.Enabled;
     public string? Error { get; private set; }
     public BulkInvitationResult? Result { get; private set; }
     public bool DirectoryEnrollmentEnabled => fromDirectory.Enabled;
     public Gal.DirectoryEnrollmentReport? DirectoryResult { get; private set; }
 
-    public void OnGet() => ValidHours = options.Issuance.DefaultTokenValidHours;
+    public void OnGet()
+    {
+        ValidHours = options.Issuance.DefaultTokenValidHours;
+        NewSubmissionKey();
+    }
+
+    /// <summary>The form as shown next is a new list.</summary>
+    private void NewSubmissionKey()
+    {
+        ModelState.Remove(nameof(SubmissionKey));
+        SubmissionKey = Guid.NewGuid().ToString("N");
+    }
 
     public async Task<IActionResult> OnPostAsync(CancellationToken ct)
     {
@@ -38,9 +52,20 @@ public sealed class InvitationsModel(Invitations invitations, MailOptions mail, 
             using (var reader = new StreamReader(Csv.OpenReadStream(), Encoding.UTF8, detectEncodingFromByteOrderMarks: true))
                 text = await reader.ReadToEndAsync(ct);
             var rows = InvitationCsv.Parse(text);
-            var outcome = await invitations.InviteManyAsync(new BulkInvitationRequest(rows, Profile, ValidHours), AuditLog.ActorOf(User), ct);
-            if (outcome.Failure is { } f) Error = f.Detail; else Result = outcome.Value;
+            var outcome = await invitations.InviteManyAsync(new BulkInvitationRequest(rows, Profile, ValidHours), AuditLog.ActorOf(User), ct,
+                idempotencyKey: string.IsNullOrEmpty(SubmissionKey) ? null : SubmissionKey);
+            if (outcome.Failure is { Kind: FailureKind.Conflict })
+            {
+                // The same form's first sending is still inviting: sent again once it has finished, this one shows its results.
+                Error = "This list is still being sent from your first click. Wait a moment, then send the form again to see the results (nobody is invited twice).";
+                return Page();
+            }
+            if (outcome.Failure is { Title: Invitations.KeyReusedTitle })
+                Error = "This form was already used to send another list. It is ready again: choose the file and send it.";
+            else if (outcome.Failure is { } f) Error = f.Detail;
+            else Result = outcome.Value;
         }
+        NewSubmissionKey();
         return Page();
     }
 
@@ -48,6 +73,7 @@ public sealed class InvitationsModel(Invitations invitations, MailOptions mail, 
     public async Task<IActionResult> OnPostDirectoryAsync(bool dryRun, CancellationToken ct)
     {
         ValidHours = options.Issuance.DefaultTokenValidHours;
+        NewSubmissionKey();
         var outcome = await directoryEnrollment.RunAsync(new Gal.DirectoryEnrollmentRequest(dryRun), AuditLog.ActorOf(User), ct);
         if (outcome.Failure is { } f) Error = f.Detail; else DirectoryResult = outcome.Value;
         return Page();
