@@ -360,10 +360,15 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
 
     private MimeMessage Compose(OutboundMessage message, string? link)
     {
-        var rendered = MailTemplates.Render(message.Kind, MessageModel.FromJson(message.Model), link, options.OrganizationName);
+        var model = MessageModel.FromJson(message.Model);
+        // A reminder that waited (SMTP down) says how many days are left when it is sent, not when it was queued: "expires in
+        // 30 days" ten days later was wrong by ten (one whose next reminder's day has come is not sent at all: ReminderRefusalAsync).
+        if (message.Kind == OutboundMessageKinds.ExpiryReminder && model.NotAfter is { } notAfter)
+            model = model with { Days = Math.Max(1, (int)Math.Ceiling((notAfter - time.GetUtcNow()).TotalDays)) };
+        var rendered = MailTemplates.Render(message.Kind, model, link, options.OrganizationName);
         var mime = new MimeMessage();
         mime.From.Add(new MailboxAddress(options.OrganizationName, options.From));
-        mime.To.Add(new MailboxAddress(MessageModel.FromJson(message.Model).DisplayName, message.Recipient));
+        mime.To.Add(new MailboxAddress(model.DisplayName, message.Recipient));
         mime.Subject = rendered.Subject;
         // The same Message-ID on every attempt: if a node dies after the server took a message but before it
         // recorded that, the copy sent by the next node is recognisably the same message.

@@ -85,6 +85,24 @@ public sealed class StaleReminderTests
     });
 
     [Fact]
+    public Task A_reminder_that_waited_says_how_many_days_are_left_when_it_is_sent() => WithNodeAsync([30], async (node, smtp, clock) =>
+    {
+        var email = $"waited.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var (issued, _) = await node.IssueAsync(email, "signing");
+
+        smtp.Stop();
+        clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        Assert.Equal(1, (await node.PassAsync()).Queued);
+        clock.Advance(TimeSpan.FromDays(10));
+        await smtp.StartAsync();
+        await node.PassAsync();
+
+        var reminder = Assert.Single(smtp.MessagesTo(email), m => (m.Subject ?? "").Contains("expires", StringComparison.Ordinal));
+        Assert.Equal($"Your signing digital ID for {email} expires in 20 days", reminder.Subject);
+        Assert.Contains("in 20 days", reminder.TextBody);
+    });
+
+    [Fact]
     public Task A_reminder_that_waited_past_the_next_reminders_day_gives_way_to_it() => WithNodeAsync([30, 7], async (node, smtp, clock) =>
     {
         // The SMTP server is down from the 30th day before expiry until after the 7th. Sent when it came back, the 30-day
