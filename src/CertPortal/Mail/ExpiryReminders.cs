@@ -12,7 +12,7 @@ namespace CertPortal.Mail;
 /// nearest one: a 30-day reminder after the 7-day one would mislead. A window longer than the certificate's whole
 /// life is skipped (a 5-day certificate gets no "30 days left" on the day it is issued), and so is a certificate
 /// whose holder already has newer valid ones that serve its every use (the same profile, or a dual one): they have renewed, or
-/// been given a dual ID instead (<see cref="Replaced"/>).</para></summary>
+/// been given a dual ID instead (<see cref="CertificateProfile.ServedBy"/>).</para></summary>
 public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, MailOptions options, CertPortalOptions portal, Renewal.RenewalOptions renewal,
     Escrow.KeyArchive archive, TimeProvider time, ILogger<ExpiryReminders> logger)
 {
@@ -50,7 +50,9 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
                 if (windows.Count == 0) continue;
                 var newer = successors.Where(s => string.Equals(s.Email, c.Email, StringComparison.OrdinalIgnoreCase) && s.NotAfter > c.NotAfter && s.NotBefore <= now)
                     .Select(s => s.Profile).ToList();
-                if (Replaced(c.Profile, newer)) continue;
+                // Newer IDs that serve its every use (a dual one serves signing and encryption) replace it: their holder renewed,
+                // or was given a dual ID instead, and the old ID's link would renew it beside them.
+                if (CertificateProfile.ServedBy(c.Profile, newer)) continue;
                 var window = windows.Min();
                 due.Add(($"{c.SerialNumber}:{window}", window, (c.SerialNumber, c.Email, c.DisplayName, Names.Of(c.Profile), c.NotAfter)));
             }
@@ -92,11 +94,4 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
         }
         return queued;
     }
-
-    /// <summary>Whether the holder's newer valid certificates (their profiles) serve every use of one of <paramref name="profile"/>:
-    /// a dual certificate serves signing and encryption, as directory enrollment counts it, so the separate signing and encryption
-    /// IDs it replaced are not reminded of (their links would renew them beside it); a newer signing ID alone does not replace a
-    /// dual one, whose holder still needs to receive encrypted mail.</summary>
-    internal static bool Replaced(CertificateProfileName profile, IReadOnlyCollection<CertificateProfileName> newer) =>
-        CertificateProfile.ServedBy(profile, newer);
 }

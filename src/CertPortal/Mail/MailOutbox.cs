@@ -302,14 +302,14 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         var why = certificate.RevokedAt is not null ? "revoked" : certificate.RenewedBy is not null ? "renewed"
             : certificate.NotAfter <= now ? "expired" : null;
         if (why is not null) return $"Not sent: the certificate was {why} before the reminder could be sent.";
-        // Replaced otherwise while it waited (a new ID from an invitation, not a renewal): as ExpiryReminders decides at queueing.
+        // Replaced otherwise while it waited (a new ID from an invitation, not a renewal): as ExpiryReminders decides at queueing (CertificateProfile.ServedBy).
         var mailbox = certificate.Email.ToLowerInvariant();
 #pragma warning disable CA1862 // EF Core translates ToLower() to lower() (the index on lower("Email")), not string.Equals(..., OrdinalIgnoreCase)
         var newer = await db.Certificates.AsNoTracking()
             .Where(c => c.Email.ToLower() == mailbox && c.RevokedAt == null && c.NotAfter > certificate.NotAfter && c.NotBefore <= now)
             .Select(c => c.Profile).ToListAsync(ct);
 #pragma warning restore CA1862
-        if (ExpiryReminders.Replaced(certificate.Profile, newer))
+        if (Authority.CertificateProfile.ServedBy(certificate.Profile, newer))
             return "Not sent: its holder was given a newer digital ID that serves its uses before the reminder could be sent.";
         if (parts.Length > 1 && int.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var days) &&
             options.ReminderDays.Where(d => d < days).DefaultIfEmpty(0).Max() is var next and > 0 && certificate.NotAfter - now <= TimeSpan.FromDays(next))
