@@ -108,7 +108,7 @@ public sealed class ScheduledDirectoryEnrollmentTests(PostgresServer postgres) :
         }
     }
 
-    private static async Task<DirectoryEnrollmentReport?> RunIfDueAsync(CertPortalApp node)
+    internal static async Task<DirectoryEnrollmentReport?> RunIfDueAsync(CertPortalApp node)
     {
         await using var scope = node.Services.CreateAsyncScope();
         return await scope.ServiceProvider.GetRequiredService<DirectoryEnrollment>().RunIfDueAsync(CancellationToken.None);

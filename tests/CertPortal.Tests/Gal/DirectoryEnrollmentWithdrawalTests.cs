@@ -98,16 +98,22 @@ public sealed partial class DirectoryEnrollmentWithdrawalTests(WholeDirectoryEnr
     internal static List<string> Ours(JsonElement report, string status, string run) =>
         DirectoryEnrollmentTests.People(report, status).Where(e => e.Contains(run, StringComparison.Ordinal)).ToList();
 
-    private async Task<List<JsonElement>> TokensAsync(string email) =>
-        [.. await app.Admin.GetFromJsonAsync<JsonElement[]>($"/api/v1/tokens?email={Uri.EscapeDataString(email)}", Http.Json) ?? []];
+    private Task<List<JsonElement>> TokensAsync(string email) => TokensAsync(app, email);
 
-    private async Task<string> StatusAsync(string email) => (await TokensAsync(email)).Single().GetProperty("status").GetString()!;
+    private Task<string> StatusAsync(string email) => StatusAsync(app, email);
 
-    private async Task<string> LinkMailedToAsync(string email)
-    {
-        var message = (await app.Smtp.WaitForMessagesToAsync(email)).Single();
-        return TokenInLink().Match(message.TextBody ?? "").Groups[1].Value;
-    }
+    /// <summary>The tokens made for <paramref name="email"/>, as the admin API lists them.</summary>
+    internal static async Task<List<JsonElement>> TokensAsync(CertPortalApp node, string email) =>
+        [.. await node.Admin.GetFromJsonAsync<JsonElement[]>($"/api/v1/tokens?email={Uri.EscapeDataString(email)}", Http.Json) ?? []];
+
+    /// <summary>The status of the one token made for <paramref name="email"/> (pending, revoked, used, expired).</summary>
+    internal static async Task<string> StatusAsync(CertPortalApp node, string email) =>
+        (await TokensAsync(node, email)).Single().GetProperty("status").GetString()!;
+
+    private async Task<string> LinkMailedToAsync(string email) => TokenIn((await app.Smtp.WaitForMessagesToAsync(email)).Single());
+
+    /// <summary>The enrollment token in an invitation's link.</summary>
+    internal static string TokenIn(MimeKit.MimeMessage invitation) => TokenInLink().Match(invitation.TextBody ?? "").Groups[1].Value;
 
     [GeneratedRegex(@"/enroll#token=(cpt_[A-Za-z0-9_-]+)")]
     private static partial Regex TokenInLink();
