@@ -173,6 +173,40 @@ public sealed class DirectoryEnrollmentCutListingTests(PagedLimitDirectoryEnroll
     }
 }
 
+/// <summary>A continuation reference in the listing (a subtree under the base held by another server, RFC 4511 4.5.3): the people
+/// there were not read, so a run withdraws nothing and says why; with the reference gone, the run withdraws. (DirectoryReferralTests
+/// covers referrals when publishing certificates, not in a listing.)</summary>
+[Collection(nameof(DirectoryEnrollmentRuns))]
+public sealed class DirectoryEnrollmentReferralWithdrawalTests(WholeDirectoryEnrollmentApp app) : IClassFixture<WholeDirectoryEnrollmentApp>
+{
+    [Fact]
+    public async Task A_listing_with_a_continuation_reference_withdraws_no_link_and_says_so()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        string Mail(string who) => $"{who}.{run}@example.com";
+        app.Ldap.Modify(DirectoryEnrollmentWithdrawalTests.Entry(run, "stays", Mail("stays")) + DirectoryEnrollmentWithdrawalTests.Entry(run, "leaves", Mail("leaves")), add: true);
+        var first = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Equal([Mail("leaves"), Mail("stays")], DirectoryEnrollmentWithdrawalTests.Ours(first, "invited", run).Order());
+
+        var partners = $"ou=partners-{run},{Slapd.PeopleDn}";
+        app.Ldap.AddReferral(partners, $"partners-{run}");
+        app.Ldap.Modify($"dn: uid=leaves-{run},{Slapd.PeopleDn}\nchangetype: delete\n");
+        foreach (var dryRun in new[] { true, false })
+        {
+            var referred = await DirectoryEnrollmentTests.RunAsync(app, dryRun);
+            Assert.Contains("ldap://partner.example.test/", referred.GetProperty("listingIncomplete").GetString());
+            Assert.Equal(0, referred.GetProperty("withdrawn").GetInt32());
+            Assert.Empty(DirectoryEnrollmentWithdrawalTests.Ours(referred, dryRun ? "would-withdraw" : "withdrawn", run));
+        }
+        Assert.Equal("pending", await DirectoryEnrollmentWithdrawalTests.StatusAsync(app, Mail("leaves")));
+
+        app.Ldap.RemoveReferral(partners);
+        var whole = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Equal(JsonValueKind.Null, whole.GetProperty("listingIncomplete").ValueKind);
+        Assert.Equal([Mail("leaves")], DirectoryEnrollmentWithdrawalTests.Ours(whole, "withdrawn", run));
+    }
+}
+
 /// <summary>Test classes whose runs invite take turns: on SQLite the run lock is one per process (every fixture's app in this
 /// test process shares it), so a run of one class was refused (409) while another class's run held it.</summary>
 [CollectionDefinition(nameof(DirectoryEnrollmentRuns))]

@@ -21,24 +21,10 @@ public sealed class DirectoryReferralTests(Slapd ldap) : IClassFixture<Slapd>
         CreateMissingEntries = createMissingEntries,
     });
 
-    /// <summary>A referral object (objectClass referral, RFC 3296 §3); added with ManageDsaIT (-M), as slapd wants for one.</summary>
-    private void AddReferral(string dn, string ou)
-    {
-        var add = Tool.Run("ldapmodify", ["-a", "-M", "-x", "-H", ldap.Url, "-D", Slapd.RootDn, "-w", Slapd.RootPassword],
-            stdin: Slapd.Dedent($"""
-                dn: {dn}
-                objectClass: referral
-                objectClass: extensibleObject
-                ou: {ou}
-                ref: ldap://partner.example.test/{dn}
-                """) + "\n");
-        if (add.ExitCode != 68) add.EnsureSuccess(); // 68 entryAlreadyExists: another test of this class added it
-    }
-
     [Fact]
     public async Task A_person_behind_a_subordinate_referral_is_not_created_again_here()
     {
-        AddReferral(PartnersDn, "partners");
+        ldap.AddReferral(PartnersDn, "partners");
         var email = $"partner.{Guid.NewGuid().ToString("N")[..8]}@example.test";
 
         var publish = await Assert.ThrowsAsync<DirectoryOperationFailedException>(
@@ -58,7 +44,7 @@ public sealed class DirectoryReferralTests(Slapd ldap) : IClassFixture<Slapd>
     [Fact]
     public async Task Without_creating_entries_a_referral_beside_the_people_changes_nothing()
     {
-        AddReferral(PartnersDn, "partners");
+        ldap.AddReferral(PartnersDn, "partners");
         var email = $"gone.{Guid.NewGuid().ToString("N")[..8]}@example.test";
         var directory = Directory(createMissingEntries: false);
 
@@ -70,7 +56,7 @@ public sealed class DirectoryReferralTests(Slapd ldap) : IClassFixture<Slapd>
     [Fact]
     public async Task A_person_found_here_beside_a_subordinate_referral_is_published_as_before()
     {
-        AddReferral(PartnersDn, "partners");
+        ldap.AddReferral(PartnersDn, "partners");
         var email = $"local.{Guid.NewGuid().ToString("N")[..8]}@example.test";
         ldap.Modify($"""
             dn: mail={email},{Slapd.PeopleDn}
@@ -90,7 +76,7 @@ public sealed class DirectoryReferralTests(Slapd ldap) : IClassFixture<Slapd>
     [Fact]
     public async Task A_people_base_that_is_itself_a_referral_is_a_failure_not_an_empty_directory()
     {
-        AddReferral(ElsewhereDn, "elsewhere");
+        ldap.AddReferral(ElsewhereDn, "elsewhere");
         var email = $"elsewhere.{Guid.NewGuid().ToString("N")[..8]}@example.test";
 
         var publish = await Assert.ThrowsAsync<DirectoryOperationFailedException>(

@@ -176,6 +176,25 @@ public sealed class Slapd : IAsyncLifetime
         Tool.Run("ldapmodify", [.. ClientTls, .. add ? new[] { "-a" } : [], "-x", "-H", Url, "-D", RootDn, "-w", RootPassword],
             stdin: Dedent(ldif) + "\n", env: ClientEnv).EnsureSuccess();
 
+    /// <summary>A referral object (objectClass referral, RFC 3296 §3) to ldap://partner.example.test/; added with ManageDsaIT
+    /// (-M), as slapd wants for one. Already there (68 entryAlreadyExists) is fine.</summary>
+    public void AddReferral(string dn, string ou)
+    {
+        var add = Tool.Run("ldapmodify", [.. ClientTls, "-a", "-M", "-x", "-H", Url, "-D", RootDn, "-w", RootPassword],
+            stdin: Dedent($"""
+                dn: {dn}
+                objectClass: referral
+                objectClass: extensibleObject
+                ou: {ou}
+                ref: ldap://partner.example.test/{dn}
+                """) + "\n", env: ClientEnv);
+        if (add.ExitCode != 68) add.EnsureSuccess();
+    }
+
+    /// <summary>Deletes a referral object (with ManageDsaIT: without it, slapd answers with the referral).</summary>
+    public void RemoveReferral(string dn) =>
+        Tool.Run("ldapdelete", [.. ClientTls, "-M", "-x", "-H", Url, "-D", RootDn, "-w", RootPassword, dn], env: ClientEnv).EnsureSuccess();
+
     /// <summary>A simple bind as the admin over plain LDAP, without StartTLS (refused when TLS is on).</summary>
     public Tool.Result PlainBind() =>
         Tool.Run("ldapwhoami", ["-x", "-H", Url, "-D", RootDn, "-w", RootPassword]);
