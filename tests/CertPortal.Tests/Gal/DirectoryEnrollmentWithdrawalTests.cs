@@ -173,6 +173,65 @@ public sealed class DirectoryEnrollmentCutListingTests(PagedLimitDirectoryEnroll
     }
 }
 
+/// <summary>Runs that invite the members of a group (<c>GroupDn</c>) withdraw the links of people taken out of it, though their entries
+/// stay in the directory. A group larger than Active Directory's range size (1500 values; it then hands out
+/// <c>member;range=0-1499</c>, which withdraws nothing) is read whole from OpenLDAP, which has no ranged retrieval: slapd refuses
+/// <c>member;range=…</c> as an attribute description and returns every value in one answer, so the ranged case itself cannot be
+/// brought about here.</summary>
+[Collection(nameof(DirectoryEnrollmentRuns))]
+public sealed class DirectoryEnrollmentGroupWithdrawalTests(DirectoryEnrollmentApp app) : IClassFixture<DirectoryEnrollmentApp>
+{
+    private const int LargerThanActiveDirectoryRanges = 1600;
+
+    [Fact]
+    public async Task A_person_taken_out_of_the_group_loses_the_link_and_a_large_group_is_read_whole()
+    {
+        var run = Guid.NewGuid().ToString("N")[..6];
+        string Mail(string who) => $"{who}.{run}@example.com";
+        string Dn(string who) => $"uid={who}-{run},{Slapd.PeopleDn}";
+        string[] members = ["stays", "leaves", "grows"];
+        app.Ldap.Modify(string.Concat(members.Append("outsider").Select(w => DirectoryEnrollmentWithdrawalTests.Entry(run, w, Mail(w))))
+            + $"dn: {DirectoryEnrollmentApp.GroupDn}\nobjectClass: groupOfNames\ncn: smime-users\n" + string.Concat(members.Select(w => $"member: {Dn(w)}\n")),
+            add: true);
+        var first = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Equal(members.Select(Mail).Order(), DirectoryEnrollmentWithdrawalTests.Ours(first, "invited", run).Order());
+
+        // Taken out of the group; the entry stays (and the outsider, never a member, is never the job's to invite or withdraw).
+        app.Ldap.Modify($"dn: {DirectoryEnrollmentApp.GroupDn}\nchangetype: modify\ndelete: member\nmember: {Dn("leaves")}\n");
+        var dry = await DirectoryEnrollmentTests.RunAsync(app, dryRun: true);
+        Assert.Equal([Mail("leaves")], DirectoryEnrollmentWithdrawalTests.Ours(dry, "would-withdraw", run));
+        var real = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Equal(JsonValueKind.Null, real.GetProperty("listingIncomplete").ValueKind);
+        Assert.Equal([Mail("leaves")], DirectoryEnrollmentWithdrawalTests.Ours(real, "withdrawn", run));
+        Assert.Contains("dn:", app.Ldap.Search(Slapd.PeopleDn, $"(mail={Mail("leaves")})", "dn"), StringComparison.Ordinal);
+        Assert.Equal("revoked", await StatusAsync(Mail("leaves")));
+        Assert.Equal("pending", await StatusAsync(Mail("stays")));
+        Assert.Empty(await TokensAsync(Mail("outsider")));
+
+        // The group grows past the range size (values naming entries that do not exist, which cost the job nothing: it lists people
+        // with mail and keeps the group's members); the person taken out comes back into it. Read whole: nobody's link is taken,
+        // and the person who came back is invited again.
+        app.Ldap.Modify($"dn: {DirectoryEnrollmentApp.GroupDn}\nchangetype: modify\nadd: member\nmember: {Dn("leaves")}\n"
+            + string.Concat(Enumerable.Range(0, LargerThanActiveDirectoryRanges).Select(i => string.Create(CultureInfo.InvariantCulture, $"member: uid=absent{i}-{run},{Slapd.PeopleDn}\n"))));
+        var large = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Equal(JsonValueKind.Null, large.GetProperty("listingIncomplete").ValueKind);
+        Assert.Equal(0, large.GetProperty("withdrawn").GetInt32());
+        Assert.Equal([Mail("leaves")], DirectoryEnrollmentWithdrawalTests.Ours(large, "invited", run));
+
+        // A member of the large group taken out of it loses the link; the others keep theirs.
+        app.Ldap.Modify($"dn: {DirectoryEnrollmentApp.GroupDn}\nchangetype: modify\ndelete: member\nmember: {Dn("grows")}\n");
+        var after = await DirectoryEnrollmentTests.RunAsync(app, dryRun: false);
+        Assert.Equal(JsonValueKind.Null, after.GetProperty("listingIncomplete").ValueKind);
+        Assert.Equal([Mail("grows")], DirectoryEnrollmentWithdrawalTests.Ours(after, "withdrawn", run));
+        Assert.Equal("pending", await StatusAsync(Mail("stays")));
+        Assert.Equal(["pending", "revoked"], (await TokensAsync(Mail("leaves"))).Select(t => t.GetProperty("status").GetString()).Order());
+    }
+
+    private Task<List<JsonElement>> TokensAsync(string email) => DirectoryEnrollmentWithdrawalTests.TokensAsync(app, email);
+
+    private Task<string> StatusAsync(string email) => DirectoryEnrollmentWithdrawalTests.StatusAsync(app, email);
+}
+
 /// <summary>A continuation reference in the listing (a subtree under the base held by another server, RFC 4511 4.5.3): the people
 /// there were not read, so a run withdraws nothing and says why; with the reference gone, the run withdraws. (DirectoryReferralTests
 /// covers referrals when publishing certificates, not in a listing.)</summary>
