@@ -4,7 +4,8 @@
 // says so for its serial) renews through the server instead: the page signs {"keyAlgorithm":...} with the current key
 // and sends it with the password, and the server returns the new key, escrowed, in a PKCS#12 under that password.
 // Opened from a reminder's link (/renew?serial=…, the form's data-serial), the page renews that ID only: a file that holds
-// another one (the person's other ID, signing where the link is about encryption) is refused before anything is sent.
+// another one (the person's other ID, signing where the link is about encryption) is refused before anything is sent, and
+// the request names the ID (expectedSerialNumber), so the server refuses it too should the page's own check be bypassed.
 (() => {
   "use strict";
   const form = document.getElementById("renew-form");
@@ -37,6 +38,7 @@
   const namedSerial = form.dataset.serial || "";
   const namedUse = form.dataset.use || "";
   const named = (serial, use) => use ? `${serial} (${use})` : serial;
+  const expected = namedSerial ? { expectedSerialNumber: namedSerial } : {};
 
   if (!window.isSecureContext || !window.crypto || !window.crypto.subtle || !E) {
     fail("This browser cannot open digital IDs safely (WebCrypto is missing, or the page is not served over HTTPS). " +
@@ -68,7 +70,7 @@
         const cms = await E.signRenewalContent(current.privateKey, current.certificateDer, content);
         say("The service is making your new key and keeping a copy in escrow…");
         // A requestId lets the retry below collect the same file if the first answer is lost on the way.
-        issued = await renew({ cms, pkcs12Password: password, requestId: crypto.randomUUID() });
+        issued = await renew({ cms, pkcs12Password: password, requestId: crypto.randomUUID(), ...expected });
         p12 = Uint8Array.from(atob(issued.pkcs12), (c) => c.charCodeAt(0));
       } else {
         say("Creating your new key pair…");
@@ -77,7 +79,7 @@
         say("Signing the request with your current key…");
         const cms = await E.signRenewalRequest(current.privateKey, current.certificateDer, csr);
         say("Asking the CA for your new certificate…");
-        issued = await renew({ cms });
+        issued = await renew({ cms, ...expected });
         say("Packing your new digital ID into a password-protected file…");
         p12 = await E.buildPkcs12(keys, issued.certificatePem, [issued.chainPem], password, current.friendlyName);
       }

@@ -10,7 +10,7 @@ public static class RenewalApi
     {
         // No bearer key: the signature by the current certificate's key is the authentication.
         app.MapPost("/api/v1/renewals", Renew).WithTags("Renewal").WithName("Renew")
-            .WithSummary("Renew a valid certificate: a CMS SignedData over the new CSR (or, for a key the server generates and escrows, over {\"keyAlgorithm\":...} with pkcs12Password beside it), signed by the current certificate's key. 201 with the new certificate (and PKCS#12); 200 when the same renewal is repeated.");
+            .WithSummary("Renew a valid certificate: a CMS SignedData over the new CSR (or, for a key the server generates and escrows, over {\"keyAlgorithm\":...} with pkcs12Password beside it), signed by the current certificate's key; expectedSerialNumber, optional, names that certificate (422 when another one signed). 201 with the new certificate (and PKCS#12); 200 when the same renewal is repeated.");
         return app;
     }
 

@@ -15,8 +15,11 @@ namespace CertPortal.Renewal;
 /// <summary><c>Cms</c>: a CMS SignedData (DER as base64, or PEM) signed by the key of the certificate being renewed, with a
 /// signingTime attribute (<c>openssl cms -sign -nodetach -binary</c> makes exactly this). Its content is the new PKCS#10
 /// request (DER or PEM), or, for a key the server generates and escrows, <c>{"keyAlgorithm":"RSA-3072"}</c>; the
-/// PKCS#12 with that key is then protected by <c>Pkcs12Password</c> (same rules and options as token enrollment).</summary>
-public sealed record RenewalRequest(string? Cms, string? Pkcs12Password = null, string? Pkcs12Format = null, string? RequestId = null)
+/// PKCS#12 with that key is then protected by <c>Pkcs12Password</c> (same rules and options as token enrollment).
+/// <c>ExpectedSerialNumber</c>, optional: the certificate the caller means to renew (any form <see cref="SerialNumber.TryNormalize"/>
+/// takes); a request signed by another certificate is refused instead of renewing that one.</summary>
+public sealed record RenewalRequest(string? Cms, string? Pkcs12Password = null, string? Pkcs12Format = null, string? RequestId = null,
+    string? ExpectedSerialNumber = null)
 {
     // The password must never reach a log through a record's generated ToString.
     public override string ToString() => $"renewal request ({Cms?.Length ?? 0} characters of CMS)";
@@ -39,6 +42,10 @@ public sealed class RenewalService(
 
     public async Task<Outcome<EnrollmentResult>> RenewAsync(RenewalRequest request, CancellationToken ct)
     {
+        string? expected = null;
+        if (request.ExpectedSerialNumber is not null && !SerialNumber.TryNormalize(request.ExpectedSerialNumber, out expected))
+            return Failure.Unprocessable("Invalid expectedSerialNumber.",
+                "expectedSerialNumber must be the serial number of the certificate to renew, in hexadecimal (colons allowed).");
         if (Decode(request.Cms) is not { } cms)
             return Failure.Unprocessable("Unreadable renewal request.",
                 "cms must be a CMS SignedData (base64 DER or PEM) with the new certificate request inside (openssl cms -sign -nodetach -binary -outform DER).");
@@ -84,6 +91,13 @@ public sealed class RenewalService(
         }
         if (signer.Certificate is { } used && !used.RawData.AsSpan().SequenceEqual(current.Der))
             return WrongSigner($"The request carries a certificate that claims to be {current.SerialNumber} but is not.");
+        // The renewal page opened from a reminder's link (and any client that knows which ID it means) names the certificate:
+        // one person's signing and encryption IDs are both theirs, and the wrong file's key would renew the other ID and leave
+        // the named one to expire unrenewed.
+        if (expected is not null && !(SerialNumber.TryNormalize(current.SerialNumber, out var signedBy) && signedBy == expected))
+            return Failure.Unprocessable("Signed by another certificate.",
+                $"This renewal is for certificate {expected}, but the request is signed with the key of certificate {current.SerialNumber}: " +
+                $"sign with the key of {expected} (the file of that digital ID). Nothing was renewed.");
         // Switched off, no renewal is made any more; one made before it was switched off is still collected by its holder's
         // repeat (a client that lost the answer), below. Said only to the holder, once the signature has proved who asks.
         if (!options.Enabled && current.RenewedBy is null)

@@ -80,10 +80,12 @@ public sealed class EscrowedRenewalBrowserTests(EscrowedRenewalBrowserApp app) :
         using (var scope = app.Services.CreateScope())
             Assert.True(await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().KeyEscrows.AnyAsync(e => e.SerialNumber == newSerial));
 
-        // What went to the server: the signed request, the password for the new file, a requestId; never the old file or key.
+        // What went to the server: the signed request, the password for the new file, a requestId, the ID the link named; never
+        // the old file or key.
         var renewal = Assert.Single(sent, s => s.Contains("/api/v1/renewals"));
         var body = JsonDocument.Parse(renewal[(renewal.IndexOf(' ') + 1)..]).RootElement;
-        Assert.Equal(["cms", "pkcs12Password", "requestId"], body.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["cms", "pkcs12Password", "requestId", "expectedSerialNumber"], body.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(oldSerial, body.GetProperty("expectedSerialNumber").GetString());
     }
 
     /// <summary>The renewal is made, but a reverse proxy in front answers 504 (it gave up waiting): the page asks once more with

@@ -76,10 +76,12 @@ public sealed class RenewalBrowserTests(RenewalBrowserApp app) : IClassFixture<R
         Assert.NotEqual(PublicKeyIn(oldP12), PublicKeyIn(newP12));
         Assert.Equal("valid", (await app.GetCertificateAsync(oldSerial)).Status);
 
-        // The server received one signed request: no key, no file, no password.
+        // The server received one signed request and the serial of the ID the link named (so the server, too, refuses a
+        // request signed by another ID): no key, no file, no password.
         var renewal = Assert.Single(sent, s => s.Contains("/api/v1/renewals"));
         var body = JsonDocument.Parse(renewal[(renewal.IndexOf(' ') + 1)..]).RootElement;
-        Assert.Equal(["cms"], body.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["cms", "expectedSerialNumber"], body.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(oldSerial, body.GetProperty("expectedSerialNumber").GetString());
         Assert.DoesNotContain(Password, string.Join('\n', sent));
 
         // The same file again: the certificate was renewed already, and the page says so in words.

@@ -182,6 +182,63 @@ public sealed class RenewalRefusalTests(OpenRenewalApp app) : IClassFixture<Open
         app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms = RenewalRequests.Sign(dir, csrPem, certificatePem, key) });
 }
 
+/// <summary>A client that means to renew one certificate names it (<c>expectedSerialNumber</c>, as the renewal page does when a
+/// reminder's link names the ID), and a request signed with another certificate's key is refused rather than renewing that
+/// one: a person with separate signing and encryption IDs who signed with the wrong file would otherwise renew the other ID
+/// and leave the named one to expire. Before, the field was not read and the signing ID was renewed (201).</summary>
+public sealed class ExpectedSerialRenewalTests(OpenRenewalApp app) : IClassFixture<OpenRenewalApp>
+{
+    [Fact]
+    public async Task A_renewal_that_names_one_certificate_and_is_signed_by_another_renews_nothing()
+    {
+        Tool.Require("openssl", "openssl");
+        using var dir = new ToolDir("renewal-expected-serial");
+        var gail = $"gail.{Guid.NewGuid().ToString("N")[..6]}@example.com";
+        var (signing, signingKey) = await app.IssueAsync(gail, "signing");
+        var (encryption, encryptionKey) = await app.IssueAsync(gail, "encryption");
+
+        // The encryption ID named, the signing ID's key used.
+        var wrongFile = await app.Client.PostAsJsonAsync("/api/v1/renewals", new
+        {
+            cms = RenewalRequests.Sign(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(gail), signing.CertificatePem, signingKey),
+            expectedSerialNumber = encryption.SerialNumber,
+        });
+        var problem = await Http.AssertProblem(wrongFile, HttpStatusCode.UnprocessableEntity);
+        Assert.Equal("Signed by another certificate.", problem.GetProperty("title").GetString());
+        Assert.Contains(encryption.SerialNumber, problem.GetProperty("detail").GetString());
+        Assert.Contains(signing.SerialNumber, problem.GetProperty("detail").GetString());
+        Assert.Empty(await RenewedFromAsync(signing.SerialNumber));
+
+        // Not a serial at all: said so, nothing renewed.
+        var unreadable = await app.Client.PostAsJsonAsync("/api/v1/renewals", new
+        {
+            cms = RenewalRequests.Sign(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(gail), signing.CertificatePem, signingKey),
+            expectedSerialNumber = "not a serial",
+        });
+        Assert.Equal("Invalid expectedSerialNumber.", (await Http.AssertProblem(unreadable, HttpStatusCode.UnprocessableEntity)).GetProperty("title").GetString());
+        Assert.Empty(await RenewedFromAsync(signing.SerialNumber));
+
+        // Named in any form the other APIs take (lower case, colons, a leading zero octet) and signed by its own key: renewed.
+        var written = "00:" + string.Join(':', Enumerable.Range(0, encryption.SerialNumber.Length / 2).Select(i => encryption.SerialNumber.Substring(2 * i, 2))).ToLowerInvariant();
+        var renewed = await app.Client.PostAsJsonAsync("/api/v1/renewals", new
+        {
+            cms = RenewalRequests.Sign(dir, SubscriberKeyPair.Generate("EC-P256").CreateCsrPem(gail), encryption.CertificatePem, encryptionKey),
+            expectedSerialNumber = written,
+        });
+        await Http.EnsureStatus(renewed, HttpStatusCode.Created);
+        var successor = (await renewed.Content.ReadFromJsonAsync<EnrollmentResponse>(Http.Json))!.SerialNumber;
+        Assert.Equal([successor], await RenewedFromAsync(encryption.SerialNumber));
+        Assert.Empty(await RenewedFromAsync(signing.SerialNumber));
+    }
+
+    private async Task<List<string>> RenewedFromAsync(string serial)
+    {
+        using var scope = app.Services.CreateScope();
+        return await scope.ServiceProvider.GetRequiredService<CertPortal.Data.CertPortalDbContext>().Certificates.AsNoTracking()
+            .Where(c => c.RenewalOf == serial).Select(c => c.SerialNumber).ToListAsync();
+    }
+}
+
 /// <summary>An encryption ID with an EC key: its certificate allows keyAgreement only (RFC 5480 §3), which .NET reads as an ECDH key
 /// with nothing to verify a signature with. The holder still proves the key by signing with it, as every other holder does.</summary>
 public sealed class KeyAgreementRenewalTests(OpenRenewalApp app) : IClassFixture<OpenRenewalApp>
