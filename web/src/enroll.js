@@ -502,7 +502,7 @@ export async function signRenewalRequest(privateKey, certificateDer, csrPem) {
 
 /**
  * The same CMS SignedData over any content: for an ID whose key the server generates and escrows, the content is
- * the JSON text {"keyAlgorithm":"RSA-2048"} instead of a CSR.
+ * the JSON text {"keyAlgorithm":"RSA-2048","requestIdAndPasswordSha256":"…"} instead of a CSR (renew-page.js).
  * @param {CryptoKey} privateKey the current key (from openPkcs12)
  * @param {Uint8Array} certificateDer the current certificate
  * @param {Uint8Array} content what is signed (encapsulated, not detached)

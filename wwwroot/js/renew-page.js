@@ -1,8 +1,10 @@
 // "Renew your digital ID" page: opens the current PKCS#12 in the browser with window.CertPortalEnroll
 // (web/src/enroll.js), makes a new key pair and CSR, signs the CSR with the current key (CMS, as the API takes it),
 // and packs the new certificate with the new key. Only the signed CSR is sent. An escrowed encryption ID (the server
-// says so for its serial) renews through the server instead: the page signs {"keyAlgorithm":...} with the current key
-// and sends it with the password, and the server returns the new key, escrowed, in a PKCS#12 under that password.
+// says so for its serial) renews through the server instead: the page signs {"keyAlgorithm":...,"requestIdAndPasswordSha256":...}
+// with the current key (the signature names the request, so a copy of it is worth nothing with another requestId or password)
+// and sends it with the requestId and the password, and the server returns the new key, escrowed, in a PKCS#12 under that
+// password.
 // Opened from a reminder's link (/renew?serial=…, the form's data-serial), the page renews that ID only: a file that holds
 // another one (the person's other ID, signing where the link is about encryption) is refused before anything is sent, and
 // the request names the ID (expectedSerialNumber), so the server refuses it too should the page's own check be bypassed.
@@ -66,11 +68,14 @@
       let issued, p12;
       if (source.serverGeneratesKey === true) {
         say("Signing the request with your current key…");
-        const content = new TextEncoder().encode(JSON.stringify({ keyAlgorithm: algorithm }));
+        // A requestId lets the retry below collect the same file if the first answer is lost on the way.
+        const requestId = crypto.randomUUID();
+        const content = new TextEncoder().encode(JSON.stringify({
+          keyAlgorithm: algorithm, requestIdAndPasswordSha256: await requestBinding(requestId, password),
+        }));
         const cms = await E.signRenewalContent(current.privateKey, current.certificateDer, content);
         say("The service is making your new key and keeping a copy in escrow…");
-        // A requestId lets the retry below collect the same file if the first answer is lost on the way.
-        issued = await renew({ cms, pkcs12Password: password, requestId: crypto.randomUUID(), ...expected });
+        issued = await renew({ cms, pkcs12Password: password, requestId, ...expected });
         p12 = Uint8Array.from(atob(issued.pkcs12), (c) => c.charCodeAt(0));
       } else {
         say("Creating your new key pair…");
@@ -89,6 +94,21 @@
       fail(e.message || String(e));
     }
   });
+
+  // What the signature names for a server-made key: SHA-256 (hex) of the requestId, a zero byte and the password, UTF-8
+  // (ServerKeyRenewal.SignatureCovers). The requestId is random and sent only beside the signed content, never in it, so a copy
+  // of the signed request tells nobody the password and authorises nothing else.
+  async function requestBinding(requestId, password) {
+    const utf8 = new TextEncoder();
+    const id = utf8.encode(requestId);
+    const pw = utf8.encode(password);
+    const bytes = new Uint8Array(id.length + 1 + pw.length);
+    bytes.set(id, 0);
+    bytes.set(pw, id.length + 1);
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    bytes.fill(0);
+    return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
 
   // {serverGeneratesKey, use}: how the ID in the file renews, and what it is for (null if this service did not issue it).
   async function keySource(serial) {

@@ -14,8 +14,9 @@ namespace CertPortal.Renewal;
 
 /// <summary><c>Cms</c>: a CMS SignedData (DER as base64, or PEM) signed by the key of the certificate being renewed, with a
 /// signingTime attribute (<c>openssl cms -sign -nodetach -binary</c> makes exactly this). Its content is the new PKCS#10
-/// request (DER or PEM), or, for a key the server generates and escrows, <c>{"keyAlgorithm":"RSA-3072"}</c>; the
-/// PKCS#12 with that key is then protected by <c>Pkcs12Password</c> (same rules and options as token enrollment).
+/// request (DER or PEM), or, for a key the server generates and escrows, <c>{"keyAlgorithm":"RSA-3072","requestIdAndPasswordSha256":"…"}</c>
+/// (<see cref="ServerKeyRenewal"/>); the PKCS#12 with that key is then protected by <c>Pkcs12Password</c> (same rules and options as
+/// token enrollment), and <c>RequestId</c> is required.
 /// <c>ExpectedSerialNumber</c>, optional: the certificate the caller means to renew (any form <see cref="SerialNumber.TryNormalize"/>
 /// takes); a request signed by another certificate is refused instead of renewing that one.</summary>
 public sealed record RenewalRequest(string? Cms, string? Pkcs12Password = null, string? Pkcs12Format = null, string? RequestId = null,
@@ -147,7 +148,7 @@ public sealed class RenewalService(
             return Failure.Unprocessable("New key required.", "A renewal needs a new key pair: make a new key and certificate request (renewing with the same key is switched off).");
         if (KeyArchive.GenerationFor(await archive.PolicyAsync(db, ct), current.Profile) == KeyGenerationPolicy.Required)
             return Failure.Unprocessable("Renewal needs a server-generated key.",
-                $"Policy requires {Names.Of(current.Profile)} keys to be generated and escrowed by the server: sign {ServerKeyRenewal.ExampleContent} instead of a certificate request, and send pkcs12Password with it.");
+                $"Policy requires {Names.Of(current.Profile)} keys to be generated and escrowed by the server: instead of a certificate request, {ServerKeyRenewal.WhatToSign}.");
 
         var serial = current.SerialNumber;
         var issued = await enrollment.SignAndRecordAsync(GrantFor(current), key, ActorFor(current), prepare: null, ct);

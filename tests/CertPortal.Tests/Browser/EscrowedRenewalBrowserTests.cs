@@ -86,6 +86,14 @@ public sealed class EscrowedRenewalBrowserTests(EscrowedRenewalBrowserApp app) :
         var body = JsonDocument.Parse(renewal[(renewal.IndexOf(' ') + 1)..]).RootElement;
         Assert.Equal(["cms", "pkcs12Password", "requestId", "expectedSerialNumber"], body.EnumerateObject().Select(p => p.Name));
         Assert.Equal(oldSerial, body.GetProperty("expectedSerialNumber").GetString());
+        // The old key signed the key type and the request: the SHA-256 of this requestId and password, not the requestId itself.
+        var signed = new System.Security.Cryptography.Pkcs.SignedCms();
+        signed.Decode(Convert.FromBase64String(body.GetProperty("cms").GetString()!));
+        var content = JsonDocument.Parse(signed.ContentInfo.Content).RootElement;
+        Assert.Equal("RSA-3072", content.GetProperty("keyAlgorithm").GetString());
+        Assert.Equal(Renewal.EscrowedRenewalTests.Binding(body.GetProperty("requestId").GetString()!, EscrowApp.Pkcs12Password),
+            content.GetProperty("requestIdAndPasswordSha256").GetString());
+        Assert.DoesNotContain(body.GetProperty("requestId").GetString()!, System.Text.Encoding.UTF8.GetString(signed.ContentInfo.Content));
     }
 
     /// <summary>The renewal is made, but a reverse proxy in front answers 504 (it gave up waiting): the page asks once more with
