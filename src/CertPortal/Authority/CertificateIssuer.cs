@@ -54,9 +54,15 @@ public sealed class CertificateIssuer(CaHierarchy ca, CertPortalOptions options)
         if (_threads is { IsValueCreated: true }) _threads.Value.Dispose();
     }
 
+    /// <summary>The notAfter a certificate asked to live until <paramref name="asked"/> gets: no later than the issuing CA's own
+    /// (RFC 5280 6.1.3 (a)(2) would find it expired in the chain from then on).</summary>
+    public DateTimeOffset NotAfterFor(DateTimeOffset asked) => asked > _issuingNotAfter ? _issuingNotAfter : asked;
+
+    private readonly DateTimeOffset _issuingNotAfter = new(ca.Issuing.Certificate.NotAfter.ToUniversalTime());
+
     public SignedCertificate Issue(CertificateOrder order)
     {
-        var notAfter = order.NotAfter > ca.Issuing.Certificate.NotAfter ? new DateTimeOffset(ca.Issuing.Certificate.NotAfter.ToUniversalTime()) : order.NotAfter;
+        var notAfter = NotAfterFor(order.NotAfter);
         var request = BuildRequest(order);
         var tbs = CertificateEncoder.Tbs(request, ca.Issuing.Certificate.SubjectName, _signatureAlgorithm, order.NotBefore, notAfter, order.Serial);
         var linted = TbsCertificate.Read(tbs);

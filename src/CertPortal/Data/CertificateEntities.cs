@@ -66,6 +66,11 @@ public sealed class IssuedCertificate
     public string? RenewalOf { get; set; }
     /// <summary>The certificate that renewed this one; set once, by a conditional update, so a certificate is renewed once.</summary>
     public string? RenewedBy { get; set; }
+    /// <summary>When control of the mailbox was last validated: the creation of the token whose link enrolled it (the link is the
+    /// random value of S/MIME BR 3.2.2.2 that an invitation mails to the mailbox; the BR count a validation's reuse from when it
+    /// was initiated, 3.2.2), carried unchanged to every renewal down the chain. A renewal proves the key, not the mailbox, so
+    /// it is refused once this is older than <see cref="Renewal.RenewalOptions.MailboxValidationReuse"/>.</summary>
+    public DateTimeOffset MailboxValidatedAt { get; set; }
 
     public CertificateStatus StatusAt(DateTimeOffset now) =>
         RevokedAt is not null ? (RevocationReason == Authority.RevocationReason.CertificateHold ? CertificateStatus.OnHold : CertificateStatus.Revoked)

@@ -229,8 +229,8 @@ public static partial class DirectSql
     {
         var command = Command(db, "INSERT INTO \"Certificates\" (\"SerialNumber\", \"Email\", \"DisplayName\", \"Profile\", \"KeyAlgorithm\", " +
             "\"SubjectDn\", \"NotBefore\", \"NotAfter\", \"IssuedAt\", \"TokenId\", \"Der\", \"SpkiSha256\", \"RevokedAt\", " +
-            "\"RevocationReason\", \"RenewalOf\", \"RenewedBy\") VALUES (@serial, @email, @name, @profile, @alg, @subject, @nbf, @naf, @issued, " +
-            "@token, @der, @spki, @revoked, @reason, @renewalOf, @renewedBy)", out var sqlite);
+            "\"RevocationReason\", \"RenewalOf\", \"RenewedBy\", \"MailboxValidatedAt\") VALUES (@serial, @email, @name, @profile, @alg, @subject, " +
+            "@nbf, @naf, @issued, @token, @der, @spki, @revoked, @reason, @renewalOf, @renewedBy, @validated)", out var sqlite);
         Add(command, "serial", c.SerialNumber);
         Add(command, "email", c.Email);
         Add(command, "name", c.DisplayName);
@@ -247,6 +247,7 @@ public static partial class DirectSql
         Add(command, "reason", c.RevocationReason?.ToString());
         Add(command, "renewalOf", c.RenewalOf);
         Add(command, "renewedBy", c.RenewedBy);
+        Add(command, "validated", Time(c.MailboxValidatedAt, sqlite));
         return ExecuteAsync(command, ct);
     }
 
@@ -264,7 +265,7 @@ public static partial class DirectSql
 
     private const string CertificateColumns =
         "\"SerialNumber\", \"Email\", \"DisplayName\", \"Profile\", \"KeyAlgorithm\", \"SubjectDn\", \"NotBefore\", \"NotAfter\", \"IssuedAt\", " +
-        "\"TokenId\", \"Der\", \"SpkiSha256\", \"RevokedAt\", \"RevocationReason\", \"RenewalOf\", \"RenewedBy\"";
+        "\"TokenId\", \"Der\", \"SpkiSha256\", \"RevokedAt\", \"RevocationReason\", \"RenewalOf\", \"RenewedBy\", \"MailboxValidatedAt\"";
 
     /// <summary>The certificate with this serial as committed (in the context's transaction, if it has one), or null.
     /// Revocation reads it once before queueing its change: the key to lock, the policy a hold depends on, the answer.</summary>
@@ -301,6 +302,7 @@ public static partial class DirectSql
         RevocationReason = reader.IsDBNull(13) ? null : Enum.Parse<RevocationReason>(reader.GetString(13)),
         RenewalOf = reader.IsDBNull(14) ? null : reader.GetString(14),
         RenewedBy = reader.IsDBNull(15) ? null : reader.GetString(15),
+        MailboxValidatedAt = Time(reader, 16, sqlite),
     };
 
     /// <summary>PostgreSQL: locks a certificate's row until the transaction ends and reads it under that lock (SELECT … FOR UPDATE

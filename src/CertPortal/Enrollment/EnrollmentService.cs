@@ -37,9 +37,12 @@ public sealed record EnrollmentResult(string SerialNumber, string Email, string 
 /// that records it; false when it was spent or withdrawn meanwhile): an enrollment token (<see cref="SpendAsync"/> null:
 /// spent with the blocked-key check in one statement, <see cref="DirectSql.SpendTokenUnlessBlockedAsync"/>), or the
 /// certificate a renewal replaces.</summary>
+/// <param name="MailboxValidatedAt">When the mailbox was validated: the token's creation, or for a renewal the renewed certificate's own
+/// (<see cref="IssuedCertificate.MailboxValidatedAt"/>).</param>
 /// <param name="TokenHash">The token's hash, which names it for the group writer (<see cref="EnrollmentTokens.WriterKey"/>).</param>
 internal sealed record IssuanceGrant(string Email, string DisplayName, CertificateProfileName Profile, Guid? TokenId, string? RenewalOf,
-    Func<CertPortalDbContext, string, DateTimeOffset, CancellationToken, Task<bool>>? SpendAsync, byte[]? TokenHash = null);
+    DateTimeOffset MailboxValidatedAt, Func<CertPortalDbContext, string, DateTimeOffset, CancellationToken, Task<bool>>? SpendAsync,
+    byte[]? TokenHash = null);
 
 /// <summary>Turns a token and a CSR into a certificate. The certificate is signed first, outside any
 /// transaction (a certificate whose recording fails is simply discarded: its random serial was never used);
@@ -121,7 +124,7 @@ public sealed partial class EnrollmentService(
                     await DirectSql.GiveBackTokenAsync(w, token.Id, wct);
                     return new Claim(null, refusal, null);
                 }
-                var grant = new IssuanceGrant(token.Email, token.DisplayName, token.Profile, token.Id, RenewalOf: null, SpendAsync: null);
+                var grant = new IssuanceGrant(token.Email, token.DisplayName, token.Profile, token.Id, RenewalOf: null, token.CreatedAt, SpendAsync: null);
                 SignedCertificate signed;
                 try
                 {
@@ -160,7 +163,7 @@ public sealed partial class EnrollmentService(
     {
         // The conditional UPDATE is the single point where concurrent enrollments with one token are decided
         // (SQLite serialises writers; PostgreSQL re-checks the WHERE after the row lock, also across nodes).
-        var grant = new IssuanceGrant(token.Email, token.DisplayName, token.Profile, token.Id, RenewalOf: null, SpendAsync: null,
+        var grant = new IssuanceGrant(token.Email, token.DisplayName, token.Profile, token.Id, RenewalOf: null, token.CreatedAt, SpendAsync: null,
             TokenHash: token.TokenHash);
         var issued = await SignAndRecordAsync(grant, key, actor, prepare, ct);
         if (issued.Failure is { } refused) return refused; // the token stays unspent
@@ -263,7 +266,11 @@ public sealed partial class EnrollmentService(
 
     // A minute of backdating absorbs clock skew between us and relying parties (S/MIME BR allow up to 48 h).
     private CertificateOrder Order(IssuanceGrant grant, SubscriberKey key, byte[] serial, DateTimeOffset now) =>
-        new(grant.Email, grant.DisplayName, grant.Profile, key, serial, now.AddMinutes(-1), now.AddDays(options.Issuance.ValidityDays));
+        new(grant.Email, grant.DisplayName, grant.Profile, key, serial, now.AddMinutes(-1), NotAfterAskedAt(now));
+
+    /// <summary>The notAfter a certificate issued at <paramref name="now"/> is asked for (the issuer ends it with its own
+    /// certificate, <see cref="CertificateIssuer.NotAfterFor"/>).</summary>
+    internal DateTimeOffset NotAfterAskedAt(DateTimeOffset now) => now.AddDays(options.Issuance.ValidityDays);
 
     private static (IssuedCertificate Added, AuditEvent IssuedEvent) Record(IssuanceGrant grant, SubscriberKey key, string serialHex, DateTimeOffset now,
         SignedCertificate signed, string actor)
@@ -281,6 +288,7 @@ public sealed partial class EnrollmentService(
             IssuedAt = now,
             TokenId = grant.TokenId,
             RenewalOf = grant.RenewalOf,
+            MailboxValidatedAt = grant.MailboxValidatedAt,
             Der = signed.Der,
             SpkiSha256 = key.SpkiSha256,
         };

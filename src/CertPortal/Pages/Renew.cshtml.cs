@@ -25,6 +25,10 @@ public sealed class RenewModel(
     public IssuedCertificate? Named { get; private set; }
     public DateTimeOffset Now { get; private set; }
     public DateTimeOffset? OpensAt => Named is null ? null : Named.NotAfter - renewal.OpensBeforeExpiry;
+    /// <summary>The named ID stands on a mailbox validation too old to renew on, now or by the time its window opens
+    /// (<see cref="RenewalOptions.MailboxValidationReuse"/>): the page says to ask for an invitation, as the API would.</summary>
+    public bool NamedNeedsInvitation => Named is not null && (OpensAt > Now ? OpensAt.Value : Now) > renewal.RenewableUntil(Named.MailboxValidatedAt);
+    public string NeedsInvitationReason => Named is null ? "" : RenewalService.ValidationTooOld(Named, renewal).Detail;
     /// <summary>The named ID renews with a key the server generates and escrows.</summary>
     public bool NamedRenewsWithServerKey { get; private set; }
     /// <summary>Policy makes the server generate encryption (or dual-use) keys: some IDs renew that way.</summary>

@@ -19,6 +19,20 @@ public sealed class RenewalOptions
     /// <summary>When set, a renewed certificate is revoked as <c>superseded</c> this long after its successor was
     /// issued (time to install the new one everywhere). Empty: it stays valid until it expires.</summary>
     public TimeSpan? SupersedeAfter { get; set; }
+    /// <summary>How long a renewal may rely on the validation of the mailbox made when its chain was enrolled (see
+    /// <see cref="Data.IssuedCertificate.MailboxValidatedAt"/>): older, the holder enrols again with an invitation. At most
+    /// <see cref="MaxMailboxValidationReuse"/>.</summary>
+    public TimeSpan MailboxValidationReuse { get; set; } = MaxMailboxValidationReuse;
+
+    /// <summary>S/MIME BR 4.2.1 (1): a completed validation of mailbox authorization or control is obtained no more than 398 days
+    /// before a certificate is issued on it (control of the mail domain or mail server, 3.2.2.1 and 3.2.2.3: the organisation
+    /// that runs this CA for its own domains); a validation by a random value mailed to the mailbox alone (3.2.2.2) no more than
+    /// 30 days. The BR bound the issuance, not the life of what is issued (that is 6.3.2's 825 days), so a renewal made on the
+    /// last day lives its full term.</summary>
+    public static readonly TimeSpan MaxMailboxValidationReuse = TimeSpan.FromDays(398);
+
+    /// <summary>The last moment a renewal may be issued on a mailbox validated at <paramref name="validatedAt"/>.</summary>
+    public DateTimeOffset RenewableUntil(DateTimeOffset validatedAt) => validatedAt + MailboxValidationReuse;
 }
 
 /// <param name="mail">For the reminders' days: a reminder sent before the renewal window opens leads to a page that says
@@ -35,6 +49,9 @@ public sealed class RenewalOptionsValidator(IOptions<Mail.MailOptions> mail) : I
             errors.Add($"{p}:MaxSignatureAge must be between 1 minute and 90 days.");
         if (o.SupersedeAfter is { } s && (s < TimeSpan.Zero || s > TimeSpan.FromDays(825)))
             errors.Add($"{p}:SupersedeAfter must be between zero and 825 days, or empty (never).");
+        if (o.MailboxValidationReuse < TimeSpan.FromDays(1) || o.MailboxValidationReuse > RenewalOptions.MaxMailboxValidationReuse)
+            errors.Add($"{p}:MailboxValidationReuse must be between 1 day and {RenewalOptions.MaxMailboxValidationReuse.TotalDays:0} days " +
+                "(S/MIME Baseline Requirements 4.2.1: 398 days for the organisation's validated mail domain, 30 for a link mailed to the mailbox alone).");
         if (o.Enabled && mail.Value is { Enabled: true, ReminderDays: [var first, ..] } && TimeSpan.FromDays(first) > o.OpensBeforeExpiry)
             errors.Add($"{p}:OpensBeforeExpiry ({o.OpensBeforeExpiry.TotalDays:0.##} days) must be at least the first of {Mail.MailOptions.SectionName}:ExpiryReminderDays " +
                 $"({first} days): that reminder's renewal link would lead to a page saying it is too early.");

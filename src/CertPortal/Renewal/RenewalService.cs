@@ -32,8 +32,8 @@ public sealed record RenewalRequest(string? Cms, string? Pkcs12Password = null, 
 /// certificate stays valid (until it expires, or <see cref="RenewalOptions.SupersedeAfter"/>); each certificate is
 /// renewed once, decided by a conditional update in the transaction that records the successor.</summary>
 public sealed class RenewalService(
-    CertPortalDbContext db, EnrollmentService enrollment, KeyArchive archive, ServerKeyRenewal serverKeys, RenewalOptions options, TimeProvider time,
-    ILogger<RenewalService> logger)
+    CertPortalDbContext db, EnrollmentService enrollment, CertificateIssuer issuer, KeyArchive archive, ServerKeyRenewal serverKeys, RenewalOptions options,
+    TimeProvider time, ILogger<RenewalService> logger)
 {
     public const int MaxCmsLength = 48 * 1024;
 
@@ -125,10 +125,21 @@ public sealed class RenewalService(
         }
         if (current.SpkiSha256 is { } oldKey && await db.BlockedKeys.AsNoTracking().AnyAsync(k => k.SpkiSha256 == oldKey, ct))
             return Failure.Forbidden("Key blocked as compromised.", "The key of this certificate was reported compromised, so it proves nothing. Ask your administrator for an invitation.");
+        // The signature proves the key, not the mailbox: every certificate of a chain of renewals stands on the validation made when
+        // the chain was enrolled, which the S/MIME BR let a CA rely on for a bounded time (4.2.1, RenewalOptions.MaxMailboxValidationReuse).
+        // Without this a chain renewed itself for ever (at once, where the window is longer than the life).
+        if (!repeat && now > options.RenewableUntil(current.MailboxValidatedAt))
+            return ValidationTooOld(current, options);
         var opens = current.NotAfter - options.OpensBeforeExpiry;
         if (now < opens && !repeat)
             return Failure.Unprocessable("Too early to renew.",
                 $"Certificate {current.SerialNumber} expires on {current.NotAfter:u}; it can be renewed from {opens:u} ({options.OpensBeforeExpiry.TotalDays:0} days before).");
+        // Near the issuing CA's end a new certificate ends with the CA, as the current one does: a renewal would spend the current
+        // certificate's one renewal (and with SupersedeAfter have it revoked) for nothing.
+        if (!repeat && issuer.NotAfterFor(enrollment.NotAfterAskedAt(now)) is var notAfter && notAfter <= current.NotAfter)
+            return Failure.Unprocessable("Renewal would not outlive the current certificate.",
+                $"The issuing CA's certificate ends on {notAfter:u}, and no certificate it issues may outlive it, so a renewal now would end " +
+                $"no later than certificate {current.SerialNumber} does ({current.NotAfter:u}). Keep using that one; it can be renewed once the CA is renewed.");
         if (SigningTimeOf(signer) is not { } signedAt)
             return Failure.Unprocessable("No signing time.", "The signature must carry the signingTime attribute (openssl cms -sign adds it), so an old request cannot be replayed.");
         if ((now - signedAt).Duration() > options.MaxSignatureAge)
@@ -169,7 +180,7 @@ public sealed class RenewalService(
     internal static IssuanceGrant GrantFor(IssuedCertificate current)
     {
         var serial = current.SerialNumber;
-        return new IssuanceGrant(current.Email, current.DisplayName, current.Profile, TokenId: null, RenewalOf: serial,
+        return new IssuanceGrant(current.Email, current.DisplayName, current.Profile, TokenId: null, RenewalOf: serial, current.MailboxValidatedAt,
             async (w, newSerial, at, wct) =>
             {
                 var spent = await w.Certificates
@@ -182,6 +193,12 @@ public sealed class RenewalService(
     }
 
     internal static string ActorFor(IssuedCertificate current) => $"holder:{current.Email}";
+
+    internal static Failure ValidationTooOld(IssuedCertificate current, RenewalOptions options) =>
+        Failure.Forbidden("Mailbox validation too old to renew.",
+            $"The address {current.Email} was last confirmed on {current.MailboxValidatedAt:u}, by the invitation that enrolled it, and a renewal may " +
+            $"rely on that for {options.MailboxValidationReuse.TotalDays:0.##} days only (S/MIME Baseline Requirements 4.2.1). " +
+            "Ask your administrator for an invitation: its link confirms the address again and gives you a new digital ID.");
 
     internal static Failure AlreadyRenewed(IssuedCertificate current, string successor) =>
         Failure.Conflict($"Certificate {current.SerialNumber} was already renewed (by certificate {successor}); renew that one when its time comes.");

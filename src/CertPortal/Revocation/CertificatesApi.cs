@@ -10,11 +10,11 @@ using Microsoft.EntityFrameworkCore;
 namespace CertPortal.Revocation;
 
 public sealed record CertificateView(string SerialNumber, string Email, string DisplayName, string Profile, string KeyAlgorithm,
-    string Status, string SubjectDn, DateTimeOffset NotBefore, DateTimeOffset NotAfter, DateTimeOffset IssuedAt,
+    string Status, string SubjectDn, DateTimeOffset NotBefore, DateTimeOffset NotAfter, DateTimeOffset IssuedAt, DateTimeOffset MailboxValidatedAt,
     DateTimeOffset? RevokedAt, string? RevocationReason, string Sha256Fingerprint, string CertificatePem)
 {
     public static CertificateView From(IssuedCertificate c, DateTimeOffset now) => new(c.SerialNumber, c.Email, c.DisplayName,
-        Names.Of(c.Profile), c.KeyAlgorithm, Names.Of(c.StatusAt(now)), c.SubjectDn, c.NotBefore, c.NotAfter, c.IssuedAt, c.RevokedAt,
+        Names.Of(c.Profile), c.KeyAlgorithm, Names.Of(c.StatusAt(now)), c.SubjectDn, c.NotBefore, c.NotAfter, c.IssuedAt, c.MailboxValidatedAt, c.RevokedAt,
         c.RevocationReason?.ToRfcName(), c.Sha256Fingerprint, Pem.Certificate(c.Der));
 
     /// <summary>Only in the answer to a revocation: the other certificates it revoked for keyCompromise, those for the same key and
