@@ -12,7 +12,8 @@ namespace CertPortal.Mail;
 /// nearest one: a 30-day reminder after the 7-day one would mislead. A window longer than the certificate's whole
 /// life is skipped (a 5-day certificate gets no "30 days left" on the day it is issued), and so is a certificate
 /// whose holder already has newer valid ones that serve its every use (the same profile, or a dual one): they have renewed, or
-/// been given a dual ID instead (<see cref="CertificateProfile.ServedBy"/>).</para></summary>
+/// been given a dual ID instead (<see cref="CertificateProfile.ServedBy"/>); so is one whose mail domain is no longer in
+/// <c>AllowedDomains</c>, which nothing can renew.</para></summary>
 public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, MailOptions options, CertPortalOptions portal, Renewal.RenewalOptions renewal,
     Escrow.KeyArchive archive, TimeProvider time, ILogger<ExpiryReminders> logger)
 {
@@ -44,6 +45,9 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
 #pragma warning restore CA1862
             foreach (var c in batch)
             {
+                // A domain taken off AllowedDomains gets no more certificates: the reminder's renewal link (or the invitation it
+                // suggests) would be refused with 403 "Domain not allowed.".
+                if (!Mailbox.DomainAllowed(c.Email, portal.AllowedDomains)) continue;
                 var remaining = c.NotAfter - now;
                 var lifetime = c.NotAfter - c.NotBefore;
                 var windows = days.Where(d => remaining <= TimeSpan.FromDays(d) && lifetime > TimeSpan.FromDays(d)).ToList();

@@ -51,7 +51,8 @@ public sealed class MailQueue(KeyEncryptionSecret kek)
 /// otherwise it is kept and retried as in an outage, so a relay refusing us never costs a message. Each node judges from its
 /// own sessions, as relays allow relaying per client address or login. Each pass first queues the expiry reminders that have
 /// come due.</summary>
-public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, MailOptions options, TimeProvider time, ILogger<MailOutbox> logger) : BackgroundService
+public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, MailOptions options, CertPortalOptions portal, TimeProvider time,
+    ILogger<MailOutbox> logger) : BackgroundService
 {
     public const string MeterName = "CertPortal.Mail";
     private static readonly Meter Meter = new(MeterName);
@@ -279,7 +280,8 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
 
     /// <summary>A message that lost its point while it waited (SMTP down, backoff) is not sent. An invitation whose token was
     /// used, revoked or expired: its link would only lead to an error page. An expiry reminder whose certificate was revoked
-    /// (or put on hold), renewed or has expired: it would tell the person to renew a digital ID that is gone or replaced.</summary>
+    /// (or put on hold), renewed or has expired: it would tell the person to renew a digital ID that is gone or replaced; or whose
+    /// mail domain was taken off <c>AllowedDomains</c>: nothing would renew it.</summary>
     private async Task<string?> RefusalBeforeSendingAsync(CertPortalDbContext db, OutboundMessage message, CancellationToken ct)
     {
         if (message.Kind == OutboundMessageKinds.ExpiryReminder) return await ReminderRefusalAsync(db, message, ct);
@@ -302,6 +304,9 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         var why = certificate.RevokedAt is not null ? "revoked" : certificate.RenewedBy is not null ? "renewed"
             : certificate.NotAfter <= now ? "expired" : null;
         if (why is not null) return $"Not sent: the certificate was {why} before the reminder could be sent.";
+        // Its domain taken off AllowedDomains while it waited: its renewal would be refused, as ExpiryReminders decides at queueing.
+        if (!Mailbox.DomainAllowed(certificate.Email, portal.AllowedDomains))
+            return $"Not sent: this CA no longer issues certificates for '{Mailbox.Domain(certificate.Email)}' (CertPortal:AllowedDomains), so it cannot be renewed.";
         // Replaced otherwise while it waited (a new ID from an invitation, not a renewal): as ExpiryReminders decides at queueing (CertificateProfile.ServedBy).
         var mailbox = certificate.Email.ToLowerInvariant();
 #pragma warning disable CA1862 // EF Core translates ToLower() to lower() (the index on lower("Email")), not string.Equals(..., OrdinalIgnoreCase)

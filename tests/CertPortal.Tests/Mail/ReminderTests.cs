@@ -36,6 +36,10 @@ public sealed class MailNode : CertPortalApp
 
     protected override IDictionary<string, string?> Settings => _settings;
 
+    /// <summary>This node's settings, which a test changes between <see cref="CertPortalApp.StopAsync"/> and <see cref="CertPortalApp.Start"/>
+    /// as an operator edits the configuration and restarts.</summary>
+    public IDictionary<string, string?> Configured => _settings;
+
     protected override void ConfigureServices(IServiceCollection services)
     {
         if (_logs is not null) CapturingLoggerProvider.AddTo(services, _logs);

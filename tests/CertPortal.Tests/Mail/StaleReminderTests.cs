@@ -12,7 +12,9 @@ namespace CertPortal.Tests.Mail;
 public sealed class StaleReminderTests
 {
     /// <summary>A node with a fake clock, reminders on <paramref name="reminderDays"/>, and passes driven by the test only.</summary>
-    private static async Task WithNodeAsync(int[] reminderDays, Func<MailNode, SmtpServer, FakeTimeProvider, Task> test)
+    /// <param name="extra">More settings (key: path below "CertPortal:").</param>
+    private static async Task WithNodeAsync(int[] reminderDays, Func<MailNode, SmtpServer, FakeTimeProvider, Task> test,
+        IReadOnlyDictionary<string, string?>? extra = null)
     {
         var smtp = new SmtpServer();
         await smtp.InitializeAsync();
@@ -24,6 +26,7 @@ public sealed class StaleReminderTests
             ["Mail:PollInterval"] = "1.00:00:00",
         };
         for (var i = 0; i < reminderDays.Length; i++) settings[$"Mail:ExpiryReminderDays:{i}"] = reminderDays[i].ToString(System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var (k, v) in extra ?? new Dictionary<string, string?>()) settings[k] = v;
         var node = new MailNode(clock, settings);
         try
         {
@@ -182,4 +185,63 @@ public sealed class StaleReminderTests
             Assert.DoesNotContain("sign mail", body);
         }
     });
+
+    private static bool IsReminder(MimeKit.MimeMessage m) => (m.Subject ?? "").Contains("expires", StringComparison.Ordinal);
+
+    /// <summary>The CA issues for two domains; a test takes the second off the list, as an operator does who gives up a domain.</summary>
+    private static readonly Dictionary<string, string?> TwoDomains = new()
+    {
+        ["AllowedDomains:0"] = "kept.test",
+        ["AllowedDomains:1"] = "dropped.test",
+    };
+
+    private static async Task DropSecondDomainAsync(MailNode node)
+    {
+        await node.StopAsync();
+        node.Configured.Remove("AllowedDomains:1");
+        node.Start();
+    }
+
+    [Fact]
+    public Task A_certificate_of_a_domain_taken_off_the_allowed_list_gets_no_reminder() => WithNodeAsync([30], async (node, smtp, clock) =>
+    {
+        // Its link would lead to a renewal refused with 403 "Domain not allowed." (RemovedDomainTests), and so would the invitation
+        // a reminder suggests when renewal is off.
+        var run = Guid.NewGuid().ToString("N")[..8];
+        var dropped = $"gone.{run}@dropped.test";
+        var kept = $"stays.{run}@kept.test";
+        var (issued, _) = await node.IssueAsync(dropped, "signing");
+        await node.IssueAsync(kept, "signing");
+        await DropSecondDomainAsync(node);
+
+        clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        var pass = await node.PassAsync();
+        Assert.Single(await smtp.WaitForMessagesToAsync(kept), IsReminder);
+        var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={dropped}", Http.Json);
+        Assert.Equal(0, listed.GetProperty("total").GetInt32());
+        Assert.Empty(smtp.MessagesTo(dropped));
+        Assert.Equal(1, pass.Queued);
+    }, TwoDomains);
+
+    [Fact]
+    public Task A_reminder_that_waited_while_its_domain_was_taken_off_the_allowed_list_is_not_sent() => WithNodeAsync([30], async (node, smtp, clock) =>
+    {
+        var email = $"waiting.{Guid.NewGuid().ToString("N")[..8]}@dropped.test";
+        var (issued, _) = await node.IssueAsync(email, "signing");
+
+        smtp.Stop();
+        clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        var down = await node.PassAsync();
+        Assert.Equal((1, 0, 1), (down.Queued, down.Sent, down.Retried));
+
+        await DropSecondDomainAsync(node);
+        await smtp.StartAsync();
+        clock.Advance(TimeSpan.FromHours(2));
+        await node.PassAsync();
+        Assert.DoesNotContain(smtp.MessagesTo(email), IsReminder);
+        var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}", Http.Json);
+        var reminder = Assert.Single(listed.GetProperty("notifications").EnumerateArray());
+        Assert.Equal("failed", reminder.GetProperty("status").GetString());
+        Assert.Contains("no longer issues certificates for 'dropped.test'", reminder.GetProperty("lastError").GetString());
+    }, TwoDomains);
 }
