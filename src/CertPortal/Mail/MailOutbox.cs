@@ -152,7 +152,13 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
                 var claim = await ClaimAsync(db, id, early, ct);
                 if (claim is null) continue; // another node has it, or sent it meanwhile
                 var (message, sendBy) = claim.Value;
-                if (await RefusalBeforeSendingAsync(db, message, ct) is { } pointless)
+                var check = await CheckBeforeSendingAsync(db, message, ct);
+                if (check.Postponed is { } waiting)
+                {
+                    await PostponeAsync(db, message, waiting, ct);
+                    continue;
+                }
+                if (check.Refusal is { } pointless)
                 {
                     // What kept it waiting (an outage, a relay refusing this service) stays readable beside why it is given up.
                     await FinishAsync(db, message, failedBecause: message.LastError is null ? pointless : $"{pointless} Last SMTP error: {message.LastError}", ct);
@@ -278,35 +284,45 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         return count;
     }
 
+    /// <summary>What the check before sending decided: sent (both null), given up (<see cref="Refusal"/>, why) or kept for later
+    /// (<see cref="Postponed"/>, why).</summary>
+    private readonly record struct SendCheck(string? Refusal = null, string? Postponed = null);
+
     /// <summary>A message that lost its point while it waited (SMTP down, backoff) is not sent. An invitation whose token was
-    /// used, revoked or expired: its link would only lead to an error page. An expiry reminder whose certificate was revoked
-    /// (or put on hold), renewed or has expired: it would tell the person to renew a digital ID that is gone or replaced; or whose
-    /// mail domain was taken off <c>AllowedDomains</c>: nothing would renew it.</summary>
-    private async Task<string?> RefusalBeforeSendingAsync(CertPortalDbContext db, OutboundMessage message, CancellationToken ct)
+    /// used, revoked or expired: its link would only lead to an error page. An expiry reminder whose certificate was revoked,
+    /// renewed or has expired: it would tell the person to renew a digital ID that is gone or replaced; or whose mail domain was
+    /// taken off <c>AllowedDomains</c>: nothing would renew it. A reminder whose certificate is on hold waits for the release.</summary>
+    private async Task<SendCheck> CheckBeforeSendingAsync(CertPortalDbContext db, OutboundMessage message, CancellationToken ct)
     {
-        if (message.Kind == OutboundMessageKinds.ExpiryReminder) return await ReminderRefusalAsync(db, message, ct);
-        if (message.Kind != OutboundMessageKinds.Invitation || !Guid.TryParse(message.DedupeKey, out var tokenId)) return null;
+        if (message.Kind == OutboundMessageKinds.ExpiryReminder) return await CheckReminderAsync(db, message, ct);
+        if (message.Kind != OutboundMessageKinds.Invitation || !Guid.TryParse(message.DedupeKey, out var tokenId)) return default;
         var token = await db.EnrollmentTokens.AsNoTracking().FirstOrDefaultAsync(t => t.Id == tokenId, ct);
         var status = token?.StatusAt(time.GetUtcNow());
-        return status is null or TokenStatus.Pending ? null : $"Not sent: the token was {status.ToString()!.ToLowerInvariant()} before the invitation could be sent.";
+        return status is null or TokenStatus.Pending ? default
+            : new SendCheck(Refusal: $"Not sent: the token was {status.ToString()!.ToLowerInvariant()} before the invitation could be sent.");
     }
 
     /// <summary>A reminder's key is "{serial}:{days}" (<see cref="ExpiryReminders"/>). One that waited (SMTP down) until a later
-    /// reminder's day had come gives way to that one: sent beside it, it would say "30 days" a week before the expiry.</summary>
-    private async Task<string?> ReminderRefusalAsync(CertPortalDbContext db, OutboundMessage message, CancellationToken ct)
+    /// reminder's day had come gives way to that one: sent beside it, it would say "30 days" a week before the expiry.
+    /// <para>One whose certificate is on hold is kept, not given up: the day's key is taken by it, so were it failed, the release would
+    /// queue none and the holder would never be reminded. Released, it is sent (saying the days left then, or giving way to the next
+    /// reminder's as above); revoked for good or expired, it is given up.</para></summary>
+    private async Task<SendCheck> CheckReminderAsync(CertPortalDbContext db, OutboundMessage message, CancellationToken ct)
     {
         var parts = message.DedupeKey.Split(':');
         var serial = parts[0];
         var certificate = await db.Certificates.AsNoTracking().Where(c => c.SerialNumber == serial)
-            .Select(c => new { c.RevokedAt, c.NotAfter, c.RenewedBy, c.Email, c.Profile }).FirstOrDefaultAsync(ct);
-        if (certificate is null) return null;
+            .Select(c => new { c.RevokedAt, c.RevocationReason, c.NotAfter, c.RenewedBy, c.Email, c.Profile }).FirstOrDefaultAsync(ct);
+        if (certificate is null) return default;
         var now = time.GetUtcNow();
-        var why = certificate.RevokedAt is not null ? "revoked" : certificate.RenewedBy is not null ? "renewed"
+        var held = certificate.RevokedAt is not null && certificate.RevocationReason == Authority.RevocationReason.CertificateHold;
+        if (held && certificate.NotAfter > now) return new SendCheck(Postponed: "the certificate is on hold");
+        var why = certificate.RevokedAt is not null && !held ? "revoked" : certificate.RenewedBy is not null ? "renewed"
             : certificate.NotAfter <= now ? "expired" : null;
-        if (why is not null) return $"Not sent: the certificate was {why} before the reminder could be sent.";
+        if (why is not null) return Refused($"Not sent: the certificate was {why} before the reminder could be sent.");
         // Its domain taken off AllowedDomains while it waited: its renewal would be refused, as ExpiryReminders decides at queueing.
         if (!Mailbox.DomainAllowed(certificate.Email, portal.AllowedDomains))
-            return $"Not sent: this CA no longer issues certificates for '{Mailbox.Domain(certificate.Email)}' (CertPortal:AllowedDomains), so it cannot be renewed.";
+            return Refused($"Not sent: this CA no longer issues certificates for '{Mailbox.Domain(certificate.Email)}' (CertPortal:AllowedDomains), so it cannot be renewed.");
         // Replaced otherwise while it waited (a new ID from an invitation, not a renewal): as ExpiryReminders decides at queueing (CertificateProfile.ServedBy).
         var mailbox = certificate.Email.ToLowerInvariant();
 #pragma warning disable CA1862 // EF Core translates ToLower() to lower() (the index on lower("Email")), not string.Equals(..., OrdinalIgnoreCase)
@@ -315,11 +331,27 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
             .Select(c => c.Profile).ToListAsync(ct);
 #pragma warning restore CA1862
         if (Authority.CertificateProfile.ServedBy(certificate.Profile, newer))
-            return "Not sent: its holder was given a newer digital ID that serves its uses before the reminder could be sent.";
+            return Refused("Not sent: its holder was given a newer digital ID that serves its uses before the reminder could be sent.");
         if (parts.Length > 1 && int.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var days) &&
             options.ReminderDays.Where(d => d < days).DefaultIfEmpty(0).Max() is var next and > 0 && certificate.NotAfter - now <= TimeSpan.FromDays(next))
-            return $"Not sent: its certificate expires within {next} days, which the {next}-day reminder says.";
-        return null;
+            return Refused($"Not sent: its certificate expires within {next} days, which the {next}-day reminder says.");
+        return default;
+
+        static SendCheck Refused(string why) => new(Refusal: why);
+    }
+
+    /// <summary>Kept for later, without counting an attempt (the wait is the certificate's, not the SMTP server's) and with the SMTP
+    /// error, if any, left as it was: looked at again after <see cref="MailOptions.RetryMaxDelay"/>, so a certificate released from hold
+    /// gets its reminder within that.</summary>
+    private async Task PostponeAsync(CertPortalDbContext db, OutboundMessage message, string why, CancellationToken ct)
+    {
+        var next = time.GetUtcNow() + options.RetryMaxDelay;
+        await db.OutboundMessages.Where(m => m.Id == message.Id && m.LeasedBy == NodeId)
+            .ExecuteUpdateAsync(s => s
+                .SetProperty(m => m.NextAttemptAt, next)
+                .SetProperty(m => m.LeasedBy, (string?)null)
+                .SetProperty(m => m.LeaseExpiresAt, (DateTimeOffset?)null), CancellationToken.None);
+        logger.LogInformation("{Kind} message {Id} to {Recipient} kept until {Next}: {Why}", message.Kind, message.Id, message.Recipient, next, why);
     }
 
     /// <summary>Sent, or refused for good: either way the sealed link is erased and the lease given up.</summary>
@@ -367,7 +399,7 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
     {
         var model = MessageModel.FromJson(message.Model);
         // A reminder that waited (SMTP down) says how many days are left when it is sent, not when it was queued: "expires in
-        // 30 days" ten days later was wrong by ten (one whose next reminder's day has come is not sent at all: ReminderRefusalAsync).
+        // 30 days" ten days later was wrong by ten (one whose next reminder's day has come is not sent at all: CheckReminderAsync).
         if (message.Kind == OutboundMessageKinds.ExpiryReminder && model.NotAfter is { } notAfter)
             model = model with { Days = Math.Max(1, (int)Math.Ceiling((notAfter - time.GetUtcNow()).TotalDays)) };
         var rendered = MailTemplates.Render(message.Kind, model, link, options.OrganizationName);

@@ -244,4 +244,43 @@ public sealed class StaleReminderTests
         Assert.Equal("failed", reminder.GetProperty("status").GetString());
         Assert.Contains("no longer issues certificates for 'dropped.test'", reminder.GetProperty("lastError").GetString());
     }, TwoDomains);
+
+    [Fact]
+    public Task A_certificate_released_from_hold_gets_the_reminder_it_is_due_once() => WithNodeAsync([30], async (node, smtp, clock) =>
+    {
+        // waited's reminder was queued while the SMTP server was down and its certificate was put on hold before it could be sent: it
+        // was failed as for a revoked certificate, and after the release none was queued (its (serial, day) key was taken), so the
+        // holder was never reminded. spanned was on hold over its reminder's day.
+        var run = Guid.NewGuid().ToString("N")[..8];
+        var waited = $"waited.{run}@example.test";
+        var spanned = $"spanned.{run}@example.test";
+        var (w, _) = await node.IssueAsync(waited, "signing");
+        var (s, _) = await node.IssueAsync(spanned, "signing");
+        await Http.EnsureStatus(await node.RevokeAsync(s.SerialNumber, "certificateHold"), HttpStatusCode.OK);
+        await node.PassAsync();
+        await smtp.WaitForMessagesToAsync(spanned); // the hold notice
+
+        smtp.Stop();
+        clock.Advance(w.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        var down = await node.PassAsync();
+        Assert.Equal((1, 1), (down.Queued, down.Retried));
+        await Http.EnsureStatus(await node.RevokeAsync(w.SerialNumber, "certificateHold"), HttpStatusCode.OK);
+        await smtp.StartAsync();
+        clock.Advance(TimeSpan.FromHours(2));
+        await node.PassAsync();
+        Assert.DoesNotContain(smtp.MessagesTo(waited), IsReminder);
+
+        foreach (var serial in new[] { w.SerialNumber, s.SerialNumber })
+            await Http.EnsureStatus(await node.Admin.PostAsync($"/api/v1/certificates/{serial}/release", null), HttpStatusCode.OK);
+        clock.Advance(TimeSpan.FromHours(2));
+        // Passes racing each other, as nodes do: each reminder once.
+        await Task.WhenAll(node.PassAsync(), node.PassAsync(), node.PassAsync());
+        await node.PassAsync();
+        foreach (var email in new[] { waited, spanned })
+        {
+            Assert.Equal($"Your signing digital ID for {email} expires in 30 days", Assert.Single(smtp.MessagesTo(email), IsReminder).Subject);
+            var listed = await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}", Http.Json);
+            Assert.Equal("sent", Assert.Single(listed.GetProperty("notifications").EnumerateArray()).GetProperty("status").GetString());
+        }
+    }, new Dictionary<string, string?> { ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose });
 }
