@@ -28,11 +28,11 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
         var horizon = now.AddDays(days[0]);
         var expiring = await db.Certificates.AsNoTracking()
             .Where(c => c.RevokedAt == null && c.NotAfter > now && c.NotAfter <= horizon)
-            .Select(c => new { c.SerialNumber, c.Email, c.DisplayName, c.Profile, c.NotBefore, c.NotAfter })
+            .Select(c => new { c.SerialNumber, c.Email, c.DisplayName, c.Profile, c.NotBefore, c.NotAfter, c.RenewedBy })
             .ToListAsync(ct);
         if (expiring.Count == 0) return 0;
 
-        var due = new List<(string Key, int Window, (string SerialNumber, string Email, string DisplayName, string Profile, DateTimeOffset NotAfter) Cert)>();
+        var due = new List<(string Key, int Window, (string SerialNumber, string Email, string DisplayName, string Profile, DateTimeOffset NotAfter, bool Renewed) Cert)>();
         foreach (var batch in expiring.Chunk(Chunk))
         {
             // A successor under another spelling of the mailbox is still the holder's (mailboxes compare without regard to case,
@@ -58,7 +58,7 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
                 // or was given a dual ID instead, and the old ID's link would renew it beside them.
                 if (CertificateProfile.ServedBy(c.Profile, newer)) continue;
                 var window = windows.Min();
-                due.Add(($"{c.SerialNumber}:{window}", window, (c.SerialNumber, c.Email, c.DisplayName, Names.Of(c.Profile), c.NotAfter)));
+                due.Add(($"{c.SerialNumber}:{window}", window, (c.SerialNumber, c.Email, c.DisplayName, Names.Of(c.Profile), c.NotAfter, c.RenewedBy is not null)));
             }
         }
 
@@ -76,12 +76,15 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
                 .ToHashSet(StringComparer.Ordinal);
             foreach (var (key, window, cert) in batch.Where(d => !existing.Contains(d.Key)))
             {
-                var serverKey = Names.TryParseProfile(cert.Profile, out var profile) &&
+                // Renewed once already (its renewal revoked since: a valid one serves it, above), it renews no more: the renewal API
+                // answers 409 "already renewed", so the reminder says to ask for an invitation, as with renewal switched off.
+                var renewable = renewal.Enabled && !cert.Renewed;
+                var serverKey = renewable && Names.TryParseProfile(cert.Profile, out var profile) &&
                                 Renewal.ServerKeyRenewal.RenewsWithServerKey(Escrow.KeyArchive.GenerationFor(policy!, profile), escrowed.Contains(cert.SerialNumber));
                 var daysLeft = (int)Math.Ceiling((cert.NotAfter - now).TotalDays);
                 var message = queue.Enqueue(db, OutboundMessageKinds.ExpiryReminder, key,
                     new MessageModel(cert.Email, cert.DisplayName, cert.Profile, cert.SerialNumber, NotAfter: cert.NotAfter, Days: daysLeft,
-                        RenewalUrl: renewal.Enabled ? Renewal.RenewalService.LinkFor(portal, cert.SerialNumber) : null, ServerKey: serverKey ? true : null),
+                        RenewalUrl: renewable ? Renewal.RenewalService.LinkFor(portal, cert.SerialNumber) : null, ServerKey: serverKey ? true : null),
                     options.OrganizationName, now);
                 try
                 {

@@ -168,7 +168,7 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
                 MimeMessage mime;
                 try
                 {
-                    mime = Compose(message, message.SealedLink is null ? null : queue.OpenLink(message));
+                    mime = Compose(message, message.SealedLink is null ? null : queue.OpenLink(message), check.WithoutRenewalLink);
                 }
                 catch (CryptographicException)
                 {
@@ -285,12 +285,13 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
     }
 
     /// <summary>What the check before sending decided: sent (both null), given up (<see cref="Refusal"/>, why) or kept for later
-    /// (<see cref="Postponed"/>, why).</summary>
-    private readonly record struct SendCheck(string? Refusal = null, string? Postponed = null);
+    /// (<see cref="Postponed"/>, why); a reminder of a certificate that can no longer renew itself goes without its renewal link
+    /// (<see cref="WithoutRenewalLink"/>).</summary>
+    private readonly record struct SendCheck(string? Refusal = null, string? Postponed = null, bool WithoutRenewalLink = false);
 
     /// <summary>A message that lost its point while it waited (SMTP down, backoff) is not sent. An invitation whose token was
     /// used, revoked or expired: its link would only lead to an error page. An expiry reminder whose certificate was revoked,
-    /// renewed or has expired: it would tell the person to renew a digital ID that is gone or replaced; or whose mail domain was
+    /// renewed (its renewal still valid) or has expired: it would tell the person to renew a digital ID that is gone or replaced; or whose mail domain was
     /// taken off <c>AllowedDomains</c>: nothing would renew it. A reminder whose certificate is on hold waits for the release.</summary>
     private async Task<SendCheck> CheckBeforeSendingAsync(CertPortalDbContext db, OutboundMessage message, CancellationToken ct)
     {
@@ -317,8 +318,7 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         var now = time.GetUtcNow();
         var held = certificate.RevokedAt is not null && certificate.RevocationReason == Authority.RevocationReason.CertificateHold;
         if (held && certificate.NotAfter > now) return new SendCheck(Postponed: "the certificate is on hold");
-        var why = certificate.RevokedAt is not null && !held ? "revoked" : certificate.RenewedBy is not null ? "renewed"
-            : certificate.NotAfter <= now ? "expired" : null;
+        var why = certificate.RevokedAt is not null && !held ? "revoked" : certificate.NotAfter <= now ? "expired" : null;
         if (why is not null) return Refused($"Not sent: the certificate was {why} before the reminder could be sent.");
         // Its domain taken off AllowedDomains while it waited: its renewal would be refused, as ExpiryReminders decides at queueing.
         if (!Mailbox.DomainAllowed(certificate.Email, portal.AllowedDomains))
@@ -328,14 +328,20 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
 #pragma warning disable CA1862 // EF Core translates ToLower() to lower() (the index on lower("Email")), not string.Equals(..., OrdinalIgnoreCase)
         var newer = await db.Certificates.AsNoTracking()
             .Where(c => c.Email.ToLower() == mailbox && c.RevokedAt == null && c.NotAfter > certificate.NotAfter && c.NotBefore <= now)
-            .Select(c => c.Profile).ToListAsync(ct);
+            .Select(c => new { c.SerialNumber, c.Profile }).ToListAsync(ct);
 #pragma warning restore CA1862
-        if (Authority.CertificateProfile.ServedBy(certificate.Profile, newer))
-            return Refused("Not sent: its holder was given a newer digital ID that serves its uses before the reminder could be sent.");
+        // Its renewal counts as any newer ID does, while it is valid: a renewal revoked since (not as superseded by a renewal of its
+        // own, which would be here) leaves this certificate's holder with nothing else, and they are reminded of it.
+        if (Authority.CertificateProfile.ServedBy(certificate.Profile, newer.Select(c => c.Profile).ToList()))
+            return Refused(newer.Any(c => c.SerialNumber == certificate.RenewedBy)
+                ? "Not sent: the certificate was renewed before the reminder could be sent."
+                : "Not sent: its holder was given a newer digital ID that serves its uses before the reminder could be sent.");
         if (parts.Length > 1 && int.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var days) &&
             options.ReminderDays.Where(d => d < days).DefaultIfEmpty(0).Max() is var next and > 0 && certificate.NotAfter - now <= TimeSpan.FromDays(next))
             return Refused($"Not sent: its certificate expires within {next} days, which the {next}-day reminder says.");
-        return default;
+        // Renewed once already, it renews no more (the renewal API answers 409 "already renewed"): the reminder says to ask for an
+        // invitation, as with renewal switched off.
+        return new SendCheck(WithoutRenewalLink: certificate.RenewedBy is not null);
 
         static SendCheck Refused(string why) => new(Refusal: why);
     }
@@ -395,9 +401,10 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
             logger.LogWarning("Mail message {Id} not sent, attempt {Attempts}, next in {Delay}: {Error}", message.Id, attempts, delay, lastError);
     }
 
-    private MimeMessage Compose(OutboundMessage message, string? link)
+    private MimeMessage Compose(OutboundMessage message, string? link, bool withoutRenewalLink)
     {
         var model = MessageModel.FromJson(message.Model);
+        if (withoutRenewalLink) model = model with { RenewalUrl = null, ServerKey = null };
         // A reminder that waited (SMTP down) says how many days are left when it is sent, not when it was queued: "expires in
         // 30 days" ten days later was wrong by ten (one whose next reminder's day has come is not sent at all: CheckReminderAsync).
         if (message.Kind == OutboundMessageKinds.ExpiryReminder && model.NotAfter is { } notAfter)

@@ -283,4 +283,28 @@ public sealed class StaleReminderTests
             Assert.Equal("sent", Assert.Single(listed.GetProperty("notifications").EnumerateArray()).GetProperty("status").GetString());
         }
     }, new Dictionary<string, string?> { ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose });
+
+    [Fact]
+    public Task A_certificate_whose_renewal_was_revoked_gets_a_reminder_that_does_not_offer_renewal() => WithNodeAsync([30], async (node, smtp, clock) =>
+    {
+        // The renewal (a new key, say, that the holder lost) was revoked; the certificate it renewed is still valid and expires. Its
+        // reminder was queued, then failed as "renewed", and the holder heard nothing. It renews once: its link would answer 409
+        // "already renewed", so the reminder says to ask for an invitation, as with renewal switched off.
+        Tool.Require("openssl", "openssl");
+        var email = $"relapsed.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var (old, key) = await node.IssueAsync(email, "signing");
+        using var dir = new ToolDir("revoked-renewal");
+        var (renewal, _) = await Renewal.RenewalRequests.RenewToNewKeyAsync(node.Client, dir, email, old, key);
+        await Http.EnsureStatus(await node.RevokeAsync(renewal.SerialNumber, "unspecified"), HttpStatusCode.OK);
+        await node.PassAsync();
+        await smtp.WaitForMessagesToAsync(email); // the renewal's revocation notice
+
+        clock.Advance(old.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        await node.PassAsync();
+        var reminder = Assert.Single(smtp.MessagesTo(email), IsReminder);
+        Assert.Contains(old.SerialNumber, reminder.TextBody);
+        Assert.DoesNotContain("/renew?serial=", reminder.TextBody);
+        Assert.DoesNotContain("/renew?serial=", reminder.HtmlBody);
+        Assert.Contains("ask your administrator for a new invitation", reminder.TextBody);
+    }, new Dictionary<string, string?> { ["Renewal:OpensBeforeExpiry"] = "400.00:00:00" });
 }
