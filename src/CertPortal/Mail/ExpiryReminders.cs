@@ -20,6 +20,14 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
     // Bounds the parameters of one IN (...) list (SQLite allows 32766; PostgreSQL 65535).
     private const int Chunk = 500;
 
+    /// <summary>A reminder as it is sent at <paramref name="now"/>: it states the days left then, not when it was queued (it may have
+    /// waited for the SMTP server: "expires in 30 days" ten days later was wrong by ten). The outbox sends it so, and its listing
+    /// shows a waiting one's subject so.</summary>
+    public static MessageModel AsSentAt(MessageModel reminder, DateTimeOffset now) =>
+        reminder.NotAfter is { } notAfter ? reminder with { Days = DaysLeft(notAfter, now) } : reminder;
+
+    private static int DaysLeft(DateTimeOffset notAfter, DateTimeOffset now) => Math.Max(1, (int)Math.Ceiling((notAfter - now).TotalDays));
+
     public async Task<int> QueueDueAsync(CancellationToken ct)
     {
         var days = options.ReminderDays;
@@ -81,9 +89,8 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
                 var renewable = renewal.Enabled && !cert.Renewed;
                 var serverKey = renewable && Names.TryParseProfile(cert.Profile, out var profile) &&
                                 Renewal.ServerKeyRenewal.RenewsWithServerKey(Escrow.KeyArchive.GenerationFor(policy!, profile), escrowed.Contains(cert.SerialNumber));
-                var daysLeft = (int)Math.Ceiling((cert.NotAfter - now).TotalDays);
                 var message = queue.Enqueue(db, OutboundMessageKinds.ExpiryReminder, key,
-                    new MessageModel(cert.Email, cert.DisplayName, cert.Profile, cert.SerialNumber, NotAfter: cert.NotAfter, Days: daysLeft,
+                    new MessageModel(cert.Email, cert.DisplayName, cert.Profile, cert.SerialNumber, NotAfter: cert.NotAfter, Days: DaysLeft(cert.NotAfter, now),
                         RenewalUrl: renewable ? Renewal.RenewalService.LinkFor(portal, cert.SerialNumber) : null, ServerKey: serverKey ? true : null),
                     options.OrganizationName, now);
                 try

@@ -194,7 +194,7 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
                     // The server took this recipient (sent, or refused only its content) in the same session, after refusing
                     // the undecided ones: it serves us, and refused those recipients themselves.
                     if (refused is not { AtRecipient: true }) failed += await FailUndecidedAsync(db, undecided, ct);
-                    await FinishAsync(db, message, failedBecause: refused?.Reply, ct);
+                    await FinishAsync(db, message, failedBecause: refused?.Reply, ct, subject: mime.Subject);
                     if (refused is null) sent++; else failed++;
                 }
                 catch (SmtpUnavailableException e)
@@ -361,14 +361,18 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
     }
 
     /// <summary>Sent, or refused for good: either way the sealed link is erased and the lease given up.</summary>
-    private async Task FinishAsync(CertPortalDbContext db, OutboundMessage message, string? failedBecause, CancellationToken ct)
+    /// <param name="subject">The subject the server was given, which the outbox listing then shows: a reminder's states the days left
+    /// when it was sent, not when it was queued.</param>
+    private async Task FinishAsync(CertPortalDbContext db, OutboundMessage message, string? failedBecause, CancellationToken ct, string? subject = null)
     {
         var now = time.GetUtcNow();
+        var listed = subject is null ? null : Truncate(subject, 256);
         var changed = await db.OutboundMessages.Where(m => m.Id == message.Id && m.LeasedBy == NodeId)
             .ExecuteUpdateAsync(s => s
                 .SetProperty(m => m.SentAt, failedBecause == null ? now : null)
                 .SetProperty(m => m.FailedAt, failedBecause == null ? null : now)
                 .SetProperty(m => m.LastError, failedBecause == null ? null : Truncate(failedBecause, 1000))
+                .SetProperty(m => m.Subject, m => listed ?? m.Subject)
                 .SetProperty(m => m.Attempts, m => m.Attempts + 1)
                 .SetProperty(m => m.SealedLink, (byte[]?)null)
                 .SetProperty(m => m.LeasedBy, (string?)null)
@@ -405,10 +409,8 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
     {
         var model = MessageModel.FromJson(message.Model);
         if (withoutRenewalLink) model = model with { RenewalUrl = null, ServerKey = null };
-        // A reminder that waited (SMTP down) says how many days are left when it is sent, not when it was queued: "expires in
-        // 30 days" ten days later was wrong by ten (one whose next reminder's day has come is not sent at all: CheckReminderAsync).
-        if (message.Kind == OutboundMessageKinds.ExpiryReminder && model.NotAfter is { } notAfter)
-            model = model with { Days = Math.Max(1, (int)Math.Ceiling((notAfter - time.GetUtcNow()).TotalDays)) };
+        // One whose next reminder's day has come is not sent at all (CheckReminderAsync).
+        if (message.Kind == OutboundMessageKinds.ExpiryReminder) model = ExpiryReminders.AsSentAt(model, time.GetUtcNow());
         var rendered = MailTemplates.Render(message.Kind, model, link, options.OrganizationName);
         var mime = new MimeMessage();
         mime.From.Add(new MailboxAddress(options.OrganizationName, options.From));

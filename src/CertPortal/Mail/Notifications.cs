@@ -9,8 +9,10 @@ public sealed record NotificationView(long Id, string Kind, string Recipient, st
 
 public sealed record NotificationPage(int Page, int PageSize, int Total, IReadOnlyList<NotificationView> Notifications);
 
-/// <summary>The mail outbox for the console and <c>GET /api/v1/notifications</c>.</summary>
-public sealed class Notifications(CertPortalDbContext db)
+/// <summary>The mail outbox for the console and <c>GET /api/v1/notifications</c>. The subject is the one sent (the outbox records it
+/// when it sends); a reminder still waiting shows the subject it would be sent with now, the days left counted from now, as the
+/// outbox will count them (<see cref="ExpiryReminders.AsSentAt"/>), not those of the day it was queued.</summary>
+public sealed class Notifications(CertPortalDbContext db, MailOptions options, TimeProvider time)
 {
     public static readonly IReadOnlyList<string> Statuses = ["queued", "sent", "failed"];
 
@@ -36,7 +38,13 @@ public sealed class Notifications(CertPortalDbContext db)
         if (!string.IsNullOrWhiteSpace(recipient)) q = q.Where(m => m.Recipient == recipient.Trim());
         var total = await q.CountAsync(ct);
         var rows = await q.OrderByDescending(m => m.Id).Skip(Paging.Offset(p, size)).Take(size).ToListAsync(ct);
-        return new NotificationPage(p, size, total, rows.Select(m => new NotificationView(m.Id, m.Kind, m.Recipient, m.Subject, m.Status,
+        var now = time.GetUtcNow();
+        return new NotificationPage(p, size, total, rows.Select(m => new NotificationView(m.Id, m.Kind, m.Recipient, SubjectAsListed(m, now), m.Status,
             m.CreatedAt, m.Attempts, m.Status == "queued" ? m.NextAttemptAt : null, m.LastError, m.SentAt, m.FailedAt)).ToList());
     }
+
+    private string SubjectAsListed(OutboundMessage m, DateTimeOffset now) =>
+        m.Kind == OutboundMessageKinds.ExpiryReminder && m.Status == "queued"
+            ? MailTemplates.Subject(m.Kind, ExpiryReminders.AsSentAt(MessageModel.FromJson(m.Model), now), options.OrganizationName)
+            : m.Subject;
 }

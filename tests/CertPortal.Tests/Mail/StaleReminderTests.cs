@@ -106,6 +106,35 @@ public sealed class StaleReminderTests
     });
 
     [Fact]
+    public Task The_outbox_listing_shows_a_waiting_reminders_subject_as_it_is_sent() => WithNodeAsync([30], async (node, smtp, clock) =>
+    {
+        // The listing (API and console) showed the subject of the day the reminder was queued, "expires in 30 days", beside the mail
+        // that said 20.
+        var email = $"listed.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var (issued, _) = await node.IssueAsync(email, "signing");
+        async Task<JsonElement> ListedAsync() => Assert.Single((await node.Admin.GetFromJsonAsync<JsonElement>(
+            $"/api/v1/notifications?kind=expiry-reminder&recipient={email}", Http.Json)).GetProperty("notifications").EnumerateArray());
+
+        smtp.Stop();
+        clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        Assert.Equal(1, (await node.PassAsync()).Queued);
+        clock.Advance(TimeSpan.FromDays(10));
+        var waiting = await ListedAsync();
+        Assert.Equal("queued", waiting.GetProperty("status").GetString());
+        Assert.Equal($"Your signing digital ID for {email} expires in 20 days", waiting.GetProperty("subject").GetString());
+
+        clock.Advance(TimeSpan.FromDays(1));
+        await smtp.StartAsync();
+        await node.PassAsync();
+        var mail = Assert.Single(smtp.MessagesTo(email), m => (m.Subject ?? "").Contains("expires", StringComparison.Ordinal));
+        clock.Advance(TimeSpan.FromDays(5));
+        var sent = await ListedAsync();
+        Assert.Equal("sent", sent.GetProperty("status").GetString());
+        Assert.Equal(mail.Subject, sent.GetProperty("subject").GetString());
+        Assert.Equal($"Your signing digital ID for {email} expires in 19 days", mail.Subject);
+    });
+
+    [Fact]
     public Task A_reminder_that_waited_past_the_next_reminders_day_gives_way_to_it() => WithNodeAsync([30, 7], async (node, smtp, clock) =>
     {
         // The SMTP server is down from the 30th day before expiry until after the 7th. Sent when it came back, the 30-day
