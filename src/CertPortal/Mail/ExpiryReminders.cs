@@ -26,6 +26,12 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
     public static MessageModel AsSentAt(MessageModel reminder, DateTimeOffset now) =>
         reminder.NotAfter is { } notAfter ? reminder with { Days = DaysLeft(notAfter, now) } : reminder;
 
+    /// <summary>Whether a reminder sent at <paramref name="now"/> may offer the renewal link: renewal on, the certificate not renewed
+    /// before, and its mailbox validation still one a renewal may rely on (<see cref="Renewal.RenewalOptions.RenewableUntil"/>).
+    /// Queueing and the outbox's check before sending decide alike.</summary>
+    internal static bool Renewable(Renewal.RenewalOptions renewal, bool renewed, DateTimeOffset mailboxValidatedAt, DateTimeOffset now) =>
+        renewal.Enabled && !renewed && now <= renewal.RenewableUntil(mailboxValidatedAt);
+
     private static int DaysLeft(DateTimeOffset notAfter, DateTimeOffset now) => Math.Max(1, (int)Math.Ceiling((notAfter - now).TotalDays));
 
     public async Task<int> QueueDueAsync(CancellationToken ct)
@@ -36,11 +42,11 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
         var horizon = now.AddDays(days[0]);
         var expiring = await db.Certificates.AsNoTracking()
             .Where(c => c.RevokedAt == null && c.NotAfter > now && c.NotAfter <= horizon)
-            .Select(c => new { c.SerialNumber, c.Email, c.DisplayName, c.Profile, c.NotBefore, c.NotAfter, c.RenewedBy })
+            .Select(c => new { c.SerialNumber, c.Email, c.DisplayName, c.Profile, c.NotBefore, c.NotAfter, c.RenewedBy, c.MailboxValidatedAt })
             .ToListAsync(ct);
         if (expiring.Count == 0) return 0;
 
-        var due = new List<(string Key, int Window, (string SerialNumber, string Email, string DisplayName, string Profile, DateTimeOffset NotAfter, bool Renewed) Cert)>();
+        var due = new List<(string Key, int Window, (string SerialNumber, string Email, string DisplayName, string Profile, DateTimeOffset NotAfter, bool Renewed, DateTimeOffset MailboxValidatedAt) Cert)>();
         foreach (var batch in expiring.Chunk(Chunk))
         {
             // A successor under another spelling of the mailbox is still the holder's (mailboxes compare without regard to case,
@@ -66,7 +72,7 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
                 // or was given a dual ID instead, and the old ID's link would renew it beside them.
                 if (CertificateProfile.ServedBy(c.Profile, newer)) continue;
                 var window = windows.Min();
-                due.Add(($"{c.SerialNumber}:{window}", window, (c.SerialNumber, c.Email, c.DisplayName, Names.Of(c.Profile), c.NotAfter, c.RenewedBy is not null)));
+                due.Add(($"{c.SerialNumber}:{window}", window, (c.SerialNumber, c.Email, c.DisplayName, Names.Of(c.Profile), c.NotAfter, c.RenewedBy is not null, c.MailboxValidatedAt)));
             }
         }
 
@@ -85,8 +91,9 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
             foreach (var (key, window, cert) in batch.Where(d => !existing.Contains(d.Key)))
             {
                 // Renewed once already (its renewal revoked since: a valid one serves it, above), it renews no more: the renewal API
-                // answers 409 "already renewed", so the reminder says to ask for an invitation, as with renewal switched off.
-                var renewable = renewal.Enabled && !cert.Renewed;
+                // answers 409 "already renewed"; nor does one whose mailbox validation is too old to rely on (403, S/MIME BR 4.2.1). So
+                // the reminder says to ask for an invitation, as with renewal switched off.
+                var renewable = Renewable(renewal, cert.Renewed, cert.MailboxValidatedAt, now);
                 var serverKey = renewable && Names.TryParseProfile(cert.Profile, out var profile) &&
                                 Renewal.ServerKeyRenewal.RenewsWithServerKey(Escrow.KeyArchive.GenerationFor(policy!, profile), escrowed.Contains(cert.SerialNumber));
                 var message = queue.Enqueue(db, OutboundMessageKinds.ExpiryReminder, key,

@@ -51,7 +51,7 @@ public sealed class MailQueue(KeyEncryptionSecret kek)
 /// otherwise it is kept and retried as in an outage, so a relay refusing us never costs a message. Each node judges from its
 /// own sessions, as relays allow relaying per client address or login. Each pass first queues the expiry reminders that have
 /// come due.</summary>
-public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, MailOptions options, CertPortalOptions portal, TimeProvider time,
+public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, MailOptions options, CertPortalOptions portal, Renewal.RenewalOptions renewal, TimeProvider time,
     ILogger<MailOutbox> logger) : BackgroundService
 {
     public const string MeterName = "CertPortal.Mail";
@@ -313,7 +313,7 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         var parts = message.DedupeKey.Split(':');
         var serial = parts[0];
         var certificate = await db.Certificates.AsNoTracking().Where(c => c.SerialNumber == serial)
-            .Select(c => new { c.RevokedAt, c.RevocationReason, c.NotAfter, c.RenewedBy, c.Email, c.Profile }).FirstOrDefaultAsync(ct);
+            .Select(c => new { c.RevokedAt, c.RevocationReason, c.NotAfter, c.RenewedBy, c.Email, c.Profile, c.MailboxValidatedAt }).FirstOrDefaultAsync(ct);
         if (certificate is null) return default;
         var now = time.GetUtcNow();
         var held = certificate.RevokedAt is not null && certificate.RevocationReason == Authority.RevocationReason.CertificateHold;
@@ -339,9 +339,9 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         if (parts.Length > 1 && int.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var days) &&
             options.ReminderDays.Where(d => d < days).DefaultIfEmpty(0).Max() is var next and > 0 && certificate.NotAfter - now <= TimeSpan.FromDays(next))
             return Refused($"Not sent: its certificate expires within {next} days, which the {next}-day reminder says.");
-        // Renewed once already, it renews no more (the renewal API answers 409 "already renewed"): the reminder says to ask for an
-        // invitation, as with renewal switched off.
-        return new SendCheck(WithoutRenewalLink: certificate.RenewedBy is not null);
+        // Renewed once already, it renews no more (the renewal API answers 409 "already renewed"), nor once its mailbox validation is
+        // too old (it may have aged while the reminder waited): the reminder says to ask for an invitation, as with renewal switched off.
+        return new SendCheck(WithoutRenewalLink: !ExpiryReminders.Renewable(renewal, certificate.RenewedBy is not null, certificate.MailboxValidatedAt, now));
 
         static SendCheck Refused(string why) => new(Refusal: why);
     }

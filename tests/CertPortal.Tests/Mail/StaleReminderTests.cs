@@ -336,4 +336,41 @@ public sealed class StaleReminderTests
         Assert.DoesNotContain("/renew?serial=", reminder.HtmlBody);
         Assert.Contains("ask your administrator for a new invitation", reminder.TextBody);
     }, new Dictionary<string, string?> { ["Renewal:OpensBeforeExpiry"] = "400.00:00:00" });
+
+    /// <summary>A chain of renewals may rely on its mailbox validation for <c>Renewal:MailboxValidationReuse</c> only (S/MIME BR
+    /// 4.2.1); after that the renewal API answers 403. A reminder sent then must not offer the renewal link.</summary>
+    [Fact]
+    public Task A_reminder_for_a_certificate_whose_mailbox_validation_is_too_old_to_renew_on_asks_for_an_invitation() =>
+        WithNodeAsync([30], async (node, smtp, clock) =>
+        {
+            var email = $"aged.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+            var (issued, _) = await node.IssueAsync(email, "signing");
+            // 365-day certificates, validation good for 300 days: the 30-day reminder comes on day 335.
+            clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+            await node.PassAsync();
+            var reminder = Assert.Single(smtp.MessagesTo(email), IsReminder);
+            Assert.DoesNotContain("/renew?serial=", reminder.TextBody);
+            Assert.DoesNotContain("/renew?serial=", reminder.HtmlBody);
+            Assert.Contains("ask your administrator for a new invitation", reminder.TextBody);
+        }, new Dictionary<string, string?> { ["Renewal:MailboxValidationReuse"] = "300.00:00:00" });
+
+    /// <summary>Queued while the validation was still good and sent after it aged (the SMTP server was down meanwhile): the outbox
+    /// decides at sending, as it does for the days left.</summary>
+    [Fact]
+    public Task A_reminder_that_waited_until_the_mailbox_validation_aged_is_sent_without_the_renewal_link() =>
+        WithNodeAsync([30], async (node, smtp, clock) =>
+        {
+            var email = $"aging.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+            var (issued, _) = await node.IssueAsync(email, "signing");
+            smtp.Stop();
+            clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow()); // day 335: validation (340 days) still good
+            var down = await node.PassAsync();
+            Assert.Equal((1, 0, 1), (down.Queued, down.Sent, down.Retried));
+            await smtp.StartAsync();
+            clock.Advance(TimeSpan.FromDays(10)); // day 345
+            await node.PassAsync();
+            var reminder = Assert.Single(smtp.MessagesTo(email), IsReminder);
+            Assert.DoesNotContain("/renew?serial=", reminder.TextBody);
+            Assert.Contains("ask your administrator for a new invitation", reminder.TextBody);
+        }, new Dictionary<string, string?> { ["Renewal:MailboxValidationReuse"] = "340.00:00:00" });
 }
