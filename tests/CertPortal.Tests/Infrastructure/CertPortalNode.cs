@@ -99,13 +99,42 @@ public sealed class CertPortalNode : IAsyncDisposable
                 throw new Xunit.Sdk.XunitException($"node {Name} exited with {_process?.ExitCode}:\n{Output}");
             try
             {
-                if ((await http.GetAsync(BaseUrl + "/healthz")).StatusCode == HttpStatusCode.OK) return;
+                if ((await http.GetAsync(BaseUrl + "/healthz")).StatusCode == HttpStatusCode.OK)
+                {
+                    // Answered by whoever listens on the port: another test's server that took it (another test run on this machine)
+                    // would answer too, and the test would go on against it, never this node.
+                    var listener = ListenerOf(Port);
+                    if (listener is not null && OwnsSocket(_process.Id, listener)) return;
+                    if (listener is not null)
+                        throw new Xunit.Sdk.XunitException($"node {Name}: port {Port} answers, but another process than this node ({_process.Id}) listens on it:\n{Output}");
+                }
             }
             catch (HttpRequestException) { /* not listening yet */ }
             catch (TaskCanceledException) { /* busy starting */ }
             await Task.Delay(200);
         }
         throw new TimeoutException($"node {Name} did not become ready in {seconds} s:\n{Output}");
+    }
+
+    /// <summary>The inode of the socket listening on 127.0.0.1:<paramref name="port"/> (Linux, /proc/net/tcp), or null.</summary>
+    private static string? ListenerOf(int port)
+    {
+        var local = $"0100007F:{port:X4}";
+        return File.ReadLines("/proc/net/tcp").Skip(1).Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(f => f.Length > 9 && f[1] == local && f[3] == "0A").Select(f => f[9]).FirstOrDefault();
+    }
+
+    /// <summary>Whether process <paramref name="pid"/> holds the socket with this inode among its file descriptors.</summary>
+    private static bool OwnsSocket(int pid, string inode)
+    {
+        try
+        {
+            return Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd").Any(fd => new FileInfo(fd).LinkTarget == $"socket:[{inode}]");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false; // the process is gone
+        }
     }
 
     /// <summary>For a node expected to refuse to start: its exit code once it has exited.</summary>

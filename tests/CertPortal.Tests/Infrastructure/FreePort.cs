@@ -14,12 +14,21 @@ public static class FreePort
 {
     private const int Attempts = 5;
 
-    /// <summary>A port that was free a moment ago; start the server through <see cref="StartAsync"/> or <see cref="Start"/>.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, bool> HandedOut = new();
+
+    /// <summary>A port that was free a moment ago, and never handed out before in this process; start the server through
+    /// <see cref="StartAsync"/> or <see cref="Start"/>. The kernel gives a port just released to the next bind to port 0 as readily as
+    /// any other, so two test classes constructing their servers at once were seen to get the same one: the second server failed to
+    /// bind, and its test, waiting for the port to answer, went on with the first's.</summary>
     public static int Next()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        while (true)
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+            if (HandedOut.TryAdd(port, true)) return port;
+        }
     }
 
     /// <summary>Runs <paramref name="start"/> with <paramref name="ports"/>, and again with as many fresh
