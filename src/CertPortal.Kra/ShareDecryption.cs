@@ -1,9 +1,6 @@
 using System.Security.Cryptography;
 using CertPortal.Escrow;
-using Org.BouncyCastle.Asn1;
 using Org.BouncyCastle.Asn1.Cms;
-using Org.BouncyCastle.Asn1.Nist;
-using Org.BouncyCastle.Asn1.X509;
 using Org.BouncyCastle.Cms;
 using Org.BouncyCastle.Security;
 
@@ -70,64 +67,13 @@ public static class ShareDecryption
         throw new KraException("This key cannot open the share: it was encrypted to another agent, or it was altered.");
     }
 
-    /// <summary>The content of the first KeyAgreeRecipientInfo this EC key opens, or null (not an EC key, no such
-    /// recipient, another agent's share, or an algorithm other than ECDH + X9.63 KDF + AES wrap + AES-CBC).</summary>
+    /// <summary>The content of the first KeyAgreeRecipientInfo this EC key opens, or null (an RSA key, or see
+    /// <see cref="EccCmsKeyAgreement.OpenKeyAgreeRecipient"/>).</summary>
     private static byte[]? OpenEcdhRecipient(CmsEnvelopedData enveloped, byte[] pkcs8)
     {
         using var own = ECDiffieHellman.Create();
         try { own.ImportPkcs8PrivateKey(pkcs8, out _); }
         catch (CryptographicException) { return null; } // an RSA agent
-        var ownPublic = own.ExportParameters(false);
-        var data = EnvelopedData.GetInstance(enveloped.ContentInfo.Content);
-        foreach (var element in data.RecipientInfos)
-        {
-            if (RecipientInfo.GetInstance(element).Info is not KeyAgreeRecipientInfo kari) continue;
-            var hash = EccCmsKeyAgreement.KdfHash(kari.KeyEncryptionAlgorithm.Algorithm);
-            var wrap = AlgorithmIdentifier.GetOptional(kari.KeyEncryptionAlgorithm.Parameters)?.Algorithm;
-            var point = kari.Originator.OriginatorKey?.PublicKey.GetOctets();
-            if (hash is null || wrap is null || point is null) continue;
-            if (EccCmsKeyAgreement.DecodePoint(point, ownPublic.Curve, ownPublic.Q.X!.Length) is not { } originatorParameters) continue;
-
-            byte[] z, kek;
-            try
-            {
-                using var originator = ECDiffieHellman.Create(originatorParameters); // validates the point is on the curve
-                z = own.DeriveRawSecretAgreement(originator.PublicKey);
-                kek = EccCmsKeyAgreement.DeriveKeyEncryptionKey(z, hash.Value, wrap, kari.UserKeyingMaterial?.GetOctets());
-            }
-            catch (CryptographicException) { continue; } // not a point on our curve, or not AES wrap
-            try
-            {
-                foreach (var encryptedKey in kari.RecipientEncryptedKeys)
-                {
-                    byte[] cek;
-                    try { cek = EccCmsKeyAgreement.Unwrap(kek, RecipientEncryptedKey.GetInstance(encryptedKey).EncryptedKey.GetOctets()); }
-                    catch (Org.BouncyCastle.Crypto.InvalidCipherTextException) { continue; } // another recipient's key
-                    try { return DecryptContent(data.EncryptedContentInfo, cek); }
-                    finally { CryptographicOperations.ZeroMemory(cek); }
-                }
-            }
-            finally
-            {
-                CryptographicOperations.ZeroMemory(z);
-                CryptographicOperations.ZeroMemory(kek);
-            }
-        }
-        return null;
-    }
-
-    /// <summary>AES-CBC content (RFC 3565), what the server and <c>openssl cms -encrypt -aes256</c> write; null otherwise.</summary>
-    private static byte[]? DecryptContent(EncryptedContentInfo content, byte[] cek)
-    {
-        var algorithm = content.ContentEncryptionAlgorithm.Algorithm;
-        var keyLength = algorithm.Equals(NistObjectIdentifiers.IdAes128Cbc) ? 16
-            : algorithm.Equals(NistObjectIdentifiers.IdAes192Cbc) ? 24
-            : algorithm.Equals(NistObjectIdentifiers.IdAes256Cbc) ? 32 : 0;
-        if (keyLength == 0 || cek.Length != keyLength || content.EncryptedContent is null) return null;
-        if (content.ContentEncryptionAlgorithm.Parameters is not Asn1OctetString { } iv || iv.GetOctets().Length != 16) return null;
-        using var aes = Aes.Create();
-        aes.Key = cek;
-        try { return aes.DecryptCbc(content.EncryptedContent.GetOctets(), iv.GetOctets(), PaddingMode.PKCS7); }
-        catch (CryptographicException) { return null; } // padding wrong: the content was altered
+        return EccCmsKeyAgreement.OpenKeyAgreeRecipient(EnvelopedData.GetInstance(enveloped.ContentInfo.Content), own);
     }
 }

@@ -1,10 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Org.BouncyCastle.Asn1;
-using Org.BouncyCastle.Asn1.Cms;
 using Org.BouncyCastle.Asn1.Nist;
-using Org.BouncyCastle.Asn1.X509;
-using Org.BouncyCastle.Asn1.X9;
 using Org.BouncyCastle.Cms;
 using Org.BouncyCastle.Crypto.Operators;
 using Org.BouncyCastle.Crypto.Parameters;
@@ -61,7 +58,7 @@ public sealed class AgentShareEncryption
                     recipient, new Asn1KeyWrapper("RSA/NONE/OAEPWITHSHA256ANDMGF1PADDING", recipient)));
                 break;
             case ECPublicKeyParameters:
-                generator.AddRecipientInfoGenerator(new EcdhRecipientInfoGenerator(agentCertificate, recipient));
+                generator.AddRecipientInfoGenerator(new EccCmsKeyAgreement.RecipientGenerator(agentCertificate));
                 break;
             default:
                 // The validator only admits RSA and EC, so this is a programming error.
@@ -94,40 +91,5 @@ public sealed class AgentShareEncryption
         if (label is not (PemLabel or "PKCS7"))
             throw new FormatException($"Expected a CMS PEM block, found \"{label}\".");
         return Convert.FromBase64String(pem[fields.Base64Data]);
-    }
-
-    /// <summary>KeyAgreeRecipientInfo for ephemeral-static ECDH (RFC 5753 §3.1.1) with a conforming
-    /// SharedInfo (see <see cref="EccCmsKeyAgreement"/> for why not BouncyCastle's own generator).
-    /// The ephemeral key and the agreement run in .NET (OpenSSL underneath).</summary>
-    private sealed class EcdhRecipientInfoGenerator(X509Certificate2 agent, BcX509Certificate agentBc) : RecipientInfoGenerator
-    {
-        public RecipientInfo Generate(KeyParameter contentEncryptionKey, SecureRandom random)
-        {
-            using var agentKey = agent.GetECDiffieHellmanPublicKey()
-                ?? throw new InvalidAgentCertificateException("The agent certificate holds no EC public key.");
-            var agentParameters = agentKey.ExportParameters(false);
-            using var ephemeral = ECDiffieHellman.Create(agentParameters.Curve);
-            var z = ephemeral.DeriveRawSecretAgreement(agentKey.PublicKey);
-            var kek = EccCmsKeyAgreement.DeriveKeyEncryptionKey(z, HashAlgorithmName.SHA256, EccCmsKeyAgreement.Aes256Wrap, ukm: null);
-            var cek = contentEncryptionKey.GetKey();
-            try
-            {
-                var wrapped = EccCmsKeyAgreement.Wrap(kek, cek);
-                // RFC 5753 §3.1.1: originatorKey with id-ecPublicKey; parameters absent (the curve is the recipient's).
-                var originator = new OriginatorIdentifierOrKey(new OriginatorPublicKey(
-                    new AlgorithmIdentifier(X9ObjectIdentifiers.IdECPublicKey),
-                    EccCmsKeyAgreement.EncodePoint(ephemeral.ExportParameters(false).Q)));
-                var keyEncryption = new AlgorithmIdentifier(EccCmsKeyAgreement.Sha256KdfScheme, new AlgorithmIdentifier(EccCmsKeyAgreement.Aes256Wrap));
-                var rid = new KeyAgreeRecipientIdentifier(new IssuerAndSerialNumber(agentBc.IssuerDN, agentBc.SerialNumber));
-                return new RecipientInfo(new KeyAgreeRecipientInfo(originator, null, keyEncryption,
-                    new DerSequence(new RecipientEncryptedKey(rid, new DerOctetString(wrapped)))));
-            }
-            finally
-            {
-                CryptographicOperations.ZeroMemory(z);
-                CryptographicOperations.ZeroMemory(kek);
-                CryptographicOperations.ZeroMemory(cek);
-            }
-        }
     }
 }

@@ -1,11 +1,16 @@
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Org.BouncyCastle.Asn1;
+using Org.BouncyCastle.Asn1.Cms;
 using Org.BouncyCastle.Asn1.Nist;
 using Org.BouncyCastle.Asn1.Sec;
 using Org.BouncyCastle.Asn1.X509;
 using Org.BouncyCastle.Asn1.X9;
 using Org.BouncyCastle.Crypto.Engines;
+using Org.BouncyCastle.Cms;
 using Org.BouncyCastle.Crypto.Parameters;
+using Org.BouncyCastle.Security;
+using BcX509Certificate = Org.BouncyCastle.X509.X509Certificate;
 
 namespace CertPortal.Escrow;
 
@@ -112,5 +117,96 @@ internal static class EccCmsKeyAgreement
             Curve = curve,
             Q = new ECPoint { X = encoded.Slice(1, fieldLength).ToArray(), Y = encoded.Slice(1 + fieldLength, fieldLength).ToArray() },
         };
+    }
+
+    /// <summary>The content of the first KeyAgreeRecipientInfo <paramref name="own"/> opens, or null (no such recipient, another
+    /// recipient's, or an algorithm other than ECDH + X9.63 KDF + AES wrap + AES-CBC).</summary>
+    public static byte[]? OpenKeyAgreeRecipient(EnvelopedData data, ECDiffieHellman own)
+    {
+        var ownPublic = own.ExportParameters(false);
+        foreach (var element in data.RecipientInfos)
+        {
+            if (RecipientInfo.GetInstance(element).Info is not KeyAgreeRecipientInfo kari) continue;
+            var hash = KdfHash(kari.KeyEncryptionAlgorithm.Algorithm);
+            var wrap = AlgorithmIdentifier.GetOptional(kari.KeyEncryptionAlgorithm.Parameters)?.Algorithm;
+            var point = kari.Originator.OriginatorKey?.PublicKey.GetOctets();
+            if (hash is null || wrap is null || point is null) continue;
+            if (DecodePoint(point, ownPublic.Curve, ownPublic.Q.X!.Length) is not { } originatorParameters) continue;
+
+            byte[] z, kek;
+            try
+            {
+                using var originator = ECDiffieHellman.Create(originatorParameters); // validates the point is on the curve
+                z = own.DeriveRawSecretAgreement(originator.PublicKey);
+                kek = DeriveKeyEncryptionKey(z, hash.Value, wrap, kari.UserKeyingMaterial?.GetOctets());
+            }
+            catch (CryptographicException) { continue; } // not a point on our curve, or not AES wrap
+            try
+            {
+                foreach (var encryptedKey in kari.RecipientEncryptedKeys)
+                {
+                    byte[] cek;
+                    try { cek = Unwrap(kek, RecipientEncryptedKey.GetInstance(encryptedKey).EncryptedKey.GetOctets()); }
+                    catch (Org.BouncyCastle.Crypto.InvalidCipherTextException) { continue; } // another recipient's key
+                    try { return DecryptContent(data.EncryptedContentInfo, cek); }
+                    finally { CryptographicOperations.ZeroMemory(cek); }
+                }
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(z);
+                CryptographicOperations.ZeroMemory(kek);
+            }
+        }
+        return null;
+    }
+
+    /// <summary>AES-CBC content (RFC 3565), what the server and <c>openssl cms -encrypt -aes256</c> write; null otherwise.</summary>
+    private static byte[]? DecryptContent(EncryptedContentInfo content, byte[] cek)
+    {
+        var algorithm = content.ContentEncryptionAlgorithm.Algorithm;
+        var keyLength = algorithm.Equals(NistObjectIdentifiers.IdAes128Cbc) ? 16
+            : algorithm.Equals(NistObjectIdentifiers.IdAes192Cbc) ? 24
+            : algorithm.Equals(NistObjectIdentifiers.IdAes256Cbc) ? 32 : 0;
+        if (keyLength == 0 || cek.Length != keyLength || content.EncryptedContent is null) return null;
+        if (content.ContentEncryptionAlgorithm.Parameters is not Asn1OctetString { } iv || iv.GetOctets().Length != 16) return null;
+        using var aes = Aes.Create();
+        aes.Key = cek;
+        try { return aes.DecryptCbc(content.EncryptedContent.GetOctets(), iv.GetOctets(), PaddingMode.PKCS7); }
+        catch (CryptographicException) { return null; } // padding wrong: the content was altered
+    }
+
+    /// <summary>KeyAgreeRecipientInfo for ephemeral-static ECDH (RFC 5753 §3.1.1) with a conforming SharedInfo (see above for
+    /// why not BouncyCastle's own generator), dhSinglePass-stdDH-sha256kdf and id-aes256-wrap. The ephemeral key and the
+    /// agreement run in .NET (OpenSSL underneath).</summary>
+    public sealed class RecipientGenerator(X509Certificate2 recipient) : RecipientInfoGenerator
+    {
+        public RecipientInfo Generate(KeyParameter contentEncryptionKey, SecureRandom random)
+        {
+            using var recipientKey = recipient.GetECDiffieHellmanPublicKey()
+                ?? throw new CryptographicException("The recipient certificate holds no EC public key.");
+            var recipientBc = new BcX509Certificate(recipient.RawData);
+            using var ephemeral = ECDiffieHellman.Create(recipientKey.ExportParameters(false).Curve);
+            var z = ephemeral.DeriveRawSecretAgreement(recipientKey.PublicKey);
+            var kek = DeriveKeyEncryptionKey(z, HashAlgorithmName.SHA256, Aes256Wrap, ukm: null);
+            var cek = contentEncryptionKey.GetKey();
+            try
+            {
+                var wrapped = Wrap(kek, cek);
+                // RFC 5753 §3.1.1: originatorKey with id-ecPublicKey; parameters absent (the curve is the recipient's).
+                var originator = new OriginatorIdentifierOrKey(new OriginatorPublicKey(
+                    new AlgorithmIdentifier(X9ObjectIdentifiers.IdECPublicKey), EncodePoint(ephemeral.ExportParameters(false).Q)));
+                var keyEncryption = new AlgorithmIdentifier(Sha256KdfScheme, new AlgorithmIdentifier(Aes256Wrap));
+                var rid = new KeyAgreeRecipientIdentifier(new IssuerAndSerialNumber(recipientBc.IssuerDN, recipientBc.SerialNumber));
+                return new RecipientInfo(new KeyAgreeRecipientInfo(originator, null, keyEncryption,
+                    new DerSequence(new RecipientEncryptedKey(rid, new DerOctetString(wrapped)))));
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(z);
+                CryptographicOperations.ZeroMemory(kek);
+                CryptographicOperations.ZeroMemory(cek);
+            }
+        }
     }
 }
