@@ -793,10 +793,16 @@ namespace CertPortal.Migrations.Postgres
                         .HasMaxLength(128)
                         .HasColumnType("character varying(128)");
 
+                    b.Property<byte[]>("SealedSubmissionKey")
+                        .HasColumnType("bytea");
+
                     b.Property<string>("SerialNumber")
                         .IsRequired()
                         .HasMaxLength(64)
                         .HasColumnType("character varying(64)");
+
+                    b.Property<byte[]>("SubmissionCertificate")
+                        .HasColumnType("bytea");
 
                     b.HasKey("Id");
 

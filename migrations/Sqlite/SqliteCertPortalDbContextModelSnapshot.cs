@@ -774,10 +774,16 @@ namespace CertPortal.Migrations.Sqlite
                         .HasMaxLength(128)
                         .HasColumnType("TEXT");
 
+                    b.Property<byte[]>("SealedSubmissionKey")
+                        .HasColumnType("BLOB");
+
                     b.Property<string>("SerialNumber")
                         .IsRequired()
                         .HasMaxLength(64)
                         .HasColumnType("TEXT");
+
+                    b.Property<byte[]>("SubmissionCertificate")
+                        .HasColumnType("BLOB");
 
                     b.HasKey("Id");
 

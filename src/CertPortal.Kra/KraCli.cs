@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using CertPortal.Escrow;
 
 namespace CertPortal.Kra;
 
@@ -14,8 +15,13 @@ public static class KraCli
               certificate for the administrator to register; prints its SHA-256 fingerprint to compare
               out of band.
           certportal-kra decrypt-share --share <share.pem> --key <agent-key.pem> [--passphrase-file <file>|-]
-              Decrypts the share downloaded from GET /api/v1/recoveries/{id}/share and prints it (base64)
-              for POST /api/v1/recoveries/{id}/approvals {"share": ...}.
+                                       [--output sealed|plaintext]
+              Decrypts the share downloaded from GET /api/v1/recoveries/{id}/share (the CMS block, followed by the
+              request's certificate) and seals it, with the request's id, to that certificate: prints the sealed
+              share (base64) for POST /api/v1/recoveries/{id}/approvals {"sealedShare": ...} or the console's form.
+              It approves that one request only; the plaintext share never leaves this machine.
+              --output plaintext prints the bare share instead, for a server that does not yet accept sealed
+              shares: the same for every request of the key, so keep it out of shell history and logs.
 
         The passphrase comes from --passphrase-file (first line; "-" = stdin), else the environment
         variable CERTPORTAL_KRA_PASSPHRASE, else the first line of stdin; never from the command line.
@@ -37,7 +43,7 @@ public static class KraCli
             switch (args[0])
             {
                 case "create-agent": CreateAgent(options, stdin, stdout); return 0;
-                case "decrypt-share": DecryptShare(options, stdin, stdout); return 0;
+                case "decrypt-share": DecryptShare(options, stdin, stdout, stderr); return 0;
                 default: throw new KraUsageException($"Unknown command '{args[0]}'.");
             }
         }
@@ -91,11 +97,21 @@ public static class KraCli
         stdout.WriteLine($"SHA-256 fingerprint: {credentials.Sha256Fingerprint}");
     }
 
-    private static void DecryptShare(Options o, TextReader stdin, TextWriter stdout)
+    private static void DecryptShare(Options o, TextReader stdin, TextWriter stdout, TextWriter stderr)
     {
-        o.AllowOnly("--share", "--key", "--passphrase-file");
+        o.AllowOnly("--share", "--key", "--passphrase-file", "--output");
         var (sharePath, keyPath) = (o.Required("--share"), o.Required("--key"));
+        var plaintext = (o.Optional("--output") ?? "sealed") switch
+        {
+            "sealed" => false,
+            "plaintext" => true,
+            var other => throw new KraUsageException($"--output must be sealed or plaintext, not '{other}'."),
+        };
         var sharePem = ReadText(sharePath);
+        // Before the key is unlocked: a share file without the request's certificate fails at once, not after the passphrase.
+        using var submission = plaintext ? null : ShareDecryption.ReadSubmissionCertificate(sharePem);
+        var requestId = submission is null ? default : SealedShare.RequestIdOf(submission)
+            ?? throw new KraException("The certificate in the share file is not a CertPortal recovery request's (its CN is no request id).");
         var keyPem = ReadText(keyPath);
         byte[]? pkcs8 = null;
         byte[]? share = null;
@@ -103,7 +119,14 @@ public static class KraCli
         {
             pkcs8 = ShareDecryption.LoadPkcs8(keyPem, () => Passphrase(o, stdin));
             share = ShareDecryption.Decrypt(ShareDecryption.ReadCmsPem(sharePem), pkcs8);
-            stdout.WriteLine(Convert.ToBase64String(share));
+            if (submission is null)
+            {
+                stdout.WriteLine(Convert.ToBase64String(share));
+                return;
+            }
+            stdout.WriteLine(Convert.ToBase64String(SealedShare.Seal(requestId, share, submission)));
+            // The agent approves the request it meant to: the id is in what it submits, and the server checks it.
+            stderr.WriteLine($"Sealed for recovery request {requestId}; it approves that request only.");
         }
         catch (FormatException e)
         {

@@ -42,6 +42,25 @@ public static class ShareDecryption
         return Convert.FromBase64String(pem[fields.Base64Data]);
     }
 
+    /// <summary>The request's submission certificate: the CERTIFICATE block after the CMS block in a share file, as the server
+    /// serves it (GET /api/v1/recoveries/{id}/share gives both; the console's download holds both).</summary>
+    public static System.Security.Cryptography.X509Certificates.X509Certificate2 ReadSubmissionCertificate(string pem)
+    {
+        var rest = pem.AsSpan();
+        while (PemEncoding.TryFind(rest, out var fields))
+        {
+            if (rest[fields.Label] is "CERTIFICATE")
+            {
+                try { return System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(Convert.FromBase64String(rest[fields.Base64Data].ToString())); }
+                catch (CryptographicException e) { throw new KraException("The certificate in the share file cannot be read.", e); }
+            }
+            rest = rest[fields.Location.End.Value..];
+        }
+        throw new KraException("The share file holds no request certificate (-----BEGIN CERTIFICATE-----) to seal the share to. " +
+            "Save both encryptedSharePem and submissionCertificatePem from the download; a server that predates sealed shares " +
+            "needs --output plaintext.");
+    }
+
     /// <summary>The share (x || y) inside <paramref name="cms"/>. Zero it after use.</summary>
     public static byte[] Decrypt(byte[] cms, byte[] pkcs8)
     {

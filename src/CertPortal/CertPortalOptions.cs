@@ -166,6 +166,10 @@ public sealed class EscrowOptions
     public TimeSpan RecoveryRequestLifetime { get; set; } = TimeSpan.FromHours(72);
     /// <summary>PBKDF2 iterations of AES-256 PKCS#12 files (the password protects the key in transit).</summary>
     public int Pkcs12Iterations { get; set; } = 100_000;
+    /// <summary>Accept approvals with a plaintext share (<c>{"share": ...}</c>, what certportal-kra printed before shares were
+    /// sealed to their request). Off: a plaintext share is the same for every request of an escrow, so anyone who once saw it
+    /// approves any later request with the agent's API key alone. Only for agents who cannot update their CLI yet.</summary>
+    public bool AcceptPlaintextShares { get; set; }
 }
 
 /// <summary>The recipient look-up's in-memory cache (section <c>CertPortal:Lookup</c>).</summary>

@@ -62,6 +62,11 @@ public sealed class RecoveryRequest
     /// <summary>When the expiry pass audited this request's expiry (<c>recovery.expired</c>); null until then. Expiry itself is
     /// <see cref="ExpiresAt"/> passing: this column only makes the audit record one, however many nodes find it.</summary>
     public DateTimeOffset? ExpiryAuditedAt { get; set; }
+    /// <summary>The self-signed certificate (DER) agents seal their shares to for this request (<c>RecoverySubmissionKey</c>);
+    /// made on the first share download.</summary>
+    public byte[]? SubmissionCertificate { get; set; }
+    /// <summary>Its private key, sealed under the recovery session key; null before the first download and after the request ended.</summary>
+    public byte[]? SealedSubmissionKey { get; set; }
     public List<RecoveryApproval> Approvals { get; set; } = [];
 
     public RecoveryStatus StatusAt(DateTimeOffset now, int threshold) =>

@@ -17,7 +17,8 @@ namespace CertPortal.Escrow;
 /// <summary>
 /// The key-encryption key of CMS ephemeral-static ECDH (RFC 5753 §3.1.1): the ANSI X9.63 KDF over the
 /// shared secret Z and the DER ECC-CMS-SharedInfo, then AES key wrap (RFC 3394) of the content key.
-/// Compiled into both the server (encrypting shares) and certportal-kra (opening them).
+/// Compiled into both the server and certportal-kra: each encrypts (the server a share to an agent, the CLI a sealed share
+/// to a recovery request) and opens what the other encrypted.
 /// </summary>
 /// <remarks>
 /// Ours rather than BouncyCastle's: BouncyCastle.Cryptography (2.7.0, the newest served here) puts NULL
@@ -161,7 +162,7 @@ internal static class EccCmsKeyAgreement
         return null;
     }
 
-    /// <summary>AES-CBC content (RFC 3565), what the server and <c>openssl cms -encrypt -aes256</c> write; null otherwise.</summary>
+    /// <summary>AES-CBC content (RFC 3565), what the server, certportal-kra and <c>openssl cms -encrypt -aes256</c> write; null otherwise.</summary>
     private static byte[]? DecryptContent(EncryptedContentInfo content, byte[] cek)
     {
         var algorithm = content.ContentEncryptionAlgorithm.Algorithm;

@@ -14,11 +14,14 @@ public sealed record EscrowPolicyView(int Threshold, int MinimumAgents, int Acti
 public sealed record OpenRecoveryRequest(string? SerialNumber, string? Reason, string? Purpose);
 public sealed record RecoveryView(Guid Id, string SerialNumber, string Purpose, string Reason, string Status, int Threshold,
     int Approvals, IReadOnlyList<string> ApprovedBy, string RequestedBy, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? CompletedAt);
-public sealed record EncryptedShareView(Guid RequestId, string SerialNumber, string EncryptedSharePem);
+/// <param name="SubmissionCertificatePem">The request's certificate that certportal-kra seals the decrypted share to.</param>
+public sealed record EncryptedShareView(Guid RequestId, string SerialNumber, string EncryptedSharePem, string SubmissionCertificatePem);
 // A share and a PKCS#12 password must never reach a log through a record's generated ToString.
-public sealed record SubmitShareRequest(string? Share)
+/// <param name="SealedShare">What `certportal-kra decrypt-share` prints: the share sealed to this request (Escrow/SealedShare.cs).</param>
+/// <param name="Share">A plaintext share, accepted only with CertPortal:Escrow:AcceptPlaintextShares.</param>
+public sealed record SubmitShareRequest(string? Share, string? SealedShare = null)
 {
-    public override string ToString() => $"share ({Share?.Length ?? 0} characters)";
+    public override string ToString() => SealedShare is not null ? $"sealed share ({SealedShare.Length} characters)" : $"share ({Share?.Length ?? 0} characters)";
 }
 public sealed record RecoveredKeyRequest(string? Password, string? Pkcs12Format)
 {
@@ -50,9 +53,9 @@ public static class EscrowApi
         recoveries.MapGet("/", List).RequireAuthorization(Policies.RecoveryParticipant).WithName("ListRecoveries").WithSummary("Recovery requests, newest first.");
         recoveries.MapGet("/{id:guid}", Get).RequireAuthorization(Policies.RecoveryParticipant).WithName("GetRecovery").WithSummary("A recovery request and its approvals.");
         recoveries.MapGet("/{id:guid}/share", Share).RequireAuthorization(Policies.RecoveryAgent).WithName("GetEncryptedShare")
-            .WithSummary("The calling agent's encrypted share (CMS PEM): decrypt it with `certportal-kra decrypt-share`.");
+            .WithSummary("The calling agent's encrypted share (CMS PEM) and the request's certificate: `certportal-kra decrypt-share` decrypts the share and seals it to the request.");
         recoveries.MapPost("/{id:guid}/approvals", Approve).RequireAuthorization(Policies.RecoveryAgent).WithName("ApproveRecovery")
-            .WithSummary("Submit the decrypted share; checked against its commitment; an agent counts once.");
+            .WithSummary("Submit the sealed share; opened, checked to name this request and against its commitment; an agent counts once.");
         recoveries.MapPost("/{id:guid}/pkcs12", Export).RequireAuthorization(Policies.Admin).WithName("ExportRecoveredKey")
             .WithSummary("Once M approvals are in: rebuild the key, check it, and return it once as password-protected PKCS#12.");
         recoveries.MapPost("/{id:guid}/cancel", Cancel).RequireAuthorization(Policies.Admin).WithName("CancelRecovery")

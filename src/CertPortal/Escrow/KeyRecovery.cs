@@ -12,7 +12,8 @@ namespace CertPortal.Escrow;
 /// <summary>M-of-N recovery of an escrowed key: an administrator opens a request, agents approve it with
 /// their decrypted shares, and the key is exported once or re-escrowed. The server holds a recovered key
 /// only for the request that completes the recovery, and submitted shares only sealed under a key kept
-/// outside the database, until the request completes or expires.</summary>
+/// outside the database, until the request completes or expires. Agents submit their shares sealed to the request
+/// (<see cref="SealedShare"/>), so a submission seen once approves no other request.</summary>
 public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, CertPortalOptions options, TimeProvider time,
     RecoverySessionKey sessionKey, CaHierarchy ca, ILogger<KeyRecovery> logger)
 {
@@ -68,28 +69,54 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
     {
         var (request, agent, share, failure) = await OpenRequestForAgentAsync(requestId, accountId, ct);
         if (failure is not null) return failure;
-        AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.RecoveryShareDownloaded, $"recovery:{requestId}", new { agent = agent!.Name, serial = request!.SerialNumber });
+        var (certificate, sealedKey) = request!.SubmissionCertificate is { } made && request.SealedSubmissionKey is { } key
+            ? (made, key) : await CreateSubmissionKeyAsync(request, ct);
+        if (certificate is null || sealedKey is null) return Failure.Conflict("This recovery request has just ended.");
+        try
+        {
+            // Checked before it goes out: a certificate swapped in the database for one whose key someone else holds would have
+            // the agent seal its share to them.
+            using var _ = RecoverySubmissionKey.Open(requestId, certificate, sealedKey, sessionKey);
+        }
+        catch (EscrowIntegrityException)
+        {
+            return await FailAsync(request, actor, SubmissionKeyAltered, ct);
+        }
+        AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.RecoveryShareDownloaded, $"recovery:{requestId}", new { agent = agent!.Name, serial = request.SerialNumber });
         await db.SaveChangesAsync(ct);
-        return new EncryptedShareView(requestId, request!.SerialNumber, AgentShareEncryption.ToPem(share!.EncryptedShare));
+        // Each ending in a newline, as PEM files do: written one after the other they make the one file certportal-kra reads.
+        return new EncryptedShareView(requestId, request.SerialNumber, AgentShareEncryption.ToPem(share!.EncryptedShare) + "\n",
+            new string(PemEncoding.Write("CERTIFICATE", certificate)) + "\n");
+    }
+
+    /// <summary>Makes the request's submission key on its first download. Several nodes may do so at once: the first to store
+    /// its key wins, and every download hands out the one stored.</summary>
+    private async Task<(byte[]?, byte[]?)> CreateSubmissionKeyAsync(RecoveryRequest request, CancellationToken ct)
+    {
+        var (certificate, sealedKey) = RecoverySubmissionKey.Create(request.Id, time.GetUtcNow().AddMinutes(-5), request.ExpiresAt, sessionKey);
+        var now = time.GetUtcNow();
+        await db.RecoveryRequests
+            .Where(r => r.Id == request.Id && r.SubmissionCertificate == null && r.CompletedAt == null && r.CancelledAt == null && r.ExpiresAt > now)
+            .ExecuteUpdateAsync(s => s.SetProperty(r => r.SubmissionCertificate, certificate).SetProperty(r => r.SealedSubmissionKey, sealedKey), ct);
+        var stored = await db.RecoveryRequests.AsNoTracking().Where(r => r.Id == request.Id)
+            .Select(r => new { r.SubmissionCertificate, r.SealedSubmissionKey }).FirstAsync(ct);
+        return (stored.SubmissionCertificate, stored.SealedSubmissionKey);
     }
 
     public async Task<Outcome<RecoveryView>> ApproveAsync(Guid requestId, Guid accountId, SubmitShareRequest submission, string actor, CancellationToken ct)
     {
         var (request, agent, stored, failure) = await OpenRequestForAgentAsync(requestId, accountId, ct);
         if (failure is not null) return failure;
-        byte[] share;
-        try { share = Convert.FromBase64String(submission.Share ?? ""); }
-        catch (FormatException) { return Failure.BadRequest("share must be the base64 share printed by `certportal-kra decrypt-share`."); }
+        var opened = await SubmittedShareAsync(request!, agent!, submission, actor, ct);
+        if (opened.Failure is { } refused) return refused;
+        var share = opened.Value!;
         try
         {
             if (!ShareCommitment.Verify(share, stored!.Commitment, request!.EscrowId.ToByteArray()))
             {
                 // An altered commitment, or someone with the agent's API key but not its share: either way worth a trace.
-                AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.RecoveryFailed, $"recovery:{requestId}",
-                    new { agent = agent!.Name, serial = request.SerialNumber, error = "A submitted share does not match its commitment." });
-                await db.SaveChangesAsync(ct);
-                return Failure.Unprocessable("Share does not match.",
-                    "This is not the share escrowed to you for this key (or it was altered). Decrypt the share downloaded for this request.");
+                return await RefuseAsync(request, agent!, actor, "A submitted share does not match its commitment.", "Share does not match.",
+                    "This is not the share escrowed to you for this key (or it was altered). Decrypt the share downloaded for this request.", ct);
             }
             if (await db.RecoveryApprovals.AnyAsync(a => a.RequestId == requestId && a.AgentId == agent!.Id, ct))
                 return await ViewAsync(requestId, ct); // approving twice counts once
@@ -109,6 +136,64 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         {
             CryptographicOperations.ZeroMemory(share);
         }
+    }
+
+    /// <summary>The share an agent submitted: opened from a sealed share made for this request (<see cref="SealedShare"/>), or,
+    /// only where <c>AcceptPlaintextShares</c> is set, taken as sent. The caller zeroes it.</summary>
+    private async Task<Outcome<byte[]>> SubmittedShareAsync(RecoveryRequest request, RecoveryAgent agent, SubmitShareRequest submission, string actor,
+        CancellationToken ct)
+    {
+        if (submission.SealedShare is not { } sealedText)
+        {
+            if (!options.Escrow.AcceptPlaintextShares)
+                // Audited: a plaintext share is what shell history or a proxy log keeps, and what a replay would send.
+                return await RefuseAsync(request, agent, actor, "A plaintext share was submitted; only sealed shares are accepted.", "Plaintext share refused.",
+                    "Submit the sealed share that `certportal-kra decrypt-share` prints (field sealedShare): a plaintext share could be replayed " +
+                    "to any later request of this key. Update certportal-kra if it printed a plaintext share.", ct);
+            try { return Convert.FromBase64String(submission.Share ?? ""); }
+            catch (FormatException) { return Failure.BadRequest("share must be the base64 share printed by `certportal-kra decrypt-share --output plaintext`."); }
+        }
+        byte[]? cms;
+        try { cms = SealedShare.ParseSubmitted(sealedText); }
+        catch (FormatException) { cms = null; }
+        if (cms is null) return Failure.BadRequest("sealedShare must be what `certportal-kra decrypt-share` prints (base64 of CMS EnvelopedData, or its PEM).");
+        const string notForThis = "This sealed share was not made for this recovery request.";
+        if (request.SubmissionCertificate is not { } certificate || request.SealedSubmissionKey is not { } sealedKey)
+            return await RefuseAsync(request, agent, actor, notForThis, "Not sealed for this request.",
+                "Download your share for this request and seal it with `certportal-kra decrypt-share`.", ct);
+        ECDiffieHellman key;
+        try { key = RecoverySubmissionKey.Open(request.Id, certificate, sealedKey, sessionKey); }
+        catch (EscrowIntegrityException) { return await FailAsync(request, actor, SubmissionKeyAltered, ct); }
+        byte[]? content = null;
+        try
+        {
+            using (key) content = SealedShare.Open(cms, key);
+            if (content is null || !SealedShare.TryDecodeContent(content, out var sealedFor, out var share))
+                return await RefuseAsync(request, agent, actor, notForThis, "Not sealed for this request.",
+                    "This sealed share does not open with this request's key: it was made for another request (or altered). " +
+                    "Download your share for this request and seal it with `certportal-kra decrypt-share`.", ct);
+            if (sealedFor != request.Id)
+            {
+                CryptographicOperations.ZeroMemory(share);
+                return await RefuseAsync(request, agent, actor, notForThis, "Not sealed for this request.",
+                    $"This sealed share names request {sealedFor}, not this one.", ct);
+            }
+            return share;
+        }
+        finally
+        {
+            if (content is not null) CryptographicOperations.ZeroMemory(content);
+        }
+    }
+
+    /// <summary>A submission that counts for nothing: audited as <c>recovery.failed</c> with the agent's name, answered 422.</summary>
+    private async Task<Failure> RefuseAsync(RecoveryRequest request, RecoveryAgent agent, string actor, string error, string title, string detail,
+        CancellationToken ct)
+    {
+        AuditLog.Record(db, time.GetUtcNow(), actor, AuditActions.RecoveryFailed, $"recovery:{request.Id}",
+            new { agent = agent.Name, serial = request.SerialNumber, error });
+        await db.SaveChangesAsync(ct);
+        return Failure.Unprocessable(title, detail);
     }
 
     /// <summary>Rebuilds the key from M shares, checks it against the certificate, and returns it once as
@@ -153,7 +238,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
                 // Each cancellation in the cancelled request's own audit trail, as CancelAsync records it.
                 foreach (var staleId in await stale.Select(r => r.Id).ToListAsync(ct))
                     AuditLog.Record(db, now, actor, AuditActions.RecoveryCancelled, $"recovery:{staleId}", new { reason = "key re-escrowed", reEscrow = request.Id });
-                await stale.ExecuteUpdateAsync(s => s.SetProperty(r => r.CancelledAt, now), ct);
+                await stale.ExecuteUpdateAsync(s => s.SetProperty(r => r.CancelledAt, now).SetProperty(r => r.SealedSubmissionKey, (byte[]?)null), ct);
                 return new { request.SerialNumber, from = escrow.Id, to = successor.Id, threshold = policy.Threshold, agents = agents.Select(a => a.Name) };
             }, ct);
             if (completed is not null) return completed;
@@ -170,7 +255,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         await using var tx = await db.Database.BeginTransactionAsync(ct);
         // An expired request is over already: cancelling it would turn its recorded expiry into a cancellation.
         var cancelled = await db.RecoveryRequests.Where(r => r.Id == requestId && r.CompletedAt == null && r.CancelledAt == null && r.ExpiresAt > now)
-            .ExecuteUpdateAsync(s => s.SetProperty(r => r.CancelledAt, now), ct);
+            .ExecuteUpdateAsync(s => s.SetProperty(r => r.CancelledAt, now).SetProperty(r => r.SealedSubmissionKey, (byte[]?)null), ct);
         if (cancelled != 1) return Failure.Conflict("This recovery request is already completed, cancelled or expired.");
         await db.RecoveryApprovals.Where(a => a.RequestId == requestId).ExecuteUpdateAsync(s => s.SetProperty(a => a.SealedShare, (byte[]?)null), ct);
         AuditLog.Record(db, now, actor, AuditActions.RecoveryCancelled, $"recovery:{requestId}", new { reason });
@@ -188,6 +273,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         var now = time.GetUtcNow();
         await AuditExpiriesAsync(now, ct);
         var dead = db.RecoveryRequests.Where(r => r.CompletedAt != null || r.ExpiresAt <= now || r.CancelledAt != null);
+        await dead.Where(r => r.SealedSubmissionKey != null).ExecuteUpdateAsync(s => s.SetProperty(r => r.SealedSubmissionKey, (byte[]?)null), ct);
         return await db.RecoveryApprovals.Where(a => a.SealedShare != null && dead.Any(r => r.Id == a.RequestId))
             .ExecuteUpdateAsync(s => s.SetProperty(a => a.SealedShare, (byte[]?)null), ct);
     }
@@ -310,7 +396,7 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
         // Only a request still open, unexpired and uncancelled can be claimed: the state check before the
         // key was rebuilt may be stale by now.
         var claimed = await db.RecoveryRequests.Where(r => r.Id == request.Id && r.CompletedAt == null && r.CancelledAt == null && r.ExpiresAt > now)
-            .ExecuteUpdateAsync(s => s.SetProperty(r => r.CompletedAt, now), ct);
+            .ExecuteUpdateAsync(s => s.SetProperty(r => r.CompletedAt, now).SetProperty(r => r.SealedSubmissionKey, (byte[]?)null), ct);
         if (claimed != 1) return Failure.Conflict("This recovery request has already been completed, was cancelled or has expired.");
         await db.RecoveryApprovals.Where(a => a.RequestId == request.Id).ExecuteUpdateAsync(s => s.SetProperty(a => a.SealedShare, (byte[]?)null), ct);
         if (alsoInTransaction is not null) details = await alsoInTransaction();
@@ -375,6 +461,8 @@ public sealed class KeyRecovery(CertPortalDbContext db, KeyArchive archive, Cert
 
     private Task<int> ThresholdAsync(RecoveryRequest r, CancellationToken ct) =>
         db.KeyEscrows.Where(e => e.Id == r.EscrowId).Select(e => e.Threshold).FirstAsync(ct);
+
+    private const string SubmissionKeyAltered = "The request's submission key or certificate was altered while stored.";
 
     private static byte[] Aad(Guid requestId, Guid agentId) => Encoding.ASCII.GetBytes($"certportal/recovery/{requestId:N}/{agentId:N}");
 }

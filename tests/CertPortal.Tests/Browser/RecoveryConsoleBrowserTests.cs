@@ -53,7 +53,7 @@ public sealed class RecoveryConsoleBrowserTests(BrowserApp app) : IClassFixture<
             {
                 Assert.Empty(await BrowserApp.SeriousAccessibilityViolationsAsync(page));
                 // A wrong share is refused with a message and counts for nothing.
-                await page.GetByLabel("Decrypted share").FillAsync("not-a-share");
+                await page.GetByLabel("Sealed share").FillAsync("not-a-share");
                 await page.GetByRole(AriaRole.Button, new() { Name = "Approve with this share" }).ClickAsync();
                 await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToBeVisibleAsync();
                 await Assertions.Expect(page.Locator($"[data-request-status='{requestId}']")).ToHaveTextAsync("open");
@@ -62,7 +62,7 @@ public sealed class RecoveryConsoleBrowserTests(BrowserApp app) : IClassFixture<
             var shareFile = agentDir.File($"{agent.Name}-ui-share.pem");
             await download.SaveAsAsync(shareFile);
             var share = EscrowApp.RunKra("decrypt-share", "--share", shareFile, "--key", agent.KeyFile).EnsureSuccess().Stdout.Trim();
-            await page.GetByLabel("Decrypted share").FillAsync(share);
+            await page.GetByLabel("Sealed share").FillAsync(share);
             await page.GetByRole(AriaRole.Button, new() { Name = "Approve with this share" }).ClickAsync();
             await Assertions.Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync($"{i + 1} of 2");
             if (i == 0) await BrowserApp.ScreenshotAsync(page, "15-recovery-agent-approves");

@@ -51,7 +51,7 @@ public sealed class AgentShareInteropTests : IDisposable
         Tool.Run("openssl", ["cms", "-encrypt", "-binary", "-aes256", "-in", plain, "-outform", "PEM", "-out", pem, "-recip", cert, .. keyopt])
             .EnsureSuccess();
 
-        var opened = EscrowApp.RunKra("decrypt-share", "--share", pem, "--key", key);
+        var opened = EscrowApp.RunKra("decrypt-share", "--share", pem, "--key", key, "--output", "plaintext");
         Assert.Equal(Convert.ToBase64String(Share), opened.EnsureSuccess().Stdout.Trim());
     }
 
@@ -72,7 +72,7 @@ public sealed class AgentShareInteropTests : IDisposable
         var legacy = generator.Generate(new CmsProcessableByteArray(Share), NistObjectIdentifiers.IdAes256Cbc).ContentInfo.GetEncoded("DER");
         var pem = _dir.Write("legacy-share.pem", AgentShareEncryption.ToPem(legacy));
 
-        var opened = EscrowApp.RunKra("decrypt-share", "--share", pem, "--key", key);
+        var opened = EscrowApp.RunKra("decrypt-share", "--share", pem, "--key", key, "--output", "plaintext");
         Assert.Equal(Convert.ToBase64String(Share), opened.EnsureSuccess().Stdout.Trim());
     }
 
@@ -83,7 +83,7 @@ public sealed class AgentShareInteropTests : IDisposable
         var (otherKey, _) = OpensslAgent("ec:P-256", "other");
         var encrypted = EncryptAsServer(cert);
         var pem = _dir.Write("share.pem", AgentShareEncryption.ToPem(encrypted));
-        var wrongKey = EscrowApp.RunKra("decrypt-share", "--share", pem, "--key", otherKey);
+        var wrongKey = EscrowApp.RunKra("decrypt-share", "--share", pem, "--key", otherKey, "--output", "plaintext");
         Assert.Equal(1, wrongKey.ExitCode);
         Assert.Contains("cannot open the share", wrongKey.Stderr);
     }

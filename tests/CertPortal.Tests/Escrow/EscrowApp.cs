@@ -90,23 +90,37 @@ public static class RecoveryAgents
         return await r.Content.ReadFromJsonAsync<JsonElement>();
     }
 
-    /// <summary>What an agent does: download the encrypted share, decrypt it with the CLI and their key, submit it.</summary>
+    /// <summary>What an agent does: download the encrypted share, decrypt and seal it with the CLI and their key, submit it.</summary>
     public static async Task<HttpResponseMessage> ApproveAsync(this CertPortalApp app, Agent agent, Guid requestId) =>
         await SubmitShareAsync(agent, requestId, await DecryptShareAsync(app, agent, requestId));
 
-    /// <summary>Downloads the agent's encrypted share and decrypts it with <c>certportal-kra decrypt-share</c>.</summary>
-    public static async Task<string> DecryptShareAsync(this CertPortalApp app, Agent agent, Guid requestId)
+    /// <summary>Downloads the agent's encrypted share and the request's certificate into one file, as docs/escrow.md says, and
+    /// runs <c>certportal-kra decrypt-share</c> on it: the share sealed to the request (or with <paramref name="plaintext"/>
+    /// the bare share, <c>--output plaintext</c>).</summary>
+    public static async Task<string> DecryptShareAsync(this CertPortalApp app, Agent agent, Guid requestId, bool plaintext = false)
     {
         var share = await agent.Client.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{requestId}/share");
         // A file per call: tests approve the same request concurrently, and a shared name let one call read
         // another's half-written file (an occasional failure of the concurrent-approvals test).
         var shareFile = Path.Combine(Path.GetDirectoryName(agent.KeyFile)!, $"{agent.Name}-{requestId:N}-{Guid.NewGuid():N}.pem");
-        File.WriteAllText(shareFile, share.GetProperty("encryptedSharePem").GetString()!);
-        string[] passphrase = agent.PassphraseFile is null ? [] : ["--passphrase-file", agent.PassphraseFile];
-        return EscrowApp.RunKra(["decrypt-share", "--share", shareFile, "--key", agent.KeyFile, .. passphrase]).EnsureSuccess().Stdout.Trim();
+        File.WriteAllText(shareFile, share.GetProperty("encryptedSharePem").GetString()! + share.GetProperty("submissionCertificatePem").GetString()!);
+        return DecryptShareFile(agent, shareFile, plaintext);
     }
 
-    public static Task<HttpResponseMessage> SubmitShareAsync(Agent agent, Guid requestId, string share) =>
+    /// <summary><c>certportal-kra decrypt-share</c> on a share file the agent saved.</summary>
+    public static string DecryptShareFile(Agent agent, string shareFile, bool plaintext = false)
+    {
+        string[] passphrase = agent.PassphraseFile is null ? [] : ["--passphrase-file", agent.PassphraseFile];
+        string[] output = plaintext ? ["--output", "plaintext"] : [];
+        return EscrowApp.RunKra(["decrypt-share", "--share", shareFile, "--key", agent.KeyFile, .. passphrase, .. output]).EnsureSuccess().Stdout.Trim();
+    }
+
+    /// <summary>POST .../approvals with what certportal-kra decrypt-share printed (a sealed share).</summary>
+    public static Task<HttpResponseMessage> SubmitShareAsync(Agent agent, Guid requestId, string sealedShare) =>
+        agent.Client.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/approvals", new { sealedShare });
+
+    /// <summary>POST .../approvals with a plaintext share, as agents did before shares were sealed to their request.</summary>
+    public static Task<HttpResponseMessage> SubmitPlaintextShareAsync(Agent agent, Guid requestId, string share) =>
         agent.Client.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/approvals", new { share });
 
     public static async Task<Guid> OpenRecoveryAsync(this CertPortalApp app, string serial, string purpose = "recover")

@@ -102,4 +102,45 @@ public sealed class EscrowPostgresTests(PostgresApp app) : IClassFixture<Postgre
         var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
         Assert.Equal(1, await db.KeyEscrows.CountAsync(e => e.SerialNumber == serial && e.SupersededAt == null));
     }
+
+    [Fact]
+    public async Task A_share_downloaded_through_one_node_is_sealed_to_the_one_request_key_every_node_opens()
+    {
+        var agents = await app.AddThreeRecoveryAgentsAsync(_agentDir);
+        var serial = (await app.EnrollServerKeyAsync($"pg.{Guid.NewGuid().ToString("N")[..8]}@example.test", "EC-P256"))
+            .GetProperty("serialNumber").GetString()!;
+        var requestId = await app.OpenRecoveryAsync(serial);
+        await using var nodeB = await CertPortalNode.StartedAsync("escrow-b", new Dictionary<string, string>
+        {
+            ["Database:Provider"] = "Postgres", ["Database:ConnectionString"] = app.ConnectionString,
+            ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose,
+        });
+        Agent OnB(Agent agent)
+        {
+            var client = nodeB.Client();
+            client.DefaultRequestHeaders.Authorization = agent.Client.DefaultRequestHeaders.Authorization;
+            return agent with { Client = client };
+        }
+
+        // The first downloads reach both nodes at once: one key for the request, whichever node made it.
+        var downloads = await Task.WhenAll(
+            agents[0].Client.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{requestId}/share"),
+            OnB(agents[1]).Client.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{requestId}/share"));
+        Assert.Equal(downloads[0].GetProperty("submissionCertificatePem").GetString(), downloads[1].GetProperty("submissionCertificatePem").GetString());
+
+        // Sealed to what node B served, opened by node A; and the other way round.
+        await Http.EnsureStatus(await RecoveryAgents.SubmitShareAsync(agents[0], requestId, await app.DecryptShareAsync(OnB(agents[0]), requestId)), HttpStatusCode.OK);
+        var sealedOnA = await app.DecryptShareAsync(agents[1], requestId);
+        await Http.EnsureStatus(await RecoveryAgents.SubmitShareAsync(OnB(agents[1]), requestId, sealedOnA), HttpStatusCode.OK);
+        using var adminB = nodeB.Client(admin: true);
+        await Http.EnsureStatus(await adminB.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/pkcs12", new { password = "recovered-password-1" }), HttpStatusCode.OK);
+
+        // Completed: the key is erased, and what was submitted opens nowhere.
+        var later = await app.OpenRecoveryAsync(serial);
+        await OnB(agents[1]).Client.GetStringAsync($"/api/v1/recoveries/{later}/share");
+        await Http.AssertProblem(await RecoveryAgents.SubmitShareAsync(OnB(agents[1]), later, sealedOnA), HttpStatusCode.UnprocessableEntity);
+        using var scope = app.Services.CreateScope();
+        var db = scope.ServiceProvider.GetRequiredService<CertPortalDbContext>();
+        Assert.Null((await db.RecoveryRequests.AsNoTracking().SingleAsync(r => r.Id == requestId)).SealedSubmissionKey);
+    }
 }

@@ -31,13 +31,18 @@ public sealed class EscrowSecretsInLogsTests(LoggedEscrowApp app) : IClassFixtur
         var shares = new List<string>();
         foreach (var agent in agents.Take(2))
         {
+            shares.Add(await app.DecryptShareAsync(agent, requestId, plaintext: true));
             shares.Add(await app.DecryptShareAsync(agent, requestId));
             await Http.EnsureStatus(await RecoveryAgents.SubmitShareAsync(agent, requestId, shares[^1]), HttpStatusCode.OK);
         }
         // A wrong share (another agent's) is refused: the refusal must not echo it.
-        var wrong = await RecoveryAgents.SubmitShareAsync(agents[2], requestId, shares[0]);
+        var wrong = await RecoveryAgents.SubmitShareAsync(agents[2], requestId, shares[1]);
         Assert.Equal(HttpStatusCode.UnprocessableEntity, wrong.StatusCode);
-        Assert.DoesNotContain(shares[0], await wrong.Content.ReadAsStringAsync());
+        Assert.DoesNotContain(shares[1], await wrong.Content.ReadAsStringAsync());
+        // Nor a plaintext share, refused as such.
+        var plaintext = await RecoveryAgents.SubmitPlaintextShareAsync(agents[2], requestId, shares[0]);
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, plaintext.StatusCode);
+        Assert.DoesNotContain(shares[0], await plaintext.Content.ReadAsStringAsync());
         const string recoveryPassword = "recovered-password-for-logs";
         var export = await app.Admin.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/pkcs12", new { password = recoveryPassword });
         await Http.EnsureStatus(export, HttpStatusCode.OK);

@@ -173,8 +173,8 @@ public sealed class EscrowWorkflowTests(ClockedEscrowApp app) : IClassFixture<Cl
         var oldShares = new List<string>();
         foreach (var agent in app.Agents.Take(2))
         {
-            oldShares.Add(await app.DecryptShareAsync(agent, reEscrow));
-            await Http.EnsureStatus(await RecoveryAgents.SubmitShareAsync(agent, reEscrow, oldShares[^1]), HttpStatusCode.OK);
+            oldShares.Add(await app.DecryptShareAsync(agent, reEscrow, plaintext: true));
+            await Http.EnsureStatus(await app.ApproveAsync(agent, reEscrow), HttpStatusCode.OK);
         }
         await Http.AssertProblem(await ExportAsync(reEscrow), HttpStatusCode.Conflict); // a re-escrow request exports nothing
         await Http.EnsureStatus(await app.Admin.PostAsync($"/api/v1/recoveries/{reEscrow}/re-escrow", null), HttpStatusCode.OK);

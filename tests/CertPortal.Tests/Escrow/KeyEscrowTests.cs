@@ -126,12 +126,13 @@ public sealed class KeyEscrowTests(EscrowApp app) : IClassFixture<EscrowApp>, IA
         }
         else Assert.True(r.Message.Contains("cannot open the share"), r.Message);
 
-        // A well-formed share that is not this agent's share for this key: 422.
-        var wrong = await _agents[1].Client.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/approvals",
-            new { share = Convert.ToBase64String(new byte[33]) });
-        await Http.AssertProblem(wrong, HttpStatusCode.UnprocessableEntity);
-        await Http.AssertProblem(await _agents[1].Client.PostAsJsonAsync($"/api/v1/recoveries/{requestId}/approvals", new { share = "%%%" }),
-            HttpStatusCode.BadRequest);
+        // A well-formed share that is not this agent's share for this key, sealed to this request: 422.
+        var submission = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(
+            (await _agents[1].Client.GetFromJsonAsync<JsonElement>($"/api/v1/recoveries/{requestId}/share")).GetProperty("submissionCertificatePem").GetString());
+        var wrong = await RecoveryAgents.SubmitShareAsync(_agents[1], requestId,
+            Convert.ToBase64String(CertPortal.Escrow.SealedShare.Seal(requestId, new byte[33], submission)));
+        Assert.Equal("Share does not match.", (await Http.AssertProblem(wrong, HttpStatusCode.UnprocessableEntity)).GetProperty("title").GetString());
+        await Http.AssertProblem(await RecoveryAgents.SubmitShareAsync(_agents[1], requestId, "%%%"), HttpStatusCode.BadRequest);
     }
 
     [Fact]

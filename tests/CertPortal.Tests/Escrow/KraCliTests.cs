@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using CertPortal.Escrow;
 using CertPortal.Tests.Infrastructure;
@@ -25,11 +26,30 @@ public sealed class KraCliTests : IDisposable
         var share = ShamirSecretSharing.Split(new byte[32], 2, 3)[0];
         using var certificate = X509Certificate2.CreateFromPem(File.ReadAllText(cert));
         var encrypted = new AgentShareEncryption(new AgentCertificateValidator()).EncryptShare(share, certificate);
-        var shareFile = _dir.Write("share.pem", AgentShareEncryption.ToPem(encrypted));
+        // As the server serves it: the encrypted share, then the request's submission certificate.
+        var requestId = Guid.CreateVersion7();
+        using var requestKey = ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
+        using var requestCertificate = SubmissionCertificate(requestId, requestKey);
+        var shareFile = _dir.Write("share.pem", AgentShareEncryption.ToPem(encrypted) + "\n" + requestCertificate.ExportCertificatePem());
 
-        // Passphrase from stdin ("-") this time.
+        // Passphrase from stdin ("-") this time. What it prints opens with the request's key only, and names the request.
         var decrypted = EscrowApp.RunKraWith("alice passphrase 1\n", "decrypt-share", "--share", shareFile, "--key", key, "--passphrase-file", "-");
-        Assert.Equal(Convert.ToBase64String(share), decrypted.EnsureSuccess().Stdout.Trim());
+        Assert.Contains(requestId.ToString(), decrypted.EnsureSuccess().Stderr);
+        var content = SealedShare.Open(Convert.FromBase64String(decrypted.Stdout.Trim()), requestKey);
+        Assert.True(SealedShare.TryDecodeContent(content!, out var sealedFor, out var sealedShare));
+        Assert.Equal(requestId, sealedFor);
+        Assert.Equal(share, sealedShare);
+        Assert.DoesNotContain(Convert.ToBase64String(share), decrypted.Output);
+        using var otherKey2 = ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
+        Assert.Null(SealedShare.Open(Convert.FromBase64String(decrypted.Stdout.Trim()), otherKey2));
+        // --output plaintext: the bare share, for a server that predates sealed shares.
+        var plaintext = EscrowApp.RunKraWith("alice passphrase 1\n", "decrypt-share", "--share", shareFile, "--key", key, "--output", "plaintext");
+        Assert.Equal(Convert.ToBase64String(share), plaintext.EnsureSuccess().Stdout.Trim());
+        // A share file without the request's certificate: said before the passphrase is asked for.
+        var bare = _dir.Write("bare.pem", AgentShareEncryption.ToPem(encrypted));
+        var noCertificate = EscrowApp.RunKra("decrypt-share", "--share", bare, "--key", key);
+        Assert.Equal(1, noCertificate.ExitCode);
+        Assert.Contains("no request certificate", noCertificate.Stderr);
 
         var wrongPassphrase = EscrowApp.RunKraWith("not alice's\n", "decrypt-share", "--share", shareFile, "--key", key);
         Assert.Equal(1, wrongPassphrase.ExitCode);
@@ -49,6 +69,7 @@ public sealed class KraCliTests : IDisposable
         Assert.Equal(0, EscrowApp.RunKra("--help").ExitCode);
         Assert.Equal(2, EscrowApp.RunKra("encrypt-everything").ExitCode);
         Assert.Equal(2, EscrowApp.RunKra("decrypt-share", "--share", "x.pem").ExitCode);
+        Assert.Equal(2, EscrowApp.RunKra("decrypt-share", "--share", "x.pem", "--key", "k.pem", "--output", "json").ExitCode);
         Assert.Equal(2, EscrowApp.RunKra("decrypt-share", "--share", "x.pem", "--key", "k.pem", "--passphrase", "on-the-command-line").ExitCode);
         Assert.Equal(2, EscrowApp.RunKra("create-agent", "--name", "x", "--algorithm", "DSA-1024", "--key-out", _dir.File("k"), "--cert-out", _dir.File("c")).ExitCode);
 
@@ -88,6 +109,19 @@ public sealed class KraCliTests : IDisposable
         foreach (var r in new[] { same, directory, tooLong }) Assert.DoesNotContain("   at ", r.Output);
         Assert.False(File.Exists(_dir.File("dir.key")));
         Assert.False(File.Exists(_dir.File("long.key")));
+    }
+
+    /// <summary>A submission certificate as the server makes one (RecoverySubmissionKey): CN = the request id.</summary>
+    private static X509Certificate2 SubmissionCertificate(Guid requestId, ECDiffieHellman key)
+    {
+        using var signer = ECDsa.Create(key.ExportParameters(true));
+        var subject = new X500DistinguishedNameBuilder();
+        subject.AddOrganizationName(SealedShare.SubjectOrganization);
+        subject.AddCommonName(requestId.ToString("D"));
+        var request = new CertificateRequest(subject.Build(), signer, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyAgreement, true));
+        return request.Create(request.SubjectName, X509SignatureGenerator.CreateForECDsa(signer), DateTimeOffset.UtcNow.AddMinutes(-5),
+            DateTimeOffset.UtcNow.AddDays(1), [0x01, 0x23]);
     }
 
     private (string Key, string Cert) CreateAgent(string name, string algorithm, string passphrase)

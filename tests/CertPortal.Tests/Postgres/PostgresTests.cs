@@ -14,6 +14,9 @@ public class PostgresApp : CertPortalApp
     public PostgresServer Server { get; } = new();
     private readonly string _database = "certportal_" + Guid.NewGuid().ToString("N")[..8];
 
+    /// <summary>For a second node (<see cref="CertPortalNode"/>) on the same database.</summary>
+    public string ConnectionString => Server.ConnectionString(_database);
+
     protected override IDictionary<string, string?> Settings => new Dictionary<string, string?>
     {
         ["Database:Provider"] = "Postgres",

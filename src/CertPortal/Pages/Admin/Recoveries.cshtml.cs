@@ -10,7 +10,7 @@ namespace CertPortal.Pages.Admin;
 
 /// <summary>Recovery requests for administrators, auditors and key recovery agents (the agents' only page).
 /// Administrators open, cancel and export; agents download their encrypted share, decrypt it on their own
-/// machine with certportal-kra (their private key never reaches the server) and paste the result back.
+/// machine with certportal-kra (their private key never reaches the server), which seals it to the request, and paste the result back.
 /// Every action goes through <see cref="KeyRecovery"/>, exactly as the API does.</summary>
 [Authorize(Policy = Policies.RecoveryParticipant)]
 public sealed class RecoveriesModel(KeyRecovery recovery, EscrowPolicyEditor policy) : PageModel
@@ -69,13 +69,16 @@ public sealed class RecoveriesModel(KeyRecovery recovery, EscrowPolicyEditor pol
             await LoadAsync(ct);
             return Page();
         }
-        return File(Encoding.ASCII.GetBytes(o.Value!.EncryptedSharePem), "application/x-pem-file", $"share-{id}.pem");
+        // One file with both blocks, so `certportal-kra decrypt-share --share` finds the request's certificate to seal to.
+        return File(Encoding.ASCII.GetBytes(o.Value!.EncryptedSharePem + o.Value.SubmissionCertificatePem), "application/x-pem-file", $"share-{id}.pem");
     }
 
     public async Task<IActionResult> OnPostApproveAsync(Guid id, string? share, CancellationToken ct)
     {
         if (!IsAgent) return Forbid();
-        var o = await recovery.ApproveAsync(id, Accounts.IdOf(User) ?? Guid.Empty, new SubmitShareRequest(share), AuditLog.ActorOf(User), ct);
+        // What certportal-kra printed: a sealed share, or from an old CLI a plaintext one (refused unless AcceptPlaintextShares).
+        var submission = SealedShare.IsSealed(share ?? "") ? new SubmitShareRequest(null, share) : new SubmitShareRequest(share);
+        var o = await recovery.ApproveAsync(id, Accounts.IdOf(User) ?? Guid.Empty, submission, AuditLog.ActorOf(User), ct);
         if (o.Failure is { } f) Error = f.Detail;
         else Message = $"Your approval is recorded: {o.Value!.Approvals} of {o.Value.Threshold}.";
         await LoadAsync(ct);
