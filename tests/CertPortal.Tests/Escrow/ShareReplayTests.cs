@@ -110,6 +110,19 @@ public sealed class ShareReplayTests(EscrowApp app) : IClassFixture<EscrowApp>, 
         Assert.Equal(1, await ApprovalsAsync(requestId));
     }
 
+    [Fact]
+    public async Task A_submission_certificate_swapped_in_the_database_is_refused_before_an_agent_seals_to_it()
+    {
+        var serial = await EscrowedSerialAsync();
+        var requestId = await app.OpenRecoveryAsync(serial);
+        await _agents[1].Client.GetStringAsync($"/api/v1/recoveries/{requestId}/share");
+        // Write access to the database: a certificate of someone else's key in place of the request's (one byte is enough to tell).
+        await app.AlterStoredBytesAsync(db => db.RecoveryRequests.Single(r => r.Id == requestId), r => r.SubmissionCertificate!);
+        await Http.AssertProblem(await _agents[2].Client.GetAsync($"/api/v1/recoveries/{requestId}/share"), HttpStatusCode.Conflict);
+        var audit = await app.Admin.GetStringAsync($"/api/v1/audit?target=recovery:{requestId}&pageSize=100");
+        Assert.Contains("submission key or certificate was altered", audit);
+    }
+
     /// <summary>An agent without certportal-kra, with OpenSSL alone: decrypt the share, build the DER content, encrypt it to the
     /// request's certificate (docs/escrow.md shows these commands).</summary>
     [Fact]
