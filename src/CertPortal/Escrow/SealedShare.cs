@@ -37,9 +37,20 @@ internal static class SealedShare
     /// <summary>The submission certificate's subject: CN = the request id (how certportal-kra knows which request it seals for).</summary>
     public const string SubjectOrganization = "CertPortal key recovery request";
 
-    public static byte[] EncodeContent(Guid requestId, ReadOnlySpan<byte> share) =>
-        new DerSequence(DerInteger.ValueOf(Version), new DerUtf8String(requestId.ToString("D")), new DerOctetString(share.ToArray()))
-            .GetEncoded(Asn1Encodable.Der);
+    public static byte[] EncodeContent(Guid requestId, ReadOnlySpan<byte> share)
+    {
+        // The copy handed to DerOctetString is zeroed once encoded (best effort, as for every share buffer).
+        var copy = share.ToArray();
+        try
+        {
+            return new DerSequence(DerInteger.ValueOf(Version), new DerUtf8String(requestId.ToString("D")), new DerOctetString(copy))
+                .GetEncoded(Asn1Encodable.Der);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(copy);
+        }
+    }
 
     /// <summary>The request id and share in a content, or false when it is not one (the caller zeroes <paramref name="share"/>).</summary>
     public static bool TryDecodeContent(byte[] content, out Guid requestId, out byte[] share)
