@@ -535,6 +535,9 @@ namespace CertPortal.Migrations.Postgres
                         .HasMaxLength(16)
                         .HasColumnType("character varying(16)");
 
+                    b.Property<DateTimeOffset>("MailboxValidatedAt")
+                        .HasColumnType("timestamp with time zone");
+
                     b.Property<DateTimeOffset>("NotAfter")
                         .HasColumnType("timestamp with time zone");
 

@@ -518,6 +518,9 @@ namespace CertPortal.Migrations.Sqlite
                         .HasMaxLength(16)
                         .HasColumnType("TEXT");
 
+                    b.Property<long>("MailboxValidatedAt")
+                        .HasColumnType("INTEGER");
+
                     b.Property<long>("NotAfter")
                         .HasColumnType("INTEGER");
 
