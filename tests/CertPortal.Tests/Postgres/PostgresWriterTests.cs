@@ -528,8 +528,8 @@ public sealed partial class PostgresWriterTests(PostgresApp app) : IClassFixture
         Assert.Equal("IX_Certificates_TokenId", refused.ConstraintName);
     }
 
-    /// <summary>The state read of a change in the writer: its certificate's row, locked.</summary>
-    [System.Text.RegularExpressions.GeneratedRegex("\"RenewedBy\" FROM \"Certificates\" WHERE \"SerialNumber\" = [@$]\\w+ FOR UPDATE")]
+    /// <summary>The state read of a change in the writer: its certificate's row (its columns, whichever is last), locked.</summary>
+    [System.Text.RegularExpressions.GeneratedRegex("SELECT \"SerialNumber\", .+ FROM \"Certificates\" WHERE \"SerialNumber\" = [@$]\\w+ FOR UPDATE")]
     private static partial System.Text.RegularExpressions.Regex LockAndRead();
 
     internal static int Occurrences(string text, string part)
