@@ -59,6 +59,7 @@ public sealed class MailboxValidationAgeTests(ValidationAgeApp app) : IClassFixt
         // The renewal page says so before the person chooses a file.
         var page = await app.Client.GetStringAsync($"/renew?serial={fourth.SerialNumber}");
         Assert.Contains("id=\"renew-revalidate\"", page);
+        Assert.DoesNotContain("id=\"renew-form\"", page); // nothing to choose a file for
         Assert.Contains("invitation", page);
     }
 
