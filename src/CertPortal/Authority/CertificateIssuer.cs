@@ -60,6 +60,12 @@ public sealed class CertificateIssuer(CaHierarchy ca, CertPortalOptions options)
 
     private readonly DateTimeOffset _issuingNotAfter = new(ca.Issuing.Certificate.NotAfter.ToUniversalTime());
 
+    /// <summary>Whether the issuing CA has less than a day left at <paramref name="now"/>: what it would issue would end with it
+    /// within hours, or (once it has ended) before it begins. There is no rollover to a new issuing CA yet (README, Deployment).</summary>
+    public bool HasEndedAt(DateTimeOffset now) => _issuingNotAfter - now < TimeSpan.FromDays(1);
+
+    public DateTimeOffset IssuingNotAfter => _issuingNotAfter;
+
     public SignedCertificate Issue(CertificateOrder order)
     {
         var notAfter = NotAfterFor(order.NotAfter);

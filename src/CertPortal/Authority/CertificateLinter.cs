@@ -34,6 +34,7 @@ public static class CertificateLinter
         var serial = cert.SerialNumber.AsSpan();
         if (serial.Length is < 9 or > 20 || (serial[0] & 0x80) != 0) p.Add("serial must be positive, 9-20 octets");
         if ((cert.NotAfter - cert.NotBefore).TotalDays > 825) p.Add("validity longer than 825 days");
+        if (cert.NotAfter <= cert.NotBefore) p.Add("validity ends before it begins");
 
         var exts = new Dictionary<string, X509Extension>(cert.Extensions.Count, StringComparer.Ordinal);
         foreach (var e in cert.Extensions)

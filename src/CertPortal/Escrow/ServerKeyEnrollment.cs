@@ -23,6 +23,7 @@ public sealed class ServerKeyEnrollment(
 
     public async Task<Outcome<EnrollmentResult>> EnrollAsync(EnrollmentRequest request, string actor, CancellationToken ct)
     {
+        if (enrollment.IssuingCaEnded() is { } ended) return ended;
         var token = await tokens.FindAsync(request.Token, ct);
         if (token is null) return EnrollmentTokens.Unknown;
         if (request.RequestId is { } rid && !RetryPackage.IsValidRequestId(rid)) return InvalidRequestId;

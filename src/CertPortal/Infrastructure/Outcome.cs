@@ -9,6 +9,8 @@ public enum FailureKind
     NotFound = 404,
     Conflict = 409,
     Unprocessable = 422,
+    /// <summary>Nothing the client did: the service cannot do this now (the issuing CA has ended).</summary>
+    ServiceUnavailable = 503,
 }
 
 /// <summary>An expected failure: something the client sent or asked for that we refuse. Exceptions are for bugs.</summary>

@@ -54,4 +54,18 @@ public sealed class KeyUsageLintTests
         Assert.Contains("keyUsage KeyEncipherment, DigitalSignature does not match the Signing profile", problems);
         Assert.Contains("keyEncipherment on an EC key", problems);
     }
+
+    /// <summary>What an issuer cut to an ended CA's notAfter would sign (EnrollmentService refuses before that: IssuingCaEndTests).</summary>
+    [Fact]
+    public void A_certificate_that_ends_when_it_begins_is_refused()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("E=when@example.test, CN=when@example.test", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, critical: true));
+        var at = DateTimeOffset.UtcNow;
+        using var cert = request.CreateSelfSigned(at, at);
+        Assert.True(SubscriberKey.TryAccept(cert.PublicKey, out var accepted, out _));
+        var order = new CertificateOrder("when@example.test", "", CertificateProfileName.Signing, accepted, [1, 2, 3, 4, 5, 6, 7, 8, 9], at, at);
+        Assert.Contains("validity ends before it begins", CertificateLinter.Lint(cert, order, new CertPortalOptions()));
+    }
 }
