@@ -1,5 +1,6 @@
 using System.DirectoryServices.Protocols;
 using System.Formats.Asn1;
+using System.Globalization;
 using System.Net;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -148,15 +149,8 @@ public sealed class LdapDirectory
             HashSet<string>? members = null;
             if (!string.IsNullOrWhiteSpace(groupDn))
             {
-                var group = (SearchResponse)SendForResponse(conn, new SearchRequest(groupDn, "(objectClass=*)", SearchScope.Base, "member", "uniqueMember"),
-                    "search", groupDn);
-                var entries = group.Entries.Cast<SearchResultEntry>().ToList();
-                // Active Directory hands out a large group's members a range at a time ("member;range=0-1499"): we read only
-                // the first range, so the group's other members would look gone.
-                if (entries.SelectMany(e => e.Attributes.AttributeNames.Cast<string>()).Any(n => n.Contains(";range=", StringComparison.OrdinalIgnoreCase)))
-                    cut.Add($"the group '{groupDn}' was handed out in ranges, of which only the first was read");
-                members = entries.SelectMany(e => BinaryValues(e, "member").Concat(BinaryValues(e, "uniqueMember")))
-                    .Select(v => NormalizeDn(Encoding.UTF8.GetString(v))).ToHashSet(StringComparer.OrdinalIgnoreCase);
+                members = ReadGroupMembers(conn, groupDn, cut).Select(v => NormalizeDn(Encoding.UTF8.GetString(v)))
+                    .ToHashSet(StringComparer.OrdinalIgnoreCase);
             }
             var result = new List<(IReadOnlyList<string>, string)>();
             var paging = new PageResultRequestControl(500);
@@ -188,6 +182,69 @@ public sealed class LdapDirectory
                 paging.Cookie = cookie;
             }
         }, cancellationToken);
+
+    /// <summary>A group's member and uniqueMember values. Active Directory hands out the values of a large attribute a range at
+    /// a time (MaxValRange, 1500 by default): asked for <c>member</c>, it answers <c>member;range=0-1499</c>, and the rest comes
+    /// by asking for <c>member;range=1500-*</c> and so on, until the answer's range ends in <c>*</c> ([MS-ADTS] 3.1.1.3.1.3.3).
+    /// Read as one answer, a group of 5,000 had 1,500 members. A range that does not follow on from the last one (the group
+    /// changed meanwhile, or a server that answers otherwise) ends the reading, and the listing says it is incomplete.</summary>
+    private static List<byte[]> ReadGroupMembers(LdapConnection conn, string groupDn, List<string> cut)
+    {
+        var values = new List<byte[]>();
+        var entry = SearchGroup(conn, groupDn, "member", "uniqueMember");
+        if (entry is null) return values;
+        values.AddRange(BinaryValues(entry, "uniqueMember"));
+        var (range, next) = MemberRange(entry);
+        values.AddRange(range);
+        while (next is { } low)
+        {
+            entry = SearchGroup(conn, groupDn, $"member;range={low}-*");
+            if (entry is null || !HasRange(entry, low))
+            {
+                cut.Add($"the group '{groupDn}' was handed out in ranges, and the range from {low} did not come");
+                break;
+            }
+            (range, next) = MemberRange(entry, low); // next > low: a range ends at or after its start
+            values.AddRange(range);
+        }
+        return values;
+    }
+
+    private static SearchResultEntry? SearchGroup(LdapConnection conn, string groupDn, params string[] attributes) =>
+        ((SearchResponse)SendForResponse(conn, new SearchRequest(groupDn, "(objectClass=*)", SearchScope.Base, attributes), "search", groupDn))
+            .Entries.Cast<SearchResultEntry>().FirstOrDefault();
+
+    /// <summary>The member values in <paramref name="entry"/>, and where the next range starts (null: none follows). A plain
+    /// <c>member</c> is all there is; <c>member;range=L-H</c> is one range, the last when H is <c>*</c>. With
+    /// <paramref name="expectedLow"/>, a range that starts elsewhere counts for nothing.</summary>
+    private static (List<byte[]> Values, int? Next) MemberRange(SearchResultEntry entry, int? expectedLow = null)
+    {
+        var values = new List<byte[]>();
+        int? next = null;
+        foreach (string name in entry.Attributes.AttributeNames)
+        {
+            var parts = name.Split(';');
+            if (!parts[0].Equals("member", StringComparison.OrdinalIgnoreCase)) continue;
+            var range = parts.Skip(1).FirstOrDefault(o => o.StartsWith("range=", StringComparison.OrdinalIgnoreCase));
+            if (range is not null)
+            {
+                var bounds = range["range=".Length..].Split('-', 2);
+                if (bounds.Length != 2 || !int.TryParse(bounds[0], NumberStyles.None, CultureInfo.InvariantCulture, out var low)
+                    || expectedLow is { } expected && low != expected) continue;
+                if (bounds[1] != "*")
+                {
+                    if (!int.TryParse(bounds[1], NumberStyles.None, CultureInfo.InvariantCulture, out var high) || high < low) continue;
+                    next = high + 1;
+                }
+            }
+            else if (expectedLow is not null) continue;
+            values.AddRange(entry.Attributes[name].GetValues(typeof(byte[])).Cast<byte[]>());
+        }
+        return (values, next);
+    }
+
+    private static bool HasRange(SearchResultEntry entry, int low) =>
+        entry.Attributes.AttributeNames.Cast<string>().Any(n => n.StartsWith($"member;range={low}-", StringComparison.OrdinalIgnoreCase));
 
     /// <summary>Enough DN normalisation to compare a group's member values with entry DNs: no spaces around separators
     /// (RFC 4514 writes none; people and some servers add them). Case is compared ignoring case.</summary>
