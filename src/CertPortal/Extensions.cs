@@ -18,7 +18,6 @@ using Microsoft.AspNetCore.Http.Json;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
-using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 
 namespace CertPortal;
@@ -111,7 +110,7 @@ public static class Extensions
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         services.AddProblemDetails();
         services.AddExceptionHandler<ProblemExceptionHandler>();
-        services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
+        services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database").AddCheck<IssuingCaHealthCheck>("issuing-ca");
         services.AddEndpointsApiExplorer();
         services.AddSwaggerGen(c =>
         {
@@ -250,7 +249,7 @@ public static class Extensions
         app.UseAuthorization();
         app.UsePrivatePageCaching();
 
-        app.MapHealthChecks("/healthz");
+        app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { ResponseWriter = HealthReportText.WriteAsync });
         app.MapEnrollmentApi();
         app.MapCertificatesApi();
         app.MapOcspApi();
@@ -316,10 +315,4 @@ public sealed class RequestLimits(RequestDelegate next)
         }
         await next(context);
     }
-}
-
-public sealed class DatabaseHealthCheck(CertPortalDbContext db) : IHealthCheck
-{
-    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
-        await db.Database.CanConnectAsync(cancellationToken) ? HealthCheckResult.Healthy() : HealthCheckResult.Unhealthy("database unreachable");
 }

@@ -11,13 +11,22 @@ namespace CertPortal.Tests.Api;
 public sealed class IssuingCaEndTests(ShortCaApp app) : IClassFixture<ShortCaApp>
 {
     [Fact]
-    public async Task In_the_issuing_cas_last_day_enrollment_is_refused_with_503_and_the_token_stays_unspent()
+    public async Task In_the_issuing_cas_last_day_enrollment_is_refused_with_503_the_token_stays_unspent_and_health_says_why()
     {
         using var issuing = X509CertificateLoader.LoadCertificate(await app.Client.GetByteArrayAsync("/ca/issuing.crt"));
         var caEnd = new DateTimeOffset(issuing.NotAfter.ToUniversalTime());
 
+        // /healthz answers 200 throughout (the node still serves CRLs, OCSP and look-ups) and says why it is degraded: from when
+        // new certificates (300 days here) would outlive the CA, and again once enrollment is refused.
+        Assert.Equal("Healthy", await app.Client.GetStringAsync("/healthz"));
+        app.Clock!.SetUtcNow(caEnd.AddDays(-299));
+        var health = await app.Client.GetAsync("/healthz");
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        Assert.Equal($"Degraded\nissuing-ca: the issuing CA ends {caEnd.UtcDateTime:yyyy-MM-dd}: new certificates end with it",
+            await health.Content.ReadAsStringAsync());
+
         // Two days before the end: issued, ending with the CA.
-        app.Clock!.SetUtcNow(caEnd.AddDays(-2));
+        app.Clock.SetUtcNow(caEnd.AddDays(-2));
         var earlyMailbox = $"early.{Guid.NewGuid().ToString("N")[..6]}@example.com";
         var (early, _) = await app.IssueAsync(earlyMailbox, "signing");
         Assert.Equal(caEnd, early.NotAfter, TimeSpan.FromSeconds(1));
@@ -36,6 +45,7 @@ public sealed class IssuingCaEndTests(ShortCaApp app) : IClassFixture<ShortCaApp
         await Http.AssertProblem(serverKey, HttpStatusCode.ServiceUnavailable);
 
         Assert.Contains("\"status\":\"pending\"", await app.Admin.GetStringAsync($"/api/v1/tokens?email={mailbox}"));
+        Assert.Equal($"Degraded\nissuing-ca: the issuing CA ends {caEnd.UtcDateTime:yyyy-MM-dd}: enrollment is refused", await app.Client.GetStringAsync("/healthz"));
         Assert.Contains(earlyMailbox, await app.Admin.GetStringAsync($"/api/v1/certificates?email={earlyMailbox}"));
         Assert.DoesNotContain(mailbox, await app.Admin.GetStringAsync($"/api/v1/certificates?email={mailbox}"));
     }
