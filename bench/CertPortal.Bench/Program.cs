@@ -173,8 +173,8 @@ static async Task<string> DeltaCrlAsync(CertPortal.Data.CertPortalDbContext db, 
         var serial = SerialNumber.ToHex(SerialNumber.New(now));
         await db.Database.ExecuteSqlRawAsync("""
             INSERT INTO "Certificates" ("SerialNumber", "Email", "DisplayName", "Profile", "KeyAlgorithm", "SubjectDn", "NotBefore", "NotAfter",
-              "IssuedAt", "Der", "SpkiSha256", "RevokedAt", "RevocationReason")
-            VALUES ({0}, {1}, '', 'Signing', 'EC-P256', '', {2}, {3}, {2}, x'00', {4}, {5}, 'Superseded')
+              "IssuedAt", "Der", "SpkiSha256", "RevokedAt", "RevocationReason", "MailboxValidatedAt")
+            VALUES ({0}, {1}, '', 'Signing', 'EC-P256', '', {2}, {3}, {2}, x'00', {4}, {5}, 'Superseded', {2})
             """, serial, $"changed{i}@example.com", now.AddDays(-1).UtcTicks, now.AddDays(365).UtcTicks, $"changed{i}", now.UtcTicks);
         await CertPortal.Data.DirectSql.InsertCrlChangeAsync(db, CertPortal.Authority.CertificateAuthority.IssuingName, now, CancellationToken.None, serial);
     }
@@ -234,9 +234,9 @@ static async Task<string> BigCrlAsync(int n, string? keep, int deltaChanges)
                 await using var insert = connection.CreateCommand();
                 insert.CommandText = """
                     INSERT INTO "Certificates" ("SerialNumber", "Email", "DisplayName", "Profile", "KeyAlgorithm", "SubjectDn", "NotBefore", "NotAfter",
-                      "IssuedAt", "Der", "SpkiSha256", "RevokedAt", "RevocationReason")
+                      "IssuedAt", "Der", "SpkiSha256", "RevokedAt", "RevocationReason", "MailboxValidatedAt")
                     VALUES ($serial, $email, '', 'Signing', 'EC-P256', '', $notBefore, $notAfter, $notBefore, x'00', $spki, $revokedAt,
-                      'KeyCompromise')
+                      'KeyCompromise', $notBefore)
                     """;
                 var serial = insert.Parameters.Add("$serial", Microsoft.Data.Sqlite.SqliteType.Text);
                 var email = insert.Parameters.Add("$email", Microsoft.Data.Sqlite.SqliteType.Text);

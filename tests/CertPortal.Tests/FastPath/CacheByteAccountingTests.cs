@@ -176,7 +176,7 @@ public sealed class CacheByteAccountingTests(CacheByteAccountingTests.EcApp app,
             {
                 SerialNumber = serial, Email = email, DisplayName = template.DisplayName, Profile = template.Profile, KeyAlgorithm = template.KeyAlgorithm,
                 SubjectDn = template.SubjectDn, NotBefore = template.NotBefore, NotAfter = template.NotAfter, IssuedAt = template.IssuedAt,
-                Der = template.Der, SpkiSha256 = template.SpkiSha256,
+                Der = template.Der, SpkiSha256 = template.SpkiSha256, MailboxValidatedAt = template.MailboxValidatedAt,
             });
             seeded.Add((email, serial));
         }

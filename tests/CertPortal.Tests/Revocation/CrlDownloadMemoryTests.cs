@@ -60,7 +60,9 @@ public sealed class CrlDownloadMemoryTests(CertPortalApp app) : IClassFixture<Ce
     }
 
     /// <summary>Revoked certificates written straight into the database (what the CRL reads: serial, times, reason), as
-    /// CertPortal.Bench --crl does; issuing this many through the API would take minutes.</summary>
+    /// CertPortal.Bench --crl does; issuing this many through the API would take minutes. MailboxValidatedAt is set as a real row
+    /// has it (at or before issuance), not left to the column's default: year 1 is the migration's mark for a row no renewal chain
+    /// reaches. The CRL does not read it; a listing or renewal of these rows would.</summary>
     private static async Task SeedRevokedAsync(string database, int n)
     {
         await using var connection = new SqliteConnection($"Data Source={database};Default Timeout=30;Pooling=False");
@@ -69,8 +71,9 @@ public sealed class CrlDownloadMemoryTests(CertPortalApp app) : IClassFixture<Ce
         await using var insert = connection.CreateCommand();
         insert.CommandText = """
             INSERT INTO "Certificates" ("SerialNumber", "Email", "DisplayName", "Profile", "KeyAlgorithm", "SubjectDn", "NotBefore", "NotAfter",
-              "IssuedAt", "Der", "SpkiSha256", "RevokedAt", "RevocationReason")
-            VALUES ($serial, $email, '', 'Signing', 'EC-P256', '', $notBefore, $notAfter, $notBefore, x'00', $spki, $revokedAt, 'KeyCompromise')
+              "IssuedAt", "Der", "SpkiSha256", "RevokedAt", "RevocationReason", "MailboxValidatedAt")
+            VALUES ($serial, $email, '', 'Signing', 'EC-P256', '', $notBefore, $notAfter, $notBefore, x'00', $spki, $revokedAt, 'KeyCompromise',
+              $notBefore)
             """;
         var serial = insert.Parameters.Add("$serial", SqliteType.Text);
         var email = insert.Parameters.Add("$email", SqliteType.Text);
