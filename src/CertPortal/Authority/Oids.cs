@@ -71,6 +71,17 @@ public static class Oids
     public const string GivenName = "2.5.4.42";
     public const string Surname = "2.5.4.4";
     public const string Pseudonym = "2.5.4.65";
+    public const string CountryName = "2.5.4.6";
+    public const string LocalityName = "2.5.4.7";
+    public const string StateOrProvinceName = "2.5.4.8";
+    public const string StreetAddress = "2.5.4.9";
+    public const string OrganizationalUnitName = "2.5.4.11";
+    public const string Title = "2.5.4.12";
+
+    // LDAP naming attributes from the COSINE schema (RFC 4519): uid, mail, dc.
+    public const string UserId = "0.9.2342.19200300.100.1.1";
+    public const string Mail = "0.9.2342.19200300.100.1.3";
+    public const string DomainComponent = "0.9.2342.19200300.100.1.25";
 
     // CMS (RFC 5652): a renewal request is SignedData over id-data holding the new CSR.
     public const string CmsData = "1.2.840.113549.1.7.1";

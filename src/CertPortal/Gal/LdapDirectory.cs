@@ -149,8 +149,9 @@ public sealed class LdapDirectory
             HashSet<string>? members = null;
             if (!string.IsNullOrWhiteSpace(groupDn))
             {
-                members = ReadGroupMembers(conn, groupDn, cut).Select(v => NormalizeDn(Encoding.UTF8.GetString(v)))
-                    .ToHashSet(StringComparer.OrdinalIgnoreCase);
+                // Member values and entry DNs come as each was written (slapd keeps a value's case and inner spaces), so they
+                // are compared as DNs, not as strings.
+                members = ReadGroupMembers(conn, groupDn, cut).Select(DistinguishedNameMatch.Key).ToHashSet(StringComparer.Ordinal);
             }
             var result = new List<(IReadOnlyList<string>, string)>();
             var paging = new PageResultRequestControl(500);
@@ -171,7 +172,7 @@ public sealed class LdapDirectory
                     cut.Add($"part of the tree is referred to {ReferralUrls(response.References)}, which is not followed");
                 foreach (SearchResultEntry entry in response.Entries)
                 {
-                    if (members is not null && !members.Contains(NormalizeDn(entry.DistinguishedName))) continue;
+                    if (members is not null && !members.Contains(DistinguishedNameMatch.Key(entry.DistinguishedName))) continue;
                     var mails = BinaryValues(entry, "mail").Select(b => Encoding.UTF8.GetString(b)).ToList();
                     var name = BinaryValues(entry, "displayName").Concat(BinaryValues(entry, "cn")).Select(b => Encoding.UTF8.GetString(b)).FirstOrDefault();
                     if (mails.Count > 0) result.Add((mails, name ?? ""));
@@ -187,15 +188,16 @@ public sealed class LdapDirectory
     /// a time (MaxValRange, 1500 by default): asked for <c>member</c>, it answers <c>member;range=0-1499</c>, and the rest comes
     /// by asking for <c>member;range=1500-*</c> and so on, until the answer's range ends in <c>*</c> ([MS-ADTS] 3.1.1.3.1.3.3).
     /// Read as one answer, a group of 5,000 had 1,500 members. A range that does not follow on from the last one (the group
-    /// changed meanwhile, or a server that answers otherwise) ends the reading, and the listing says it is incomplete.</summary>
-    private static List<byte[]> ReadGroupMembers(LdapConnection conn, string groupDn, List<string> cut)
+    /// changed meanwhile, or a server that answers otherwise) ends the reading, and the listing says it is incomplete.
+    /// A uniqueMember value may carry an optional UID after its DN, which is dropped (<see cref="DistinguishedNameMatch.WithoutOptionalUid"/>).</summary>
+    private static List<string> ReadGroupMembers(LdapConnection conn, string groupDn, List<string> cut)
     {
-        var values = new List<byte[]>();
+        var values = new List<string>();
         var entry = SearchGroup(conn, groupDn, "member", "uniqueMember");
         if (entry is null) return values;
-        values.AddRange(BinaryValues(entry, "uniqueMember"));
+        values.AddRange(BinaryValues(entry, "uniqueMember").Select(v => DistinguishedNameMatch.WithoutOptionalUid(Encoding.UTF8.GetString(v))));
         var (range, next) = MemberRange(entry);
-        values.AddRange(range);
+        values.AddRange(range.Select(Encoding.UTF8.GetString));
         while (next is { } low)
         {
             entry = SearchGroup(conn, groupDn, $"member;range={low}-*");
@@ -205,7 +207,7 @@ public sealed class LdapDirectory
                 break;
             }
             (range, next) = MemberRange(entry, low); // next > low: a range ends at or after its start
-            values.AddRange(range);
+            values.AddRange(range.Select(Encoding.UTF8.GetString));
         }
         return values;
     }
@@ -245,11 +247,6 @@ public sealed class LdapDirectory
 
     private static bool HasRange(SearchResultEntry entry, int low) =>
         entry.Attributes.AttributeNames.Cast<string>().Any(n => n.StartsWith($"member;range={low}-", StringComparison.OrdinalIgnoreCase));
-
-    /// <summary>Enough DN normalisation to compare a group's member values with entry DNs: no spaces around separators
-    /// (RFC 4514 writes none; people and some servers add them). Case is compared ignoring case.</summary>
-    private static string NormalizeDn(string dn) =>
-        string.Join(',', dn.Split(',').Select(rdn => string.Join('=', rdn.Split('=', 2).Select(p => p.Trim()))));
 
     /// <summary>
     /// Makes a PKI entry (<see cref="DirectoryOptions.PkiEntryDn"/> or <see cref="DirectoryOptions.RootPkiEntryDn"/>)
