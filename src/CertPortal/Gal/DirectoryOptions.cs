@@ -172,9 +172,10 @@ public sealed class DirectoryOptions
             {
                 errors.Add($"{p}RootPkiEntryDn needs PkiEntryDn (the issuing CA's entry) as well");
             }
-            else if (string.Equals(RootPkiEntryDn.Trim(), PkiEntryDn.Trim(), StringComparison.OrdinalIgnoreCase))
+            else if (DistinguishedNameMatch.Equal(RootPkiEntryDn, PkiEntryDn))
             {
-                // One CRL attribute per entry: the two CAs' CRLs would overwrite each other.
+                // One CRL attribute per entry: the two CAs' CRLs would overwrite each other. Compared as DNs: the server takes
+                // "CN=CA, OU=pki" and "cn=CA,ou=pki" for the same entry.
                 errors.Add($"{p}RootPkiEntryDn must differ from PkiEntryDn");
             }
         }
