@@ -139,21 +139,19 @@ public sealed class LdapDirectory
 
     /// <summary>Every person under <paramref name="baseDn"/> with a mail attribute: its mail values (as the entry lists them:
     /// mail is multi-valued, the first is usually the primary address and the rest aliases) and display name (displayName,
-    /// else cn). With <paramref name="groupDn"/>, only the group's members (its member / uniqueMember values). Paged
-    /// (RFC 2696), as above. For directory-driven enrollment, which withdraws the links of people a listing no longer finds,
-    /// and so must know whether the listing is all there is (<see cref="DirectoryPeopleListing.Incomplete"/>).</summary>
+    /// else cn). With <paramref name="groupDn"/>, only the group's members (its member / uniqueMember values), and the members
+    /// of the groups among them, at any depth. Paged (RFC 2696), as above. For directory-driven enrollment, which withdraws the
+    /// links of people a listing no longer finds, and so must know whether the listing is all there is
+    /// (<see cref="DirectoryPeopleListing.Incomplete"/>).</summary>
     public Task<DirectoryPeopleListing> ListPeopleWithMailAsync(string baseDn, string? groupDn, CancellationToken cancellationToken = default) =>
         RunAsync(conn =>
         {
             var cut = new List<string>();
-            HashSet<string>? members = null;
-            if (!string.IsNullOrWhiteSpace(groupDn))
-            {
-                // Member values and entry DNs come as each was written (slapd keeps a value's case and inner spaces), so they
-                // are compared as DNs, not as strings.
-                members = ReadGroupMembers(conn, groupDn, cut).Select(DistinguishedNameMatch.Key).ToHashSet(StringComparer.Ordinal);
-            }
-            var result = new List<(IReadOnlyList<string>, string)>();
+            // Member values and entry DNs come as each was written (slapd keeps a value's case and inner spaces), so they
+            // are compared as DNs (their keys), not as strings.
+            var members = string.IsNullOrWhiteSpace(groupDn) ? null : ReadGroupMembers(conn, groupDn, "(objectClass=*)", cut, tolerateAbsence: false)!;
+            var people = new List<(string Key, IReadOnlyList<string> Mails, string DisplayName)>();
+            var read = 0;
             var paging = new PageResultRequestControl(500);
             while (true)
             {
@@ -164,25 +162,65 @@ public sealed class LdapDirectory
                 // this check read as the last page; 3 timeLimitExceeded is the same for time.
                 var response = (SearchResponse)SendForResponse(conn, request, "search", baseDn,
                     ResultCode.NoSuchObject, ResultCode.SizeLimitExceeded, ResultCode.TimeLimitExceeded);
+                read += response.Entries.Count;
                 if (response.ResultCode is ResultCode.SizeLimitExceeded or ResultCode.TimeLimitExceeded)
-                    cut.Add($"the directory ended the search with {(int)response.ResultCode} {response.ResultCode} after {result.Count + response.Entries.Count} entries");
+                    cut.Add($"the directory ended the search with {(int)response.ResultCode} {response.ResultCode} after {read} entries");
                 // Continuation references (a subtree held by another server, RFC 4511 4.5.3) are not followed: the people there
                 // were not read.
                 if (response.References.Count > 0)
                     cut.Add($"part of the tree is referred to {ReferralUrls(response.References)}, which is not followed");
                 foreach (SearchResultEntry entry in response.Entries)
                 {
-                    if (members is not null && !members.Contains(DistinguishedNameMatch.Key(entry.DistinguishedName))) continue;
                     var mails = BinaryValues(entry, "mail").Select(b => Encoding.UTF8.GetString(b)).ToList();
                     var name = BinaryValues(entry, "displayName").Concat(BinaryValues(entry, "cn")).Select(b => Encoding.UTF8.GetString(b)).FirstOrDefault();
-                    if (mails.Count > 0) result.Add((mails, name ?? ""));
+                    if (mails.Count > 0) people.Add((DistinguishedNameMatch.Key(entry.DistinguishedName), mails, name ?? ""));
                 }
                 var cookie = response.Controls.OfType<PageResultResponseControl>().FirstOrDefault()?.Cookie;
-                if (response.ResultCode != ResultCode.Success || cookie is null || cookie.Length == 0)
-                    return new DirectoryPeopleListing(result, cut.Count == 0 ? null : string.Join("; ", cut.Distinct()));
+                if (response.ResultCode != ResultCode.Success || cookie is null || cookie.Length == 0) break;
                 paging.Cookie = cookie;
             }
+            IEnumerable<(string Key, IReadOnlyList<string> Mails, string DisplayName)> listed = people;
+            if (members is not null)
+            {
+                var inGroup = WithNestedMembers(conn, groupDn!, members, people.Select(p => p.Key).ToHashSet(StringComparer.Ordinal), cut);
+                listed = people.Where(p => inGroup.Contains(p.Key));
+            }
+            return new DirectoryPeopleListing([.. listed.Select(p => (p.Mails, p.DisplayName))], cut.Count == 0 ? null : string.Join("; ", cut.Distinct()));
         }, cancellationToken);
+
+    /// <summary>At most this many member values that are no person of the listing are looked up as possible groups in one
+    /// listing; past it the listing is incomplete.</summary>
+    internal const int MaxNestedLookups = 10_000;
+
+    private const string GroupFilter = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))";
+
+    /// <summary>The keys of <paramref name="members"/> and of the members of the groups among them, at any depth (a group of
+    /// groups: "Staff" holding "Sales" and "Engineering" is how directories are kept, Active Directory's above all). Only a member
+    /// that is none of the people listed is looked up (a base search with a group filter), so a flat group costs nothing more.
+    /// A member that is not there (deleted, or outside what the bind may read) is no one; a loop of groups is read once.</summary>
+    private static HashSet<string> WithNestedMembers(LdapConnection conn, string groupDn, List<string> members, HashSet<string> people, List<string> cut)
+    {
+        var keys = new HashSet<string>(StringComparer.Ordinal) { DistinguishedNameMatch.Key(groupDn) };
+        var pending = new Queue<string>();
+        foreach (var member in members)
+            if (keys.Add(DistinguishedNameMatch.Key(member)) && !people.Contains(DistinguishedNameMatch.Key(member))) pending.Enqueue(member);
+        var lookups = 0;
+        while (pending.TryDequeue(out var dn))
+        {
+            if (++lookups > MaxNestedLookups)
+            {
+                cut.Add($"more than {MaxNestedLookups} members of '{groupDn}' and its groups are not people of the listing; the rest were not looked up as groups");
+                break;
+            }
+            if (ReadGroupMembers(conn, dn, GroupFilter, cut, tolerateAbsence: true) is not { } nested) continue;
+            foreach (var member in nested)
+            {
+                var key = DistinguishedNameMatch.Key(member);
+                if (keys.Add(key) && !people.Contains(key)) pending.Enqueue(member);
+            }
+        }
+        return keys;
+    }
 
     /// <summary>A group's member and uniqueMember values. Active Directory hands out the values of a large attribute a range at
     /// a time (MaxValRange, 1500 by default): asked for <c>member</c>, it answers <c>member;range=0-1499</c>, and the rest comes
@@ -190,17 +228,25 @@ public sealed class LdapDirectory
     /// Read as one answer, a group of 5,000 had 1,500 members. A range that does not follow on from the last one (the group
     /// changed meanwhile, or a server that answers otherwise) ends the reading, and the listing says it is incomplete.
     /// A uniqueMember value may carry an optional UID after its DN, which is dropped (<see cref="DistinguishedNameMatch.WithoutOptionalUid"/>).</summary>
-    private static List<string> ReadGroupMembers(LdapConnection conn, string groupDn, List<string> cut)
+    /// With <paramref name="tolerateAbsence"/>, null when the entry is not there or is no group (<paramref name="filter"/>); a
+    /// member held by another server (a referral) is no one we can read, and makes the listing incomplete.
+    private static List<string>? ReadGroupMembers(LdapConnection conn, string groupDn, string filter, List<string> cut, bool tolerateAbsence)
     {
         var values = new List<string>();
-        var entry = SearchGroup(conn, groupDn, "member", "uniqueMember");
-        if (entry is null) return values;
+        ResultCode[] tolerated = tolerateAbsence ? [ResultCode.NoSuchObject, ResultCode.Referral] : [];
+        var found = (SearchResponse)SendForResponse(conn, new SearchRequest(groupDn, filter, SearchScope.Base, "member", "uniqueMember"), "search",
+            groupDn, tolerated);
+        if (found.ResultCode == ResultCode.Referral)
+            cut.Add($"the member '{groupDn}' is held by another server ({ReferralUrls(found.Referral ?? [])}), which is not followed");
+        var entry = found.Entries.Cast<SearchResultEntry>().FirstOrDefault();
+        if (entry is null) return tolerateAbsence ? null : values;
         values.AddRange(BinaryValues(entry, "uniqueMember").Select(v => DistinguishedNameMatch.WithoutOptionalUid(Encoding.UTF8.GetString(v))));
         var (range, next) = MemberRange(entry);
         values.AddRange(range.Select(Encoding.UTF8.GetString));
         while (next is { } low)
         {
-            entry = SearchGroup(conn, groupDn, $"member;range={low}-*");
+            entry = ((SearchResponse)SendForResponse(conn, new SearchRequest(groupDn, "(objectClass=*)", SearchScope.Base, $"member;range={low}-*"),
+                "search", groupDn)).Entries.Cast<SearchResultEntry>().FirstOrDefault();
             if (entry is null || !HasRange(entry, low))
             {
                 cut.Add($"the group '{groupDn}' was handed out in ranges, and the range from {low} did not come");
@@ -211,10 +257,6 @@ public sealed class LdapDirectory
         }
         return values;
     }
-
-    private static SearchResultEntry? SearchGroup(LdapConnection conn, string groupDn, params string[] attributes) =>
-        ((SearchResponse)SendForResponse(conn, new SearchRequest(groupDn, "(objectClass=*)", SearchScope.Base, attributes), "search", groupDn))
-            .Entries.Cast<SearchResultEntry>().FirstOrDefault();
 
     /// <summary>The member values in <paramref name="entry"/>, and where the next range starts (null: none follows). A plain
     /// <c>member</c> is all there is; <c>member;range=L-H</c> is one range, the last when H is <c>*</c>. With
