@@ -1,3 +1,4 @@
+using System.Globalization;
 using CertPortal.Authority;
 using CertPortal.Data;
 using CertPortal.Enrollment;
@@ -31,6 +32,17 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
     /// Queueing and the outbox's check before sending decide alike.</summary>
     internal static bool Renewable(Renewal.RenewalOptions renewal, bool renewed, DateTimeOffset mailboxValidatedAt, DateTimeOffset now) =>
         renewal.Enabled && !renewed && now <= renewal.RenewableUntil(mailboxValidatedAt);
+
+    /// <summary>The certificate a reminder's dedupe key ("{serial}:{days}") is about.</summary>
+    internal static string SerialOf(string dedupeKey) => dedupeKey.Split(':')[0];
+
+    /// <summary>Why a reminder that is due is kept for later instead of sent or given up, or null when nothing about its certificate keeps
+    /// it: the certificate is on hold (and not yet expired). Were it failed, its (serial, day) key would stay taken and the release would
+    /// queue none. The outbox decides so before sending, and its listing says so beside the message, live, from the same rule.</summary>
+    internal static string? PostponedBecause(DateTimeOffset? revokedAt, RevocationReason? reason, DateTimeOffset notAfter, DateTimeOffset now) =>
+        revokedAt is { } since && reason == RevocationReason.CertificateHold && notAfter > now
+            ? $"the certificate is on hold (since {since.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)}): sent once it is released"
+            : null;
 
     private static int DaysLeft(DateTimeOffset notAfter, DateTimeOffset now) => Math.Max(1, (int)Math.Ceiling((notAfter - now).TotalDays));
 

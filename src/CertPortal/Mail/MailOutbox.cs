@@ -316,8 +316,9 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
             .Select(c => new { c.RevokedAt, c.RevocationReason, c.NotAfter, c.RenewedBy, c.Email, c.Profile, c.MailboxValidatedAt }).FirstOrDefaultAsync(ct);
         if (certificate is null) return default;
         var now = time.GetUtcNow();
+        if (ExpiryReminders.PostponedBecause(certificate.RevokedAt, certificate.RevocationReason, certificate.NotAfter, now) is { } waits)
+            return new SendCheck(Postponed: waits);
         var held = certificate.RevokedAt is not null && certificate.RevocationReason == Authority.RevocationReason.CertificateHold;
-        if (held && certificate.NotAfter > now) return new SendCheck(Postponed: "the certificate is on hold");
         var why = certificate.RevokedAt is not null && !held ? "revoked" : certificate.NotAfter <= now ? "expired" : null;
         if (why is not null) return Refused($"Not sent: the certificate was {why} before the reminder could be sent.");
         // Its domain taken off AllowedDomains while it waited: its renewal would be refused, as ExpiryReminders decides at queueing.

@@ -314,6 +314,61 @@ public sealed class StaleReminderTests
     }, new Dictionary<string, string?> { ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose });
 
     [Fact]
+    public Task The_outbox_listing_says_why_a_reminder_waits_while_its_certificate_is_on_hold() => WithNodeAsync([30], async (node, smtp, clock) =>
+    {
+        // The outbox keeps such a reminder (it is sent after the release), but the API and the console listed it as queued and
+        // due, with no error: an administrator saw a message that should have gone and had not, and no reason.
+        var email = $"held.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var (issued, _) = await node.IssueAsync(email, "signing");
+        async Task<JsonElement> ListedAsync() => Assert.Single((await node.Admin.GetFromJsonAsync<JsonElement>(
+            $"/api/v1/notifications?kind=expiry-reminder&recipient={email}", Http.Json)).GetProperty("notifications").EnumerateArray());
+
+        smtp.Stop();
+        clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        var down = await node.PassAsync();
+        Assert.Equal((1, 1), (down.Queued, down.Retried));
+        var heldAt = clock.GetUtcNow();
+        await Http.EnsureStatus(await node.RevokeAsync(issued.SerialNumber, "certificateHold"), HttpStatusCode.OK);
+        await smtp.StartAsync();
+        clock.Advance(TimeSpan.FromHours(2));
+        await node.PassAsync();
+        var lookedAt = clock.GetUtcNow();
+        Assert.DoesNotContain(smtp.MessagesTo(email), IsReminder);
+
+        var waiting = await ListedAsync();
+        Assert.Equal("queued", waiting.GetProperty("status").GetString());
+        var postponed = waiting.GetProperty("postponed").GetString();
+        Assert.StartsWith("the certificate is on hold (since ", postponed);
+        Assert.Contains("sent once it is released", postponed);
+        var next = waiting.GetProperty("nextAttemptAt").GetDateTimeOffset();
+        Assert.Equal(lookedAt + TimeSpan.FromHours(1), next); // Mail:RetryMaxDelay: when the outbox looks again
+
+        var name = "outbox" + Guid.NewGuid().ToString("N")[..6];
+        const string password = "a long console password for the outbox";
+        await Http.EnsureStatus(await node.Admin.PostAsJsonAsync("/api/v1/accounts", new { name, displayName = name, role = "auditor", password }),
+            HttpStatusCode.Created);
+        using var console = await ConsoleSignIn.SignedInClientAsync(node.BaseUrl, name, password);
+        var page = await console.GetStringAsync($"/admin/notifications?recipient={Uri.EscapeDataString(email)}");
+        Assert.Contains($"postponed: the certificate is on hold (since {heldAt.UtcDateTime.ToString("u", System.Globalization.CultureInfo.InvariantCulture)})", page);
+        Assert.Contains($"looked at again {next.UtcDateTime.ToString("u", System.Globalization.CultureInfo.InvariantCulture)}", page);
+
+        // Released, it waits for nothing but the outbox's next look, and then goes.
+        await Http.EnsureStatus(await node.Admin.PostAsync($"/api/v1/certificates/{issued.SerialNumber}/release", null), HttpStatusCode.OK);
+        Assert.Equal(JsonValueKind.Null, (await ListedAsync()).GetProperty("postponed").ValueKind);
+        clock.Advance(TimeSpan.FromHours(1));
+        await node.PassAsync();
+        Assert.Single(smtp.MessagesTo(email), IsReminder);
+        var sent = await ListedAsync();
+        Assert.Equal("sent", sent.GetProperty("status").GetString());
+        Assert.Equal(JsonValueKind.Null, sent.GetProperty("postponed").ValueKind);
+        Assert.DoesNotContain("postponed", await console.GetStringAsync($"/admin/notifications?recipient={Uri.EscapeDataString(email)}"));
+    }, new Dictionary<string, string?>
+    {
+        ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose,
+        ["Mail:RetryMaxDelay"] = "01:00:00",
+    });
+
+    [Fact]
     public Task A_certificate_whose_renewal_was_revoked_gets_a_reminder_that_does_not_offer_renewal() => WithNodeAsync([30], async (node, smtp, clock) =>
     {
         // The renewal (a new key, say, that the holder lost) was revoked; the certificate it renewed is still valid and expires. Its
