@@ -14,7 +14,8 @@ namespace CertPortal.Mail;
 /// life is skipped (a 5-day certificate gets no "30 days left" on the day it is issued), and so is a certificate
 /// whose holder already has newer valid ones that serve its every use (the same profile, or a dual one): they have renewed, or
 /// been given a dual ID instead (<see cref="CertificateProfile.ServedBy"/>); so is one whose mail domain is no longer in
-/// <c>AllowedDomains</c>, which nothing can renew.</para></summary>
+/// <c>AllowedDomains</c>, which nothing can renew. Once the domain is back, such a reminder is queued if still due, and one the outbox
+/// gave up for that alone is queued again in its own row (<see cref="MailQueue.RequeueAsync"/>): the key stays single.</para></summary>
 public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, MailOptions options, CertPortalOptions portal, Renewal.RenewalOptions renewal,
     Escrow.KeyArchive archive, TimeProvider time, ILogger<ExpiryReminders> logger)
 {
@@ -32,6 +33,14 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
     /// Queueing and the outbox's check before sending decide alike.</summary>
     internal static bool Renewable(Renewal.RenewalOptions renewal, bool renewed, DateTimeOffset mailboxValidatedAt, DateTimeOffset now) =>
         renewal.Enabled && !renewed && now <= renewal.RenewableUntil(mailboxValidatedAt);
+
+    /// <summary>How the outbox's error begins for a reminder it gave up because its mail domain was off <c>AllowedDomains</c> (the SMTP
+    /// error that kept it waiting may follow). Queueing looks for it: such a reminder is queued again once the domain is back.</summary>
+    private const string DomainOffTheList = "Not sent: this CA no longer issues certificates for '";
+
+    /// <summary>Why the outbox gives up a reminder whose mail domain was taken off <c>AllowedDomains</c> while it waited.</summary>
+    internal static string DomainNotAllowed(string email) =>
+        $"{DomainOffTheList}{Mailbox.Domain(email)}' (CertPortal:AllowedDomains), so it cannot be renewed.";
 
     /// <summary>The certificate a reminder's dedupe key ("{serial}:{days}") is about.</summary>
     internal static string SerialOf(string dedupeKey) => dedupeKey.Split(':')[0];
@@ -93,14 +102,18 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
         foreach (var batch in due.Chunk(Chunk))
         {
             var keys = batch.Select(d => d.Key).ToList();
-            var existing = (await db.OutboundMessages.AsNoTracking()
+            // A reminder the outbox gave up only because its domain was off AllowedDomains (never sent) is queued again in its row, now
+            // that the domain is allowed and the reminder is still the one due: the (kind, key) row stays one, and a reminder that was
+            // sent, or given up for any other reason, stays as it is.
+            var existing = await db.OutboundMessages.AsNoTracking()
                 .Where(m => m.Kind == OutboundMessageKinds.ExpiryReminder && keys.Contains(m.DedupeKey))
-                .Select(m => m.DedupeKey).ToListAsync(ct)).ToHashSet();
+                .Select(m => new { m.DedupeKey, m.Id, DomainWasOff = m.SentAt == null && m.FailedAt != null && m.LastError!.StartsWith(DomainOffTheList) })
+                .ToDictionaryAsync(m => m.DedupeKey, m => m.DomainWasOff ? m.Id : (long?)null, ct);
             // Whether the renewal page will give each its new key from the server (escrowed IDs): the reminder says so.
             var serials = batch.Select(d => d.Cert.SerialNumber).ToList();
             var escrowed = (await db.KeyEscrows.AsNoTracking().Where(e => serials.Contains(e.SerialNumber)).Select(e => e.SerialNumber).ToListAsync(ct))
                 .ToHashSet(StringComparer.Ordinal);
-            foreach (var (key, window, cert) in batch.Where(d => !existing.Contains(d.Key)))
+            foreach (var (key, window, cert) in batch.Where(d => !existing.TryGetValue(d.Key, out var requeueable) || requeueable is not null))
             {
                 // Renewed once already (its renewal revoked since: a valid one serves it, above), it renews no more: the renewal API
                 // answers 409 "already renewed"; nor does one whose mailbox validation is too old to rely on (403, S/MIME BR 4.2.1). So
@@ -108,10 +121,20 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
                 var renewable = Renewable(renewal, cert.Renewed, cert.MailboxValidatedAt, now);
                 var serverKey = renewable && Names.TryParseProfile(cert.Profile, out var profile) &&
                                 Renewal.ServerKeyRenewal.RenewsWithServerKey(Escrow.KeyArchive.GenerationFor(policy!, profile), escrowed.Contains(cert.SerialNumber));
-                var message = queue.Enqueue(db, OutboundMessageKinds.ExpiryReminder, key,
-                    new MessageModel(cert.Email, cert.DisplayName, cert.Profile, cert.SerialNumber, NotAfter: cert.NotAfter, Days: DaysLeft(cert.NotAfter, now),
-                        RenewalUrl: renewable ? Renewal.RenewalService.LinkFor(portal, cert.SerialNumber) : null, ServerKey: serverKey ? true : null),
-                    options.OrganizationName, now);
+                var model = new MessageModel(cert.Email, cert.DisplayName, cert.Profile, cert.SerialNumber, NotAfter: cert.NotAfter, Days: DaysLeft(cert.NotAfter, now),
+                    RenewalUrl: renewable ? Renewal.RenewalService.LinkFor(portal, cert.SerialNumber) : null, ServerKey: serverKey ? true : null);
+                if (existing.GetValueOrDefault(key) is { } givenUp)
+                {
+                    // Conditional on the row being still so given up: of nodes (or passes) looking at once, one changes it; and a node
+                    // not yet restarted with the domain back, giving it up again, leaves it to the next pass here, never sending it.
+                    if (await queue.RequeueAsync(db, givenUp, OutboundMessageKinds.ExpiryReminder, model, options.OrganizationName, now, givenUpWith: DomainOffTheList, ct))
+                    {
+                        queued++;
+                        logger.LogInformation("Reminder {Key} queued again: its mail domain is allowed again", key);
+                    }
+                    continue;
+                }
+                var message = queue.Enqueue(db, OutboundMessageKinds.ExpiryReminder, key, model, options.OrganizationName, now);
                 try
                 {
                     await db.SaveChangesAsync(ct);

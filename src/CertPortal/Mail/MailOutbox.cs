@@ -28,6 +28,26 @@ public sealed class MailQueue(KeyEncryptionSecret kek)
         return message;
     }
 
+    /// <summary>Queues again, in its own row (the (kind, key) stays one), a message that was given up unsent with an error beginning
+    /// <paramref name="givenUpWith"/>, saying what it says now. One statement, conditional on the row being still so: of several nodes
+    /// doing it at once one changes it, and a message sent, queued again already, or given up for another reason is left as it is.
+    /// Only for a message without a sealed link (one given up has none left).</summary>
+    /// <returns>Whether this call queued it.</returns>
+    public async Task<bool> RequeueAsync(CertPortalDbContext db, long id, string kind, MessageModel model, string organization, DateTimeOffset now,
+        string givenUpWith, CancellationToken ct)
+    {
+        var subject = Truncate(MailTemplates.Subject(kind, model, organization), 256);
+        var json = model.ToJson();
+        return await db.OutboundMessages
+            .Where(m => m.Id == id && m.Kind == kind && m.SentAt == null && m.FailedAt != null && m.LastError!.StartsWith(givenUpWith))
+            .ExecuteUpdateAsync(s => s
+                .SetProperty(m => m.FailedAt, (DateTimeOffset?)null)
+                .SetProperty(m => m.LastError, (string?)null)
+                .SetProperty(m => m.NextAttemptAt, now)
+                .SetProperty(m => m.Subject, subject)
+                .SetProperty(m => m.Model, json), ct) == 1;
+    }
+
     /// <exception cref="CryptographicException">Altered, moved to another row, or sealed under another passphrase.</exception>
     public string OpenLink(OutboundMessage message) => Encoding.UTF8.GetString(kek.Open(message.SealedLink!, LinkPurpose(message)));
 
@@ -323,7 +343,7 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         if (why is not null) return Refused($"Not sent: the certificate was {why} before the reminder could be sent.");
         // Its domain taken off AllowedDomains while it waited: its renewal would be refused, as ExpiryReminders decides at queueing.
         if (!Mailbox.DomainAllowed(certificate.Email, portal.AllowedDomains))
-            return Refused($"Not sent: this CA no longer issues certificates for '{Mailbox.Domain(certificate.Email)}' (CertPortal:AllowedDomains), so it cannot be renewed.");
+            return Refused(ExpiryReminders.DomainNotAllowed(certificate.Email));
         // Replaced otherwise while it waited (a new ID from an invitation, not a renewal): as ExpiryReminders decides at queueing (CertificateProfile.ServedBy).
         var mailbox = certificate.Email.ToLowerInvariant();
 #pragma warning disable CA1862 // EF Core translates ToLower() to lower() (the index on lower("Email")), not string.Equals(..., OrdinalIgnoreCase)

@@ -274,6 +274,95 @@ public sealed class StaleReminderTests
         Assert.Contains("no longer issues certificates for 'dropped.test'", reminder.GetProperty("lastError").GetString());
     }, TwoDomains);
 
+    /// <summary>The operator puts the domain back (configuration and restart), as after taking it off by mistake.</summary>
+    private static async Task RestoreSecondDomainAsync(MailNode node)
+    {
+        await node.StopAsync();
+        node.Configured["AllowedDomains:1"] = "dropped.test";
+        node.Start();
+    }
+
+    private static async Task<List<JsonElement>> RemindersListedAsync(MailNode node, string email) =>
+        (await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}", Http.Json))
+        .GetProperty("notifications").EnumerateArray().ToList();
+
+    [Fact]
+    public Task A_reminder_given_up_while_its_domain_was_off_the_list_is_sent_once_the_domain_is_back() => WithNodeAsync([30], async (node, smtp, clock) =>
+    {
+        // failed's reminder waited for the SMTP server while the domain was taken off AllowedDomains, and was given up at sending;
+        // when the domain came back its (serial, day) key was still taken by that failed row, so none was queued again and the
+        // holder was never reminded. skipped's day came while the domain was off (no row: it is queued once the domain is back),
+        // and sent was reminded before: it must not be reminded twice.
+        var run = Guid.NewGuid().ToString("N")[..8];
+        var sent = $"sent.{run}@dropped.test";
+        var failed = $"failed.{run}@dropped.test";
+        var skipped = $"skipped.{run}@dropped.test";
+        var (s, _) = await node.IssueAsync(sent, "signing");
+        clock.Advance(TimeSpan.FromDays(2));
+        var (f, _) = await node.IssueAsync(failed, "signing");
+        clock.Advance(TimeSpan.FromDays(2));
+        var (k, _) = await node.IssueAsync(skipped, "signing");
+
+        clock.Advance(s.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        await node.PassAsync();
+        Assert.Single(await smtp.WaitForMessagesToAsync(sent), IsReminder);
+        smtp.Stop();
+        clock.Advance(f.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        var down = await node.PassAsync();
+        Assert.Equal((1, 1), (down.Queued, down.Retried));
+        await DropSecondDomainAsync(node);
+        await smtp.StartAsync();
+        clock.Advance(TimeSpan.FromHours(2));
+        await node.PassAsync();
+        Assert.Equal("failed", Assert.Single(await RemindersListedAsync(node, failed)).GetProperty("status").GetString());
+        clock.Advance(k.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        Assert.Equal(0, (await node.PassAsync()).Queued);
+
+        // The clock stays put from here: a jump past the lease of a send in flight (the restarted node's own first pass) would
+        // hand the message to another pass while it is being sent.
+        await RestoreSecondDomainAsync(node);
+        // Passes racing each other (and the restarted node's own first pass), as nodes do: each reminder once, and one row per
+        // (serial, day).
+        await Task.WhenAll(node.PassAsync(), node.PassAsync(), node.PassAsync());
+        await node.PassAsync();
+        Assert.Equal([(sent, 1), (failed, 1), (skipped, 1)], new[] { sent, failed, skipped }.Select(e => (e, smtp.MessagesTo(e).Count(IsReminder))));
+        foreach (var email in new[] { sent, failed, skipped })
+        {
+            Assert.StartsWith($"Your signing digital ID for {email} expires in ", Assert.Single(smtp.MessagesTo(email), IsReminder).Subject);
+            var listed = Assert.Single(await RemindersListedAsync(node, email));
+            Assert.Equal("sent", listed.GetProperty("status").GetString());
+            Assert.Equal(JsonValueKind.Null, listed.GetProperty("lastError").ValueKind);
+        }
+        Assert.Contains("expires in 28 days", Assert.Single(smtp.MessagesTo(failed), IsReminder).Subject);
+        Assert.Contains(f.SerialNumber, Assert.Single(smtp.MessagesTo(failed), IsReminder).TextBody);
+        Assert.Contains("/renew?serial=", Assert.Single(smtp.MessagesTo(failed), IsReminder).TextBody);
+    }, TwoDomains);
+
+    [Fact]
+    public Task A_reminder_given_up_while_its_domain_was_off_the_list_stays_given_up_once_the_next_reminders_day_has_come() =>
+        WithNodeAsync([30, 7], async (node, smtp, clock) =>
+        {
+            // Queued again, the 30-day reminder would arrive beside the 7-day one (the outbox would give it up as stale anyway).
+            var email = $"later.{Guid.NewGuid().ToString("N")[..8]}@dropped.test";
+            var (issued, _) = await node.IssueAsync(email, "signing");
+            smtp.Stop();
+            clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+            await node.PassAsync();
+            await DropSecondDomainAsync(node);
+            await smtp.StartAsync();
+            clock.Advance(TimeSpan.FromHours(2));
+            await node.PassAsync();
+            clock.Advance(issued.NotAfter.AddDays(-7).AddHours(1) - clock.GetUtcNow());
+            await node.PassAsync();
+
+            await RestoreSecondDomainAsync(node);
+            await node.PassAsync();
+            Assert.Equal($"Your signing digital ID for {email} expires in 7 days", Assert.Single(smtp.MessagesTo(email), IsReminder).Subject);
+            var listed = await RemindersListedAsync(node, email);
+            Assert.Equal(["sent", "failed"], listed.Select(m => m.GetProperty("status").GetString()));
+            Assert.Contains("no longer issues certificates for 'dropped.test'", listed[1].GetProperty("lastError").GetString());
+        }, TwoDomains);
+
     [Fact]
     public Task A_certificate_released_from_hold_gets_the_reminder_it_is_due_once() => WithNodeAsync([30], async (node, smtp, clock) =>
     {
