@@ -431,7 +431,9 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         var model = MessageModel.FromJson(message.Model);
         if (withoutRenewalLink) model = model with { RenewalUrl = null, ServerKey = null };
         // One whose next reminder's day has come is not sent at all (CheckReminderAsync).
-        if (message.Kind == OutboundMessageKinds.ExpiryReminder) model = ExpiryReminders.AsSentAt(model, time.GetUtcNow());
+        var reminder = message.Kind == OutboundMessageKinds.ExpiryReminder;
+        var now = time.GetUtcNow();
+        if (reminder) model = ExpiryReminders.AsSentAt(model, now);
         var rendered = MailTemplates.Render(message.Kind, model, link, options.OrganizationName);
         var mime = new MimeMessage();
         mime.From.Add(new MailboxAddress(options.OrganizationName, options.From));
@@ -440,7 +442,10 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         // The same Message-ID on every attempt: if a node dies after the server took a message but before it
         // recorded that, the copy sent by the next node is recognisably the same message.
         mime.MessageId = $"certportal.{message.Kind}.{message.Id}@{Mailbox.Domain(options.From)}";
-        mime.Date = message.CreatedAt;
+        // A reminder is written now (its days left count from now), so it is dated now: dated when it was queued (weeks back after a
+        // hold, or queued again once its domain was allowed again), mail clients sorted it among that time's mail, and its "in N days"
+        // read from that date named the wrong day. Other messages keep the date they were queued with (their words do not change).
+        mime.Date = reminder ? now : message.CreatedAt;
         // RFC 3834: no out-of-office replies to machine-sent mail.
         mime.Headers.Add("Auto-Submitted", "auto-generated");
         mime.Body = new BodyBuilder { TextBody = rendered.Text, HtmlBody = rendered.Html }.ToMessageBody();

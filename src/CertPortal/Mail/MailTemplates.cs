@@ -44,7 +44,7 @@ public static class MailTemplates
     {
         OutboundMessageKinds.Invitation => $"{organization}: your digital ID for {m.Email}",
         // A person with separate signing and encryption IDs gets a reminder for each: the subjects tell them apart.
-        OutboundMessageKinds.ExpiryReminder => $"Your {m.Profile switch { "signing" => "signing ", "encryption" => "encryption ", _ => "" }}digital ID for {m.Email} expires in {m.Days} days",
+        OutboundMessageKinds.ExpiryReminder => $"Your {m.Profile switch { "signing" => "signing ", "encryption" => "encryption ", _ => "" }}digital ID for {m.Email} expires in {DaysWords(m.Days)}",
         OutboundMessageKinds.RevocationNotice when m.RenewedBy is not null => $"Your digital ID for {m.Email} has been replaced by its renewal",
         OutboundMessageKinds.RevocationNotice => $"Your digital ID for {m.Email} has been revoked",
         OutboundMessageKinds.HoldNotice => $"Your digital ID for {m.Email} has been suspended",
@@ -99,7 +99,7 @@ public static class MailTemplates
                 ]),
             OutboundMessageKinds.ExpiryReminder => (
                 [
-                    $"Your digital ID for {m.Email} ({certificate}), for {ProfileWords(m.Profile)}, expires on {Time(m.NotAfter)}, in {m.Days} days. After that {ExpiryWords(m.Profile)}.",
+                    $"Your digital ID for {m.Email} ({certificate}), for {ProfileWords(m.Profile)}, expires on {Time(m.NotAfter)}, in {DaysWords(m.Days)}. After that {ExpiryWords(m.Profile)}.",
                     m.RenewalUrl is null
                         ? "To renew it, ask your administrator for a new invitation: you will receive a link by e-mail and get a new digital ID in your browser."
                         : m.ServerKey == true
@@ -161,6 +161,9 @@ public static class MailTemplates
     }
 
     private static string Encode(string s) => WebUtility.HtmlEncode(s);
+
+    /// <summary>A reminder sent on the last day (a 1-day reminder, or one kept by a hold released then) counts "1 day".</summary>
+    private static string DaysWords(int? days) => days == 1 ? "1 day" : $"{days} days";
 
     private static string Time(DateTimeOffset? t) =>
         t?.UtcDateTime.ToString("d MMMM yyyy, HH:mm 'UTC'", CultureInfo.InvariantCulture) ?? "";

@@ -458,6 +458,33 @@ public sealed class StaleReminderTests
     });
 
     [Fact]
+    public Task A_reminder_sent_on_the_last_day_after_a_long_hold_reads_right() => WithNodeAsync([30], async (node, smtp, clock) =>
+    {
+        // The hold is released half a day before the expiry: the reminder said "expires in 1 days", and was dated the day it was
+        // queued, a month back, so a mail client sorted it among that month's mail while its text counted the days from today.
+        var email = $"lastday.{Guid.NewGuid().ToString("N")[..8]}@example.test";
+        var (issued, _) = await node.IssueAsync(email, "signing");
+        smtp.Stop();
+        clock.Advance(issued.NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+        Assert.Equal(1, (await node.PassAsync()).Queued);
+        await Http.EnsureStatus(await node.RevokeAsync(issued.SerialNumber, "certificateHold"), HttpStatusCode.OK);
+        await smtp.StartAsync();
+        clock.Advance(TimeSpan.FromHours(2));
+        await node.PassAsync();
+        Assert.DoesNotContain(smtp.MessagesTo(email), IsReminder);
+
+        clock.Advance(issued.NotAfter.AddHours(-12) - clock.GetUtcNow());
+        await Http.EnsureStatus(await node.Admin.PostAsync($"/api/v1/certificates/{issued.SerialNumber}/release", null), HttpStatusCode.OK);
+        await node.PassAsync();
+        var sentAt = clock.GetUtcNow();
+        var reminder = Assert.Single(smtp.MessagesTo(email), IsReminder);
+        Assert.Equal($"Your signing digital ID for {email} expires in 1 day", reminder.Subject);
+        Assert.Contains(", in 1 day. After that", reminder.TextBody);
+        Assert.Contains(", in 1 day. After that", reminder.HtmlBody);
+        Assert.Equal(sentAt.AddTicks(-(sentAt.Ticks % TimeSpan.TicksPerSecond)), reminder.Date.ToUniversalTime());
+    }, new Dictionary<string, string?> { ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose });
+
+    [Fact]
     public Task A_certificate_whose_renewal_was_revoked_gets_a_reminder_that_does_not_offer_renewal() => WithNodeAsync([30], async (node, smtp, clock) =>
     {
         // The renewal (a new key, say, that the holder lost) was revoked; the certificate it renewed is still valid and expires. Its
