@@ -23,6 +23,13 @@ public static class Pkcs12Files
         }
     }
 
+    /// <summary>The name a request gives <paramref name="format"/> in (<c>pkcs12Format</c>).</summary>
+    public static string NameOf(Pkcs12Format format) => format == Pkcs12Format.Compatible3Des ? "compatible-3des" : "aes256";
+
+    /// <summary>The format of a file <see cref="Build"/> made: the compatibility format encrypts with 3DES, the default never does.</summary>
+    public static Pkcs12Format FormatOf(byte[] pkcs12) =>
+        GpgsmPkcs12Quirk.TripleDesPbeParameters(pkcs12).Any() ? Pkcs12Format.Compatible3Des : Pkcs12Format.Aes256;
+
     /// <summary>The name Windows, Outlook, Keychain and NSS show for the ID, e.g. "Alice Example (signing) - CertPortal".
     /// An ASCII hyphen, not a dash: openssl pkcs12 -info prints BMPString names byte by byte.</summary>
     public static string FriendlyName(string? displayName, string email, CertificateProfileName profile, string organisation) =>

@@ -172,6 +172,27 @@ public sealed record ServerKeyParameters(string KeyAlgorithm, string Pkcs12Passw
         return new ServerKeyParameters(keyAlgorithm, password, parsed, requestId);
     }
 
+    /// <summary>The title of the refusal of a request that reuses a requestId for other parameters.</summary>
+    public const string RequestIdReusedTitle = "requestId reused.";
+
+    /// <summary>Null when this request is the one that made <paramref name="pkcs12"/> (the retry copy its requestId opened, for a
+    /// certificate with key type <paramref name="issuedKeyAlgorithm"/>); else its refusal. The requestId names one request, as an
+    /// idempotency key does: the same one with another key type, format or password is another request, and handing it the first
+    /// request's file (in a format or with a key type it did not ask for) answered what it had not asked. It is refused as any other
+    /// request for what was spent already (<paramref name="spent"/>: 403 for a used token, 409 for a renewed certificate), which is
+    /// what a repeat with another password always got, with a detail that says why; what the first request asked is named, since
+    /// only whoever made it can open the copy.</summary>
+    public Failure? OtherThanFirst(byte[] pkcs12, string issuedKeyAlgorithm, FailureKind spent)
+    {
+        var first = new List<string>();
+        if (KeyAlgorithm != issuedKeyAlgorithm) first.Add($"keyAlgorithm {issuedKeyAlgorithm}");
+        if (Pkcs12Files.FormatOf(pkcs12) is var format && format != Format) first.Add($"pkcs12Format {Pkcs12Files.NameOf(format)}");
+        if (!Pkcs12Files.PasswordOpens(pkcs12, Pkcs12Password)) first.Add("another pkcs12Password");
+        return first.Count == 0 ? null : new Failure(spent, RequestIdReusedTitle,
+            $"This requestId was used for a request with {string.Join(" and ", first)}, and its certificate was issued then. Repeat that " +
+            "request as it was to collect its PKCS#12 again.");
+    }
+
     // The password must never reach a log through a record's generated ToString.
     public override string ToString() => $"{KeyAlgorithm}, {Format}";
 }

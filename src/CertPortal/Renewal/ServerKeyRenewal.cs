@@ -104,8 +104,9 @@ public sealed class ServerKeyRenewal(
 
     /// <summary>A certificate is renewed once. The same request again (same requestId, which opens the sealed copy, and
     /// same password, which opens the PKCS#12: its MAC, a salted and iterated verifier the server keeps inside the sealed copy
-    /// instead of the password) collects the PKCS#12 it was given, under the password of the first request; anything else is
-    /// refused. The signature has named this requestId and password (<see cref="SignatureCovers"/>) before this runs.</summary>
+    /// instead of the password, and the same key type and format) collects the PKCS#12 it was given, under the password of the
+    /// first request; anything else is refused as already renewed (409), the same requestId with other parameters saying so.
+    /// The signature has named this requestId and password (<see cref="SignatureCovers"/>) before this runs.</summary>
     private async Task<Outcome<EnrollmentResult>> CollectOrRefuseAsync(IssuedCertificate current, string successor, ServerKeyParameters parameters,
         CancellationToken ct)
     {
@@ -116,8 +117,9 @@ public sealed class ServerKeyRenewal(
             var binding = RetryPackage.RenewalBinding(successor);
             foreach (var package in packages)
             {
-                if (RetryPackage.Open(package, requestId, binding) is not { } pfx || !Pkcs12Files.PasswordOpens(pfx, parameters.Pkcs12Password)) continue;
+                if (RetryPackage.Open(package, requestId, binding) is not { } pfx) continue;
                 var next = await db.Certificates.AsNoTracking().FirstAsync(c => c.SerialNumber == successor, ct);
+                if (parameters.OtherThanFirst(pfx, next.KeyAlgorithm, FailureKind.Conflict) is { } reused) return reused;
                 return enrollment.Result(next) with { Pkcs12 = Convert.ToBase64String(pfx), KeyEscrowed = true, Collected = true };
             }
         }

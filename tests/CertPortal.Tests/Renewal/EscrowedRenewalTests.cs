@@ -217,6 +217,43 @@ public sealed class EscrowedRenewalTests(EscrowedRenewalApp app) : IClassFixture
             new { cms, pkcs12Password = "the thief's password", requestId = Guid.NewGuid().ToString() }), HttpStatusCode.Forbidden);
     }
 
+    /// <summary>The requestId is the renewal's idempotency key: a repeat that changes what was asked (the PKCS#12 format, the key type,
+    /// the password) is another request under the same key, and is refused as any other request for a renewed certificate is (409),
+    /// saying why, as token enrollment refuses a repeat with another password (403, the token used). Before, another format or key
+    /// type silently got the first request's file, in the first format and with the first key type.</summary>
+    [Fact]
+    public async Task A_repeat_with_the_same_requestId_but_another_format_key_type_or_password_is_refused_and_changes_nothing()
+    {
+        using var dir = new ToolDir("escrowed-renewal-reused-id");
+        var (old, keyPem) = await EnrollEscrowedAsync(dir, $"rex.{Guid.NewGuid().ToString("N")[..6]}@example.test");
+        var requestId = Guid.NewGuid().ToString();
+        var cms = SignServerKeyRequest(dir, "RSA-3072", old.CertificatePem, keyPem, requestId, NewPassword);
+        var first = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms, pkcs12Password = NewPassword, requestId });
+        await Http.EnsureStatus(first, HttpStatusCode.Created);
+        var pkcs12 = (await first.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("pkcs12").GetString()!;
+
+        var otherFormat = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms, pkcs12Password = NewPassword, pkcs12Format = "compatible-3des", requestId });
+        var problem = await Http.AssertProblem(otherFormat, HttpStatusCode.Conflict);
+        Assert.Equal("requestId reused.", problem.GetProperty("title").GetString());
+        Assert.Contains("pkcs12Format aes256", problem.GetProperty("detail").GetString());
+        var otherKeyType = await app.Client.PostAsJsonAsync("/api/v1/renewals",
+            new { cms = SignServerKeyRequest(dir, "EC-P256", old.CertificatePem, keyPem, requestId, NewPassword), pkcs12Password = NewPassword, requestId });
+        problem = await Http.AssertProblem(otherKeyType, HttpStatusCode.Conflict);
+        Assert.Equal("requestId reused.", problem.GetProperty("title").GetString());
+        Assert.Contains("keyAlgorithm RSA-3072", problem.GetProperty("detail").GetString());
+        const string otherPassword = "another p12 password";
+        var otherPasswordAnswer = await app.Client.PostAsJsonAsync("/api/v1/renewals",
+            new { cms = SignServerKeyRequest(dir, "RSA-3072", old.CertificatePem, keyPem, requestId, otherPassword), pkcs12Password = otherPassword, requestId });
+        Assert.Equal("requestId reused.", (await Http.AssertProblem(otherPasswordAnswer, HttpStatusCode.Conflict)).GetProperty("title").GetString());
+
+        // Nothing changed: one renewal, and the first request repeated (its format named or left to the default) still collects its file.
+        using (var scope = app.Services.CreateScope())
+            Assert.Equal(1, await scope.ServiceProvider.GetRequiredService<CertPortalDbContext>().Certificates.CountAsync(c => c.RenewalOf == old.SerialNumber));
+        var repeat = await app.Client.PostAsJsonAsync("/api/v1/renewals", new { cms, pkcs12Password = NewPassword, pkcs12Format = "aes256", requestId });
+        await Http.EnsureStatus(repeat, HttpStatusCode.OK);
+        Assert.Equal(pkcs12, (await repeat.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("pkcs12").GetString());
+    }
+
     /// <summary>A client that signs <c>{"keyAlgorithm":...}</c> alone, as before the signature had to name its request, is told what
     /// to sign now, and nothing is renewed; so is one that sends no requestId.</summary>
     [Fact]
