@@ -117,15 +117,20 @@ public sealed class ServerKeyEnrollment(
     }
 
     /// <summary>The PKCS#12 handed out for a spent token, when this request repeats it: same requestId (it opens the
-    /// sealed copy) and same pkcs12Password (it opens the PKCS#12). Anything else: null, and the caller refuses.</summary>
-    private async Task<EnrollmentResult?> CollectAsync(Guid tokenId, EnrollmentRequest request, CancellationToken ct)
+    /// sealed copy), same pkcs12Password (it opens the PKCS#12), key type and format. The same requestId with other parameters: a
+    /// refusal that says so (<see cref="ServerKeyParameters.OtherThanFirst"/>). Anything else: null, and the caller refuses.</summary>
+    private async Task<Outcome<EnrollmentResult>?> CollectAsync(Guid tokenId, EnrollmentRequest request, CancellationToken ct)
     {
-        if (request.RequestId is not { } requestId || request.Pkcs12Password is not { } password) return null;
+        if (ServerKeyParameters.Check(request.KeyAlgorithm, request.Pkcs12Password, request.Pkcs12Format, request.RequestId).Value is not
+            { RequestId: { } requestId } parameters) return null;
         var package = await db.EnrollmentTokens.AsNoTracking().Where(t => t.Id == tokenId).Select(t => t.RetryPackage).FirstOrDefaultAsync(ct);
         if (package is null || RetryPackage.Open(package, requestId, tokenId) is not { } pfx) return null;
-        if (!Pkcs12Files.PasswordOpens(pfx, password)) return null;
-        var collected = await enrollment.CollectAsync(tokenId, _ => true, ct);
-        return collected is null ? null : collected with { Pkcs12 = Convert.ToBase64String(pfx), KeyEscrowed = true };
+        var issuedKeyAlgorithm = await db.Certificates.AsNoTracking().Where(c => c.TokenId == tokenId).Select(c => c.KeyAlgorithm).FirstOrDefaultAsync(ct);
+        if (issuedKeyAlgorithm is null) return null;
+        // 403, as any other request for the spent token is.
+        if (parameters.OtherThanFirst(pfx, issuedKeyAlgorithm, FailureKind.Forbidden) is { } reused) return reused;
+        if (await enrollment.CollectAsync(tokenId, _ => true, ct) is not { } collected) return null;
+        return collected with { Pkcs12 = Convert.ToBase64String(pfx), KeyEscrowed = true };
     }
 
     /// <summary>Erases retry copies older than <see cref="RetryWindow"/> (their tokens were spent long enough ago). Counted from the

@@ -77,6 +77,36 @@ public sealed class ServerKeyRetryTests(EscrowApp app) : IClassFixture<EscrowApp
         await Http.AssertProblem(await PostAsync(token.Token, requestId), HttpStatusCode.Forbidden);
     }
 
+    /// <summary>The requestId names one request: repeated with another format or key type (or password), it is refused as any
+    /// other request for the spent token is (403), saying so, where it got the first request's file in the first format and with
+    /// the first key type. The first request repeated, in the compatibility format, still collects its file.</summary>
+    [Fact]
+    public async Task The_same_request_id_with_another_format_or_key_type_is_refused_as_reused()
+    {
+        var token = await app.CreateTokenAsync($"skr.reused.{Guid.NewGuid().ToString("N")[..8]}@example.test", "encryption");
+        var requestId = Guid.NewGuid().ToString();
+        object Body(string keyAlgorithm, string format, string password = EscrowApp.Pkcs12Password) =>
+            new { token = token.Token, keyAlgorithm, pkcs12Password = password, pkcs12Format = format, requestId };
+        var first = await app.Client.PostAsJsonAsync("/api/v1/enrollments", Body("EC-P256", "compatible-3des"));
+        await Http.EnsureStatus(first, HttpStatusCode.Created);
+        var pkcs12 = (await first.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("pkcs12").GetString();
+
+        foreach (var (body, firstAsked) in new[]
+                 {
+                     (Body("EC-P256", "aes256"), "pkcs12Format compatible-3des"),
+                     (Body("RSA-2048", "compatible-3des"), "keyAlgorithm EC-P256"),
+                     (Body("EC-P256", "compatible-3des", "another password 123"), "another pkcs12Password"),
+                 })
+        {
+            var problem = await Http.AssertProblem(await app.Client.PostAsJsonAsync("/api/v1/enrollments", body), HttpStatusCode.Forbidden);
+            Assert.Equal("requestId reused.", problem.GetProperty("title").GetString());
+            Assert.Contains(firstAsked, problem.GetProperty("detail").GetString());
+        }
+        var again = await app.Client.PostAsJsonAsync("/api/v1/enrollments", Body("EC-P256", "compatible-3des"));
+        await Http.EnsureStatus(again, HttpStatusCode.OK);
+        Assert.Equal(pkcs12, (await again.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("pkcs12").GetString());
+    }
+
     [Fact]
     public async Task A_token_that_expires_soon_after_it_was_spent_keeps_its_retry_copy_for_the_whole_window()
     {
