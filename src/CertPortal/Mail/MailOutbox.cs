@@ -327,7 +327,8 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
     /// reminder's day had come gives way to that one: sent beside it, it would say "30 days" a week before the expiry.
     /// <para>One whose certificate is on hold is kept, not given up: the day's key is taken by it, so were it failed, the release would
     /// queue none and the holder would never be reminded. Released, it is sent (saying the days left then, or giving way to the next
-    /// reminder's as above); revoked for good or expired, it is given up.</para></summary>
+    /// reminder's as above); revoked for good or expired, it is given up. So is one whose renewal is on hold, until the renewal is
+    /// released (then the reminder is not needed) or revoked for good (then it is sent, without the renewal link).</para></summary>
     private async Task<SendCheck> CheckReminderAsync(CertPortalDbContext db, OutboundMessage message, CancellationToken ct)
     {
         var parts = message.DedupeKey.Split(':');
@@ -357,6 +358,12 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
             return Refused(newer.Any(c => c.SerialNumber == certificate.RenewedBy)
                 ? "Not sent: the certificate was renewed before the reminder could be sent."
                 : "Not sent: its holder was given a newer digital ID that serves its uses before the reminder could be sent.");
+        // Its renewal on hold (not valid, so not among the newer IDs above): kept, as a reminder of a held certificate is. Sent now, it
+        // would tell a holder who has renewed to ask for an invitation (a renewed certificate renews no more). Released, the renewal
+        // serves it and the reminder is not sent (above); revoked for good, the reminder goes as for any revoked renewal (below).
+        if (certificate.RenewedBy is { } successor && await db.Certificates.AsNoTracking()
+                .AnyAsync(c => c.SerialNumber == successor && c.RevocationReason == Authority.RevocationReason.CertificateHold && c.NotAfter > now, ct))
+            return new SendCheck(Postponed: "its renewal is on hold");
         if (parts.Length > 1 && int.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var days) &&
             options.ReminderDays.Where(d => d < days).DefaultIfEmpty(0).Max() is var next and > 0 && certificate.NotAfter - now <= TimeSpan.FromDays(next))
             return Refused($"Not sent: its certificate expires within {next} days, which the {next}-day reminder says.");

@@ -508,6 +508,72 @@ public sealed class StaleReminderTests
         Assert.Contains("ask your administrator for a new invitation", reminder.TextBody);
     }, new Dictionary<string, string?> { ["Renewal:OpensBeforeExpiry"] = "400.00:00:00" });
 
+    /// <summary>A renewal on hold is not a valid successor, so the renewed certificate's reminder went out at once, telling a holder who
+    /// had renewed to ask for an invitation. It now waits, as the reminder of a held certificate does: a released renewal serves the old
+    /// certificate, whose reminder is then not sent; one revoked for good leaves the holder nothing else, and the reminder goes as for
+    /// any revoked renewal (without the renewal link).</summary>
+    [Fact]
+    public Task A_reminder_waits_while_the_renewal_is_on_hold_and_goes_only_if_the_renewal_is_revoked_for_good() =>
+        WithNodeAsync([30], async (node, smtp, clock) =>
+        {
+            Tool.Require("openssl", "openssl");
+            var run = Guid.NewGuid().ToString("N")[..8];
+            var released = $"held-released.{run}@example.test";
+            var revoked = $"held-revoked.{run}@example.test";
+            using var dir = new ToolDir("held-renewal");
+            var old = new Dictionary<string, EnrollmentResponse>();
+            var renewals = new Dictionary<string, string>();
+            var issuedKeys = new Dictionary<string, SubscriberKeyPair>();
+            foreach (var email in new[] { released, revoked })
+            {
+                var (issued, key) = await node.IssueAsync(email, "signing");
+                (old[email], issuedKeys[email]) = (issued, key);
+            }
+            // Renewed two months later, so the renewals are not in the old certificates' reminder window themselves.
+            clock.Advance(TimeSpan.FromDays(60));
+            foreach (var email in new[] { released, revoked })
+            {
+                var (issued, key) = (old[email], issuedKeys[email]);
+                var (renewal, _) = await Renewal.RenewalRequests.RenewToNewKeyAsync(node.Client, dir, email, issued, key);
+                await Http.EnsureStatus(await node.RevokeAsync(renewal.SerialNumber, "certificateHold"), HttpStatusCode.OK);
+                renewals[email] = renewal.SerialNumber;
+            }
+            await node.PassAsync();
+            foreach (var email in new[] { released, revoked }) await smtp.WaitForMessagesToAsync(email); // the hold notices
+
+            clock.Advance(old[released].NotAfter.AddDays(-30).AddHours(1) - clock.GetUtcNow());
+            await node.PassAsync();
+            foreach (var email in new[] { released, revoked })
+            {
+                Assert.DoesNotContain(smtp.MessagesTo(email), IsReminder);
+                Assert.Equal("queued", (await ReminderAsync(node, email)).GetProperty("status").GetString());
+            }
+
+            await Http.EnsureStatus(await node.Admin.PostAsync($"/api/v1/certificates/{renewals[released]}/release", null), HttpStatusCode.OK);
+            await Http.EnsureStatus(await node.RevokeAsync(renewals[revoked], "affiliationChanged"), HttpStatusCode.OK);
+            clock.Advance(TimeSpan.FromHours(2)); // past the postponement (Mail:RetryMaxDelay)
+            await node.PassAsync();
+            await node.PassAsync();
+
+            Assert.DoesNotContain(smtp.MessagesTo(released), IsReminder);
+            var dropped = await ReminderAsync(node, released);
+            Assert.Equal("failed", dropped.GetProperty("status").GetString());
+            Assert.Contains("was renewed before the reminder could be sent", dropped.GetProperty("lastError").GetString());
+            var reminder = Assert.Single(smtp.MessagesTo(revoked), IsReminder);
+            Assert.Contains(old[revoked].SerialNumber, reminder.TextBody);
+            Assert.DoesNotContain("/renew?serial=", reminder.TextBody);
+            Assert.Contains("ask your administrator for a new invitation", reminder.TextBody);
+        }, new Dictionary<string, string?>
+        {
+            ["Renewal:OpensBeforeExpiry"] = "400.00:00:00",
+            ["Renewal:MaxSignatureAge"] = "90.00:00:00", // the renewals are signed by the wall clock, two months behind the node's
+            ["Issuance:PolicyOids:0"] = CertPortal.Authority.Oids.PolicyMailboxValidatedMultipurpose,
+        });
+
+    private static async Task<JsonElement> ReminderAsync(MailNode node, string email) =>
+        Assert.Single((await node.Admin.GetFromJsonAsync<JsonElement>($"/api/v1/notifications?kind=expiry-reminder&recipient={email}", Http.Json))
+            .GetProperty("notifications").EnumerateArray());
+
     /// <summary>A chain of renewals may rely on its mailbox validation for <c>Renewal:MailboxValidationReuse</c> only (S/MIME BR
     /// 4.2.1); after that the renewal API answers 403. A reminder sent then must not offer the renewal link.</summary>
     [Fact]
