@@ -1,6 +1,7 @@
 using CertPortal.Auditing;
 using CertPortal.Authority;
 using CertPortal.Data;
+using CertPortal.Renewal;
 using CertPortal.Revocation;
 using CertPortal.Security;
 using Microsoft.AspNetCore.Authorization;
@@ -11,9 +12,14 @@ using Microsoft.EntityFrameworkCore;
 namespace CertPortal.Pages.Admin;
 
 [Authorize(Policy = Policies.Audit)]
-public sealed class CertificateModel(CertPortalDbContext db, RevocationService revocation, TimeProvider time) : PageModel
+public sealed class CertificateModel(CertPortalDbContext db, RevocationService revocation, RenewalOptions renewal, TimeProvider time) : PageModel
 {
     public CertificateView? Certificate { get; private set; }
+    public bool RenewalEnabled => renewal.Enabled;
+    /// <summary>The last moment a renewal may be issued in this certificate's chain: its mailbox validation may be relied on that
+    /// long (<see cref="RenewalOptions.MailboxValidationReuse"/>), whichever certificate of the chain is renewed.</summary>
+    public DateTimeOffset RenewableUntil => renewal.RenewableUntil(Certificate!.MailboxValidatedAt);
+    public bool RenewableUntilPassed => time.GetUtcNow() > RenewableUntil;
     public bool Escrowed { get; private set; }
     public string? Error { get; private set; }
     public string? Message { get; private set; }
