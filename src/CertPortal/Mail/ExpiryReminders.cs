@@ -53,6 +53,10 @@ public sealed class ExpiryReminders(CertPortalDbContext db, MailQueue queue, Mai
             ? $"the certificate is on hold (since {since.UtcDateTime.ToString("u", CultureInfo.InvariantCulture)}): sent once it is released"
             : null;
 
+    /// <summary>Why a reminder waits whose certificate's renewal is on hold (<see cref="MailOutbox"/> keeps it: sent now, it would tell a
+    /// holder who has renewed to ask for an invitation).</summary>
+    internal const string RenewalOnHold = "its renewal is on hold: not sent once the renewal is released, sent if it is revoked for good";
+
     private static int DaysLeft(DateTimeOffset notAfter, DateTimeOffset now) => Math.Max(1, (int)Math.Ceiling((notAfter - now).TotalDays));
 
     public async Task<int> QueueDueAsync(CancellationToken ct)

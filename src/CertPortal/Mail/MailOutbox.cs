@@ -363,7 +363,7 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         // serves it and the reminder is not sent (above); revoked for good, the reminder goes as for any revoked renewal (below).
         if (certificate.RenewedBy is { } successor && await db.Certificates.AsNoTracking()
                 .AnyAsync(c => c.SerialNumber == successor && c.RevocationReason == Authority.RevocationReason.CertificateHold && c.NotAfter > now, ct))
-            return new SendCheck(Postponed: "its renewal is on hold");
+            return new SendCheck(Postponed: ExpiryReminders.RenewalOnHold);
         if (parts.Length > 1 && int.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var days) &&
             options.ReminderDays.Where(d => d < days).DefaultIfEmpty(0).Max() is var next and > 0 && certificate.NotAfter - now <= TimeSpan.FromDays(next))
             return Refused($"Not sent: its certificate expires within {next} days, which the {next}-day reminder says.");

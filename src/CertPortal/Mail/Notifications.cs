@@ -56,11 +56,20 @@ public sealed class Notifications(CertPortalDbContext db, MailOptions options, T
         if (waiting.Count == 0) return [];
         var serials = waiting.Select(w => w.Serial).Distinct().ToList();
         var certificates = await db.Certificates.AsNoTracking().Where(c => serials.Contains(c.SerialNumber))
-            .Select(c => new { c.SerialNumber, c.RevokedAt, c.RevocationReason, c.NotAfter }).ToDictionaryAsync(c => c.SerialNumber, ct);
+            .Select(c => new { c.SerialNumber, c.RevokedAt, c.RevocationReason, c.NotAfter, c.RenewedBy }).ToDictionaryAsync(c => c.SerialNumber, ct);
+        // Renewals on hold, which keep their predecessors' reminders too (MailOutbox.CheckReminderAsync).
+        var successors = certificates.Values.Select(c => c.RenewedBy).OfType<string>().ToList();
+        var heldRenewals = successors.Count == 0 ? [] : (await db.Certificates.AsNoTracking()
+            .Where(c => successors.Contains(c.SerialNumber) && c.RevocationReason == Authority.RevocationReason.CertificateHold && c.NotAfter > now)
+            .Select(c => c.SerialNumber).ToListAsync(ct)).ToHashSet(StringComparer.Ordinal);
         var postponed = new Dictionary<long, string>();
         foreach (var (id, serial) in waiting)
-            if (certificates.TryGetValue(serial, out var c) && ExpiryReminders.PostponedBecause(c.RevokedAt, c.RevocationReason, c.NotAfter, now) is { } why)
+        {
+            if (!certificates.TryGetValue(serial, out var c)) continue;
+            if ((ExpiryReminders.PostponedBecause(c.RevokedAt, c.RevocationReason, c.NotAfter, now)
+                 ?? (c.RenewedBy is { } next && heldRenewals.Contains(next) ? ExpiryReminders.RenewalOnHold : null)) is { } why)
                 postponed[id] = why;
+        }
         return postponed;
     }
 

@@ -546,7 +546,9 @@ public sealed class StaleReminderTests
             foreach (var email in new[] { released, revoked })
             {
                 Assert.DoesNotContain(smtp.MessagesTo(email), IsReminder);
-                Assert.Equal("queued", (await ReminderAsync(node, email)).GetProperty("status").GetString());
+                var waiting = await ReminderAsync(node, email);
+                Assert.Equal("queued", waiting.GetProperty("status").GetString());
+                Assert.StartsWith("its renewal is on hold", waiting.GetProperty("postponed").GetString());
             }
 
             await Http.EnsureStatus(await node.Admin.PostAsync($"/api/v1/certificates/{renewals[released]}/release", null), HttpStatusCode.OK);
