@@ -227,9 +227,9 @@ public sealed class LdapDirectory
     /// by asking for <c>member;range=1500-*</c> and so on, until the answer's range ends in <c>*</c> ([MS-ADTS] 3.1.1.3.1.3.3).
     /// Read as one answer, a group of 5,000 had 1,500 members. A range that does not follow on from the last one (the group
     /// changed meanwhile, or a server that answers otherwise) ends the reading, and the listing says it is incomplete.
-    /// A uniqueMember value may carry an optional UID after its DN, which is dropped (<see cref="DistinguishedNameMatch.WithoutOptionalUid"/>).</summary>
+    /// A uniqueMember value may carry an optional UID after its DN, which is dropped (<see cref="DistinguishedNameMatch.WithoutOptionalUid"/>).
     /// With <paramref name="tolerateAbsence"/>, null when the entry is not there or is no group (<paramref name="filter"/>); a
-    /// member held by another server (a referral) is no one we can read, and makes the listing incomplete.
+    /// member held by another server (a referral) is no one we can read, and makes the listing incomplete.</summary>
     private static List<string>? ReadGroupMembers(LdapConnection conn, string groupDn, string filter, List<string> cut, bool tolerateAbsence)
     {
         var values = new List<string>();
