@@ -14,4 +14,9 @@ public static class CertificateQueries
         return certificates.Where(c => c.Email.ToLower() == lowered);
 #pragma warning restore CA1862
     }
+
+    /// <summary>Certificates on hold at <paramref name="now"/> (an expired one is no longer held: it is just expired). One rule for
+    /// the outbox, which keeps a reminder while the certificate's renewal is held, and for its listing, which says so.</summary>
+    public static IQueryable<IssuedCertificate> OnHoldAt(this IQueryable<IssuedCertificate> certificates, DateTimeOffset now) =>
+        certificates.Where(c => c.RevokedAt != null && c.RevocationReason == Authority.RevocationReason.CertificateHold && c.NotAfter > now);
 }

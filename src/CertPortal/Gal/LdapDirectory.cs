@@ -241,30 +241,32 @@ public sealed class LdapDirectory
         var entry = found.Entries.Cast<SearchResultEntry>().FirstOrDefault();
         if (entry is null) return tolerateAbsence ? null : values;
         values.AddRange(BinaryValues(entry, "uniqueMember").Select(v => DistinguishedNameMatch.WithoutOptionalUid(Encoding.UTF8.GetString(v))));
-        var (range, next) = MemberRange(entry);
+        var (range, next, _) = MemberRange(entry);
         values.AddRange(range.Select(Encoding.UTF8.GetString));
         while (next is { } low)
         {
             entry = ((SearchResponse)SendForResponse(conn, new SearchRequest(groupDn, "(objectClass=*)", SearchScope.Base, $"member;range={low}-*"),
                 "search", groupDn)).Entries.Cast<SearchResultEntry>().FirstOrDefault();
-            if (entry is null || !HasRange(entry, low))
+            var (more, following, came) = entry is null ? ([], null, false) : MemberRange(entry, low);
+            if (!came)
             {
                 cut.Add($"the group '{groupDn}' was handed out in ranges, and the range from {low} did not come");
                 break;
             }
-            (range, next) = MemberRange(entry, low); // next > low: a range ends at or after its start
-            values.AddRange(range.Select(Encoding.UTF8.GetString));
+            values.AddRange(more.Select(Encoding.UTF8.GetString));
+            next = following; // > low: a range ends at or after its start
         }
         return values;
     }
 
-    /// <summary>The member values in <paramref name="entry"/>, and where the next range starts (null: none follows). A plain
-    /// <c>member</c> is all there is; <c>member;range=L-H</c> is one range, the last when H is <c>*</c>. With
-    /// <paramref name="expectedLow"/>, a range that starts elsewhere counts for nothing.</summary>
-    private static (List<byte[]> Values, int? Next) MemberRange(SearchResultEntry entry, int? expectedLow = null)
+    /// <summary>The member values in <paramref name="entry"/>, where the next range starts (null: none follows), and whether a
+    /// member attribute was there. A plain <c>member</c> is all there is; <c>member;range=L-H</c> is one range, the last when H is
+    /// <c>*</c>. With <paramref name="expectedLow"/>, only the range that starts there counts.</summary>
+    private static (List<byte[]> Values, int? Next, bool Found) MemberRange(SearchResultEntry entry, int? expectedLow = null)
     {
         var values = new List<byte[]>();
         int? next = null;
+        var found = false;
         foreach (string name in entry.Attributes.AttributeNames)
         {
             var parts = name.Split(';');
@@ -282,13 +284,11 @@ public sealed class LdapDirectory
                 }
             }
             else if (expectedLow is not null) continue;
+            found = true;
             values.AddRange(entry.Attributes[name].GetValues(typeof(byte[])).Cast<byte[]>());
         }
-        return (values, next);
+        return (values, next, found);
     }
-
-    private static bool HasRange(SearchResultEntry entry, int low) =>
-        entry.Attributes.AttributeNames.Cast<string>().Any(n => n.StartsWith($"member;range={low}-", StringComparison.OrdinalIgnoreCase));
 
     /// <summary>
     /// Makes a PKI entry (<see cref="DirectoryOptions.PkiEntryDn"/> or <see cref="DirectoryOptions.RootPkiEntryDn"/>)

@@ -361,8 +361,7 @@ public sealed class MailOutbox(IServiceScopeFactory scopes, MailQueue queue, Mai
         // Its renewal on hold (not valid, so not among the newer IDs above): kept, as a reminder of a held certificate is. Sent now, it
         // would tell a holder who has renewed to ask for an invitation (a renewed certificate renews no more). Released, the renewal
         // serves it and the reminder is not sent (above); revoked for good, the reminder goes as for any revoked renewal (below).
-        if (certificate.RenewedBy is { } successor && await db.Certificates.AsNoTracking()
-                .AnyAsync(c => c.SerialNumber == successor && c.RevocationReason == Authority.RevocationReason.CertificateHold && c.NotAfter > now, ct))
+        if (certificate.RenewedBy is { } successor && await db.Certificates.AsNoTracking().OnHoldAt(now).AnyAsync(c => c.SerialNumber == successor, ct))
             return new SendCheck(Postponed: ExpiryReminders.RenewalOnHold);
         if (parts.Length > 1 && int.TryParse(parts[1], System.Globalization.CultureInfo.InvariantCulture, out var days) &&
             options.ReminderDays.Where(d => d < days).DefaultIfEmpty(0).Max() is var next and > 0 && certificate.NotAfter - now <= TimeSpan.FromDays(next))

@@ -59,9 +59,8 @@ public sealed class Notifications(CertPortalDbContext db, MailOptions options, T
             .Select(c => new { c.SerialNumber, c.RevokedAt, c.RevocationReason, c.NotAfter, c.RenewedBy }).ToDictionaryAsync(c => c.SerialNumber, ct);
         // Renewals on hold, which keep their predecessors' reminders too (MailOutbox.CheckReminderAsync).
         var successors = certificates.Values.Select(c => c.RenewedBy).OfType<string>().ToList();
-        var heldRenewals = successors.Count == 0 ? [] : (await db.Certificates.AsNoTracking()
-            .Where(c => successors.Contains(c.SerialNumber) && c.RevocationReason == Authority.RevocationReason.CertificateHold && c.NotAfter > now)
-            .Select(c => c.SerialNumber).ToListAsync(ct)).ToHashSet(StringComparer.Ordinal);
+        var heldRenewals = successors.Count == 0 ? [] : (await db.Certificates.AsNoTracking().OnHoldAt(now)
+            .Where(c => successors.Contains(c.SerialNumber)).Select(c => c.SerialNumber).ToListAsync(ct)).ToHashSet(StringComparer.Ordinal);
         var postponed = new Dictionary<long, string>();
         foreach (var (id, serial) in waiting)
         {
