@@ -130,7 +130,9 @@ public abstract class DirectoryOutboxLeaseTests(SlowDirectoryApp app)
                 Assert.True(r.LeaseExpiresAt > DateTimeOffset.UtcNow, $"lease ended at {r.LeaseExpiresAt:O} (pass started {started:O})");
             });
             var result = await pass;
-            Assert.Equal(0, result.Retried);
+            // Said with the row and its error: this failed once in a clean-clone CI (Retried 1, 844 passed) and passed 3 × 12
+            // alone, and "Expected 0, Actual 1" did not say why.
+            if (result.Retried != 0) Assert.Fail($"the pass retried a row ({result}): {await FailuresAsync()}");
         }
         finally
         {
